@@ -1,0 +1,11 @@
+//! Wharf's rules, free of I/O: what a valid name, branch or commit is, how a GitHub webhook is
+//! authenticated and read, and which moves a build may make between states.
+//!
+//! Architecture invariant: nothing here touches the network, the disk, a clock or a database.
+//! Callers pass in what the rules need (bytes, strings, the current state) and get a decision back,
+//! so every rule is tested with plain values.
+
+pub mod build;
+pub mod names;
+pub mod signature;
+pub mod webhook;

@@ -1,0 +1,480 @@
+//! The JSON shapes that Wharf's server, agents and CLI exchange over HTTP.
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing about storage or HTTP
+//! frameworks. Every request type names its response type through [`ApiRequest`], so a client
+//! sends any of them through one generic function and the compiler checks the pairing.
+
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+/// A request to the server's REST API: its method, its path and the type it answers with.
+pub trait ApiRequest: Serialize {
+    /// What the server answers on success.
+    type Response: DeserializeOwned;
+    /// The HTTP method.
+    const METHOD: Method;
+    /// The path below the server's base URL, starting with `/`.
+    fn path(&self) -> String;
+}
+
+/// The HTTP methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+/// The body of every error answer: one human-readable line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// Where a build stands. The allowed moves between states live in `wharf-domain`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildState {
+    Pending,
+    Claimed,
+    Cloning,
+    Building,
+    Pushing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl BuildState {
+    /// Every state, in the order a build passes through them.
+    pub const ALL: [BuildState; 8] = [
+        BuildState::Pending,
+        BuildState::Claimed,
+        BuildState::Cloning,
+        BuildState::Building,
+        BuildState::Pushing,
+        BuildState::Completed,
+        BuildState::Failed,
+        BuildState::Cancelled,
+    ];
+
+    /// The name used in the API, the database and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildState::Pending => "pending",
+            BuildState::Claimed => "claimed",
+            BuildState::Cloning => "cloning",
+            BuildState::Building => "building",
+            BuildState::Pushing => "pushing",
+            BuildState::Completed => "completed",
+            BuildState::Failed => "failed",
+            BuildState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the name that [`BuildState::as_str`] gives.
+    pub fn parse(name: &str) -> Option<BuildState> {
+        BuildState::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+
+    /// True once nothing more will happen to the build.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            BuildState::Completed | BuildState::Failed | BuildState::Cancelled
+        )
+    }
+
+    /// True while an agent holds the build under a lease.
+    pub fn is_leased(self) -> bool {
+        matches!(
+            self,
+            BuildState::Claimed | BuildState::Cloning | BuildState::Building | BuildState::Pushing
+        )
+    }
+}
+
+impl std::fmt::Display for BuildState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What caused a build.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildTrigger {
+    /// A push to the service's tracked branch, delivered by a GitHub webhook.
+    Push,
+    /// `wharf build trigger` or its API.
+    Manual,
+    /// `wharf build retry` of an earlier build.
+    Retry,
+}
+
+impl BuildTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildTrigger::Push => "push",
+            BuildTrigger::Manual => "manual",
+            BuildTrigger::Retry => "retry",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<BuildTrigger> {
+        [BuildTrigger::Push, BuildTrigger::Manual, BuildTrigger::Retry]
+            .into_iter()
+            .find(|trigger| trigger.as_str() == name)
+    }
+}
+
+/// A service: one deployable thing built from one repository and branch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Service {
+    pub id: i64,
+    pub name: String,
+    pub project: String,
+    /// `owner/name` for a repository reached through the GitHub App, or an `https://` URL of a public one.
+    pub repo: String,
+    pub branch: String,
+    pub dockerfile: Option<String>,
+    pub context: Option<String>,
+    pub compose: Option<String>,
+    pub port: Option<u16>,
+    pub health_path: Option<String>,
+    pub domain: Option<String>,
+    pub created_at: String,
+}
+
+/// `POST /v1/services`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct CreateService {
+    pub name: String,
+    /// Defaults to `default`.
+    #[serde(default)]
+    pub project: Option<String>,
+    pub repo: String,
+    pub branch: String,
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    #[serde(default)]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub compose: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub health_path: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+impl ApiRequest for CreateService {
+    type Response = Service;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        "/v1/services".to_owned()
+    }
+}
+
+/// `GET /v1/services`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ListServices {}
+
+impl ApiRequest for ListServices {
+    type Response = Vec<Service>;
+    const METHOD: Method = Method::Get;
+    fn path(&self) -> String {
+        "/v1/services".to_owned()
+    }
+}
+
+/// A build of one commit of one service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Build {
+    pub id: i64,
+    pub service: String,
+    pub service_id: i64,
+    pub commit_sha: String,
+    /// The branch the commit came from, when known.
+    pub branch: Option<String>,
+    pub trigger: BuildTrigger,
+    pub state: BuildState,
+    /// Why the build ended as it did (failed, cancelled), in one line.
+    pub reason: Option<String>,
+    /// How many times an agent has claimed it.
+    pub attempt: i64,
+    pub max_attempts: i64,
+    /// The name of the agent holding it, while one does.
+    pub agent: Option<String>,
+    pub delivery_id: Option<String>,
+    pub retry_of: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub claimed_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// `GET /v1/builds[?service=NAME]`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ListBuilds {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl ApiRequest for ListBuilds {
+    type Response = Vec<Build>;
+    const METHOD: Method = Method::Get;
+    fn path(&self) -> String {
+        match &self.service {
+            Some(service) => format!("/v1/builds?service={}", url_component(service)),
+            None => "/v1/builds".to_owned(),
+        }
+    }
+}
+
+/// `GET /v1/builds/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShowBuild {
+    #[serde(skip)]
+    pub id: i64,
+}
+
+impl ApiRequest for ShowBuild {
+    type Response = Build;
+    const METHOD: Method = Method::Get;
+    fn path(&self) -> String {
+        format!("/v1/builds/{}", self.id)
+    }
+}
+
+/// `POST /v1/builds/{id}/cancel`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CancelBuild {
+    #[serde(skip)]
+    pub id: i64,
+}
+
+impl ApiRequest for CancelBuild {
+    type Response = Build;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        format!("/v1/builds/{}/cancel", self.id)
+    }
+}
+
+/// `POST /v1/builds/{id}/retry`: queues a new build of the same commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetryBuild {
+    #[serde(skip)]
+    pub id: i64,
+}
+
+impl ApiRequest for RetryBuild {
+    type Response = Build;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        format!("/v1/builds/{}/retry", self.id)
+    }
+}
+
+/// `POST /v1/services/{name}/builds`: a manual build of a commit, or of the branch's head.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct TriggerBuild {
+    #[serde(skip)]
+    pub service: String,
+    /// A commit SHA; when absent the server resolves the head of the service's branch.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+}
+
+impl ApiRequest for TriggerBuild {
+    type Response = Build;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        format!("/v1/services/{}/builds", url_component(&self.service))
+    }
+}
+
+/// An agent as the server knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Agent {
+    pub id: i64,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub version: Option<String>,
+    pub hostname: Option<String>,
+    pub created_at: String,
+    pub last_seen_at: Option<String>,
+}
+
+/// `POST /v1/agents`: issues a token for a new agent. The token is shown once and stored hashed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateAgent {
+    pub name: String,
+}
+
+/// The answer to [`CreateAgent`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentCredentials {
+    pub agent: Agent,
+    pub token: String,
+}
+
+impl ApiRequest for CreateAgent {
+    type Response = AgentCredentials;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        "/v1/agents".to_owned()
+    }
+}
+
+/// `GET /v1/agents`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ListAgents {}
+
+impl ApiRequest for ListAgents {
+    type Response = Vec<Agent>;
+    const METHOD: Method = Method::Get;
+    fn path(&self) -> String {
+        "/v1/agents".to_owned()
+    }
+}
+
+/// `POST /v1/agent/register`: an agent announces itself with its token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterAgent {
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+impl ApiRequest for RegisterAgent {
+    type Response = AgentSettings;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        "/v1/agent/register".to_owned()
+    }
+}
+
+/// What the server tells a registering agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSettings {
+    pub agent: Agent,
+    /// How long a claim's lease lasts without a heartbeat.
+    pub lease_ms: u64,
+    /// How often the agent should heartbeat (well inside the lease).
+    pub heartbeat_ms: u64,
+}
+
+/// `POST /v1/agent/claim`: long-polls for a build to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimBuild {
+    /// How long the server may hold the request open when no build waits (capped by the server).
+    pub wait_ms: u64,
+}
+
+impl ApiRequest for ClaimBuild {
+    type Response = Claim;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        "/v1/agent/claim".to_owned()
+    }
+}
+
+/// The answer to [`ClaimBuild`]: a job, or none when the wait ran out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claim {
+    pub job: Option<BuildJob>,
+}
+
+/// Everything an agent needs to run one build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildJob {
+    pub build: Build,
+    pub service: Service,
+    /// Where to fetch the commit from.
+    pub clone_url: String,
+    /// True when cloning needs an installation token (ask the server for one).
+    pub needs_token: bool,
+    pub lease_expires_at: String,
+}
+
+/// `POST /v1/agent/heartbeat`: keeps the agent and the leases of its builds alive.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Heartbeat {
+    /// The builds the agent is working on.
+    #[serde(default)]
+    pub builds: Vec<i64>,
+}
+
+impl ApiRequest for Heartbeat {
+    type Response = HeartbeatAnswer;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        "/v1/agent/heartbeat".to_owned()
+    }
+}
+
+/// The answer to [`Heartbeat`].
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct HeartbeatAnswer {
+    /// Builds the agent must stop: cancelled, or no longer leased to it.
+    pub stop: Vec<i64>,
+}
+
+/// `POST /v1/agent/builds/{id}/state`: the leasing agent reports progress or the outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportBuildState {
+    #[serde(skip)]
+    pub id: i64,
+    pub state: BuildState,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl ApiRequest for ReportBuildState {
+    type Response = Build;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        format!("/v1/agent/builds/{}/state", self.id)
+    }
+}
+
+/// Percent-encodes a value for use in a path segment or query value.
+pub fn url_component(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                encoded.push(byte as char)
+            }
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_state_names_round_trip() {
+        for state in BuildState::ALL {
+            assert_eq!(BuildState::parse(state.as_str()), Some(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+        assert_eq!(BuildState::parse("running"), None);
+    }
+
+    #[test]
+    fn url_component_escapes_everything_outside_unreserved() {
+        assert_eq!(url_component("web-1"), "web-1");
+        assert_eq!(url_component("a b/c?d"), "a%20b%2Fc%3Fd");
+    }
+}
