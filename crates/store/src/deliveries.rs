@@ -1,0 +1,269 @@
+//! Webhook deliveries and what they change: each delivery is stored together with its effects
+//! (builds queued, installations and repositories updated) in one transaction, and a delivery
+//! seen before, by its id or by its logical event, changes nothing.
+
+use wharf_wire::Build;
+
+use crate::builds::{NewBuild, insert_build};
+use crate::{Result, Store, in_transaction};
+
+/// A verified, parsed delivery to store.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// `X-GitHub-Delivery`.
+    pub id: String,
+    pub event: String,
+    pub action: Option<String>,
+    /// The logical event (for a push: repository, ref and commit), so a redelivery under a new id
+    /// is still recognised.
+    pub dedupe_key: Option<String>,
+    /// The raw body, kept for inspection and replay.
+    pub body: String,
+}
+
+/// What a delivery does beyond being stored.
+#[derive(Debug, Clone)]
+pub enum DeliveryEffect {
+    /// Nothing: the outcome says why.
+    Nothing { outcome: String },
+    /// Queue a build of `commit_sha` for every service tracking `repo_key` on `branch`.
+    QueueBuilds {
+        repo_key: String,
+        repo_full_name: String,
+        branch: String,
+        commit_sha: String,
+        installation_id: Option<i64>,
+        max_attempts: i64,
+    },
+    /// Bring an installation and its repository roster up to date.
+    Installation(InstallationChange),
+}
+
+/// A change to an installation and its repositories.
+#[derive(Debug, Clone, Default)]
+pub struct InstallationChange {
+    pub installation_id: i64,
+    pub account_login: String,
+    pub account_type: String,
+    /// `Some(true)` on suspend, `Some(false)` on unsuspend.
+    pub suspended: Option<bool>,
+    /// The App was uninstalled: the installation is marked deleted and its repositories dropped.
+    pub deleted: bool,
+    /// Repositories granted: (GitHub id, `owner/name`, private).
+    pub add_repositories: Vec<(i64, String, bool)>,
+    /// Repositories withdrawn, by GitHub id.
+    pub remove_repositories: Vec<i64>,
+    /// What to record as the delivery's outcome.
+    pub outcome: String,
+}
+
+/// What storing a delivery did.
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    /// Seen before (same delivery id or same logical event): nothing changed.
+    Duplicate,
+    /// Stored, with its effects.
+    Recorded { outcome: String, builds: Vec<Build> },
+}
+
+/// Applies an installation change inside the open transaction `$tx`.
+macro_rules! apply_installation_change {
+    ($tx:ident, $change:expr, $now:expr) => {{
+        let change: &InstallationChange = $change;
+        let now: i64 = $now;
+        sqlx::query(
+            "INSERT INTO installations (id, account_login, account_type, suspended, deleted, created_at, updated_at) \
+             VALUES ($1, $2, $3, COALESCE($4, FALSE), $5, $6, $6) \
+             ON CONFLICT (id) DO UPDATE SET account_login = $2, account_type = $3, \
+             suspended = COALESCE($4, installations.suspended), deleted = $5, updated_at = $6",
+        )
+        .bind(change.installation_id)
+        .bind(&change.account_login)
+        .bind(&change.account_type)
+        .bind(change.suspended)
+        .bind(change.deleted)
+        .bind(now)
+        .execute(&mut *$tx)
+        .await?;
+        if change.deleted {
+            sqlx::query("DELETE FROM repositories WHERE installation_id = $1")
+                .bind(change.installation_id)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        for (id, full_name, private) in &change.add_repositories {
+            sqlx::query(
+                "INSERT INTO repositories (id, installation_id, full_name, repo_key, private, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO UPDATE SET installation_id = $2, full_name = $3, repo_key = $4, \
+                 private = $5, updated_at = $6",
+            )
+            .bind(*id)
+            .bind(change.installation_id)
+            .bind(full_name)
+            .bind(full_name.to_ascii_lowercase())
+            .bind(*private)
+            .bind(now)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for id in &change.remove_repositories {
+            sqlx::query("DELETE FROM repositories WHERE id = $1 AND installation_id = $2")
+                .bind(*id)
+                .bind(change.installation_id)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
+impl Store {
+    /// Stores a delivery and applies its effect, all in one transaction.
+    pub async fn record_delivery(
+        &self,
+        delivery: &NewDelivery,
+        effect: &DeliveryEffect,
+        now: i64,
+    ) -> Result<DeliveryOutcome> {
+        let outcome = in_transaction!(self, tx => {
+            let inserted = sqlx::query(
+                "INSERT INTO deliveries (id, event, action, dedupe_key, body, outcome, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'processing', $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&delivery.id)
+            .bind(&delivery.event)
+            .bind(&delivery.action)
+            .bind(&delivery.dedupe_key)
+            .bind(&delivery.body)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                // Dropping the transaction rolls back nothing but the attempt itself.
+                return Ok(DeliveryOutcome::Duplicate);
+            }
+            let (outcome, build_ids) = match effect {
+                DeliveryEffect::Nothing { outcome } => (outcome.clone(), Vec::new()),
+                DeliveryEffect::QueueBuilds {
+                    repo_key,
+                    repo_full_name,
+                    branch,
+                    commit_sha,
+                    installation_id,
+                    max_attempts,
+                } => {
+                    let services: Vec<(i64, String)> = sqlx::query_as(
+                        "SELECT id, name FROM services WHERE repo_key = $1 AND branch = $2 ORDER BY id",
+                    )
+                    .bind(repo_key)
+                    .bind(branch)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut build_ids = Vec::new();
+                    let mut queued = Vec::new();
+                    for (service_id, service_name) in services {
+                        let new = NewBuild {
+                            service_id,
+                            commit_sha: commit_sha.clone(),
+                            branch: Some(branch.clone()),
+                            trigger: wharf_wire::BuildTrigger::Push,
+                            installation_id: *installation_id,
+                            delivery_id: Some(delivery.id.clone()),
+                            retry_of: None,
+                            max_attempts: *max_attempts,
+                        };
+                        let id = insert_build!(tx, &new, now);
+                        build_ids.push(id);
+                        queued.push(format!("build #{id} of {service_name}"));
+                    }
+                    let outcome = if queued.is_empty() {
+                        format!("no service tracks {repo_full_name} on branch {branch}")
+                    } else {
+                        format!("queued {}", queued.join(", "))
+                    };
+                    (outcome, build_ids)
+                }
+                DeliveryEffect::Installation(change) => {
+                    apply_installation_change!(tx, change, now);
+                    (change.outcome.clone(), Vec::new())
+                }
+            };
+            sqlx::query("UPDATE deliveries SET outcome = $1 WHERE id = $2")
+                .bind(&outcome)
+                .bind(&delivery.id)
+                .execute(&mut *tx)
+                .await?;
+            (outcome, build_ids)
+        });
+        let (outcome, build_ids) = outcome;
+        let mut builds = Vec::with_capacity(build_ids.len());
+        for id in build_ids {
+            builds.push(self.build(id).await?);
+        }
+        Ok(DeliveryOutcome::Recorded { outcome, builds })
+    }
+
+    /// Records an installation confirmed outside a webhook (the App's setup callback).
+    pub async fn apply_installation(&self, change: &InstallationChange, now: i64) -> Result<()> {
+        in_transaction!(self, tx => {
+            apply_installation_change!(tx, change, now);
+        });
+        Ok(())
+    }
+
+    /// The installation that holds repository `repo_key` (lowercase `owner/name`), unless it is
+    /// suspended or deleted.
+    pub async fn installation_for_repo(&self, repo_key: &str) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = crate::on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT i.id FROM repositories r JOIN installations i ON i.id = r.installation_id \
+                 WHERE r.repo_key = $1 AND NOT i.suspended AND NOT i.deleted",
+            )
+            .bind(repo_key)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// The stored outcome of a delivery, if it was stored.
+    pub async fn delivery_outcome(&self, id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = crate::on_pool!(self, pool => {
+            sqlx::query_as("SELECT outcome FROM deliveries WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(outcome,)| outcome))
+    }
+
+    /// How many deliveries are stored.
+    pub async fn count_deliveries(&self) -> Result<i64> {
+        let (count,): (i64,) = crate::on_pool!(self, pool => {
+            sqlx::query_as("SELECT COUNT(*) FROM deliveries").fetch_one(pool).await?
+        });
+        Ok(count)
+    }
+
+    /// Installations and whether each is usable: (id, account, suspended, deleted).
+    pub async fn list_installations(&self) -> Result<Vec<(i64, String, bool, bool)>> {
+        let rows = crate::on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, account_login, suspended, deleted FROM installations ORDER BY id")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows)
+    }
+
+    /// The repositories an installation holds, as `owner/name`.
+    pub async fn installation_repositories(&self, installation_id: i64) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = crate::on_pool!(self, pool => {
+            sqlx::query_as("SELECT full_name FROM repositories WHERE installation_id = $1 ORDER BY full_name")
+                .bind(installation_id)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(name,)| name).collect())
+    }
+}

@@ -1,0 +1,217 @@
+//! Wharf's state: installations, repositories, projects, services, agents, webhook deliveries
+//! and the build queue, in SQLite (the embedded default) or PostgreSQL.
+//!
+//! Architecture invariant: this is the only crate that speaks SQL. Both databases run the same
+//! statements (with `$1` placeholders, which SQLite accepts too) except where a database needs
+//! its own form, such as `FOR UPDATE SKIP LOCKED` in the claim; each such place picks its text
+//! with [`Store::pick`]. Every write that must happen together (a delivery and the builds it
+//! queues) is one transaction, so a crash never leaves half of it behind.
+//!
+//! Times are milliseconds since the Unix epoch, passed in by the caller, so the store never reads
+//! a clock and tests decide what "now" is.
+
+mod agents;
+mod builds;
+mod deliveries;
+mod migrate;
+mod services;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use agents::hash_token;
+pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
+pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
+pub use services::NewService;
+
+/// Where the store keeps its data.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A fault of the store, or a refusal a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request clashes with what is stored (a name already taken, a build already finished).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// The database URL is not one Wharf knows.
+    #[error("{0}")]
+    Url(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either database.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite($pool) => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside one transaction on either database and commits it; an early return with
+/// `?` drops the transaction, which rolls it back. SQLite transactions begin `IMMEDIATE`, taking
+/// the write lock at once, so two writers never meet halfway and fail with "database is locked".
+macro_rules! in_transaction {
+    ($store:expr, $tx:ident => $body:block) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let value = $body;
+                $tx.commit().await?;
+                value
+            }
+            $crate::Backend::Postgres(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                let value = $body;
+                $tx.commit().await?;
+                value
+            }
+        }
+    };
+}
+
+pub(crate) use {in_transaction, on_pool};
+
+/// Which database a store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://PATH`, `sqlite:PATH` or `postgres://…`) and brings
+    /// its schema up to date. A SQLite file is created when missing.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(|error| {
+                StoreError::Url(format!(
+                    "invalid PostgreSQL URL: {}",
+                    redact(&error.to_string())
+                ))
+            })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Store {
+                backend: Backend::Postgres(pool),
+            }
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|error| StoreError::Url(format!("invalid SQLite URL: {error}")))?;
+            Store::open_sqlite(options).await?
+        } else {
+            return Err(StoreError::Url(
+                "unsupported database URL: expected sqlite://PATH or postgres://…".to_owned(),
+            ));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens (creating when missing) the SQLite file at `path`.
+    pub async fn open_sqlite_file(path: &std::path::Path) -> Result<Store> {
+        let store = Store::open_sqlite(SqliteConnectOptions::new().filename(path)).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn open_sqlite(options: SqliteConnectOptions) -> Result<Store> {
+        // WAL lets readers run beside the single writer. With synchronous=NORMAL a commit is in
+        // the WAL file before it returns, so a crash of the process loses no committed write;
+        // only a power loss can take the last commits, as for any WAL database in this mode.
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Store {
+            backend: Backend::Sqlite(pool),
+        })
+    }
+
+    /// Which database this store uses.
+    pub fn kind(&self) -> DatabaseKind {
+        match self.backend {
+            Backend::Sqlite(_) => DatabaseKind::Sqlite,
+            Backend::Postgres(_) => DatabaseKind::Postgres,
+        }
+    }
+
+    /// Picks the statement text for this store's database.
+    pub(crate) fn pick(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => sqlite,
+            Backend::Postgres(_) => postgres,
+        }
+    }
+
+    /// Answers whether the database responds.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes every connection; used at shutdown.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Removes a password from a message that may quote a database URL.
+fn redact(message: &str) -> String {
+    match (message.find("://"), message.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://…{}", &message[..scheme_end], &message[at..])
+        }
+        _ => message.to_owned(),
+    }
+}
+
+/// True when `error` is a unique-constraint violation on either database.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database_error) => database_error.is_unique_violation(),
+        _ => false,
+    }
+}
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,117 @@
+//! Schema migrations, embedded in the binary: one numbered SQL file per step and database.
+//!
+//! A table `wharf_migrations` records the steps applied. Each step runs in its own transaction
+//! with its record, so a crash mid-way leaves the schema at the previous step. On PostgreSQL an
+//! advisory lock keeps two server replicas starting together from migrating at once.
+
+use sqlx::Executor;
+
+use crate::{Backend, Result, Store, StoreError};
+
+/// One step: its number, its name and its SQL for each database.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+}];
+
+/// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.
+const MIGRATION_LOCK: i64 = 0x5748_4152_465f_4d49;
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wharf_migrations (
+    version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+impl Store {
+    /// Applies every migration not yet applied.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut connection = pool.acquire().await?;
+                connection.execute(CREATE_TABLE).await?;
+                for migration in MIGRATIONS {
+                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let applied: Option<(i64,)> =
+                        sqlx::query_as("SELECT version FROM wharf_migrations WHERE version = $1")
+                            .bind(migration.version)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if applied.is_none() {
+                        sqlx::raw_sql(migration.sqlite)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|error| {
+                                StoreError::Migration(format!("{}: {error}", migration.name))
+                            })?;
+                        record(&mut *tx, migration).await?;
+                    }
+                    tx.commit().await?;
+                }
+            }
+            Backend::Postgres(pool) => {
+                let mut connection = pool.acquire().await?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *connection)
+                    .await?;
+                let outcome = async {
+                    connection.execute(CREATE_TABLE).await?;
+                    for migration in MIGRATIONS {
+                        let applied: Option<(i64,)> = sqlx::query_as(
+                            "SELECT version FROM wharf_migrations WHERE version = $1",
+                        )
+                        .bind(migration.version)
+                        .fetch_optional(&mut *connection)
+                        .await?;
+                        if applied.is_none() {
+                            let mut tx = sqlx::Connection::begin(&mut *connection).await?;
+                            sqlx::raw_sql(migration.postgres)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(|error| {
+                                    StoreError::Migration(format!("{}: {error}", migration.name))
+                                })?;
+                            record(&mut *tx, migration).await?;
+                            tx.commit().await?;
+                        }
+                    }
+                    Ok::<(), StoreError>(())
+                }
+                .await;
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *connection)
+                    .await?;
+                outcome?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn record<'c, E>(executor: E, migration: &Migration) -> Result<()>
+where
+    E: sqlx::Executor<'c>,
+    i64: sqlx::Encode<'c, E::Database> + sqlx::Type<E::Database>,
+    &'static str: sqlx::Encode<'c, E::Database> + sqlx::Type<E::Database>,
+    for<'a> <E::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<E::Database>,
+{
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0);
+    sqlx::query("INSERT INTO wharf_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(now)
+        .execute(executor)
+        .await?;
+    Ok(())
+}

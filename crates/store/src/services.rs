@@ -1,0 +1,139 @@
+//! Projects and services.
+
+use wharf_wire::{Service, format_millis};
+
+use crate::{Result, Store, StoreError, in_transaction, is_unique_violation, on_pool};
+
+/// A service to create; the caller has validated every field.
+#[derive(Debug, Clone)]
+pub struct NewService {
+    pub name: String,
+    pub project: String,
+    pub repo: String,
+    /// Lowercase `owner/name` for repositories of the GitHub App; `None` for URL sources.
+    pub repo_key: Option<String>,
+    pub branch: String,
+    pub dockerfile: Option<String>,
+    pub context: Option<String>,
+    pub compose: Option<String>,
+    pub port: Option<u16>,
+    pub health_path: Option<String>,
+    pub domain: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ServiceRow {
+    id: i64,
+    name: String,
+    project: String,
+    repo: String,
+    branch: String,
+    dockerfile: Option<String>,
+    context: Option<String>,
+    compose: Option<String>,
+    port: Option<i64>,
+    health_path: Option<String>,
+    domain: Option<String>,
+    created_at: i64,
+}
+
+impl From<ServiceRow> for Service {
+    fn from(row: ServiceRow) -> Service {
+        Service {
+            id: row.id,
+            name: row.name,
+            project: row.project,
+            repo: row.repo,
+            branch: row.branch,
+            dockerfile: row.dockerfile,
+            context: row.context,
+            compose: row.compose,
+            port: row.port.and_then(|port| u16::try_from(port).ok()),
+            health_path: row.health_path,
+            domain: row.domain,
+            created_at: format_millis(row.created_at),
+        }
+    }
+}
+
+/// The columns of [`ServiceRow`]; a macro so that `concat!` can build whole statements from it.
+macro_rules! select_service {
+    () => {
+        "SELECT s.id, s.name, p.name AS project, s.repo, s.branch, s.dockerfile, s.context, \
+         s.compose, s.port, s.health_path, s.domain, s.created_at \
+         FROM services s JOIN projects p ON p.id = s.project_id"
+    };
+}
+
+impl Store {
+    /// Creates a service, and its project when that does not exist yet.
+    pub async fn create_service(&self, new: &NewService, now: i64) -> Result<Service> {
+        let id: i64 = in_transaction!(self, tx => {
+            sqlx::query("INSERT INTO projects (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(&new.project)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let inserted = sqlx::query_as::<_, (i64,)>(
+                "INSERT INTO services (project_id, name, repo, repo_key, branch, dockerfile, context, \
+                 compose, port, health_path, domain, created_at) \
+                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM projects WHERE name = $1 \
+                 RETURNING id",
+            )
+            .bind(&new.project)
+            .bind(&new.name)
+            .bind(&new.repo)
+            .bind(&new.repo_key)
+            .bind(&new.branch)
+            .bind(&new.dockerfile)
+            .bind(&new.context)
+            .bind(&new.compose)
+            .bind(new.port.map(i64::from))
+            .bind(&new.health_path)
+            .bind(&new.domain)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await;
+            match inserted {
+                Ok((id,)) => id,
+                Err(error) if is_unique_violation(&error) => {
+                    return Err(StoreError::Conflict(format!(
+                        "a service named {} already exists",
+                        new.name
+                    )));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        });
+        self.service_by_id(id).await
+    }
+
+    /// Every service, by name.
+    pub async fn list_services(&self) -> Result<Vec<Service>> {
+        let sql = concat!(select_service!(), " ORDER BY s.name");
+        let rows: Vec<ServiceRow> = on_pool!(self, pool => {
+            sqlx::query_as(sql).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(Service::from).collect())
+    }
+
+    /// The service named `name`.
+    pub async fn service_by_name(&self, name: &str) -> Result<Service> {
+        let sql = concat!(select_service!(), " WHERE s.name = $1");
+        let row: Option<ServiceRow> = on_pool!(self, pool => {
+            sqlx::query_as(sql).bind(name).fetch_optional(pool).await?
+        });
+        row.map(Service::from)
+            .ok_or_else(|| StoreError::NotFound(format!("no service named {name}")))
+    }
+
+    /// The service with id `id`.
+    pub async fn service_by_id(&self, id: i64) -> Result<Service> {
+        let sql = concat!(select_service!(), " WHERE s.id = $1");
+        let row: Option<ServiceRow> = on_pool!(self, pool => {
+            sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
+        });
+        row.map(Service::from)
+            .ok_or_else(|| StoreError::NotFound(format!("no service with id {id}")))
+    }
+}

@@ -1,0 +1,115 @@
+//! A fresh, empty database for each test, on the backend the test run asks for.
+//!
+//! `WHARF_TEST_BACKEND=postgres` selects PostgreSQL, reached through the administrative URL in
+//! `WHARF_TEST_POSTGRES_URL` (a role allowed to create databases); each test gets a database of
+//! its own, dropped when the [`TestDatabase`] is dropped. Otherwise each test gets a SQLite file
+//! in a temporary directory. Asking for PostgreSQL without a URL is an error, never a silent
+//! fallback, so a CI run cannot pass on the wrong backend.
+
+use crate::{Result, Store, StoreError};
+
+/// A test's own database; dropping it removes the database.
+pub struct TestDatabase {
+    /// The URL the store was opened with (what a server under test gets as `WHARF_DATABASE_URL`).
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+/// The backend this test run uses.
+pub fn backend_name() -> String {
+    std::env::var("WHARF_TEST_BACKEND").unwrap_or_else(|_| "sqlite".to_owned())
+}
+
+impl TestDatabase {
+    /// Creates an empty database and opens a migrated store on it.
+    pub async fn create() -> Result<(Store, TestDatabase)> {
+        match backend_name().as_str() {
+            "postgres" => {
+                let admin_url = std::env::var("WHARF_TEST_POSTGRES_URL").map_err(|_| {
+                    StoreError::Url(
+                        "WHARF_TEST_BACKEND=postgres needs WHARF_TEST_POSTGRES_URL".to_owned(),
+                    )
+                })?;
+                let name = format!(
+                    "wharf_test_{}_{:016x}",
+                    std::process::id(),
+                    rand::random::<u64>()
+                );
+                let admin = sqlx::PgPool::connect(&admin_url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&admin)
+                    .await?;
+                admin.close().await;
+                let url = match admin_url.rsplit_once('/') {
+                    Some((base, _)) => format!("{base}/{name}"),
+                    None => {
+                        return Err(StoreError::Url(
+                            "WHARF_TEST_POSTGRES_URL has no database name".to_owned(),
+                        ));
+                    }
+                };
+                let store = Store::connect(&url).await?;
+                Ok((
+                    store,
+                    TestDatabase {
+                        url,
+                        cleanup: Cleanup::Postgres { admin_url, name },
+                    },
+                ))
+            }
+            "sqlite" => {
+                let dir = tempfile::tempdir().map_err(|error| {
+                    StoreError::Url(format!("cannot create a temporary directory: {error}"))
+                })?;
+                let url = format!("sqlite://{}", dir.path().join("wharf.db").display());
+                let store = Store::connect(&url).await?;
+                Ok((
+                    store,
+                    TestDatabase {
+                        url,
+                        cleanup: Cleanup::Sqlite(dir),
+                    },
+                ))
+            }
+            other => Err(StoreError::Url(format!(
+                "unknown WHARF_TEST_BACKEND {other:?}: use sqlite or postgres"
+            ))),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            let admin_url = admin_url.clone();
+            let database = name.clone();
+            // Drop may run inside a runtime, which cannot block on itself: use a thread of its own.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                runtime.block_on(async {
+                    let admin = sqlx::PgPool::connect(&admin_url).await.ok()?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await
+                    .ok()?;
+                    admin.close().await;
+                    Some(())
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Some(()))) {
+                eprintln!("warning: could not drop test database {name}");
+            }
+        }
+    }
+}

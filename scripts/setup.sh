@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what Wharf and its tests need on a Debian 12 machine, when it is missing, and starts
+# the services the tests use. Sourced by scripts/test and scripts/up; every step is idempotent.
+set -euo pipefail
+
+WHARF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export WHARF_ROOT
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+# need_packages PKG...: installs the Debian packages that are not installed yet.
+need_packages() {
+    local missing=()
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$apt_updated" = 0 ]; then
+        log "apt-get update"
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    log "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# need_rust: cargo and cargo-nextest.
+need_rust() {
+    command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs) first" >&2; exit 1; }
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        log "installing cargo-nextest"
+        cargo install --locked cargo-nextest
+    fi
+}
+
+# need_testdata: GitHub's OpenAPI description and webhook examples from npm.
+need_testdata() {
+    need_packages nodejs npm
+    if [ ! -f "$WHARF_ROOT/testdata/node_modules/@octokit/openapi/generated/api.github.com.json" ] \
+        || [ ! -f "$WHARF_ROOT/testdata/node_modules/@octokit/webhooks-examples/api.github.com/index.json" ]; then
+        log "installing GitHub's API description and webhook examples (npm)"
+        (cd "$WHARF_ROOT/testdata" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    export WHARF_OCTOKIT_DIR="$WHARF_ROOT/testdata/node_modules/@octokit"
+}
+
+# need_postgres: a running PostgreSQL 15 with a role `wharf` that may create databases.
+# Exports WHARF_TEST_POSTGRES_URL.
+need_postgres() {
+    need_packages postgresql
+    if ! pg_lsclusters -h 2>/dev/null | awk '{print $4}' | grep -q online; then
+        log "starting PostgreSQL"
+        local cluster
+        cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1" "$2}')
+        # shellcheck disable=SC2086
+        as_root pg_ctlcluster $cluster start
+    fi
+    local port
+    port=$(pg_lsclusters -h | awk '$4 == "online" {print $3; exit}')
+    local deadline=$((SECONDS + 30))
+    until as_root su postgres -c "psql -p $port -qAtc 'SELECT 1'" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || { echo "PostgreSQL did not start" >&2; exit 1; }
+        sleep 0.2
+    done
+    as_root su postgres -c "psql -p $port -qAtc \"SELECT 1 FROM pg_roles WHERE rolname = 'wharf'\"" | grep -q 1 \
+        || as_root su postgres -c "psql -p $port -qc \"CREATE ROLE wharf LOGIN CREATEDB PASSWORD 'wharf'\""
+    export WHARF_TEST_POSTGRES_URL="postgres://wharf:wharf@127.0.0.1:$port/postgres"
+}
