@@ -402,10 +402,9 @@ pub struct Claim {
 pub struct BuildJob {
     pub build: Build,
     pub service: Service,
-    /// Where to fetch the commit from.
-    pub clone_url: String,
-    /// True when cloning needs an installation token (ask the server for one).
-    pub needs_token: bool,
+    /// Where to fetch a public repository from; `None` when the repository is reached through
+    /// the GitHub App, whose clone URL and short-lived token come from [`CloneCredentials`].
+    pub clone_url: Option<String>,
     pub lease_expires_at: String,
 }
 
@@ -447,6 +446,42 @@ impl ApiRequest for ReportBuildState {
     const METHOD: Method = Method::Post;
     fn path(&self) -> String {
         format!("/v1/agent/builds/{}/state", self.id)
+    }
+}
+
+/// `POST /v1/agent/builds/{id}/clone-credentials`: what the leasing agent needs to fetch the
+/// commit of a repository reached through the GitHub App.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetCloneCredentials {
+    #[serde(skip)]
+    pub id: i64,
+}
+
+impl ApiRequest for GetCloneCredentials {
+    type Response = CloneCredentials;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        format!("/v1/agent/builds/{}/clone-credentials", self.id)
+    }
+}
+
+/// A clone URL and the installation token that opens it. The token is short-lived; the agent
+/// passes it to git through the environment and never writes it anywhere.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CloneCredentials {
+    pub clone_url: String,
+    pub token: Option<String>,
+    /// When the token stops working (RFC 3339).
+    pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for CloneCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloneCredentials")
+            .field("clone_url", &self.clone_url)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 

@@ -1,0 +1,173 @@
+//! Wharf's agent: it registers with the server, claims builds by long-poll under a lease,
+//! keeps the lease alive with heartbeats while a [`BuildRunner`] works, and stops a build
+//! the moment the server says so (cancelled, or leased elsewhere).
+//!
+//! Architecture invariant: the agent holds no state the server cannot rebuild. If it dies,
+//! its leases run out and the server hands its builds to another agent.
+
+mod runner;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::sync::watch;
+use wharf_client::{ApiClient, ClientError};
+use wharf_wire::{AgentSettings, ClaimBuild, Heartbeat, RegisterAgent};
+
+pub use runner::{BuildContext, BuildRunner, NoBuilder};
+
+/// How the agent reaches its server and where it works.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// The server's base URL.
+    pub server: String,
+    /// The token the server issued for this agent.
+    pub token: SecretString,
+    /// What this agent offers, such as `build` and `deploy`.
+    pub labels: Vec<String>,
+    /// Where builds get their working directories.
+    pub work_dir: PathBuf,
+    /// How long one claim request may wait on the server for work.
+    pub claim_wait: Duration,
+}
+
+/// The builds this agent works on, each with the switch that stops it.
+type ActiveBuilds = Arc<Mutex<HashMap<i64, watch::Sender<bool>>>>;
+
+/// Runs the agent until `shutdown` turns true.
+pub async fn run<R: BuildRunner>(
+    config: AgentConfig,
+    runner: R,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let client = ApiClient::new(&config.server, config.token.clone())?;
+    let Some(settings) = register(&client, &config, &mut shutdown).await? else {
+        return Ok(());
+    };
+    tracing::info!(
+        agent = %settings.agent.name,
+        server = %config.server,
+        "agent registered; waiting for builds"
+    );
+    let active: ActiveBuilds = Arc::new(Mutex::new(HashMap::new()));
+    let heartbeats = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        active.clone(),
+        Duration::from_millis(settings.heartbeat_ms),
+        shutdown.clone(),
+    ));
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let request = ClaimBuild {
+            wait_ms: config.claim_wait.as_millis() as u64,
+        };
+        let answer = tokio::select! {
+            answer = client.send_with_timeout(&request, config.claim_wait + Duration::from_secs(15)) => answer,
+            _ = stopped(&mut shutdown) => break,
+        };
+        match answer {
+            Ok(claim) => {
+                backoff = Duration::from_millis(250);
+                let Some(job) = claim.job else { continue };
+                let build_id = job.build.id;
+                let (stop_sender, stop) = watch::channel(false);
+                lock(&active).insert(build_id, stop_sender);
+                tracing::info!(build = build_id, service = %job.service.name, commit = %job.build.commit_sha, "build claimed");
+                let context = BuildContext {
+                    client: client.clone(),
+                    stop,
+                    work_dir: config.work_dir.clone(),
+                    agent_name: settings.agent.name.clone(),
+                };
+                runner.run(job, context).await;
+                lock(&active).remove(&build_id);
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "claim failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(&mut shutdown) => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(15));
+            }
+        }
+    }
+    heartbeats.abort();
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+/// Registers, retrying while the server is unreachable; a refused token ends the agent.
+async fn register(
+    client: &ApiClient,
+    config: &AgentConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<AgentSettings>> {
+    let request = RegisterAgent {
+        labels: config.labels.clone(),
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        hostname: std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned()),
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match client.send(&request).await {
+            Ok(settings) => return Ok(Some(settings)),
+            Err(error @ ClientError::Api { status: 401, .. }) => {
+                anyhow::bail!("the server refused this agent's token: {error}")
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot register yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(shutdown) => return Ok(None),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    client: ApiClient,
+    active: ActiveBuilds,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+        let builds: Vec<i64> = lock(&active).keys().copied().collect();
+        match client.send(&Heartbeat { builds }).await {
+            Ok(answer) => {
+                let active = lock(&active);
+                for id in answer.stop {
+                    if let Some(stop) = active.get(&id) {
+                        tracing::info!(build = id, "the server asks to stop this build");
+                        let _ = stop.send(true);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "heartbeat failed"),
+        }
+    }
+}
+
+fn lock(active: &ActiveBuilds) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Sender<bool>>> {
+    active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,558 @@
+//! Wharf's client for the GitHub App: it signs App JWTs, exchanges them for installation
+//! access tokens (cached per installation and renewed before they expire), and makes the few
+//! REST calls Wharf needs.
+//!
+//! Architecture invariant: tokens and the private key never leave this crate except as
+//! [`SecretString`]; no error, log line or `Debug` output contains them. Requests that fail
+//! with a 5xx or a rate limit are retried with backoff; other failures come back as
+//! [`GithubError`] with GitHub's own message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+/// GitHub's public API.
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+
+/// What went wrong talking to GitHub. Never holds a token.
+#[derive(Debug, thiserror::Error)]
+pub enum GithubError {
+    /// The App's settings cannot work (a key that is not an RSA PEM, say).
+    #[error("GitHub App configuration: {0}")]
+    Config(String),
+    /// GitHub answered with an error status.
+    #[error("GitHub answered {status} to {what}: {message}")]
+    Status {
+        status: u16,
+        what: String,
+        message: String,
+    },
+    /// GitHub could not be reached, or its answer could not be read.
+    #[error("GitHub request for {what} failed: {detail}")]
+    Transport { what: String, detail: String },
+}
+
+impl GithubError {
+    /// The HTTP status GitHub answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GithubError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// How to reach the App.
+#[derive(Clone)]
+pub struct AppConfig {
+    pub app_id: u64,
+    /// The App's private key as PEM text, or base64 of the PEM (as `base64 key.pem` gives).
+    pub private_key: SecretString,
+    pub api_url: String,
+}
+
+/// An installation as GitHub describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    pub id: u64,
+    pub account_login: String,
+    pub account_type: String,
+    pub suspended: bool,
+}
+
+/// A repository an installation grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    pub id: u64,
+    pub full_name: String,
+    pub private: bool,
+    pub clone_url: String,
+}
+
+/// An installation token and when it stops working.
+#[derive(Clone)]
+pub struct InstallationToken {
+    pub token: SecretString,
+    /// Seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for InstallationToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallationToken")
+            .field("token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// The client. Cheap to clone; clones share the token cache.
+#[derive(Clone)]
+pub struct GithubApp {
+    app_id: u64,
+    key: Arc<EncodingKey>,
+    api_url: String,
+    http: reqwest::Client,
+    tokens: Arc<Mutex<HashMap<u64, CachedToken>>>,
+    retry: RetryPolicy,
+}
+
+/// How failed requests are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 4,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+/// How long an App JWT lives. GitHub allows ten minutes; `iat` is set 60 s in the past
+/// against clock drift, so the lifetime counted from `iat` stays under that limit.
+const JWT_LIFETIME_SECONDS: i64 = 9 * 60;
+/// `iat` is backdated by this much, as GitHub recommends.
+const JWT_BACKDATE_SECONDS: i64 = 60;
+
+fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads a private key given as PEM text or as base64 of the PEM.
+pub fn decode_private_key(value: &str) -> Result<EncodingKey, GithubError> {
+    let trimmed = value.trim();
+    let pem = if trimmed.starts_with("-----BEGIN") {
+        trimmed.as_bytes().to_vec()
+    } else {
+        let compact: String = trimmed.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(compact.as_bytes())
+            .map_err(|_| {
+                GithubError::Config(
+                    "the private key is neither PEM text nor base64 of a PEM file".to_owned(),
+                )
+            })?
+    };
+    EncodingKey::from_rsa_pem(&pem).map_err(|_| {
+        GithubError::Config(
+            "the private key is not an RSA private key in PEM form (PKCS#1 or PKCS#8)".to_owned(),
+        )
+    })
+}
+
+/// A token in the cache, with when it was issued so the renewal margin scales with its lifetime.
+struct CachedToken {
+    token: InstallationToken,
+    issued_at: i64,
+}
+
+impl CachedToken {
+    /// True while the token has more than a quarter of its lifetime (at most five minutes) left.
+    fn is_fresh(&self, now: i64) -> bool {
+        let lifetime = self.token.expires_at - self.issued_at;
+        let margin = (lifetime / 4).min(5 * 60);
+        self.token.expires_at - now > margin
+    }
+}
+
+#[derive(Serialize)]
+struct Claims {
+    iat: i64,
+    exp: i64,
+    iss: String,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    token: String,
+    expires_at: String,
+}
+
+#[derive(Deserialize)]
+struct InstallationAnswer {
+    id: u64,
+    account: Option<AccountAnswer>,
+    #[serde(default)]
+    target_type: Option<String>,
+    #[serde(default)]
+    suspended_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AccountAnswer {
+    #[serde(default)]
+    login: Option<String>,
+    #[serde(default)]
+    slug: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RepositoriesAnswer {
+    repositories: Vec<RepositoryAnswer>,
+}
+
+#[derive(Deserialize)]
+struct RepositoryAnswer {
+    id: u64,
+    full_name: String,
+    #[serde(default)]
+    private: bool,
+    clone_url: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    message: Option<String>,
+}
+
+/// Who a request authenticates as.
+enum Credential {
+    App,
+    Installation(u64),
+}
+
+impl GithubApp {
+    /// Builds the client; fails when the key cannot be read.
+    pub fn new(config: &AppConfig) -> Result<GithubApp, GithubError> {
+        let key = decode_private_key(config.private_key.expose_secret())?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|error| GithubError::Config(format!("HTTP client: {error}")))?;
+        Ok(GithubApp {
+            app_id: config.app_id,
+            key: Arc::new(key),
+            api_url: config.api_url.trim_end_matches('/').to_owned(),
+            http,
+            tokens: Arc::new(Mutex::new(HashMap::new())),
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// Replaces the retry policy (tests make it fast).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> GithubApp {
+        self.retry = retry;
+        self
+    }
+
+    /// The API base URL in use.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// A fresh App JWT: RS256, `iat` a minute in the past, expiring within ten minutes.
+    pub fn app_jwt(&self) -> Result<SecretString, GithubError> {
+        let now = now_seconds();
+        let claims = Claims {
+            iat: now - JWT_BACKDATE_SECONDS,
+            exp: now - JWT_BACKDATE_SECONDS + JWT_LIFETIME_SECONDS,
+            iss: self.app_id.to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .map(SecretString::from)
+            .map_err(|error| GithubError::Config(format!("cannot sign the App JWT: {error}")))
+    }
+
+    /// An installation token, from the cache while it has more than a safe margin left.
+    pub async fn installation_token(
+        &self,
+        installation_id: u64,
+    ) -> Result<InstallationToken, GithubError> {
+        let mut tokens = self.tokens.lock().await;
+        if let Some(cached) = tokens.get(&installation_id)
+            && cached.is_fresh(now_seconds())
+        {
+            return Ok(cached.token.clone());
+        }
+        let issued_at = now_seconds();
+        let answer: TokenAnswer = self
+            .call(
+                Method::POST,
+                &format!("/app/installations/{installation_id}/access_tokens"),
+                Credential::App,
+                None,
+                "an installation token",
+            )
+            .await?;
+        let expires_at = time::OffsetDateTime::parse(
+            &answer.expires_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map(|instant| instant.unix_timestamp())
+        .map_err(|_| GithubError::Transport {
+            what: "an installation token".to_owned(),
+            detail: "expires_at is not an RFC 3339 time".to_owned(),
+        })?;
+        let token = InstallationToken {
+            token: SecretString::from(answer.token),
+            expires_at,
+        };
+        tokens.insert(
+            installation_id,
+            CachedToken {
+                token: token.clone(),
+                issued_at,
+            },
+        );
+        Ok(token)
+    }
+
+    /// Forgets a cached token (after GitHub refused it).
+    pub async fn forget_token(&self, installation_id: u64) {
+        self.tokens.lock().await.remove(&installation_id);
+    }
+
+    /// Looks an installation up with the App JWT.
+    pub async fn installation(&self, installation_id: u64) -> Result<Installation, GithubError> {
+        let answer: InstallationAnswer = self
+            .call(
+                Method::GET,
+                &format!("/app/installations/{installation_id}"),
+                Credential::App,
+                None,
+                "the installation",
+            )
+            .await?;
+        let account = answer.account.as_ref();
+        Ok(Installation {
+            id: answer.id,
+            account_login: account
+                .and_then(|account| account.login.clone().or_else(|| account.slug.clone()))
+                .unwrap_or_default(),
+            account_type: account
+                .and_then(|account| account.kind.clone())
+                .or(answer.target_type)
+                .unwrap_or_else(|| "Enterprise".to_owned()),
+            suspended: answer.suspended_at.is_some(),
+        })
+    }
+
+    /// Every repository the installation grants (all pages).
+    pub async fn installation_repositories(
+        &self,
+        installation_id: u64,
+    ) -> Result<Vec<Repository>, GithubError> {
+        let mut repositories = Vec::new();
+        for page in 1..=100 {
+            let answer: RepositoriesAnswer = self
+                .call(
+                    Method::GET,
+                    &format!("/installation/repositories?per_page=100&page={page}"),
+                    Credential::Installation(installation_id),
+                    None,
+                    "the installation's repositories",
+                )
+                .await?;
+            let count = answer.repositories.len();
+            repositories.extend(answer.repositories.into_iter().map(|repository| Repository {
+                id: repository.id,
+                full_name: repository.full_name,
+                private: repository.private,
+                clone_url: repository.clone_url,
+            }));
+            if count < 100 {
+                break;
+            }
+        }
+        Ok(repositories)
+    }
+
+    /// The commit a branch points at now.
+    pub async fn branch_head(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<String, GithubError> {
+        #[derive(Deserialize)]
+        struct Commit {
+            sha: String,
+        }
+        let commit: Commit = self
+            .call(
+                Method::GET,
+                &format!(
+                    "/repos/{}/{}/commits/{}",
+                    path_segment(owner),
+                    path_segment(repo),
+                    path_segment(branch)
+                ),
+                Credential::Installation(installation_id),
+                None,
+                "the branch head",
+            )
+            .await?;
+        Ok(commit.sha)
+    }
+
+    /// A repository's clone URL as GitHub gives it.
+    pub async fn repository(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+    ) -> Result<Repository, GithubError> {
+        let answer: RepositoryAnswer = self
+            .call(
+                Method::GET,
+                &format!("/repos/{}/{}", path_segment(owner), path_segment(repo)),
+                Credential::Installation(installation_id),
+                None,
+                "the repository",
+            )
+            .await?;
+        Ok(Repository {
+            id: answer.id,
+            full_name: answer.full_name,
+            private: answer.private,
+            clone_url: answer.clone_url,
+        })
+    }
+
+    /// Sends one API request with retries on 5xx and rate limits, and reads its JSON answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        credential: Credential,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<T, GithubError> {
+        let url = format!("{}{}", self.api_url, path);
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 1;
+        loop {
+            let authorization = match &credential {
+                Credential::App => format!("Bearer {}", self.app_jwt()?.expose_secret()),
+                Credential::Installation(id) => format!(
+                    "Bearer {}",
+                    Box::pin(self.installation_token(*id))
+                        .await?
+                        .token
+                        .expose_secret()
+                ),
+            };
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("Accept", "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", "2022-11-28")
+                .header("Authorization", authorization);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let outcome = request.send().await;
+            let retry_after = match outcome {
+                Ok(response) if response.status().is_success() => {
+                    return response.json::<T>().await.map_err(|error| {
+                        GithubError::Transport {
+                            what: what.to_owned(),
+                            detail: format!("unexpected answer: {}", without_url(error)),
+                        }
+                    });
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let rate_limited = is_rate_limited(&response);
+                    let wait = retry_after_header(&response);
+                    let message = response
+                        .json::<ErrorAnswer>()
+                        .await
+                        .ok()
+                        .and_then(|answer| answer.message)
+                        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+                    if status == StatusCode::UNAUTHORIZED
+                        && let Credential::Installation(id) = credential
+                    {
+                        self.forget_token(id).await;
+                    }
+                    let retryable = status.is_server_error() || rate_limited;
+                    if !retryable || attempt >= self.retry.attempts {
+                        return Err(GithubError::Status {
+                            status: status.as_u16(),
+                            what: what.to_owned(),
+                            message: message.chars().take(300).collect(),
+                        });
+                    }
+                    wait
+                }
+                Err(error) => {
+                    if attempt >= self.retry.attempts {
+                        return Err(GithubError::Transport {
+                            what: what.to_owned(),
+                            detail: without_url(error),
+                        });
+                    }
+                    None
+                }
+            };
+            let pause = retry_after.unwrap_or(delay).min(self.retry.max_delay);
+            tracing::warn!(what, attempt, pause_ms = pause.as_millis() as u64, "retrying a GitHub request");
+            tokio::time::sleep(pause).await;
+            delay = (delay * 2).min(self.retry.max_delay);
+            attempt += 1;
+        }
+    }
+}
+
+fn is_rate_limited(response: &reqwest::Response) -> bool {
+    let status = response.status();
+    (status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS)
+        && (response
+            .headers()
+            .get("x-ratelimit-remaining")
+            .is_some_and(|value| value == "0")
+            || response.headers().contains_key("retry-after")
+            || status == StatusCode::TOO_MANY_REQUESTS)
+}
+
+fn retry_after_header(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// A transport error's text without the URL (which never holds a token, but keeps errors short).
+fn without_url(error: reqwest::Error) -> String {
+    error.without_url().to_string()
+}
+
+/// Percent-encodes a path segment.
+fn path_segment(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                encoded.push(byte as char)
+            }
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
+}

@@ -1,0 +1,197 @@
+//! `/v1/agent/…`: what agents call, authenticated by their own tokens: register, claim a build
+//! by long-poll, heartbeat, report progress, and fetch clone credentials.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use wharf_domain::names::RepoSource;
+use wharf_store::StateReport;
+use wharf_wire::{
+    AgentSettings, Build, BuildJob, Claim, ClaimBuild, CloneCredentials, Heartbeat,
+    HeartbeatAnswer, RegisterAgent, ReportBuildState, format_millis,
+};
+
+use crate::http::HttpError;
+use crate::http::auth::AgentIdentity;
+use crate::http::error::JsonBody;
+use crate::{AppState, now_millis};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agent/register", post(register))
+        .route("/v1/agent/claim", post(claim))
+        .route("/v1/agent/heartbeat", post(heartbeat))
+        .route("/v1/agent/builds/{id}/state", post(report_state))
+        .route("/v1/agent/builds/{id}/clone-credentials", post(clone_credentials))
+}
+
+/// Claimers look at the queue at least this often even without a wake-up, which covers builds
+/// queued by another server replica and builds returned by lease expiry elsewhere.
+const CLAIM_RECHECK: Duration = Duration::from_secs(1);
+
+async fn register(
+    AgentIdentity(agent): AgentIdentity,
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<RegisterAgent>,
+) -> Result<Json<AgentSettings>, HttpError> {
+    let labels: Vec<String> = request
+        .labels
+        .iter()
+        .map(|label| label.trim().to_owned())
+        .filter(|label| !label.is_empty())
+        .collect();
+    if labels.iter().any(|label| {
+        label.len() > 63 || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) {
+        return Err(HttpError::BadRequest(
+            "labels are letters, digits, '-' and '_', at most 63 each".to_owned(),
+        ));
+    }
+    let short = |value: &Option<String>| value.as_deref().map(|text| text.chars().take(200).collect::<String>());
+    let agent = state
+        .store
+        .register_agent(
+            agent.id,
+            &labels,
+            short(&request.version).as_deref(),
+            short(&request.hostname).as_deref(),
+            now_millis(),
+        )
+        .await?;
+    tracing::info!(agent = %agent.name, labels = ?agent.labels, "agent registered");
+    let lease_ms = state.config.lease.as_millis() as u64;
+    Ok(Json(AgentSettings {
+        agent,
+        lease_ms,
+        heartbeat_ms: (lease_ms / 3).max(100),
+    }))
+}
+
+async fn claim(
+    AgentIdentity(agent): AgentIdentity,
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<ClaimBuild>,
+) -> Result<Json<Claim>, HttpError> {
+    let wait = Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait);
+    let deadline = Instant::now() + wait;
+    let mut wake_ups = state.queue.subscribe();
+    let lease_ms = state.config.lease.as_millis() as i64;
+    loop {
+        // Marking the current version seen before looking means a build queued after this
+        // point always wakes the wait below.
+        wake_ups.borrow_and_update();
+        if let Some(claimed) = state.store.claim_build(agent.id, lease_ms, now_millis()).await? {
+            state
+                .metrics
+                .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);
+            let service = state.store.service_by_id(claimed.build.service_id).await?;
+            let clone_url = match RepoSource::parse(&service.repo)? {
+                RepoSource::PublicUrl(url) => Some(url),
+                RepoSource::GitHub(_) => None,
+            };
+            tracing::info!(build = claimed.build.id, agent = %agent.name, attempt = claimed.build.attempt, "build claimed");
+            return Ok(Json(Claim {
+                job: Some(BuildJob {
+                    build: claimed.build,
+                    service,
+                    clone_url,
+                    lease_expires_at: format_millis(claimed.lease_expires_at),
+                }),
+            }));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(Json(Claim { job: None }));
+        }
+        let pause = (deadline - now).min(CLAIM_RECHECK);
+        let _ = tokio::time::timeout(pause, wake_ups.changed()).await;
+    }
+}
+
+async fn heartbeat(
+    AgentIdentity(agent): AgentIdentity,
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<Heartbeat>,
+) -> Result<Json<HeartbeatAnswer>, HttpError> {
+    if request.builds.len() > 1000 {
+        return Err(HttpError::BadRequest("at most 1000 builds per heartbeat".to_owned()));
+    }
+    let stop = state
+        .store
+        .heartbeat(
+            agent.id,
+            &request.builds,
+            state.config.lease.as_millis() as i64,
+            now_millis(),
+        )
+        .await?;
+    Ok(Json(HeartbeatAnswer { stop }))
+}
+
+async fn report_state(
+    AgentIdentity(agent): AgentIdentity,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBody(request): JsonBody<ReportBuildState>,
+) -> Result<Json<Build>, HttpError> {
+    let reason = request
+        .reason
+        .map(|reason| reason.chars().take(2000).collect::<String>());
+    let build = state
+        .store
+        .report_build_state(
+            &StateReport {
+                agent_id: agent.id,
+                build_id: id,
+                state: request.state,
+                reason,
+            },
+            now_millis(),
+        )
+        .await?;
+    tracing::info!(build = id, agent = %agent.name, state = %build.state, "build state reported");
+    Ok(Json(build))
+}
+
+async fn clone_credentials(
+    AgentIdentity(agent): AgentIdentity,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<CloneCredentials>, HttpError> {
+    let build = state.store.build(id).await?;
+    if build.agent.as_deref() != Some(agent.name.as_str()) || !build.state.is_leased() {
+        return Err(HttpError::Conflict(format!("build #{id} is not leased to this agent")));
+    }
+    let service = state.store.service_by_id(build.service_id).await?;
+    match RepoSource::parse(&service.repo)? {
+        RepoSource::PublicUrl(url) => Ok(Json(CloneCredentials {
+            clone_url: url,
+            token: None,
+            expires_at: None,
+        })),
+        RepoSource::GitHub(repo) => {
+            let app = state.github_app().ok_or_else(|| {
+                HttpError::Unavailable("the GitHub App is not configured on the server".to_owned())
+            })?;
+            let installation_id = state.store.build_installation(id).await?.ok_or_else(|| {
+                HttpError::Conflict(format!("build #{id} has no GitHub App installation to clone with"))
+            })? as u64;
+            let repository = app
+                .repository(installation_id, repo.owner(), repo.name())
+                .await
+                .map_err(|error| HttpError::BadGateway(error.to_string()))?;
+            let token = app
+                .installation_token(installation_id)
+                .await
+                .map_err(|error| HttpError::BadGateway(error.to_string()))?;
+            Ok(Json(CloneCredentials {
+                clone_url: repository.clone_url,
+                token: Some(token.token.expose_secret().to_owned()),
+                expires_at: Some(format_millis(token.expires_at * 1000)),
+            }))
+        }
+    }
+}

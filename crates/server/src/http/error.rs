@@ -1,0 +1,99 @@
+//! The one error type of the HTTP edge. Each variant is an HTTP status with a message the
+//! caller can act on; faults of Wharf itself are logged in full and answered with a generic 500,
+//! so no internal detail (a query, a path, a token) reaches the caller.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use wharf_store::StoreError;
+use wharf_wire::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for HttpError {
+    fn from(error: StoreError) -> HttpError {
+        match error {
+            StoreError::NotFound(message) => HttpError::NotFound(message),
+            StoreError::Conflict(message) => HttpError::Conflict(message),
+            other => HttpError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<wharf_domain::names::NameError> for HttpError {
+    fn from(error: wharf_domain::names::NameError) -> HttpError {
+        HttpError::BadRequest(error.0)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::Conflict(_) => StatusCode::CONFLICT,
+            HttpError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let mut response = (
+            status,
+            Json(ApiError {
+                error: self.to_string(),
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// Reads a JSON body, answering 400 with serde's explanation when it does not fit.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, HttpError> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| HttpError::BadRequest(rejection.body_text()))?;
+        if bytes.is_empty() {
+            return serde_json::from_slice(b"{}")
+                .map(JsonBody)
+                .map_err(|error| HttpError::BadRequest(format!("a JSON body is required: {error}")));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|error| HttpError::BadRequest(format!("invalid JSON body: {error}")))
+    }
+}

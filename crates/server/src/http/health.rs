@@ -1,0 +1,44 @@
+//! `GET /healthz` (the store answers) and `GET /metrics` (Prometheus text).
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::AppState;
+use crate::http::HttpError;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Err(error) => {
+            tracing::error!(%error, "health check: the store does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "error": "the database does not answer"})),
+            )
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, HttpError> {
+    let by_state: Vec<(String, i64)> = state
+        .store
+        .count_builds_by_state()
+        .await?
+        .into_iter()
+        .map(|(build_state, count)| (build_state.as_str().to_owned(), count))
+        .collect();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(&by_state),
+    ))
+}

@@ -1,0 +1,31 @@
+//! The HTTP edge: one module per resource, each exposing `router()`, merged here.
+
+mod agent_api;
+mod agents;
+mod auth;
+mod builds;
+mod error;
+mod github_setup;
+mod health;
+mod services;
+mod webhooks;
+
+use axum::Router;
+
+use crate::AppState;
+
+pub(crate) use agents::new_agent_token;
+pub(crate) use error::HttpError;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(webhooks::router())
+        .merge(github_setup::router())
+        .merge(services::router())
+        .merge(builds::router())
+        .merge(agents::router())
+        .merge(agent_api::router())
+        .merge(health::router())
+        .fallback(|| async { HttpError::NotFound("no such endpoint".to_owned()) })
+        .with_state(state)
+}

@@ -1,0 +1,196 @@
+//! `/v1/services`: create and list services, and trigger a manual build of one.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use wharf_domain::names::{
+    BranchName, CommitSha, DnsLabel, RepoSource, check_domain, check_http_path, check_repo_path,
+};
+use wharf_store::{NewBuild, NewService};
+use wharf_wire::{Build, BuildTrigger, CreateService, Service, TriggerBuild};
+
+use crate::http::HttpError;
+use crate::http::auth::Admin;
+use crate::http::error::JsonBody;
+use crate::{AppState, now_millis};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/services", post(create).get(list))
+        .route("/v1/services/{name}", get(show))
+        .route("/v1/services/{name}/builds", post(trigger))
+}
+
+/// Checks every field and gives the store what it stores.
+fn validate(request: &CreateService) -> Result<NewService, HttpError> {
+    let name = DnsLabel::parse("service name", &request.name)?;
+    let project = DnsLabel::parse("project name", request.project.as_deref().unwrap_or("default"))?;
+    let source = RepoSource::parse(&request.repo)?;
+    let branch = BranchName::parse(&request.branch)?;
+    for (what, value) in [
+        ("dockerfile path", &request.dockerfile),
+        ("build context", &request.context),
+        ("compose file path", &request.compose),
+    ] {
+        if let Some(value) = value {
+            check_repo_path(what, value)?;
+        }
+    }
+    if let Some(path) = &request.health_path {
+        check_http_path("health path", path)?;
+    }
+    if let Some(domain) = &request.domain {
+        check_domain(domain)?;
+    }
+    if request.port == Some(0) {
+        return Err(HttpError::BadRequest("port must be between 1 and 65535".to_owned()));
+    }
+    if request.dockerfile.is_some() && request.compose.is_some() {
+        return Err(HttpError::BadRequest(
+            "give either a Dockerfile or a compose file, not both".to_owned(),
+        ));
+    }
+    Ok(NewService {
+        name: name.to_string(),
+        project: project.to_string(),
+        repo: source.to_text(),
+        repo_key: source.github_key(),
+        branch: branch.to_string(),
+        dockerfile: request.dockerfile.clone(),
+        context: request.context.clone(),
+        compose: request.compose.clone(),
+        port: request.port,
+        health_path: request.health_path.clone(),
+        domain: request.domain.clone(),
+    })
+}
+
+async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<CreateService>,
+) -> Result<(StatusCode, Json<Service>), HttpError> {
+    let new = validate(&request)?;
+    let service = state.store.create_service(&new, now_millis()).await?;
+    tracing::info!(service = %service.name, repo = %service.repo, branch = %service.branch, "service created");
+    Ok((StatusCode::CREATED, Json(service)))
+}
+
+async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Service>>, HttpError> {
+    Ok(Json(state.store.list_services().await?))
+}
+
+async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Service>, HttpError> {
+    Ok(Json(state.store.service_by_name(&name).await?))
+}
+
+async fn trigger(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<TriggerBuild>,
+) -> Result<(StatusCode, Json<Build>), HttpError> {
+    let service = state.store.service_by_name(&name).await?;
+    let source = RepoSource::parse(&service.repo)?;
+    let installation_id = match &source {
+        RepoSource::GitHub(repo) => Some(
+            state
+                .store
+                .installation_for_repo(&repo.key())
+                .await?
+                .ok_or_else(|| {
+                    HttpError::Conflict(format!(
+                        "no installation of the GitHub App grants access to {repo}: install the App on it, \
+                         or point the service at https://github.com/{repo} if it is public"
+                    ))
+                })?,
+        ),
+        RepoSource::PublicUrl(_) => None,
+    };
+    let commit = match &request.git_ref {
+        Some(git_ref) => CommitSha::parse(git_ref)?,
+        None => resolve_branch_head(&state, &service, &source, installation_id).await?,
+    };
+    let build = state
+        .store
+        .queue_build(
+            &NewBuild {
+                service_id: service.id,
+                commit_sha: commit.to_string(),
+                branch: Some(service.branch.clone()),
+                trigger: BuildTrigger::Manual,
+                installation_id,
+                delivery_id: None,
+                retry_of: None,
+                max_attempts: state.config.max_attempts,
+            },
+            now_millis(),
+        )
+        .await?;
+    state.queue.notify();
+    tracing::info!(build = build.id, service = %service.name, commit = %build.commit_sha, "manual build queued");
+    Ok((StatusCode::CREATED, Json(build)))
+}
+
+/// The commit the service's branch points at now.
+async fn resolve_branch_head(
+    state: &AppState,
+    service: &Service,
+    source: &RepoSource,
+    installation_id: Option<i64>,
+) -> Result<CommitSha, HttpError> {
+    let sha = match (source, installation_id) {
+        (RepoSource::GitHub(repo), Some(installation_id)) => {
+            let app = state.github_app().ok_or_else(|| {
+                HttpError::Unavailable("the GitHub App is not configured: pass --ref SHA".to_owned())
+            })?;
+            app.branch_head(installation_id as u64, repo.owner(), repo.name(), &service.branch)
+                .await
+                .map_err(|error| match error.status() {
+                    Some(404 | 422) => HttpError::NotFound(format!(
+                        "branch {} not found in {repo}",
+                        service.branch
+                    )),
+                    _ => HttpError::BadGateway(error.to_string()),
+                })?
+        }
+        (RepoSource::PublicUrl(url), _) => ls_remote(url, &service.branch).await?,
+        (RepoSource::GitHub(repo), None) => {
+            return Err(HttpError::Conflict(format!("no installation grants access to {repo}")));
+        }
+    };
+    Ok(CommitSha::parse(&sha)?)
+}
+
+/// Asks a public repository for its branch head with `git ls-remote`, never prompting.
+async fn ls_remote(url: &str, branch: &str) -> Result<String, HttpError> {
+    let mut command = tokio::process::Command::new("git");
+    command
+        .args(["ls-remote", "--", url, &format!("refs/heads/{branch}")])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
+        .await
+        .map_err(|_| HttpError::BadGateway(format!("git ls-remote {url} timed out")))?
+        .map_err(|error| HttpError::Internal(anyhow::anyhow!("cannot run git: {error}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(HttpError::BadGateway(format!(
+            "git ls-remote {url} failed: {}",
+            stderr.lines().last().unwrap_or("").chars().take(200).collect::<String>()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
+        .ok_or_else(|| HttpError::NotFound(format!("branch {branch} not found in {url}")))
+}

@@ -1,0 +1,126 @@
+//! Counters for `/metrics`, rendered in the Prometheus text format.
+//!
+//! They count what this process saw since it started, as Prometheus expects; gauges that
+//! describe shared state (queue depth) are read from the store at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds of the claim-latency histogram buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+/// The server's counters.
+#[derive(Default)]
+pub struct Metrics {
+    /// Webhook deliveries by (event, outcome).
+    deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Time from a build being queued to its claim.
+    claim_latency: Mutex<Histogram>,
+}
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// How a delivery ended, as a metric label.
+#[derive(Debug, Clone, Copy)]
+pub enum DeliveryLabel {
+    Accepted,
+    Duplicate,
+    Ignored,
+    BadSignature,
+    BadRequest,
+    Error,
+}
+
+impl DeliveryLabel {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryLabel::Accepted => "accepted",
+            DeliveryLabel::Duplicate => "duplicate",
+            DeliveryLabel::Ignored => "ignored",
+            DeliveryLabel::BadSignature => "bad_signature",
+            DeliveryLabel::BadRequest => "bad_request",
+            DeliveryLabel::Error => "error",
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one delivery. `event` is only trusted after the signature check; before it, pass "unknown".
+    pub fn count_delivery(&self, event: &str, outcome: DeliveryLabel) {
+        let event = if event.len() <= 64 && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            event
+        } else {
+            "invalid"
+        };
+        if let Ok(mut deliveries) = self.deliveries.lock() {
+            *deliveries.entry((event.to_owned(), outcome.as_str())).or_default() += 1;
+        }
+    }
+
+    /// Records how long a build waited before it was claimed.
+    pub fn observe_claim_latency(&self, seconds: f64) {
+        if let Ok(mut histogram) = self.claim_latency.lock() {
+            for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                if seconds <= *bound {
+                    histogram.counts[index] += 1;
+                }
+            }
+            histogram.count += 1;
+            histogram.sum += seconds;
+        }
+    }
+
+    /// Renders every metric; `builds_by_state` comes from the store.
+    pub fn render(&self, builds_by_state: &[(String, i64)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP wharf_webhook_deliveries_total GitHub webhook deliveries received, by event and outcome.\n");
+        out.push_str("# TYPE wharf_webhook_deliveries_total counter\n");
+        if let Ok(deliveries) = self.deliveries.lock() {
+            for ((event, outcome), count) in deliveries.iter() {
+                let _ = writeln!(
+                    out,
+                    "wharf_webhook_deliveries_total{{event=\"{event}\",outcome=\"{outcome}\"}} {count}"
+                );
+            }
+        }
+        out.push_str("# HELP wharf_builds Builds in the store, by state.\n");
+        out.push_str("# TYPE wharf_builds gauge\n");
+        let mut pending = 0;
+        for (state, count) in builds_by_state {
+            if state == "pending" {
+                pending = *count;
+            }
+            let _ = writeln!(out, "wharf_builds{{state=\"{state}\"}} {count}");
+        }
+        out.push_str("# HELP wharf_queue_depth Builds waiting to be claimed.\n");
+        out.push_str("# TYPE wharf_queue_depth gauge\n");
+        let _ = writeln!(out, "wharf_queue_depth {pending}");
+        out.push_str("# HELP wharf_claim_latency_seconds Time from a build being queued to an agent claiming it.\n");
+        out.push_str("# TYPE wharf_claim_latency_seconds histogram\n");
+        if let Ok(histogram) = self.claim_latency.lock() {
+            for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "wharf_claim_latency_seconds_bucket{{le=\"{bound}\"}} {}",
+                    histogram.counts[index]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "wharf_claim_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(out, "wharf_claim_latency_seconds_sum {}", histogram.sum);
+            let _ = writeln!(out, "wharf_claim_latency_seconds_count {}", histogram.count);
+        }
+        out
+    }
+}

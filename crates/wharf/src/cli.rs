@@ -1,0 +1,399 @@
+//! The CLI verbs: thin clients of the REST API. Listings print a table, or JSON with `--json`;
+//! errors are one line on stderr and a non-zero exit.
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use secrecy::SecretString;
+use serde::Serialize;
+use wharf_client::ApiClient;
+use wharf_wire::{
+    Agent, Build, CancelBuild, CreateAgent, CreateService, ListAgents, ListBuilds, ListServices,
+    RetryBuild, Service, ShowBuild, TriggerBuild,
+};
+
+/// Where the server is and how to authenticate.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// The Wharf server's URL.
+    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:8420", global = true)]
+    server: String,
+    /// The admin token.
+    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+impl Connection {
+    fn client(&self) -> anyhow::Result<ApiClient> {
+        let token = self
+            .token
+            .clone()
+            .filter(|token| !token.is_empty())
+            .context("no token: set WHARF_TOKEN (wharf up prints one and keeps it in .wharf/admin-token)")?;
+        Ok(ApiClient::new(&self.server, SecretString::from(token))?)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Create and list services.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List builds, newest first.
+    Builds {
+        /// Only this service's builds.
+        #[arg(long)]
+        service: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show, cancel, retry or trigger a build.
+    Build {
+        #[command(subcommand)]
+        command: BuildCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Issue agent tokens and list agents.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ServiceCommand {
+    /// Create a service that builds a repository's branch.
+    Create {
+        /// The service's name: a DNS label (lowercase letters, digits, hyphens).
+        name: String,
+        /// owner/name of a repository of the GitHub App, or an https:// URL of a public one.
+        #[arg(long)]
+        repo: String,
+        /// The branch whose pushes build and deploy.
+        #[arg(long)]
+        branch: String,
+        /// The project the service belongs to.
+        #[arg(long)]
+        project: Option<String>,
+        /// The Dockerfile or Containerfile, relative to the repository.
+        #[arg(long)]
+        dockerfile: Option<String>,
+        /// The build context, relative to the repository.
+        #[arg(long)]
+        context: Option<String>,
+        /// A compose file to build and deploy instead of a Dockerfile.
+        #[arg(long)]
+        compose: Option<String>,
+        /// The port the service listens on inside its container.
+        #[arg(long)]
+        port: Option<u16>,
+        /// The HTTP path its health probe asks.
+        #[arg(long)]
+        health_path: Option<String>,
+        /// The host name that routes to it.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List services.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BuildCommand {
+    /// Show one build.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a build that has not finished.
+    Cancel {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a new build of the same commit.
+    Retry {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a build of a service's branch head, or of one commit.
+    Trigger {
+        service: String,
+        /// A full commit SHA; the branch's head when absent.
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AgentsCommand {
+    /// Issue a token for a new agent (shown once).
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List agents.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Service {
+            command,
+            connection,
+        } => {
+            let client = connection.client()?;
+            match command {
+                ServiceCommand::Create {
+                    name,
+                    repo,
+                    branch,
+                    project,
+                    dockerfile,
+                    context,
+                    compose,
+                    port,
+                    health_path,
+                    domain,
+                    json,
+                } => {
+                    let service = client
+                        .send(&CreateService {
+                            name,
+                            project,
+                            repo,
+                            branch,
+                            dockerfile,
+                            context,
+                            compose,
+                            port,
+                            health_path,
+                            domain,
+                        })
+                        .await?;
+                    print_one(&service, json, |service| {
+                        format!(
+                            "Created service {} ({}, branch {}) in project {}\n",
+                            service.name, service.repo, service.branch, service.project
+                        )
+                    })
+                }
+                ServiceCommand::List { json } => {
+                    let services = client.send(&ListServices {}).await?;
+                    print_list(&services, json, services_table)
+                }
+            }
+        }
+        ClientCommand::Builds {
+            service,
+            json,
+            connection,
+        } => {
+            let builds = connection.client()?.send(&ListBuilds { service }).await?;
+            print_list(&builds, json, builds_table)
+        }
+        ClientCommand::Build {
+            command,
+            connection,
+        } => {
+            let client = connection.client()?;
+            let (build, json) = match command {
+                BuildCommand::Show { id, json } => (client.send(&ShowBuild { id }).await?, json),
+                BuildCommand::Cancel { id, json } => (client.send(&CancelBuild { id }).await?, json),
+                BuildCommand::Retry { id, json } => (client.send(&RetryBuild { id }).await?, json),
+                BuildCommand::Trigger {
+                    service,
+                    git_ref,
+                    json,
+                } => (client.send(&TriggerBuild { service, git_ref }).await?, json),
+            };
+            print_one(&build, json, build_details)
+        }
+        ClientCommand::Agents {
+            command,
+            connection,
+        } => {
+            let client = connection.client()?;
+            match command {
+                AgentsCommand::Create { name, json } => {
+                    let credentials = client.send(&CreateAgent { name }).await?;
+                    print_one(&credentials, json, |credentials| {
+                        format!(
+                            "Agent {} created. Its token is shown only now:\n\n    WHARF_AGENT_TOKEN={}\n\nRun it with: wharf agent --server URL --token \"$WHARF_AGENT_TOKEN\"\n",
+                            credentials.agent.name, credentials.token
+                        )
+                    })
+                }
+                AgentsCommand::List { json } => {
+                    let agents = client.send(&ListAgents {}).await?;
+                    print_list(&agents, json, agents_table)
+                }
+            }
+        }
+    }
+}
+
+fn print_one<T: Serialize>(value: &T, json: bool, human: impl Fn(&T) -> String) -> anyhow::Result<()> {
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(value)?))
+    } else {
+        emit(&human(value))
+    }
+}
+
+fn print_list<T: Serialize>(
+    values: &[T],
+    json: bool,
+    table: impl Fn(&[T]) -> Vec<Vec<String>>,
+) -> anyhow::Result<()> {
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(values)?))
+    } else {
+        emit(&render_table(&table(values)))
+    }
+}
+
+/// Writes to stdout; a reader that went away (`wharf builds | head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Renders rows as left-aligned columns; the first row is the header.
+fn render_table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(column, cell)| format!("{cell:<width$}", width = widths[column]))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+fn services_table(services: &[Service]) -> Vec<Vec<String>> {
+    let mut rows = vec![vec!["NAME", "PROJECT", "REPO", "BRANCH", "PORT", "DOMAIN"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()];
+    for service in services {
+        rows.push(vec![
+            service.name.clone(),
+            service.project.clone(),
+            service.repo.clone(),
+            service.branch.clone(),
+            service.port.map(|port| port.to_string()).unwrap_or_else(|| "-".to_owned()),
+            service.domain.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    rows
+}
+
+fn short_sha(sha: &str) -> String {
+    sha.chars().take(12).collect()
+}
+
+fn builds_table(builds: &[Build]) -> Vec<Vec<String>> {
+    let mut rows = vec![vec!["ID", "SERVICE", "COMMIT", "STATE", "TRIGGER", "ATTEMPT", "CREATED", "REASON"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()];
+    for build in builds {
+        rows.push(vec![
+            build.id.to_string(),
+            build.service.clone(),
+            short_sha(&build.commit_sha),
+            build.state.to_string(),
+            build.trigger.as_str().to_owned(),
+            format!("{}/{}", build.attempt, build.max_attempts),
+            build.created_at.clone(),
+            build
+                .reason
+                .clone()
+                .map(|reason| reason.chars().take(60).collect())
+                .unwrap_or_default(),
+        ]);
+    }
+    rows
+}
+
+fn build_details(build: &Build) -> String {
+    let mut out = String::new();
+    let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    let _ = writeln!(out, "Build #{}", build.id);
+    let _ = writeln!(out, "  service:   {}", build.service);
+    let _ = writeln!(out, "  commit:    {}", build.commit_sha);
+    let _ = writeln!(out, "  branch:    {}", optional(&build.branch));
+    let _ = writeln!(out, "  state:     {}", build.state);
+    let _ = writeln!(out, "  trigger:   {}", build.trigger.as_str());
+    let _ = writeln!(out, "  attempt:   {} of {}", build.attempt, build.max_attempts);
+    let _ = writeln!(out, "  agent:     {}", optional(&build.agent));
+    let _ = writeln!(out, "  created:   {}", build.created_at);
+    let _ = writeln!(out, "  claimed:   {}", optional(&build.claimed_at));
+    let _ = writeln!(out, "  finished:  {}", optional(&build.finished_at));
+    if let Some(reason) = &build.reason {
+        let _ = writeln!(out, "  reason:    {reason}");
+    }
+    if let Some(retry_of) = build.retry_of {
+        let _ = writeln!(out, "  retry of:  #{retry_of}");
+    }
+    out
+}
+
+fn agents_table(agents: &[Agent]) -> Vec<Vec<String>> {
+    let mut rows = vec![vec!["NAME", "LABELS", "VERSION", "HOST", "LAST SEEN"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()];
+    for agent in agents {
+        rows.push(vec![
+            agent.name.clone(),
+            agent.labels.join(","),
+            agent.version.clone().unwrap_or_else(|| "-".to_owned()),
+            agent.hostname.clone().unwrap_or_else(|| "-".to_owned()),
+            agent.last_seen_at.clone().unwrap_or_else(|| "never".to_owned()),
+        ]);
+    }
+    rows
+}

@@ -1,0 +1,261 @@
+//! Server and agent settings: flags, each with its `WHARF_*` environment variable, secrets also
+//! from `*_FILE`, and an optional TOML file (`--config` / `WHARF_CONFIG`) whose keys are the
+//! variables' names without the prefix, in lowercase (`listen`, `github_app_id`, …).
+//!
+//! Precedence: a flag, then the environment, then the file, then the default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use secrecy::SecretString;
+use wharf_github::{AppConfig, DEFAULT_API_URL, GithubApp};
+use wharf_server::{GithubSettings, ServerConfig};
+
+/// The keys a config file may hold; each maps to `WHARF_<KEY>`.
+const FILE_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "token",
+    "token_file",
+    "public_url",
+    "github_app_id",
+    "github_app_private_key",
+    "github_app_private_key_file",
+    "github_webhook_secret",
+    "github_webhook_secret_file",
+    "github_api_url",
+    "lease_seconds",
+    "max_attempts",
+    "server",
+    "agent_token",
+    "agent_token_file",
+    "labels",
+    "work_dir",
+    "runtime",
+    "registry",
+    "registry_insecure",
+    "caddy_admin",
+    "edge_listen",
+];
+
+/// Reads the TOML file named by `--config` or `WHARF_CONFIG` (if any) and sets each of its keys
+/// as the matching `WHARF_*` variable, unless the environment already sets it. Runs before
+/// flags are parsed, while the process has a single thread.
+pub fn load_config_file(args: &[String]) -> anyhow::Result<()> {
+    let from_flag = args
+        .iter()
+        .position(|arg| arg == "--config")
+        .and_then(|index| args.get(index + 1))
+        .cloned()
+        .or_else(|| {
+            args.iter()
+                .find_map(|arg| arg.strip_prefix("--config=").map(str::to_owned))
+        });
+    let Some(path) = from_flag.or_else(|| std::env::var("WHARF_CONFIG").ok()) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the config file {path}"))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("invalid TOML in {path}"))?;
+    for (key, value) in table {
+        if !FILE_KEYS.contains(&key.as_str()) {
+            bail!("unknown key {key:?} in {path}; known keys: {}", FILE_KEYS.join(", "));
+        }
+        let text = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Boolean(flag) => flag.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(text) => Ok(text.clone()),
+                    toml::Value::Integer(number) => Ok(number.to_string()),
+                    _ => Err(anyhow::anyhow!("list {key:?} in {path} must hold strings")),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .join(","),
+            _ => bail!("key {key:?} in {path} must be a string, number, boolean or list"),
+        };
+        let variable = format!("WHARF_{}", key.to_ascii_uppercase());
+        if std::env::var_os(&variable).is_none() {
+            // SAFETY: called from main before any other thread exists.
+            unsafe { std::env::set_var(&variable, text) };
+        }
+    }
+    Ok(())
+}
+
+/// Reads a secret given directly or through a file; the file wins only when the value is absent.
+pub fn secret(
+    value: Option<String>,
+    file: Option<PathBuf>,
+    what: &str,
+) -> anyhow::Result<Option<SecretString>> {
+    match (value, file) {
+        (Some(value), _) if !value.is_empty() => Ok(Some(SecretString::from(value))),
+        (_, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {what} from {}", path.display()))?;
+            let trimmed = text.trim_end_matches(['\n', '\r']).to_owned();
+            if trimmed.is_empty() {
+                bail!("{} is empty; it should hold {what}", path.display());
+            }
+            Ok(Some(SecretString::from(trimmed)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The server's flags (`wharf server` and `wharf up`).
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Where the HTTP API listens.
+    #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8420")]
+    pub listen: String,
+    /// Where Wharf keeps its data (the SQLite database when no database URL is given).
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = ".wharf")]
+    pub data_dir: PathBuf,
+    /// sqlite://PATH or postgres://USER:PASSWORD@HOST/DB; a SQLite file in the data directory when unset.
+    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The admin bearer token of the REST API.
+    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the admin token.
+    #[arg(long, env = "WHARF_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// How users and GitHub reach this server.
+    #[arg(long, env = "WHARF_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The GitHub App's id.
+    #[arg(long, env = "WHARF_GITHUB_APP_ID")]
+    pub github_app_id: Option<u64>,
+    /// The App's private key: PEM text, or base64 of it.
+    #[arg(long, env = "WHARF_GITHUB_APP_PRIVATE_KEY", hide_env_values = true)]
+    pub github_app_private_key: Option<String>,
+    /// A file holding the App's private key.
+    #[arg(long, env = "WHARF_GITHUB_APP_PRIVATE_KEY_FILE")]
+    pub github_app_private_key_file: Option<PathBuf>,
+    /// The secret GitHub signs webhooks with.
+    #[arg(long, env = "WHARF_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub github_webhook_secret: Option<String>,
+    /// A file holding the webhook secret.
+    #[arg(long, env = "WHARF_GITHUB_WEBHOOK_SECRET_FILE")]
+    pub github_webhook_secret_file: Option<PathBuf>,
+    /// GitHub's API (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(long, env = "WHARF_GITHUB_API_URL", default_value = DEFAULT_API_URL)]
+    pub github_api_url: String,
+    /// How long an agent's claim lasts without a heartbeat, in seconds.
+    #[arg(long, env = "WHARF_LEASE_SECONDS", default_value_t = 30)]
+    pub lease_seconds: u64,
+    /// How many times a build is handed out before an expired lease fails it.
+    #[arg(long, env = "WHARF_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: i64,
+    /// An optional TOML file of settings (read before flags; see the README).
+    #[arg(long, env = "WHARF_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The database URL: the one given, or a SQLite file in the data directory.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir).with_context(|| {
+            format!("cannot create the data directory {}", self.data_dir.display())
+        })?;
+        Ok(format!("sqlite://{}", self.data_dir.join("wharf.db").display()))
+    }
+
+    /// Builds the server's configuration; `admin_token` is resolved by the caller.
+    pub fn server_config(&self, admin_token: SecretString) -> anyhow::Result<ServerConfig> {
+        if self.lease_seconds == 0 || self.lease_seconds > 3600 {
+            bail!("--lease-seconds must be between 1 and 3600");
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            bail!("--max-attempts must be between 1 and 100");
+        }
+        let mut config = ServerConfig::new(admin_token);
+        config.public_url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen));
+        config.lease = Duration::from_secs(self.lease_seconds);
+        config.max_attempts = self.max_attempts;
+        config.github = self.github_settings()?;
+        Ok(config)
+    }
+
+    fn github_settings(&self) -> anyhow::Result<Option<GithubSettings>> {
+        let webhook_secret = secret(
+            self.github_webhook_secret.clone(),
+            self.github_webhook_secret_file.clone(),
+            "the webhook secret",
+        )?;
+        let private_key = secret(
+            self.github_app_private_key.clone(),
+            self.github_app_private_key_file.clone(),
+            "the App's private key",
+        )?;
+        let app = match (self.github_app_id, private_key) {
+            (Some(app_id), Some(private_key)) => Some(
+                GithubApp::new(&AppConfig {
+                    app_id,
+                    private_key,
+                    api_url: self.github_api_url.clone(),
+                })
+                .context("WHARF_GITHUB_APP_PRIVATE_KEY")?,
+            ),
+            (None, None) => None,
+            (Some(_), None) => bail!(
+                "WHARF_GITHUB_APP_ID is set but the private key is not: set WHARF_GITHUB_APP_PRIVATE_KEY or WHARF_GITHUB_APP_PRIVATE_KEY_FILE"
+            ),
+            (None, Some(_)) => bail!("a GitHub App private key is set but WHARF_GITHUB_APP_ID is not"),
+        };
+        if app.is_none() && webhook_secret.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(GithubSettings { webhook_secret, app }))
+    }
+}
+
+/// Reads the admin token; `None` when neither the flag, the variable nor the file gives one.
+pub fn admin_token(args: &ServerArgs) -> anyhow::Result<Option<SecretString>> {
+    secret(args.token.clone(), args.token_file.clone(), "the admin token")
+}
+
+/// The agent's flags (`wharf agent`).
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The Wharf server's URL.
+    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:8420")]
+    pub server: String,
+    /// The token the server issued for this agent (`wharf agents create NAME`).
+    #[arg(long, env = "WHARF_AGENT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the agent token.
+    #[arg(long, env = "WHARF_AGENT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// What this agent does, comma-separated.
+    #[arg(long, env = "WHARF_LABELS", value_delimiter = ',', default_value = "build,deploy")]
+    pub labels: Vec<String>,
+    /// Where builds get their working directories.
+    #[arg(long, env = "WHARF_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// An optional TOML file of settings.
+    #[arg(long, env = "WHARF_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The default work directory: under the system's temporary directory.
+pub fn default_work_dir(data_dir: Option<&Path>) -> PathBuf {
+    match data_dir {
+        Some(dir) => dir.join("work"),
+        None => std::env::temp_dir().join("wharf-agent"),
+    }
+}

@@ -1,0 +1,222 @@
+//! The `wharf` binary: `wharf server`, `wharf agent`, `wharf up` (both in one process on
+//! SQLite), and the CLI verbs that talk to a server's REST API.
+
+mod cli;
+mod config;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+use tokio::sync::watch;
+use wharf_agent::{AgentConfig, NoBuilder};
+use wharf_store::Store;
+
+use crate::config::{AgentArgs, ServerArgs};
+
+#[derive(Parser)]
+#[command(name = "wharf", version, about = "Self-hosted push-to-deploy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Server(ServerArgs),
+    /// Run an agent that claims and runs builds.
+    Agent(AgentArgs),
+    /// Run the server and one local agent in one process, on SQLite in the data directory.
+    Up(ServerArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(error) = config::load_config_file(&args) {
+        eprintln!("error: {error:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => {
+                init_logging();
+                run_server(args).await
+            }
+            Command::Agent(args) => {
+                init_logging();
+                run_agent(args).await
+            }
+            Command::Up(args) => {
+                init_logging();
+                run_up(args).await
+            }
+            Command::Client(command) => cli::run(command).await,
+        }
+    });
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Turns true on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutting down");
+        let _ = sender.send(true);
+    });
+    receiver
+}
+
+async fn open_store(args: &ServerArgs) -> anyhow::Result<Store> {
+    let url = args.database_url()?;
+    Store::connect(&url)
+        .await
+        .context("cannot open the database")
+}
+
+async fn start_server(
+    args: &ServerArgs,
+    store: Store,
+    admin_token: SecretString,
+) -> anyhow::Result<wharf_server::RunningServer> {
+    let server_config = args.server_config(admin_token)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    wharf_server::start(listener, store, server_config)
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let admin_token = config::admin_token(&args)?.context(
+        "no admin token: set WHARF_TOKEN (or WHARF_TOKEN_FILE); `wharf up` generates one for you",
+    )?;
+    let store = open_store(&args).await?;
+    let server = start_server(&args, store, admin_token).await?;
+    let mut shutdown = shutdown_signal();
+    let handle = server.shutdown_handle();
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        let _ = handle.send(true);
+    });
+    server.wait().await
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let token = config::secret(args.token.clone(), args.token_file.clone(), "the agent token")?
+        .context("no agent token: pass --token or set WHARF_AGENT_TOKEN (issue one with `wharf agents create NAME`)")?;
+    let agent_config = AgentConfig {
+        server: args.server.clone(),
+        token,
+        labels: args.labels.clone(),
+        work_dir: args.work_dir.clone().unwrap_or_else(|| config::default_work_dir(None)),
+        claim_wait: Duration::from_secs(25),
+    };
+    wharf_agent::run(agent_config, NoBuilder, shutdown_signal()).await
+}
+
+/// The admin token of `wharf up`: given, or generated once and kept in the data directory.
+fn up_admin_token(args: &ServerArgs) -> anyhow::Result<SecretString> {
+    if let Some(token) = config::admin_token(args)? {
+        return Ok(token);
+    }
+    let path = args.data_dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_owned();
+        if !token.is_empty() {
+            eprintln!("Admin token: in {} (export WHARF_TOKEN=$(cat {}))", path.display(), path.display());
+            return Ok(SecretString::from(token));
+        }
+    }
+    use rand::distr::{Alphanumeric, SampleString};
+    let token = format!("wharf_admin_{}", Alphanumeric.sample_string(&mut rand::rng(), 40));
+    std::fs::create_dir_all(&args.data_dir)?;
+    write_private_file(&path, &token)?;
+    eprintln!("Admin token (shown once, kept in {}):\n\n    export WHARF_TOKEN={token}\n", path.display());
+    Ok(SecretString::from(token))
+}
+
+/// Writes a file only its owner can read.
+fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!("cannot create the data directory {}", args.data_dir.display())
+    })?;
+    let admin_token = up_admin_token(&args)?;
+    let store = open_store(&args).await?;
+    let agent_token = wharf_server::issue_agent_token(&store, "local").await?;
+    let server = start_server(&args, store, admin_token).await?;
+    let server_url = format!("http://{}", server.addr);
+    eprintln!("Wharf is up: {server_url} (data in {})", args.data_dir.display());
+    let shutdown = shutdown_signal();
+    let agent_config = AgentConfig {
+        server: server_url,
+        token: SecretString::from(agent_token),
+        labels: vec!["build".to_owned(), "deploy".to_owned()],
+        work_dir: config::default_work_dir(Some(&args.data_dir)),
+        claim_wait: Duration::from_secs(25),
+    };
+    let agent = tokio::spawn(wharf_agent::run(agent_config, NoBuilder, shutdown.clone()));
+    let handle = server.shutdown_handle();
+    let mut server_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = server_shutdown.wait_for(|stop| *stop).await;
+        let _ = handle.send(true);
+    });
+    let server_outcome = server.wait().await;
+    agent.await??;
+    server_outcome
+}
+
