@@ -40,7 +40,7 @@ need_rust() {
 
 # need_testdata: GitHub's OpenAPI description and webhook examples from npm.
 need_testdata() {
-    need_packages nodejs npm
+    command -v npm >/dev/null || need_packages nodejs npm
     if [ ! -f "$WHARF_ROOT/testdata/node_modules/@octokit/openapi/generated/api.github.com.json" ] \
         || [ ! -f "$WHARF_ROOT/testdata/node_modules/@octokit/webhooks-examples/api.github.com/index.json" ]; then
         log "installing GitHub's API description and webhook examples (npm)"
@@ -70,4 +70,14 @@ need_postgres() {
     as_root su postgres -c "psql -p $port -qAtc \"SELECT 1 FROM pg_roles WHERE rolname = 'wharf'\"" | grep -q 1 \
         || as_root su postgres -c "psql -p $port -qc \"CREATE ROLE wharf LOGIN CREATEDB PASSWORD 'wharf'\""
     export WHARF_TEST_POSTGRES_URL="postgres://wharf:wharf@127.0.0.1:$port/postgres"
+}
+
+# drop_test_databases: removes the per-test databases a PostgreSQL run created.
+drop_test_databases() {
+    local port
+    port=$(pg_lsclusters -h | awk '$4 == "online" {print $3; exit}')
+    as_root su postgres -c "psql -p $port -qAtc \"SELECT datname FROM pg_database WHERE datname LIKE 'wharf\\_test\\_%'\"" \
+        | while read -r database; do
+            as_root su postgres -c "psql -p $port -qc 'DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)'" >/dev/null
+        done
 }

@@ -165,7 +165,9 @@ async fn heartbeat_loop(
 }
 
 fn lock(active: &ActiveBuilds) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Sender<bool>>> {
-    active.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    active
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {

@@ -94,7 +94,10 @@ impl ApiClient {
                 .unwrap_or_else(|_| {
                     format!(
                         "the server answered {status}: {}",
-                        String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()
+                        String::from_utf8_lossy(&bytes)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
                     )
                 });
             return Err(ClientError::Api {
@@ -107,6 +110,7 @@ impl ApiClient {
 
     /// Sends `request` with a 60-second limit.
     pub async fn send<R: ApiRequest>(&self, request: &R) -> Result<R::Response, ClientError> {
-        self.send_with_timeout(request, Duration::from_secs(60)).await
+        self.send_with_timeout(request, Duration::from_secs(60))
+            .await
     }
 }

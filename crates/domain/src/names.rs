@@ -68,7 +68,9 @@ impl RepoFullName {
         let (owner, name) = value.split_once('/').ok_or_else(refuse)?;
         let owner_ok = !owner.is_empty()
             && owner.len() <= 39
-            && owner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && owner
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !owner.starts_with('-')
             && !owner.ends_with('-')
             && !owner.contains("--");
@@ -200,13 +202,17 @@ impl BranchName {
             || value.ends_with('.')
             || value.ends_with(".lock")
         {
-            return Err(refuse("it starts or ends with a character git does not allow"));
+            return Err(refuse(
+                "it starts or ends with a character git does not allow",
+            ));
         }
         if value
             .split('/')
             .any(|part| part.starts_with('.') || part.ends_with(".lock"))
         {
-            return Err(refuse("a path component starts with '.' or ends with '.lock'"));
+            return Err(refuse(
+                "a path component starts with '.' or ends with '.lock'",
+            ));
         }
         const FORBIDDEN: &[char] = &[
             ' ', '~', '^', ':', '?', '*', '[', '\\', '$', '`', ';', '|', '&', '<', '>', '\'', '"',
@@ -339,7 +345,11 @@ pub fn check_http_path(what: &str, value: &str) -> Result<(), NameError> {
 /// Quotes a user-given value for an error message, escaping control characters and cutting it short.
 fn quote(value: &str) -> String {
     let shown: String = value.chars().take(100).collect();
-    let suffix = if value.chars().count() > 100 { "…" } else { "" };
+    let suffix = if value.chars().count() > 100 {
+        "…"
+    } else {
+        ""
+    };
     format!("{:?}{suffix}", shown)
 }
 
@@ -352,7 +362,17 @@ mod tests {
         for good in ["web", "a", "api-2", "0x", &"a".repeat(63)] {
             assert!(DnsLabel::parse("service name", good).is_ok(), "{good}");
         }
-        for bad in ["", "Web", "-web", "web-", "we_b", "w.b", "wéb", &"a".repeat(64), "a b"] {
+        for bad in [
+            "",
+            "Web",
+            "-web",
+            "web-",
+            "we_b",
+            "w.b",
+            "wéb",
+            &"a".repeat(64),
+            "a b",
+        ] {
             assert!(DnsLabel::parse("service name", bad).is_err(), "{bad}");
         }
     }

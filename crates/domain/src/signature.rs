@@ -89,7 +89,11 @@ mod tests {
             Err(SignatureError::Malformed)
         );
         assert_eq!(
-            verify(secret, body, Some(good.replace("sha256=", "sha256=zz").as_bytes())),
+            verify(
+                secret,
+                body,
+                Some(good.replace("sha256=", "sha256=zz").as_bytes())
+            ),
             Err(SignatureError::Malformed)
         );
         assert_eq!(

@@ -126,7 +126,10 @@ struct RawInstallationRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushTarget {
     /// New commits on a branch: `after` is its new head.
-    Branch { branch: BranchName, after: CommitSha },
+    Branch {
+        branch: BranchName,
+        after: CommitSha,
+    },
     /// The branch was deleted.
     BranchDeleted { branch: BranchName },
     /// A tag or another kind of ref: nothing to build.
@@ -421,8 +424,8 @@ mod tests {
     #[test]
     fn a_branch_push_names_the_branch_and_commit() {
         let sha = "a".repeat(40);
-        let event = WebhookEvent::parse("push", push("refs/heads/main", &sha, false).as_bytes())
-            .unwrap();
+        let event =
+            WebhookEvent::parse("push", push("refs/heads/main", &sha, false).as_bytes()).unwrap();
         let WebhookEvent::Push(push) = event else {
             panic!("expected a push")
         };
@@ -472,7 +475,10 @@ mod tests {
             ),
             ("push", push("refs/heads/a;b", &sha, false)),
             ("push", push("refs/heads/a..b", &sha, false)),
-            ("push", push(&format!("refs/heads/{}", "x".repeat(5000)), &sha, false)),
+            (
+                "push",
+                push(&format!("refs/heads/{}", "x".repeat(5000)), &sha, false),
+            ),
             ("push", push("refs/heads/a\u{0}b", &sha, false)),
             ("push", push("refs/heads/main", "not-a-sha", false)),
             (

@@ -366,12 +366,17 @@ impl GithubApp {
                 )
                 .await?;
             let count = answer.repositories.len();
-            repositories.extend(answer.repositories.into_iter().map(|repository| Repository {
-                id: repository.id,
-                full_name: repository.full_name,
-                private: repository.private,
-                clone_url: repository.clone_url,
-            }));
+            repositories.extend(
+                answer
+                    .repositories
+                    .into_iter()
+                    .map(|repository| Repository {
+                        id: repository.id,
+                        full_name: repository.full_name,
+                        private: repository.private,
+                        clone_url: repository.clone_url,
+                    }),
+            );
             if count < 100 {
                 break;
             }
@@ -467,12 +472,13 @@ impl GithubApp {
             let outcome = request.send().await;
             let retry_after = match outcome {
                 Ok(response) if response.status().is_success() => {
-                    return response.json::<T>().await.map_err(|error| {
-                        GithubError::Transport {
+                    return response
+                        .json::<T>()
+                        .await
+                        .map_err(|error| GithubError::Transport {
                             what: what.to_owned(),
                             detail: format!("unexpected answer: {}", without_url(error)),
-                        }
-                    });
+                        });
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -510,7 +516,12 @@ impl GithubApp {
                 }
             };
             let pause = retry_after.unwrap_or(delay).min(self.retry.max_delay);
-            tracing::warn!(what, attempt, pause_ms = pause.as_millis() as u64, "retrying a GitHub request");
+            tracing::warn!(
+                what,
+                attempt,
+                pause_ms = pause.as_millis() as u64,
+                "retrying a GitHub request"
+            );
             tokio::time::sleep(pause).await;
             delay = (delay * 2).min(self.retry.max_delay);
             attempt += 1;

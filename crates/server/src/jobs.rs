@@ -26,7 +26,10 @@ pub(crate) async fn expire_leases(state: &AppState) {
                 tracing::warn!(build = id, "lease expired; build returned to the queue");
             }
             for id in &expiry.failed {
-                tracing::warn!(build = id, "lease expired on the last attempt; build failed");
+                tracing::warn!(
+                    build = id,
+                    "lease expired on the last attempt; build failed"
+                );
             }
             if !expiry.requeued.is_empty() {
                 state.queue.notify();

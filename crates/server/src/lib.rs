@@ -78,7 +78,10 @@ pub(crate) struct AppState {
 
 impl AppState {
     pub fn github_app(&self) -> Option<&GithubApp> {
-        self.config.github.as_ref().and_then(|github| github.app.as_ref())
+        self.config
+            .github
+            .as_ref()
+            .and_then(|github| github.app.as_ref())
     }
 }
 
@@ -116,7 +119,11 @@ impl RunningServer {
 }
 
 /// Starts the server on `listener` and returns at once.
-pub fn start(listener: TcpListener, store: Store, config: ServerConfig) -> anyhow::Result<RunningServer> {
+pub fn start(
+    listener: TcpListener,
+    store: Store,
+    config: ServerConfig,
+) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let state = AppState {

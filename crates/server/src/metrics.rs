@@ -19,6 +19,19 @@ pub struct Metrics {
     deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Time from a build being queued to its claim.
     claim_latency: Mutex<Histogram>,
+    /// Claim requests waiting for work right now.
+    claims_waiting: std::sync::atomic::AtomicI64,
+}
+
+/// Counts a claim request as waiting for as long as it lives.
+pub struct WaitingClaim<'a>(&'a Metrics);
+
+impl Drop for WaitingClaim<'_> {
+    fn drop(&mut self) {
+        self.0
+            .claims_waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -55,14 +68,24 @@ impl DeliveryLabel {
 impl Metrics {
     /// Counts one delivery. `event` is only trusted after the signature check; before it, pass "unknown".
     pub fn count_delivery(&self, event: &str, outcome: DeliveryLabel) {
-        let event = if event.len() <= 64 && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-            event
-        } else {
-            "invalid"
-        };
+        let event =
+            if event.len() <= 64 && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                event
+            } else {
+                "invalid"
+            };
         if let Ok(mut deliveries) = self.deliveries.lock() {
-            *deliveries.entry((event.to_owned(), outcome.as_str())).or_default() += 1;
+            *deliveries
+                .entry((event.to_owned(), outcome.as_str()))
+                .or_default() += 1;
         }
+    }
+
+    /// Marks a claim request as waiting until the returned guard is dropped.
+    pub fn claim_waiting(&self) -> WaitingClaim<'_> {
+        self.claims_waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        WaitingClaim(self)
     }
 
     /// Records how long a build waited before it was claimed.
@@ -103,6 +126,14 @@ impl Metrics {
         out.push_str("# HELP wharf_queue_depth Builds waiting to be claimed.\n");
         out.push_str("# TYPE wharf_queue_depth gauge\n");
         let _ = writeln!(out, "wharf_queue_depth {pending}");
+        out.push_str("# HELP wharf_agent_claims_waiting Agent claim requests held open, waiting for a build.\n");
+        out.push_str("# TYPE wharf_agent_claims_waiting gauge\n");
+        let _ = writeln!(
+            out,
+            "wharf_agent_claims_waiting {}",
+            self.claims_waiting
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
         out.push_str("# HELP wharf_claim_latency_seconds Time from a build being queued to an agent claiming it.\n");
         out.push_str("# TYPE wharf_claim_latency_seconds histogram\n");
         if let Ok(histogram) = self.claim_latency.lock() {

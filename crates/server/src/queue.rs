@@ -21,7 +21,8 @@ impl QueueSignal {
 
     /// Says that there may be work to claim.
     pub fn notify(&self) {
-        self.sender.send_modify(|version| *version = version.wrapping_add(1));
+        self.sender
+            .send_modify(|version| *version = version.wrapping_add(1));
     }
 
     /// A receiver that sees every later [`QueueSignal::notify`].

@@ -226,13 +226,13 @@ impl Store {
             .rows_affected()
         });
         let build = self.build(id).await?;
-        if affected == 0 {
-            if let Err(error) = check_cancel(build.state) {
-                return Err(StoreError::Conflict(format!(
-                    "build #{id} is already {}: {error}",
-                    build.state
-                )));
-            }
+        if affected == 0
+            && let Err(error) = check_cancel(build.state)
+        {
+            return Err(StoreError::Conflict(format!(
+                "build #{id} is already {}: {error}",
+                build.state
+            )));
         }
         Ok(build)
     }

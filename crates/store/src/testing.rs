@@ -2,22 +2,23 @@
 //!
 //! `WHARF_TEST_BACKEND=postgres` selects PostgreSQL, reached through the administrative URL in
 //! `WHARF_TEST_POSTGRES_URL` (a role allowed to create databases); each test gets a database of
-//! its own, dropped when the [`TestDatabase`] is dropped. Otherwise each test gets a SQLite file
-//! in a temporary directory. Asking for PostgreSQL without a URL is an error, never a silent
+//! its own, named `wharf_test_*`, which `scripts/test` drops after the run (dropping them from
+//! concurrent test processes makes PostgreSQL's `DROP DATABASE` wait on itself). Otherwise each
+//! test gets a SQLite file in a temporary directory, removed with the [`TestDatabase`]. Asking for PostgreSQL without a URL is an error, never a silent
 //! fallback, so a CI run cannot pass on the wrong backend.
 
 use crate::{Result, Store, StoreError};
 
-/// A test's own database; dropping it removes the database.
+/// A test's own database.
 pub struct TestDatabase {
     /// The URL the store was opened with (what a server under test gets as `WHARF_DATABASE_URL`).
     pub url: String,
-    cleanup: Cleanup,
+    _cleanup: Cleanup,
 }
 
 enum Cleanup {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres,
 }
 
 /// The backend this test run uses.
@@ -58,7 +59,7 @@ impl TestDatabase {
                     store,
                     TestDatabase {
                         url,
-                        cleanup: Cleanup::Postgres { admin_url, name },
+                        _cleanup: Cleanup::Postgres,
                     },
                 ))
             }
@@ -72,44 +73,13 @@ impl TestDatabase {
                     store,
                     TestDatabase {
                         url,
-                        cleanup: Cleanup::Sqlite(dir),
+                        _cleanup: Cleanup::Sqlite(dir),
                     },
                 ))
             }
             other => Err(StoreError::Url(format!(
                 "unknown WHARF_TEST_BACKEND {other:?}: use sqlite or postgres"
             ))),
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
-            let admin_url = admin_url.clone();
-            let database = name.clone();
-            // Drop may run inside a runtime, which cannot block on itself: use a thread of its own.
-            let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                runtime.block_on(async {
-                    let admin = sqlx::PgPool::connect(&admin_url).await.ok()?;
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-                    )))
-                    .execute(&admin)
-                    .await
-                    .ok()?;
-                    admin.close().await;
-                    Some(())
-                })
-            })
-            .join();
-            if !matches!(dropped, Ok(Some(()))) {
-                eprintln!("warning: could not drop test database {name}");
-            }
         }
     }
 }

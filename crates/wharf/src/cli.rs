@@ -17,7 +17,12 @@ use wharf_wire::{
 #[derive(Args, Debug, Clone)]
 pub struct Connection {
     /// The Wharf server's URL.
-    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:8420", global = true)]
+    #[arg(
+        long,
+        env = "WHARF_SERVER",
+        default_value = "http://127.0.0.1:8420",
+        global = true
+    )]
     server: String,
     /// The admin token.
     #[arg(long, env = "WHARF_TOKEN", hide_env_values = true, global = true)]
@@ -71,6 +76,8 @@ pub enum ClientCommand {
     },
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ServiceCommand {
     /// Create a service that builds a repository's branch.
@@ -224,7 +231,9 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             let client = connection.client()?;
             let (build, json) = match command {
                 BuildCommand::Show { id, json } => (client.send(&ShowBuild { id }).await?, json),
-                BuildCommand::Cancel { id, json } => (client.send(&CancelBuild { id }).await?, json),
+                BuildCommand::Cancel { id, json } => {
+                    (client.send(&CancelBuild { id }).await?, json)
+                }
                 BuildCommand::Retry { id, json } => (client.send(&RetryBuild { id }).await?, json),
                 BuildCommand::Trigger {
                     service,
@@ -258,7 +267,11 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
     }
 }
 
-fn print_one<T: Serialize>(value: &T, json: bool, human: impl Fn(&T) -> String) -> anyhow::Result<()> {
+fn print_one<T: Serialize>(
+    value: &T,
+    json: bool,
+    human: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
     if json {
         emit(&format!("{}\n", serde_json::to_string_pretty(value)?))
     } else {
@@ -282,7 +295,10 @@ fn print_list<T: Serialize>(
 fn emit(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
@@ -313,17 +329,22 @@ fn render_table(rows: &[Vec<String>]) -> String {
 }
 
 fn services_table(services: &[Service]) -> Vec<Vec<String>> {
-    let mut rows = vec![vec!["NAME", "PROJECT", "REPO", "BRANCH", "PORT", "DOMAIN"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()];
+    let mut rows = vec![
+        vec!["NAME", "PROJECT", "REPO", "BRANCH", "PORT", "DOMAIN"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    ];
     for service in services {
         rows.push(vec![
             service.name.clone(),
             service.project.clone(),
             service.repo.clone(),
             service.branch.clone(),
-            service.port.map(|port| port.to_string()).unwrap_or_else(|| "-".to_owned()),
+            service
+                .port
+                .map(|port| port.to_string())
+                .unwrap_or_else(|| "-".to_owned()),
             service.domain.clone().unwrap_or_else(|| "-".to_owned()),
         ]);
     }
@@ -335,10 +356,14 @@ fn short_sha(sha: &str) -> String {
 }
 
 fn builds_table(builds: &[Build]) -> Vec<Vec<String>> {
-    let mut rows = vec![vec!["ID", "SERVICE", "COMMIT", "STATE", "TRIGGER", "ATTEMPT", "CREATED", "REASON"]
+    let mut rows = vec![
+        vec![
+            "ID", "SERVICE", "COMMIT", "STATE", "TRIGGER", "ATTEMPT", "CREATED", "REASON",
+        ]
         .into_iter()
         .map(str::to_owned)
-        .collect()];
+        .collect(),
+    ];
     for build in builds {
         rows.push(vec![
             build.id.to_string(),
@@ -367,7 +392,11 @@ fn build_details(build: &Build) -> String {
     let _ = writeln!(out, "  branch:    {}", optional(&build.branch));
     let _ = writeln!(out, "  state:     {}", build.state);
     let _ = writeln!(out, "  trigger:   {}", build.trigger.as_str());
-    let _ = writeln!(out, "  attempt:   {} of {}", build.attempt, build.max_attempts);
+    let _ = writeln!(
+        out,
+        "  attempt:   {} of {}",
+        build.attempt, build.max_attempts
+    );
     let _ = writeln!(out, "  agent:     {}", optional(&build.agent));
     let _ = writeln!(out, "  created:   {}", build.created_at);
     let _ = writeln!(out, "  claimed:   {}", optional(&build.claimed_at));
@@ -382,17 +411,22 @@ fn build_details(build: &Build) -> String {
 }
 
 fn agents_table(agents: &[Agent]) -> Vec<Vec<String>> {
-    let mut rows = vec![vec!["NAME", "LABELS", "VERSION", "HOST", "LAST SEEN"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()];
+    let mut rows = vec![
+        vec!["NAME", "LABELS", "VERSION", "HOST", "LAST SEEN"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    ];
     for agent in agents {
         rows.push(vec![
             agent.name.clone(),
             agent.labels.join(","),
             agent.version.clone().unwrap_or_else(|| "-".to_owned()),
             agent.hostname.clone().unwrap_or_else(|| "-".to_owned()),
-            agent.last_seen_at.clone().unwrap_or_else(|| "never".to_owned()),
+            agent
+                .last_seen_at
+                .clone()
+                .unwrap_or_else(|| "never".to_owned()),
         ]);
     }
     rows

@@ -63,7 +63,10 @@ pub fn load_config_file(args: &[String]) -> anyhow::Result<()> {
         toml::from_str(&text).with_context(|| format!("invalid TOML in {path}"))?;
     for (key, value) in table {
         if !FILE_KEYS.contains(&key.as_str()) {
-            bail!("unknown key {key:?} in {path}; known keys: {}", FILE_KEYS.join(", "));
+            bail!(
+                "unknown key {key:?} in {path}; known keys: {}",
+                FILE_KEYS.join(", ")
+            );
         }
         let text = match value {
             toml::Value::String(text) => text,
@@ -167,9 +170,15 @@ impl ServerArgs {
             return Ok(url.clone());
         }
         std::fs::create_dir_all(&self.data_dir).with_context(|| {
-            format!("cannot create the data directory {}", self.data_dir.display())
+            format!(
+                "cannot create the data directory {}",
+                self.data_dir.display()
+            )
         })?;
-        Ok(format!("sqlite://{}", self.data_dir.join("wharf.db").display()))
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("wharf.db").display()
+        ))
     }
 
     /// Builds the server's configuration; `admin_token` is resolved by the caller.
@@ -215,18 +224,27 @@ impl ServerArgs {
             (Some(_), None) => bail!(
                 "WHARF_GITHUB_APP_ID is set but the private key is not: set WHARF_GITHUB_APP_PRIVATE_KEY or WHARF_GITHUB_APP_PRIVATE_KEY_FILE"
             ),
-            (None, Some(_)) => bail!("a GitHub App private key is set but WHARF_GITHUB_APP_ID is not"),
+            (None, Some(_)) => {
+                bail!("a GitHub App private key is set but WHARF_GITHUB_APP_ID is not")
+            }
         };
         if app.is_none() && webhook_secret.is_none() {
             return Ok(None);
         }
-        Ok(Some(GithubSettings { webhook_secret, app }))
+        Ok(Some(GithubSettings {
+            webhook_secret,
+            app,
+        }))
     }
 }
 
 /// Reads the admin token; `None` when neither the flag, the variable nor the file gives one.
 pub fn admin_token(args: &ServerArgs) -> anyhow::Result<Option<SecretString>> {
-    secret(args.token.clone(), args.token_file.clone(), "the admin token")
+    secret(
+        args.token.clone(),
+        args.token_file.clone(),
+        "the admin token",
+    )
 }
 
 /// The agent's flags (`wharf agent`).
@@ -242,7 +260,12 @@ pub struct AgentArgs {
     #[arg(long, env = "WHARF_AGENT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// What this agent does, comma-separated.
-    #[arg(long, env = "WHARF_LABELS", value_delimiter = ',', default_value = "build,deploy")]
+    #[arg(
+        long,
+        env = "WHARF_LABELS",
+        value_delimiter = ',',
+        default_value = "build,deploy"
+    )]
     pub labels: Vec<String>,
     /// Where builds get their working directories.
     #[arg(long, env = "WHARF_WORK_DIR")]

@@ -41,7 +41,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -148,7 +151,10 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         server: args.server.clone(),
         token,
         labels: args.labels.clone(),
-        work_dir: args.work_dir.clone().unwrap_or_else(|| config::default_work_dir(None)),
+        work_dir: args
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| config::default_work_dir(None)),
         claim_wait: Duration::from_secs(25),
     };
     wharf_agent::run(agent_config, NoBuilder, shutdown_signal()).await
@@ -163,15 +169,25 @@ fn up_admin_token(args: &ServerArgs) -> anyhow::Result<SecretString> {
     if let Ok(token) = std::fs::read_to_string(&path) {
         let token = token.trim().to_owned();
         if !token.is_empty() {
-            eprintln!("Admin token: in {} (export WHARF_TOKEN=$(cat {}))", path.display(), path.display());
+            eprintln!(
+                "Admin token: in {} (export WHARF_TOKEN=$(cat {}))",
+                path.display(),
+                path.display()
+            );
             return Ok(SecretString::from(token));
         }
     }
     use rand::distr::{Alphanumeric, SampleString};
-    let token = format!("wharf_admin_{}", Alphanumeric.sample_string(&mut rand::rng(), 40));
+    let token = format!(
+        "wharf_admin_{}",
+        Alphanumeric.sample_string(&mut rand::rng(), 40)
+    );
     std::fs::create_dir_all(&args.data_dir)?;
     write_private_file(&path, &token)?;
-    eprintln!("Admin token (shown once, kept in {}):\n\n    export WHARF_TOKEN={token}\n", path.display());
+    eprintln!(
+        "Admin token (shown once, kept in {}):\n\n    export WHARF_TOKEN={token}\n",
+        path.display()
+    );
     Ok(SecretString::from(token))
 }
 
@@ -192,14 +208,20 @@ fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Result<
 
 async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!("cannot create the data directory {}", args.data_dir.display())
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
     })?;
     let admin_token = up_admin_token(&args)?;
     let store = open_store(&args).await?;
     let agent_token = wharf_server::issue_agent_token(&store, "local").await?;
     let server = start_server(&args, store, admin_token).await?;
     let server_url = format!("http://{}", server.addr);
-    eprintln!("Wharf is up: {server_url} (data in {})", args.data_dir.display());
+    eprintln!(
+        "Wharf is up: {server_url} (data in {})",
+        args.data_dir.display()
+    );
     let shutdown = shutdown_signal();
     let agent_config = AgentConfig {
         server: server_url,
@@ -219,4 +241,3 @@ async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
     agent.await??;
     server_outcome
 }
-

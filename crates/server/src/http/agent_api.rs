@@ -25,7 +25,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/agent/claim", post(claim))
         .route("/v1/agent/heartbeat", post(heartbeat))
         .route("/v1/agent/builds/{id}/state", post(report_state))
-        .route("/v1/agent/builds/{id}/clone-credentials", post(clone_credentials))
+        .route(
+            "/v1/agent/builds/{id}/clone-credentials",
+            post(clone_credentials),
+        )
 }
 
 /// Claimers look at the queue at least this often even without a wake-up, which covers builds
@@ -44,13 +47,20 @@ async fn register(
         .filter(|label| !label.is_empty())
         .collect();
     if labels.iter().any(|label| {
-        label.len() > 63 || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        label.len() > 63
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }) {
         return Err(HttpError::BadRequest(
             "labels are letters, digits, '-' and '_', at most 63 each".to_owned(),
         ));
     }
-    let short = |value: &Option<String>| value.as_deref().map(|text| text.chars().take(200).collect::<String>());
+    let short = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|text| text.chars().take(200).collect::<String>())
+    };
     let agent = state
         .store
         .register_agent(
@@ -79,11 +89,16 @@ async fn claim(
     let deadline = Instant::now() + wait;
     let mut wake_ups = state.queue.subscribe();
     let lease_ms = state.config.lease.as_millis() as i64;
+    let _waiting = state.metrics.claim_waiting();
     loop {
         // Marking the current version seen before looking means a build queued after this
         // point always wakes the wait below.
         wake_ups.borrow_and_update();
-        if let Some(claimed) = state.store.claim_build(agent.id, lease_ms, now_millis()).await? {
+        if let Some(claimed) = state
+            .store
+            .claim_build(agent.id, lease_ms, now_millis())
+            .await?
+        {
             state
                 .metrics
                 .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);
@@ -117,7 +132,9 @@ async fn heartbeat(
     JsonBody(request): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatAnswer>, HttpError> {
     if request.builds.len() > 1000 {
-        return Err(HttpError::BadRequest("at most 1000 builds per heartbeat".to_owned()));
+        return Err(HttpError::BadRequest(
+            "at most 1000 builds per heartbeat".to_owned(),
+        ));
     }
     let stop = state
         .store
@@ -163,7 +180,9 @@ async fn clone_credentials(
 ) -> Result<Json<CloneCredentials>, HttpError> {
     let build = state.store.build(id).await?;
     if build.agent.as_deref() != Some(agent.name.as_str()) || !build.state.is_leased() {
-        return Err(HttpError::Conflict(format!("build #{id} is not leased to this agent")));
+        return Err(HttpError::Conflict(format!(
+            "build #{id} is not leased to this agent"
+        )));
     }
     let service = state.store.service_by_id(build.service_id).await?;
     match RepoSource::parse(&service.repo)? {
@@ -177,7 +196,9 @@ async fn clone_credentials(
                 HttpError::Unavailable("the GitHub App is not configured on the server".to_owned())
             })?;
             let installation_id = state.store.build_installation(id).await?.ok_or_else(|| {
-                HttpError::Conflict(format!("build #{id} has no GitHub App installation to clone with"))
+                HttpError::Conflict(format!(
+                    "build #{id} has no GitHub App installation to clone with"
+                ))
             })? as u64;
             let repository = app
                 .repository(installation_id, repo.owner(), repo.name())

@@ -19,7 +19,10 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// A new agent token: a recognisable prefix and 40 random alphanumerics (about 238 bits).
 pub(crate) fn new_agent_token() -> String {
-    format!("wharf_agent_{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
+    format!(
+        "wharf_agent_{}",
+        Alphanumeric.sample_string(&mut rand::rng(), 40)
+    )
 }
 
 async fn create(
@@ -31,7 +34,11 @@ async fn create(
     let token = new_agent_token();
     let agent = state
         .store
-        .create_agent(name.as_str(), &wharf_store::hash_token(&token), now_millis())
+        .create_agent(
+            name.as_str(),
+            &wharf_store::hash_token(&token),
+            now_millis(),
+        )
         .await?;
     tracing::info!(agent = %agent.name, "agent token issued");
     Ok((StatusCode::CREATED, Json(AgentCredentials { agent, token })))

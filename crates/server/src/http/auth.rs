@@ -30,7 +30,9 @@ fn bearer(parts: &Parts) -> Result<&str, HttpError> {
         .map(str::trim)
         .filter(|token| !token.is_empty())
         .ok_or_else(|| {
-            HttpError::Unauthorized("malformed Authorization header: expected Bearer <token>".to_owned())
+            HttpError::Unauthorized(
+                "malformed Authorization header: expected Bearer <token>".to_owned(),
+            )
         })
 }
 

@@ -45,10 +45,12 @@ async fn list(
 
 /// Reads a build id from the path, answering 400 for anything but a positive integer.
 fn build_id(raw: &str) -> Result<i64, HttpError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| HttpError::BadRequest(format!("invalid build id {:?}", raw.chars().take(40).collect::<String>())))
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        HttpError::BadRequest(format!(
+            "invalid build id {:?}",
+            raw.chars().take(40).collect::<String>()
+        ))
+    })
 }
 
 async fn show(

@@ -90,7 +90,9 @@ where
         if bytes.is_empty() {
             return serde_json::from_slice(b"{}")
                 .map(JsonBody)
-                .map_err(|error| HttpError::BadRequest(format!("a JSON body is required: {error}")));
+                .map_err(|error| {
+                    HttpError::BadRequest(format!("a JSON body is required: {error}"))
+                });
         }
         serde_json::from_slice(&bytes)
             .map(JsonBody)

@@ -51,14 +51,15 @@ async fn setup(
         .ok_or_else(|| {
             HttpError::BadRequest("installation_id must be a positive integer".to_owned())
         })?;
-    let installation = app.installation(installation_id).await.map_err(|error| {
-        match error.status() {
-            Some(404) => HttpError::NotFound(format!(
-                "GitHub knows no installation {installation_id} of this App"
-            )),
-            _ => HttpError::BadGateway(error.to_string()),
-        }
-    })?;
+    let installation =
+        app.installation(installation_id)
+            .await
+            .map_err(|error| match error.status() {
+                Some(404) => HttpError::NotFound(format!(
+                    "GitHub knows no installation {installation_id} of this App"
+                )),
+                _ => HttpError::BadGateway(error.to_string()),
+            })?;
     let repositories = if installation.suspended {
         Vec::new()
     } else {
@@ -85,7 +86,10 @@ async fn setup(
         remove_repositories: Vec::new(),
         outcome: "recorded by the setup callback".to_owned(),
     };
-    state.store.apply_installation(&change, now_millis()).await?;
+    state
+        .store
+        .apply_installation(&change, now_millis())
+        .await?;
     tracing::info!(
         installation = installation_id,
         account = %installation.account_login,

@@ -38,7 +38,10 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Htt
         .map(|(build_state, count)| (build_state.as_str().to_owned(), count))
         .collect();
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(&by_state),
     ))
 }

@@ -25,7 +25,10 @@ pub(crate) fn router() -> Router<AppState> {
 /// Checks every field and gives the store what it stores.
 fn validate(request: &CreateService) -> Result<NewService, HttpError> {
     let name = DnsLabel::parse("service name", &request.name)?;
-    let project = DnsLabel::parse("project name", request.project.as_deref().unwrap_or("default"))?;
+    let project = DnsLabel::parse(
+        "project name",
+        request.project.as_deref().unwrap_or("default"),
+    )?;
     let source = RepoSource::parse(&request.repo)?;
     let branch = BranchName::parse(&request.branch)?;
     for (what, value) in [
@@ -44,7 +47,9 @@ fn validate(request: &CreateService) -> Result<NewService, HttpError> {
         check_domain(domain)?;
     }
     if request.port == Some(0) {
-        return Err(HttpError::BadRequest("port must be between 1 and 65535".to_owned()));
+        return Err(HttpError::BadRequest(
+            "port must be between 1 and 65535".to_owned(),
+        ));
     }
     if request.dockerfile.is_some() && request.compose.is_some() {
         return Err(HttpError::BadRequest(
@@ -147,21 +152,29 @@ async fn resolve_branch_head(
     let sha = match (source, installation_id) {
         (RepoSource::GitHub(repo), Some(installation_id)) => {
             let app = state.github_app().ok_or_else(|| {
-                HttpError::Unavailable("the GitHub App is not configured: pass --ref SHA".to_owned())
+                HttpError::Unavailable(
+                    "the GitHub App is not configured: pass --ref SHA".to_owned(),
+                )
             })?;
-            app.branch_head(installation_id as u64, repo.owner(), repo.name(), &service.branch)
-                .await
-                .map_err(|error| match error.status() {
-                    Some(404 | 422) => HttpError::NotFound(format!(
-                        "branch {} not found in {repo}",
-                        service.branch
-                    )),
-                    _ => HttpError::BadGateway(error.to_string()),
-                })?
+            app.branch_head(
+                installation_id as u64,
+                repo.owner(),
+                repo.name(),
+                &service.branch,
+            )
+            .await
+            .map_err(|error| match error.status() {
+                Some(404 | 422) => {
+                    HttpError::NotFound(format!("branch {} not found in {repo}", service.branch))
+                }
+                _ => HttpError::BadGateway(error.to_string()),
+            })?
         }
         (RepoSource::PublicUrl(url), _) => ls_remote(url, &service.branch).await?,
         (RepoSource::GitHub(repo), None) => {
-            return Err(HttpError::Conflict(format!("no installation grants access to {repo}")));
+            return Err(HttpError::Conflict(format!(
+                "no installation grants access to {repo}"
+            )));
         }
     };
     Ok(CommitSha::parse(&sha)?)
@@ -184,7 +197,13 @@ async fn ls_remote(url: &str, branch: &str) -> Result<String, HttpError> {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(HttpError::BadGateway(format!(
             "git ls-remote {url} failed: {}",
-            stderr.lines().last().unwrap_or("").chars().take(200).collect::<String>()
+            stderr
+                .lines()
+                .last()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>()
         )));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);

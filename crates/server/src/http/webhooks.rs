@@ -38,7 +38,9 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     match handle(&state, &headers, &body).await {
         Ok(response) => response,
         Err((label, error)) => {
-            state.metrics.count_delivery(&event_name(&headers, label), label);
+            state
+                .metrics
+                .count_delivery(&event_name(&headers, label), label);
             error.into_response()
         }
     }
@@ -48,7 +50,9 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
 fn event_name(headers: &HeaderMap, label: DeliveryLabel) -> String {
     match label {
         DeliveryLabel::BadSignature => "unknown".to_owned(),
-        _ => header(headers, "x-github-event").unwrap_or("unknown").to_owned(),
+        _ => header(headers, "x-github-event")
+            .unwrap_or("unknown")
+            .to_owned(),
     }
 }
 
@@ -75,7 +79,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<R
     signature::verify(
         secret.expose_secret().as_bytes(),
         body,
-        headers.get("x-hub-signature-256").map(|value| value.as_bytes()),
+        headers
+            .get("x-hub-signature-256")
+            .map(|value| value.as_bytes()),
     )
     .map_err(|error| {
         (
@@ -91,7 +97,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<R
         .filter(|id| {
             !id.is_empty()
                 && id.len() <= 100
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
         .ok_or_else(|| bad("missing or malformed X-GitHub-Delivery header".to_owned()))?;
     let event = WebhookEvent::parse(event_name, body).map_err(|error| bad(error.to_string()))?;
@@ -134,7 +142,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<R
         .map_err(|error| (DeliveryLabel::Error, HttpError::from(error)))?;
     match outcome {
         DeliveryOutcome::Duplicate => {
-            state.metrics.count_delivery(event.name(), DeliveryLabel::Duplicate);
+            state
+                .metrics
+                .count_delivery(event.name(), DeliveryLabel::Duplicate);
             Ok((
                 StatusCode::OK,
                 Json(json!({"delivery": delivery_id, "outcome": "duplicate: already received"})),
@@ -145,7 +155,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<R
             if !builds.is_empty() {
                 state.queue.notify();
             }
-            state.metrics.count_delivery(event.name(), DeliveryLabel::Accepted);
+            state
+                .metrics
+                .count_delivery(event.name(), DeliveryLabel::Accepted);
             tracing::info!(delivery = delivery_id, event = event.name(), %outcome, "webhook delivery stored");
             let build_ids: Vec<i64> = builds.iter().map(|build| build.id).collect();
             Ok((

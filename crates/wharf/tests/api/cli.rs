@@ -1,0 +1,258 @@
+//! The `wharf` binary as users run it: CLI verbs against a running server, `--json` output,
+//! one-line errors with a non-zero exit; and service validation through the API.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, sha, spawn_app};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn wharf(app: &TestApp, args: &[&str]) -> Run {
+    wharf_with_token(app, Some(ADMIN_TOKEN), args).await
+}
+
+async fn wharf_with_token(app: &TestApp, token: Option<&str>, args: &[&str]) -> Run {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WHARF_SERVER", &app.url);
+    if let Some(token) = token {
+        command.env("WHARF_TOKEN", token);
+    }
+    let output = command.output().await.expect("wharf runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn services_and_builds_through_the_cli() {
+    let app = spawn_app().await;
+    let created = wharf(
+        &app,
+        &[
+            "service",
+            "create",
+            "web",
+            "--repo",
+            "https://git.example.com/acme/web",
+            "--branch",
+            "main",
+            "--port",
+            "8080",
+            "--health-path",
+            "/healthz",
+            "--domain",
+            "web.example.com",
+            "--dockerfile",
+            "docker/Dockerfile",
+            "--context",
+            "docker",
+            "--project",
+            "shop",
+        ],
+    )
+    .await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    assert!(
+        created.stdout.contains("Created service web"),
+        "{}",
+        created.stdout
+    );
+
+    let listed = wharf(&app, &["service", "list", "--json"]).await;
+    let services: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(services[0]["name"], "web");
+    assert_eq!(services[0]["project"], "shop");
+    assert_eq!(services[0]["port"], 8080);
+    assert_eq!(services[0]["domain"], "web.example.com");
+    let table = wharf(&app, &["service", "list"]).await;
+    assert!(table.stdout.starts_with("NAME"), "{}", table.stdout);
+
+    let triggered = wharf(
+        &app,
+        &["build", "trigger", "web", "--ref", &sha('a'), "--json"],
+    )
+    .await;
+    assert_eq!(triggered.code, 0, "{}", triggered.stderr);
+    let build: Value = serde_json::from_str(&triggered.stdout).unwrap();
+    let id = build["id"].as_i64().unwrap().to_string();
+    assert_eq!(build["state"], "pending");
+
+    let shown = wharf(&app, &["build", "show", &id]).await;
+    assert!(shown.stdout.contains(&sha('a')), "{}", shown.stdout);
+    assert!(shown.stdout.contains("pending"));
+
+    let cancelled = wharf(&app, &["build", "cancel", &id, "--json"]).await;
+    let cancelled: Value = serde_json::from_str(&cancelled.stdout).unwrap();
+    assert_eq!(cancelled["state"], "cancelled");
+
+    let retried = wharf(&app, &["build", "retry", &id, "--json"]).await;
+    let retried: Value = serde_json::from_str(&retried.stdout).unwrap();
+    assert_eq!(retried["retry_of"].to_string(), id);
+
+    let builds = wharf(&app, &["builds", "--service", "web", "--json"]).await;
+    let builds: Value = serde_json::from_str(&builds.stdout).unwrap();
+    assert_eq!(builds.as_array().unwrap().len(), 2);
+    let table = wharf(&app, &["builds"]).await;
+    assert!(table.stdout.lines().count() == 3, "{}", table.stdout);
+
+    let agent = wharf(&app, &["agents", "create", "edge-1", "--json"]).await;
+    let agent: Value = serde_json::from_str(&agent.stdout).unwrap();
+    assert!(agent["token"].as_str().unwrap().starts_with("wharf_agent_"));
+    let agents = wharf(&app, &["agents", "list", "--json"]).await;
+    let agents: Value = serde_json::from_str(&agents.stdout).unwrap();
+    assert_eq!(agents[0]["name"], "edge-1");
+    assert!(agents[0].get("token").is_none());
+}
+
+#[tokio::test]
+async fn cli_errors_are_one_line_and_exit_non_zero() {
+    let app = spawn_app().await;
+    let cases: Vec<(Option<&str>, Vec<&str>, &str)> = vec![
+        (
+            Some(ADMIN_TOKEN),
+            vec![
+                "service", "create", "Web", "--repo", "acme/web", "--branch", "main",
+            ],
+            "invalid service name",
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            vec![
+                "service", "create", "web", "--repo", "acme", "--branch", "main",
+            ],
+            "invalid repository",
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            vec!["build", "show", "12345"],
+            "no build #12345",
+        ),
+        (
+            Some(ADMIN_TOKEN),
+            vec!["build", "trigger", "nope"],
+            "no service named nope",
+        ),
+        (Some("wrong"), vec!["builds"], "invalid token"),
+        (None, vec!["builds"], "WHARF_TOKEN"),
+    ];
+    for (token, args, expected) in cases {
+        let run = wharf_with_token(&app, token, &args).await;
+        assert_ne!(run.code, 0, "{args:?}");
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.trim().lines().count(),
+            1,
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn service_fields_are_validated() {
+    let app = spawn_app().await;
+    let base = json!({"name": "web", "repo": "acme/web", "branch": "main"});
+    let cases = [
+        ("name", json!("web_1")),
+        ("name", json!("-web")),
+        ("name", json!("a".repeat(64))),
+        ("repo", json!("acme/web/x")),
+        ("repo", json!("http://insecure.example.com/acme/web")),
+        ("repo", json!("https://user:secret@github.com/acme/web")),
+        ("branch", json!("main;reboot")),
+        ("branch", json!("a..b")),
+        ("branch", json!("x".repeat(5000))),
+        ("dockerfile", json!("../../etc/passwd")),
+        ("dockerfile", json!("/etc/passwd")),
+        ("context", json!("a/../../b")),
+        ("compose", json!("/abs/compose.yml")),
+        ("health_path", json!("healthz")),
+        ("domain", json!("Web.Example.com")),
+        ("port", json!(0)),
+        ("port", json!(70000)),
+        ("port", json!("80")),
+        ("project", json!("My Project")),
+    ];
+    for (field, value) in cases {
+        let mut body = base.clone();
+        body[field] = value.clone();
+        let answer = app.post("/v1/services", body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{field}={value}: {}",
+            answer.text
+        );
+    }
+    assert_eq!(app.get("/v1/services").await.body, json!([]));
+    let created = app.post("/v1/services", base.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let duplicate = app.post("/v1/services", base).await;
+    assert_eq!(duplicate.status, StatusCode::CONFLICT);
+    assert_eq!(app.get("/v1/services/web").await.body["name"], "web");
+    assert_eq!(
+        app.get("/v1/services/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/v1/builds?service=nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    app.webhook(
+        "push",
+        "d-1",
+        &crate::helpers::push_payload("acme/web", "refs/heads/main", &sha('a')),
+    )
+    .await;
+    app.webhook(
+        "push",
+        "d-1",
+        &crate::helpers::push_payload("acme/web", "refs/heads/main", &sha('a')),
+    )
+    .await;
+    app.webhook_with(Some("push"), Some("d-2"), Some("sha256=00"), b"{}")
+        .await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "ok");
+    let metrics = app.get("/metrics").await.text;
+    for line in [
+        "wharf_webhook_deliveries_total{event=\"push\",outcome=\"accepted\"} 1",
+        "wharf_webhook_deliveries_total{event=\"push\",outcome=\"duplicate\"} 1",
+        "wharf_webhook_deliveries_total{event=\"unknown\",outcome=\"bad_signature\"} 1",
+        "wharf_queue_depth 1",
+        "wharf_builds{state=\"pending\"} 1",
+        "wharf_claim_latency_seconds_count 0",
+    ] {
+        assert!(
+            metrics.lines().any(|candidate| candidate == line),
+            "missing {line}:\n{metrics}"
+        );
+    }
+    // The REST API needs the token.
+    let anonymous = app
+        .http
+        .get(format!("{}/v1/services", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}

@@ -1,0 +1,124 @@
+//! A crash right after a 2xx loses nothing: the real `wharf server` process is killed with
+//! SIGKILL the moment it answers, and a new process finds every accepted delivery and build.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::helpers::{ADMIN_TOKEN, WEBHOOK_SECRET, push_payload, sha, sign, spawn_app};
+
+/// A `wharf server` child process and the address it listens on.
+struct ServerProcess {
+    child: tokio::process::Child,
+    url: String,
+}
+
+async fn start_server_process(database_url: &str) -> ServerProcess {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("server")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WHARF_LISTEN", "127.0.0.1:0")
+        .env("WHARF_DATABASE_URL", database_url)
+        .env("WHARF_TOKEN", ADMIN_TOKEN)
+        .env("WHARF_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wharf server starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                return format!("http://{}", addr.split_whitespace().next().unwrap());
+            }
+        }
+        panic!("wharf server exited before listening");
+    })
+    .await
+    .expect("wharf server listens within 30 s");
+    // Keep draining its logs so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    ServerProcess { child, url }
+}
+
+#[tokio::test]
+async fn a_server_killed_right_after_answering_loses_no_accepted_delivery() {
+    // The in-process app only prepares the database (and holds it for the test's life).
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    let database_url = app.database_url.clone();
+
+    let mut server = start_server_process(&database_url).await;
+    let http = reqwest::Client::new();
+    let mut accepted = Vec::new();
+    for (index, digit) in ['a', 'b', 'c', 'd'].into_iter().enumerate() {
+        let body = push_payload("acme/web", "refs/heads/main", &sha(digit));
+        let response = http
+            .post(format!("{}/api/webhooks/github", server.url))
+            .header("x-github-event", "push")
+            .header("x-github-delivery", format!("crash-{index}"))
+            .header("x-hub-signature-256", sign(&body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        accepted.push(format!("crash-{index}"));
+    }
+    // SIGKILL: no shutdown code runs.
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+
+    let restarted = start_server_process(&database_url).await;
+    for delivery in &accepted {
+        assert!(
+            app.store
+                .delivery_outcome(delivery)
+                .await
+                .unwrap()
+                .is_some(),
+            "{delivery} was lost"
+        );
+    }
+    let builds: Value = http
+        .get(format!("{}/v1/builds?service=web", restarted.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let builds = builds.as_array().unwrap();
+    assert_eq!(builds.len(), 4);
+    assert_eq!(builds[0]["commit_sha"], sha('d'));
+    assert_eq!(builds[0]["state"], "pending");
+    // And the newest is still handed to an agent after the restart.
+    let token: Value = http
+        .post(format!("{}/v1/agents", restarted.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "after-crash"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claim: Value = http
+        .post(format!("{}/v1/agent/claim", restarted.url))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .json(&json!({"wait_ms": 1000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claim["job"]["build"]["commit_sha"], sha('d'));
+}

@@ -1,0 +1,301 @@
+//! `spawn_app()`: the real server on 127.0.0.1 port 0, with a fresh database of the backend
+//! this run tests (see `wharf_store::testing`) and, when asked, the GitHub stand-in; plus small
+//! helpers to talk to it as GitHub, agents and users do.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wharf_github::{AppConfig, GithubApp, RetryPolicy};
+use wharf_github_standin::{AppKey, GithubStandin, StandinConfig};
+use wharf_server::{GithubSettings, RunningServer, ServerConfig};
+use wharf_store::Store;
+use wharf_store::testing::TestDatabase;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+pub const APP_ID: u64 = 4242;
+
+/// Logs of this test process, kept so tests can assert that no secret was ever logged.
+/// Each test runs in its own process under nextest, so one global subscriber per test is right.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = std::io::stderr().write_all(bytes);
+        }
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() -> LogCapture {
+    let capture = LogCapture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // Only the first test in a process installs it; others share it.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    capture
+}
+
+/// How to set the app up.
+#[derive(Default)]
+pub struct Options {
+    /// Start the GitHub stand-in and configure the App against it.
+    pub github: bool,
+    /// Lease length; short values test expiry.
+    pub lease: Option<Duration>,
+    pub max_attempts: Option<i64>,
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub store: Store,
+    pub http: reqwest::Client,
+    pub github: Option<GithubStandin>,
+    pub app_key: Option<AppKey>,
+    pub logs: LogCapture,
+    pub database_url: String,
+    /// Keeps the server running for the test's life.
+    _server: RunningServer,
+    _database: TestDatabase,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let logs = capture_logs();
+    let (store, database) = TestDatabase::create().await.expect("test database");
+    let mut config = ServerConfig::new(SecretString::from(ADMIN_TOKEN));
+    config.lease = options.lease.unwrap_or(Duration::from_secs(30));
+    config.max_attempts = options.max_attempts.unwrap_or(3);
+    config.lease_check_interval = Duration::from_millis(50);
+    let (github, app_key) = if options.github {
+        let key = AppKey::generate().expect("openssl generates an RSA key");
+        let standin = GithubStandin::start(StandinConfig::new(APP_ID, &key.public_pem))
+            .await
+            .expect("GitHub stand-in");
+        let app = GithubApp::new(&AppConfig {
+            app_id: APP_ID,
+            private_key: SecretString::from(key.private_pem.clone()),
+            api_url: standin.api_url(),
+        })
+        .expect("GitHub App client")
+        .with_retry(RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        });
+        config.github = Some(GithubSettings {
+            webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
+            app: Some(app),
+        });
+        (Some(standin), Some(key))
+    } else {
+        config.github = Some(GithubSettings {
+            webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
+            app: None,
+        });
+        (None, None)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = wharf_server::start(listener, store.clone(), config).expect("server starts");
+    let url = format!("http://{}", server.addr);
+    TestApp {
+        url,
+        store,
+        http: reqwest::Client::new(),
+        github,
+        app_key,
+        logs,
+        database_url: database.url.clone(),
+        _server: server,
+        _database: database,
+    }
+}
+
+/// A response read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    async fn read(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, body, text }
+    }
+}
+
+pub fn sign(body: &[u8]) -> String {
+    wharf_domain::signature::sign(WEBHOOK_SECRET.as_bytes(), body)
+}
+
+impl TestApp {
+    /// Posts a webhook as GitHub does: signed, with event and delivery headers.
+    pub async fn webhook(&self, event: &str, delivery: &str, body: &[u8]) -> Answer {
+        self.webhook_with(Some(event), Some(delivery), Some(&sign(body)), body)
+            .await
+    }
+
+    /// Posts a webhook with any of its headers left out or replaced.
+    pub async fn webhook_with(
+        &self,
+        event: Option<&str>,
+        delivery: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        let mut request = self
+            .http
+            .post(format!("{}/api/webhooks/github", self.url))
+            .header("content-type", "application/json")
+            .header("user-agent", "GitHub-Hookshot/test")
+            .body(body.to_vec());
+        if let Some(event) = event {
+            request = request.header("x-github-event", event);
+        }
+        if let Some(delivery) = delivery {
+            request = request.header("x-github-delivery", delivery);
+        }
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        Answer::read(request.send().await.expect("webhook request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("GET");
+        Answer::read(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.post_as(ADMIN_TOKEN, path, body).await
+    }
+
+    pub async fn post_as(&self, token: &str, path: &str, body: Value) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        Answer::read(response).await
+    }
+
+    /// Creates a service through the API and returns its JSON.
+    pub async fn create_service(&self, name: &str, repo: &str, branch: &str) -> Value {
+        let answer = self
+            .post(
+                "/v1/services",
+                json!({"name": name, "repo": repo, "branch": branch, "port": 8080}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        answer.body
+    }
+
+    /// Issues an agent token through the API.
+    pub async fn create_agent(&self, name: &str) -> String {
+        let answer = self.post("/v1/agents", json!({"name": name})).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        answer.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The builds, newest first.
+    pub async fn builds(&self) -> Vec<Value> {
+        let answer = self.get("/v1/builds").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.body.as_array().unwrap().clone()
+    }
+
+    pub async fn build(&self, id: i64) -> Value {
+        let answer = self.get(&format!("/v1/builds/{id}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.body
+    }
+
+    /// Waits until build `id` is in `state`, failing after `deadline`.
+    pub async fn wait_for_build_state(&self, id: i64, state: &str, deadline: Duration) -> Value {
+        let started = tokio::time::Instant::now();
+        loop {
+            let build = self.build(id).await;
+            if build["state"] == state {
+                return build;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "build #{id} did not reach {state} within {deadline:?}: {build}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A push payload as GitHub sends it, with the fields Wharf reads and a realistic rest.
+pub fn push_payload(repo: &str, git_ref: &str, after: &str) -> Vec<u8> {
+    let zero = "0".repeat(40);
+    json!({
+        "ref": git_ref,
+        "before": zero,
+        "after": after,
+        "created": false,
+        "deleted": after == zero,
+        "forced": false,
+        "base_ref": null,
+        "compare": format!("https://github.com/{repo}/compare/{}...{}", &zero[..12], after.get(..12).unwrap_or(after)),
+        "commits": [],
+        "head_commit": null,
+        "repository": {
+            "id": 1296269,
+            "node_id": "MDEwOlJlcG9zaXRvcnkxMjk2MjY5",
+            "name": repo.split('/').nth(1).unwrap(),
+            "full_name": repo,
+            "private": true,
+            "owner": {"login": repo.split('/').next().unwrap(), "id": 1},
+            "clone_url": format!("https://github.com/{repo}.git"),
+            "default_branch": "main"
+        },
+        "pusher": {"name": "octocat", "email": "octocat@example.com"},
+        "sender": {"login": "octocat", "id": 1},
+        "installation": {"id": 42, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI="}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A commit SHA made of one repeated hex digit.
+pub fn sha(digit: char) -> String {
+    digit.to_string().repeat(40)
+}

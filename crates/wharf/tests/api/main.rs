@@ -1,0 +1,10 @@
+//! Wharf's integration tests, all in one binary: the real server on port 0 with a fresh
+//! database of the backend this run tests, the GitHub stand-in where GitHub is involved, and
+//! the real `wharf` binary for the CLI.
+
+mod cli;
+mod durability;
+mod github_app;
+mod helpers;
+mod queue;
+mod webhooks;

@@ -1,0 +1,465 @@
+//! `POST /api/webhooks/github` through real HTTP: signatures, bad input, deduplication, what a
+//! push queues, and every real payload of the events Wharf reads.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{push_payload, sha, sign, spawn_app};
+
+#[tokio::test]
+async fn a_push_to_a_tracked_branch_queues_one_build_of_the_after_commit() {
+    let app = spawn_app().await;
+    app.create_service("web", "Acme/Web", "main").await;
+    let answer = app
+        .webhook(
+            "push",
+            "d-1",
+            &push_payload("acme/web", "refs/heads/main", &sha('a')),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    let builds = app.builds().await;
+    assert_eq!(builds.len(), 1);
+    assert_eq!(builds[0]["commit_sha"], sha('a'));
+    assert_eq!(builds[0]["state"], "pending");
+    assert_eq!(builds[0]["trigger"], "push");
+    assert_eq!(builds[0]["branch"], "main");
+    assert_eq!(builds[0]["delivery_id"], "d-1");
+    assert_eq!(answer.body["builds"], json!([builds[0]["id"]]));
+}
+
+#[tokio::test]
+async fn signatures_are_checked_before_anything_else() {
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    let body = push_payload("acme/web", "refs/heads/main", &sha('a'));
+    let foreign = wharf_domain::signature::sign(b"someone else's secret", &body);
+    let sha1_only = format!("sha1={}", "0".repeat(40));
+    let truncated = sign(&body)[..40].to_owned();
+    let cases: [(&str, Option<&str>); 5] = [
+        ("missing", None),
+        ("foreign secret", Some(&foreign)),
+        ("sha1 only", Some(&sha1_only)),
+        ("truncated", Some(&truncated)),
+        ("garbage", Some("sha256=not-hex")),
+    ];
+    for (case, signature) in cases {
+        let answer = app
+            .webhook_with(Some("push"), Some("d-1"), signature, &body)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{case}: {}",
+            answer.text
+        );
+        assert!(
+            answer.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("X-Hub-Signature-256"),
+            "{case}"
+        );
+    }
+    // A valid signature over a different body is as wrong as none.
+    let other = push_payload("acme/web", "refs/heads/main", &sha('b'));
+    let answer = app
+        .webhook_with(Some("push"), Some("d-1"), Some(&sign(&other)), &body)
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    // An invalid signature on a broken body is still a 401: nothing is parsed unverified.
+    let answer = app
+        .webhook_with(Some("push"), Some("d-1"), Some(&foreign), b"{not json")
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(app.builds().await.is_empty());
+    assert_eq!(app.store.count_deliveries().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn broken_payloads_are_400_and_queue_nothing() {
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    let good = String::from_utf8(push_payload("acme/web", "refs/heads/main", &sha('a'))).unwrap();
+    let long_ref = format!("refs/heads/{}", "x".repeat(5000));
+    let mut wrong_types: Value = serde_json::from_str(&good).unwrap();
+    wrong_types["repository"]["id"] = json!("1296269");
+    let mut after_number: Value = serde_json::from_str(&good).unwrap();
+    after_number["after"] = json!(12345);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated JSON", good.as_bytes()[..good.len() / 2].to_vec()),
+        ("not an object", b"[1, 2, 3]".to_vec()),
+        ("empty body", Vec::new()),
+        ("wrong field type", wrong_types.to_string().into_bytes()),
+        ("number for a SHA", after_number.to_string().into_bytes()),
+        (
+            "shell metacharacters",
+            push_payload("acme/web", "refs/heads/main;rm -rf /", &sha('a')),
+        ),
+        (
+            "command substitution",
+            push_payload("acme/web", "refs/heads/$(id)", &sha('a')),
+        ),
+        (
+            "dot-dot",
+            push_payload("acme/web", "refs/heads/../../etc", &sha('a')),
+        ),
+        (
+            "NUL",
+            push_payload("acme/web", "refs/heads/ma\u{0}in", &sha('a')),
+        ),
+        (
+            "5,000 characters",
+            push_payload("acme/web", &long_ref, &sha('a')),
+        ),
+        (
+            "bad SHA",
+            push_payload("acme/web", "refs/heads/main", "not-a-sha"),
+        ),
+        (
+            "bad repository name",
+            push_payload("acme/web/extra", "refs/heads/main", &sha('a')),
+        ),
+        (
+            "repository name with a space",
+            push_payload("acme/we b", "refs/heads/main", &sha('a')),
+        ),
+    ];
+    for (index, (case, body)) in cases.iter().enumerate() {
+        let answer = app.webhook("push", &format!("bad-{index}"), body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{case}: {}",
+            answer.text
+        );
+        assert!(
+            !answer.body["error"].as_str().unwrap_or("").is_empty(),
+            "{case}"
+        );
+    }
+    assert!(app.builds().await.is_empty());
+    assert_eq!(app.store.count_deliveries().await.unwrap(), 0);
+    // The server is still up and still takes good deliveries.
+    let answer = app.webhook("push", "good", good.as_bytes()).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+}
+
+#[tokio::test]
+async fn missing_headers_are_400() {
+    let app = spawn_app().await;
+    let body = push_payload("acme/web", "refs/heads/main", &sha('a'));
+    let signature = sign(&body);
+    let no_event = app
+        .webhook_with(None, Some("d-1"), Some(&signature), &body)
+        .await;
+    assert_eq!(no_event.status, StatusCode::BAD_REQUEST);
+    assert!(
+        no_event.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-GitHub-Event")
+    );
+    let no_delivery = app
+        .webhook_with(Some("push"), None, Some(&signature), &body)
+        .await;
+    assert_eq!(no_delivery.status, StatusCode::BAD_REQUEST);
+    assert!(
+        no_delivery.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-GitHub-Delivery")
+    );
+    let odd_delivery = app
+        .webhook_with(Some("push"), Some("a b;c"), Some(&signature), &body)
+        .await;
+    assert_eq!(odd_delivery.status, StatusCode::BAD_REQUEST);
+    let odd_event = app
+        .webhook_with(Some("push;rm"), Some("d-2"), Some(&signature), &body)
+        .await;
+    assert_eq!(odd_event.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_body_over_25_mb_is_413_and_the_server_stays_up() {
+    let app = spawn_app().await;
+    let body = vec![b' '; 30 * 1024 * 1024];
+    let answer = app.webhook("push", "huge", &body).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_events_are_a_2xx_no_op_and_ping_is_answered() {
+    let app = spawn_app().await;
+    let star = app
+        .webhook("star", "s-1", br#"{"action": "created"}"#)
+        .await;
+    assert_eq!(star.status, StatusCode::OK, "{}", star.text);
+    assert!(star.body["outcome"].as_str().unwrap().contains("ignored"));
+    let ping = app
+        .webhook(
+            "ping",
+            "p-1",
+            br#"{"zen": "Keep it logically awesome.", "hook_id": 1}"#,
+        )
+        .await;
+    assert!(ping.status.is_success(), "{}", ping.text);
+    assert_eq!(ping.body["outcome"], "pong");
+    assert!(app.builds().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_delivery_or_a_redelivered_push_never_builds_twice() {
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    let body = push_payload("acme/web", "refs/heads/main", &sha('a'));
+    let first = app.webhook("push", "d-1", &body).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    let same_id = app.webhook("push", "d-1", &body).await;
+    assert_eq!(same_id.status, StatusCode::OK);
+    assert!(
+        same_id.body["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("duplicate")
+    );
+    // GitHub's redelivery may carry a new delivery id: the push itself is recognised.
+    let new_id = app.webhook("push", "d-2", &body).await;
+    assert_eq!(new_id.status, StatusCode::OK);
+    assert_eq!(app.builds().await.len(), 1);
+}
+
+#[tokio::test]
+async fn deletions_tags_other_branches_and_untracked_repositories_build_nothing() {
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    let cases = [
+        (
+            "deletion",
+            push_payload("acme/web", "refs/heads/main", &sha('0')),
+        ),
+        (
+            "tag",
+            push_payload("acme/web", "refs/tags/v1.0.0", &sha('a')),
+        ),
+        (
+            "other branch",
+            push_payload("acme/web", "refs/heads/develop", &sha('b')),
+        ),
+        (
+            "untracked repository",
+            push_payload("acme/other", "refs/heads/main", &sha('c')),
+        ),
+    ];
+    for (index, (case, body)) in cases.iter().enumerate() {
+        let answer = app.webhook("push", &format!("n-{index}"), body).await;
+        assert!(answer.status.is_success(), "{case}: {}", answer.text);
+        assert_eq!(answer.body["builds"], json!([]), "{case}");
+    }
+    assert!(app.builds().await.is_empty());
+    assert_eq!(
+        app.store.delivery_outcome("n-3").await.unwrap().as_deref(),
+        Some("no service tracks acme/other on branch main")
+    );
+}
+
+#[tokio::test]
+async fn only_the_newest_pending_push_builds() {
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    for (index, digit) in ['a', 'b', 'c'].into_iter().enumerate() {
+        let answer = app
+            .webhook(
+                "push",
+                &format!("d-{index}"),
+                &push_payload("acme/web", "refs/heads/main", &sha(digit)),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+    }
+    let builds = app.builds().await;
+    assert_eq!(builds.len(), 3);
+    let newest = &builds[0];
+    assert_eq!(newest["commit_sha"], sha('c'));
+    assert_eq!(newest["state"], "pending");
+    for older in &builds[1..] {
+        assert_eq!(older["state"], "cancelled");
+        assert!(
+            older["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("superseded by build #")
+        );
+    }
+}
+
+#[tokio::test]
+async fn pull_requests_are_stored_and_routed_not_dropped() {
+    let app = spawn_app().await;
+    let body = json!({
+        "action": "opened",
+        "number": 7,
+        "pull_request": {
+            "head": {"ref": "feature", "sha": sha('d'), "repo": {"id": 1}},
+            "base": {"ref": "main", "sha": sha('e'), "repo": {"id": 1}}
+        },
+        "repository": {"id": 1, "full_name": "acme/web", "private": true}
+    });
+    let answer = app
+        .webhook("pull_request", "pr-1", body.to_string().as_bytes())
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    let outcome = app.store.delivery_outcome("pr-1").await.unwrap().unwrap();
+    assert!(outcome.contains("pull request #7 opened"), "{outcome}");
+}
+
+#[tokio::test]
+async fn installation_events_keep_the_repository_roster() {
+    let app = spawn_app().await;
+    let account = json!({"login": "acme", "id": 9, "type": "Organization"});
+    let created = json!({
+        "action": "created",
+        "installation": {"id": 42, "account": account},
+        "repositories": [
+            {"id": 1, "name": "web", "full_name": "acme/web", "private": true},
+            {"id": 2, "name": "api", "full_name": "acme/api", "private": false}
+        ]
+    });
+    let answer = app
+        .webhook("installation", "i-1", created.to_string().as_bytes())
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    assert_eq!(
+        app.store.installation_for_repo("acme/web").await.unwrap(),
+        Some(42)
+    );
+
+    let removed = json!({
+        "action": "removed",
+        "installation": {"id": 42, "account": account},
+        "repository_selection": "selected",
+        "repositories_added": [],
+        "repositories_removed": [{"id": 1, "name": "web", "full_name": "acme/web", "private": true}]
+    });
+    let answer = app
+        .webhook(
+            "installation_repositories",
+            "i-2",
+            removed.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    assert_eq!(
+        app.store.installation_for_repo("acme/web").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        app.store.installation_for_repo("acme/api").await.unwrap(),
+        Some(42)
+    );
+
+    let suspend = json!({"action": "suspend", "installation": {"id": 42, "account": account}});
+    app.webhook("installation", "i-3", suspend.to_string().as_bytes())
+        .await;
+    assert_eq!(
+        app.store.installation_for_repo("acme/api").await.unwrap(),
+        None
+    );
+    let unsuspend = json!({"action": "unsuspend", "installation": {"id": 42, "account": account}});
+    app.webhook("installation", "i-4", unsuspend.to_string().as_bytes())
+        .await;
+    assert_eq!(
+        app.store.installation_for_repo("acme/api").await.unwrap(),
+        Some(42)
+    );
+    let deleted = json!({"action": "deleted", "installation": {"id": 42, "account": account}});
+    app.webhook("installation", "i-5", deleted.to_string().as_bytes())
+        .await;
+    assert_eq!(
+        app.store.installation_for_repo("acme/api").await.unwrap(),
+        None
+    );
+}
+
+/// Every example payload GitHub publishes (npm `@octokit/webhooks-examples`) for the events
+/// Wharf reads gets a 2xx, and the pushes to a tracked branch among them queue builds.
+#[tokio::test]
+async fn every_published_example_of_the_events_wharf_reads_is_accepted() {
+    let app = spawn_app().await;
+    app.create_service("hello", "Codertocat/Hello-World", "master")
+        .await;
+    let examples = webhook_examples();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut accepted = 0;
+    for (event, payloads) in &examples {
+        for (index, payload) in payloads.iter().enumerate() {
+            let body = payload.to_string();
+            let answer = app
+                .webhook(event, &format!("example-{event}-{index}"), body.as_bytes())
+                .await;
+            assert!(
+                answer.status.is_success(),
+                "{event} example {index} ({}) got {}: {}",
+                payload["action"],
+                answer.status,
+                answer.text
+            );
+            accepted += 1;
+            *seen.entry(event.as_str()).or_insert(0) += 1;
+        }
+    }
+    for event in [
+        "push",
+        "pull_request",
+        "installation",
+        "installation_repositories",
+        "ping",
+    ] {
+        assert!(
+            seen.get(event).copied().unwrap_or(0) > 0,
+            "no examples of {event}: {seen:?}"
+        );
+    }
+    assert!(accepted >= 40, "only {accepted} examples were found");
+    // The examples hold one push of a branch (refs/heads/master) of Codertocat/Hello-World.
+    let builds = app.builds().await;
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert_eq!(builds[0]["service"], "hello");
+}
+
+/// The examples of push, pull_request, installation, installation_repositories and ping.
+fn webhook_examples() -> Vec<(String, Vec<Value>)> {
+    let path = std::env::var("WHARF_OCTOKIT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../testdata/node_modules/@octokit")
+        })
+        .join("webhooks-examples/api.github.com/index.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error}; run scripts/test, which installs it",
+            path.display()
+        )
+    });
+    let index: Vec<Value> = serde_json::from_str(&text).unwrap();
+    index
+        .into_iter()
+        .filter(|entry| {
+            matches!(
+                entry["name"].as_str(),
+                Some(
+                    "push" | "pull_request" | "installation" | "installation_repositories" | "ping"
+                )
+            )
+        })
+        .map(|entry| {
+            (
+                entry["name"].as_str().unwrap().to_owned(),
+                entry["examples"].as_array().unwrap().clone(),
+            )
+        })
+        .collect()
+}
