@@ -34,11 +34,6 @@ const FILE_KEYS: &[&str] = &[
     "agent_token_file",
     "labels",
     "work_dir",
-    "runtime",
-    "registry",
-    "registry_insecure",
-    "caddy_admin",
-    "edge_listen",
 ];
 
 /// Reads the TOML file named by `--config` or `WHARF_CONFIG` (if any) and sets each of its keys

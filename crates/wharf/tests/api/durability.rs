@@ -122,3 +122,59 @@ async fn a_server_killed_right_after_answering_loses_no_accepted_delivery() {
         .unwrap();
     assert_eq!(claim["job"]["build"]["commit_sha"], sha('d'));
 }
+
+#[tokio::test]
+async fn settings_come_from_a_toml_file_and_its_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("wharf.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ntoken = \"from-the-file\"\nmax_attempts = 5\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["server", "--config"])
+        .arg(&good)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                return format!("http://{}", addr.split_whitespace().next().unwrap());
+            }
+        }
+        panic!("wharf server exited before listening");
+    })
+    .await
+    .unwrap();
+    let listed = reqwest::Client::new()
+        .get(format!("{url}/v1/services"))
+        .bearer_auth("from-the-file")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    assert!(dir.path().join("data/wharf.db").exists());
+    child.start_kill().unwrap();
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listne = \"127.0.0.1:0\"\n").unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["server", "--config"])
+        .arg(&bad)
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown key \"listne\""), "{stderr}");
+}
