@@ -81,3 +81,29 @@ drop_test_databases() {
             as_root su postgres -c "psql -p $port -qc 'DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)'" >/dev/null
         done
 }
+
+# need_podman: Podman configured for this kind of machine (runc, cgroupfs, file events,
+# ulimits a container may set), with Debian's static busybox for FROM-scratch test images.
+need_podman() {
+    need_packages podman runc busybox-static uidmap
+    local conf=/etc/containers/containers.conf
+    if ! grep -q 'wharf: podman settings' "$conf" 2>/dev/null; then
+        log "configuring Podman ($conf)"
+        as_root mkdir -p /etc/containers
+        as_root tee "$conf" >/dev/null <<'CONF'
+# wharf: podman settings for machines without systemd or cgroup v2 delegation
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+    fi
+}
+
+# need_registry: Debian's docker-registry (Distribution 2.8); tests start their own instances.
+need_registry() {
+    need_packages docker-registry
+}
