@@ -5,6 +5,8 @@
 //! Architecture invariant: the agent holds no state the server cannot rebuild. If it dies,
 //! its leases run out and the server hands its builds to another agent.
 
+mod builder;
+mod logs;
 mod runner;
 
 use std::collections::HashMap;
@@ -17,7 +19,9 @@ use tokio::sync::watch;
 use wharf_client::{ApiClient, ClientError};
 use wharf_wire::{AgentSettings, ClaimBuild, Heartbeat, RegisterAgent};
 
+pub use builder::{BuilderConfig, ImageBuilder};
 pub use runner::{BuildContext, BuildRunner, NoBuilder};
+pub use wharf_runtime::container::{Runtime, RuntimeKind};
 
 /// How the agent reaches its server and where it works.
 #[derive(Clone)]
@@ -44,6 +48,7 @@ pub async fn run<R: BuildRunner>(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let client = ApiClient::new(&config.server, config.token.clone())?;
+    remove_leftovers(&config.work_dir).await;
     let Some(settings) = register(&client, &config, &mut shutdown).await? else {
         return Ok(());
     };
@@ -172,4 +177,21 @@ fn lock(active: &ActiveBuilds) -> std::sync::MutexGuard<'_, HashMap<i64, watch::
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Removes the work directories a previous run of this agent left behind (it was killed
+/// mid-build): a starting agent holds no builds, so none of them is in use.
+async fn remove_leftovers(work_dir: &std::path::Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(work_dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("build-") {
+            tracing::info!(path = %entry.path().display(), "removing a leftover work directory");
+            if let Err(error) = tokio::fs::remove_dir_all(entry.path()).await {
+                tracing::warn!(%error, "could not remove a leftover work directory");
+            }
+        }
+    }
 }

@@ -27,6 +27,9 @@ impl BuildContext {
             id: build_id,
             state,
             reason,
+            image: None,
+            digest: None,
+            failure: None,
         };
         if let Err(error) = self.client.send(&request).await {
             tracing::warn!(build = build_id, %state, %error, "the server did not take a build report");

@@ -34,6 +34,9 @@ pub(crate) async fn expire_leases(state: &AppState) {
             if !expiry.requeued.is_empty() {
                 state.queue.notify();
             }
+            if !expiry.requeued.is_empty() || !expiry.failed.is_empty() {
+                state.logs.notify();
+            }
         }
         Err(error) => tracing::error!(%error, "lease expiry failed"),
     }

@@ -22,7 +22,10 @@ use wharf_github::GithubApp;
 use wharf_store::Store;
 
 pub use metrics::Metrics;
-pub use queue::QueueSignal;
+pub use queue::Signal;
+
+/// The most log text kept per build.
+pub const DEFAULT_MAX_LOG_BYTES: i64 = 10 * 1024 * 1024;
 
 /// Everything the server needs to run, read from flags and the environment by the binary.
 #[derive(Clone)]
@@ -41,6 +44,8 @@ pub struct ServerConfig {
     pub max_claim_wait: Duration,
     /// How often expired leases are looked for.
     pub lease_check_interval: Duration,
+    /// The most log text kept per build; later lines are dropped with a note.
+    pub max_log_bytes: i64,
 }
 
 impl ServerConfig {
@@ -54,6 +59,7 @@ impl ServerConfig {
             max_attempts: 3,
             max_claim_wait: Duration::from_secs(30),
             lease_check_interval: Duration::from_secs(1),
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
         }
     }
 }
@@ -72,7 +78,9 @@ pub struct GithubSettings {
 pub(crate) struct AppState {
     pub store: Store,
     pub config: Arc<ServerConfig>,
-    pub queue: QueueSignal,
+    pub queue: Signal,
+    /// Rings when a build's log grows or its state changes.
+    pub logs: Signal,
     pub metrics: Arc<Metrics>,
 }
 
@@ -129,7 +137,8 @@ pub fn start(
     let state = AppState {
         store,
         config: Arc::new(config),
-        queue: QueueSignal::new(),
+        queue: Signal::new(),
+        logs: Signal::new(),
         metrics: Arc::new(Metrics::default()),
     };
     let task = tokio::spawn(run(listener, state, shutdown_rx));

@@ -2,7 +2,7 @@
 //! progress reports, cancellation and the return of builds whose lease ran out.
 
 use wharf_domain::build::{TransitionError, check_agent_report, check_cancel};
-use wharf_wire::{Build, BuildState, BuildTrigger, format_millis};
+use wharf_wire::{Build, BuildState, BuildTrigger, StepFailure, format_millis};
 
 use crate::{Result, Store, StoreError, in_transaction, on_pool};
 
@@ -45,6 +45,9 @@ pub struct StateReport {
     pub build_id: i64,
     pub state: BuildState,
     pub reason: Option<String>,
+    pub image: Option<String>,
+    pub digest: Option<String>,
+    pub failure: Option<StepFailure>,
 }
 
 /// The builds whose leases had run out.
@@ -80,6 +83,13 @@ pub(crate) struct BuildRow {
     updated_at: i64,
     claimed_at: Option<i64>,
     finished_at: Option<i64>,
+    image: Option<String>,
+    digest: Option<String>,
+    failed_step: Option<String>,
+    failed_command: Option<String>,
+    exit_code: Option<i64>,
+    output_tail: Option<String>,
+    log_truncated: bool,
 }
 
 impl BuildRow {
@@ -102,6 +112,18 @@ impl BuildRow {
             updated_at: format_millis(self.updated_at),
             claimed_at: self.claimed_at.map(format_millis),
             finished_at: self.finished_at.map(format_millis),
+            image: self.image,
+            digest: self.digest,
+            failure: self.failed_step.map(|step| StepFailure {
+                step,
+                command: self.failed_command,
+                exit_code: self.exit_code.and_then(|code| i32::try_from(code).ok()),
+                output_tail: self
+                    .output_tail
+                    .map(|tail| tail.lines().map(str::to_owned).collect())
+                    .unwrap_or_default(),
+            }),
+            log_truncated: self.log_truncated,
         }
     }
 }
@@ -112,7 +134,8 @@ macro_rules! select_build {
         "SELECT b.id, s.name AS service, b.service_id, b.commit_sha, b.branch, b.trigger, \
          b.state, b.reason, b.attempt, b.max_attempts, a.name AS agent, b.delivery_id, \
          b.retry_of, b.installation_id, b.created_at, b.updated_at, \
-         b.claimed_at, b.finished_at \
+         b.claimed_at, b.finished_at, b.image, b.digest, b.failed_step, b.failed_command, \
+         b.exit_code, b.output_tail, b.log_truncated \
          FROM builds b JOIN services s ON s.id = b.service_id \
          LEFT JOIN agents a ON a.id = b.agent_id"
     };
@@ -343,7 +366,10 @@ impl Store {
         let affected = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE builds SET state = $1, reason = COALESCE($2, reason), updated_at = $3, \
-                 finished_at = $4, lease_expires_at = CASE WHEN $4 IS NULL THEN lease_expires_at ELSE NULL END \
+                 finished_at = $4, lease_expires_at = CASE WHEN $4 IS NULL THEN lease_expires_at ELSE NULL END, \
+                 image = COALESCE($8, image), digest = COALESCE($9, digest), \
+                 failed_step = COALESCE($10, failed_step), failed_command = COALESCE($11, failed_command), \
+                 exit_code = COALESCE($12, exit_code), output_tail = COALESCE($13, output_tail) \
                  WHERE id = $5 AND agent_id = $6 AND state = $7",
             )
             .bind(report.state.as_str())
@@ -353,6 +379,12 @@ impl Store {
             .bind(report.build_id)
             .bind(report.agent_id)
             .bind(from.as_str())
+            .bind(&report.image)
+            .bind(&report.digest)
+            .bind(report.failure.as_ref().map(|failure| failure.step.clone()))
+            .bind(report.failure.as_ref().and_then(|failure| failure.command.clone()))
+            .bind(report.failure.as_ref().and_then(|failure| failure.exit_code.map(i64::from)))
+            .bind(report.failure.as_ref().map(|failure| failure.output_tail.join("\n")))
             .execute(pool)
             .await?
             .rows_affected()

@@ -16,12 +16,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "build_output",
+        sqlite: include_str!("../migrations/sqlite/0002_build_output.sql"),
+        postgres: include_str!("../migrations/postgres/0002_build_output.sql"),
+    },
+];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK: i64 = 0x5748_4152_465f_4d49;

@@ -378,6 +378,9 @@ async fn only_the_leasing_agent_reports_and_only_allowed_moves() {
         build_id: build.id,
         state,
         reason: None,
+        image: None,
+        digest: None,
+        failure: None,
     };
     assert!(matches!(
         store
@@ -479,4 +482,73 @@ async fn installations_track_their_repositories() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn logs_are_appended_in_order_by_the_holder_only_and_capped() {
+    use wharf_wire::{LogStream, NewLogLine};
+    let (store, _db) = store().await;
+    let service_id = service(&store, "web", "acme/web", "main").await;
+    let owner = agent(&store, "owner").await;
+    let stranger = agent(&store, "stranger").await;
+    let build = store
+        .queue_build(&build_of(service_id, 'a'), NOW)
+        .await
+        .unwrap();
+    let line = |text: &str| NewLogLine {
+        stream: LogStream::Stdout,
+        text: text.to_owned(),
+    };
+    // Not claimed yet: nobody may write.
+    assert!(
+        store
+            .append_logs(build.id, owner, &[line("early")], 1000, NOW)
+            .await
+            .is_err()
+    );
+    store
+        .claim_build(owner, 60_000, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        store
+            .append_logs(build.id, stranger, &[line("x")], 1000, NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let first = store
+        .append_logs(build.id, owner, &[line("one"), line("two")], 40, NOW)
+        .await
+        .unwrap();
+    assert_eq!((first.stored, first.truncated), (2, false));
+    // 8 bytes stored of 40; 40 more do not fit: the first fits, then the note, then nothing.
+    let second = store
+        .append_logs(
+            build.id,
+            owner,
+            &[line(&"x".repeat(20)), line(&"y".repeat(20))],
+            40,
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!((second.stored, second.truncated), (1, true));
+    let third = store
+        .append_logs(build.id, owner, &[line("after the cap")], 40, NOW)
+        .await
+        .unwrap();
+    assert_eq!((third.stored, third.truncated), (0, true));
+    let lines = store.logs_after(build.id, 0, 100).await.unwrap();
+    let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
+    assert_eq!(texts[..3], ["one", "two", &"x".repeat(20)]);
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[3].stream, LogStream::Wharf);
+    assert!(lines[3].text.contains("limit"));
+    assert_eq!(
+        lines.iter().map(|line| line.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(store.logs_after(build.id, 2, 100).await.unwrap().len(), 2);
+    assert!(store.build(build.id).await.unwrap().log_truncated);
 }

@@ -9,8 +9,8 @@ use secrecy::SecretString;
 use serde::Serialize;
 use wharf_client::ApiClient;
 use wharf_wire::{
-    Agent, Build, CancelBuild, CreateAgent, CreateService, ListAgents, ListBuilds, ListServices,
-    RetryBuild, Service, ShowBuild, TriggerBuild,
+    Agent, Build, BuildState, CancelBuild, CreateAgent, CreateService, GetLogs, ListAgents,
+    ListBuilds, ListServices, LogStream, RetryBuild, Service, ShowBuild, TriggerBuild,
 };
 
 /// Where the server is and how to authenticate.
@@ -64,6 +64,15 @@ pub enum ClientCommand {
     Build {
         #[command(subcommand)]
         command: BuildCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print a build's log; with -f, follow it live until the build ends.
+    Logs {
+        id: i64,
+        /// Keep printing new lines until the build finishes (exits 1 if it did not complete).
+        #[arg(short, long)]
+        follow: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -243,6 +252,11 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             };
             print_one(&build, json, build_details)
         }
+        ClientCommand::Logs {
+            id,
+            follow,
+            connection,
+        } => print_logs(&connection.client()?, id, follow).await,
         ClientCommand::Agents {
             command,
             connection,
@@ -430,4 +444,38 @@ fn agents_table(agents: &[Agent]) -> Vec<Vec<String>> {
         ]);
     }
     rows
+}
+
+/// Prints a build's log page by page; following waits on the server for new lines.
+async fn print_logs(client: &ApiClient, id: i64, follow: bool) -> anyhow::Result<()> {
+    let mut after = 0;
+    loop {
+        let request = GetLogs {
+            id,
+            after,
+            wait_ms: if follow { 25_000 } else { 0 },
+        };
+        let page = client
+            .send_with_timeout(&request, std::time::Duration::from_secs(60))
+            .await?;
+        let mut text = String::new();
+        for line in &page.lines {
+            after = line.seq;
+            match line.stream {
+                LogStream::Wharf => {
+                    let _ = writeln!(text, "==> {}", line.text);
+                }
+                _ => {
+                    let _ = writeln!(text, "{}", line.text);
+                }
+            }
+        }
+        emit(&text)?;
+        if page.lines.is_empty() && (!follow || page.complete) {
+            if follow && page.state != BuildState::Completed {
+                anyhow::bail!("build #{id} ended {}", page.state);
+            }
+            return Ok(());
+        }
+    }
 }

@@ -34,6 +34,10 @@ const FILE_KEYS: &[&str] = &[
     "agent_token_file",
     "labels",
     "work_dir",
+    "runtime",
+    "registry",
+    "registry_insecure",
+    "build_timeout",
 ];
 
 /// Reads the TOML file named by `--config` or `WHARF_CONFIG` (if any) and sets each of its keys
@@ -268,6 +272,42 @@ pub struct AgentArgs {
     /// An optional TOML file of settings.
     #[arg(long, env = "WHARF_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// How an agent builds (`wharf agent`, `wharf up`).
+#[derive(Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// The container runtime: podman or docker.
+    #[arg(long, env = "WHARF_RUNTIME", default_value = "podman")]
+    pub runtime: String,
+    /// The registry images are pushed to, as {registry}/{project}/{service}:{commit}.
+    #[arg(long, env = "WHARF_REGISTRY")]
+    pub registry: Option<String>,
+    /// Talk plain HTTP to the registry (only for a registry on this machine or a private network).
+    #[arg(long, env = "WHARF_REGISTRY_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub registry_insecure: bool,
+    /// The longest a build may take, in seconds, before it is killed.
+    #[arg(long, env = "WHARF_BUILD_TIMEOUT", default_value_t = 1800)]
+    pub build_timeout: u64,
+}
+
+impl BuildArgs {
+    /// The builder these flags describe.
+    pub fn builder(&self, registry: Option<String>) -> anyhow::Result<wharf_agent::BuilderConfig> {
+        let kind = wharf_agent::RuntimeKind::parse(&self.runtime)
+            .with_context(|| format!("unknown runtime {:?}: use podman or docker", self.runtime))?;
+        if self.build_timeout == 0 {
+            bail!("--build-timeout must be at least 1 second");
+        }
+        Ok(wharf_agent::BuilderConfig {
+            runtime: wharf_agent::Runtime {
+                kind,
+                insecure_registry: self.registry_insecure,
+            },
+            registry: registry.or_else(|| self.registry.clone()),
+            timeout: Duration::from_secs(self.build_timeout),
+        })
+    }
 }
 
 /// The default work directory: under the system's temporary directory.

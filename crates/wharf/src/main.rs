@@ -10,10 +10,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 use tokio::sync::watch;
-use wharf_agent::{AgentConfig, NoBuilder};
+use wharf_agent::{AgentConfig, ImageBuilder};
 use wharf_store::Store;
 
-use crate::config::{AgentArgs, ServerArgs};
+use crate::config::{AgentArgs, BuildArgs, ServerArgs};
 
 #[derive(Parser)]
 #[command(name = "wharf", version, about = "Self-hosted push-to-deploy")]
@@ -27,9 +27,19 @@ enum Command {
     /// Run the control plane.
     Server(ServerArgs),
     /// Run an agent that claims and runs builds.
-    Agent(AgentArgs),
+    Agent {
+        #[command(flatten)]
+        agent: AgentArgs,
+        #[command(flatten)]
+        build: BuildArgs,
+    },
     /// Run the server and one local agent in one process, on SQLite in the data directory.
-    Up(ServerArgs),
+    Up {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        build: BuildArgs,
+    },
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -57,13 +67,13 @@ fn main() -> std::process::ExitCode {
                 init_logging();
                 run_server(args).await
             }
-            Command::Agent(args) => {
+            Command::Agent { agent, build } => {
                 init_logging();
-                run_agent(args).await
+                run_agent(agent, build).await
             }
-            Command::Up(args) => {
+            Command::Up { server, build } => {
                 init_logging();
-                run_up(args).await
+                run_up(server, build).await
             }
             Command::Client(command) => cli::run(command).await,
         }
@@ -144,7 +154,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     server.wait().await
 }
 
-async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+async fn run_agent(args: AgentArgs, build: BuildArgs) -> anyhow::Result<()> {
     let token = config::secret(args.token.clone(), args.token_file.clone(), "the agent token")?
         .context("no agent token: pass --token or set WHARF_AGENT_TOKEN (issue one with `wharf agents create NAME`)")?;
     let agent_config = AgentConfig {
@@ -157,7 +167,10 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| config::default_work_dir(None)),
         claim_wait: Duration::from_secs(25),
     };
-    wharf_agent::run(agent_config, NoBuilder, shutdown_signal()).await
+    let builder = ImageBuilder {
+        config: build.builder(None)?,
+    };
+    wharf_agent::run(agent_config, builder, shutdown_signal()).await
 }
 
 /// The admin token of `wharf up`: given, or generated once and kept in the data directory.
@@ -206,7 +219,7 @@ fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Result<
     Ok(())
 }
 
-async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
+async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -230,7 +243,10 @@ async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
         work_dir: config::default_work_dir(Some(&args.data_dir)),
         claim_wait: Duration::from_secs(25),
     };
-    let agent = tokio::spawn(wharf_agent::run(agent_config, NoBuilder, shutdown.clone()));
+    let builder = ImageBuilder {
+        config: build.builder(None)?,
+    };
+    let agent = tokio::spawn(wharf_agent::run(agent_config, builder, shutdown.clone()));
     let handle = server.shutdown_handle();
     let mut server_shutdown = shutdown.clone();
     tokio::spawn(async move {

@@ -219,6 +219,30 @@ pub struct Build {
     pub updated_at: String,
     pub claimed_at: Option<String>,
     pub finished_at: Option<String>,
+    /// The image pushed, `{registry}/{project}/{service}:{commit}`, once pushed.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The pushed image's digest (`sha256:…`).
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The step that failed, when one did.
+    #[serde(default)]
+    pub failure: Option<StepFailure>,
+    /// True when the stored log was cut at its size limit.
+    #[serde(default)]
+    pub log_truncated: bool,
+}
+
+/// The step of a build that failed, with the command, its exit code and its last output lines.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepFailure {
+    /// `clone`, `build`, `push`, …
+    pub step: String,
+    /// The command as run (secrets are never part of a command line).
+    pub command: Option<String>,
+    pub exit_code: Option<i32>,
+    /// The last lines of its output, secrets masked.
+    pub output_tail: Vec<String>,
 }
 
 /// `GET /v1/builds[?service=NAME]`.
@@ -439,6 +463,12 @@ pub struct ReportBuildState {
     pub state: BuildState,
     #[serde(default)]
     pub reason: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub failure: Option<StepFailure>,
 }
 
 impl ApiRequest for ReportBuildState {
@@ -446,6 +476,105 @@ impl ApiRequest for ReportBuildState {
     const METHOD: Method = Method::Post;
     fn path(&self) -> String {
         format!("/v1/agent/builds/{}/state", self.id)
+    }
+}
+
+/// Which output a log line came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// Wharf's own notes: which step runs, what it runs, how it ended.
+    Wharf,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::Wharf => "wharf",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<LogStream> {
+        [LogStream::Stdout, LogStream::Stderr, LogStream::Wharf]
+            .into_iter()
+            .find(|stream| stream.as_str() == name)
+    }
+}
+
+/// A line an agent sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NewLogLine {
+    pub stream: LogStream,
+    pub text: String,
+}
+
+/// `POST /v1/agent/builds/{id}/logs`: the leasing agent appends lines, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppendLogs {
+    #[serde(skip)]
+    pub id: i64,
+    pub lines: Vec<NewLogLine>,
+}
+
+/// The answer to [`AppendLogs`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppendLogsAnswer {
+    /// True once the build's log reached its size limit: further lines are dropped.
+    pub truncated: bool,
+}
+
+impl ApiRequest for AppendLogs {
+    type Response = AppendLogsAnswer;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        format!("/v1/agent/builds/{}/logs", self.id)
+    }
+}
+
+/// A stored log line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogLine {
+    /// 1, 2, 3… within the build.
+    pub seq: i64,
+    pub stream: LogStream,
+    pub text: String,
+    pub at: String,
+}
+
+/// `GET /v1/builds/{id}/logs?after=SEQ`: the lines after `after`, and whether more can come.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct GetLogs {
+    #[serde(skip)]
+    pub id: i64,
+    #[serde(skip)]
+    pub after: i64,
+    /// How long the server may wait for a new line while the build runs.
+    #[serde(skip)]
+    pub wait_ms: u64,
+}
+
+/// The answer to [`GetLogs`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildLogs {
+    pub lines: Vec<LogLine>,
+    pub state: BuildState,
+    /// True when the build has finished and every stored line is in this answer or before it.
+    pub complete: bool,
+    pub truncated: bool,
+}
+
+impl ApiRequest for GetLogs {
+    type Response = BuildLogs;
+    const METHOD: Method = Method::Get;
+    fn path(&self) -> String {
+        format!(
+            "/v1/builds/{}/logs?after={}&wait_ms={}",
+            self.id, self.after, self.wait_ms
+        )
     }
 }
 

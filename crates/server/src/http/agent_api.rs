@@ -10,8 +10,8 @@ use secrecy::ExposeSecret;
 use wharf_domain::names::RepoSource;
 use wharf_store::StateReport;
 use wharf_wire::{
-    AgentSettings, Build, BuildJob, Claim, ClaimBuild, CloneCredentials, Heartbeat,
-    HeartbeatAnswer, RegisterAgent, ReportBuildState, format_millis,
+    AgentSettings, AppendLogs, AppendLogsAnswer, Build, BuildJob, Claim, ClaimBuild,
+    CloneCredentials, Heartbeat, HeartbeatAnswer, RegisterAgent, ReportBuildState, format_millis,
 };
 
 use crate::http::HttpError;
@@ -25,6 +25,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/agent/claim", post(claim))
         .route("/v1/agent/heartbeat", post(heartbeat))
         .route("/v1/agent/builds/{id}/state", post(report_state))
+        .route("/v1/agent/builds/{id}/logs", post(append_logs))
         .route(
             "/v1/agent/builds/{id}/clone-credentials",
             post(clone_credentials),
@@ -76,7 +77,8 @@ async fn register(
     Ok(Json(AgentSettings {
         agent,
         lease_ms,
-        heartbeat_ms: (lease_ms / 3).max(100),
+        // Heartbeats also carry cancellations to the agent, so they come often whatever the lease.
+        heartbeat_ms: (lease_ms / 3).clamp(100, 2000),
     }))
 }
 
@@ -165,12 +167,48 @@ async fn report_state(
                 build_id: id,
                 state: request.state,
                 reason,
+                image: request.image,
+                digest: request.digest,
+                failure: request.failure.map(|mut failure| {
+                    failure.output_tail.truncate(100);
+                    failure
+                }),
             },
             now_millis(),
         )
         .await?;
+    state.logs.notify();
     tracing::info!(build = id, agent = %agent.name, state = %build.state, "build state reported");
     Ok(Json(build))
+}
+
+async fn append_logs(
+    AgentIdentity(agent): AgentIdentity,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBody(request): JsonBody<AppendLogs>,
+) -> Result<Json<AppendLogsAnswer>, HttpError> {
+    if request.lines.len() > 10_000 {
+        return Err(HttpError::BadRequest(
+            "at most 10,000 lines per request".to_owned(),
+        ));
+    }
+    let outcome = state
+        .store
+        .append_logs(
+            id,
+            agent.id,
+            &request.lines,
+            state.config.max_log_bytes,
+            now_millis(),
+        )
+        .await?;
+    if outcome.stored > 0 || outcome.truncated {
+        state.logs.notify();
+    }
+    Ok(Json(AppendLogsAnswer {
+        truncated: outcome.truncated,
+    }))
 }
 
 async fn clone_credentials(

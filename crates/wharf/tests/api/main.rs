@@ -2,9 +2,11 @@
 //! database of the backend this run tests, the GitHub stand-in where GitHub is involved, and
 //! the real `wharf` binary for the CLI.
 
+mod builds;
 mod cli;
 mod durability;
 mod github_app;
 mod helpers;
+mod parts;
 mod queue;
 mod webhooks;

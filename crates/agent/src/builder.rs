@@ -1,0 +1,367 @@
+//! Turning a claimed build into an image in the registry: fetch exactly the commit, build it
+//! with Podman (or Docker), push it as `{registry}/{project}/{service}:{commit}`, and report
+//! each step as it happens. A failure of the user's build is data (the failing step, its
+//! command, exit code and last output lines, kept on the build), not an error of the agent.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use secrecy::SecretString;
+use tokio::time::Instant;
+use wharf_runtime::container::{ImageBuild, Runtime};
+use wharf_runtime::git::fetch_commit_commands;
+use wharf_runtime::process::{self, CommandSpec, Interruption, RunOutcome};
+use wharf_wire::{BuildJob, BuildState, GetCloneCredentials, ReportBuildState, StepFailure};
+
+use crate::logs::LogShipper;
+use crate::runner::{BuildContext, BuildRunner};
+
+/// How this agent builds.
+#[derive(Debug, Clone)]
+pub struct BuilderConfig {
+    pub runtime: Runtime,
+    /// Where images go, such as `127.0.0.1:5000` or `registry.example.com`.
+    pub registry: Option<String>,
+    /// The longest a whole build may take before it is killed.
+    pub timeout: Duration,
+}
+
+/// Builds images with the container runtime.
+pub struct ImageBuilder {
+    pub config: BuilderConfig,
+}
+
+/// Why a build stopped before the end.
+enum Stopped {
+    /// The server cancelled it, or leased it elsewhere: nothing to report.
+    Cancelled,
+    /// A step failed: reported as the build's failure.
+    Failed {
+        reason: String,
+        failure: Option<StepFailure>,
+    },
+}
+
+type StepResult<T> = Result<T, Stopped>;
+
+fn failed(reason: impl Into<String>) -> Stopped {
+    Stopped::Failed {
+        reason: reason.into(),
+        failure: None,
+    }
+}
+
+impl BuildRunner for ImageBuilder {
+    async fn run(&self, job: BuildJob, context: BuildContext) {
+        let build_id = job.build.id;
+        let work = context.work_dir.join(format!("build-{build_id}"));
+        let deadline = Instant::now() + self.config.timeout;
+        let mut secrets = Vec::new();
+        let outcome = self
+            .pipeline(&job, &context, &work, deadline, &mut secrets)
+            .await;
+        if let Err(error) = tokio::fs::remove_dir_all(&work).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(build = build_id, %error, "could not remove the work directory");
+        }
+        match outcome {
+            Ok((image, digest)) => {
+                let request = ReportBuildState {
+                    id: build_id,
+                    state: BuildState::Completed,
+                    reason: None,
+                    image: Some(image),
+                    digest: Some(digest),
+                    failure: None,
+                };
+                if let Err(error) = context.client.send(&request).await {
+                    tracing::warn!(build = build_id, %error, "the server did not take the result");
+                }
+            }
+            Err(Stopped::Cancelled) => {
+                tracing::info!(build = build_id, "build stopped at the server's request");
+            }
+            Err(Stopped::Failed { reason, failure }) => {
+                let request = ReportBuildState {
+                    id: build_id,
+                    state: BuildState::Failed,
+                    reason: Some(wharf_masked(&reason, &secrets)),
+                    image: None,
+                    digest: None,
+                    failure,
+                };
+                if let Err(error) = context.client.send(&request).await {
+                    tracing::warn!(build = build_id, %error, "the server did not take the failure");
+                }
+            }
+        }
+    }
+}
+
+fn wharf_masked(text: &str, secrets: &[String]) -> String {
+    crate::logs::mask(text, secrets)
+}
+
+impl ImageBuilder {
+    async fn pipeline(
+        &self,
+        job: &BuildJob,
+        context: &BuildContext,
+        work: &Path,
+        deadline: Instant,
+        secrets: &mut Vec<String>,
+    ) -> StepResult<(String, String)> {
+        let build_id = job.build.id;
+        let registry = self.config.registry.clone().ok_or_else(|| {
+            failed(format!(
+                "agent {} has no registry to push to: set WHARF_REGISTRY",
+                context.agent_name
+            ))
+        })?;
+        self.report(context, build_id, BuildState::Cloning).await?;
+        let (url, token) = match &job.clone_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let credentials = context
+                    .client
+                    .send(&GetCloneCredentials { id: build_id })
+                    .await
+                    .map_err(|error| failed(format!("could not get clone credentials: {error}")))?;
+                (credentials.clone_url, credentials.token)
+            }
+        };
+        if let Some(token) = &token {
+            secrets.push(token.clone());
+            secrets.push(
+                base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}")),
+            );
+        }
+        let logs = LogShipper::start(context.client.clone(), build_id, secrets.clone());
+        let outcome = self
+            .steps(job, context, work, deadline, &registry, &url, token, &logs)
+            .await;
+        match &outcome {
+            Ok((image, digest)) => logs.note(format!("Pushed {image} ({digest})")).await,
+            Err(Stopped::Failed { reason, .. }) => {
+                logs.note(format!("Build failed: {reason}")).await
+            }
+            Err(Stopped::Cancelled) => logs.note("Build stopped: cancelled").await,
+        }
+        // Every line is stored before the outcome is reported, so a finished build's log is whole.
+        logs.finish().await;
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn steps(
+        &self,
+        job: &BuildJob,
+        context: &BuildContext,
+        work: &Path,
+        deadline: Instant,
+        registry: &str,
+        url: &str,
+        token: Option<String>,
+        logs: &LogShipper,
+    ) -> StepResult<(String, String)> {
+        let build_id = job.build.id;
+        let source = work.join("src");
+        tokio::fs::create_dir_all(&source)
+            .await
+            .map_err(|error| failed(format!("cannot create the work directory: {error}")))?;
+        let token = token.map(SecretString::from);
+        logs.note(format!("Fetching {} at {}", url, job.build.commit_sha))
+            .await;
+        for command in fetch_commit_commands(&source, url, &job.build.commit_sha, token.as_ref()) {
+            self.step(context, logs, "clone", &command, deadline)
+                .await?;
+        }
+
+        self.report(context, build_id, BuildState::Building).await?;
+        let source = canonical(&source).await?;
+        if job.service.compose.is_some() {
+            return Err(failed(
+                "compose services cannot be built by this agent yet: give the service a Dockerfile",
+            ));
+        }
+        let dockerfile = self.find_dockerfile(job, &source).await?;
+        let context_dir = match &job.service.context {
+            Some(context_path) => inside(&source, context_path, "build context").await?,
+            None => dockerfile
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| source.clone()),
+        };
+        let image = format!(
+            "{}/{}/{}:{}",
+            registry.trim_end_matches('/'),
+            job.service.project,
+            job.service.name,
+            job.build.commit_sha
+        );
+        let labels = vec![
+            ("wharf.service".to_owned(), job.service.name.clone()),
+            ("wharf.project".to_owned(), job.service.project.clone()),
+            ("wharf.commit".to_owned(), job.build.commit_sha.clone()),
+            ("wharf.build".to_owned(), build_id.to_string()),
+        ];
+        let build = self.config.runtime.build(&ImageBuild {
+            dockerfile: &dockerfile,
+            context: &context_dir,
+            tag: &image,
+            labels: &labels,
+            build_args: &[],
+        });
+        logs.note(format!("Building {image}")).await;
+        self.step(context, logs, "build", &build, deadline).await?;
+
+        self.report(context, build_id, BuildState::Pushing).await?;
+        let digest_file = work.join("digest");
+        let push = self.config.runtime.push(&image, &digest_file);
+        let pushed = self.step(context, logs, "push", &push, deadline).await;
+        // The local tag goes whatever happened; the layers stay in the cache for the next build.
+        let _ = process::output(
+            &self.config.runtime.remove_image(&image),
+            Duration::from_secs(60),
+            64 * 1024,
+        )
+        .await;
+        pushed?;
+        let digest = tokio::fs::read_to_string(&digest_file)
+            .await
+            .map(|digest| digest.trim().to_owned())
+            .map_err(|error| failed(format!("the push wrote no digest: {error}")))?;
+        Ok((image, digest))
+    }
+
+    /// Reports a working state; a refusal means the build is no longer this agent's.
+    async fn report(
+        &self,
+        context: &BuildContext,
+        build_id: i64,
+        state: BuildState,
+    ) -> StepResult<()> {
+        let request = ReportBuildState {
+            id: build_id,
+            state,
+            reason: None,
+            image: None,
+            digest: None,
+            failure: None,
+        };
+        match context.client.send(&request).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.status() == Some(409) => Err(Stopped::Cancelled),
+            Err(error) => Err(failed(format!("could not report progress: {error}"))),
+        }
+    }
+
+    /// Runs one command of a step, streaming its output; a failure names the step.
+    async fn step(
+        &self,
+        context: &BuildContext,
+        logs: &LogShipper,
+        step: &str,
+        command: &CommandSpec,
+        deadline: Instant,
+    ) -> StepResult<RunOutcome> {
+        let shown = command.display();
+        logs.note(format!("$ {shown}")).await;
+        let outcome = process::run(command, logs.sender(), context.stop.clone(), deadline)
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        match outcome.interrupted {
+            Some(Interruption::Cancelled) => return Err(Stopped::Cancelled),
+            Some(Interruption::TimedOut) => {
+                return Err(Stopped::Failed {
+                    reason: format!(
+                        "the build took longer than {} s and was stopped during {step}",
+                        self.config.timeout.as_secs()
+                    ),
+                    failure: Some(StepFailure {
+                        step: step.to_owned(),
+                        command: Some(shown),
+                        exit_code: None,
+                        output_tail: outcome.tail.clone(),
+                    }),
+                });
+            }
+            None => {}
+        }
+        if outcome.success() {
+            return Ok(outcome);
+        }
+        let last = outcome
+            .tail
+            .iter()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .cloned()
+            .unwrap_or_default();
+        Err(Stopped::Failed {
+            reason: format!(
+                "{step} failed (exit code {}): {}",
+                outcome
+                    .exit_code
+                    .map_or("none".to_owned(), |code| code.to_string()),
+                last.chars().take(300).collect::<String>()
+            ),
+            failure: Some(StepFailure {
+                step: step.to_owned(),
+                command: Some(shown),
+                exit_code: outcome.exit_code,
+                output_tail: outcome.tail.clone(),
+            }),
+        })
+    }
+
+    /// The Dockerfile the service names, else `Dockerfile` or `Containerfile` at the root.
+    async fn find_dockerfile(&self, job: &BuildJob, source: &Path) -> StepResult<PathBuf> {
+        if let Some(path) = &job.service.dockerfile {
+            return inside(source, path, "Dockerfile").await;
+        }
+        for name in ["Dockerfile", "Containerfile"] {
+            if let Ok(path) = inside(source, name, "Dockerfile").await
+                && tokio::fs::metadata(&path)
+                    .await
+                    .is_ok_and(|meta| meta.is_file())
+            {
+                return Ok(path);
+            }
+        }
+        Err(failed(
+            "nothing to build: the repository has no Dockerfile or Containerfile at its root; add one, or name it with --dockerfile",
+        ))
+    }
+}
+
+async fn canonical(path: &Path) -> StepResult<PathBuf> {
+    tokio::fs::canonicalize(path)
+        .await
+        .map_err(|error| failed(format!("cannot read {}: {error}", path.display())))
+}
+
+/// Resolves `relative` inside `root`, following symlinks, and refuses anything that ends up
+/// outside it (`..`, absolute paths, links out of the repository).
+async fn inside(root: &Path, relative: &str, what: &str) -> StepResult<PathBuf> {
+    if relative.starts_with('/') || relative.split('/').any(|part| part == "..") {
+        return Err(failed(format!(
+            "the {what} path {relative:?} leaves the repository"
+        )));
+    }
+    let resolved = tokio::fs::canonicalize(root.join(relative))
+        .await
+        .map_err(|_| {
+            failed(format!(
+                "the {what} {relative:?} does not exist in the repository"
+            ))
+        })?;
+    if !resolved.starts_with(root) {
+        return Err(failed(format!(
+            "the {what} path {relative:?} leads outside the repository (through a symbolic link)"
+        )));
+    }
+    Ok(resolved)
+}

@@ -1,0 +1,99 @@
+//! The container runtime's command line: podman by default, docker as an alternative. Only the
+//! argument vectors live here; running them is `process`'s job.
+
+use std::path::Path;
+
+use crate::process::CommandSpec;
+
+/// Which program manages containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Podman,
+    Docker,
+}
+
+impl RuntimeKind {
+    pub fn parse(name: &str) -> Option<RuntimeKind> {
+        match name {
+            "podman" => Some(RuntimeKind::Podman),
+            "docker" => Some(RuntimeKind::Docker),
+            _ => None,
+        }
+    }
+
+    pub fn program(self) -> &'static str {
+        match self {
+            RuntimeKind::Podman => "podman",
+            RuntimeKind::Docker => "docker",
+        }
+    }
+}
+
+/// Everything one image build needs.
+pub struct ImageBuild<'a> {
+    pub dockerfile: &'a Path,
+    pub context: &'a Path,
+    pub tag: &'a str,
+    pub labels: &'a [(String, String)],
+    pub build_args: &'a [(String, String)],
+}
+
+/// A container runtime and how to reach the registry.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub kind: RuntimeKind,
+    /// Plain HTTP to the registry (a local registry only).
+    pub insecure_registry: bool,
+}
+
+impl Runtime {
+    fn command(&self) -> CommandSpec {
+        CommandSpec::new(self.kind.program())
+    }
+
+    /// Builds an image. Podman keeps HEALTHCHECK only in the docker format.
+    pub fn build(&self, build: &ImageBuild<'_>) -> CommandSpec {
+        let mut spec = self.command().arg("build");
+        if self.kind == RuntimeKind::Podman {
+            spec = spec.args(["--format", "docker"]);
+        }
+        spec = spec
+            .arg("--file")
+            .arg(build.dockerfile)
+            .arg("--tag")
+            .arg(build.tag);
+        for (key, value) in build.labels {
+            spec = spec.arg("--label").arg(format!("{key}={value}"));
+        }
+        for (key, value) in build.build_args {
+            spec = spec.arg("--build-arg").arg(format!("{key}={value}"));
+        }
+        spec.arg("--").arg(build.context)
+    }
+
+    /// Pushes an image and writes its digest to `digest_file`.
+    pub fn push(&self, tag: &str, digest_file: &Path) -> CommandSpec {
+        let mut spec = self.command().arg("push");
+        if self.kind == RuntimeKind::Podman {
+            if self.insecure_registry {
+                spec = spec.arg("--tls-verify=false");
+            }
+            spec = spec.arg("--digestfile").arg(digest_file);
+        }
+        spec.arg("--").arg(tag)
+    }
+
+    /// Removes a local tag (layers stay in the cache).
+    pub fn remove_image(&self, tag: &str) -> CommandSpec {
+        self.command().args(["rmi", "--"]).arg(tag)
+    }
+
+    /// Pulls an image.
+    pub fn pull(&self, reference: &str) -> CommandSpec {
+        let mut spec = self.command().arg("pull");
+        if self.kind == RuntimeKind::Podman && self.insecure_registry {
+            spec = spec.arg("--tls-verify=false");
+        }
+        spec.arg("--").arg(reference)
+    }
+}
