@@ -9,13 +9,17 @@ use std::time::Duration;
 use base64::Engine;
 use secrecy::SecretString;
 use tokio::time::Instant;
-use wharf_runtime::container::{ImageBuild, Runtime};
+use wharf_runtime::cgroup::{self, build_cgroup};
+use wharf_runtime::container::{ImageBuild, Runtime, RuntimeKind};
 use wharf_runtime::git::fetch_commit_commands;
 use wharf_runtime::process::{self, CommandSpec, Interruption, RunOutcome};
 use wharf_wire::{BuildJob, BuildState, GetCloneCredentials, ReportBuildState, StepFailure};
 
 use crate::logs::LogShipper;
 use crate::runner::{BuildContext, BuildRunner};
+
+/// The file in a build's work directory that names the cgroup of its containers.
+pub const CGROUP_FILE: &str = "cgroup";
 
 /// How this agent builds.
 #[derive(Debug, Clone)]
@@ -171,6 +175,11 @@ impl ImageBuilder {
         tokio::fs::create_dir_all(&source)
             .await
             .map_err(|error| failed(format!("cannot create the work directory: {error}")))?;
+        // Written before anything runs, so a restarted agent can kill what this build left.
+        let cgroup = build_cgroup(build_id);
+        tokio::fs::write(work.join(CGROUP_FILE), &cgroup)
+            .await
+            .map_err(|error| failed(format!("cannot write to the work directory: {error}")))?;
         let token = token.map(SecretString::from);
         logs.note(format!("Fetching {} at {}", url, job.build.commit_sha))
             .await;
@@ -207,15 +216,22 @@ impl ImageBuilder {
             ("wharf.commit".to_owned(), job.build.commit_sha.clone()),
             ("wharf.build".to_owned(), build_id.to_string()),
         ];
+        let podman = self.config.runtime.kind == RuntimeKind::Podman;
         let build = self.config.runtime.build(&ImageBuild {
             dockerfile: &dockerfile,
             context: &context_dir,
             tag: &image,
             labels: &labels,
             build_args: &[],
+            cgroup_parent: podman.then_some(cgroup.as_str()),
         });
         logs.note(format!("Building {image}")).await;
-        self.step(context, logs, "build", &build, deadline).await?;
+        let built = self.step(context, logs, "build", &build, deadline).await;
+        if podman {
+            // RUN steps run outside the build's process group: whatever is left goes now.
+            cgroup::kill_and_remove(&cgroup, Duration::from_secs(10)).await;
+        }
+        built?;
 
         self.report(context, build_id, BuildState::Pushing).await?;
         let digest_file = work.join("digest");

@@ -187,7 +187,19 @@ async fn remove_leftovers(work_dir: &std::path::Path) {
     };
     while let Ok(Some(entry)) = entries.next_entry().await {
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with("build-") {
+        let name = name.to_string_lossy();
+        if name.starts_with("build-") {
+            // The build's processes may have outlived the agent that started them.
+            let cgroup = tokio::fs::read_to_string(entry.path().join(builder::CGROUP_FILE))
+                .await
+                .unwrap_or_default();
+            if wharf_runtime::cgroup::is_build_cgroup(cgroup.trim()) {
+                wharf_runtime::cgroup::kill_and_remove(
+                    cgroup.trim(),
+                    std::time::Duration::from_secs(10),
+                )
+                .await;
+            }
             tracing::info!(path = %entry.path().display(), "removing a leftover work directory");
             if let Err(error) = tokio::fs::remove_dir_all(entry.path()).await {
                 tracing::warn!(%error, "could not remove a leftover work directory");

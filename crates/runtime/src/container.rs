@@ -36,6 +36,8 @@ pub struct ImageBuild<'a> {
     pub tag: &'a str,
     pub labels: &'a [(String, String)],
     pub build_args: &'a [(String, String)],
+    /// The cgroup the build's `RUN` containers go under, so they can all be killed.
+    pub cgroup_parent: Option<&'a str>,
 }
 
 /// A container runtime and how to reach the registry.
@@ -53,7 +55,8 @@ impl Runtime {
 
     /// Builds an image. Podman keeps HEALTHCHECK only in the docker format.
     pub fn build(&self, build: &ImageBuild<'_>) -> CommandSpec {
-        let mut spec = self.command().arg("build");
+        // --force-rm: intermediate containers go even when a step fails.
+        let mut spec = self.command().args(["build", "--force-rm"]);
         if self.kind == RuntimeKind::Podman {
             spec = spec.args(["--format", "docker"]);
         }
@@ -67,6 +70,9 @@ impl Runtime {
         }
         for (key, value) in build.build_args {
             spec = spec.arg("--build-arg").arg(format!("{key}={value}"));
+        }
+        if let Some(parent) = build.cgroup_parent {
+            spec = spec.arg("--cgroup-parent").arg(format!("/{parent}"));
         }
         spec.arg("--").arg(build.context)
     }

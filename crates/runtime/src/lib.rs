@@ -6,6 +6,7 @@
 //! their environment (never arguments, which `ps` shows), and output is read as lines with
 //! bounded memory.
 
+pub mod cgroup;
 pub mod container;
 pub mod git;
 pub mod process;

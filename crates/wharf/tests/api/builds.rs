@@ -19,9 +19,13 @@ CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
 /// An app with the GitHub stand-in, an installation holding `acme/web`, and a service `web`
 /// that tracks its `main` branch.
 async fn app_with_repository() -> TestApp {
+    app_with_repository_and(Options::default()).await
+}
+
+async fn app_with_repository_and(options: Options) -> TestApp {
     let app = spawn_app_with(Options {
         github: true,
-        ..Options::default()
+        ..options
     })
     .await;
     let github = app.github.as_ref().unwrap();
@@ -58,12 +62,28 @@ async fn push(app: &TestApp, files: &[(&str, &[u8])], delivery: &str) -> (i64, S
     (answer.body["builds"][0].as_i64().unwrap(), commit)
 }
 
+/// Every stored line of a build's log, page by page.
+async fn log_lines(app: &TestApp, id: i64) -> Vec<Value> {
+    let mut lines = Vec::new();
+    loop {
+        let after = lines
+            .last()
+            .map_or(0, |line: &Value| line["seq"].as_i64().unwrap());
+        let page = app
+            .get(&format!("/v1/builds/{id}/logs?after={after}"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        let batch = page.body["lines"].as_array().unwrap().clone();
+        if batch.is_empty() {
+            return lines;
+        }
+        lines.extend(batch);
+    }
+}
+
 async fn log_text(app: &TestApp, id: i64) -> String {
-    let logs = app.get(&format!("/v1/builds/{id}/logs")).await;
-    assert_eq!(logs.status, StatusCode::OK, "{}", logs.text);
-    logs.body["lines"]
-        .as_array()
-        .unwrap()
+    log_lines(app, id)
+        .await
         .iter()
         .map(|line| line["text"].as_str().unwrap().to_owned())
         .collect::<Vec<_>>()
@@ -281,7 +301,8 @@ async fn a_cancel_stops_the_build_within_seconds() {
     let app = app_with_repository().await;
     let registry = Registry::start().await;
     let agent = start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
-    let slow = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo sleeping; sleep 600\"]\n";
+    // A sleep of a length no other test uses, so its process can be looked for.
+    let slow = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo sleeping; sleep 6071\"]\n";
     let (id, _) = push(
         &app,
         &[("Dockerfile", slow.as_bytes()), ("busybox", &busybox())],
@@ -387,4 +408,174 @@ async fn logs_follow_live_over_sse_and_the_cli() {
         .unwrap();
     assert!(!resumed.contains("event: line"), "{resumed}");
     assert!(resumed.contains("event: done"), "{resumed}");
+}
+
+/// True when a process whose command line is `command` runs on this machine.
+fn process_running(command: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " ").trim() == command)
+            .unwrap_or(false)
+    })
+}
+
+/// Starts the real `wharf agent` binary.
+fn spawn_agent_process(
+    app: &TestApp,
+    token: &str,
+    work_dir: &std::path::Path,
+    registry: &str,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("agent")
+        .env("WHARF_SERVER", &app.url)
+        .env("WHARF_AGENT_TOKEN", token)
+        .env("WHARF_WORK_DIR", work_dir)
+        .env("WHARF_REGISTRY", registry)
+        .env("WHARF_REGISTRY_INSECURE", "true")
+        .env("WHARF_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wharf agent starts")
+}
+
+#[tokio::test]
+async fn an_agent_killed_mid_build_loses_its_lease_and_cleans_up_when_it_restarts() {
+    let app = spawn_app_with(Options {
+        github: true,
+        lease: Some(Duration::from_secs(2)),
+        max_attempts: Some(1),
+        ..Options::default()
+    })
+    .await;
+    let github = app.github.as_ref().unwrap();
+    github.add_installation(42, "acme");
+    github.add_repository(42, "acme/web").unwrap();
+    let installed = json!({
+        "action": "created",
+        "installation": {"id": 42, "account": {"login": "acme", "type": "Organization"}},
+        "repositories": [{"id": 1, "full_name": "acme/web", "private": true}]
+    });
+    app.webhook(
+        "installation",
+        "install-1",
+        installed.to_string().as_bytes(),
+    )
+    .await;
+    app.create_service("web", "acme/web", "main").await;
+    let registry = Registry::start().await;
+    let token = app.create_agent("mortal").await;
+    let work_dir = tempfile::tempdir().unwrap();
+
+    let mut agent = spawn_agent_process(&app, &token, work_dir.path(), &registry.address);
+    let slow = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo sleeping; sleep 6072\"]\n";
+    let (id, _) = push(
+        &app,
+        &[("Dockerfile", slow.as_bytes()), ("busybox", &busybox())],
+        "push-1",
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + BUILD_DEADLINE;
+    while !log_text(&app, id)
+        .await
+        .lines()
+        .any(|line| line == "sleeping")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the build never started sleeping"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.start_kill().unwrap();
+    agent.wait().await.unwrap();
+    // Nobody renews the lease: with one attempt allowed, the build fails instead of running forever.
+    let failed = app
+        .wait_for_build_state(id, "failed", Duration::from_secs(20))
+        .await;
+    assert!(
+        failed["reason"].as_str().unwrap().contains("lease expired"),
+        "{failed}"
+    );
+    assert!(
+        process_running("sleep 6072"),
+        "the killed agent's build step is still running, as expected"
+    );
+
+    // The restarted agent kills what its dead self left running and removes its work directory,
+    // then takes new builds.
+    let _agent = spawn_agent_process(&app, &token, work_dir.path(), &registry.address);
+    let leftover = work_dir.path().join(format!("build-{id}"));
+    let started = tokio::time::Instant::now();
+    while leftover.exists() || process_running("sleep 6072") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the restarted agent did not clean up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (id, _) = push(
+        &app,
+        &[
+            ("Dockerfile", DOCKERFILE.as_bytes()),
+            ("busybox", &busybox()),
+            ("index.html", b"back\n"),
+        ],
+        "push-2",
+    )
+    .await;
+    app.wait_for_build_state(id, "completed", BUILD_DEADLINE)
+        .await;
+}
+
+#[tokio::test]
+async fn a_build_that_prints_100_mb_keeps_a_capped_log_and_the_agent_stays_up() {
+    let app = app_with_repository_and(Options {
+        max_log_bytes: Some(1024 * 1024),
+        ..Options::default()
+    })
+    .await;
+    let registry = Registry::start().await;
+    let _agent =
+        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let loud = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
+RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox yes 0123456789abcdef0123456789abcdef0123456789abcdef | /bin/busybox head -c 100000000\"]\n";
+    let (id, _) = push(
+        &app,
+        &[("Dockerfile", loud.as_bytes()), ("busybox", &busybox())],
+        "push-1",
+    )
+    .await;
+    let build = app
+        .wait_for_build_state(id, "completed", BUILD_DEADLINE)
+        .await;
+    assert_eq!(build["log_truncated"], true, "{build}");
+    let lines = log_lines(&app, id).await;
+    let stored: usize = lines
+        .iter()
+        .map(|line| line["text"].as_str().unwrap().len() + 1)
+        .sum();
+    assert!(stored <= 1024 * 1024 + 200, "{stored} bytes stored");
+    assert!(
+        lines.last().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains("limit"),
+        "the note says the log was cut"
+    );
+    // The agent is still there for the next build.
+    let (id, _) = push(
+        &app,
+        &[
+            ("Dockerfile", DOCKERFILE.as_bytes()),
+            ("busybox", &busybox()),
+            ("index.html", b"quiet\n"),
+        ],
+        "push-2",
+    )
+    .await;
+    app.wait_for_build_state(id, "completed", BUILD_DEADLINE)
+        .await;
 }

@@ -64,6 +64,8 @@ pub struct Options {
     /// Lease length; short values test expiry.
     pub lease: Option<Duration>,
     pub max_attempts: Option<i64>,
+    /// The most log text kept per build.
+    pub max_log_bytes: Option<i64>,
 }
 
 pub struct TestApp {
@@ -90,6 +92,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.lease = options.lease.unwrap_or(Duration::from_secs(30));
     config.max_attempts = options.max_attempts.unwrap_or(3);
     config.lease_check_interval = Duration::from_millis(50);
+    if let Some(max_log_bytes) = options.max_log_bytes {
+        config.max_log_bytes = max_log_bytes;
+    }
     let (github, app_key) = if options.github {
         let key = AppKey::generate().expect("openssl generates an RSA key");
         let standin = GithubStandin::start(StandinConfig::new(APP_ID, &key.public_pem))
