@@ -10,3 +10,4 @@ pub mod cgroup;
 pub mod container;
 pub mod git;
 pub mod process;
+pub mod registry;

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 use tokio::sync::watch;
 use wharf_agent::{AgentConfig, ImageBuilder};
+use wharf_runtime::registry::LocalRegistry;
 use wharf_store::Store;
+
+/// Where `wharf up` runs its own registry when none is configured.
+const LOCAL_REGISTRY: &str = "127.0.0.1:5000";
 
 use crate::config::{AgentArgs, BuildArgs, ServerArgs};
 
@@ -243,8 +247,28 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
         work_dir: config::default_work_dir(Some(&args.data_dir)),
         claim_wait: Duration::from_secs(25),
     };
+    // With no registry configured, `wharf up` runs one on this machine (its data in the data
+    // directory), so a first push has somewhere to go.
+    let mut local_registry = None;
+    let mut builder_config = build.builder(None)?;
+    if builder_config.registry.is_none() {
+        match LocalRegistry::start(&args.data_dir.join("registry"), LOCAL_REGISTRY).await {
+            Ok(registry) => {
+                eprintln!(
+                    "Registry: {} (local, plain HTTP; set WHARF_REGISTRY to use another)",
+                    registry.address
+                );
+                builder_config.registry = Some(registry.address.clone());
+                builder_config.runtime.insecure_registry = true;
+                local_registry = Some(registry);
+            }
+            Err(error) => eprintln!(
+                "No registry: {error}. Builds will fail until WHARF_REGISTRY names one (or docker-registry is installed)."
+            ),
+        }
+    }
     let builder = ImageBuilder {
-        config: build.builder(None)?,
+        config: builder_config,
     };
     let agent = tokio::spawn(wharf_agent::run(agent_config, builder, shutdown.clone()));
     let handle = server.shutdown_handle();
@@ -255,5 +279,6 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     });
     let server_outcome = server.wait().await;
     agent.await??;
+    drop(local_registry);
     server_outcome
 }

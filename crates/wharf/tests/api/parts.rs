@@ -1,13 +1,12 @@
 //! Real parts the build tests run against: Debian's `docker-registry` on a port of its own,
 //! Podman, and an in-process agent with the real image builder.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 use wharf_agent::{AgentConfig, BuilderConfig, ImageBuilder, Runtime, RuntimeKind};
+use wharf_runtime::registry::LocalRegistry;
 
 use crate::helpers::TestApp;
 
@@ -15,45 +14,19 @@ use crate::helpers::TestApp;
 pub struct Registry {
     /// `127.0.0.1:PORT`.
     pub address: String,
-    _child: tokio::process::Child,
+    _registry: LocalRegistry,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
     pub async fn start() -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let mut child = tokio::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
+        let registry = LocalRegistry::start(dir.path(), "127.0.0.1:0")
+            .await
             .expect("docker-registry runs (scripts/test installs it)");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let address = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    return rest.split(['"', ' ']).next().unwrap().to_owned();
-                }
-            }
-            panic!("docker-registry exited before listening");
-        })
-        .await
-        .expect("the registry listens within 20 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Registry {
-            address,
-            _child: child,
+            address: registry.address.clone(),
+            _registry: registry,
             _dir: dir,
         }
     }
