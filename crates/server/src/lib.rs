@@ -7,6 +7,7 @@
 //! what lets several servers share one PostgreSQL.
 
 mod http;
+mod intake;
 mod jobs;
 mod metrics;
 mod queue;
@@ -79,6 +80,8 @@ pub(crate) struct AppState {
     pub store: Store,
     pub config: Arc<ServerConfig>,
     pub queue: Signal,
+    /// Stores webhook deliveries in batches.
+    pub deliveries: intake::DeliveryWriter,
     /// Rings when a build's log grows or its state changes.
     pub logs: Signal,
     pub metrics: Arc<Metrics>,
@@ -135,6 +138,7 @@ pub fn start(
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let state = AppState {
+        deliveries: intake::DeliveryWriter::start(store.clone()),
         store,
         config: Arc::new(config),
         queue: Signal::new(),

@@ -2,8 +2,6 @@
 //! (builds queued, installations and repositories updated) in one transaction, and a delivery
 //! seen before, by its id or by its logical event, changes nothing.
 
-use wharf_wire::Build;
-
 use crate::builds::{NewBuild, insert_build};
 use crate::{Result, Store, in_transaction};
 
@@ -63,7 +61,11 @@ pub enum DeliveryOutcome {
     /// Seen before (same delivery id or same logical event): nothing changed.
     Duplicate,
     /// Stored, with its effects.
-    Recorded { outcome: String, builds: Vec<Build> },
+    Recorded {
+        outcome: String,
+        /// The builds it queued.
+        build_ids: Vec<i64>,
+    },
 }
 
 /// Applies an installation change inside the open transaction `$tx`.
@@ -117,54 +119,76 @@ macro_rules! apply_installation_change {
     }};
 }
 
-impl Store {
-    /// Stores a delivery and applies its effect, all in one transaction.
-    pub async fn record_delivery(
-        &self,
-        delivery: &NewDelivery,
-        effect: &DeliveryEffect,
-        now: i64,
-    ) -> Result<DeliveryOutcome> {
-        let outcome = in_transaction!(self, tx => {
-            let inserted = sqlx::query(
-                "INSERT INTO deliveries (id, event, action, dedupe_key, body, outcome, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'processing', $6) ON CONFLICT DO NOTHING",
-            )
-            .bind(&delivery.id)
-            .bind(&delivery.event)
-            .bind(&delivery.action)
-            .bind(&delivery.dedupe_key)
-            .bind(&delivery.body)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                // Dropping the transaction rolls back nothing but the attempt itself.
-                return Ok(DeliveryOutcome::Duplicate);
-            }
-            let (outcome, build_ids) = match effect {
-                DeliveryEffect::Nothing { outcome } => (outcome.clone(), Vec::new()),
+/// Stores one delivery and applies its effect inside the open transaction `$tx`. Evaluates to
+/// `None` for a duplicate, else the outcome and the ids of the builds it queued.
+macro_rules! record_one {
+    ($tx:ident, $delivery:expr, $effect:expr, $now:expr) => {{
+        let delivery: &NewDelivery = $delivery;
+        let effect: &DeliveryEffect = $effect;
+        let now: i64 = $now;
+        // The services a push builds are known before the delivery is stored, so the stored
+        // row is written once, with its outcome.
+        let services: Vec<(i64, String)> =
+            match effect {
                 DeliveryEffect::QueueBuilds {
-                    repo_key,
-                    repo_full_name,
+                    repo_key, branch, ..
+                } => sqlx::query_as(
+                    "SELECT id, name FROM services WHERE repo_key = $1 AND branch = $2 ORDER BY id",
+                )
+                .bind(repo_key)
+                .bind(branch)
+                .fetch_all(&mut *$tx)
+                .await?,
+                _ => Vec::new(),
+            };
+        let outcome = match effect {
+            DeliveryEffect::Nothing { outcome } => outcome.clone(),
+            DeliveryEffect::Installation(change) => change.outcome.clone(),
+            DeliveryEffect::QueueBuilds {
+                repo_full_name,
+                branch,
+                ..
+            } if services.is_empty() => {
+                format!("no service tracks {repo_full_name} on branch {branch}")
+            }
+            DeliveryEffect::QueueBuilds { .. } => format!(
+                "queued a build of {}",
+                services
+                    .iter()
+                    .map(|(_, name)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (id, event, action, dedupe_key, body, outcome, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(&delivery.id)
+        .bind(&delivery.event)
+        .bind(&delivery.action)
+        .bind(&delivery.dedupe_key)
+        .bind(&delivery.body)
+        .bind(&outcome)
+        .bind(now)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            None
+        } else {
+            let mut build_ids = Vec::new();
+            match effect {
+                DeliveryEffect::QueueBuilds {
                     branch,
                     commit_sha,
                     installation_id,
                     max_attempts,
+                    ..
                 } => {
-                    let services: Vec<(i64, String)> = sqlx::query_as(
-                        "SELECT id, name FROM services WHERE repo_key = $1 AND branch = $2 ORDER BY id",
-                    )
-                    .bind(repo_key)
-                    .bind(branch)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    let mut build_ids = Vec::new();
-                    let mut queued = Vec::new();
-                    for (service_id, service_name) in services {
+                    for (service_id, _) in &services {
                         let new = NewBuild {
-                            service_id,
+                            service_id: *service_id,
                             commit_sha: commit_sha.clone(),
                             branch: Some(branch.clone()),
                             trigger: wharf_wire::BuildTrigger::Push,
@@ -173,35 +197,52 @@ impl Store {
                             retry_of: None,
                             max_attempts: *max_attempts,
                         };
-                        let id = insert_build!(tx, &new, now);
-                        build_ids.push(id);
-                        queued.push(format!("build #{id} of {service_name}"));
+                        build_ids.push(insert_build!($tx, &new, now));
                     }
-                    let outcome = if queued.is_empty() {
-                        format!("no service tracks {repo_full_name} on branch {branch}")
-                    } else {
-                        format!("queued {}", queued.join(", "))
-                    };
-                    (outcome, build_ids)
                 }
                 DeliveryEffect::Installation(change) => {
-                    apply_installation_change!(tx, change, now);
-                    (change.outcome.clone(), Vec::new())
+                    apply_installation_change!($tx, change, now);
                 }
-            };
-            sqlx::query("UPDATE deliveries SET outcome = $1 WHERE id = $2")
-                .bind(&outcome)
-                .bind(&delivery.id)
-                .execute(&mut *tx)
-                .await?;
-            (outcome, build_ids)
-        });
-        let (outcome, build_ids) = outcome;
-        let mut builds = Vec::with_capacity(build_ids.len());
-        for id in build_ids {
-            builds.push(self.build(id).await?);
+                DeliveryEffect::Nothing { .. } => {}
+            }
+            Some((outcome, build_ids))
         }
-        Ok(DeliveryOutcome::Recorded { outcome, builds })
+    }};
+}
+
+impl Store {
+    /// Stores a delivery and applies its effect, all in one transaction.
+    pub async fn record_delivery(
+        &self,
+        delivery: &NewDelivery,
+        effect: &DeliveryEffect,
+        now: i64,
+    ) -> Result<DeliveryOutcome> {
+        let recorded = in_transaction!(self, tx => { record_one!(tx, delivery, effect, now) });
+        Ok(match recorded {
+            None => DeliveryOutcome::Duplicate,
+            Some((outcome, build_ids)) => DeliveryOutcome::Recorded { outcome, build_ids },
+        })
+    }
+
+    /// Stores many deliveries, each with its effect, in one transaction: one commit (one
+    /// write to disk) for the lot. Deduplication sees earlier deliveries of the same batch.
+    pub async fn record_deliveries(
+        &self,
+        batch: &[(NewDelivery, DeliveryEffect)],
+        now: i64,
+    ) -> Result<Vec<DeliveryOutcome>> {
+        let outcomes = in_transaction!(self, tx => {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for (delivery, effect) in batch {
+                outcomes.push(match record_one!(tx, delivery, effect, now) {
+                    None => DeliveryOutcome::Duplicate,
+                    Some((outcome, build_ids)) => DeliveryOutcome::Recorded { outcome, build_ids },
+                });
+            }
+            outcomes
+        });
+        Ok(outcomes)
     }
 
     /// Records an installation confirmed outside a webhook (the App's setup callback).

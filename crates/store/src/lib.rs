@@ -58,6 +58,9 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The store's writer has stopped (the server is shutting down).
+    #[error("the store is shutting down")]
+    Closed,
     /// The database URL is not one Wharf knows.
     #[error("{0}")]
     Url(String),

@@ -29,6 +29,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_build_output.sql"),
         postgres: include_str!("../migrations/postgres/0002_build_output.sql"),
     },
+    Migration {
+        version: 3,
+        name: "pending_by_service",
+        sqlite: include_str!("../migrations/sqlite/0003_pending_by_service.sql"),
+        postgres: include_str!("../migrations/postgres/0003_pending_by_service.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

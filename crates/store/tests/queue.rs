@@ -201,10 +201,12 @@ async fn deliveries_are_deduplicated_by_id_and_by_logical_event() {
         .record_delivery(&delivery("d-1"), &effect, NOW)
         .await
         .unwrap();
-    let DeliveryOutcome::Recorded { builds, outcome } = first else {
+    let DeliveryOutcome::Recorded { build_ids, outcome } = first else {
         panic!("the first delivery must be recorded")
     };
-    assert_eq!(builds.len(), 1, "{outcome}");
+    assert_eq!(build_ids.len(), 1, "{outcome}");
+    assert_eq!(outcome, "queued a build of web");
+    let builds = [store.build(build_ids[0]).await.unwrap()];
     assert_eq!(builds[0].trigger, BuildTrigger::Push);
     assert_eq!(builds[0].delivery_id.as_deref(), Some("d-1"));
     assert_eq!(
@@ -551,4 +553,58 @@ async fn logs_are_appended_in_order_by_the_holder_only_and_capped() {
     );
     assert_eq!(store.logs_after(build.id, 2, 100).await.unwrap().len(), 2);
     assert!(store.build(build.id).await.unwrap().log_truncated);
+}
+
+#[tokio::test]
+async fn a_batch_of_deliveries_is_stored_together_and_deduplicated_within_itself() {
+    let (store, _db) = store().await;
+    service(&store, "web", "acme/web", "main").await;
+    let push = |id: &str, digit: char| {
+        (
+            NewDelivery {
+                id: id.to_owned(),
+                event: "push".to_owned(),
+                action: None,
+                dedupe_key: Some(format!(
+                    "push:1:refs/heads/main:{}",
+                    digit.to_string().repeat(40)
+                )),
+                body: "{}".to_owned(),
+            },
+            DeliveryEffect::QueueBuilds {
+                repo_key: "acme/web".to_owned(),
+                repo_full_name: "acme/web".to_owned(),
+                branch: "main".to_owned(),
+                commit_sha: digit.to_string().repeat(40),
+                installation_id: None,
+                max_attempts: 3,
+            },
+        )
+    };
+    let batch = vec![
+        push("b-1", 'a'),
+        push("b-2", 'b'),
+        push("b-1", 'c'),
+        push("b-3", 'b'),
+    ];
+    let outcomes = store.record_deliveries(&batch, NOW).await.unwrap();
+    assert!(matches!(outcomes[0], DeliveryOutcome::Recorded { .. }));
+    assert!(matches!(outcomes[1], DeliveryOutcome::Recorded { .. }));
+    assert!(
+        matches!(outcomes[2], DeliveryOutcome::Duplicate),
+        "same delivery id"
+    );
+    assert!(
+        matches!(outcomes[3], DeliveryOutcome::Duplicate),
+        "same push"
+    );
+    assert_eq!(store.count_deliveries().await.unwrap(), 2);
+    let builds = store.list_builds(&BuildFilter::default()).await.unwrap();
+    assert_eq!(builds.len(), 2);
+    assert_eq!(builds[0].state, BuildState::Pending, "the newest builds");
+    assert_eq!(
+        builds[1].state,
+        BuildState::Cancelled,
+        "the older is superseded"
+    );
 }

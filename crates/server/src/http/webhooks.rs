@@ -20,9 +20,9 @@ use wharf_domain::webhook::{
 };
 use wharf_store::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
 
+use crate::AppState;
 use crate::http::HttpError;
 use crate::metrics::DeliveryLabel;
-use crate::{AppState, now_millis};
 
 /// GitHub caps webhook payloads at 25 MB.
 pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
@@ -136,8 +136,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<R
         body: text.to_owned(),
     };
     let outcome = state
-        .store
-        .record_delivery(&delivery, &effect, now_millis())
+        .deliveries
+        .record(delivery, effect)
         .await
         .map_err(|error| (DeliveryLabel::Error, HttpError::from(error)))?;
     match outcome {
@@ -151,15 +151,14 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<R
             )
                 .into_response())
         }
-        DeliveryOutcome::Recorded { outcome, builds } => {
-            if !builds.is_empty() {
+        DeliveryOutcome::Recorded { outcome, build_ids } => {
+            if !build_ids.is_empty() {
                 state.queue.notify();
             }
             state
                 .metrics
                 .count_delivery(event.name(), DeliveryLabel::Accepted);
             tracing::info!(delivery = delivery_id, event = event.name(), %outcome, "webhook delivery stored");
-            let build_ids: Vec<i64> = builds.iter().map(|build| build.id).collect();
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({"delivery": delivery_id, "outcome": outcome, "builds": build_ids})),
