@@ -142,6 +142,9 @@ impl ImageBuilder {
                 base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}")),
             );
         }
+        for secret in &job.build_secrets {
+            secrets.push(secret.value.clone());
+        }
         let logs = LogShipper::start(context.client.clone(), build_id, secrets.clone());
         let outcome = self
             .steps(job, context, work, deadline, &registry, &url, token, &logs)
@@ -217,16 +220,25 @@ impl ImageBuilder {
             ("wharf.build".to_owned(), build_id.to_string()),
         ];
         let podman = self.config.runtime.kind == RuntimeKind::Podman;
+        let build_args: Vec<(String, String)> = job
+            .build_args
+            .iter()
+            .map(|arg| (arg.name.clone(), arg.value.clone()))
+            .collect();
+        let secret_files = write_secret_files(work, job).await?;
         let build = self.config.runtime.build(&ImageBuild {
             dockerfile: &dockerfile,
             context: &context_dir,
             tag: &image,
             labels: &labels,
-            build_args: &[],
+            build_args: &build_args,
             cgroup_parent: podman.then_some(cgroup.as_str()),
+            secrets: &secret_files,
         });
         logs.note(format!("Building {image}")).await;
         let built = self.step(context, logs, "build", &build, deadline).await;
+        // The secret files are not needed past the build.
+        let _ = tokio::fs::remove_dir_all(work.join("secrets")).await;
         if podman {
             // RUN steps run outside the build's process group: whatever is left goes now.
             cgroup::kill_and_remove(&cgroup, Duration::from_secs(10)).await;
@@ -339,18 +351,55 @@ impl ImageBuilder {
             return inside(source, path, "Dockerfile").await;
         }
         for name in ["Dockerfile", "Containerfile"] {
-            if let Ok(path) = inside(source, name, "Dockerfile").await
-                && tokio::fs::metadata(&path)
+            // Present at all (a link counts, wherever it leads): it must resolve inside.
+            if tokio::fs::symlink_metadata(source.join(name)).await.is_ok() {
+                let path = inside(source, name, "Dockerfile").await?;
+                if tokio::fs::metadata(&path)
                     .await
                     .is_ok_and(|meta| meta.is_file())
-            {
-                return Ok(path);
+                {
+                    return Ok(path);
+                }
             }
         }
         Err(failed(
             "nothing to build: the repository has no Dockerfile or Containerfile at its root; add one, or name it with --dockerfile",
         ))
     }
+}
+
+/// Writes each build secret to a file only this agent can read, for `--secret id=…,src=…`.
+async fn write_secret_files(work: &Path, job: &BuildJob) -> StepResult<Vec<(String, PathBuf)>> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if job.build_secrets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = work.join("secrets");
+    let cannot = |error: std::io::Error| failed(format!("cannot write the build secrets: {error}"));
+    tokio::fs::create_dir_all(&dir).await.map_err(cannot)?;
+    tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .await
+        .map_err(cannot)?;
+    let mut files = Vec::new();
+    for (index, secret) in job.build_secrets.iter().enumerate() {
+        let path = dir.join(format!("secret-{index}"));
+        let value = secret.value.clone();
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&target)?;
+            file.write_all(value.as_bytes())
+        })
+        .await
+        .map_err(|error| failed(format!("cannot write the build secrets: {error}")))?
+        .map_err(cannot)?;
+        files.push((secret.name.clone(), path));
+    }
+    Ok(files)
 }
 
 async fn canonical(path: &Path) -> StepResult<PathBuf> {

@@ -342,6 +342,27 @@ pub fn check_http_path(what: &str, value: &str) -> Result<(), NameError> {
     }
 }
 
+/// A variable name: a letter or `_`, then letters, digits or `_`, at most 255 bytes.
+pub fn check_env_name(value: &str) -> Result<(), NameError> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError(format!(
+            "invalid variable name {}: use letters, digits and _, not starting with a digit",
+            quote(value)
+        )))
+    }
+}
+
 /// Quotes a user-given value for an error message, escaping control characters and cutting it short.
 fn quote(value: &str) -> String {
     let shown: String = value.chars().take(100).collect();
@@ -488,6 +509,16 @@ mod tests {
         assert!(check_http_path("health path", "/healthz?x=1").is_ok());
         assert!(check_http_path("health path", "healthz").is_err());
         assert!(check_http_path("health path", "/a b").is_err());
+    }
+
+    #[test]
+    fn variable_names() {
+        for good in ["PORT", "_x", "DATABASE_URL", "a1"] {
+            assert!(check_env_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "1X", "A-B", "A B", "A=B", "$X", "é"] {
+            assert!(check_env_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

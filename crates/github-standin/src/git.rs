@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt as _;
 /// The object id git uses to say "this ref must not exist yet" (SHA-1 repositories).
 const ZERO_OID: &str = "0000000000000000000000000000000000000000";
 
-/// The identity that commits made by `commit_files` carry.
+/// The identity that commits made by `commit_entries` carry.
 const AUTHOR_NAME: &str = "Wharf Test";
 const AUTHOR_EMAIL: &str = "test@wharf.invalid";
 
@@ -161,15 +161,16 @@ fn check_file_path(path: &str) -> anyhow::Result<()> {
 }
 
 /// Makes one commit on top of `branch` (or a root commit when the branch does not exist yet) that
-/// adds or replaces `files`, and moves the branch to it. Returns the commit SHA.
-pub(crate) fn commit_files(
+/// adds or replaces `files`, each with its git mode (`100644`, `100755`, or `120000` for a
+/// symbolic link whose contents are its target), and moves the branch to it. Returns the SHA.
+pub(crate) fn commit_entries(
     git_dir: &Path,
     branch: &str,
-    files: &[(&str, &[u8])],
+    files: &[(&str, &str, &[u8])],
     message: &str,
 ) -> anyhow::Result<String> {
     check_branch_name(branch)?;
-    for (path, _) in files {
+    for (path, _, _) in files {
         check_file_path(path)?;
     }
     let reference = format!("refs/heads/{branch}");
@@ -189,15 +190,10 @@ pub(crate) fn commit_files(
     }
 
     let mut index_info = Vec::new();
-    for (path, contents) in files {
+    for (path, mode, contents) in files {
         let mut hash_object = git(Some(git_dir));
         hash_object.arg("hash-object").arg("-w").arg("--stdin");
         let blob = run_text(hash_object, Some(contents))?;
-        let mode = if path.ends_with(".sh") {
-            "100755"
-        } else {
-            "100644"
-        };
         index_info.extend_from_slice(format!("{mode} {blob}\t{path}").as_bytes());
         index_info.push(0);
     }
@@ -520,9 +516,18 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let git_dir = root.path().join("repo.git");
         init_bare(&git_dir, "main").unwrap();
-        let first = commit_files(&git_dir, "main", &[("a/b.txt", b"one")], "first").unwrap();
-        let second =
-            commit_files(&git_dir, "main", &[("run.sh", b"#!/bin/sh\n")], "second").unwrap();
+        let first =
+            commit_entries(&git_dir, "main", &[("a/b.txt", "100644", b"one")], "first").unwrap();
+        let second = commit_entries(
+            &git_dir,
+            "main",
+            &[
+                ("run.sh", "100755", b"#!/bin/sh\n"),
+                ("link", "120000", b"a/b.txt"),
+            ],
+            "second",
+        )
+        .unwrap();
         assert_eq!(first.len(), 40);
         assert_ne!(first, second);
         assert_eq!(
@@ -551,6 +556,7 @@ mod tests {
         assert!(listing.contains("\ta/b.txt"), "{listing}");
         assert!(listing.contains("100755 blob"), "{listing}");
         assert!(listing.contains("\trun.sh"), "{listing}");
-        assert!(commit_files(&git_dir, "bad..name", &[("x", b"y")], "m").is_err());
+        assert!(listing.contains("120000 blob"), "{listing}");
+        assert!(commit_entries(&git_dir, "bad..name", &[("x", "100644", b"y")], "m").is_err());
     }
 }

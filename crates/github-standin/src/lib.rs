@@ -368,6 +368,45 @@ impl GithubStandin {
         files: &[(&str, &[u8])],
         message: &str,
     ) -> anyhow::Result<String> {
+        let entries: Vec<(&str, &str, &[u8])> = files
+            .iter()
+            .map(|(path, contents)| {
+                let mode = if path.ends_with(".sh") {
+                    "100755"
+                } else {
+                    "100644"
+                };
+                (*path, mode, *contents)
+            })
+            .collect();
+        self.commit_entries(full_name, branch, &entries, message)
+    }
+
+    /// Commits a symbolic link at `path` pointing at `target` (which may lead anywhere, even
+    /// outside the repository: tests use that to check builds refuse it).
+    pub fn commit_symlink(
+        &self,
+        full_name: &str,
+        branch: &str,
+        path: &str,
+        target: &str,
+        message: &str,
+    ) -> anyhow::Result<String> {
+        self.commit_entries(
+            full_name,
+            branch,
+            &[(path, "120000", target.as_bytes())],
+            message,
+        )
+    }
+
+    fn commit_entries(
+        &self,
+        full_name: &str,
+        branch: &str,
+        files: &[(&str, &str, &[u8])],
+        message: &str,
+    ) -> anyhow::Result<String> {
         let (owner, name) = split_full_name(full_name)?;
         let repository = self
             .shared
@@ -376,7 +415,7 @@ impl GithubStandin {
             .cloned()
             .with_context(|| format!("repository {full_name:?} does not exist"))?;
         let git_dir = self.shared.git_dir(&repository);
-        let sha = git::commit_files(&git_dir, branch, files, message)
+        let sha = git::commit_entries(&git_dir, branch, files, message)
             .with_context(|| format!("committing to {full_name} {branch}"))?;
         // GitHub makes the first branch pushed to an empty repository its default branch.
         let first_commit = !repository.has_commits;

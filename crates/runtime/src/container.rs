@@ -38,6 +38,9 @@ pub struct ImageBuild<'a> {
     pub build_args: &'a [(String, String)],
     /// The cgroup the build's `RUN` containers go under, so they can all be killed.
     pub cgroup_parent: Option<&'a str>,
+    /// Build secrets: (id, file holding the value). `RUN --mount=type=secret,id=ID` reads them;
+    /// they never become a layer or a build argument.
+    pub secrets: &'a [(String, std::path::PathBuf)],
 }
 
 /// A container runtime and how to reach the registry.
@@ -70,6 +73,11 @@ impl Runtime {
         }
         for (key, value) in build.build_args {
             spec = spec.arg("--build-arg").arg(format!("{key}={value}"));
+        }
+        for (id, file) in build.secrets {
+            spec = spec
+                .arg("--secret")
+                .arg(format!("id={id},src={}", file.display()));
         }
         if let Some(parent) = build.cgroup_parent {
             spec = spec.arg("--cgroup-parent").arg(format!("/{parent}"));

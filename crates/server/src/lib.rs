@@ -11,6 +11,7 @@ mod intake;
 mod jobs;
 mod metrics;
 mod queue;
+mod sealing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use wharf_store::Store;
 
 pub use metrics::Metrics;
 pub use queue::Signal;
+pub use sealing::{SealingError, SealingKey};
 
 /// The most log text kept per build.
 pub const DEFAULT_MAX_LOG_BYTES: i64 = 10 * 1024 * 1024;
@@ -47,12 +49,19 @@ pub struct ServerConfig {
     pub lease_check_interval: Duration,
     /// The most log text kept per build; later lines are dropped with a note.
     pub max_log_bytes: i64,
+    /// Seals secret values before they are stored.
+    pub sealing_key: Arc<SealingKey>,
 }
 
 impl ServerConfig {
-    /// Defaults for everything but the token.
+    /// Defaults for everything but the tokens; the sealing key is a fresh random one, which
+    /// suits tests (a real server keeps its key, or its secrets cannot be opened after a restart).
     pub fn new(admin_token: SecretString) -> ServerConfig {
+        let sealing_key = SealingKey::generate()
+            .and_then(|key| SealingKey::parse(&key))
+            .expect("the system's random number generator works");
         ServerConfig {
+            sealing_key: Arc::new(sealing_key),
             admin_token,
             public_url: "http://127.0.0.1:8420".to_owned(),
             github: None,

@@ -141,6 +141,14 @@ macro_rules! select_build {
     };
 }
 
+/// The states in which an agent holds a build under a lease, as an SQL list.
+macro_rules! leased_states {
+    () => {
+        "('claimed', 'cloning', 'building', 'pushing')"
+    };
+}
+pub(crate) use leased_states;
+
 /// Inserts a pending build inside the open transaction `$tx` and cancels the older pending
 /// builds of the same service, which it supersedes. Evaluates to the new build's id.
 macro_rules! insert_build {
@@ -173,17 +181,24 @@ macro_rules! insert_build {
         .bind(id)
         .execute(&mut *$tx)
         .await?;
+        // Services that ask for it also lose their running builds; the agents running them
+        // learn it at their next heartbeat and stop.
+        sqlx::query(concat!(
+            "UPDATE builds SET state = 'cancelled', reason = $1, finished_at = $2, updated_at = $2, \
+             lease_expires_at = NULL WHERE service_id = $3 AND id < $4 AND state IN ",
+            $crate::builds::leased_states!(),
+            " AND EXISTS (SELECT 1 FROM services WHERE id = $3 AND cancel_running)"
+        ))
+        .bind(format!("superseded by build #{id}"))
+        .bind(now)
+        .bind(new.service_id)
+        .bind(id)
+        .execute(&mut *$tx)
+        .await?;
         id
     }};
 }
 pub(crate) use insert_build;
-
-/// The states in which an agent holds a build under a lease, as an SQL list.
-macro_rules! leased_states {
-    () => {
-        "('claimed', 'cloning', 'building', 'pushing')"
-    };
-}
 
 impl Store {
     /// Queues a build; older pending builds of the same service are cancelled as superseded.

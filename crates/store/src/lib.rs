@@ -13,6 +13,7 @@
 mod agents;
 mod builds;
 mod deliveries;
+mod env;
 mod logs;
 mod migrate;
 mod services;
@@ -28,6 +29,7 @@ use sqlx::sqlite::{
 pub use agents::hash_token;
 pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
 pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
+pub use env::StoredEnv;
 pub use logs::AppendOutcome;
 pub use services::NewService;
 

@@ -35,6 +35,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_pending_by_service.sql"),
         postgres: include_str!("../migrations/postgres/0003_pending_by_service.sql"),
     },
+    Migration {
+        version: 4,
+        name: "service_env",
+        sqlite: include_str!("../migrations/sqlite/0004_service_env.sql"),
+        postgres: include_str!("../migrations/postgres/0004_service_env.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

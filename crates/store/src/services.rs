@@ -19,6 +19,7 @@ pub struct NewService {
     pub port: Option<u16>,
     pub health_path: Option<String>,
     pub domain: Option<String>,
+    pub cancel_running: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -34,6 +35,7 @@ pub(crate) struct ServiceRow {
     port: Option<i64>,
     health_path: Option<String>,
     domain: Option<String>,
+    cancel_running: bool,
     created_at: i64,
 }
 
@@ -51,6 +53,7 @@ impl From<ServiceRow> for Service {
             port: row.port.and_then(|port| u16::try_from(port).ok()),
             health_path: row.health_path,
             domain: row.domain,
+            cancel_running: row.cancel_running,
             created_at: format_millis(row.created_at),
         }
     }
@@ -60,7 +63,7 @@ impl From<ServiceRow> for Service {
 macro_rules! select_service {
     () => {
         "SELECT s.id, s.name, p.name AS project, s.repo, s.branch, s.dockerfile, s.context, \
-         s.compose, s.port, s.health_path, s.domain, s.created_at \
+         s.compose, s.port, s.health_path, s.domain, s.cancel_running, s.created_at \
          FROM services s JOIN projects p ON p.id = s.project_id"
     };
 }
@@ -76,8 +79,8 @@ impl Store {
                 .await?;
             let inserted = sqlx::query_as::<_, (i64,)>(
                 "INSERT INTO services (project_id, name, repo, repo_key, branch, dockerfile, context, \
-                 compose, port, health_path, domain, created_at) \
-                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM projects WHERE name = $1 \
+                 compose, port, health_path, domain, created_at, cancel_running) \
+                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM projects WHERE name = $1 \
                  RETURNING id",
             )
             .bind(&new.project)
@@ -92,6 +95,7 @@ impl Store {
             .bind(&new.health_path)
             .bind(&new.domain)
             .bind(now)
+            .bind(new.cancel_running)
             .fetch_one(&mut *tx)
             .await;
             match inserted {

@@ -31,6 +31,7 @@ async fn service(store: &Store, name: &str, repo: &str, branch: &str) -> i64 {
                 port: Some(8080),
                 health_path: None,
                 domain: None,
+                cancel_running: false,
             },
             NOW,
         )
@@ -78,6 +79,7 @@ async fn service_names_are_unique_and_projects_are_created_on_demand() {
                 port: None,
                 health_path: None,
                 domain: None,
+                cancel_running: false,
             },
             NOW,
         )

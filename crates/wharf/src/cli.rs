@@ -9,8 +9,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 use wharf_client::ApiClient;
 use wharf_wire::{
-    Agent, Build, BuildState, CancelBuild, CreateAgent, CreateService, GetLogs, ListAgents,
-    ListBuilds, ListServices, LogStream, RetryBuild, Service, ShowBuild, TriggerBuild,
+    Agent, Build, BuildState, CancelBuild, CreateAgent, CreateService, EnvVar, GetLogs, ListAgents,
+    ListBuilds, ListEnv, ListServices, LogStream, RetryBuild, Service, SetEnv, ShowBuild,
+    TriggerBuild, UnsetEnv,
 };
 
 /// Where the server is and how to authenticate.
@@ -67,6 +68,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Set, list and unset a service's variables.
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Print a build's log; with -f, follow it live until the build ends.
     Logs {
         id: i64,
@@ -120,6 +128,9 @@ pub enum ServiceCommand {
         /// The host name that routes to it.
         #[arg(long)]
         domain: Option<String>,
+        /// A newer push also cancels running builds, not only pending ones.
+        #[arg(long)]
+        cancel_running: bool,
         /// Print JSON instead of a summary.
         #[arg(long)]
         json: bool,
@@ -163,6 +174,32 @@ pub enum BuildCommand {
 }
 
 #[derive(Subcommand)]
+pub enum EnvCommand {
+    /// Set a variable (replacing it when it exists).
+    Set {
+        service: String,
+        /// NAME=VALUE
+        assignment: String,
+        /// Keep the value secret: sealed at rest, never shown again, masked in build logs.
+        #[arg(long)]
+        secret: bool,
+        /// Also give it to image builds (a build argument, or a build secret with --secret).
+        #[arg(long)]
+        build: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a service's variables (secret values are never shown).
+    List {
+        service: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a variable.
+    Unset { service: String, name: String },
+}
+
+#[derive(Subcommand)]
 pub enum AgentsCommand {
     /// Issue a token for a new agent (shown once).
     Create {
@@ -196,6 +233,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                     port,
                     health_path,
                     domain,
+                    cancel_running,
                     json,
                 } => {
                     let service = client
@@ -210,6 +248,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                             port,
                             health_path,
                             domain,
+                            cancel_running,
                         })
                         .await?;
                     print_one(&service, json, |service| {
@@ -257,6 +296,53 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             follow,
             connection,
         } => print_logs(&connection.client()?, id, follow).await,
+        ClientCommand::Env {
+            command,
+            connection,
+        } => {
+            let client = connection.client()?;
+            match command {
+                EnvCommand::Set {
+                    service,
+                    assignment,
+                    secret,
+                    build,
+                    json,
+                } => {
+                    let (name, value) =
+                        assignment.split_once('=').context("expected NAME=VALUE")?;
+                    let variable = client
+                        .send(&SetEnv {
+                            service: service.clone(),
+                            name: name.to_owned(),
+                            value: value.to_owned(),
+                            secret,
+                            build,
+                        })
+                        .await?;
+                    print_one(&variable, json, |variable| {
+                        format!(
+                            "Set {} on {service}{}\n",
+                            variable.name,
+                            if variable.secret { " (secret)" } else { "" }
+                        )
+                    })
+                }
+                EnvCommand::List { service, json } => {
+                    let variables = client.send(&ListEnv { service }).await?;
+                    print_list(&variables, json, env_table)
+                }
+                EnvCommand::Unset { service, name } => {
+                    client
+                        .send(&UnsetEnv {
+                            service: service.clone(),
+                            name: name.clone(),
+                        })
+                        .await?;
+                    emit(&format!("Removed {name} from {service}\n"))
+                }
+            }
+        }
         ClientCommand::Agents {
             command,
             connection,
@@ -422,6 +508,28 @@ fn build_details(build: &Build) -> String {
         let _ = writeln!(out, "  retry of:  #{retry_of}");
     }
     out
+}
+
+fn env_table(variables: &[EnvVar]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        vec!["NAME", "VALUE", "SECRET", "BUILD", "UPDATED"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    ];
+    for variable in variables {
+        rows.push(vec![
+            variable.name.clone(),
+            variable
+                .value
+                .clone()
+                .unwrap_or_else(|| "********".to_owned()),
+            if variable.secret { "yes" } else { "no" }.to_owned(),
+            if variable.build { "yes" } else { "no" }.to_owned(),
+            variable.updated_at.clone(),
+        ]);
+    }
+    rows
 }
 
 fn agents_table(agents: &[Agent]) -> Vec<Vec<String>> {

@@ -34,6 +34,8 @@ const FILE_KEYS: &[&str] = &[
     "agent_token_file",
     "labels",
     "work_dir",
+    "secret_key",
+    "secret_key_file",
     "runtime",
     "registry",
     "registry_insecure",
@@ -157,12 +159,48 @@ pub struct ServerArgs {
     /// How many times a build is handed out before an expired lease fails it.
     #[arg(long, env = "WHARF_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: i64,
+    /// The key secret values are sealed with: 64 hex digits (or base64 of 32 bytes). Unset: a key
+    /// kept in the data directory, made on first start. Server replicas must share one key.
+    #[arg(long, env = "WHARF_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// A file holding the secret key.
+    #[arg(long, env = "WHARF_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
     /// An optional TOML file of settings (read before flags; see the README).
     #[arg(long, env = "WHARF_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
 impl ServerArgs {
+    /// The sealing key: given, or kept in the data directory (made on first start).
+    fn sealing_key(&self) -> anyhow::Result<wharf_server::SealingKey> {
+        use secrecy::ExposeSecret;
+        if let Some(key) = secret(
+            self.secret_key.clone(),
+            self.secret_key_file.clone(),
+            "the secret key",
+        )? {
+            return wharf_server::SealingKey::parse(key.expose_secret())
+                .context("WHARF_SECRET_KEY");
+        }
+        let path = self.data_dir.join("secret.key");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.data_dir)?;
+                let key = wharf_server::SealingKey::generate()?;
+                crate::write_private_file(&path, &key)?;
+                tracing::info!(path = %path.display(), "made a new secret key; keep it with the database");
+                key
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        wharf_server::SealingKey::parse(&text)
+            .with_context(|| format!("the key in {}", path.display()))
+    }
+
     /// The database URL: the one given, or a SQLite file in the data directory.
     pub fn database_url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.database_url {
@@ -196,6 +234,7 @@ impl ServerArgs {
         config.lease = Duration::from_secs(self.lease_seconds);
         config.max_attempts = self.max_attempts;
         config.github = self.github_settings()?;
+        config.sealing_key = std::sync::Arc::new(self.sealing_key()?);
         Ok(config)
     }
 

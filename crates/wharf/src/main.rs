@@ -209,7 +209,7 @@ fn up_admin_token(args: &ServerArgs) -> anyhow::Result<SecretString> {
 }
 
 /// Writes a file only its owner can read.
-fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

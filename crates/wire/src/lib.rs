@@ -149,6 +149,9 @@ pub struct Service {
     pub port: Option<u16>,
     pub health_path: Option<String>,
     pub domain: Option<String>,
+    /// A newer push cancels running builds too, not only pending ones.
+    #[serde(default)]
+    pub cancel_running: bool,
     pub created_at: String,
 }
 
@@ -173,6 +176,8 @@ pub struct CreateService {
     pub health_path: Option<String>,
     #[serde(default)]
     pub domain: Option<String>,
+    #[serde(default)]
+    pub cancel_running: bool,
 }
 
 impl ApiRequest for CreateService {
@@ -430,6 +435,123 @@ pub struct BuildJob {
     /// the GitHub App, whose clone URL and short-lived token come from [`CloneCredentials`].
     pub clone_url: Option<String>,
     pub lease_expires_at: String,
+    /// The service's build-time variables that are not secret, passed as build arguments.
+    #[serde(default)]
+    pub build_args: Vec<BuildArg>,
+    /// The service's build-time secrets, passed as build secrets (never as arguments or layers).
+    #[serde(default)]
+    pub build_secrets: Vec<BuildSecret>,
+}
+
+/// A build argument.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildArg {
+    pub name: String,
+    pub value: String,
+}
+
+/// A build secret; its value never appears in `Debug` output.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildSecret {
+    pub name: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for BuildSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildSecret")
+            .field("name", &self.name)
+            .field("value", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A service's variable as the API shows it: secret values never leave the server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    /// The value, or `null` for a secret.
+    pub value: Option<String>,
+    pub secret: bool,
+    /// Also given to image builds (as a build argument, or a build secret when secret).
+    pub build: bool,
+    pub updated_at: String,
+}
+
+/// `POST /v1/services/{name}/env`: sets (or replaces) one variable.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SetEnv {
+    #[serde(skip)]
+    pub service: String,
+    pub name: String,
+    pub value: String,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub build: bool,
+}
+
+impl std::fmt::Debug for SetEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetEnv")
+            .field("service", &self.service)
+            .field("name", &self.name)
+            .field(
+                "value",
+                if self.secret {
+                    &"[redacted]"
+                } else {
+                    &self.value
+                },
+            )
+            .field("secret", &self.secret)
+            .field("build", &self.build)
+            .finish()
+    }
+}
+
+impl ApiRequest for SetEnv {
+    type Response = EnvVar;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        format!("/v1/services/{}/env", url_component(&self.service))
+    }
+}
+
+/// `GET /v1/services/{name}/env`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ListEnv {
+    #[serde(skip)]
+    pub service: String,
+}
+
+impl ApiRequest for ListEnv {
+    type Response = Vec<EnvVar>;
+    const METHOD: Method = Method::Get;
+    fn path(&self) -> String {
+        format!("/v1/services/{}/env", url_component(&self.service))
+    }
+}
+
+/// `DELETE /v1/services/{name}/env/{var}`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct UnsetEnv {
+    #[serde(skip)]
+    pub service: String,
+    #[serde(skip)]
+    pub name: String,
+}
+
+impl ApiRequest for UnsetEnv {
+    type Response = Vec<EnvVar>;
+    const METHOD: Method = Method::Delete;
+    fn path(&self) -> String {
+        format!(
+            "/v1/services/{}/env/{}",
+            url_component(&self.service),
+            url_component(&self.name)
+        )
+    }
 }
 
 /// `POST /v1/agent/heartbeat`: keeps the agent and the leases of its builds alive.

@@ -10,8 +10,9 @@ use secrecy::ExposeSecret;
 use wharf_domain::names::RepoSource;
 use wharf_store::StateReport;
 use wharf_wire::{
-    AgentSettings, AppendLogs, AppendLogsAnswer, Build, BuildJob, Claim, ClaimBuild,
-    CloneCredentials, Heartbeat, HeartbeatAnswer, RegisterAgent, ReportBuildState, format_millis,
+    AgentSettings, AppendLogs, AppendLogsAnswer, Build, BuildArg, BuildJob, BuildSecret, Claim,
+    ClaimBuild, CloneCredentials, Heartbeat, HeartbeatAnswer, RegisterAgent, ReportBuildState,
+    format_millis,
 };
 
 use crate::http::HttpError;
@@ -109,6 +110,28 @@ async fn claim(
                 RepoSource::PublicUrl(url) => Some(url),
                 RepoSource::GitHub(_) => None,
             };
+            let (build_args, build_secrets) = match build_variables(&state, service.id).await {
+                Ok(variables) => variables,
+                Err(error) => {
+                    // The build cannot run without its secrets: it fails with the reason, and
+                    // this agent looks for other work.
+                    tracing::error!(build = claimed.build.id, %error, "cannot hand out the build's secrets");
+                    let report = StateReport {
+                        agent_id: agent.id,
+                        build_id: claimed.build.id,
+                        state: wharf_wire::BuildState::Failed,
+                        reason: Some(format!("{error}")),
+                        image: None,
+                        digest: None,
+                        failure: None,
+                    };
+                    state
+                        .store
+                        .report_build_state(&report, now_millis())
+                        .await?;
+                    continue;
+                }
+            };
             tracing::info!(build = claimed.build.id, agent = %agent.name, attempt = claimed.build.attempt, "build claimed");
             return Ok(Json(Claim {
                 job: Some(BuildJob {
@@ -116,6 +139,8 @@ async fn claim(
                     service,
                     clone_url,
                     lease_expires_at: format_millis(claimed.lease_expires_at),
+                    build_args,
+                    build_secrets,
                 }),
             }));
         }
@@ -126,6 +151,39 @@ async fn claim(
         let pause = (deadline - now).min(CLAIM_RECHECK);
         let _ = tokio::time::timeout(pause, wake_ups.changed()).await;
     }
+}
+
+/// The service's build-time variables: plain ones as build arguments, secret ones opened for
+/// the agent as build secrets.
+async fn build_variables(
+    state: &AppState,
+    service_id: i64,
+) -> Result<(Vec<BuildArg>, Vec<BuildSecret>), HttpError> {
+    let mut args = Vec::new();
+    let mut secrets = Vec::new();
+    for variable in state.store.list_env(service_id).await? {
+        if !variable.build {
+            continue;
+        }
+        match (variable.secret, variable.value, variable.sealed) {
+            (false, Some(value), _) => args.push(BuildArg {
+                name: variable.name,
+                value,
+            }),
+            (true, _, Some(sealed)) => {
+                let value = state.config.sealing_key.open(
+                    &crate::http::services::seal_context(service_id, &variable.name),
+                    &sealed,
+                )?;
+                secrets.push(BuildSecret {
+                    name: variable.name,
+                    value,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok((args, secrets))
 }
 
 async fn heartbeat(

@@ -24,6 +24,9 @@ pub(crate) enum HttpError {
     Unavailable(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+    /// A stored secret cannot be opened: the server's secret key is not the one it was sealed with.
+    #[error("{0}")]
+    Sealing(#[from] crate::sealing::SealingError),
 }
 
 impl From<StoreError> for HttpError {
@@ -50,6 +53,10 @@ impl IntoResponse for HttpError {
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            HttpError::Sealing(error) => {
+                tracing::error!(%error, "sealing");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");

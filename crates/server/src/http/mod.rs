@@ -7,7 +7,7 @@ mod builds;
 mod error;
 mod github_setup;
 mod health;
-mod services;
+pub(crate) mod services;
 mod webhooks;
 
 use axum::Router;

@@ -2,13 +2,14 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use wharf_domain::names::{
-    BranchName, CommitSha, DnsLabel, RepoSource, check_domain, check_http_path, check_repo_path,
+    BranchName, CommitSha, DnsLabel, RepoSource, check_domain, check_env_name, check_http_path,
+    check_repo_path,
 };
-use wharf_store::{NewBuild, NewService};
-use wharf_wire::{Build, BuildTrigger, CreateService, Service, TriggerBuild};
+use wharf_store::{NewBuild, NewService, StoredEnv};
+use wharf_wire::{Build, BuildTrigger, CreateService, EnvVar, Service, SetEnv, TriggerBuild};
 
 use crate::http::HttpError;
 use crate::http::auth::Admin;
@@ -20,6 +21,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/services", post(create).get(list))
         .route("/v1/services/{name}", get(show))
         .route("/v1/services/{name}/builds", post(trigger))
+        .route("/v1/services/{name}/env", post(set_env).get(list_env))
+        .route("/v1/services/{name}/env/{variable}", delete(unset_env))
 }
 
 /// Checks every field and gives the store what it stores.
@@ -68,6 +71,7 @@ fn validate(request: &CreateService) -> Result<NewService, HttpError> {
         port: request.port,
         health_path: request.health_path.clone(),
         domain: request.domain.clone(),
+        cancel_running: request.cancel_running,
     })
 }
 
@@ -212,4 +216,102 @@ async fn ls_remote(url: &str, branch: &str) -> Result<String, HttpError> {
         .next()
         .map(str::to_owned)
         .ok_or_else(|| HttpError::NotFound(format!("branch {branch} not found in {url}")))
+}
+
+/// The context a secret of a service is sealed under: it binds the value to its row.
+pub(crate) fn seal_context(service_id: i64, name: &str) -> String {
+    format!("service-env/{service_id}/{name}")
+}
+
+fn shown(variable: StoredEnv) -> EnvVar {
+    EnvVar {
+        name: variable.name,
+        value: if variable.secret {
+            None
+        } else {
+            variable.value
+        },
+        secret: variable.secret,
+        build: variable.build,
+        updated_at: variable.updated_at,
+    }
+}
+
+/// The longest value a variable may hold.
+const MAX_ENV_VALUE: usize = 64 * 1024;
+
+async fn set_env(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<SetEnv>,
+) -> Result<(StatusCode, Json<EnvVar>), HttpError> {
+    let service = state.store.service_by_name(&name).await?;
+    check_env_name(&request.name)?;
+    if request.value.len() > MAX_ENV_VALUE || request.value.contains('\0') {
+        return Err(HttpError::BadRequest(format!(
+            "the value of {} must be at most 64 KiB, without NUL bytes",
+            request.name
+        )));
+    }
+    let variable = if request.secret {
+        let sealed = state
+            .config
+            .sealing_key
+            .seal(&seal_context(service.id, &request.name), &request.value)
+            .map_err(|error| HttpError::Internal(error.into()))?;
+        StoredEnv {
+            name: request.name.clone(),
+            value: None,
+            sealed: Some(sealed),
+            secret: true,
+            build: request.build,
+            updated_at: String::new(),
+        }
+    } else {
+        StoredEnv {
+            name: request.name.clone(),
+            value: Some(request.value.clone()),
+            sealed: None,
+            secret: false,
+            build: request.build,
+            updated_at: String::new(),
+        }
+    };
+    state
+        .store
+        .set_env(service.id, &variable, now_millis())
+        .await?;
+    tracing::info!(service = %service.name, variable = %request.name, secret = request.secret, "variable set");
+    let stored = state
+        .store
+        .list_env(service.id)
+        .await?
+        .into_iter()
+        .find(|candidate| candidate.name == request.name)
+        .ok_or_else(|| {
+            HttpError::Internal(anyhow::anyhow!("a variable vanished after it was set"))
+        })?;
+    Ok((StatusCode::OK, Json(shown(stored))))
+}
+
+async fn list_env(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<EnvVar>>, HttpError> {
+    let service = state.store.service_by_name(&name).await?;
+    let variables = state.store.list_env(service.id).await?;
+    Ok(Json(variables.into_iter().map(shown).collect()))
+}
+
+async fn unset_env(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((name, variable)): Path<(String, String)>,
+) -> Result<Json<Vec<EnvVar>>, HttpError> {
+    let service = state.store.service_by_name(&name).await?;
+    state.store.unset_env(service.id, &variable).await?;
+    let variables = state.store.list_env(service.id).await?;
+    Ok(Json(variables.into_iter().map(shown).collect()))
 }

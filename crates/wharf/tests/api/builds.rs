@@ -579,3 +579,258 @@ RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox yes 0123456789abcdef012345
     app.wait_for_build_state(id, "completed", BUILD_DEADLINE)
         .await;
 }
+
+#[tokio::test]
+async fn build_arguments_and_secrets_reach_the_build_and_secrets_go_nowhere_else() {
+    let app = app_with_repository().await;
+    let registry = Registry::start().await;
+    let _agent =
+        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let secret = "s3cret-value-0123";
+    for (body, expected) in [
+        (
+            json!({"name": "GREETING", "value": "hello", "build": true}),
+            StatusCode::OK,
+        ),
+        (
+            json!({"name": "TOKEN", "value": secret, "secret": true, "build": true}),
+            StatusCode::OK,
+        ),
+        (
+            json!({"name": "RUNTIME_ONLY", "value": "x"}),
+            StatusCode::OK,
+        ),
+        (
+            json!({"name": "1BAD", "value": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"name": "A-B", "value": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let answer = app.post("/v1/services/web/env", body.clone()).await;
+        assert_eq!(answer.status, expected, "{body}: {}", answer.text);
+        assert!(
+            !answer.text.contains(secret),
+            "a secret came back from the API"
+        );
+    }
+    let listed = app.get("/v1/services/web/env").await;
+    assert!(!listed.text.contains(secret));
+    let token = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|var| var["name"] == "TOKEN")
+        .unwrap()
+        .clone();
+    assert_eq!(token["secret"], true);
+    assert!(token["value"].is_null());
+    // At rest the secret is sealed.
+    let service_id = app.get("/v1/services/web").await.body["id"]
+        .as_i64()
+        .unwrap();
+    let stored = app.store.list_env(service_id).await.unwrap();
+    let sealed = stored.iter().find(|var| var.name == "TOKEN").unwrap();
+    assert!(sealed.value.is_none());
+    assert!(!sealed.sealed.as_ref().unwrap().contains(secret));
+
+    let dockerfile = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nARG GREETING\n\
+RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo $GREETING > /greeting\"]\n\
+RUN --mount=type=secret,id=TOKEN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox wc -c < /run/secrets/TOKEN > /secret-length; echo the secret is $(/bin/busybox cat /run/secrets/TOKEN)\"]\n";
+    let (id, _) = push(
+        &app,
+        &[
+            ("Dockerfile", dockerfile.as_bytes()),
+            ("busybox", &busybox()),
+        ],
+        "push-1",
+    )
+    .await;
+    let build = app
+        .wait_for_build_state(id, "completed", BUILD_DEADLINE)
+        .await;
+    let log = log_text(&app, id).await;
+    assert!(
+        log.contains("the secret is ***"),
+        "the secret is masked in the log: {log}"
+    );
+    assert!(!log.contains(secret));
+    assert!(
+        !app.logs.text().contains(secret),
+        "a secret reached the server's log"
+    );
+
+    let by_digest = format!(
+        "{}/default/web@{}",
+        registry.address,
+        build["digest"].as_str().unwrap()
+    );
+    let (pulled, _, stderr) = podman(&["pull", "--tls-verify=false", &by_digest]).await;
+    assert!(pulled, "{stderr}");
+    let (_, greeting, _) = podman(&[
+        "run",
+        "--rm",
+        &by_digest,
+        "/bin/busybox",
+        "cat",
+        "/greeting",
+    ])
+    .await;
+    assert_eq!(greeting, "hello\n");
+    let (_, length, _) = podman(&[
+        "run",
+        "--rm",
+        &by_digest,
+        "/bin/busybox",
+        "cat",
+        "/secret-length",
+    ])
+    .await;
+    assert_eq!(length.trim(), secret.len().to_string());
+    let (_, history, _) = podman(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        &by_digest,
+    ])
+    .await;
+    assert!(
+        !history.contains(secret),
+        "the secret is in the image history: {history}"
+    );
+    let (_, listing, _) = podman(&[
+        "run",
+        "--rm",
+        &by_digest,
+        "/bin/busybox",
+        "ls",
+        "/run/secrets",
+    ])
+    .await;
+    assert!(
+        !listing.contains("TOKEN"),
+        "the secret stayed in the image: {listing}"
+    );
+    let _ = podman(&["rmi", &by_digest]).await;
+
+    let removed = reqwest::Client::new()
+        .delete(format!("{}/v1/services/web/env/RUNTIME_ONLY", app.url))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+    let listed = app.get("/v1/services/web/env").await.body;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn paths_that_lead_out_of_the_repository_fail_the_build() {
+    let app = app_with_repository().await;
+    let registry = Registry::start().await;
+    let _agent =
+        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let github = app.github.as_ref().unwrap();
+    // A Dockerfile that is a symbolic link to a file outside the repository.
+    let commit = github
+        .commit_symlink("acme/web", "main", "Dockerfile", "/etc/passwd", "escape")
+        .unwrap();
+    let mut body: Value =
+        serde_json::from_slice(&push_payload("acme/web", "refs/heads/main", &commit)).unwrap();
+    body["installation"]["id"] = json!(42);
+    let answer = app
+        .webhook("push", "push-1", body.to_string().as_bytes())
+        .await;
+    let id = answer.body["builds"][0].as_i64().unwrap();
+    let build = app.wait_for_build_state(id, "failed", BUILD_DEADLINE).await;
+    assert!(
+        build["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside the repository"),
+        "{build} {}",
+        log_text(&app, id).await
+    );
+}
+
+#[tokio::test]
+async fn a_service_that_asks_for_it_has_its_running_build_cancelled_by_a_newer_push() {
+    let app = app_with_repository().await;
+    app.post(
+        "/v1/services",
+        json!({"name": "eager", "repo": "acme/web", "branch": "main", "cancel_running": true}),
+    )
+    .await;
+    let registry = Registry::start().await;
+    let _agent =
+        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let slow = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo sleeping; sleep 6073\"]\n";
+    let github = app.github.as_ref().unwrap();
+    let commit = github
+        .commit_files(
+            "acme/web",
+            "main",
+            &[("Dockerfile", slow.as_bytes()), ("busybox", &busybox())],
+            "slow",
+        )
+        .unwrap();
+    let mut body: Value =
+        serde_json::from_slice(&push_payload("acme/web", "refs/heads/main", &commit)).unwrap();
+    body["installation"]["id"] = json!(42);
+    let answer = app
+        .webhook("push", "push-1", body.to_string().as_bytes())
+        .await;
+    // The push builds both services; the agent takes `web` first, then `eager`. Wait for
+    // `eager`'s build to be running.
+    let ids: Vec<i64> = answer.body["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_i64().unwrap())
+        .collect();
+    let web = ids[0];
+    let eager = ids[1];
+    app.post(&format!("/v1/builds/{web}/cancel"), json!({}))
+        .await;
+    let deadline = tokio::time::Instant::now() + BUILD_DEADLINE;
+    while !log_text(&app, eager)
+        .await
+        .lines()
+        .any(|line| line == "sleeping")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "eager's build never started sleeping"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fast = github
+        .commit_files(
+            "acme/web",
+            "main",
+            &[
+                ("Dockerfile", DOCKERFILE.as_bytes()),
+                ("index.html", b"new\n"),
+            ],
+            "fast",
+        )
+        .unwrap();
+    let mut body: Value =
+        serde_json::from_slice(&push_payload("acme/web", "refs/heads/main", &fast)).unwrap();
+    body["installation"]["id"] = json!(42);
+    let answer = app
+        .webhook("push", "push-2", body.to_string().as_bytes())
+        .await;
+    let newer = answer.body["builds"][1].as_i64().unwrap();
+    let cancelled = app
+        .wait_for_build_state(eager, "cancelled", Duration::from_secs(10))
+        .await;
+    assert_eq!(cancelled["reason"], format!("superseded by build #{newer}"));
+    app.wait_for_build_state(newer, "completed", BUILD_DEADLINE)
+        .await;
+    assert!(!process_running("sleep 6073"));
+}
