@@ -10,7 +10,7 @@ use base64::Engine;
 use secrecy::SecretString;
 use tokio::time::Instant;
 use wharf_runtime::cgroup::{self, build_cgroup};
-use wharf_runtime::container::{ImageBuild, Runtime, RuntimeKind};
+use wharf_runtime::container::{ImageBuild, RegistryCredentials, Runtime, RuntimeKind};
 use wharf_runtime::git::fetch_commit_commands;
 use wharf_runtime::process::{self, CommandSpec, Interruption, RunOutcome};
 use wharf_wire::{BuildJob, BuildState, GetCloneCredentials, ReportBuildState, StepFailure};
@@ -29,6 +29,8 @@ pub struct BuilderConfig {
     pub registry: Option<String>,
     /// The longest a whole build may take before it is killed.
     pub timeout: Duration,
+    /// Credentials for the registry, when it asks for them.
+    pub registry_credentials: Option<RegistryCredentials>,
 }
 
 /// Builds images with the container runtime.
@@ -145,6 +147,10 @@ impl ImageBuilder {
         for secret in &job.build_secrets {
             secrets.push(secret.value.clone());
         }
+        if let Some(credentials) = &self.config.registry_credentials {
+            use secrecy::ExposeSecret;
+            secrets.push(credentials.password.expose_secret().to_owned());
+        }
         let logs = LogShipper::start(context.client.clone(), build_id, secrets.clone());
         let outcome = self
             .steps(job, context, work, deadline, &registry, &url, token, &logs)
@@ -247,7 +253,18 @@ impl ImageBuilder {
 
         self.report(context, build_id, BuildState::Pushing).await?;
         let digest_file = work.join("digest");
-        let push = self.config.runtime.push(&image, &digest_file);
+        let auth_file = match &self.config.registry_credentials {
+            Some(credentials) => {
+                let path = work.join("auth").join("config.json");
+                write_private(&path, &credentials.auth_file_json(registry)).await?;
+                Some(path)
+            }
+            None => None,
+        };
+        let push = self
+            .config
+            .runtime
+            .push(&image, &digest_file, auth_file.as_deref());
         let pushed = self.step(context, logs, "push", &push, deadline).await;
         // The local tag goes whatever happened; the layers stay in the cache for the next build.
         let _ = process::output(
@@ -256,6 +273,11 @@ impl ImageBuilder {
             64 * 1024,
         )
         .await;
+        if let Some(auth_file) = &auth_file
+            && let Some(dir) = auth_file.parent()
+        {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
         pushed?;
         let digest = tokio::fs::read_to_string(&digest_file)
             .await
@@ -368,35 +390,40 @@ impl ImageBuilder {
     }
 }
 
+/// Writes a file only this agent can read, in a directory only it can enter.
+async fn write_private(path: &Path, contents: &str) -> StepResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let cannot =
+        |error: std::io::Error| failed(format!("cannot write {}: {error}", path.display()));
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(cannot)?;
+        tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .await
+            .map_err(cannot)?;
+    }
+    let target = path.to_path_buf();
+    let contents = contents.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&target)?;
+        file.write_all(contents.as_bytes())
+    })
+    .await
+    .map_err(|error| failed(format!("cannot write {}: {error}", path.display())))?
+    .map_err(cannot)
+}
+
 /// Writes each build secret to a file only this agent can read, for `--secret id=…,src=…`.
 async fn write_secret_files(work: &Path, job: &BuildJob) -> StepResult<Vec<(String, PathBuf)>> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if job.build_secrets.is_empty() {
-        return Ok(Vec::new());
-    }
-    let dir = work.join("secrets");
-    let cannot = |error: std::io::Error| failed(format!("cannot write the build secrets: {error}"));
-    tokio::fs::create_dir_all(&dir).await.map_err(cannot)?;
-    tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .await
-        .map_err(cannot)?;
     let mut files = Vec::new();
     for (index, secret) in job.build_secrets.iter().enumerate() {
-        let path = dir.join(format!("secret-{index}"));
-        let value = secret.value.clone();
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&target)?;
-            file.write_all(value.as_bytes())
-        })
-        .await
-        .map_err(|error| failed(format!("cannot write the build secrets: {error}")))?
-        .map_err(cannot)?;
+        let path = work.join("secrets").join(format!("secret-{index}"));
+        write_private(&path, &secret.value).await?;
         files.push((secret.name.clone(), path));
     }
     Ok(files)

@@ -21,7 +21,7 @@ use wharf_wire::{AgentSettings, ClaimBuild, Heartbeat, RegisterAgent};
 
 pub use builder::{BuilderConfig, ImageBuilder};
 pub use runner::{BuildContext, BuildRunner, NoBuilder};
-pub use wharf_runtime::container::{Runtime, RuntimeKind};
+pub use wharf_runtime::container::{RegistryCredentials, Runtime, RuntimeKind};
 
 /// How the agent reaches its server and where it works.
 #[derive(Clone)]

@@ -43,6 +43,39 @@ pub struct ImageBuild<'a> {
     pub secrets: &'a [(String, std::path::PathBuf)],
 }
 
+/// Credentials for the registry; the password never appears in `Debug` output.
+#[derive(Clone)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+impl RegistryCredentials {
+    /// The auth file podman (`--authfile`) and docker (`config.json`) read.
+    pub fn auth_file_json(&self, registry: &str) -> String {
+        use base64::Engine;
+        use secrecy::ExposeSecret;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.username,
+            self.password.expose_secret()
+        ));
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
+            registry.replace('"', "")
+        )
+    }
+}
+
 /// A container runtime and how to reach the registry.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -85,9 +118,20 @@ impl Runtime {
         spec.arg("--").arg(build.context)
     }
 
-    /// Pushes an image and writes its digest to `digest_file`.
-    pub fn push(&self, tag: &str, digest_file: &Path) -> CommandSpec {
+    /// Pushes an image and writes its digest to `digest_file`; `auth_file` holds registry
+    /// credentials when the registry asks for them.
+    pub fn push(&self, tag: &str, digest_file: &Path, auth_file: Option<&Path>) -> CommandSpec {
         let mut spec = self.command().arg("push");
+        if let Some(auth_file) = auth_file {
+            spec = match self.kind {
+                RuntimeKind::Podman => spec.arg("--authfile").arg(auth_file),
+                // Docker reads config.json from a directory of its own.
+                RuntimeKind::Docker => CommandSpec::new("docker")
+                    .arg("--config")
+                    .arg(auth_file.parent().unwrap_or(Path::new(".")))
+                    .arg("push"),
+            };
+        }
         if self.kind == RuntimeKind::Podman {
             if self.insecure_registry {
                 spec = spec.arg("--tls-verify=false");

@@ -28,13 +28,28 @@ impl LocalRegistry {
     /// Starts `docker-registry serve` with its storage in `data_dir` on `listen`
     /// (`127.0.0.1:0` picks a free port) and waits until it listens.
     pub async fn start(data_dir: &Path, listen: &str) -> Result<LocalRegistry, RegistryError> {
+        LocalRegistry::start_with_auth(data_dir, listen, None).await
+    }
+
+    /// Like [`LocalRegistry::start`], asking for the users in an htpasswd file (bcrypt) when given.
+    pub async fn start_with_auth(
+        data_dir: &Path,
+        listen: &str,
+        htpasswd: Option<&Path>,
+    ) -> Result<LocalRegistry, RegistryError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|error| RegistryError::Failed(error.to_string()))?;
         let config = data_dir.join("config.yml");
-        let yaml = format!(
+        let mut yaml = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {listen}\n",
             data_dir.join("data").display()
         );
+        if let Some(htpasswd) = htpasswd {
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: wharf\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
         std::fs::write(&config, yaml).map_err(|error| RegistryError::Failed(error.to_string()))?;
         let mut child = tokio::process::Command::new("docker-registry")
             .arg("serve")

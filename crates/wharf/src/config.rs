@@ -40,6 +40,9 @@ const FILE_KEYS: &[&str] = &[
     "registry",
     "registry_insecure",
     "build_timeout",
+    "registry_username",
+    "registry_password",
+    "registry_password_file",
 ];
 
 /// Reads the TOML file named by `--config` or `WHARF_CONFIG` (if any) and sets each of its keys
@@ -328,6 +331,15 @@ pub struct BuildArgs {
     /// The longest a build may take, in seconds, before it is killed.
     #[arg(long, env = "WHARF_BUILD_TIMEOUT", default_value_t = 1800)]
     pub build_timeout: u64,
+    /// The user the registry knows this agent as, when it asks for credentials.
+    #[arg(long, env = "WHARF_REGISTRY_USERNAME")]
+    pub registry_username: Option<String>,
+    /// That user's password (or token).
+    #[arg(long, env = "WHARF_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub registry_password: Option<String>,
+    /// A file holding the registry password.
+    #[arg(long, env = "WHARF_REGISTRY_PASSWORD_FILE")]
+    pub registry_password_file: Option<PathBuf>,
 }
 
 impl BuildArgs {
@@ -338,6 +350,19 @@ impl BuildArgs {
         if self.build_timeout == 0 {
             bail!("--build-timeout must be at least 1 second");
         }
+        let password = secret(
+            self.registry_password.clone(),
+            self.registry_password_file.clone(),
+            "the registry password",
+        )?;
+        let registry_credentials = match (&self.registry_username, password) {
+            (Some(username), Some(password)) => Some(wharf_agent::RegistryCredentials {
+                username: username.clone(),
+                password,
+            }),
+            (None, None) => None,
+            _ => bail!("give both WHARF_REGISTRY_USERNAME and WHARF_REGISTRY_PASSWORD, or neither"),
+        };
         Ok(wharf_agent::BuilderConfig {
             runtime: wharf_agent::Runtime {
                 kind,
@@ -345,6 +370,7 @@ impl BuildArgs {
             },
             registry: registry.or_else(|| self.registry.clone()),
             timeout: Duration::from_secs(self.build_timeout),
+            registry_credentials,
         })
     }
 }

@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Options, TestApp, push_payload, spawn_app_with};
-use crate::parts::{Registry, busybox, podman, start_builder_agent};
+use crate::parts::{
+    Registry, builder_config, busybox, podman, start_agent_with, start_builder_agent,
+};
 
 const BUILD_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -833,4 +835,51 @@ async fn a_service_that_asks_for_it_has_its_running_build_cancelled_by_a_newer_p
     app.wait_for_build_state(newer, "completed", BUILD_DEADLINE)
         .await;
     assert!(!process_running("sleep 6073"));
+}
+
+#[tokio::test]
+async fn a_registry_that_wants_credentials_gets_them_and_refuses_an_agent_without() {
+    let app = app_with_repository().await;
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let password = "registry-pass-4711";
+    let output = std::process::Command::new("htpasswd")
+        .args(["-Bbn", "pusher", password])
+        .output()
+        .expect("htpasswd runs (scripts/test installs apache2-utils)");
+    std::fs::write(&htpasswd, &output.stdout).unwrap();
+    let registry = wharf_runtime::registry::LocalRegistry::start_with_auth(
+        &dir.path().join("registry"),
+        "127.0.0.1:0",
+        Some(&htpasswd),
+    )
+    .await
+    .unwrap();
+
+    // Without credentials the push is refused, and the build says so.
+    let anonymous =
+        start_builder_agent(&app, "anonymous", Some(&registry.address), BUILD_DEADLINE).await;
+    let files: [(&str, &[u8]); 3] = [
+        ("Dockerfile", DOCKERFILE.as_bytes()),
+        ("busybox", &busybox()),
+        ("index.html", b"a\n"),
+    ];
+    let (id, _) = push(&app, &files, "push-1").await;
+    let build = app.wait_for_build_state(id, "failed", BUILD_DEADLINE).await;
+    assert_eq!(build["failure"]["step"], "push", "{build}");
+    anonymous.stop.send(true).unwrap();
+    let _ = anonymous.task.await;
+
+    let mut config = builder_config(Some(&registry.address), BUILD_DEADLINE);
+    config.registry_credentials = Some(wharf_agent::RegistryCredentials {
+        username: "pusher".to_owned(),
+        password: secrecy::SecretString::from(password),
+    });
+    let token = app.create_agent("authorised").await;
+    let _agent = start_agent_with(&app, token, config).await;
+    let retried = app.post(&format!("/v1/builds/{id}/retry"), json!({})).await;
+    let retry = retried.body["id"].as_i64().unwrap();
+    app.wait_for_build_state(retry, "completed", BUILD_DEADLINE)
+        .await;
+    assert!(!log_text(&app, retry).await.contains(password));
 }

@@ -39,6 +39,19 @@ pub struct RunningAgent {
     pub work_dir: tempfile::TempDir,
 }
 
+/// The builder the tests use: Podman, plain HTTP to the test registry.
+pub fn builder_config(registry: Option<&str>, timeout: Duration) -> BuilderConfig {
+    BuilderConfig {
+        runtime: Runtime {
+            kind: RuntimeKind::Podman,
+            insecure_registry: true,
+        },
+        registry: registry.map(str::to_owned),
+        timeout,
+        registry_credentials: None,
+    }
+}
+
 pub async fn start_builder_agent(
     app: &TestApp,
     name: &str,
@@ -46,36 +59,25 @@ pub async fn start_builder_agent(
     timeout: Duration,
 ) -> RunningAgent {
     let token = app.create_agent(name).await;
-    start_builder_agent_with_token(app, token, registry, timeout, tempfile::tempdir().unwrap())
-        .await
+    start_agent_with(app, token, builder_config(registry, timeout)).await
 }
 
-pub async fn start_builder_agent_with_token(
-    app: &TestApp,
-    token: String,
-    registry: Option<&str>,
-    timeout: Duration,
-    work_dir: tempfile::TempDir,
-) -> RunningAgent {
+/// Starts an agent with its own token and builder settings.
+pub async fn start_agent_with(app: &TestApp, token: String, config: BuilderConfig) -> RunningAgent {
+    let work_dir = tempfile::tempdir().unwrap();
     let (stop, stopped) = watch::channel(false);
-    let config = AgentConfig {
+    let agent_config = AgentConfig {
         server: app.url.clone(),
         token: SecretString::from(token),
         labels: vec!["build".to_owned()],
         work_dir: work_dir.path().to_path_buf(),
         claim_wait: Duration::from_secs(5),
     };
-    let builder = ImageBuilder {
-        config: BuilderConfig {
-            runtime: Runtime {
-                kind: RuntimeKind::Podman,
-                insecure_registry: true,
-            },
-            registry: registry.map(str::to_owned),
-            timeout,
-        },
-    };
-    let task = tokio::spawn(wharf_agent::run(config, builder, stopped));
+    let task = tokio::spawn(wharf_agent::run(
+        agent_config,
+        ImageBuilder { config },
+        stopped,
+    ));
     RunningAgent {
         stop,
         task,
