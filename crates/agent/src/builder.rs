@@ -13,7 +13,9 @@ use wharf_runtime::cgroup::{self, build_cgroup};
 use wharf_runtime::container::{ImageBuild, RegistryCredentials, Runtime, RuntimeKind};
 use wharf_runtime::git::fetch_commit_commands;
 use wharf_runtime::process::{self, CommandSpec, Interruption, RunOutcome};
-use wharf_wire::{BuildJob, BuildState, GetCloneCredentials, ReportBuildState, StepFailure};
+use wharf_wire::{
+    BuildJob, BuildState, BuiltImage, GetCloneCredentials, ReportBuildState, StepFailure,
+};
 
 use crate::logs::LogShipper;
 use crate::runner::{BuildContext, BuildRunner};
@@ -51,6 +53,23 @@ enum Stopped {
 
 type StepResult<T> = Result<T, Stopped>;
 
+/// One image to build and push.
+struct Target {
+    /// The compose service, for compose builds.
+    component: Option<String>,
+    dockerfile: PathBuf,
+    context: PathBuf,
+    image: String,
+    /// Build arguments from the compose file.
+    args: Vec<(String, String)>,
+}
+
+/// What a finished build produced.
+struct BuildResult {
+    images: Vec<BuiltImage>,
+    compose_file: Option<String>,
+}
+
 fn failed(reason: impl Into<String>) -> Stopped {
     Stopped::Failed {
         reason: reason.into(),
@@ -73,14 +92,23 @@ impl BuildRunner for ImageBuilder {
             tracing::warn!(build = build_id, %error, "could not remove the work directory");
         }
         match outcome {
-            Ok((image, digest)) => {
+            Ok(result) => {
+                // A single image is also the build's image; a compose build's base name is.
+                let (image, digest) = match result.images.as_slice() {
+                    [only] if only.component.is_none() => {
+                        (Some(only.image.clone()), Some(only.digest.clone()))
+                    }
+                    _ => (None, None),
+                };
                 let request = ReportBuildState {
                     id: build_id,
                     state: BuildState::Completed,
                     reason: None,
-                    image: Some(image),
-                    digest: Some(digest),
+                    image,
+                    digest,
                     failure: None,
+                    images: result.images,
+                    compose_file: result.compose_file,
                 };
                 if let Err(error) = context.client.send(&request).await {
                     tracing::warn!(build = build_id, %error, "the server did not take the result");
@@ -97,6 +125,8 @@ impl BuildRunner for ImageBuilder {
                     image: None,
                     digest: None,
                     failure,
+                    images: Vec::new(),
+                    compose_file: None,
                 };
                 if let Err(error) = context.client.send(&request).await {
                     tracing::warn!(build = build_id, %error, "the server did not take the failure");
@@ -118,7 +148,7 @@ impl ImageBuilder {
         work: &Path,
         deadline: Instant,
         secrets: &mut Vec<String>,
-    ) -> StepResult<(String, String)> {
+    ) -> StepResult<BuildResult> {
         let build_id = job.build.id;
         let registry = self.config.registry.clone().ok_or_else(|| {
             failed(format!(
@@ -156,7 +186,12 @@ impl ImageBuilder {
             .steps(job, context, work, deadline, &registry, &url, token, &logs)
             .await;
         match &outcome {
-            Ok((image, digest)) => logs.note(format!("Pushed {image} ({digest})")).await,
+            Ok(result) => {
+                for image in &result.images {
+                    logs.note(format!("Pushed {} ({})", image.image, image.digest))
+                        .await;
+                }
+            }
             Err(Stopped::Failed { reason, .. }) => {
                 logs.note(format!("Build failed: {reason}")).await
             }
@@ -178,7 +213,7 @@ impl ImageBuilder {
         url: &str,
         token: Option<String>,
         logs: &LogShipper,
-    ) -> StepResult<(String, String)> {
+    ) -> StepResult<BuildResult> {
         let build_id = job.build.id;
         let source = work.join("src");
         tokio::fs::create_dir_all(&source)
@@ -199,60 +234,67 @@ impl ImageBuilder {
 
         self.report(context, build_id, BuildState::Building).await?;
         let source = canonical(&source).await?;
-        if job.service.compose.is_some() {
-            return Err(failed(
-                "compose services cannot be built by this agent yet: give the service a Dockerfile",
-            ));
-        }
-        let dockerfile = self.find_dockerfile(job, &source).await?;
-        let context_dir = match &job.service.context {
-            Some(context_path) => inside(&source, context_path, "build context").await?,
-            None => dockerfile
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| source.clone()),
-        };
-        let image = format!(
-            "{}/{}/{}:{}",
+        let base = format!(
+            "{}/{}/{}",
             registry.trim_end_matches('/'),
             job.service.project,
-            job.service.name,
-            job.build.commit_sha
+            job.service.name
         );
-        let labels = vec![
-            ("wharf.service".to_owned(), job.service.name.clone()),
-            ("wharf.project".to_owned(), job.service.project.clone()),
-            ("wharf.commit".to_owned(), job.build.commit_sha.clone()),
-            ("wharf.build".to_owned(), build_id.to_string()),
-        ];
+        let (targets, compose_file) = match &job.service.compose {
+            Some(compose) => self.compose_targets(job, &source, compose, &base).await?,
+            None => (self.dockerfile_target(job, &source, &base).await?, None),
+        };
         let podman = self.config.runtime.kind == RuntimeKind::Podman;
-        let build_args: Vec<(String, String)> = job
+        let service_args: Vec<(String, String)> = job
             .build_args
             .iter()
             .map(|arg| (arg.name.clone(), arg.value.clone()))
             .collect();
         let secret_files = write_secret_files(work, job).await?;
-        let build = self.config.runtime.build(&ImageBuild {
-            dockerfile: &dockerfile,
-            context: &context_dir,
-            tag: &image,
-            labels: &labels,
-            build_args: &build_args,
-            cgroup_parent: podman.then_some(cgroup.as_str()),
-            secrets: &secret_files,
-        });
-        logs.note(format!("Building {image}")).await;
-        let built = self.step(context, logs, "build", &build, deadline).await;
+        let mut built = Ok(());
+        for target in &targets {
+            let mut labels = vec![
+                ("wharf.service".to_owned(), job.service.name.clone()),
+                ("wharf.project".to_owned(), job.service.project.clone()),
+                ("wharf.commit".to_owned(), job.build.commit_sha.clone()),
+                ("wharf.build".to_owned(), build_id.to_string()),
+            ];
+            if let Some(component) = &target.component {
+                labels.push(("wharf.component".to_owned(), component.clone()));
+            }
+            // The compose file's own arguments first; the service's variables win.
+            let mut build_args = target.args.clone();
+            build_args.extend(service_args.iter().cloned());
+            let build = self.config.runtime.build(&ImageBuild {
+                dockerfile: &target.dockerfile,
+                context: &target.context,
+                tag: &target.image,
+                labels: &labels,
+                build_args: &build_args,
+                cgroup_parent: podman.then_some(cgroup.as_str()),
+                secrets: &secret_files,
+            });
+            logs.note(format!("Building {}", target.image)).await;
+            built = self
+                .step(context, logs, "build", &build, deadline)
+                .await
+                .map(drop);
+            if podman {
+                // RUN steps run outside the build's process group: whatever is left goes now.
+                cgroup::kill_and_remove(&cgroup, Duration::from_secs(10)).await;
+            }
+            if built.is_err() {
+                break;
+            }
+        }
         // The secret files are not needed past the build.
         let _ = tokio::fs::remove_dir_all(work.join("secrets")).await;
-        if podman {
-            // RUN steps run outside the build's process group: whatever is left goes now.
-            cgroup::kill_and_remove(&cgroup, Duration::from_secs(10)).await;
+        if built.is_err() {
+            self.remove_local_tags(&targets).await;
         }
         built?;
 
         self.report(context, build_id, BuildState::Pushing).await?;
-        let digest_file = work.join("digest");
         let auth_file = match &self.config.registry_credentials {
             Some(credentials) => {
                 let path = work.join("auth").join("config.json");
@@ -261,29 +303,119 @@ impl ImageBuilder {
             }
             None => None,
         };
-        let push = self
-            .config
-            .runtime
-            .push(&image, &digest_file, auth_file.as_deref());
-        let pushed = self.step(context, logs, "push", &push, deadline).await;
-        // The local tag goes whatever happened; the layers stay in the cache for the next build.
-        let _ = process::output(
-            &self.config.runtime.remove_image(&image),
-            Duration::from_secs(60),
-            64 * 1024,
-        )
-        .await;
+        let mut images = Vec::new();
+        let mut pushed = Ok(());
+        for (index, target) in targets.iter().enumerate() {
+            let digest_file = work.join(format!("digest-{index}"));
+            let push = self
+                .config
+                .runtime
+                .push(&target.image, &digest_file, auth_file.as_deref());
+            pushed = self
+                .step(context, logs, "push", &push, deadline)
+                .await
+                .map(drop);
+            if pushed.is_err() {
+                break;
+            }
+            let digest = tokio::fs::read_to_string(&digest_file)
+                .await
+                .map(|digest| digest.trim().to_owned())
+                .map_err(|error| failed(format!("the push wrote no digest: {error}")));
+            match digest {
+                Ok(digest) => images.push(BuiltImage {
+                    component: target.component.clone(),
+                    image: target.image.clone(),
+                    digest,
+                }),
+                Err(error) => {
+                    pushed = Err(error);
+                    break;
+                }
+            }
+        }
+        // The local tags go whatever happened; the layers stay in the cache for the next build.
+        self.remove_local_tags(&targets).await;
         if let Some(auth_file) = &auth_file
             && let Some(dir) = auth_file.parent()
         {
             let _ = tokio::fs::remove_dir_all(dir).await;
         }
         pushed?;
-        let digest = tokio::fs::read_to_string(&digest_file)
+        Ok(BuildResult {
+            images,
+            compose_file,
+        })
+    }
+
+    async fn remove_local_tags(&self, targets: &[Target]) {
+        for target in targets {
+            let _ = process::output(
+                &self.config.runtime.remove_image(&target.image),
+                Duration::from_secs(60),
+                64 * 1024,
+            )
+            .await;
+        }
+    }
+
+    /// The one image of a service built from a Dockerfile.
+    async fn dockerfile_target(
+        &self,
+        job: &BuildJob,
+        source: &Path,
+        base: &str,
+    ) -> StepResult<Vec<Target>> {
+        let dockerfile = self.find_dockerfile(job, source).await?;
+        let context = match &job.service.context {
+            Some(context_path) => inside(source, context_path, "build context").await?,
+            None => dockerfile
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| source.to_path_buf()),
+        };
+        Ok(vec![Target {
+            component: None,
+            dockerfile,
+            context,
+            image: format!("{base}:{}", job.build.commit_sha),
+            args: Vec::new(),
+        }])
+    }
+
+    /// One image per compose service with a `build:` section, and the compose file itself.
+    async fn compose_targets(
+        &self,
+        job: &BuildJob,
+        source: &Path,
+        compose: &str,
+        base: &str,
+    ) -> StepResult<(Vec<Target>, Option<String>)> {
+        let path = inside(source, compose, "compose file").await?;
+        let metadata = tokio::fs::metadata(&path)
             .await
-            .map(|digest| digest.trim().to_owned())
-            .map_err(|error| failed(format!("the push wrote no digest: {error}")))?;
-        Ok((image, digest))
+            .map_err(|error| failed(format!("cannot read the compose file {compose}: {error}")))?;
+        if metadata.len() as usize > wharf_domain::compose::MAX_COMPOSE_BYTES {
+            return Err(failed(format!("the compose file {compose} is too large")));
+        }
+        let text = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|error| failed(format!("cannot read the compose file {compose}: {error}")))?;
+        let builds =
+            wharf_domain::compose::builds(compose, &text).map_err(|error| failed(error.0))?;
+        let mut targets = Vec::new();
+        for build in builds {
+            let context = inside(source, &build.context, "build context").await?;
+            let dockerfile = inside(source, &build.dockerfile, "Dockerfile").await?;
+            targets.push(Target {
+                image: format!("{base}/{}:{}", build.component, job.build.commit_sha),
+                component: Some(build.component),
+                dockerfile,
+                context,
+                args: build.args,
+            });
+        }
+        Ok((targets, Some(text)))
     }
 
     /// Reports a working state; a refusal means the build is no longer this agent's.
@@ -300,6 +432,8 @@ impl ImageBuilder {
             image: None,
             digest: None,
             failure: None,
+            images: Vec::new(),
+            compose_file: None,
         };
         match context.client.send(&request).await {
             Ok(_) => Ok(()),

@@ -30,6 +30,8 @@ impl BuildContext {
             image: None,
             digest: None,
             failure: None,
+            images: Vec::new(),
+            compose_file: None,
         };
         if let Err(error) = self.client.send(&request).await {
             tracing::warn!(build = build_id, %state, %error, "the server did not take a build report");

@@ -6,6 +6,7 @@
 //! so every rule is tested with plain values.
 
 pub mod build;
+pub mod compose;
 pub mod names;
 pub mod signature;
 pub mod webhook;

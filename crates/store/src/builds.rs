@@ -2,7 +2,7 @@
 //! progress reports, cancellation and the return of builds whose lease ran out.
 
 use wharf_domain::build::{TransitionError, check_agent_report, check_cancel};
-use wharf_wire::{Build, BuildState, BuildTrigger, StepFailure, format_millis};
+use wharf_wire::{Build, BuildState, BuildTrigger, BuiltImage, StepFailure, format_millis};
 
 use crate::{Result, Store, StoreError, in_transaction, on_pool};
 
@@ -48,6 +48,8 @@ pub struct StateReport {
     pub image: Option<String>,
     pub digest: Option<String>,
     pub failure: Option<StepFailure>,
+    pub images: Vec<BuiltImage>,
+    pub compose_file: Option<String>,
 }
 
 /// The builds whose leases had run out.
@@ -90,6 +92,8 @@ pub(crate) struct BuildRow {
     exit_code: Option<i64>,
     output_tail: Option<String>,
     log_truncated: bool,
+    images: Option<String>,
+    compose_file: Option<String>,
 }
 
 impl BuildRow {
@@ -124,6 +128,11 @@ impl BuildRow {
                     .unwrap_or_default(),
             }),
             log_truncated: self.log_truncated,
+            images: self
+                .images
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
+            compose_file: self.compose_file,
         }
     }
 }
@@ -135,7 +144,7 @@ macro_rules! select_build {
          b.state, b.reason, b.attempt, b.max_attempts, a.name AS agent, b.delivery_id, \
          b.retry_of, b.installation_id, b.created_at, b.updated_at, \
          b.claimed_at, b.finished_at, b.image, b.digest, b.failed_step, b.failed_command, \
-         b.exit_code, b.output_tail, b.log_truncated \
+         b.exit_code, b.output_tail, b.log_truncated, b.images, b.compose_file \
          FROM builds b JOIN services s ON s.id = b.service_id \
          LEFT JOIN agents a ON a.id = b.agent_id"
     };
@@ -384,7 +393,8 @@ impl Store {
                  finished_at = $4, lease_expires_at = CASE WHEN $4 IS NULL THEN lease_expires_at ELSE NULL END, \
                  image = COALESCE($8, image), digest = COALESCE($9, digest), \
                  failed_step = COALESCE($10, failed_step), failed_command = COALESCE($11, failed_command), \
-                 exit_code = COALESCE($12, exit_code), output_tail = COALESCE($13, output_tail) \
+                 exit_code = COALESCE($12, exit_code), output_tail = COALESCE($13, output_tail), \
+                 images = COALESCE($14, images), compose_file = COALESCE($15, compose_file) \
                  WHERE id = $5 AND agent_id = $6 AND state = $7",
             )
             .bind(report.state.as_str())
@@ -400,6 +410,8 @@ impl Store {
             .bind(report.failure.as_ref().and_then(|failure| failure.command.clone()))
             .bind(report.failure.as_ref().and_then(|failure| failure.exit_code.map(i64::from)))
             .bind(report.failure.as_ref().map(|failure| failure.output_tail.join("\n")))
+            .bind((!report.images.is_empty()).then(|| serde_json::to_string(&report.images).unwrap_or_default()))
+            .bind(&report.compose_file)
             .execute(pool)
             .await?
             .rows_affected()

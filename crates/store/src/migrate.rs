@@ -41,6 +41,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_service_env.sql"),
         postgres: include_str!("../migrations/postgres/0004_service_env.sql"),
     },
+    Migration {
+        version: 5,
+        name: "build_images",
+        sqlite: include_str!("../migrations/sqlite/0005_build_images.sql"),
+        postgres: include_str!("../migrations/postgres/0005_build_images.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

@@ -385,6 +385,8 @@ async fn only_the_leasing_agent_reports_and_only_allowed_moves() {
         image: None,
         digest: None,
         failure: None,
+        images: Vec::new(),
+        compose_file: None,
     };
     assert!(matches!(
         store

@@ -236,6 +236,23 @@ pub struct Build {
     /// True when the stored log was cut at its size limit.
     #[serde(default)]
     pub log_truncated: bool,
+    /// Every image the build pushed: one, or one per compose service.
+    #[serde(default)]
+    pub images: Vec<BuiltImage>,
+    /// The compose file a compose build read, kept for its deploy.
+    #[serde(default)]
+    pub compose_file: Option<String>,
+}
+
+/// An image a build pushed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// The compose service it is for; `None` for a service built from one Dockerfile.
+    #[serde(default)]
+    pub component: Option<String>,
+    /// `{registry}/{project}/{service}[/{component}]:{commit}`.
+    pub image: String,
+    pub digest: String,
 }
 
 /// The step of a build that failed, with the command, its exit code and its last output lines.
@@ -591,6 +608,10 @@ pub struct ReportBuildState {
     pub digest: Option<String>,
     #[serde(default)]
     pub failure: Option<StepFailure>,
+    #[serde(default)]
+    pub images: Vec<BuiltImage>,
+    #[serde(default)]
+    pub compose_file: Option<String>,
 }
 
 impl ApiRequest for ReportBuildState {

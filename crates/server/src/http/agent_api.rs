@@ -124,6 +124,8 @@ async fn claim(
                         image: None,
                         digest: None,
                         failure: None,
+                        images: Vec::new(),
+                        compose_file: None,
                     };
                     state
                         .store
@@ -231,6 +233,10 @@ async fn report_state(
                     failure.output_tail.truncate(100);
                     failure
                 }),
+                images: request.images.into_iter().take(100).collect(),
+                compose_file: request
+                    .compose_file
+                    .filter(|text| text.len() <= wharf_domain::compose::MAX_COMPOSE_BYTES),
             },
             now_millis(),
         )

@@ -883,3 +883,85 @@ async fn a_registry_that_wants_credentials_gets_them_and_refuses_an_agent_withou
         .await;
     assert!(!log_text(&app, retry).await.contains(password));
 }
+
+#[tokio::test]
+async fn a_compose_service_builds_every_service_with_a_build_section() {
+    let app = app_with_repository().await;
+    app.post(
+        "/v1/services",
+        json!({"name": "stack", "repo": "acme/web", "branch": "main", "compose": "deploy/compose.yml"}),
+    )
+    .await;
+    // Only the compose service runs here: the plain `web` service is cancelled below.
+    let registry = Registry::start().await;
+    let _agent =
+        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let compose = "services:\n  web:\n    build: ../web\n  worker:\n    build:\n      context: ../worker\n      dockerfile: Worker.Dockerfile\n      args:\n        ROLE: worker\n  db:\n    image: docker.io/library/postgres:15\n";
+    let web = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nCMD [\"/bin/busybox\", \"echo\", \"web\"]\n";
+    let worker = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nARG ROLE\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo $ROLE > /role\"]\n";
+    let busybox = busybox();
+    let (web_build, commit) = push(
+        &app,
+        &[
+            ("deploy/compose.yml", compose.as_bytes()),
+            ("web/Dockerfile", web.as_bytes()),
+            ("web/busybox", &busybox),
+            ("worker/Worker.Dockerfile", worker.as_bytes()),
+            ("worker/busybox", &busybox),
+        ],
+        "push-1",
+    )
+    .await;
+    app.post(&format!("/v1/builds/{web_build}/cancel"), json!({}))
+        .await;
+    let stack = app.get("/v1/builds?service=stack").await.body[0]["id"]
+        .as_i64()
+        .unwrap();
+    let build = app
+        .wait_for_build_state(stack, "completed", BUILD_DEADLINE)
+        .await;
+    let images = build["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2, "{build}");
+    assert_eq!(images[0]["component"], "web");
+    assert_eq!(
+        images[0]["image"],
+        format!("{}/default/stack/web:{commit}", registry.address)
+    );
+    assert_eq!(images[1]["component"], "worker");
+    assert_eq!(build["compose_file"], compose);
+    let worker_image = format!(
+        "{}/default/stack/worker@{}",
+        registry.address,
+        images[1]["digest"].as_str().unwrap()
+    );
+    let (pulled, _, stderr) = podman(&["pull", "--tls-verify=false", &worker_image]).await;
+    assert!(pulled, "{stderr}");
+    let (_, role, _) =
+        podman(&["run", "--rm", &worker_image, "/bin/busybox", "cat", "/role"]).await;
+    assert_eq!(role, "worker\n");
+    let _ = podman(&["rmi", &worker_image]).await;
+
+    // A compose file whose context leaves the repository fails with that reason.
+    let escaping = "services:\n  web:\n    build: ../../../etc\n";
+    let (next_web, _) = push(
+        &app,
+        &[("deploy/compose.yml", escaping.as_bytes())],
+        "push-2",
+    )
+    .await;
+    app.post(&format!("/v1/builds/{next_web}/cancel"), json!({}))
+        .await;
+    let stack = app.get("/v1/builds?service=stack").await.body[0]["id"]
+        .as_i64()
+        .unwrap();
+    let failed = app
+        .wait_for_build_state(stack, "failed", BUILD_DEADLINE)
+        .await;
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("leaves the repository"),
+        "{failed}"
+    );
+}
