@@ -318,10 +318,7 @@ impl ImageBuilder {
             if pushed.is_err() {
                 break;
             }
-            let digest = tokio::fs::read_to_string(&digest_file)
-                .await
-                .map(|digest| digest.trim().to_owned())
-                .map_err(|error| failed(format!("the push wrote no digest: {error}")));
+            let digest = self.pushed_digest(&target.image, &digest_file).await;
             match digest {
                 Ok(digest) => images.push(BuiltImage {
                     component: target.component.clone(),
@@ -346,6 +343,27 @@ impl ImageBuilder {
             images,
             compose_file,
         })
+    }
+
+    /// The digest of a pushed image: podman writes it to a file; docker keeps it in the image's
+    /// repo digests.
+    async fn pushed_digest(&self, image: &str, digest_file: &Path) -> StepResult<String> {
+        if let Ok(digest) = tokio::fs::read_to_string(digest_file).await {
+            return Ok(digest.trim().to_owned());
+        }
+        let inspect = self.config.runtime.repo_digests(image);
+        let (code, stdout, _) = process::output(&inspect, Duration::from_secs(60), 64 * 1024)
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        let repository = image.rsplit_once(':').map_or(image, |(name, _)| name);
+        stdout
+            .split_whitespace()
+            .filter(|_| code == 0)
+            .find_map(|reference| {
+                let (name, digest) = reference.split_once('@')?;
+                (name == repository).then(|| digest.to_owned())
+            })
+            .ok_or_else(|| failed(format!("the push of {image} reported no digest")))
     }
 
     async fn remove_local_tags(&self, targets: &[Target]) {

@@ -146,6 +146,19 @@ impl Runtime {
         self.command().args(["rmi", "--"]).arg(tag)
     }
 
+    /// Lists an image's repository digests (`NAME@sha256:…`), one per line.
+    pub fn repo_digests(&self, image: &str) -> CommandSpec {
+        self.command()
+            .args([
+                "image",
+                "inspect",
+                "--format",
+                "{{range .RepoDigests}}{{println .}}{{end}}",
+                "--",
+            ])
+            .arg(image)
+    }
+
     /// Pulls an image.
     pub fn pull(&self, reference: &str) -> CommandSpec {
         let mut spec = self.command().arg("pull");
@@ -153,5 +166,74 @@ impl Runtime {
             spec = spec.arg("--tls-verify=false");
         }
         spec.arg("--").arg(reference)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(spec: &CommandSpec) -> Vec<String> {
+        std::iter::once(spec.program.clone())
+            .chain(
+                spec.args
+                    .iter()
+                    .map(|arg| arg.to_string_lossy().into_owned()),
+            )
+            .collect()
+    }
+
+    #[test]
+    fn podman_and_docker_get_their_own_flags() {
+        let podman = Runtime {
+            kind: RuntimeKind::Podman,
+            insecure_registry: true,
+        };
+        let docker = Runtime {
+            kind: RuntimeKind::Docker,
+            insecure_registry: false,
+        };
+        let labels = [("wharf.build".to_owned(), "7".to_owned())];
+        let build = ImageBuild {
+            dockerfile: Path::new("/w/src/Dockerfile"),
+            context: Path::new("/w/src"),
+            tag: "r/p/s:abc",
+            labels: &labels,
+            build_args: &[],
+            cgroup_parent: Some("wharf-build-7-00"),
+            secrets: &[("TOKEN".to_owned(), "/w/secrets/secret-0".into())],
+        };
+        let podman_build = args(&podman.build(&build)).join(" ");
+        assert!(
+            podman_build.starts_with("podman build --force-rm --format docker"),
+            "{podman_build}"
+        );
+        assert!(podman_build.contains("--secret id=TOKEN,src=/w/secrets/secret-0"));
+        assert!(podman_build.contains("--cgroup-parent /wharf-build-7-00"));
+        assert!(podman_build.ends_with("-- /w/src"));
+        let docker_build = args(&docker.build(&ImageBuild {
+            cgroup_parent: None,
+            ..build
+        }))
+        .join(" ");
+        assert!(!docker_build.contains("--format"), "{docker_build}");
+        assert_eq!(
+            args(&podman.push(
+                "r/p/s:abc",
+                Path::new("/w/d"),
+                Some(Path::new("/w/auth/config.json"))
+            ))
+            .join(" "),
+            "podman push --authfile /w/auth/config.json --tls-verify=false --digestfile /w/d -- r/p/s:abc"
+        );
+        assert_eq!(
+            args(&docker.push(
+                "r/p/s:abc",
+                Path::new("/w/d"),
+                Some(Path::new("/w/auth/config.json"))
+            ))
+            .join(" "),
+            "docker --config /w/auth push -- r/p/s:abc"
+        );
     }
 }
