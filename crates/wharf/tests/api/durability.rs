@@ -23,6 +23,7 @@ async fn start_server_process(database_url: &str) -> ServerProcess {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("WHARF_LISTEN", "127.0.0.1:0")
         .env("WHARF_DATABASE_URL", database_url)
+        .env("WHARF_SECRET_KEY", "ab".repeat(32))
         .env("WHARF_TOKEN", ADMIN_TOKEN)
         .env("WHARF_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .stdout(Stdio::null())

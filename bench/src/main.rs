@@ -1,0 +1,43 @@
+//! `wharf-bench`: Wharf's benchmarks on loopback.
+//!
+//! - `intake`: webhook intake throughput and latency of Wharf next to adnanh/webhook, plus a
+//!   durability check (SIGKILL under load, restart, every accepted delivery must be stored).
+//! - `claim`: push accepted to build claimed, with an idle agent long-polling.
+//!
+//! Both start the real `wharf server` binary as a child process on a temporary SQLite data
+//! directory and write a Markdown report. See bench/README.md.
+
+// The GitHub payload is one large `json!` literal.
+#![recursion_limit = "256"]
+
+mod claim;
+mod intake;
+mod load;
+mod payload;
+mod procs;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wharf-bench", about = "Wharf's benchmarks on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Webhook intake: Wharf and adnanh/webhook side by side, and Wharf's durability.
+    Intake(intake::Args),
+    /// Push accepted to claimed latency with an idle agent.
+    Claim(claim::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Intake(args) => intake::run(args).await,
+        Command::Claim(args) => claim::run(args).await,
+    }
+}
