@@ -3,6 +3,8 @@
 //! - `intake`: webhook intake throughput and latency of Wharf next to adnanh/webhook, plus a
 //!   durability check (SIGKILL under load, restart, every accepted delivery must be stored).
 //! - `claim`: push accepted to build claimed, with an idle agent long-polling.
+//! - `build`: build claimed to image pushed, against the same steps as a plain script, and a
+//!   second build of an unchanged service against its first (the layer cache).
 //!
 //! Both start the real `wharf server` binary as a child process on a temporary SQLite data
 //! directory and write a Markdown report. See bench/README.md.
@@ -10,6 +12,7 @@
 // The GitHub payload is one large `json!` literal.
 #![recursion_limit = "256"]
 
+mod build;
 mod claim;
 mod intake;
 mod load;
@@ -32,6 +35,8 @@ enum Command {
     Intake(intake::Args),
     /// Push accepted to claimed latency with an idle agent.
     Claim(claim::Args),
+    /// Claimed to pushed, against the same steps as a plain script; the layer cache.
+    Build(build::Args),
 }
 
 #[tokio::main]
@@ -39,5 +44,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Intake(args) => intake::run(args).await,
         Command::Claim(args) => claim::run(args).await,
+        Command::Build(args) => build::run(args).await,
     }
 }

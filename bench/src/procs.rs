@@ -320,6 +320,11 @@ impl WharfLaunch {
 }
 
 impl Wharf {
+    /// The admin token it was started with.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     async fn wait_healthy(
         &mut self,
         http: &reqwest::Client,

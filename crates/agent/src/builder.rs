@@ -369,7 +369,7 @@ impl ImageBuilder {
     async fn remove_local_tags(&self, targets: &[Target]) {
         for target in targets {
             let _ = process::output(
-                &self.config.runtime.remove_image(&target.image),
+                &self.config.runtime.remove_tag(&target.image),
                 Duration::from_secs(60),
                 64 * 1024,
             )

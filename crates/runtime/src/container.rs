@@ -141,9 +141,14 @@ impl Runtime {
         spec.arg("--").arg(tag)
     }
 
-    /// Removes a local tag (layers stay in the cache).
-    pub fn remove_image(&self, tag: &str) -> CommandSpec {
-        self.command().args(["rmi", "--"]).arg(tag)
+    /// Removes a local tag and keeps the image, whose layers are the cache of the next build.
+    /// (`podman rmi` would delete the untagged intermediate images with it, and the cache.)
+    pub fn remove_tag(&self, tag: &str) -> CommandSpec {
+        match self.kind {
+            RuntimeKind::Podman => self.command().args(["untag", "--"]).arg(tag).arg(tag),
+            // Docker keeps its build cache apart from images.
+            RuntimeKind::Docker => self.command().args(["rmi", "--"]).arg(tag),
+        }
     }
 
     /// Lists an image's repository digests (`NAME@sha256:…`), one per line.
