@@ -51,8 +51,13 @@ async fn app_with_repository_and(options: Options) -> TestApp {
 /// Commits files to `acme/web` on `main` and delivers the push; returns the build's id and commit.
 async fn push(app: &TestApp, files: &[(&str, &[u8])], delivery: &str) -> (i64, String) {
     let github = app.github.as_ref().unwrap();
+    let files = uncached(files);
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(path, contents)| (path.as_str(), contents.as_slice()))
+        .collect();
     let commit = github
-        .commit_files("acme/web", "main", files, "a change")
+        .commit_files("acme/web", "main", &files, "a change")
         .unwrap();
     let mut body: Value =
         serde_json::from_slice(&push_payload("acme/web", "refs/heads/main", &commit)).unwrap();
@@ -62,6 +67,26 @@ async fn push(app: &TestApp, files: &[(&str, &[u8])], delivery: &str) -> (i64, S
         .await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
     (answer.body["builds"][0].as_i64().unwrap(), commit)
+}
+
+/// The files with a label of their own in every Dockerfile, right after `FROM`: builds keep
+/// Podman's layer cache, and a test whose RUN steps must really run (and print) cannot share
+/// cached layers with another test or an earlier run.
+fn uncached(files: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+    let nonce: u64 = rand::random();
+    files
+        .iter()
+        .map(|(path, contents)| {
+            let text = String::from_utf8_lossy(contents);
+            let contents = match text.split_once('\n') {
+                Some((from, rest)) if path.ends_with("Dockerfile") && from.starts_with("FROM ") => {
+                    format!("{from}\nLABEL wharf.test.nonce=\"{nonce:016x}\"\n{rest}").into_bytes()
+                }
+                _ => contents.to_vec(),
+            };
+            ((*path).to_owned(), contents)
+        })
+        .collect()
 }
 
 /// Every stored line of a build's log, page by page.
