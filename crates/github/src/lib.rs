@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+use wharf_wire::url_component;
 
 /// GitHub's public API.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -401,9 +402,9 @@ impl GithubApp {
                 Method::GET,
                 &format!(
                     "/repos/{}/{}/commits/{}",
-                    path_segment(owner),
-                    path_segment(repo),
-                    path_segment(branch)
+                    url_component(owner),
+                    url_component(repo),
+                    url_component(branch)
                 ),
                 Credential::Installation(installation_id),
                 None,
@@ -423,7 +424,7 @@ impl GithubApp {
         let answer: RepositoryAnswer = self
             .call(
                 Method::GET,
-                &format!("/repos/{}/{}", path_segment(owner), path_segment(repo)),
+                &format!("/repos/{}/{}", url_component(owner), url_component(repo)),
                 Credential::Installation(installation_id),
                 None,
                 "the repository",
@@ -552,18 +553,4 @@ fn retry_after_header(response: &reqwest::Response) -> Option<Duration> {
 /// A transport error's text without the URL (which never holds a token, but keeps errors short).
 fn without_url(error: reqwest::Error) -> String {
     error.without_url().to_string()
-}
-
-/// Percent-encodes a path segment.
-fn path_segment(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                encoded.push(byte as char)
-            }
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    encoded
 }

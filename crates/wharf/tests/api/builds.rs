@@ -89,6 +89,18 @@ fn uncached(files: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Waits until build `id` has logged exactly `line` (a RUN step is really running).
+async fn wait_for_log_line(app: &TestApp, id: i64, line: &str) {
+    let deadline = tokio::time::Instant::now() + BUILD_DEADLINE;
+    while !log_text(app, id).await.lines().any(|logged| logged == line) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "build #{id} never logged {line:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Every stored line of a build's log, page by page.
 async fn log_lines(app: &TestApp, id: i64) -> Vec<Value> {
     let mut lines = Vec::new();
@@ -337,18 +349,7 @@ async fn a_cancel_stops_the_build_within_seconds() {
     )
     .await;
     // Wait until the RUN step is really running.
-    let deadline = tokio::time::Instant::now() + BUILD_DEADLINE;
-    while !log_text(&app, id)
-        .await
-        .lines()
-        .any(|line| line == "sleeping")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the build never started sleeping"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_log_line(&app, id, "sleeping").await;
     let cancelled_at = tokio::time::Instant::now();
     let cancel = app
         .post(&format!("/v1/builds/{id}/cancel"), json!({}))
@@ -470,28 +471,12 @@ fn spawn_agent_process(
 
 #[tokio::test]
 async fn an_agent_killed_mid_build_loses_its_lease_and_cleans_up_when_it_restarts() {
-    let app = spawn_app_with(Options {
-        github: true,
+    let app = app_with_repository_and(Options {
         lease: Some(Duration::from_secs(2)),
         max_attempts: Some(1),
         ..Options::default()
     })
     .await;
-    let github = app.github.as_ref().unwrap();
-    github.add_installation(42, "acme");
-    github.add_repository(42, "acme/web").unwrap();
-    let installed = json!({
-        "action": "created",
-        "installation": {"id": 42, "account": {"login": "acme", "type": "Organization"}},
-        "repositories": [{"id": 1, "full_name": "acme/web", "private": true}]
-    });
-    app.webhook(
-        "installation",
-        "install-1",
-        installed.to_string().as_bytes(),
-    )
-    .await;
-    app.create_service("web", "acme/web", "main").await;
     let registry = Registry::start().await;
     let token = app.create_agent("mortal").await;
     let work_dir = tempfile::tempdir().unwrap();
@@ -504,18 +489,7 @@ async fn an_agent_killed_mid_build_loses_its_lease_and_cleans_up_when_it_restart
         "push-1",
     )
     .await;
-    let deadline = tokio::time::Instant::now() + BUILD_DEADLINE;
-    while !log_text(&app, id)
-        .await
-        .lines()
-        .any(|line| line == "sleeping")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the build never started sleeping"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_log_line(&app, id, "sleeping").await;
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
     // Nobody renews the lease: with one attempt allowed, the build fails instead of running forever.
@@ -823,18 +797,7 @@ async fn a_service_that_asks_for_it_has_its_running_build_cancelled_by_a_newer_p
     let eager = ids[1];
     app.post(&format!("/v1/builds/{web}/cancel"), json!({}))
         .await;
-    let deadline = tokio::time::Instant::now() + BUILD_DEADLINE;
-    while !log_text(&app, eager)
-        .await
-        .lines()
-        .any(|line| line == "sleeping")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "eager's build never started sleeping"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_log_line(&app, eager, "sleeping").await;
     let fast = github
         .commit_files(
             "acme/web",

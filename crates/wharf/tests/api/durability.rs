@@ -31,8 +31,14 @@ async fn start_server_process(database_url: &str) -> ServerProcess {
         .kill_on_drop(true)
         .spawn()
         .expect("wharf server starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
+    let url = listening_url(&mut child).await;
+    ServerProcess { child, url }
+}
+
+/// Reads a `wharf server`'s log until it says where it listens, then keeps draining the log so
+/// the server never blocks on a full pipe.
+async fn listening_url(child: &mut tokio::process::Child) -> String {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let url = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(addr) = line.split("addr=").nth(1) {
@@ -43,9 +49,8 @@ async fn start_server_process(database_url: &str) -> ServerProcess {
     })
     .await
     .expect("wharf server listens within 30 s");
-    // Keep draining its logs so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    ServerProcess { child, url }
+    url
 }
 
 #[tokio::test]
@@ -145,17 +150,7 @@ async fn settings_come_from_a_toml_file_and_its_mistakes_are_named() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.split("addr=").nth(1) {
-                return format!("http://{}", addr.split_whitespace().next().unwrap());
-            }
-        }
-        panic!("wharf server exited before listening");
-    })
-    .await
-    .unwrap();
+    let url = listening_url(&mut child).await;
     let listed = reqwest::Client::new()
         .get(format!("{url}/v1/services"))
         .bearer_auth("from-the-file")
