@@ -44,6 +44,10 @@ async fn the_setup_callback_records_the_installation_github_confirms() {
         .unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
     assert_eq!(response.headers()["location"], "/");
+    // Where the browser lands.
+    let home = client.get(format!("{}/", app.url)).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+    assert!(home.text().await.unwrap().contains("Wharf"));
     assert_eq!(
         app.store.installation_for_repo("acme/web").await.unwrap(),
         Some(42)
