@@ -158,9 +158,9 @@ macro_rules! leased_states {
 }
 pub(crate) use leased_states;
 
-/// Inserts a pending build inside the open transaction `$tx` and cancels the older pending
-/// builds of the same service, which it supersedes. Evaluates to the new build's id.
-macro_rules! insert_build {
+/// Inserts a pending build inside the open transaction `$tx` without superseding anything.
+/// Evaluates to the new build's id. Callers follow with [`supersede!`].
+macro_rules! insert_pending_build {
     ($tx:ident, $new:expr, $now:expr) => {{
         let new: &NewBuild = $new;
         let now: i64 = $now;
@@ -180,34 +180,55 @@ macro_rules! insert_build {
         .bind(now)
         .fetch_one(&mut *$tx)
         .await?;
+        id
+    }};
+}
+pub(crate) use insert_pending_build;
+
+/// Inside the open transaction `$tx`, cancels the builds of service `$service_id` older than
+/// build `$newest` that it supersedes: the pending ones, and the running ones too when the
+/// service asks for that (their agents learn it at their next heartbeat and stop).
+macro_rules! supersede {
+    ($tx:ident, $service_id:expr, $newest:expr, $now:expr) => {{
+        let service_id: i64 = $service_id;
+        let newest: i64 = $newest;
+        let now: i64 = $now;
+        let reason = format!("superseded by build #{newest}");
         sqlx::query(
             "UPDATE builds SET state = 'cancelled', reason = $1, finished_at = $2, updated_at = $2 \
              WHERE service_id = $3 AND state = 'pending' AND id < $4",
         )
-        .bind(format!("superseded by build #{id}"))
+        .bind(&reason)
         .bind(now)
-        .bind(new.service_id)
-        .bind(id)
+        .bind(service_id)
+        .bind(newest)
         .execute(&mut *$tx)
         .await?;
-        // Services that ask for it also lose their running builds; the agents running them
-        // learn it at their next heartbeat and stop.
         sqlx::query(concat!(
             "UPDATE builds SET state = 'cancelled', reason = $1, finished_at = $2, updated_at = $2, \
              lease_expires_at = NULL WHERE service_id = $3 AND id < $4 AND state IN ",
             $crate::builds::leased_states!(),
             " AND EXISTS (SELECT 1 FROM services WHERE id = $3 AND cancel_running)"
         ))
-        .bind(format!("superseded by build #{id}"))
+        .bind(&reason)
         .bind(now)
-        .bind(new.service_id)
-        .bind(id)
+        .bind(service_id)
+        .bind(newest)
         .execute(&mut *$tx)
         .await?;
+    }};
+}
+pub(crate) use supersede;
+
+/// Inserts a pending build and cancels what it supersedes. Evaluates to the new build's id.
+macro_rules! insert_build {
+    ($tx:ident, $new:expr, $now:expr) => {{
+        let new: &NewBuild = $new;
+        let id = insert_pending_build!($tx, new, $now);
+        supersede!($tx, new.service_id, id, $now);
         id
     }};
 }
-pub(crate) use insert_build;
 
 impl Store {
     /// Queues a build; older pending builds of the same service are cancelled as superseded.

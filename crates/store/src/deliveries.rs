@@ -2,7 +2,9 @@
 //! (builds queued, installations and repositories updated) in one transaction, and a delivery
 //! seen before, by its id or by its logical event, changes nothing.
 
-use crate::builds::{NewBuild, insert_build};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::builds::{NewBuild, insert_pending_build, supersede};
 use crate::{Result, Store, in_transaction};
 
 /// A verified, parsed delivery to store.
@@ -122,25 +124,33 @@ macro_rules! apply_installation_change {
 /// Stores one delivery and applies its effect inside the open transaction `$tx`. Evaluates to
 /// `None` for a duplicate, else the outcome and the ids of the builds it queued.
 macro_rules! record_one {
-    ($tx:ident, $delivery:expr, $effect:expr, $now:expr) => {{
+    ($tx:ident, $delivery:expr, $effect:expr, $now:expr, $services:ident, $newest:ident) => {{
         let delivery: &NewDelivery = $delivery;
         let effect: &DeliveryEffect = $effect;
         let now: i64 = $now;
         // The services a push builds are known before the delivery is stored, so the stored
         // row is written once, with its outcome.
-        let services: Vec<(i64, String)> =
-            match effect {
-                DeliveryEffect::QueueBuilds {
-                    repo_key, branch, ..
-                } => sqlx::query_as(
-                    "SELECT id, name FROM services WHERE repo_key = $1 AND branch = $2 ORDER BY id",
-                )
-                .bind(repo_key)
-                .bind(branch)
-                .fetch_all(&mut *$tx)
-                .await?,
-                _ => Vec::new(),
-            };
+        // Within one transaction the services of a (repository, branch) are looked up once.
+        let services: Vec<(i64, String)> = match effect {
+            DeliveryEffect::QueueBuilds { repo_key, branch, .. } => {
+                let key = (repo_key.clone(), branch.clone());
+                match $services.get(&key) {
+                    Some(found) => Vec::clone(found),
+                    None => {
+                        let found: Vec<(i64, String)> = sqlx::query_as(
+                            "SELECT id, name FROM services WHERE repo_key = $1 AND branch = $2 ORDER BY id",
+                        )
+                        .bind(repo_key)
+                        .bind(branch)
+                        .fetch_all(&mut *$tx)
+                        .await?;
+                        $services.insert(key, found.clone());
+                        found
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
         let outcome = match effect {
             DeliveryEffect::Nothing { outcome } => outcome.clone(),
             DeliveryEffect::Installation(change) => change.outcome.clone(),
@@ -197,7 +207,10 @@ macro_rules! record_one {
                             retry_of: None,
                             max_attempts: *max_attempts,
                         };
-                        build_ids.push(insert_build!($tx, &new, now));
+                        let id = insert_pending_build!($tx, &new, now);
+                        // Superseding happens once per service, after the whole batch.
+                        $newest.insert(*service_id, id);
+                        build_ids.push(id);
                     }
                 }
                 DeliveryEffect::Installation(change) => {
@@ -218,7 +231,15 @@ impl Store {
         effect: &DeliveryEffect,
         now: i64,
     ) -> Result<DeliveryOutcome> {
-        let recorded = in_transaction!(self, tx => { record_one!(tx, delivery, effect, now) });
+        let recorded = in_transaction!(self, tx => {
+            let mut services = HashMap::new();
+            let mut newest = BTreeMap::new();
+            let recorded = record_one!(tx, delivery, effect, now, services, newest);
+            for (service_id, build_id) in newest {
+                supersede!(tx, service_id, build_id, now);
+            }
+            recorded
+        });
         Ok(match recorded {
             None => DeliveryOutcome::Duplicate,
             Some((outcome, build_ids)) => DeliveryOutcome::Recorded { outcome, build_ids },
@@ -233,12 +254,18 @@ impl Store {
         now: i64,
     ) -> Result<Vec<DeliveryOutcome>> {
         let outcomes = in_transaction!(self, tx => {
+            let mut services = HashMap::new();
+            let mut newest = BTreeMap::new();
             let mut outcomes = Vec::with_capacity(batch.len());
             for (delivery, effect) in batch {
-                outcomes.push(match record_one!(tx, delivery, effect, now) {
+                outcomes.push(match record_one!(tx, delivery, effect, now, services, newest) {
                     None => DeliveryOutcome::Duplicate,
                     Some((outcome, build_ids)) => DeliveryOutcome::Recorded { outcome, build_ids },
                 });
+            }
+            // Once per service: a batch of pushes leaves only its newest build pending.
+            for (service_id, build_id) in newest {
+                supersede!(tx, service_id, build_id, now);
             }
             outcomes
         });
