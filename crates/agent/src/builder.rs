@@ -279,6 +279,16 @@ impl ImageBuilder {
                 .step(context, logs, "build", &build, deadline)
                 .await
                 .map(drop);
+            if built.as_ref().is_err_and(is_storage_race) {
+                // Podman's storage can lose a cached layer to a concurrent removal between
+                // looking it up and using it; building again takes a consistent view.
+                logs.note("Podman's layer cache changed under the build; building again")
+                    .await;
+                built = self
+                    .step(context, logs, "build", &build, deadline)
+                    .await
+                    .map(drop);
+            }
             if podman {
                 // RUN steps run outside the build's process group: whatever is left goes now.
                 cgroup::kill_and_remove(&cgroup, Duration::from_secs(10)).await;
@@ -539,6 +549,20 @@ impl ImageBuilder {
         Err(failed(
             "nothing to build: the repository has no Dockerfile or Containerfile at its root; add one, or name it with --dockerfile",
         ))
+    }
+}
+
+/// True for the failure Podman gives when a layer it found in its cache vanished before use.
+fn is_storage_race(stopped: &Stopped) -> bool {
+    match stopped {
+        Stopped::Failed {
+            failure: Some(failure),
+            ..
+        } => failure
+            .output_tail
+            .iter()
+            .any(|line| line.contains("layer not known")),
+        _ => false,
     }
 }
 

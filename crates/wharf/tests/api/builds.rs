@@ -194,7 +194,6 @@ async fn a_push_becomes_an_image_in_the_registry_that_runs() {
     .await;
     assert!(ran, "{stderr}");
     assert_eq!(output, "hello from wharf\n");
-    let _ = podman(&["rmi", &by_digest]).await;
 
     // The work directory is gone.
     let leftovers: Vec<_> = std::fs::read_dir(agent.work_dir.path()).unwrap().collect();
@@ -716,7 +715,6 @@ RUN --mount=type=secret,id=TOKEN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busyb
         !listing.contains("TOKEN"),
         "the secret stayed in the image: {listing}"
     );
-    let _ = podman(&["rmi", &by_digest]).await;
 
     let removed = reqwest::Client::new()
         .delete(format!("{}/v1/services/web/env/RUNTIME_ONLY", app.url))
@@ -927,7 +925,6 @@ async fn a_compose_service_builds_every_service_with_a_build_section() {
     let (_, role, _) =
         podman(&["run", "--rm", &worker_image, "/bin/busybox", "cat", "/role"]).await;
     assert_eq!(role, "worker\n");
-    let _ = podman(&["rmi", &worker_image]).await;
 
     // A compose file whose context leaves the repository fails with that reason.
     let escaping = "services:\n  web:\n    build: ../../../etc\n";
