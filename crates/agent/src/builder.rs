@@ -181,6 +181,9 @@ impl ImageBuilder {
             use secrecy::ExposeSecret;
             secrets.push(credentials.password.expose_secret().to_owned());
         }
+        if let Some(login) = &job.registry_login {
+            secrets.push(login.password.clone());
+        }
         let logs = LogShipper::start(context.client.clone(), build_id, secrets.clone());
         let outcome = self
             .steps(job, context, work, deadline, &registry, &url, token, &logs)
@@ -305,7 +308,16 @@ impl ImageBuilder {
         built?;
 
         self.report(context, build_id, BuildState::Pushing).await?;
-        let auth_file = match &self.config.registry_credentials {
+        // The installation's own login, when it has one, else the agent's.
+        let credentials = job
+            .registry_login
+            .as_ref()
+            .map(|login| RegistryCredentials {
+                username: login.username.clone(),
+                password: SecretString::from(login.password.clone()),
+            })
+            .or_else(|| self.config.registry_credentials.clone());
+        let auth_file = match &credentials {
             Some(credentials) => {
                 let path = work.join("auth").join("config.json");
                 write_private(&path, &credentials.auth_file_json(registry)).await?;

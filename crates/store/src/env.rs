@@ -1,4 +1,4 @@
-//! Per-service variables. Secret values arrive sealed by the server and are stored only so;
+//! Per-service variables, and per-installation registry credentials. Secret values arrive sealed by the server and are stored only so;
 //! the store never sees them in the clear.
 
 use wharf_wire::format_millis;
@@ -83,5 +83,62 @@ impl Store {
                 },
             )
             .collect())
+    }
+}
+
+impl Store {
+    /// Sets the registry credentials of an installation's builds (the password sealed).
+    pub async fn set_registry_credentials(
+        &self,
+        installation_id: i64,
+        username: &str,
+        sealed_password: &str,
+        now: i64,
+    ) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO registry_credentials (installation_id, username, sealed_password, updated_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (installation_id) DO UPDATE SET username = $2, \
+                 sealed_password = $3, updated_at = $4",
+            )
+            .bind(installation_id)
+            .bind(username)
+            .bind(sealed_password)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The registry credentials of an installation: (username, sealed password).
+    pub async fn registry_credentials(
+        &self,
+        installation_id: i64,
+    ) -> Result<Option<(String, String)>> {
+        let row = on_pool!(self, pool => {
+            sqlx::query_as("SELECT username, sealed_password FROM registry_credentials WHERE installation_id = $1")
+                .bind(installation_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row)
+    }
+
+    /// Removes an installation's registry credentials.
+    pub async fn remove_registry_credentials(&self, installation_id: i64) -> Result<()> {
+        let removed = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM registry_credentials WHERE installation_id = $1")
+                .bind(installation_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if removed == 0 {
+            return Err(StoreError::NotFound(format!(
+                "installation {installation_id} has no registry credentials"
+            )));
+        }
+        Ok(())
     }
 }

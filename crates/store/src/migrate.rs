@@ -47,6 +47,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_build_images.sql"),
         postgres: include_str!("../migrations/postgres/0005_build_images.sql"),
     },
+    Migration {
+        version: 6,
+        name: "registry_credentials",
+        sqlite: include_str!("../migrations/sqlite/0006_registry_credentials.sql"),
+        postgres: include_str!("../migrations/postgres/0006_registry_credentials.sql"),
+    },
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

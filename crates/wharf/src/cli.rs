@@ -10,8 +10,8 @@ use serde::Serialize;
 use wharf_client::ApiClient;
 use wharf_wire::{
     Agent, Build, BuildState, CancelBuild, CreateAgent, CreateService, EnvVar, GetLogs, ListAgents,
-    ListBuilds, ListEnv, ListServices, LogStream, RetryBuild, Service, SetEnv, ShowBuild,
-    TriggerBuild, UnsetEnv,
+    ListBuilds, ListEnv, ListServices, LogStream, RetryBuild, Service, SetEnv, SetRegistryLogin,
+    ShowBuild, TriggerBuild, UnsetEnv,
 };
 
 /// Where the server is and how to authenticate.
@@ -72,6 +72,16 @@ pub enum ClientCommand {
     Env {
         #[command(subcommand)]
         command: EnvCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Set the registry login that builds of one GitHub App installation push with; the
+    /// password is read from standard input (so it never shows in the process list).
+    RegistryLogin {
+        /// The installation's id (GitHub's).
+        installation: i64,
+        #[arg(long)]
+        username: String,
         #[command(flatten)]
         connection: Connection,
     },
@@ -296,6 +306,30 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             follow,
             connection,
         } => print_logs(&connection.client()?, id, follow).await,
+        ClientCommand::RegistryLogin {
+            installation,
+            username,
+            connection,
+        } => {
+            let client = connection.client()?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            let set = client
+                .send(&SetRegistryLogin {
+                    installation_id: installation,
+                    username,
+                    password,
+                })
+                .await?;
+            emit(&format!(
+                "Builds of installation {} push as {}\n",
+                set.installation_id, set.username
+            ))
+        }
         ClientCommand::Env {
             command,
             connection,

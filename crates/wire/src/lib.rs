@@ -458,6 +458,59 @@ pub struct BuildJob {
     /// The service's build-time secrets, passed as build secrets (never as arguments or layers).
     #[serde(default)]
     pub build_secrets: Vec<BuildSecret>,
+    /// Registry credentials of the build's installation, which take the place of the agent's own.
+    #[serde(default)]
+    pub registry_login: Option<RegistryLogin>,
+}
+
+/// A registry user and password; the password never appears in `Debug` output.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLogin")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+/// `POST /v1/installations/{id}/registry-login`: the registry credentials that builds of one
+/// GitHub App installation push with. The password is sealed at rest and never shown again.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SetRegistryLogin {
+    #[serde(skip)]
+    pub installation_id: i64,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SetRegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetRegistryLogin")
+            .field("installation_id", &self.installation_id)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to [`SetRegistryLogin`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistryLoginSet {
+    pub installation_id: i64,
+    pub username: String,
+}
+
+impl ApiRequest for SetRegistryLogin {
+    type Response = RegistryLoginSet;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        format!("/v1/installations/{}/registry-login", self.installation_id)
+    }
 }
 
 /// A build argument.

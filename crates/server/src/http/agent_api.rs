@@ -11,8 +11,8 @@ use wharf_domain::names::RepoSource;
 use wharf_store::StateReport;
 use wharf_wire::{
     AgentSettings, AppendLogs, AppendLogsAnswer, Build, BuildArg, BuildJob, BuildSecret, Claim,
-    ClaimBuild, CloneCredentials, Heartbeat, HeartbeatAnswer, RegisterAgent, ReportBuildState,
-    format_millis,
+    ClaimBuild, CloneCredentials, Heartbeat, HeartbeatAnswer, RegisterAgent, RegistryLogin,
+    ReportBuildState, format_millis,
 };
 
 use crate::http::HttpError;
@@ -110,6 +110,10 @@ async fn claim(
                 RepoSource::PublicUrl(url) => Some(url),
                 RepoSource::GitHub(_) => None,
             };
+            let registry_login = match state.store.build_installation(claimed.build.id).await? {
+                Some(installation_id) => registry_login(&state, installation_id).await?,
+                None => None,
+            };
             let (build_args, build_secrets) = match build_variables(&state, service.id).await {
                 Ok(variables) => variables,
                 Err(error) => {
@@ -143,6 +147,7 @@ async fn claim(
                     lease_expires_at: format_millis(claimed.lease_expires_at),
                     build_args,
                     build_secrets,
+                    registry_login,
                 }),
             }));
         }
@@ -186,6 +191,26 @@ async fn build_variables(
         }
     }
     Ok((args, secrets))
+}
+
+/// The registry credentials of an installation, opened for the agent that builds for it.
+async fn registry_login(
+    state: &AppState,
+    installation_id: i64,
+) -> Result<Option<RegistryLogin>, HttpError> {
+    let Some((username, sealed)) = state.store.registry_credentials(installation_id).await? else {
+        return Ok(None);
+    };
+    let password = state
+        .config
+        .sealing_key
+        .open(&registry_login_context(installation_id), &sealed)?;
+    Ok(Some(RegistryLogin { username, password }))
+}
+
+/// The context an installation's registry password is sealed under.
+pub(crate) fn registry_login_context(installation_id: i64) -> String {
+    format!("registry-login/{installation_id}")
 }
 
 async fn heartbeat(

@@ -1,12 +1,12 @@
 //! `/v1/agents`: issuing agent tokens and listing agents (admin).
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use rand::distr::{Alphanumeric, SampleString};
 use wharf_domain::names::DnsLabel;
-use wharf_wire::{Agent, AgentCredentials, CreateAgent};
+use wharf_wire::{Agent, AgentCredentials, CreateAgent, RegistryLoginSet, SetRegistryLogin};
 
 use crate::http::HttpError;
 use crate::http::auth::Admin;
@@ -14,7 +14,55 @@ use crate::http::error::JsonBody;
 use crate::{AppState, now_millis};
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/v1/agents", post(create).get(list))
+    Router::new()
+        .route("/v1/agents", post(create).get(list))
+        .route(
+            "/v1/installations/{id}/registry-login",
+            post(set_registry_login).delete(remove_registry_login),
+        )
+}
+
+async fn set_registry_login(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(installation_id): Path<i64>,
+    JsonBody(request): JsonBody<SetRegistryLogin>,
+) -> Result<Json<RegistryLoginSet>, HttpError> {
+    if request.username.is_empty()
+        || request.username.len() > 255
+        || request.username.contains(':')
+        || request.password.is_empty()
+        || request.password.len() > 4096
+    {
+        return Err(HttpError::BadRequest(
+            "give a username (without ':') and a password".to_owned(),
+        ));
+    }
+    let sealed = state.config.sealing_key.seal(
+        &crate::http::agent_api::registry_login_context(installation_id),
+        &request.password,
+    )?;
+    state
+        .store
+        .set_registry_credentials(installation_id, &request.username, &sealed, now_millis())
+        .await?;
+    tracing::info!(installation = installation_id, username = %request.username, "registry login set");
+    Ok(Json(RegistryLoginSet {
+        installation_id,
+        username: request.username,
+    }))
+}
+
+async fn remove_registry_login(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(installation_id): Path<i64>,
+) -> Result<StatusCode, HttpError> {
+    state
+        .store
+        .remove_registry_credentials(installation_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A new agent token: a recognisable prefix and 40 random alphanumerics (about 238 bits).

@@ -1,6 +1,6 @@
 //! The HTTP edge: one module per resource, each exposing `router()`, merged here.
 
-mod agent_api;
+pub(crate) mod agent_api;
 mod agents;
 mod auth;
 mod builds;

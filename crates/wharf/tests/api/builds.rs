@@ -950,3 +950,68 @@ async fn a_compose_service_builds_every_service_with_a_build_section() {
         "{failed}"
     );
 }
+
+#[tokio::test]
+async fn an_installations_registry_login_is_used_for_its_builds() {
+    let app = app_with_repository().await;
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let password = "installation-pass-2718";
+    let output = std::process::Command::new("htpasswd")
+        .args(["-Bbn", "acme-builds", password])
+        .output()
+        .expect("htpasswd runs (scripts/test installs apache2-utils)");
+    std::fs::write(&htpasswd, &output.stdout).unwrap();
+    let registry = wharf_runtime::registry::LocalRegistry::start_with_auth(
+        &dir.path().join("registry"),
+        "127.0.0.1:0",
+        Some(&htpasswd),
+    )
+    .await
+    .unwrap();
+    for (body, expected) in [
+        (
+            json!({"username": "", "password": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": "a:b", "password": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": "acme-builds", "password": password}),
+            StatusCode::OK,
+        ),
+    ] {
+        let answer = app
+            .post("/v1/installations/42/registry-login", body.clone())
+            .await;
+        assert_eq!(answer.status, expected, "{body}: {}", answer.text);
+        assert!(!answer.text.contains(password));
+    }
+    // The agent itself has no credentials: the installation's login is what opens the registry.
+    let _agent =
+        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let files: [(&str, &[u8]); 3] = [
+        ("Dockerfile", DOCKERFILE.as_bytes()),
+        ("busybox", &busybox()),
+        ("index.html", b"b\n"),
+    ];
+    let (id, _) = push(&app, &files, "push-1").await;
+    app.wait_for_build_state(id, "completed", BUILD_DEADLINE)
+        .await;
+    assert!(!log_text(&app, id).await.contains(password));
+    assert!(!app.logs.text().contains(password));
+
+    // Without it, the push is refused again.
+    let removed = reqwest::Client::new()
+        .delete(format!("{}/v1/installations/42/registry-login", app.url))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let (id, _) = push(&app, &files, "push-2").await;
+    let build = app.wait_for_build_state(id, "failed", BUILD_DEADLINE).await;
+    assert_eq!(build["failure"]["step"], "push", "{build}");
+}

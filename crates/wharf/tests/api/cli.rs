@@ -256,3 +256,35 @@ async fn health_and_metrics() {
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn registry_login_reads_the_password_from_standard_input() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["registry-login", "42", "--username", "acme-builds"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WHARF_SERVER", &app.url)
+        .env("WHARF_TOKEN", ADMIN_TOKEN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from-stdin-secret\n")
+        .await
+        .unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Builds of installation 42 push as acme-builds\n"
+    );
+    let (username, sealed) = app.store.registry_credentials(42).await.unwrap().unwrap();
+    assert_eq!(username, "acme-builds");
+    assert!(!sealed.contains("from-stdin-secret"));
+}
