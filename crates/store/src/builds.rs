@@ -32,7 +32,6 @@ pub struct BuildFilter {
 #[derive(Debug, Clone)]
 pub struct ClaimedBuild {
     pub build: Build,
-    pub installation_id: Option<i64>,
     pub lease_expires_at: i64,
     /// Milliseconds the build waited in the queue before this claim.
     pub queued_for_ms: i64,
@@ -112,6 +111,7 @@ impl BuildRow {
             agent: self.agent,
             delivery_id: self.delivery_id,
             retry_of: self.retry_of,
+            installation_id: self.installation_id,
             created_at: format_millis(self.created_at),
             updated_at: format_millis(self.updated_at),
             claimed_at: self.claimed_at.map(format_millis),
@@ -194,21 +194,12 @@ macro_rules! supersede {
         let newest: i64 = $newest;
         let now: i64 = $now;
         let reason = format!("superseded by build #{newest}");
-        sqlx::query(
-            "UPDATE builds SET state = 'cancelled', reason = $1, finished_at = $2, updated_at = $2 \
-             WHERE service_id = $3 AND state = 'pending' AND id < $4",
-        )
-        .bind(&reason)
-        .bind(now)
-        .bind(service_id)
-        .bind(newest)
-        .execute(&mut *$tx)
-        .await?;
         sqlx::query(concat!(
             "UPDATE builds SET state = 'cancelled', reason = $1, finished_at = $2, updated_at = $2, \
-             lease_expires_at = NULL WHERE service_id = $3 AND id < $4 AND state IN ",
+             lease_expires_at = NULL WHERE service_id = $3 AND id < $4 AND (state = 'pending' \
+             OR (state IN ",
             $crate::builds::leased_states!(),
-            " AND EXISTS (SELECT 1 FROM services WHERE id = $3 AND cancel_running)"
+            " AND EXISTS (SELECT 1 FROM services WHERE id = $3 AND cancel_running)))"
         ))
         .bind(&reason)
         .bind(now)
@@ -250,11 +241,6 @@ impl Store {
                 .await?
         });
         row.ok_or_else(|| StoreError::NotFound(format!("no build #{id}")))
-    }
-
-    /// The installation whose token clones the build's repository, if any.
-    pub async fn build_installation(&self, id: i64) -> Result<Option<i64>> {
-        Ok(self.build_row(id).await?.installation_id)
     }
 
     /// Builds, newest first.
@@ -337,10 +323,8 @@ impl Store {
         };
         let row = self.build_row(id).await?;
         let queued_for_ms = now - row.created_at;
-        let installation_id = row.installation_id;
         Ok(Some(ClaimedBuild {
             build: row.into_build(),
-            installation_id,
             lease_expires_at,
             queued_for_ms,
         }))
@@ -388,15 +372,7 @@ impl Store {
     pub async fn report_build_state(&self, report: &StateReport, now: i64) -> Result<Build> {
         let current = self.build_row(report.build_id).await?;
         let from = BuildState::parse(&current.state).unwrap_or(BuildState::Failed);
-        let held_by_agent = on_pool!(self, pool => {
-            sqlx::query_as::<_, (i64,)>("SELECT agent_id FROM builds WHERE id = $1 AND agent_id = $2")
-                .bind(report.build_id)
-                .bind(report.agent_id)
-                .fetch_optional(pool)
-                .await?
-                .is_some()
-        });
-        if !held_by_agent || !from.is_leased() {
+        if !from.is_leased() {
             return Err(StoreError::Conflict(format!(
                 "build #{} is not leased to this agent (it is {from})",
                 report.build_id
@@ -406,8 +382,8 @@ impl Store {
             StoreError::Conflict(format!("build #{}: {error}", report.build_id))
         })?;
         let finished_at = report.state.is_final().then_some(now);
-        // The state in the WHERE clause makes this a compare-and-set: a cancel or a lease expiry
-        // that happened since the read above wins, and the agent is told.
+        // The agent and state in the WHERE clause make this a compare-and-set: only the holder's
+        // report counts, and a cancel or a lease expiry since the read above wins.
         let affected = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE builds SET state = $1, reason = COALESCE($2, reason), updated_at = $3, \
@@ -440,7 +416,7 @@ impl Store {
         let build = self.build(report.build_id).await?;
         if affected == 0 {
             return Err(StoreError::Conflict(format!(
-                "build #{} changed meanwhile: it is now {}",
+                "build #{} is not leased to this agent (it is {})",
                 report.build_id, build.state
             )));
         }

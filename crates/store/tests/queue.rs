@@ -211,10 +211,7 @@ async fn deliveries_are_deduplicated_by_id_and_by_logical_event() {
     let builds = [store.build(build_ids[0]).await.unwrap()];
     assert_eq!(builds[0].trigger, BuildTrigger::Push);
     assert_eq!(builds[0].delivery_id.as_deref(), Some("d-1"));
-    assert_eq!(
-        store.build_installation(builds[0].id).await.unwrap(),
-        Some(7)
-    );
+    assert_eq!(builds[0].installation_id, Some(7));
     for again in ["d-1", "d-2"] {
         let outcome = store
             .record_delivery(&delivery(again), &effect, NOW)

@@ -220,6 +220,9 @@ pub struct Build {
     pub agent: Option<String>,
     pub delivery_id: Option<String>,
     pub retry_of: Option<i64>,
+    /// The GitHub App installation whose token clones the repository, when it needs one.
+    #[serde(default)]
+    pub installation_id: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
     pub claimed_at: Option<String>,

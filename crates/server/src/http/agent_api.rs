@@ -110,7 +110,7 @@ async fn claim(
                 RepoSource::PublicUrl(url) => Some(url),
                 RepoSource::GitHub(_) => None,
             };
-            let registry_login = match state.store.build_installation(claimed.build.id).await? {
+            let registry_login = match claimed.build.installation_id {
                 Some(installation_id) => registry_login(&state, installation_id).await?,
                 None => None,
             };
@@ -322,7 +322,7 @@ async fn clone_credentials(
             let app = state.github_app().ok_or_else(|| {
                 HttpError::Unavailable("the GitHub App is not configured on the server".to_owned())
             })?;
-            let installation_id = state.store.build_installation(id).await?.ok_or_else(|| {
+            let installation_id = build.installation_id.ok_or_else(|| {
                 HttpError::Conflict(format!(
                     "build #{id} has no GitHub App installation to clone with"
                 ))

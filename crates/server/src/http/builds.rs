@@ -97,7 +97,6 @@ async fn retry(
             original.state
         ))
     })?;
-    let installation_id = state.store.build_installation(id).await?;
     let build = state
         .store
         .queue_build(
@@ -106,7 +105,7 @@ async fn retry(
                 commit_sha: original.commit_sha.clone(),
                 branch: original.branch.clone(),
                 trigger: BuildTrigger::Retry,
-                installation_id,
+                installation_id: original.installation_id,
                 delivery_id: None,
                 retry_of: Some(id),
                 max_attempts: state.config.max_attempts,
