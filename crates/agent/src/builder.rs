@@ -165,7 +165,10 @@ impl ImageBuilder {
                     .send(&GetCloneCredentials { id: build_id })
                     .await
                     .map_err(|error| failed(format!("could not get clone credentials: {error}")))?;
-                (credentials.clone_url, credentials.token)
+                (
+                    credentials.clone_url,
+                    credentials.token.map(|token| token.expose().to_owned()),
+                )
             }
         };
         if let Some(token) = &token {
@@ -175,14 +178,14 @@ impl ImageBuilder {
             );
         }
         for secret in &job.build_secrets {
-            secrets.push(secret.value.clone());
+            secrets.push(secret.value.expose().to_owned());
         }
         if let Some(credentials) = &self.config.registry_credentials {
             use secrecy::ExposeSecret;
             secrets.push(credentials.password.expose_secret().to_owned());
         }
         if let Some(login) = &job.registry_login {
-            secrets.push(login.password.clone());
+            secrets.push(login.password.expose().to_owned());
         }
         let logs = LogShipper::start(context.client.clone(), build_id, secrets.clone());
         let outcome = self
@@ -314,7 +317,7 @@ impl ImageBuilder {
             .as_ref()
             .map(|login| RegistryCredentials {
                 username: login.username.clone(),
-                password: SecretString::from(login.password.clone()),
+                password: SecretString::from(login.password.expose()),
             })
             .or_else(|| self.config.registry_credentials.clone());
         let auth_file = match &credentials {
@@ -611,7 +614,7 @@ async fn write_secret_files(work: &Path, job: &BuildJob) -> StepResult<Vec<(Stri
     let mut files = Vec::new();
     for (index, secret) in job.build_secrets.iter().enumerate() {
         let path = work.join("secrets").join(format!("secret-{index}"));
-        write_private(&path, &secret.value).await?;
+        write_private(&path, secret.value.expose()).await?;
         files.push((secret.name.clone(), path));
     }
     Ok(files)

@@ -10,8 +10,8 @@ use serde::Serialize;
 use wharf_client::ApiClient;
 use wharf_wire::{
     Agent, Build, BuildState, CancelBuild, CreateAgent, CreateService, EnvVar, GetLogs, ListAgents,
-    ListBuilds, ListEnv, ListServices, LogStream, RetryBuild, Service, SetEnv, SetRegistryLogin,
-    ShowBuild, TriggerBuild, UnsetEnv,
+    ListBuilds, ListEnv, ListServices, LogStream, RetryBuild, SecretText, Service, SetEnv,
+    SetRegistryLogin, ShowBuild, TriggerBuild, UnsetEnv,
 };
 
 /// Where the server is and how to authenticate.
@@ -322,7 +322,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 .send(&SetRegistryLogin {
                     installation_id: installation,
                     username,
-                    password,
+                    password: SecretText::new(password),
                 })
                 .await?;
             emit(&format!(
@@ -349,7 +349,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                         .send(&SetEnv {
                             service: service.clone(),
                             name: name.to_owned(),
-                            value: value.to_owned(),
+                            value: SecretText::new(value),
                             secret,
                             build,
                         })

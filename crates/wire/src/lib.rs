@@ -466,39 +466,21 @@ pub struct BuildJob {
     pub registry_login: Option<RegistryLogin>,
 }
 
-/// A registry user and password; the password never appears in `Debug` output.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A registry user and password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RegistryLogin {
     pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for RegistryLogin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryLogin")
-            .field("username", &self.username)
-            .field("password", &"[redacted]")
-            .finish()
-    }
+    pub password: SecretText,
 }
 
 /// `POST /v1/installations/{id}/registry-login`: the registry credentials that builds of one
 /// GitHub App installation push with. The password is sealed at rest and never shown again.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetRegistryLogin {
     #[serde(skip)]
     pub installation_id: i64,
     pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for SetRegistryLogin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SetRegistryLogin")
-            .field("installation_id", &self.installation_id)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
+    pub password: SecretText,
 }
 
 /// The answer to [`SetRegistryLogin`].
@@ -523,20 +505,11 @@ pub struct BuildArg {
     pub value: String,
 }
 
-/// A build secret; its value never appears in `Debug` output.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A build secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildSecret {
     pub name: String,
-    pub value: String,
-}
-
-impl std::fmt::Debug for BuildSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BuildSecret")
-            .field("name", &self.name)
-            .field("value", &"[redacted]")
-            .finish()
-    }
+    pub value: SecretText,
 }
 
 /// A service's variable as the API shows it: secret values never leave the server.
@@ -552,35 +525,17 @@ pub struct EnvVar {
 }
 
 /// `POST /v1/services/{name}/env`: sets (or replaces) one variable.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetEnv {
     #[serde(skip)]
     pub service: String,
     pub name: String,
-    pub value: String,
+    /// Redacted in `Debug` output whether secret or not: it may be either.
+    pub value: SecretText,
     #[serde(default)]
     pub secret: bool,
     #[serde(default)]
     pub build: bool,
-}
-
-impl std::fmt::Debug for SetEnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SetEnv")
-            .field("service", &self.service)
-            .field("name", &self.name)
-            .field(
-                "value",
-                if self.secret {
-                    &"[redacted]"
-                } else {
-                    &self.value
-                },
-            )
-            .field("secret", &self.secret)
-            .field("build", &self.build)
-            .finish()
-    }
 }
 
 impl ApiRequest for SetEnv {
@@ -795,21 +750,34 @@ impl ApiRequest for GetCloneCredentials {
 
 /// A clone URL and the installation token that opens it. The token is short-lived; the agent
 /// passes it to git through the environment and never writes it anywhere.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CloneCredentials {
     pub clone_url: String,
-    pub token: Option<String>,
+    pub token: Option<SecretText>,
     /// When the token stops working (RFC 3339).
     pub expires_at: Option<String>,
 }
 
-impl std::fmt::Debug for CloneCredentials {
+/// A secret on the wire (a token, a password, a secret variable): plain text in JSON, and
+/// `[redacted]` in `Debug` output, so a logged request or answer never shows it.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(value: impl Into<String>) -> SecretText {
+        SecretText(value.into())
+    }
+
+    /// The secret itself, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CloneCredentials")
-            .field("clone_url", &self.clone_url)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
-            .field("expires_at", &self.expires_at)
-            .finish()
+        f.write_str("[redacted]")
     }
 }
 
@@ -839,6 +807,19 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", state.as_str()));
         }
         assert_eq!(BuildState::parse("running"), None);
+    }
+
+    #[test]
+    fn secrets_travel_as_plain_json_but_never_show_in_debug() {
+        let login = RegistryLogin {
+            username: "builder".to_owned(),
+            password: SecretText::new("hunter2"),
+        };
+        assert_eq!(
+            serde_json::to_string(&login).unwrap(),
+            r#"{"username":"builder","password":"hunter2"}"#
+        );
+        assert!(!format!("{login:?}").contains("hunter2"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use wharf_store::StateReport;
 use wharf_wire::{
     AgentSettings, AppendLogs, AppendLogsAnswer, Build, BuildArg, BuildJob, BuildSecret, Claim,
     ClaimBuild, CloneCredentials, Heartbeat, HeartbeatAnswer, RegisterAgent, RegistryLogin,
-    ReportBuildState, format_millis,
+    ReportBuildState, SecretText, format_millis,
 };
 
 use crate::http::HttpError;
@@ -184,7 +184,7 @@ async fn build_variables(
                 )?;
                 secrets.push(BuildSecret {
                     name: variable.name,
-                    value,
+                    value: SecretText::new(value),
                 });
             }
             _ => {}
@@ -205,7 +205,10 @@ async fn registry_login(
         .config
         .sealing_key
         .open(&registry_login_context(installation_id), &sealed)?;
-    Ok(Some(RegistryLogin { username, password }))
+    Ok(Some(RegistryLogin {
+        username,
+        password: SecretText::new(password),
+    }))
 }
 
 /// The context an installation's registry password is sealed under.
@@ -337,7 +340,7 @@ async fn clone_credentials(
                 .map_err(|error| HttpError::BadGateway(error.to_string()))?;
             Ok(Json(CloneCredentials {
                 clone_url: repository.clone_url,
-                token: Some(token.token.expose_secret().to_owned()),
+                token: Some(SecretText::new(token.token.expose_secret())),
                 expires_at: Some(format_millis(token.expires_at * 1000)),
             }))
         }

@@ -31,8 +31,8 @@ async fn set_registry_login(
     if request.username.is_empty()
         || request.username.len() > 255
         || request.username.contains(':')
-        || request.password.is_empty()
-        || request.password.len() > 4096
+        || request.password.expose().is_empty()
+        || request.password.expose().len() > 4096
     {
         return Err(HttpError::BadRequest(
             "give a username (without ':') and a password".to_owned(),
@@ -40,7 +40,7 @@ async fn set_registry_login(
     }
     let sealed = state.config.sealing_key.seal(
         &crate::http::agent_api::registry_login_context(installation_id),
-        &request.password,
+        request.password.expose(),
     )?;
     state
         .store

@@ -248,7 +248,8 @@ async fn set_env(
 ) -> Result<(StatusCode, Json<EnvVar>), HttpError> {
     let service = state.store.service_by_name(&name).await?;
     check_env_name(&request.name)?;
-    if request.value.len() > MAX_ENV_VALUE || request.value.contains('\0') {
+    let value = request.value.expose();
+    if value.len() > MAX_ENV_VALUE || value.contains('\0') {
         return Err(HttpError::BadRequest(format!(
             "the value of {} must be at most 64 KiB, without NUL bytes",
             request.name
@@ -258,7 +259,7 @@ async fn set_env(
         let sealed = state
             .config
             .sealing_key
-            .seal(&seal_context(service.id, &request.name), &request.value)
+            .seal(&seal_context(service.id, &request.name), value)
             .map_err(|error| HttpError::Internal(error.into()))?;
         StoredEnv {
             name: request.name.clone(),
@@ -271,7 +272,7 @@ async fn set_env(
     } else {
         StoredEnv {
             name: request.name.clone(),
-            value: Some(request.value.clone()),
+            value: Some(value.to_owned()),
             sealed: None,
             secret: false,
             build: request.build,
