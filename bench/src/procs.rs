@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -240,15 +239,8 @@ pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
 
 /// Writes a file only its owner can read.
 pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(contents)?;
-    Ok(())
+    wharf_runtime::files::write_private_file(path, contents)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The HTTP client of the benchmark: keep-alive HTTP/1.1 on loopback, no proxy.

@@ -101,14 +101,11 @@ impl BuildRunner for ImageBuilder {
                     _ => (None, None),
                 };
                 let request = ReportBuildState {
-                    id: build_id,
-                    state: BuildState::Completed,
-                    reason: None,
                     image,
                     digest,
-                    failure: None,
                     images: result.images,
                     compose_file: result.compose_file,
+                    ..ReportBuildState::new(build_id, BuildState::Completed)
                 };
                 if let Err(error) = context.client.send(&request).await {
                     tracing::warn!(build = build_id, %error, "the server did not take the result");
@@ -119,14 +116,9 @@ impl BuildRunner for ImageBuilder {
             }
             Err(Stopped::Failed { reason, failure }) => {
                 let request = ReportBuildState {
-                    id: build_id,
-                    state: BuildState::Failed,
-                    reason: Some(wharf_masked(&reason, &secrets)),
-                    image: None,
-                    digest: None,
+                    reason: Some(crate::logs::mask(&reason, &secrets)),
                     failure,
-                    images: Vec::new(),
-                    compose_file: None,
+                    ..ReportBuildState::new(build_id, BuildState::Failed)
                 };
                 if let Err(error) = context.client.send(&request).await {
                     tracing::warn!(build = build_id, %error, "the server did not take the failure");
@@ -134,10 +126,6 @@ impl BuildRunner for ImageBuilder {
             }
         }
     }
-}
-
-fn wharf_masked(text: &str, secrets: &[String]) -> String {
-    crate::logs::mask(text, secrets)
 }
 
 impl ImageBuilder {
@@ -468,16 +456,7 @@ impl ImageBuilder {
         build_id: i64,
         state: BuildState,
     ) -> StepResult<()> {
-        let request = ReportBuildState {
-            id: build_id,
-            state,
-            reason: None,
-            image: None,
-            digest: None,
-            failure: None,
-            images: Vec::new(),
-            compose_file: None,
-        };
+        let request = ReportBuildState::new(build_id, state);
         match context.client.send(&request).await {
             Ok(_) => Ok(()),
             Err(error) if error.status() == Some(409) => Err(Stopped::Cancelled),
@@ -583,7 +562,7 @@ fn is_storage_race(stopped: &Stopped) -> bool {
 
 /// Writes a file only this agent can read, in a directory only it can enter.
 async fn write_private(path: &Path, contents: &str) -> StepResult<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let cannot =
         |error: std::io::Error| failed(format!("cannot write {}: {error}", path.display()));
     if let Some(dir) = path.parent() {
@@ -595,14 +574,7 @@ async fn write_private(path: &Path, contents: &str) -> StepResult<()> {
     let target = path.to_path_buf();
     let contents = contents.to_owned();
     tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&target)?;
-        file.write_all(contents.as_bytes())
+        wharf_runtime::files::write_private_file(&target, contents.as_bytes())
     })
     .await
     .map_err(|error| failed(format!("cannot write {}: {error}", path.display())))?

@@ -20,7 +20,7 @@ use wharf_client::{ApiClient, ClientError};
 use wharf_wire::{AgentSettings, ClaimBuild, Heartbeat, RegisterAgent};
 
 pub use builder::{BuilderConfig, ImageBuilder};
-pub use runner::{BuildContext, BuildRunner, NoBuilder};
+pub use runner::{BuildContext, BuildRunner};
 pub use wharf_runtime::container::{RegistryCredentials, Runtime, RuntimeKind};
 
 /// How the agent reaches its server and where it works.

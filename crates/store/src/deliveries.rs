@@ -231,19 +231,11 @@ impl Store {
         effect: &DeliveryEffect,
         now: i64,
     ) -> Result<DeliveryOutcome> {
-        let recorded = in_transaction!(self, tx => {
-            let mut services = HashMap::new();
-            let mut newest = BTreeMap::new();
-            let recorded = record_one!(tx, delivery, effect, now, services, newest);
-            for (service_id, build_id) in newest {
-                supersede!(tx, service_id, build_id, now);
-            }
-            recorded
-        });
-        Ok(match recorded {
-            None => DeliveryOutcome::Duplicate,
-            Some((outcome, build_ids)) => DeliveryOutcome::Recorded { outcome, build_ids },
-        })
+        let batch = [(delivery.clone(), effect.clone())];
+        let mut outcomes = self.record_deliveries(&batch, now).await?;
+        Ok(outcomes
+            .pop()
+            .expect("record_deliveries answers once for every delivery"))
     }
 
     /// Stores many deliveries, each with its effect, in one transaction: one commit (one

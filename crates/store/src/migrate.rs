@@ -16,43 +16,25 @@ struct Migration {
     postgres: &'static str,
 }
 
+/// One step, from its number, its name and its file name (the same in both folders).
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sqlite: include_str!(concat!("../migrations/sqlite/", $file, ".sql")),
+            postgres: include_str!(concat!("../migrations/postgres/", $file, ".sql")),
+        }
+    };
+}
+
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "build_output",
-        sqlite: include_str!("../migrations/sqlite/0002_build_output.sql"),
-        postgres: include_str!("../migrations/postgres/0002_build_output.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "pending_by_service",
-        sqlite: include_str!("../migrations/sqlite/0003_pending_by_service.sql"),
-        postgres: include_str!("../migrations/postgres/0003_pending_by_service.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "service_env",
-        sqlite: include_str!("../migrations/sqlite/0004_service_env.sql"),
-        postgres: include_str!("../migrations/postgres/0004_service_env.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "build_images",
-        sqlite: include_str!("../migrations/sqlite/0005_build_images.sql"),
-        postgres: include_str!("../migrations/postgres/0005_build_images.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "registry_credentials",
-        sqlite: include_str!("../migrations/sqlite/0006_registry_credentials.sql"),
-        postgres: include_str!("../migrations/postgres/0006_registry_credentials.sql"),
-    },
+    migration!(1, "initial", "0001_initial"),
+    migration!(2, "build_output", "0002_build_output"),
+    migration!(3, "pending_by_service", "0003_pending_by_service"),
+    migration!(4, "service_env", "0004_service_env"),
+    migration!(5, "build_images", "0005_build_images"),
+    migration!(6, "registry_credentials", "0006_registry_credentials"),
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

@@ -210,17 +210,8 @@ fn up_admin_token(args: &ServerArgs) -> anyhow::Result<SecretString> {
 
 /// Writes a file only its owner can read.
 pub(crate) fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    Ok(())
+    wharf_runtime::files::write_private_file(path, contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {

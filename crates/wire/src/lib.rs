@@ -625,6 +625,22 @@ pub struct ReportBuildState {
     pub compose_file: Option<String>,
 }
 
+impl ReportBuildState {
+    /// A report of `state` alone; set the other fields with struct update syntax.
+    pub fn new(id: i64, state: BuildState) -> ReportBuildState {
+        ReportBuildState {
+            id,
+            state,
+            reason: None,
+            image: None,
+            digest: None,
+            failure: None,
+            images: Vec::new(),
+            compose_file: None,
+        }
+    }
+}
+
 impl ApiRequest for ReportBuildState {
     type Response = Build;
     const METHOD: Method = Method::Post;

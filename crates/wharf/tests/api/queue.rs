@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::sync::watch;
-use wharf_agent::{AgentConfig, NoBuilder};
+use wharf_agent::AgentConfig;
 
 use crate::helpers::{Options, push_payload, sha, spawn_app, spawn_app_with};
 
@@ -340,7 +340,11 @@ async fn a_running_agent_claims_and_reports_and_survives_a_server_restart_wait()
         work_dir: std::env::temp_dir(),
         claim_wait: Duration::from_secs(5),
     };
-    let agent = tokio::spawn(wharf_agent::run(config, NoBuilder, stopped));
+    // An agent with no registry to push to fails each build at once, saying so.
+    let builder = wharf_agent::ImageBuilder {
+        config: crate::parts::builder_config(None, Duration::from_secs(60)),
+    };
+    let agent = tokio::spawn(wharf_agent::run(config, builder, stopped));
     let id = app
         .post("/v1/services/web/builds", json!({"ref": sha('a')}))
         .await
@@ -351,7 +355,7 @@ async fn a_running_agent_claims_and_reports_and_survives_a_server_restart_wait()
         .wait_for_build_state(id, "failed", Duration::from_secs(10))
         .await;
     assert!(
-        failed["reason"].as_str().unwrap().contains("cannot build"),
+        failed["reason"].as_str().unwrap().contains("no registry"),
         "{failed}"
     );
     assert_eq!(failed["agent"], "runner");
