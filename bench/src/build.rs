@@ -42,35 +42,11 @@ RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox sleep 2; echo dependencies
 COPY index.html /www/index.html\n\
 CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
 
-/// Milliseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.mmmZ`, as the API gives times.
+/// Milliseconds since the epoch of an RFC 3339 time, as the API gives times.
 fn time_from_rfc3339(text: &str) -> Option<i128> {
-    let (date, rest) = text.split_once('T')?;
-    let mut date_parts = date.split('-').map(|part| part.parse::<i128>().ok());
-    let (year, month, day) = (
-        date_parts.next()??,
-        date_parts.next()??,
-        date_parts.next()??,
-    );
-    let rest = rest.strip_suffix('Z')?;
-    let (clock, millis) = rest.split_once('.').unwrap_or((rest, "0"));
-    let mut clock_parts = clock.split(':').map(|part| part.parse::<i128>().ok());
-    let (hour, minute, second) = (
-        clock_parts.next()??,
-        clock_parts.next()??,
-        clock_parts.next()??,
-    );
-    // Days from civil (Howard Hinnant).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(
-        ((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000)
-            + millis.parse::<i128>().ok()?,
-    )
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|instant| instant.unix_timestamp_nanos() / 1_000_000)
 }
 
 struct Setup {
@@ -328,10 +304,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let script_median = median(&mut script_warm);
     let ratio = wharf_median / script_median;
 
-    let text = format!(
-        "# Build: claimed to pushed, Wharf and a plain script\n\n\
-- Date: {date}\n- Machine: {machine}\n- Load average: {load}\n- Wharf: `{bin}` ({revision}), `wharf server` and `wharf agent` (Podman), registry: Debian `docker-registry` on loopback, repository served by the GitHub stand-in over git's smart HTTP\n\
-- Repository: a FROM-scratch image with busybox, one RUN step that sleeps 2 s (standing in for installing dependencies) and a COPY; the first build starts with that RUN step not in the layer cache\n\
+    let mut text = String::new();
+    report::header(
+        &mut text,
+        "Build: claimed to pushed, Wharf and a plain script",
+        &args.wharf,
+        "`wharf server` and `wharf agent` (Podman), registry: Debian `docker-registry` on loopback, repository served by the GitHub stand-in over git's smart HTTP",
+    );
+    text += &format!(
+        "- Repository: a FROM-scratch image with busybox, one RUN step that sleeps 2 s (standing in for installing dependencies) and a COPY; the first build starts with that RUN step not in the layer cache\n\
 - Wharf's time is the build's own `claimed_at` → `finished_at` (fetch, build, push, reports, log shipping); the script's is its wall time (`git fetch --depth 1` of the commit, `podman build`, `podman push`, `podman untag`), with an installation token minted before timing\n\
 - Warm runs: {runs} of each, interleaved; the median is reported\n\n\
 | Measure | Seconds |\n|---|---:|\n\
@@ -341,11 +322,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 Wharf ÷ script: **{ratio:.2}×** (goal: at most 1.10×) — {ratio_met}.\n\n\
 Second build faster than the first: {faster:.2} s against {first:.2} s — {faster_met}.\n\n\
 All runs, Wharf warm: {wharf_all:?}; script: {script_all:?}\n",
-        date = report::utc_now(),
-        machine = report::machine(),
-        load = report::load_average(),
-        bin = args.wharf.display(),
-        revision = report::source_revision(),
         runs = args.runs,
         first = first,
         wharf_median = wharf_median,

@@ -264,20 +264,11 @@ fn render(
     let before = accepted.iter().filter(|v| **v < 0).count();
     let (p50, p99) = (pct(&accepted, 50.0), pct(&accepted, 99.0));
     let mut out = String::new();
-    let _ = writeln!(out, "# Push accepted to claimed, idle agent\n");
-    let _ = writeln!(out, "- Date: {}", report::utc_now());
-    let _ = writeln!(out, "- Machine: {}", report::machine());
-    let _ = writeln!(
-        out,
-        "- Load average when the report was written: {}",
-        report::load_average()
-    );
-    let _ = writeln!(
-        out,
-        "- Wharf: `{}` ({}, built from {}), `wharf server` on SQLite in a temporary directory",
-        wharf_bin.display(),
-        report::version_of(wharf_bin, &["--version"]),
-        report::source_revision()
+    report::header(
+        &mut out,
+        "Push accepted to claimed, idle agent",
+        wharf_bin,
+        "`wharf server` on SQLite in a temporary directory",
     );
     let _ = writeln!(
         out,

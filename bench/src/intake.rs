@@ -495,20 +495,13 @@ fn render(
     let (ws, hs) = (&wharf.saturation.phase, &webhook.saturation.phase);
     let (wf, hf) = (&wharf.fixed.phase, &webhook.fixed.phase);
     let mut out = String::new();
-    let _ = writeln!(out, "# Webhook intake: Wharf and adnanh/webhook\n");
-    let _ = writeln!(out, "- Date: {}", report::utc_now());
-    let _ = writeln!(out, "- Machine: {}", report::machine());
-    let _ = writeln!(
-        out,
-        "- Load average when the report was written: {}",
-        report::load_average()
-    );
-    let _ = writeln!(
-        out,
-        "- Wharf: `{}` ({}, built from {}), `wharf server` on SQLite (WAL, synchronous=NORMAL) in a temporary directory, one service tracking `{REPO}` `{BRANCH}`",
-        wharf_bin.display(),
-        report::version_of(wharf_bin, &["--version"]),
-        report::source_revision()
+    report::header(
+        &mut out,
+        "Webhook intake: Wharf and adnanh/webhook",
+        wharf_bin,
+        &format!(
+            "`wharf server` on SQLite (WAL, synchronous=NORMAL) in a temporary directory, one service tracking `{REPO}` `{BRANCH}`"
+        ),
     );
     let _ = writeln!(
         out,

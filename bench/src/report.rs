@@ -162,6 +162,27 @@ pub fn met(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**not met**" }
 }
 
+/// The lines every report opens with: its title, when, on what machine, under what load, and
+/// which Wharf (`how` says how it ran).
+pub fn header(out: &mut String, title: &str, wharf_bin: &Path, how: &str) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "# {title}\n");
+    let _ = writeln!(out, "- Date: {}", utc_now());
+    let _ = writeln!(out, "- Machine: {}", machine());
+    let _ = writeln!(
+        out,
+        "- Load average when the report was written: {}",
+        load_average()
+    );
+    let _ = writeln!(
+        out,
+        "- Wharf: `{}` ({}, built from {}), {how}",
+        wharf_bin.display(),
+        version_of(wharf_bin, &["--version"]),
+        source_revision()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

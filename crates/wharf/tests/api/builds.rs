@@ -33,17 +33,7 @@ async fn app_with_repository_and(options: Options) -> TestApp {
     let github = app.github.as_ref().unwrap();
     github.add_installation(42, "acme");
     github.add_repository(42, "acme/web").unwrap();
-    let installed = json!({
-        "action": "created",
-        "installation": {"id": 42, "account": {"login": "acme", "type": "Organization"}},
-        "repositories": [{"id": 1, "full_name": "acme/web", "private": true}]
-    });
-    app.webhook(
-        "installation",
-        "install-1",
-        installed.to_string().as_bytes(),
-    )
-    .await;
+    app.announce_installation(&["acme/web"]).await;
     app.create_service("web", "acme/web", "main").await;
     app
 }

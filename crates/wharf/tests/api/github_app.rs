@@ -225,18 +225,7 @@ async fn the_leasing_agent_gets_clone_credentials_and_nothing_leaks() {
             "first",
         )
         .unwrap();
-    app.webhook(
-        "installation",
-        "i-1",
-        json!({
-            "action": "created",
-            "installation": {"id": 42, "account": {"login": "acme", "type": "Organization"}},
-            "repositories": [{"id": 1, "full_name": "acme/web", "private": true}]
-        })
-        .to_string()
-        .as_bytes(),
-    )
-    .await;
+    app.announce_installation(&["acme/web"]).await;
     app.create_service("web", "acme/web", "main").await;
 
     // A manual build without --ref builds the branch head, as GitHub reports it.
@@ -325,18 +314,7 @@ async fn a_branch_that_does_not_exist_is_a_clear_404() {
     github
         .commit_files("acme/web", "main", &[("README", b"hi\n")], "first")
         .unwrap();
-    app.webhook(
-        "installation",
-        "i-1",
-        json!({
-            "action": "created",
-            "installation": {"id": 42, "account": {"login": "acme", "type": "Organization"}},
-            "repositories": [{"id": 1, "full_name": "acme/web", "private": true}]
-        })
-        .to_string()
-        .as_bytes(),
-    )
-    .await;
+    app.announce_installation(&["acme/web"]).await;
     app.create_service("web", "acme/web", "release").await;
     let answer = app.post("/v1/services/web/builds", json!({})).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text);

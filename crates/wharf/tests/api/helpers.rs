@@ -231,6 +231,29 @@ impl TestApp {
         answer.body
     }
 
+    /// Delivers the `installation` webhook GitHub sends when installation 42 of account `acme`
+    /// is created with `repositories`, so builds of those repositories can get tokens.
+    pub async fn announce_installation(&self, repositories: &[&str]) {
+        let repositories: Vec<Value> = repositories
+            .iter()
+            .enumerate()
+            .map(|(index, name)| json!({"id": index + 1, "full_name": name, "private": true}))
+            .collect();
+        let body = json!({
+            "action": "created",
+            "installation": {"id": 42, "account": {"login": "acme", "type": "Organization"}},
+            "repositories": repositories
+        });
+        let answer = self
+            .webhook(
+                "installation",
+                "installation-created",
+                body.to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    }
+
     /// Issues an agent token through the API.
     pub async fn create_agent(&self, name: &str) -> String {
         let answer = self.post("/v1/agents", json!({"name": name})).await;
