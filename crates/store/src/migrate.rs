@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(4, "service_env", "0004_service_env"),
     migration!(5, "build_images", "0005_build_images"),
     migration!(6, "registry_credentials", "0006_registry_credentials"),
+    migration!(7, "releases", "0007_releases"),
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

@@ -1,6 +1,6 @@
 //! Projects and services.
 
-use wharf_wire::{Service, format_millis};
+use wharf_wire::{DeploySettings, Service, format_millis};
 
 use crate::{Result, Store, StoreError, in_transaction, is_unique_violation, on_pool};
 
@@ -20,6 +20,7 @@ pub struct NewService {
     pub health_path: Option<String>,
     pub domain: Option<String>,
     pub cancel_running: bool,
+    pub deploy: DeploySettings,
 }
 
 #[derive(sqlx::FromRow)]
@@ -36,6 +37,7 @@ pub(crate) struct ServiceRow {
     health_path: Option<String>,
     domain: Option<String>,
     cancel_running: bool,
+    deploy: Option<String>,
     created_at: i64,
 }
 
@@ -54,6 +56,13 @@ impl From<ServiceRow> for Service {
             health_path: row.health_path,
             domain: row.domain,
             cancel_running: row.cancel_running,
+            // Written by this code from a `DeploySettings`; unknown fields of a newer version
+            // are ignored, missing ones take their defaults.
+            deploy: row
+                .deploy
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default(),
             created_at: format_millis(row.created_at),
         }
     }
@@ -63,7 +72,7 @@ impl From<ServiceRow> for Service {
 macro_rules! select_service {
     () => {
         "SELECT s.id, s.name, p.name AS project, s.repo, s.branch, s.dockerfile, s.context, \
-         s.compose, s.port, s.health_path, s.domain, s.cancel_running, s.created_at \
+         s.compose, s.port, s.health_path, s.domain, s.cancel_running, s.deploy, s.created_at \
          FROM services s JOIN projects p ON p.id = s.project_id"
     };
 }
@@ -79,8 +88,8 @@ impl Store {
                 .await?;
             let inserted = sqlx::query_as::<_, (i64,)>(
                 "INSERT INTO services (project_id, name, repo, repo_key, branch, dockerfile, context, \
-                 compose, port, health_path, domain, created_at, cancel_running) \
-                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM projects WHERE name = $1 \
+                 compose, port, health_path, domain, created_at, cancel_running, deploy) \
+                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM projects WHERE name = $1 \
                  RETURNING id",
             )
             .bind(&new.project)
@@ -96,6 +105,7 @@ impl Store {
             .bind(&new.domain)
             .bind(now)
             .bind(new.cancel_running)
+            .bind(serde_json::to_string(&new.deploy).expect("settings serialize"))
             .fetch_one(&mut *tx)
             .await;
             match inserted {

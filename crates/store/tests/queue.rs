@@ -32,6 +32,7 @@ async fn service(store: &Store, name: &str, repo: &str, branch: &str) -> i64 {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                deploy: Default::default(),
             },
             NOW,
         )
@@ -80,6 +81,7 @@ async fn service_names_are_unique_and_projects_are_created_on_demand() {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                deploy: Default::default(),
             },
             NOW,
         )

@@ -259,6 +259,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                             health_path,
                             domain,
                             cancel_running,
+                            deploy: None,
                         })
                         .await?;
                     print_one(&service, json, |service| {

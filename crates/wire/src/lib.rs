@@ -4,6 +4,10 @@
 //! frameworks. Every request type names its response type through [`ApiRequest`], so a client
 //! sends any of them through one generic function and the compiler checks the pairing.
 
+mod release;
+
+pub use release::*;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -152,6 +156,9 @@ pub struct Service {
     /// A newer push cancels running builds too, not only pending ones.
     #[serde(default)]
     pub cancel_running: bool,
+    /// How releases of the service are deployed.
+    #[serde(default)]
+    pub deploy: DeploySettings,
     pub created_at: String,
 }
 
@@ -178,6 +185,9 @@ pub struct CreateService {
     pub domain: Option<String>,
     #[serde(default)]
     pub cancel_running: bool,
+    /// Deploy settings; the defaults of [`DeploySettings`] when absent.
+    #[serde(default)]
+    pub deploy: Option<DeploySettings>,
 }
 
 impl ApiRequest for CreateService {

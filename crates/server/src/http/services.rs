@@ -9,7 +9,10 @@ use wharf_domain::names::{
     check_repo_path,
 };
 use wharf_store::{NewBuild, NewService, StoredEnv};
-use wharf_wire::{Build, BuildTrigger, CreateService, EnvVar, Service, SetEnv, TriggerBuild};
+use wharf_wire::{
+    Build, BuildTrigger, CreateService, DeploySettings, EnvVar, Service, SetEnv, Strategy,
+    TriggerBuild,
+};
 
 use crate::http::HttpError;
 use crate::http::auth::Admin;
@@ -59,6 +62,8 @@ fn validate(request: &CreateService) -> Result<NewService, HttpError> {
             "give either a Dockerfile or a compose file, not both".to_owned(),
         ));
     }
+    let deploy = request.deploy.clone().unwrap_or_default();
+    check_deploy_settings(&deploy, request.port)?;
     Ok(NewService {
         name: name.to_string(),
         project: project.to_string(),
@@ -72,7 +77,70 @@ fn validate(request: &CreateService) -> Result<NewService, HttpError> {
         health_path: request.health_path.clone(),
         domain: request.domain.clone(),
         cancel_running: request.cancel_running,
+        deploy,
     })
+}
+
+/// The compose permissions a service's owner can grant.
+pub(crate) const COMPOSE_PERMISSIONS: [&str; 6] = [
+    "privileged",
+    "cap_add",
+    "host_bind",
+    "socket",
+    "host_network",
+    "host_pid",
+];
+
+fn check_deploy_settings(deploy: &DeploySettings, port: Option<u16>) -> Result<(), HttpError> {
+    let bad = |message: String| Err(HttpError::BadRequest(message));
+    DnsLabel::parse("environment", &deploy.environment)?;
+    for host in &deploy.hosts {
+        let name = host.strip_prefix("label:").unwrap_or(host);
+        if name.is_empty()
+            || name.len() > 63
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return bad(format!(
+                "host {host:?} is neither an agent name nor label:NAME (letters, digits, '-', '_')"
+            ));
+        }
+    }
+    if !(1..=32).contains(&deploy.replicas) {
+        return bad("replicas must be between 1 and 32".to_owned());
+    }
+    if deploy.strategy == Some(Strategy::BlueGreen) && port.is_none() {
+        return bad(
+            "blue-green needs the service's port, to move traffic to the new version".to_owned(),
+        );
+    }
+    let health = &deploy.health;
+    if !(100..=599).contains(&health.status) {
+        return bad("the expected health status must be an HTTP status (100-599)".to_owned());
+    }
+    if health.interval_ms < 50 || health.timeout_ms < 50 {
+        return bad("health interval and timeout must be at least 50 ms".to_owned());
+    }
+    if health.deadline_ms < health.interval_ms || health.deadline_ms > 3_600_000 {
+        return bad(
+            "the health deadline must be at least one interval and at most an hour".to_owned(),
+        );
+    }
+    if deploy.drain_ms > 600_000 {
+        return bad("drain must be at most 10 minutes".to_owned());
+    }
+    if let Some(unknown) = deploy
+        .compose_allow
+        .iter()
+        .find(|permission| !COMPOSE_PERMISSIONS.contains(&permission.as_str()))
+    {
+        return bad(format!(
+            "unknown compose permission {unknown:?}; known: {}",
+            COMPOSE_PERMISSIONS.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 async fn create(
