@@ -8,5 +8,6 @@
 pub mod build;
 pub mod compose;
 pub mod names;
+pub mod release;
 pub mod signature;
 pub mod webhook;

@@ -342,6 +342,41 @@ pub fn check_http_path(what: &str, value: &str) -> Result<(), NameError> {
     }
 }
 
+/// An image reference to deploy (`registry/name:tag`, `name@sha256:…`): printable ASCII
+/// without spaces, not starting with `-` (it becomes a command argument), at most 512 bytes.
+pub fn check_image_ref(value: &str) -> Result<(), NameError> {
+    let ok = !value.is_empty()
+        && value.len() <= 512
+        && !value.starts_with('-')
+        && value.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError(format!(
+            "invalid image {}: expected a reference such as registry.example.com/team/web:v1",
+            quote(value)
+        )))
+    }
+}
+
+/// An image tag: letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, at most 128.
+pub fn check_image_tag(value: &str) -> Result<(), NameError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && !value.starts_with(['.', '-'])
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError(format!(
+            "invalid image tag {}: letters, digits, '_', '.' and '-', at most 128",
+            quote(value)
+        )))
+    }
+}
+
 /// A variable name: a letter or `_`, then letters, digits or `_`, at most 255 bytes.
 pub fn check_env_name(value: &str) -> Result<(), NameError> {
     let ok = !value.is_empty()

@@ -11,6 +11,7 @@ mod intake;
 mod jobs;
 mod metrics;
 mod queue;
+mod releases;
 mod sealing;
 
 use std::net::SocketAddr;
@@ -51,6 +52,9 @@ pub struct ServerConfig {
     pub max_log_bytes: i64,
     /// Seals secret values before they are stored.
     pub sealing_key: Arc<SealingKey>,
+    /// The registry builds push to (`WHARF_REGISTRY`), for deploy hooks that name only a
+    /// commit (`image_sha`); without it the service's last pushed image tells.
+    pub registry: Option<String>,
 }
 
 impl ServerConfig {
@@ -70,6 +74,7 @@ impl ServerConfig {
             max_claim_wait: Duration::from_secs(30),
             lease_check_interval: Duration::from_secs(1),
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            registry: None,
         }
     }
 }
@@ -93,6 +98,9 @@ pub(crate) struct AppState {
     pub deliveries: intake::DeliveryWriter,
     /// Rings when a build's log grows or its state changes.
     pub logs: Signal,
+    /// Builds completed, releases created, rollouts moved: wakes the release scheduler, the
+    /// agents waiting for rollouts and the deploy hooks waiting for an outcome.
+    pub releases: Signal,
     pub metrics: Arc<Metrics>,
 }
 
@@ -152,6 +160,7 @@ pub fn start(
         config: Arc::new(config),
         queue: Signal::new(),
         logs: Signal::new(),
+        releases: Signal::new(),
         metrics: Arc::new(Metrics::default()),
     };
     let task = tokio::spawn(run(listener, state, shutdown_rx));
@@ -168,12 +177,14 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let jobs = tokio::spawn(jobs::run(state.clone(), shutdown.clone()));
+    let scheduler = tokio::spawn(releases::run_scheduler(state.clone(), shutdown.clone()));
     let router = http::router(state);
     tracing::info!(addr = %listener.local_addr()?, "wharf server listening");
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { jobs::stopped(&mut shutdown).await })
         .await?;
     jobs.abort();
+    scheduler.abort();
     Ok(())
 }
 

@@ -391,7 +391,8 @@ impl Store {
                  image = COALESCE($8, image), digest = COALESCE($9, digest), \
                  failed_step = COALESCE($10, failed_step), failed_command = COALESCE($11, failed_command), \
                  exit_code = COALESCE($12, exit_code), output_tail = COALESCE($13, output_tail), \
-                 images = COALESCE($14, images), compose_file = COALESCE($15, compose_file) \
+                 images = COALESCE($14, images), compose_file = COALESCE($15, compose_file), \
+                 release_pending = ($1 = 'completed') \
                  WHERE id = $5 AND agent_id = $6 AND state = $7",
             )
             .bind(report.state.as_str())

@@ -16,6 +16,7 @@ mod deliveries;
 mod env;
 mod logs;
 mod migrate;
+mod releases;
 mod services;
 
 use std::str::FromStr;
@@ -31,6 +32,7 @@ pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
 pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
 pub use env::StoredEnv;
 pub use logs::AppendOutcome;
+pub use releases::{NO_HOSTS_REASON, NewRelease, RolloutRef, RolloutReport};
 pub use services::NewService;
 
 /// Where the store keeps its data.

@@ -151,3 +151,28 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("no service with id {id}")))
     }
 }
+
+impl Store {
+    /// Replaces a service's sealed CI deploy-hook secret.
+    pub async fn set_deploy_secret(&self, service_id: i64, sealed: &str) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE services SET deploy_secret = $1 WHERE id = $2")
+                .bind(sealed)
+                .bind(service_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// A service's sealed CI deploy-hook secret, when it has one.
+    pub async fn deploy_secret(&self, service_id: i64) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT deploy_secret FROM services WHERE id = $1")
+                .bind(service_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.and_then(|(sealed,)| sealed))
+    }
+}

@@ -4,16 +4,17 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use wharf_domain::names::RepoSource;
-use wharf_store::StateReport;
+use wharf_store::{RolloutReport, StateReport};
 use wharf_wire::{
     AgentSettings, AppendLogs, AppendLogsAnswer, Build, BuildArg, BuildJob, BuildSecret, Claim,
     ClaimBuild, CloneCredentials, Heartbeat, HeartbeatAnswer, RegisterAgent, RegistryLogin,
     ReportBuildState, SecretText, format_millis,
 };
+use wharf_wire::{ClaimRollout, ReleaseState, ReportRollout, Rollout, RolloutClaim, RolloutJob};
 
 use crate::http::HttpError;
 use crate::http::auth::AgentIdentity;
@@ -31,6 +32,9 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/agent/builds/{id}/clone-credentials",
             post(clone_credentials),
         )
+        .route("/v1/agent/rollouts/claim", post(claim_rollout))
+        .route("/v1/agent/rollouts/{id}/state", post(report_rollout))
+        .route("/v1/agent/desired", get(desired))
 }
 
 /// Claimers look at the queue at least this often even without a wake-up, which covers builds
@@ -74,6 +78,12 @@ async fn register(
         )
         .await?;
     tracing::info!(agent = %agent.name, labels = ?agent.labels, "agent registered");
+    // A (re)starting agent runs nothing: the rollouts it was in the middle of start over.
+    let reset = state.store.reset_rollouts(agent.id, now_millis()).await?;
+    if !reset.is_empty() {
+        tracing::warn!(agent = %agent.name, rollouts = ?reset, "agent restarted mid-rollout; rollouts start over");
+        state.releases.notify();
+    }
     let lease_ms = state.config.lease.as_millis() as u64;
     Ok(Json(AgentSettings {
         agent,
@@ -194,7 +204,7 @@ async fn build_variables(
 }
 
 /// The registry credentials of an installation, opened for the agent that builds for it.
-async fn registry_login(
+pub(crate) async fn registry_login(
     state: &AppState,
     installation_id: i64,
 ) -> Result<Option<RegistryLogin>, HttpError> {
@@ -270,6 +280,9 @@ async fn report_state(
         )
         .await?;
     state.logs.notify();
+    if build.state == wharf_wire::BuildState::Completed {
+        state.releases.notify();
+    }
     tracing::info!(build = id, agent = %agent.name, state = %build.state, "build state reported");
     Ok(Json(build))
 }
@@ -345,4 +358,95 @@ async fn clone_credentials(
             }))
         }
     }
+}
+
+async fn claim_rollout(
+    AgentIdentity(agent): AgentIdentity,
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<ClaimRollout>,
+) -> Result<Json<RolloutClaim>, HttpError> {
+    let wait = Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait);
+    let deadline = Instant::now() + wait;
+    let mut wake_ups = state.releases.subscribe();
+    loop {
+        wake_ups.borrow_and_update();
+        if let Some(claimed) = state.store.claim_rollout(agent.id, now_millis()).await? {
+            state.releases.notify();
+            match crate::releases::rollout_job(&state, claimed).await {
+                Ok(job) => {
+                    tracing::info!(rollout = claimed.rollout_id, release = claimed.release_id, agent = %agent.name, "rollout claimed");
+                    return Ok(Json(RolloutClaim { job: Some(job) }));
+                }
+                Err(error) => {
+                    // Without its secrets the release cannot run: it fails with the reason, and
+                    // nothing on the host was touched.
+                    tracing::error!(rollout = claimed.rollout_id, %error, "cannot hand out the rollout");
+                    let mut report = RolloutReport {
+                        agent_id: agent.id,
+                        rollout_id: claimed.rollout_id,
+                        state: ReleaseState::Failed,
+                        reason: Some(error.to_string()),
+                        probes: Vec::new(),
+                        log_tail: Vec::new(),
+                    };
+                    report.reason = report
+                        .reason
+                        .map(|reason| reason.chars().take(2000).collect());
+                    state.store.report_rollout(&report, now_millis()).await?;
+                    continue;
+                }
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(Json(RolloutClaim { job: None }));
+        }
+        let pause = (deadline - now).min(CLAIM_RECHECK);
+        let _ = tokio::time::timeout(pause, wake_ups.changed()).await;
+    }
+}
+
+async fn report_rollout(
+    AgentIdentity(agent): AgentIdentity,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBody(request): JsonBody<ReportRollout>,
+) -> Result<Json<Rollout>, HttpError> {
+    let line = |text: String| text.chars().take(2000).collect::<String>();
+    let rollout = state
+        .store
+        .report_rollout(
+            &RolloutReport {
+                agent_id: agent.id,
+                rollout_id: id,
+                state: request.state,
+                reason: request.reason.map(line),
+                probes: request.probes.into_iter().rev().take(50).rev().collect(),
+                log_tail: request
+                    .log_tail
+                    .into_iter()
+                    .rev()
+                    .take(100)
+                    .rev()
+                    .map(line)
+                    .collect(),
+            },
+            now_millis(),
+        )
+        .await?;
+    state.releases.notify();
+    tracing::info!(rollout = id, release = rollout.release_id, agent = %agent.name, state = %rollout.state, reason = rollout.reason.as_deref().unwrap_or(""), "rollout state reported");
+    Ok(Json(rollout))
+}
+
+/// What the agent's host should run now: a job for every release live on it.
+async fn desired(
+    AgentIdentity(agent): AgentIdentity,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<RolloutJob>>, HttpError> {
+    let mut jobs = Vec::new();
+    for rollout in state.store.live_rollouts(agent.id).await? {
+        jobs.push(crate::releases::rollout_job(&state, rollout).await?);
+    }
+    Ok(Json(jobs))
 }

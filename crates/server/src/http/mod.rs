@@ -7,6 +7,7 @@ mod builds;
 mod error;
 mod github_setup;
 mod health;
+mod releases;
 pub(crate) mod services;
 mod webhooks;
 
@@ -25,6 +26,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(builds::router())
         .merge(agents::router())
         .merge(agent_api::router())
+        .merge(releases::router())
         .merge(health::router())
         .fallback(|| async { HttpError::NotFound("no such endpoint".to_owned()) })
         .with_state(state)

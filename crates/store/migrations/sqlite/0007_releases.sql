@@ -16,6 +16,7 @@ CREATE TABLE releases (
     rollback_of  INTEGER,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,
+    live_at      INTEGER,                    -- when it first went live everywhere
     finished_at  INTEGER
 );
 CREATE INDEX releases_by_service ON releases (service_id, environment, id);
@@ -35,3 +36,8 @@ CREATE TABLE rollouts (
 );
 CREATE INDEX rollouts_by_agent_state ON rollouts (agent_id, state, id);
 CREATE INDEX rollouts_by_release ON rollouts (release_id);
+
+-- Completed builds the release scheduler has still to look at. Builds finished before releases
+-- existed are not deployed retroactively.
+ALTER TABLE builds ADD COLUMN release_pending BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE INDEX builds_release_pending ON builds (id) WHERE release_pending;

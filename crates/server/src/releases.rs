@@ -1,0 +1,203 @@
+//! Releases on the server side: the scheduler that turns completed builds into releases, and
+//! the jobs agents receive for them.
+//!
+//! The scheduler reads builds the store marked `release_pending` when they completed, so a
+//! crash between "build completed" and "release created" loses nothing: the mark and the
+//! release are written in one transaction. Several replicas may run it at once; the mark is a
+//! compare-and-set.
+
+use tokio::sync::watch;
+use wharf_store::{NewRelease, RolloutRef};
+use wharf_wire::{Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, Service};
+
+use crate::http::HttpError;
+use crate::http::agent_api::registry_login;
+use crate::{AppState, jobs, now_millis};
+
+/// Turns completed builds into releases until shutdown.
+pub(crate) async fn run_scheduler(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut wake_ups = state.releases.subscribe();
+    loop {
+        wake_ups.borrow_and_update();
+        if let Err(error) = schedule(&state).await {
+            tracing::error!(%error, "release scheduling failed; trying again shortly");
+        }
+        tokio::select! {
+            _ = wake_ups.changed() => {}
+            _ = tokio::time::sleep(state.config.lease_check_interval) => {}
+            _ = jobs::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// One pass: every completed build not looked at yet becomes a release, when its service
+/// deploys automatically, it built the tracked branch, and no newer build completed since.
+async fn schedule(state: &AppState) -> Result<(), HttpError> {
+    for build_id in state.store.builds_awaiting_release(100).await? {
+        let build = state.store.build(build_id).await?;
+        let service = state.store.service_by_id(build.service_id).await?;
+        let newest = state.store.latest_completed_build(service.id).await?;
+        let release = if !service.deploy.auto_deploy {
+            tracing::info!(build = build.id, service = %service.name, "auto-deploy is off; not releasing");
+            None
+        } else if build.branch.as_deref() != Some(service.branch.as_str()) {
+            None
+        } else if newest.is_some_and(|newest| newest > build.id) {
+            tracing::info!(build = build.id, service = %service.name, "a newer build completed; not releasing this one");
+            None
+        } else {
+            Some(new_release(&service, &build, ReleaseTrigger::Build)?)
+        };
+        if let Some(release) = state
+            .store
+            .release_build(build.id, release.as_ref(), now_millis())
+            .await?
+        {
+            announce(state, &release);
+        }
+    }
+    Ok(())
+}
+
+/// A release of a completed build's image.
+pub(crate) fn new_release(
+    service: &Service,
+    build: &Build,
+    trigger: ReleaseTrigger,
+) -> Result<NewRelease, HttpError> {
+    let image = build_image(build).ok_or_else(|| {
+        HttpError::Conflict(format!("build #{} has no pushed image to deploy", build.id))
+    })?;
+    Ok(NewRelease {
+        service_id: service.id,
+        environment: service.deploy.environment.clone(),
+        build_id: Some(build.id),
+        image,
+        trigger,
+        rollback_of: None,
+        hosts: service.deploy.hosts.clone(),
+    })
+}
+
+/// The reference hosts pull for a build: its repository pinned by digest, so what runs is
+/// exactly what was built even if the tag moves.
+fn build_image(build: &Build) -> Option<String> {
+    let image = build.image.as_deref()?;
+    match &build.digest {
+        Some(digest) => Some(format!("{}@{digest}", image_repository(image))),
+        None => Some(image.to_owned()),
+    }
+}
+
+/// `registry/project/service` of `registry/project/service:tag` (a registry's port is not a tag).
+pub(crate) fn image_repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rfind(':') {
+        Some(colon) if !image[colon..].contains('/') => &image[..colon],
+        _ => image,
+    }
+}
+
+/// Logs a new release and wakes the agents that wait for rollouts.
+pub(crate) fn announce(state: &AppState, release: &Release) {
+    tracing::info!(
+        release = release.id,
+        service = %release.service,
+        image = %release.image,
+        state = %release.state,
+        hosts = release.rollouts.len(),
+        "release created"
+    );
+    state.releases.notify();
+}
+
+/// Everything the agent needs to run `rollout` on its host.
+pub(crate) async fn rollout_job(
+    state: &AppState,
+    rollout: RolloutRef,
+) -> Result<RolloutJob, HttpError> {
+    let release = state.store.release(rollout.release_id).await?;
+    let service = state.store.service_by_id(release.service_id).await?;
+    let build = match release.build_id {
+        Some(id) => Some(state.store.build(id).await?),
+        None => None,
+    };
+    let registry_login = match build.as_ref().and_then(|build| build.installation_id) {
+        Some(installation_id) => registry_login(state, installation_id).await?,
+        None => None,
+    };
+    let compose = build
+        .as_ref()
+        .and_then(|build| build.compose_file.clone().map(|file| (file, build)));
+    let (compose_file, compose_images) = match compose {
+        Some((file, build)) => (
+            Some(file),
+            build
+                .images
+                .iter()
+                .filter_map(|image| {
+                    let component = image.component.clone()?;
+                    Some((
+                        component,
+                        format!("{}@{}", image_repository(&image.image), image.digest),
+                    ))
+                })
+                .collect(),
+        ),
+        None => (None, Vec::new()),
+    };
+    Ok(RolloutJob {
+        rollout_id: rollout.rollout_id,
+        release_id: release.id,
+        service: service.name.clone(),
+        project: service.project.clone(),
+        image: release.image,
+        port: service.port,
+        domains: service.domain.iter().cloned().collect(),
+        health_path: service.health_path.clone(),
+        env: runtime_env(state, service.id).await?,
+        settings: service.deploy,
+        registry_login,
+        compose_file,
+        compose_images,
+    })
+}
+
+/// The service's variables with their values, secrets opened, for the containers it runs.
+async fn runtime_env(state: &AppState, service_id: i64) -> Result<Vec<EnvVarValue>, HttpError> {
+    let mut env = Vec::new();
+    for variable in state.store.list_env(service_id).await? {
+        let value = match (variable.secret, variable.value, variable.sealed) {
+            (false, Some(value), _) => value,
+            (true, _, Some(sealed)) => state.config.sealing_key.open(
+                &crate::http::services::seal_context(service_id, &variable.name),
+                &sealed,
+            )?,
+            _ => continue,
+        };
+        env.push(EnvVarValue {
+            name: variable.name,
+            value: wharf_wire::SecretText::new(value),
+        });
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_repository;
+
+    #[test]
+    fn the_repository_of_an_image_drops_its_tag_or_digest_but_not_a_port() {
+        assert_eq!(
+            image_repository("127.0.0.1:5000/p/web:abc"),
+            "127.0.0.1:5000/p/web"
+        );
+        assert_eq!(
+            image_repository("127.0.0.1:5000/p/web"),
+            "127.0.0.1:5000/p/web"
+        );
+        assert_eq!(image_repository("reg/p/web@sha256:0123"), "reg/p/web");
+        assert_eq!(image_repository("reg/p/web:v1@sha256:0123"), "reg/p/web");
+    }
+}
