@@ -399,7 +399,7 @@ pub fn check_env_name(value: &str) -> Result<(), NameError> {
 }
 
 /// Quotes a user-given value for an error message, escaping control characters and cutting it short.
-fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     let shown: String = value.chars().take(100).collect();
     let suffix = if value.chars().count() > 100 {
         "…"
