@@ -107,3 +107,10 @@ CONF
 need_registry() {
     need_packages docker-registry
 }
+
+# need_caddy: Caddy, the edge that routes apps by host name. Debian's package would start a
+# system service where systemd runs; Wharf's agent talks to whichever Caddy answers on
+# WHARF_CADDY_ADMIN, or starts its own.
+need_caddy() {
+    need_packages caddy
+}

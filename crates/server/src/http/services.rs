@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use wharf_domain::compose_deploy::ComposePermission;
 use wharf_domain::names::{
     BranchName, CommitSha, DnsLabel, RepoSource, check_domain, check_env_name, check_http_path,
     check_repo_path,
@@ -81,16 +82,6 @@ fn validate(request: &CreateService) -> Result<NewService, HttpError> {
     })
 }
 
-/// The compose permissions a service's owner can grant.
-pub(crate) const COMPOSE_PERMISSIONS: [&str; 6] = [
-    "privileged",
-    "cap_add",
-    "host_bind",
-    "socket",
-    "host_network",
-    "host_pid",
-];
-
 fn check_deploy_settings(deploy: &DeploySettings, port: Option<u16>) -> Result<(), HttpError> {
     let bad = |message: String| Err(HttpError::BadRequest(message));
     DnsLabel::parse("environment", &deploy.environment)?;
@@ -133,11 +124,12 @@ fn check_deploy_settings(deploy: &DeploySettings, port: Option<u16>) -> Result<(
     if let Some(unknown) = deploy
         .compose_allow
         .iter()
-        .find(|permission| !COMPOSE_PERMISSIONS.contains(&permission.as_str()))
+        .find(|permission| ComposePermission::parse(permission).is_none())
     {
+        let known: Vec<&str> = ComposePermission::ALL.iter().map(|p| p.name()).collect();
         return bad(format!(
             "unknown compose permission {unknown:?}; known: {}",
-            COMPOSE_PERMISSIONS.join(", ")
+            known.join(", ")
         ));
     }
     Ok(())

@@ -1,0 +1,253 @@
+//! Releases on the backend the test run selects: hosts chosen by name or label, superseding,
+//! one rollout per host at a time, states derived from rollouts, restarts starting over.
+
+use wharf_store::testing::TestDatabase;
+use wharf_store::{NewRelease, NewService, RolloutReport, Store, StoreError, hash_token};
+use wharf_wire::{ReleaseState, ReleaseTrigger};
+
+const NOW: i64 = 1_800_000_000_000;
+
+async fn setup() -> (Store, TestDatabase, i64) {
+    let (store, database) = TestDatabase::create().await.expect("a fresh test database");
+    let service = store
+        .create_service(
+            &NewService {
+                name: "web".to_owned(),
+                project: "default".to_owned(),
+                repo: "acme/web".to_owned(),
+                repo_key: Some("acme/web".to_owned()),
+                branch: "main".to_owned(),
+                dockerfile: None,
+                context: None,
+                compose: None,
+                port: Some(8080),
+                health_path: None,
+                domain: None,
+                cancel_running: false,
+                deploy: Default::default(),
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    (store, database, service.id)
+}
+
+async fn agent(store: &Store, name: &str, labels: &[&str]) -> i64 {
+    let id = store
+        .create_agent(name, &hash_token(name), NOW)
+        .await
+        .unwrap()
+        .id;
+    let labels: Vec<String> = labels.iter().map(|label| (*label).to_owned()).collect();
+    store
+        .register_agent(id, &labels, None, None, NOW)
+        .await
+        .unwrap();
+    id
+}
+
+fn release(service_id: i64, image: &str, hosts: &[&str]) -> NewRelease {
+    NewRelease {
+        service_id,
+        environment: "production".to_owned(),
+        build_id: None,
+        image: image.to_owned(),
+        trigger: ReleaseTrigger::Manual,
+        rollback_of: None,
+        hosts: hosts.iter().map(|host| (*host).to_owned()).collect(),
+    }
+}
+
+fn report(agent_id: i64, rollout_id: i64, state: ReleaseState) -> RolloutReport {
+    RolloutReport {
+        agent_id,
+        rollout_id,
+        state,
+        reason: None,
+        probes: Vec::new(),
+        log_tail: Vec::new(),
+    }
+}
+
+async fn go_live(store: &Store, agent_id: i64) -> i64 {
+    let claimed = store.claim_rollout(agent_id, NOW).await.unwrap().unwrap();
+    for state in [
+        ReleaseState::Starting,
+        ReleaseState::HealthChecking,
+        ReleaseState::Live,
+    ] {
+        store
+            .report_rollout(&report(agent_id, claimed.rollout_id, state), NOW)
+            .await
+            .unwrap();
+    }
+    claimed.release_id
+}
+
+#[tokio::test]
+async fn a_release_reaches_every_matching_host_and_is_live_when_all_are() {
+    let (store, _db, web) = setup().await;
+    let a = agent(&store, "edge-a", &["deploy", "eu"]).await;
+    let b = agent(&store, "edge-b", &["deploy", "eu"]).await;
+    agent(&store, "builder", &["build"]).await;
+    let created = store
+        .create_release(&release(web, "r/web:1", &["label:eu"]), NOW)
+        .await
+        .unwrap();
+    assert_eq!(created.state, ReleaseState::Pending);
+    let hosts: Vec<&str> = created.rollouts.iter().map(|r| r.agent.as_str()).collect();
+    assert_eq!(hosts, vec!["edge-a", "edge-b"]);
+
+    go_live(&store, a).await;
+    let half = store.release(created.id).await.unwrap();
+    assert_eq!(half.state, ReleaseState::Pending, "edge-b has not started");
+    go_live(&store, b).await;
+    let whole = store.release(created.id).await.unwrap();
+    assert_eq!(whole.state, ReleaseState::Live);
+    assert!(whole.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn no_matching_host_fails_the_release_with_the_reason() {
+    let (store, _db, web) = setup().await;
+    let created = store
+        .create_release(&release(web, "r/web:1", &[]), NOW)
+        .await
+        .unwrap();
+    assert_eq!(created.state, ReleaseState::Failed);
+    assert!(
+        created.reason.unwrap().contains("the agent named local"),
+        "the default host is named"
+    );
+}
+
+#[tokio::test]
+async fn a_newer_release_supersedes_a_pending_one_and_a_host_rolls_out_one_at_a_time() {
+    let (store, _db, web) = setup().await;
+    let local = agent(&store, "local", &["deploy"]).await;
+    let first = store
+        .create_release(&release(web, "r/web:1", &[]), NOW)
+        .await
+        .unwrap();
+    let claimed = store.claim_rollout(local, NOW).await.unwrap().unwrap();
+    assert_eq!(claimed.release_id, first.id);
+    let second = store
+        .create_release(&release(web, "r/web:2", &[]), NOW)
+        .await
+        .unwrap();
+    let third = store
+        .create_release(&release(web, "r/web:3", &[]), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.release(second.id).await.unwrap().state,
+        ReleaseState::Superseded,
+        "pending, then replaced by a newer one"
+    );
+    assert_eq!(
+        store.release(first.id).await.unwrap().state,
+        ReleaseState::Pulling,
+        "a rollout under way finishes"
+    );
+    assert!(
+        store.claim_rollout(local, NOW).await.unwrap().is_none(),
+        "the host is busy with the first"
+    );
+    for state in [
+        ReleaseState::Starting,
+        ReleaseState::HealthChecking,
+        ReleaseState::Live,
+    ] {
+        store
+            .report_rollout(&report(local, claimed.rollout_id, state), NOW)
+            .await
+            .unwrap();
+    }
+    let next = store.claim_rollout(local, NOW).await.unwrap().unwrap();
+    assert_eq!(next.release_id, third.id);
+    store
+        .report_rollout(&report(local, next.rollout_id, ReleaseState::Starting), NOW)
+        .await
+        .unwrap();
+    store
+        .report_rollout(
+            &report(local, next.rollout_id, ReleaseState::HealthChecking),
+            NOW,
+        )
+        .await
+        .unwrap();
+    store
+        .report_rollout(&report(local, next.rollout_id, ReleaseState::Live), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.release(first.id).await.unwrap().state,
+        ReleaseState::Superseded,
+        "the newer live release replaced it"
+    );
+    assert_eq!(
+        store
+            .previous_live_release(web, "production")
+            .await
+            .unwrap(),
+        Some(first.id)
+    );
+    let listed = store.list_releases(web, 10).await.unwrap();
+    let ids: Vec<i64> = listed.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![third.id, second.id, first.id]);
+    assert_eq!(listed[0].rollouts.len(), 1);
+}
+
+#[tokio::test]
+async fn reports_are_checked_and_a_restart_starts_rollouts_over() {
+    let (store, _db, web) = setup().await;
+    let local = agent(&store, "local", &["deploy"]).await;
+    let other = agent(&store, "other", &["deploy"]).await;
+    let created = store
+        .create_release(&release(web, "r/web:1", &[]), NOW)
+        .await
+        .unwrap();
+    let claimed = store.claim_rollout(local, NOW).await.unwrap().unwrap();
+    let error = store
+        .report_rollout(
+            &report(other, claimed.rollout_id, ReleaseState::Starting),
+            NOW,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+    let error = store
+        .report_rollout(
+            &report(local, claimed.rollout_id, ReleaseState::Superseded),
+            NOW,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+    store
+        .report_rollout(
+            &report(local, claimed.rollout_id, ReleaseState::Starting),
+            NOW,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.reset_rollouts(local, NOW).await.unwrap(),
+        vec![claimed.rollout_id]
+    );
+    assert_eq!(
+        store.release(created.id).await.unwrap().state,
+        ReleaseState::Pending
+    );
+    let again = store.claim_rollout(local, NOW).await.unwrap().unwrap();
+    assert_eq!(again.rollout_id, claimed.rollout_id);
+    let mut rolled_back = report(local, again.rollout_id, ReleaseState::RolledBack);
+    rolled_back.reason = Some("GET / answered 404".to_owned());
+    store.report_rollout(&rolled_back, NOW).await.unwrap();
+    let ended = store.release(created.id).await.unwrap();
+    assert_eq!(ended.state, ReleaseState::RolledBack);
+    assert_eq!(ended.reason.as_deref(), Some("GET / answered 404"));
+    assert!(store.live_rollouts(local).await.unwrap().is_empty());
+}
