@@ -6,6 +6,7 @@
 //! its leases run out and the server hands its builds to another agent.
 
 mod builder;
+mod deployer;
 mod logs;
 mod runner;
 
@@ -17,11 +18,13 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio::sync::watch;
 use wharf_client::{ApiClient, ClientError};
-use wharf_wire::{AgentSettings, ClaimBuild, Heartbeat, RegisterAgent};
+use wharf_wire::{AgentSettings, ClaimBuild, ClaimRollout, DesiredState, Heartbeat, RegisterAgent};
 
 pub use builder::{BuilderConfig, ImageBuilder};
+pub use deployer::DeployConfig;
 pub use runner::{BuildContext, BuildRunner};
 pub use wharf_runtime::container::{RegistryCredentials, Runtime, RuntimeKind};
+pub use wharf_runtime::edge::EdgeConfig;
 
 /// How the agent reaches its server and where it works.
 #[derive(Clone)]
@@ -36,6 +39,19 @@ pub struct AgentConfig {
     pub work_dir: PathBuf,
     /// How long one claim request may wait on the server for work.
     pub claim_wait: Duration,
+    /// How this agent deploys; `None` (or no `deploy` label) means it only builds.
+    pub deploy: Option<DeployConfig>,
+}
+
+impl AgentConfig {
+    /// An agent without labels builds, as agents did before deploys existed.
+    fn builds(&self) -> bool {
+        self.labels.is_empty() || self.labels.iter().any(|label| label == "build")
+    }
+
+    fn deploys(&self) -> bool {
+        self.deploy.is_some() && self.labels.iter().any(|label| label == "deploy")
+    }
 }
 
 /// The builds this agent works on, each with the switch that stops it.
@@ -64,6 +80,40 @@ pub async fn run<R: BuildRunner>(
         Duration::from_millis(settings.heartbeat_ms),
         shutdown.clone(),
     ));
+    let deploys = match (&config.deploy, config.deploys()) {
+        (Some(deploy), true) => Some(tokio::spawn(deploy_loop(
+            client.clone(),
+            deployer::Deployer::new(
+                deploy.clone(),
+                client.clone(),
+                settings.agent.name.clone(),
+                config.work_dir.clone(),
+            ),
+            config.claim_wait,
+            shutdown.clone(),
+        ))),
+        _ => None,
+    };
+    if config.builds() {
+        build_loop(&client, &config, &settings, runner, &active, &mut shutdown).await;
+    }
+    if let Some(deploys) = deploys {
+        let _ = deploys.await;
+    }
+    heartbeats.abort();
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+/// Claims builds and runs them, one at a time, until shutdown.
+async fn build_loop<R: BuildRunner>(
+    client: &ApiClient,
+    config: &AgentConfig,
+    settings: &AgentSettings,
+    runner: R,
+    active: &ActiveBuilds,
+    shutdown: &mut watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(250);
     loop {
         if *shutdown.borrow() {
@@ -74,7 +124,7 @@ pub async fn run<R: BuildRunner>(
         };
         let answer = tokio::select! {
             answer = client.send_with_timeout(&request, config.claim_wait + Duration::from_secs(15)) => answer,
-            _ = stopped(&mut shutdown) => break,
+            _ = stopped(shutdown) => break,
         };
         match answer {
             Ok(claim) => {
@@ -82,7 +132,7 @@ pub async fn run<R: BuildRunner>(
                 let Some(job) = claim.job else { continue };
                 let build_id = job.build.id;
                 let (stop_sender, stop) = watch::channel(false);
-                lock(&active).insert(build_id, stop_sender);
+                lock(active).insert(build_id, stop_sender);
                 tracing::info!(build = build_id, service = %job.service.name, commit = %job.build.commit_sha, "build claimed");
                 let context = BuildContext {
                     client: client.clone(),
@@ -91,10 +141,67 @@ pub async fn run<R: BuildRunner>(
                     agent_name: settings.agent.name.clone(),
                 };
                 runner.run(job, context).await;
-                lock(&active).remove(&build_id);
+                lock(active).remove(&build_id);
             }
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "claim failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(shutdown) => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(15));
+            }
+        }
+    }
+}
+
+/// Makes the host run its live releases, then claims rollouts and runs them one at a time
+/// (two releases never roll out on one host at once) until shutdown.
+async fn deploy_loop(
+    client: ApiClient,
+    deployer: deployer::Deployer,
+    claim_wait: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let answer = tokio::select! {
+            answer = client.send(&DesiredState {}) => answer,
+            _ = stopped(&mut shutdown) => return,
+        };
+        match answer {
+            Ok(desired) => {
+                deployer.reconcile(desired).await;
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read what this host should run; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(&mut shutdown) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(15));
+            }
+        }
+    }
+    backoff = Duration::from_millis(250);
+    loop {
+        let request = ClaimRollout {
+            wait_ms: claim_wait.as_millis() as u64,
+        };
+        let answer = tokio::select! {
+            answer = client.send_with_timeout(&request, claim_wait + Duration::from_secs(15)) => answer,
+            _ = stopped(&mut shutdown) => break,
+        };
+        match answer {
+            Ok(claim) => {
+                backoff = Duration::from_millis(250);
+                if let Some(job) = claim.job {
+                    deployer.run(job).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "rollout claim failed");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stopped(&mut shutdown) => break,
@@ -103,9 +210,7 @@ pub async fn run<R: BuildRunner>(
             }
         }
     }
-    heartbeats.abort();
-    tracing::info!("agent stopped");
-    Ok(())
+    deployer.shutdown().await;
 }
 
 /// Registers, retrying while the server is unreachable; a refused token ends the agent.

@@ -174,6 +174,163 @@ impl Runtime {
     }
 }
 
+/// A container to start, detached.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerRun<'a> {
+    pub name: &'a str,
+    pub image: &'a str,
+    pub labels: &'a [(String, String)],
+    /// Variables from a file, so their values never show in the process list.
+    pub env_file: Option<&'a Path>,
+    /// `(host port, container port)`, published on 127.0.0.1 only: the edge proxies to it.
+    pub publish: Option<(u16, u16)>,
+    /// Replaces the image's command.
+    pub command: Option<&'a [String]>,
+}
+
+impl Runtime {
+    /// `run -d`: starts a container and prints its id.
+    pub fn run_container(&self, run: &ContainerRun<'_>) -> CommandSpec {
+        let mut spec = self
+            .command()
+            .args(["run", "--detach", "--name"])
+            .arg(run.name);
+        for (key, value) in run.labels {
+            spec = spec.arg("--label").arg(format!("{key}={value}"));
+        }
+        if let Some(file) = run.env_file {
+            spec = spec.arg("--env-file").arg(file);
+        }
+        if let Some((host, container)) = run.publish {
+            spec = spec
+                .arg("--publish")
+                .arg(format!("127.0.0.1:{host}:{container}"));
+        }
+        spec = spec.arg("--").arg(run.image);
+        if let Some(command) = run.command {
+            spec = spec.args(command);
+        }
+        spec
+    }
+
+    /// Stops a container, giving it `grace` seconds after SIGTERM before SIGKILL.
+    pub fn stop_container(&self, name: &str, grace_secs: u64) -> CommandSpec {
+        self.command()
+            .args(["stop", "--time"])
+            .arg(grace_secs.to_string())
+            .arg("--")
+            .arg(name)
+    }
+
+    /// Starts a stopped container again.
+    pub fn start_container(&self, name: &str) -> CommandSpec {
+        self.command().args(["start", "--"]).arg(name)
+    }
+
+    /// Removes a container, killing it at once if it runs (Podman would otherwise wait out
+    /// the stop timeout for programs that ignore SIGTERM).
+    pub fn remove_container(&self, name: &str) -> CommandSpec {
+        let spec = self.command().args(["rm", "--force"]);
+        let spec = match self.kind {
+            RuntimeKind::Podman => spec.args(["--time", "0"]),
+            RuntimeKind::Docker => spec,
+        };
+        spec.arg("--").arg(name)
+    }
+
+    /// The names of every container (running or not) with label `key=value`, one per line.
+    pub fn containers_labelled(&self, key: &str, value: &str) -> CommandSpec {
+        self.command()
+            .args([
+                "ps",
+                "--all",
+                "--no-trunc",
+                "--format",
+                "{{.Names}}",
+                "--filter",
+            ])
+            .arg(format!("label={key}={value}"))
+    }
+
+    /// One line per container: name, status, exit code, then its labels as JSON, tab-separated.
+    pub fn inspect_containers(&self, names: &[String]) -> CommandSpec {
+        self.command()
+            .args([
+                "container",
+                "inspect",
+                "--format",
+                "{{.Name}}\t{{.State.Status}}\t{{.State.ExitCode}}\t{{json .Config.Labels}}",
+                "--",
+            ])
+            .args(names)
+    }
+
+    /// The image's `HEALTHCHECK` as JSON (`null` when it has none).
+    pub fn image_healthcheck(&self, image: &str) -> CommandSpec {
+        self.command()
+            .args([
+                "image",
+                "inspect",
+                "--format",
+                "{{json .Config.Healthcheck}}",
+                "--",
+            ])
+            .arg(image)
+    }
+
+    /// Runs a command inside a running container (a health check's test).
+    pub fn exec(&self, name: &str, command: &[String]) -> CommandSpec {
+        self.command().args(["exec", "--"]).arg(name).args(command)
+    }
+
+    /// The container's last `lines` lines of output.
+    pub fn logs_tail(&self, name: &str, lines: usize) -> CommandSpec {
+        self.command()
+            .args(["logs", "--tail"])
+            .arg(lines.to_string())
+            .arg("--")
+            .arg(name)
+    }
+
+    /// Images with label `key=value`: id, reference and creation time, tab-separated.
+    pub fn images_labelled(&self, key: &str, value: &str) -> CommandSpec {
+        self.command()
+            .args([
+                "images",
+                "--no-trunc",
+                "--format",
+                "{{.ID}}\t{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}",
+                "--filter",
+            ])
+            .arg(format!("label={key}={value}"))
+    }
+
+    /// Removes an image, unless a container still uses it.
+    pub fn remove_image(&self, image: &str) -> CommandSpec {
+        self.command().args(["rmi", "--"]).arg(image)
+    }
+
+    /// `pull` with registry credentials from an auth file.
+    pub fn pull_with_auth(&self, reference: &str, auth_file: Option<&Path>) -> CommandSpec {
+        let spec = self.pull(reference);
+        match auth_file {
+            None => spec,
+            Some(auth_file) => match self.kind {
+                RuntimeKind::Podman => {
+                    let mut args = spec.args.clone();
+                    args.insert(1, "--authfile".into());
+                    args.insert(2, auth_file.into());
+                    CommandSpec::new("podman").args(args)
+                }
+                RuntimeKind::Docker => CommandSpec::new("docker")
+                    .arg("--config")
+                    .arg(auth_file.parent().unwrap_or(Path::new(".")))
+                    .args(spec.args.clone()),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 pub mod container;
+pub mod edge;
 pub mod files;
 pub mod git;
 pub mod process;

@@ -13,6 +13,10 @@ use wharf_wire::{
     ListBuilds, ListEnv, ListServices, LogStream, RetryBuild, SecretText, Service, SetEnv,
     SetRegistryLogin, ShowBuild, TriggerBuild, UnsetEnv,
 };
+use wharf_wire::{
+    DeployService, DeploySettings, ListReleases, Release, ReleaseState, RollbackService,
+    RotateDeploySecret, ShowRelease, Strategy,
+};
 
 /// Where the server is and how to authenticate.
 #[derive(Args, Debug, Clone)]
@@ -41,6 +45,8 @@ impl Connection {
     }
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ClientCommand {
     /// Create and list services.
@@ -94,6 +100,40 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Deploy a service without rebuilding: its latest completed build, a given build, or
+    /// an image; waits for the outcome unless told not to.
+    Deploy {
+        service: String,
+        /// The build whose image to deploy.
+        #[arg(long, conflicts_with = "image")]
+        build: Option<i64>,
+        /// An image reference to deploy.
+        #[arg(long)]
+        image: Option<String>,
+        #[command(flatten)]
+        wait: WaitFlags,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Deploy an earlier release's image again: by default the one live before the current.
+    Rollback {
+        service: String,
+        /// The release to go back to.
+        #[arg(long)]
+        to: Option<i64>,
+        #[command(flatten)]
+        wait: WaitFlags,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List a service's releases, newest first.
+    Releases {
+        service: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Issue agent tokens and list agents.
     Agents {
         #[command(subcommand)]
@@ -141,7 +181,16 @@ pub enum ServiceCommand {
         /// A newer push also cancels running builds, not only pending ones.
         #[arg(long)]
         cancel_running: bool,
+        #[command(flatten)]
+        deploy: DeployFlags,
         /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new secret for the CI deploy hook (`POST /deploy`) and print it once; the old
+    /// one stops working.
+    DeploySecret {
+        name: String,
         #[arg(long)]
         json: bool,
     },
@@ -150,6 +199,105 @@ pub enum ServiceCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How a service deploys (`wharf service create`); each default is the documented one.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DeployFlags {
+    /// The environment releases go to.
+    #[arg(long)]
+    environment: Option<String>,
+    /// Agent names or label:NAME to run on (repeat or comma-separate); default: the agent named local.
+    #[arg(long = "host", value_delimiter = ',')]
+    hosts: Vec<String>,
+    /// Containers per host.
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// blue-green or recreate (default: blue-green with a port, recreate without).
+    #[arg(long)]
+    strategy: Option<String>,
+    /// Completed builds do not deploy by themselves.
+    #[arg(long)]
+    no_auto_deploy: bool,
+    /// Milliseconds the old version keeps its in-flight requests after traffic moved.
+    #[arg(long)]
+    drain_ms: Option<u64>,
+    /// The HTTP status the health probe expects.
+    #[arg(long)]
+    health_status: Option<u16>,
+    #[arg(long)]
+    health_interval_ms: Option<u64>,
+    #[arg(long)]
+    health_timeout_ms: Option<u64>,
+    /// Failed probes in a row that make the new version unhealthy (0: until the deadline).
+    #[arg(long)]
+    health_retries: Option<u32>,
+    #[arg(long)]
+    health_start_period_ms: Option<u64>,
+    /// The new version must be healthy within this many milliseconds.
+    #[arg(long)]
+    health_deadline_ms: Option<u64>,
+    /// Images kept on each host for rollback besides the live one.
+    #[arg(long)]
+    keep_images: Option<u32>,
+    /// What a compose file may ask for: privileged, cap_add, host_bind, socket, host_network, host_pid.
+    #[arg(long, value_delimiter = ',')]
+    compose_allow: Vec<String>,
+}
+
+impl DeployFlags {
+    fn settings(self) -> anyhow::Result<DeploySettings> {
+        let mut settings = DeploySettings::default();
+        if let Some(environment) = self.environment {
+            settings.environment = environment;
+        }
+        settings.hosts = self.hosts;
+        if let Some(replicas) = self.replicas {
+            settings.replicas = replicas;
+        }
+        if let Some(strategy) = self.strategy {
+            settings.strategy = Some(Strategy::parse(&strategy).with_context(|| {
+                format!("unknown strategy {strategy:?}: use blue-green or recreate")
+            })?);
+        }
+        settings.auto_deploy = !self.no_auto_deploy;
+        let health = &mut settings.health;
+        for (value, field) in [
+            (self.health_interval_ms, &mut health.interval_ms),
+            (self.health_timeout_ms, &mut health.timeout_ms),
+            (self.health_start_period_ms, &mut health.start_period_ms),
+            (self.health_deadline_ms, &mut health.deadline_ms),
+        ] {
+            if let Some(value) = value {
+                *field = value;
+            }
+        }
+        if let Some(status) = self.health_status {
+            health.status = status;
+        }
+        if let Some(retries) = self.health_retries {
+            health.retries = retries;
+        }
+        if let Some(drain) = self.drain_ms {
+            settings.drain_ms = drain;
+        }
+        if let Some(keep) = self.keep_images {
+            settings.keep_images = keep;
+        }
+        settings.compose_allow = self.compose_allow;
+        Ok(settings)
+    }
+}
+
+/// Whether a deploy or rollback waits for its outcome.
+#[derive(Args, Debug, Clone)]
+pub struct WaitFlags {
+    /// Return once the release is created instead of following it to its outcome.
+    #[arg(long)]
+    no_wait: bool,
+    /// Print the release as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -244,6 +392,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                     health_path,
                     domain,
                     cancel_running,
+                    deploy,
                     json,
                 } => {
                     let service = client
@@ -259,13 +408,26 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                             health_path,
                             domain,
                             cancel_running,
-                            deploy: None,
+                            deploy: Some(deploy.settings()?),
                         })
                         .await?;
                     print_one(&service, json, |service| {
                         format!(
                             "Created service {} ({}, branch {}) in project {}\n",
                             service.name, service.repo, service.branch, service.project
+                        )
+                    })
+                }
+                ServiceCommand::DeploySecret { name, json } => {
+                    let secret = client
+                        .send(&RotateDeploySecret {
+                            service: name.clone(),
+                        })
+                        .await?;
+                    print_one(&secret, json, |secret| {
+                        format!(
+                            "The deploy secret of {name}, shown only now (the previous one no longer works):\n\n    {}\n\nSign POST /deploy bodies with it (X-Hub-Signature-256: sha256=HMAC-SHA256 of the body).\n",
+                            secret.secret.expose()
                         )
                     })
                 }
@@ -378,6 +540,41 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        ClientCommand::Deploy {
+            service,
+            build,
+            image,
+            wait,
+            connection,
+        } => {
+            let client = connection.client()?;
+            let release = client
+                .send(&DeployService {
+                    service,
+                    build,
+                    image,
+                })
+                .await?;
+            follow_release(&client, release, wait).await
+        }
+        ClientCommand::Rollback {
+            service,
+            to,
+            wait,
+            connection,
+        } => {
+            let client = connection.client()?;
+            let release = client.send(&RollbackService { service, to }).await?;
+            follow_release(&client, release, wait).await
+        }
+        ClientCommand::Releases {
+            service,
+            json,
+            connection,
+        } => {
+            let releases = connection.client()?.send(&ListReleases { service }).await?;
+            print_list(&releases, json, releases_table)
+        }
         ClientCommand::Agents {
             command,
             connection,
@@ -400,6 +597,70 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Prints each state a release passes through until it settles; a release that did not go
+/// live is an error (exit code 1) carrying its reason.
+async fn follow_release(
+    client: &ApiClient,
+    mut release: Release,
+    wait: WaitFlags,
+) -> anyhow::Result<()> {
+    if !wait.json {
+        emit(&format!(
+            "Release #{} of {}: {} ({})\n",
+            release.id, release.service, release.image, release.state
+        ))?;
+    }
+    let mut shown = release.state;
+    while !wait.no_wait && !release.state.is_settled() {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        release = client.send(&ShowRelease { id: release.id }).await?;
+        if release.state != shown && !wait.json {
+            emit(&format!("  {}\n", release.state))?;
+        }
+        shown = release.state;
+    }
+    if wait.json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&release)?))?;
+    }
+    match release.state {
+        ReleaseState::Failed | ReleaseState::RolledBack | ReleaseState::Superseded => {
+            anyhow::bail!(
+                "release #{} {}: {}",
+                release.id,
+                release.state,
+                release.reason.as_deref().unwrap_or("no reason given")
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+fn releases_table(releases: &[Release]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        vec![
+            "ID", "STATE", "TRIGGER", "BUILD", "IMAGE", "CREATED", "REASON",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect(),
+    ];
+    for release in releases {
+        rows.push(vec![
+            release.id.to_string(),
+            release.state.to_string(),
+            release.trigger.as_str().to_owned(),
+            release
+                .build_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            release.image.clone(),
+            release.created_at.clone(),
+            release.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    rows
 }
 
 fn print_one<T: Serialize>(

@@ -43,6 +43,9 @@ const FILE_KEYS: &[&str] = &[
     "registry_username",
     "registry_password",
     "registry_password_file",
+    "caddy_admin",
+    "edge_listen",
+    "stop_grace",
 ];
 
 /// Reads the TOML file named by `--config` or `WHARF_CONFIG` (if any) and sets each of its keys
@@ -340,6 +343,16 @@ pub struct BuildArgs {
     /// A file holding the registry password.
     #[arg(long, env = "WHARF_REGISTRY_PASSWORD_FILE")]
     pub registry_password_file: Option<PathBuf>,
+    /// Caddy's admin API, which routes the apps' host names; when none answers there and
+    /// `caddy` is installed, the agent starts one itself.
+    #[arg(long, env = "WHARF_CADDY_ADMIN", default_value = "127.0.0.1:2019")]
+    pub caddy_admin: String,
+    /// Where the edge serves the apps (Caddy's listen syntax, such as `:80`).
+    #[arg(long, env = "WHARF_EDGE_LISTEN", default_value = ":80")]
+    pub edge_listen: String,
+    /// Seconds a stopping container gets between SIGTERM and SIGKILL.
+    #[arg(long, env = "WHARF_STOP_GRACE", default_value_t = 10)]
+    pub stop_grace: u64,
 }
 
 impl BuildArgs {
@@ -372,6 +385,27 @@ impl BuildArgs {
             timeout: Duration::from_secs(self.build_timeout),
             registry_credentials,
         })
+    }
+}
+
+impl BuildArgs {
+    /// How the agent deploys; the edge keeps its files under `state_dir`.
+    pub fn deployer(
+        &self,
+        builder: &wharf_agent::BuilderConfig,
+        state_dir: PathBuf,
+    ) -> wharf_agent::DeployConfig {
+        wharf_agent::DeployConfig {
+            runtime: builder.runtime.clone(),
+            edge: wharf_agent::EdgeConfig {
+                admin: self.caddy_admin.clone(),
+                listen: self.edge_listen.clone(),
+                caddy_bin: PathBuf::from("caddy"),
+                state_dir,
+            },
+            registry_credentials: builder.registry_credentials.clone(),
+            stop_grace: Duration::from_secs(self.stop_grace),
+        }
     }
 }
 

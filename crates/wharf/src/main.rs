@@ -135,8 +135,10 @@ async fn start_server(
     args: &ServerArgs,
     store: Store,
     admin_token: SecretString,
+    registry: Option<String>,
 ) -> anyhow::Result<wharf_server::RunningServer> {
-    let server_config = args.server_config(admin_token)?;
+    let mut server_config = args.server_config(admin_token)?;
+    server_config.registry = registry;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -148,7 +150,11 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         "no admin token: set WHARF_TOKEN (or WHARF_TOKEN_FILE); `wharf up` generates one for you",
     )?;
     let store = open_store(&args).await?;
-    let server = start_server(&args, store, admin_token).await?;
+    // The same variable agents push to, for deploy hooks that name only a commit.
+    let registry = std::env::var("WHARF_REGISTRY")
+        .ok()
+        .filter(|value| !value.is_empty());
+    let server = start_server(&args, store, admin_token, registry).await?;
     let mut shutdown = shutdown_signal();
     let handle = server.shutdown_handle();
     tokio::spawn(async move {
@@ -161,18 +167,21 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 async fn run_agent(args: AgentArgs, build: BuildArgs) -> anyhow::Result<()> {
     let token = config::secret(args.token.clone(), args.token_file.clone(), "the agent token")?
         .context("no agent token: pass --token or set WHARF_AGENT_TOKEN (issue one with `wharf agents create NAME`)")?;
+    let work_dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| config::default_work_dir(None));
+    let builder_config = build.builder(None)?;
     let agent_config = AgentConfig {
         server: args.server.clone(),
         token,
         labels: args.labels.clone(),
-        work_dir: args
-            .work_dir
-            .clone()
-            .unwrap_or_else(|| config::default_work_dir(None)),
+        deploy: Some(build.deployer(&builder_config, work_dir.join("edge"))),
+        work_dir,
         claim_wait: Duration::from_secs(25),
     };
     let builder = ImageBuilder {
-        config: build.builder(None)?,
+        config: builder_config,
     };
     wharf_agent::run(agent_config, builder, shutdown_signal()).await
 }
@@ -224,20 +233,6 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     let admin_token = up_admin_token(&args)?;
     let store = open_store(&args).await?;
     let agent_token = wharf_server::issue_agent_token(&store, "local").await?;
-    let server = start_server(&args, store, admin_token).await?;
-    let server_url = format!("http://{}", server.addr);
-    eprintln!(
-        "Wharf is up: {server_url} (data in {})",
-        args.data_dir.display()
-    );
-    let shutdown = shutdown_signal();
-    let agent_config = AgentConfig {
-        server: server_url,
-        token: SecretString::from(agent_token),
-        labels: vec!["build".to_owned(), "deploy".to_owned()],
-        work_dir: config::default_work_dir(Some(&args.data_dir)),
-        claim_wait: Duration::from_secs(25),
-    };
     // With no registry configured, `wharf up` runs one on this machine (its data in the data
     // directory), so a first push has somewhere to go.
     let mut local_registry = None;
@@ -258,6 +253,22 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
             ),
         }
     }
+    let server = start_server(&args, store, admin_token, builder_config.registry.clone()).await?;
+    let server_url = format!("http://{}", server.addr);
+    eprintln!(
+        "Wharf is up: {server_url} (data in {})",
+        args.data_dir.display()
+    );
+    let shutdown = shutdown_signal();
+    let work_dir = config::default_work_dir(Some(&args.data_dir));
+    let agent_config = AgentConfig {
+        server: server_url,
+        token: SecretString::from(agent_token),
+        labels: vec!["build".to_owned(), "deploy".to_owned()],
+        deploy: Some(build.deployer(&builder_config, args.data_dir.join("edge"))),
+        work_dir,
+        claim_wait: Duration::from_secs(25),
+    };
     let builder = ImageBuilder {
         config: builder_config,
     };

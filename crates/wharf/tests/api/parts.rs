@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::sync::watch;
-use wharf_agent::{AgentConfig, BuilderConfig, ImageBuilder, Runtime, RuntimeKind};
+use wharf_agent::{
+    AgentConfig, BuilderConfig, DeployConfig, EdgeConfig, ImageBuilder, Runtime, RuntimeKind,
+};
 use wharf_runtime::registry::LocalRegistry;
 
 use crate::helpers::TestApp;
@@ -72,6 +74,7 @@ pub async fn start_agent_with(app: &TestApp, token: String, config: BuilderConfi
         labels: vec!["build".to_owned()],
         work_dir: work_dir.path().to_path_buf(),
         claim_wait: Duration::from_secs(5),
+        deploy: None,
     };
     let task = tokio::spawn(wharf_agent::run(
         agent_config,
@@ -102,4 +105,105 @@ pub async fn podman(args: &[&str]) -> (bool, String, String) {
 /// Debian's static busybox, the only program test images contain.
 pub fn busybox() -> Vec<u8> {
     std::fs::read("/bin/busybox").expect("busybox-static is installed (scripts/test installs it)")
+}
+
+/// A free port on 127.0.0.1 (nobody listens there right now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An in-process agent that builds and deploys, with a Caddy of its own (started on first
+/// need) whose admin API and app listener are on free ports.
+pub struct DeployAgent {
+    pub name: String,
+    /// `127.0.0.1:PORT`, where the edge serves the apps.
+    pub edge_listen: String,
+    pub agent: RunningAgent,
+    _edge_dir: tempfile::TempDir,
+}
+
+/// How a test agent deploys: Podman, plain HTTP to the test registry, an edge on free ports.
+pub fn deploy_config(edge_dir: &std::path::Path) -> (DeployConfig, String, String) {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = DeployConfig {
+        runtime: Runtime {
+            kind: RuntimeKind::Podman,
+            insecure_registry: true,
+        },
+        edge: EdgeConfig {
+            admin: admin.clone(),
+            listen: listen.clone(),
+            caddy_bin: "caddy".into(),
+            state_dir: edge_dir.to_path_buf(),
+        },
+        registry_credentials: None,
+        stop_grace: Duration::from_secs(1),
+    };
+    (config, admin, listen)
+}
+
+pub async fn start_deploy_agent(app: &TestApp, name: &str, registry: Option<&str>) -> DeployAgent {
+    let token = app.create_agent(name).await;
+    let edge_dir = tempfile::tempdir().unwrap();
+    let (deploy, _admin, listen) = deploy_config(edge_dir.path());
+    let work_dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let agent_config = AgentConfig {
+        server: app.url.clone(),
+        token: SecretString::from(token),
+        labels: vec!["build".to_owned(), "deploy".to_owned()],
+        work_dir: work_dir.path().to_path_buf(),
+        claim_wait: Duration::from_secs(5),
+        deploy: Some(deploy),
+    };
+    let task = tokio::spawn(wharf_agent::run(
+        agent_config,
+        ImageBuilder {
+            config: builder_config(registry, Duration::from_secs(180)),
+        },
+        stopped,
+    ));
+    DeployAgent {
+        name: name.to_owned(),
+        edge_listen: listen,
+        agent: RunningAgent {
+            stop,
+            task,
+            work_dir,
+        },
+        _edge_dir: edge_dir,
+    }
+}
+
+impl DeployAgent {
+    /// Stops the agent (and the Caddy it started) and removes the containers it ran.
+    pub async fn stop(self) {
+        self.agent.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.agent.task)
+            .await
+            .expect("the agent stops")
+            .unwrap()
+            .unwrap();
+        remove_agent_containers(&self.name).await;
+    }
+}
+
+/// Removes every container Wharf ran for agent `name`.
+pub async fn remove_agent_containers(name: &str) {
+    let (_, ids, _) = podman(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        &format!("label=wharf.deploy.agent={name}"),
+    ])
+    .await;
+    for id in ids.lines() {
+        let _ = podman(&["rm", "--force", "--time", "0", id]).await;
+    }
 }

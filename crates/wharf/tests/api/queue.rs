@@ -339,6 +339,7 @@ async fn a_running_agent_claims_and_reports_and_survives_a_server_restart_wait()
         labels: vec!["build".to_owned()],
         work_dir: std::env::temp_dir(),
         claim_wait: Duration::from_secs(5),
+        deploy: None,
     };
     // An agent with no registry to push to fails each build at once, saying so.
     let builder = wharf_agent::ImageBuilder {

@@ -1,0 +1,1045 @@
+//! Running releases on this host: pull first, start the new version, health-check it, move
+//! traffic (blue-green) or replace (recreate), roll back when it is unhealthy, clean up.
+//!
+//! Every container Wharf starts carries `wharf.deploy.*` labels (agent, service, release,
+//! replica, published port). They are the agent's only memory: a restarted agent finds its
+//! containers by label and adopts them instead of starting them again, and cleanup never
+//! touches a container or image without Wharf's labels.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+use wharf_client::ApiClient;
+use wharf_runtime::container::{ContainerRun, RegistryCredentials, Runtime};
+use wharf_runtime::edge::{Edge, EdgeConfig};
+use wharf_runtime::process::{self, CommandSpec};
+use wharf_wire::{HealthSettings, ProbeResult, ReleaseState, ReportRollout, RolloutJob, Strategy};
+
+/// How this agent deploys.
+#[derive(Clone)]
+pub struct DeployConfig {
+    pub runtime: Runtime,
+    /// The Caddy the agent routes through (and starts when none answers).
+    pub edge: EdgeConfig,
+    /// The agent's own registry login, for pulls; a release's installation login wins.
+    pub registry_credentials: Option<RegistryCredentials>,
+    /// How long a stopped container gets between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+}
+
+const LABEL_AGENT: &str = "wharf.deploy.agent";
+const LABEL_SERVICE: &str = "wharf.deploy.service";
+const LABEL_RELEASE: &str = "wharf.deploy.release";
+const LABEL_REPLICA: &str = "wharf.deploy.replica";
+const LABEL_PORT: &str = "wharf.deploy.port";
+/// The label builds put on images, which cleanup selects by.
+const IMAGE_LABEL_SERVICE: &str = "wharf.service";
+
+/// How long one runtime command (pull aside) may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+const PULL_TIMEOUT: Duration = Duration::from_secs(900);
+/// Log lines of an unhealthy container kept on its rollout.
+const LOG_TAIL_LINES: usize = 30;
+/// Probe results kept on a rollout.
+const PROBES_KEPT: usize = 20;
+
+/// A container of this agent, as found on the host.
+#[derive(Debug, Clone)]
+struct Found {
+    name: String,
+    running: bool,
+    exit_code: i64,
+    service: String,
+    release: Option<i64>,
+    port: Option<u16>,
+}
+
+/// A new container of a rollout.
+#[derive(Debug, Clone)]
+struct Started {
+    name: String,
+    port: Option<u16>,
+}
+
+/// Why a step failed, in one line for the rollout's reason.
+#[derive(Debug)]
+struct StepError(String);
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a new version proves it is healthy.
+#[derive(Debug, Clone)]
+enum Probe {
+    /// The image's own HEALTHCHECK command, run inside the container.
+    Exec(Vec<String>),
+    /// An HTTP GET of this path on the published port.
+    Http(String),
+    /// No port and no HEALTHCHECK: still running after the start period.
+    Running,
+}
+
+/// A version that did not become healthy.
+struct Unhealthy {
+    reason: String,
+    probes: Vec<ProbeResult>,
+    log_tail: Vec<String>,
+}
+
+pub(crate) struct Deployer {
+    config: DeployConfig,
+    client: ApiClient,
+    agent: String,
+    work_dir: PathBuf,
+    /// Shared with the background tasks that retire old versions.
+    edge: Arc<OnceCell<Edge>>,
+    http: reqwest::Client,
+}
+
+impl Deployer {
+    pub(crate) fn new(
+        config: DeployConfig,
+        client: ApiClient,
+        agent: String,
+        work_dir: PathBuf,
+    ) -> Deployer {
+        Deployer {
+            config,
+            client,
+            agent,
+            work_dir,
+            edge: Arc::new(OnceCell::new()),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .expect("an HTTP client builds"),
+        }
+    }
+
+    /// Stops the Caddy this agent started, if it started one.
+    pub(crate) async fn shutdown(&self) {
+        if let Some(edge) = self.edge.get() {
+            edge.shutdown().await;
+        }
+    }
+
+    async fn edge(&self) -> Result<&Edge, StepError> {
+        self.edge
+            .get_or_try_init(|| Edge::connect_or_start(self.config.edge.clone()))
+            .await
+            .map_err(|error| StepError(format!("the edge (Caddy) is not available: {error}")))
+    }
+
+    /// Makes the host run what the server says is live on it: containers of live releases
+    /// that still run are adopted (their routes put back), stopped ones started again,
+    /// missing ones started afresh; containers of anything else are removed.
+    pub(crate) async fn reconcile(&self, desired: Vec<RolloutJob>) {
+        let found = match self.my_containers(None).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(%error, "cannot list this agent's containers; not reconciling");
+                return;
+            }
+        };
+        let wanted: BTreeSet<i64> = desired.iter().map(|job| job.release_id).collect();
+        for stray in found.iter().filter(|found| {
+            !found
+                .release
+                .is_some_and(|release| wanted.contains(&release))
+        }) {
+            tracing::info!(container = %stray.name, service = %stray.service, "removing a container of no live release");
+            self.remove(&stray.name).await;
+        }
+        for job in desired {
+            let mine: Vec<&Found> = found
+                .iter()
+                .filter(|found| found.release == Some(job.release_id))
+                .collect();
+            let mut running: Vec<Started> = Vec::new();
+            for container in &mine {
+                if !container.running {
+                    tracing::info!(container = %container.name, "starting a stopped container of a live release");
+                    if let Err(error) = self
+                        .cmd(
+                            self.config.runtime.start_container(&container.name),
+                            COMMAND_TIMEOUT,
+                        )
+                        .await
+                    {
+                        tracing::warn!(container = %container.name, %error, "cannot start it; it will be replaced");
+                        self.remove(&container.name).await;
+                        continue;
+                    }
+                }
+                running.push(Started {
+                    name: container.name.clone(),
+                    port: container.port,
+                });
+            }
+            let outcome = if running.len() >= job.settings.replicas as usize {
+                tracing::info!(service = %job.service, release = job.release_id, containers = running.len(), "adopted the running release");
+                self.route(&job, &running).await
+            } else {
+                tracing::warn!(service = %job.service, release = job.release_id, "the live release is not running here; starting it");
+                for container in &running {
+                    self.remove(&container.name).await;
+                }
+                self.restore(&job).await
+            };
+            if let Err(error) = outcome {
+                tracing::error!(service = %job.service, release = job.release_id, %error, "cannot bring the live release back");
+            }
+        }
+    }
+
+    /// Starts a live release that is missing from the host, with no report (it is live already).
+    async fn restore(&self, job: &RolloutJob) -> Result<(), StepError> {
+        self.pull(job).await?;
+        let started = self.start_all(job).await?;
+        match self.wait_healthy(job, &started).await {
+            Ok(_) => self.route(job, &started).await,
+            Err(unhealthy) => {
+                for container in &started {
+                    self.remove(&container.name).await;
+                }
+                Err(StepError(unhealthy.reason))
+            }
+        }
+    }
+
+    /// Runs one claimed rollout to its end, reporting every step.
+    pub(crate) async fn run(&self, job: RolloutJob) {
+        let strategy = job.settings.strategy_for(job.port);
+        tracing::info!(rollout = job.rollout_id, release = job.release_id, service = %job.service, image = %job.image, strategy = strategy.as_str(), "rollout started");
+        let outcome = match strategy {
+            Strategy::BlueGreen => self.blue_green(&job).await,
+            Strategy::Recreate => self.recreate(&job).await,
+        };
+        let report = match outcome {
+            Ok(probes) => ReportRollout {
+                probes,
+                ..ReportRollout::new(job.rollout_id, ReleaseState::Live)
+            },
+            Err(Outcome::PullFailed(error)) => ReportRollout {
+                reason: Some(format!("the image could not be pulled: {error}")),
+                ..ReportRollout::new(job.rollout_id, ReleaseState::Failed)
+            },
+            Err(Outcome::RolledBack(unhealthy)) => ReportRollout {
+                reason: Some(unhealthy.reason),
+                probes: unhealthy.probes,
+                log_tail: unhealthy.log_tail,
+                ..ReportRollout::new(job.rollout_id, ReleaseState::RolledBack)
+            },
+        };
+        tracing::info!(rollout = job.rollout_id, state = %report.state, reason = report.reason.as_deref().unwrap_or(""), "rollout ended");
+        self.report(report).await;
+    }
+
+    /// Pull; start the new beside the old; health-check; move traffic; drain and stop the old.
+    async fn blue_green(&self, job: &RolloutJob) -> Result<Vec<ProbeResult>, Outcome> {
+        self.pull(job).await.map_err(Outcome::PullFailed)?;
+        let old = self.service_containers(job).await;
+        self.remove_leftovers(job, &old).await;
+        self.step(job, ReleaseState::Starting).await;
+        let started = self.start_all(job).await.map_err(Outcome::not_started)?;
+        self.step(job, ReleaseState::HealthChecking).await;
+        let probes = match self.wait_healthy(job, &started).await {
+            Ok(probes) => probes,
+            Err(unhealthy) => {
+                // The old version never stopped serving: only the new one goes.
+                for container in &started {
+                    self.remove(&container.name).await;
+                }
+                return Err(Outcome::RolledBack(unhealthy));
+            }
+        };
+        if let Err(error) = self.route(job, &started).await {
+            for container in &started {
+                self.remove(&container.name).await;
+            }
+            return Err(Outcome::not_started(error));
+        }
+        self.retire(job, old);
+        Ok(probes)
+    }
+
+    /// Pull; stop the old; start the new; health-check; on failure start the old again.
+    async fn recreate(&self, job: &RolloutJob) -> Result<Vec<ProbeResult>, Outcome> {
+        self.pull(job).await.map_err(Outcome::PullFailed)?;
+        let old = self.service_containers(job).await;
+        self.remove_leftovers(job, &old).await;
+        let old: Vec<Found> = old
+            .into_iter()
+            .filter(|found| found.release != Some(job.release_id))
+            .collect();
+        self.step(job, ReleaseState::Starting).await;
+        for container in old.iter().filter(|found| found.running) {
+            let _ = self
+                .cmd(
+                    self.config
+                        .runtime
+                        .stop_container(&container.name, self.config.stop_grace.as_secs()),
+                    COMMAND_TIMEOUT,
+                )
+                .await;
+        }
+        let outcome = match self.start_all(job).await {
+            Ok(started) => {
+                self.step(job, ReleaseState::HealthChecking).await;
+                match self.wait_healthy(job, &started).await {
+                    Ok(probes) => match self.route(job, &started).await {
+                        Ok(()) => Ok(probes),
+                        Err(error) => Err((started, Outcome::not_started(error))),
+                    },
+                    Err(unhealthy) => Err((started, Outcome::RolledBack(unhealthy))),
+                }
+            }
+            Err(error) => Err((Vec::new(), Outcome::not_started(error))),
+        };
+        match outcome {
+            Ok(probes) => {
+                for container in &old {
+                    self.remove(&container.name).await;
+                }
+                self.cleanup_images(job).await;
+                Ok(probes)
+            }
+            Err((started, failure)) => {
+                for container in &started {
+                    self.remove(&container.name).await;
+                }
+                let mut restored = Vec::new();
+                for container in old.iter().filter(|found| found.running) {
+                    match self
+                        .cmd(
+                            self.config.runtime.start_container(&container.name),
+                            COMMAND_TIMEOUT,
+                        )
+                        .await
+                    {
+                        Ok(_) => restored.push(Started {
+                            name: container.name.clone(),
+                            port: container.port,
+                        }),
+                        Err(error) => {
+                            tracing::error!(container = %container.name, %error, "cannot start the previous version again")
+                        }
+                    }
+                }
+                if !restored.is_empty()
+                    && let Err(error) = self.route(job, &restored).await
+                {
+                    tracing::error!(%error, "cannot route back to the previous version");
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Reports a step; a report that cannot reach the server is logged, not fatal.
+    async fn step(&self, job: &RolloutJob, state: ReleaseState) {
+        self.report(ReportRollout::new(job.rollout_id, state)).await;
+    }
+
+    async fn report(&self, report: ReportRollout) {
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 1..=5 {
+            match self.client.send(&report).await {
+                Ok(_) => return,
+                Err(error) if attempt == 5 => {
+                    tracing::error!(rollout = report.id, state = %report.state, %error, "cannot report the rollout's state");
+                }
+                Err(error) => {
+                    tracing::warn!(rollout = report.id, %error, "rollout report failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+    }
+
+    async fn pull(&self, job: &RolloutJob) -> Result<(), StepError> {
+        let dir = self.job_dir(job);
+        let credentials = job
+            .registry_login
+            .as_ref()
+            .map(|login| RegistryCredentials {
+                username: login.username.clone(),
+                password: login.password.expose().to_owned().into(),
+            })
+            .or_else(|| self.config.registry_credentials.clone());
+        let auth_file = match &credentials {
+            Some(credentials) => {
+                let path = dir.join("auth").join("config.json");
+                tokio::fs::create_dir_all(dir.join("auth"))
+                    .await
+                    .map_err(|error| {
+                        StepError(format!("cannot create {}: {error}", dir.display()))
+                    })?;
+                let registry = image_registry(&job.image);
+                wharf_runtime::files::write_private_file(
+                    &path,
+                    credentials.auth_file_json(registry).as_bytes(),
+                )
+                .map_err(|error| StepError(format!("cannot write the registry login: {error}")))?;
+                Some(path)
+            }
+            None => None,
+        };
+        let outcome = self
+            .cmd(
+                self.config
+                    .runtime
+                    .pull_with_auth(&job.image, auth_file.as_deref()),
+                PULL_TIMEOUT,
+            )
+            .await;
+        let _ = tokio::fs::remove_dir_all(dir.join("auth")).await;
+        outcome.map(|_| ())
+    }
+
+    /// Starts the release's replicas, each on a free port of 127.0.0.1 when it has a port.
+    async fn start_all(&self, job: &RolloutJob) -> Result<Vec<Started>, StepError> {
+        let dir = self.job_dir(job);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|error| StepError(format!("cannot create {}: {error}", dir.display())))?;
+        let env_file = dir.join("env");
+        let mut env = String::new();
+        for variable in &job.env {
+            let value = variable.value.expose();
+            if value.contains('\n') {
+                return Err(StepError(format!(
+                    "variable {} holds a line break, which a container cannot receive",
+                    variable.name
+                )));
+            }
+            env.push_str(&format!("{}={value}\n", variable.name));
+        }
+        wharf_runtime::files::write_private_file(&env_file, env.as_bytes())
+            .map_err(|error| StepError(format!("cannot write the variables file: {error}")))?;
+        let mut started = Vec::new();
+        let mut failure = None;
+        for replica in 0..job.settings.replicas {
+            match self.start_one(job, replica, &env_file).await {
+                Ok(container) => started.push(container),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        // The runtime read the file when it created the containers.
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        match failure {
+            None => Ok(started),
+            Some(error) => {
+                for container in &started {
+                    self.remove(&container.name).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn start_one(
+        &self,
+        job: &RolloutJob,
+        replica: u32,
+        env_file: &Path,
+    ) -> Result<Started, StepError> {
+        let name = format!(
+            "wharf-{}-{}-r{}-{replica}",
+            self.agent, job.service, job.release_id
+        );
+        let mut last_error = None;
+        // A free port can be taken by someone else between the look and the start: try again.
+        for _ in 0..3 {
+            let publish = match job.port {
+                Some(container_port) => Some((free_port()?, container_port)),
+                None => None,
+            };
+            let mut labels = vec![
+                (LABEL_AGENT.to_owned(), self.agent.clone()),
+                (LABEL_SERVICE.to_owned(), job.service.clone()),
+                (LABEL_RELEASE.to_owned(), job.release_id.to_string()),
+                (LABEL_REPLICA.to_owned(), replica.to_string()),
+            ];
+            if let Some((host_port, _)) = publish {
+                labels.push((LABEL_PORT.to_owned(), host_port.to_string()));
+            }
+            let run = ContainerRun {
+                name: &name,
+                image: &job.image,
+                labels: &labels,
+                env_file: Some(env_file),
+                publish,
+                command: None,
+            };
+            match self
+                .cmd(self.config.runtime.run_container(&run), COMMAND_TIMEOUT)
+                .await
+            {
+                Ok(_) => {
+                    return Ok(Started {
+                        name,
+                        port: publish.map(|(host, _)| host),
+                    });
+                }
+                Err(error) => {
+                    self.remove(&name).await;
+                    let retry = error.0.contains("address already in use");
+                    last_error = Some(StepError(format!("cannot start the new version: {error}")));
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| StepError("cannot start the new version".to_owned())))
+    }
+
+    /// Waits until every new container passes its probe, or decides it is unhealthy.
+    async fn wait_healthy(
+        &self,
+        job: &RolloutJob,
+        started: &[Started],
+    ) -> Result<Vec<ProbeResult>, Unhealthy> {
+        let health = &job.settings.health;
+        let probe = self.probe_for(job).await;
+        let begun = Instant::now();
+        let deadline = begun + Duration::from_millis(health.deadline_ms);
+        let start_period = Duration::from_millis(health.start_period_ms);
+        let interval = Duration::from_millis(health.interval_ms);
+        let mut probes: Vec<ProbeResult> = Vec::new();
+        let mut failures_in_a_row = 0u32;
+        let mut healthy: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let round = Instant::now();
+            let mut detail = String::new();
+            let mut exited = None;
+            for container in started {
+                if healthy.contains(&container.name) {
+                    continue;
+                }
+                match self.probe_once(&probe, container, health, begun).await {
+                    Ok(()) => {
+                        healthy.insert(container.name.clone());
+                    }
+                    Err(why) => {
+                        detail = why;
+                        if let Some(code) = self.exit_code_if_stopped(&container.name).await {
+                            exited = Some((container.name.clone(), code));
+                        }
+                        break;
+                    }
+                }
+            }
+            let all_healthy = healthy.len() == started.len();
+            let after_ms = begun.elapsed().as_millis() as u64;
+            probes.push(ProbeResult {
+                after_ms,
+                healthy: all_healthy,
+                detail: if all_healthy {
+                    probe_success(&probe, health)
+                } else {
+                    detail.clone()
+                },
+            });
+            if probes.len() > PROBES_KEPT {
+                probes.remove(0);
+            }
+            if all_healthy {
+                return Ok(probes);
+            }
+            let unhealthy = |reason: String, probes: Vec<ProbeResult>| async move {
+                Unhealthy {
+                    log_tail: self.log_tail(started).await,
+                    reason,
+                    probes,
+                }
+            };
+            if let Some((name, code)) = exited {
+                return Err(unhealthy(
+                    format!(
+                        "the new version exited with code {code} ({name}) before it was healthy"
+                    ),
+                    probes,
+                )
+                .await);
+            }
+            if begun.elapsed() >= start_period {
+                failures_in_a_row += 1;
+                if health.retries > 0 && failures_in_a_row >= health.retries {
+                    return Err(unhealthy(
+                        format!(
+                            "{failures_in_a_row} health probes in a row failed; last: {detail}"
+                        ),
+                        probes,
+                    )
+                    .await);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(unhealthy(
+                    format!(
+                        "not healthy within {} ms; last probe: {detail}",
+                        health.deadline_ms
+                    ),
+                    probes,
+                )
+                .await);
+            }
+            let next = (round + interval).min(deadline);
+            tokio::time::sleep_until(next.into()).await;
+        }
+    }
+
+    async fn probe_for(&self, job: &RolloutJob) -> Probe {
+        let check = self
+            .cmd(
+                self.config.runtime.image_healthcheck(&job.image),
+                COMMAND_TIMEOUT,
+            )
+            .await
+            .ok()
+            .and_then(|json| healthcheck_command(json.trim()));
+        match (check, job.port) {
+            (Some(command), _) => Probe::Exec(command),
+            (None, Some(_)) => {
+                Probe::Http(job.health_path.clone().unwrap_or_else(|| "/".to_owned()))
+            }
+            (None, None) => Probe::Running,
+        }
+    }
+
+    async fn probe_once(
+        &self,
+        probe: &Probe,
+        container: &Started,
+        health: &HealthSettings,
+        begun: Instant,
+    ) -> Result<(), String> {
+        let timeout = Duration::from_millis(health.timeout_ms);
+        match probe {
+            Probe::Http(path) => {
+                let port = container.port.ok_or("no published port")?;
+                let url = format!("http://127.0.0.1:{port}{path}");
+                match self.http.get(&url).timeout(timeout).send().await {
+                    Ok(response) if response.status().as_u16() == health.status => Ok(()),
+                    Ok(response) => Err(format!(
+                        "GET {path} answered {} (expected {})",
+                        response.status().as_u16(),
+                        health.status
+                    )),
+                    Err(error) if error.is_timeout() => Err(format!(
+                        "GET {path} timed out after {} ms",
+                        health.timeout_ms
+                    )),
+                    Err(error) if error.is_connect() => {
+                        Err(format!("GET {path}: connection refused"))
+                    }
+                    Err(error) => Err(format!("GET {path}: {error}")),
+                }
+            }
+            Probe::Exec(command) => {
+                match process::output(
+                    &self.config.runtime.exec(&container.name, command),
+                    timeout,
+                    16 * 1024,
+                )
+                .await
+                {
+                    Ok((0, _, _)) => Ok(()),
+                    Ok((-1, _, _)) => Err(format!(
+                        "HEALTHCHECK timed out after {} ms",
+                        health.timeout_ms
+                    )),
+                    Ok((code, stdout, stderr)) => Err(format!(
+                        "HEALTHCHECK exited {code}: {}",
+                        last_line(&stdout, &stderr)
+                    )),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            Probe::Running => {
+                let settle = Duration::from_millis(health.start_period_ms.max(health.interval_ms));
+                if let Some(code) = self.exit_code_if_stopped(&container.name).await {
+                    return Err(format!("exited with code {code}"));
+                }
+                if begun.elapsed() >= settle {
+                    Ok(())
+                } else {
+                    Err("running; waiting out the start period".to_owned())
+                }
+            }
+        }
+    }
+
+    /// The exit code of a container that is no longer running.
+    async fn exit_code_if_stopped(&self, name: &str) -> Option<i64> {
+        let found = self.inspect(&[name.to_owned()]).await.ok()?;
+        let container = found.into_iter().next()?;
+        (!container.running).then_some(container.exit_code)
+    }
+
+    async fn log_tail(&self, started: &[Started]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for container in started {
+            if let Ok((_, stdout, stderr)) = process::output(
+                &self
+                    .config
+                    .runtime
+                    .logs_tail(&container.name, LOG_TAIL_LINES),
+                COMMAND_TIMEOUT,
+                64 * 1024,
+            )
+            .await
+            {
+                lines.extend(
+                    stdout
+                        .lines()
+                        .chain(stderr.lines())
+                        .map(|line| line.chars().take(500).collect::<String>()),
+                );
+            }
+        }
+        let skip = lines.len().saturating_sub(LOG_TAIL_LINES);
+        lines.split_off(skip)
+    }
+
+    /// Points the service's route at the given containers.
+    async fn route(&self, job: &RolloutJob, containers: &[Started]) -> Result<(), StepError> {
+        if job.domains.is_empty() || job.port.is_none() {
+            return Ok(());
+        }
+        let upstreams: Vec<String> = containers
+            .iter()
+            .filter_map(|container| container.port)
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        self.edge()
+            .await?
+            .set_route(&route_id(&job.service), &job.domains, &upstreams)
+            .await
+            .map_err(|error| StepError(format!("cannot route traffic to the new version: {error}")))
+    }
+
+    /// After traffic moved: the old containers keep their in-flight requests for the drain
+    /// time, then stop and go, and old images are pruned. Runs in the background so the next
+    /// rollout need not wait; a restart in between removes them anyway (they are no live
+    /// release's).
+    fn retire(&self, job: &RolloutJob, old: Vec<Found>) {
+        let old: Vec<Found> = old
+            .into_iter()
+            .filter(|found| found.release != Some(job.release_id))
+            .collect();
+        let drain = Duration::from_millis(job.settings.drain_ms);
+        let deployer = self.clone_for_background();
+        let job = job.clone();
+        tokio::spawn(async move {
+            if !old.is_empty() {
+                tokio::time::sleep(drain).await;
+            }
+            for container in &old {
+                let _ = deployer
+                    .cmd(
+                        deployer
+                            .config
+                            .runtime
+                            .stop_container(&container.name, deployer.config.stop_grace.as_secs()),
+                        COMMAND_TIMEOUT,
+                    )
+                    .await;
+                deployer.remove(&container.name).await;
+                tracing::info!(container = %container.name, "old version stopped and removed");
+            }
+            deployer.cleanup_images(&job).await;
+        });
+    }
+
+    fn clone_for_background(&self) -> Deployer {
+        Deployer {
+            config: self.config.clone(),
+            client: self.client.clone(),
+            agent: self.agent.clone(),
+            work_dir: self.work_dir.clone(),
+            edge: self.edge.clone(),
+            http: self.http.clone(),
+        }
+    }
+
+    /// Keeps the images of the service's containers and the `keep_images` newest others;
+    /// removes older images that carry the service's build label. Nothing without Wharf's
+    /// labels is touched, and an image a container still uses stays.
+    async fn cleanup_images(&self, job: &RolloutJob) {
+        let Ok(listing) = self
+            .cmd(
+                self.config
+                    .runtime
+                    .images_labelled(IMAGE_LABEL_SERVICE, &job.service),
+                COMMAND_TIMEOUT,
+            )
+            .await
+        else {
+            return;
+        };
+        let mut images: Vec<(String, String)> = listing
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split('\t');
+                let id = fields.next()?.to_owned();
+                let _reference = fields.next()?;
+                let created = fields.next()?.to_owned();
+                Some((id, created))
+            })
+            .collect();
+        images.sort_by(|a, b| b.1.cmp(&a.1));
+        images.dedup_by(|a, b| a.0 == b.0);
+        // The live image is the newest; it and `keep_images` more stay.
+        for (id, _) in images.iter().skip(1 + job.settings.keep_images as usize) {
+            match self
+                .cmd(self.config.runtime.remove_image(id), COMMAND_TIMEOUT)
+                .await
+            {
+                Ok(_) => tracing::info!(service = %job.service, image = %id, "old image removed"),
+                Err(error) => tracing::debug!(image = %id, %error, "old image kept"),
+            }
+        }
+    }
+
+    /// The service's containers on this host.
+    async fn service_containers(&self, job: &RolloutJob) -> Vec<Found> {
+        match self.my_containers(Some(&job.service)).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the service's containers");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Containers of this very release left by an interrupted attempt: nothing runs twice.
+    async fn remove_leftovers(&self, job: &RolloutJob, found: &[Found]) {
+        for container in found
+            .iter()
+            .filter(|found| found.release == Some(job.release_id))
+        {
+            tracing::info!(container = %container.name, "removing what an interrupted attempt left");
+            self.remove(&container.name).await;
+        }
+    }
+
+    async fn my_containers(&self, service: Option<&str>) -> Result<Vec<Found>, StepError> {
+        let names = self
+            .cmd(
+                self.config
+                    .runtime
+                    .containers_labelled(LABEL_AGENT, &self.agent),
+                COMMAND_TIMEOUT,
+            )
+            .await?;
+        let names: Vec<String> = names
+            .lines()
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self.inspect(&names).await?;
+        Ok(found
+            .into_iter()
+            .filter(|found| service.is_none_or(|service| found.service == service))
+            .collect())
+    }
+
+    async fn inspect(&self, names: &[String]) -> Result<Vec<Found>, StepError> {
+        let text = self
+            .cmd(
+                self.config.runtime.inspect_containers(names),
+                COMMAND_TIMEOUT,
+            )
+            .await?;
+        Ok(text.lines().filter_map(parse_inspect_line).collect())
+    }
+
+    async fn remove(&self, name: &str) {
+        if let Err(error) = self
+            .cmd(self.config.runtime.remove_container(name), COMMAND_TIMEOUT)
+            .await
+        {
+            tracing::debug!(container = name, %error, "container not removed");
+        }
+    }
+
+    fn job_dir(&self, job: &RolloutJob) -> PathBuf {
+        self.work_dir.join(format!("deploy-{}", job.rollout_id))
+    }
+
+    /// Runs a short runtime command; a failure carries its last output line.
+    async fn cmd(&self, spec: CommandSpec, timeout: Duration) -> Result<String, StepError> {
+        match process::output(&spec, timeout, 4 * 1024 * 1024).await {
+            Ok((0, stdout, _)) => Ok(stdout),
+            Ok((-1, _, _)) => Err(StepError(format!(
+                "`{}` did not finish within {} s",
+                spec.display(),
+                timeout.as_secs()
+            ))),
+            Ok((code, stdout, stderr)) => Err(StepError(format!(
+                "`{}` exited {code}: {}",
+                spec.display(),
+                last_line(&stdout, &stderr)
+            ))),
+            Err(error) => Err(StepError(error.to_string())),
+        }
+    }
+}
+
+/// How a rollout that did not go live ended.
+enum Outcome {
+    /// Nothing running was touched.
+    PullFailed(StepError),
+    /// The new version went; the old one serves.
+    RolledBack(Unhealthy),
+}
+
+impl Outcome {
+    fn not_started(error: StepError) -> Outcome {
+        Outcome::RolledBack(Unhealthy {
+            reason: error.0,
+            probes: Vec::new(),
+            log_tail: Vec::new(),
+        })
+    }
+}
+
+/// The edge route of a service.
+fn route_id(service: &str) -> String {
+    format!("wharf-{service}")
+}
+
+fn probe_success(probe: &Probe, health: &HealthSettings) -> String {
+    match probe {
+        Probe::Http(path) => format!("GET {path} answered {}", health.status),
+        Probe::Exec(_) => "HEALTHCHECK passed".to_owned(),
+        Probe::Running => "running".to_owned(),
+    }
+}
+
+/// The command of an image's HEALTHCHECK (`{"Test": ["CMD", …]}`), or `None` when it has
+/// none or disables it.
+fn healthcheck_command(json: &str) -> Option<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Healthcheck {
+        #[serde(rename = "Test", default)]
+        test: Vec<String>,
+    }
+    let check: Option<Healthcheck> = serde_json::from_str(json).ok()?;
+    let test = check?.test;
+    match test.first().map(String::as_str) {
+        Some("CMD") if test.len() > 1 => Some(test[1..].to_vec()),
+        Some("CMD-SHELL") if test.len() == 2 => {
+            Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), test[1].clone()])
+        }
+        _ => None,
+    }
+}
+
+/// `name \t status \t exit code \t labels-json` from `container inspect`.
+fn parse_inspect_line(line: &str) -> Option<Found> {
+    let mut fields = line.splitn(4, '\t');
+    let name = fields.next()?.trim_start_matches('/').to_owned();
+    let status = fields.next()?;
+    let exit_code = fields.next()?.trim().parse().unwrap_or(-1);
+    let labels: HashMap<String, String> = serde_json::from_str(fields.next()?).ok()?;
+    Some(Found {
+        name,
+        running: status == "running",
+        exit_code,
+        service: labels.get(LABEL_SERVICE)?.clone(),
+        release: labels.get(LABEL_RELEASE).and_then(|id| id.parse().ok()),
+        port: labels.get(LABEL_PORT).and_then(|port| port.parse().ok()),
+    })
+}
+
+/// The registry host of an image reference (`docker.io` when it names none).
+fn image_registry(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
+    }
+}
+
+fn last_line(stdout: &str, stderr: &str) -> String {
+    stderr
+        .lines()
+        .chain(stdout.lines())
+        .rfind(|line| !line.trim().is_empty())
+        .unwrap_or("no output")
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// A port of 127.0.0.1 nobody listens on right now.
+fn free_port() -> Result<u16, StepError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|error| StepError(format!("no free port: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthchecks_become_commands() {
+        assert_eq!(
+            healthcheck_command(r#"{"Test":["CMD","/bin/busybox","true"],"Interval":1000000000}"#),
+            Some(vec!["/bin/busybox".to_owned(), "true".to_owned()])
+        );
+        assert_eq!(
+            healthcheck_command(r#"{"Test":["CMD-SHELL","curl -f localhost"]}"#),
+            Some(vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                "curl -f localhost".to_owned()
+            ])
+        );
+        assert_eq!(healthcheck_command(r#"{"Test":["NONE"]}"#), None);
+        assert_eq!(healthcheck_command("null"), None);
+    }
+
+    #[test]
+    fn inspect_lines_give_wharf_containers_only() {
+        let line = "/wharf-a-web-r3-0\trunning\t0\t{\"wharf.deploy.service\":\"web\",\"wharf.deploy.release\":\"3\",\"wharf.deploy.port\":\"4100\"}";
+        let found = parse_inspect_line(line).unwrap();
+        assert_eq!(found.name, "wharf-a-web-r3-0");
+        assert!(found.running);
+        assert_eq!(found.release, Some(3));
+        assert_eq!(found.port, Some(4100));
+        assert!(parse_inspect_line("x\texited\t1\t{\"other\":\"label\"}").is_none());
+    }
+
+    #[test]
+    fn registries_are_read_from_image_references() {
+        assert_eq!(
+            image_registry("127.0.0.1:5000/p/web@sha256:00"),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(image_registry("ghcr.io/team/web:v1"), "ghcr.io");
+        assert_eq!(image_registry("library/busybox"), "docker.io");
+    }
+}

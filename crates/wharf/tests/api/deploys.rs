@@ -1,0 +1,707 @@
+//! Deploys with real parts: Podman, a real registry, a real Caddy started by the agent, and
+//! the stand-in's git server. A push goes live by host name; an unhealthy version is rolled
+//! back while the old one answers every request; a failed pull touches nothing; a killed agent
+//! converges without duplicates; the CI hook answers by outcome.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::helpers::{Options, TestApp, push_payload, spawn_app_with};
+use crate::parts::{
+    DeployAgent, Registry, busybox, free_port, podman, remove_agent_containers, start_deploy_agent,
+};
+
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// A busybox web server whose `/` answers `body`; `healthy: false` serves nothing at `/`
+/// (404), so the HTTP probe fails.
+fn site_files(body: &str, healthy: bool) -> Vec<(String, Vec<u8>)> {
+    slow_site_files(body, healthy, 0)
+}
+
+/// The site, serving only after `delay` seconds.
+fn slow_site_files(body: &str, healthy: bool, delay: u32) -> Vec<(String, Vec<u8>)> {
+    let serve = "/bin/busybox httpd -f -v -p 8080 -h /www";
+    let command = if delay == 0 {
+        serve
+            .split(' ')
+            .map(|word| format!("\"{word}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        format!("\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox sleep {delay}; exec {serve}\"")
+    };
+    let mut files = vec![
+        (
+            "Dockerfile".to_owned(),
+            format!(
+                "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nCOPY www /www\nCMD [{command}]\n"
+            )
+            .into_bytes(),
+        ),
+        ("busybox".to_owned(), busybox()),
+    ];
+    let page = if healthy {
+        "www/index.html"
+    } else {
+        "www/other.html"
+    };
+    files.push((page.to_owned(), format!("{body}\n").into_bytes()));
+    files
+}
+
+/// Builds the site image with Podman, as a CI system would, and pushes it to the registry.
+async fn push_image(registry: &Registry, name: &str, body: &str, healthy: bool) -> String {
+    push_files(registry, name, site_files(body, healthy)).await
+}
+
+async fn push_files(registry: &Registry, name: &str, files: Vec<(String, Vec<u8>)>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, contents) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+    let image = format!("{}/ci/{name}:{}", registry.address, rand::random::<u32>());
+    let context = dir.path().to_str().unwrap();
+    let (built, _, stderr) = podman(&["build", "--format", "docker", "-t", &image, context]).await;
+    assert!(built, "{stderr}");
+    let (pushed, _, stderr) = podman(&["push", "--tls-verify=false", &image]).await;
+    assert!(pushed, "{stderr}");
+    let _ = podman(&["untag", &image]).await;
+    image
+}
+
+/// A server with the GitHub stand-in holding `acme/site`, and a service `site` on it with a
+/// port, a domain and quick health settings.
+async fn app_with_site(agent: &str, extra: Value) -> TestApp {
+    let app = spawn_app_with(Options {
+        github: true,
+        ..Options::default()
+    })
+    .await;
+    let github = app.github.as_ref().unwrap();
+    github.add_installation(42, "acme");
+    github.add_repository(42, "acme/site").unwrap();
+    app.announce_installation(&["acme/site"]).await;
+    let mut deploy = json!({
+        "hosts": [agent],
+        "drain_ms": 300,
+        "health": {"interval_ms": 100, "timeout_ms": 1000, "deadline_ms": 15000, "retries": 5}
+    });
+    if let (Some(deploy), Some(extra)) = (deploy.as_object_mut(), extra.as_object()) {
+        for (key, value) in extra {
+            deploy.insert(key.clone(), value.clone());
+        }
+    }
+    let answer = app
+        .post(
+            "/v1/services",
+            json!({"name": "site", "repo": "acme/site", "branch": "main", "port": 8080,
+                   "domain": "site.test", "deploy": deploy}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    app
+}
+
+/// Commits the site to `acme/site` and delivers the push.
+async fn push_site(app: &TestApp, body: &str, delivery: &str) -> i64 {
+    let github = app.github.as_ref().unwrap();
+    let files = site_files(body, true);
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(path, contents)| (path.as_str(), contents.as_slice()))
+        .collect();
+    let commit = github
+        .commit_files("acme/site", "main", &files, body)
+        .unwrap();
+    let mut payload: Value =
+        serde_json::from_slice(&push_payload("acme/site", "refs/heads/main", &commit)).unwrap();
+    payload["installation"]["id"] = json!(42);
+    let answer = app
+        .webhook("push", delivery, payload.to_string().as_bytes())
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    answer.body["builds"][0].as_i64().unwrap()
+}
+
+async fn releases(app: &TestApp) -> Vec<Value> {
+    let answer = app.get("/v1/services/site/releases").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.body.as_array().unwrap().clone()
+}
+
+/// Waits until the release matching `pick` reaches a settled state, and returns it.
+async fn wait_for_release(app: &TestApp, pick: impl Fn(&Value) -> bool) -> Value {
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Some(release) = releases(app)
+            .await
+            .into_iter()
+            .find(|release| pick(release))
+            && !["pending", "pulling", "starting", "health_checking"]
+                .contains(&release["state"].as_str().unwrap())
+        {
+            return release;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "no settled release: {:?}",
+            releases(app).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn deploy_image(app: &TestApp, image: &str) -> Value {
+    let answer = app
+        .post("/v1/services/site/deploy", json!({"image": image}))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let id = answer.body["id"].as_i64().unwrap();
+    wait_for_release(app, |release| release["id"] == id).await
+}
+
+/// What the edge answers for `site.test`.
+async fn through_edge(edge: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    match client
+        .get(format!("http://{edge}/"))
+        .header("host", "site.test")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(response) if response.status() == StatusCode::OK => {
+            Ok(response.text().await.unwrap_or_default().trim().to_owned())
+        }
+        Ok(response) => Err(format!("HTTP {}", response.status())),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+async fn wait_for_answer(agent: &DeployAgent, body: &str) {
+    wait_for_answer_at(&agent.edge_listen, body).await
+}
+
+async fn wait_for_answer_at(edge: &str, body: &str) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let answer = through_edge(edge).await;
+        if answer.as_deref() == Ok(body) {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the edge answers {answer:?}, not {body:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Requests through the edge without pause, from two loops, recording every answer.
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<std::collections::BTreeMap<String, usize>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(agent: &DeployAgent) -> Load {
+        let load = Load {
+            stop: Arc::new(AtomicBool::new(false)),
+            sent: Arc::new(AtomicUsize::new(0)),
+            failures: Arc::default(),
+            bodies: Arc::default(),
+            tasks: Vec::new(),
+        };
+        let tasks = (0..2)
+            .map(|_| {
+                let (stop, sent, failures, bodies) = (
+                    load.stop.clone(),
+                    load.sent.clone(),
+                    load.failures.clone(),
+                    load.bodies.clone(),
+                );
+                let edge = agent.edge_listen.clone();
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        match through_edge(&edge).await {
+                            Ok(body) => *bodies.lock().await.entry(body).or_default() += 1,
+                            Err(error) => failures.lock().await.push(error),
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+            .collect();
+        Load { tasks, ..load }
+    }
+
+    async fn finish(
+        self,
+    ) -> (
+        usize,
+        Vec<String>,
+        std::collections::BTreeMap<String, usize>,
+    ) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let failures = self.failures.lock().await.clone();
+        let bodies = self.bodies.lock().await.clone();
+        (self.sent.load(Ordering::Relaxed), failures, bodies)
+    }
+}
+
+/// The containers Wharf runs for `site` on this agent: (name, release) of the running ones.
+async fn running_site_containers(agent: &str) -> Vec<(String, String)> {
+    let (_, names, _) = podman(&[
+        "ps",
+        "--filter",
+        &format!("label=wharf.deploy.agent={agent}"),
+        "--format",
+        "{{.Names}} {{index .Labels \"wharf.deploy.release\"}}",
+    ])
+    .await;
+    names
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, release)| (name.to_owned(), release.to_owned()))
+        .collect()
+}
+
+async fn wait_for_containers(agent: &str, expected: &[i64]) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let running = running_site_containers(agent).await;
+        let mut releases: Vec<String> =
+            running.iter().map(|(_, release)| release.clone()).collect();
+        releases.sort();
+        let mut want: Vec<String> = expected.iter().map(i64::to_string).collect();
+        want.sort();
+        if releases == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "containers {running:?}, expected releases {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_push_goes_live_by_host_name_and_the_next_replaces_it_without_a_failed_request() {
+    let agent_name = format!("dep-push-{:x}", rand::random::<u16>());
+    let app = app_with_site(&agent_name, json!({})).await;
+    let registry = Registry::start().await;
+    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+
+    let first_build = push_site(&app, "version one", "push-1").await;
+    app.wait_for_build_state(first_build, "completed", DEADLINE)
+        .await;
+    let first = wait_for_release(&app, |release| release["build_id"] == first_build).await;
+    assert_eq!(first["state"], "live", "{first}");
+    assert_eq!(first["trigger"], "build");
+    assert!(
+        first["image"]
+            .as_str()
+            .unwrap()
+            .contains("/default/site@sha256:"),
+        "the release pins the pushed digest: {first}"
+    );
+    assert_eq!(first["rollouts"][0]["agent"], agent_name.as_str());
+    assert_eq!(
+        through_edge(&agent.edge_listen).await.as_deref(),
+        Ok("version one")
+    );
+
+    let load = Load::start(&agent);
+    let second_build = push_site(&app, "version two", "push-2").await;
+    app.wait_for_build_state(second_build, "completed", DEADLINE)
+        .await;
+    let second = wait_for_release(&app, |release| release["build_id"] == second_build).await;
+    assert_eq!(second["state"], "live", "{second}");
+    wait_for_answer(&agent, "version two").await;
+    // The old version drains, then stops: one container left, the new one.
+    wait_for_containers(&agent_name, &[second["id"].as_i64().unwrap()]).await;
+    let (sent, failures, bodies) = load.finish().await;
+    assert!(sent > 50, "the load ran: {sent} requests");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(
+        bodies.keys().collect::<Vec<_>>(),
+        vec!["version one", "version two"],
+        "{bodies:?}"
+    );
+    let first = wait_for_release(&app, |release| release["id"] == first["id"]).await;
+    assert_eq!(first["state"], "superseded");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn an_unhealthy_version_is_rolled_back_while_the_old_one_answers_every_request() {
+    let agent_name = format!("dep-sick-{:x}", rand::random::<u16>());
+    let app = app_with_site(&agent_name, json!({})).await;
+    let registry = Registry::start().await;
+    let agent = start_deploy_agent(&app, &agent_name, None).await;
+    let good = push_image(&registry, "site", "steady", true).await;
+    let sick = push_image(&registry, "site", "broken", false).await;
+
+    let live = deploy_image(&app, &good).await;
+    assert_eq!(live["state"], "live", "{live}");
+    wait_for_answer(&agent, "steady").await;
+
+    let load = Load::start(&agent);
+    let rolled_back = deploy_image(&app, &sick).await;
+    let (sent, failures, bodies) = load.finish().await;
+    assert_eq!(rolled_back["state"], "rolled_back", "{rolled_back}");
+    let reason = rolled_back["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("404"),
+        "the reason names the failing probe: {reason}"
+    );
+    let rollout = &rolled_back["rollouts"][0];
+    assert!(
+        rollout["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|probe| probe["healthy"] == false),
+        "{rollout}"
+    );
+    assert!(
+        rollout["log_tail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|line| line.as_str().unwrap().contains("404")
+                || line.as_str().unwrap().contains("GET")),
+        "the new container's last log lines are kept: {rollout}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(
+        bodies.keys().collect::<Vec<_>>(),
+        vec!["steady"],
+        "{bodies:?}"
+    );
+    // Only the old version runs; the live release is still the first.
+    wait_for_containers(&agent_name, &[live["id"].as_i64().unwrap()]).await;
+    let first = wait_for_release(&app, |release| release["id"] == live["id"]).await;
+    assert_eq!(first["state"], "live");
+
+    // A pull that fails changes nothing either.
+    let missing = format!("{}/ci/site:does-not-exist", registry.address);
+    let failed = deploy_image(&app, &missing).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not be pulled"),
+        "{failed}"
+    );
+    wait_for_containers(&agent_name, &[live["id"].as_i64().unwrap()]).await;
+    assert_eq!(
+        through_edge(&agent.edge_listen).await.as_deref(),
+        Ok("steady")
+    );
+    agent.stop().await;
+}
+
+/// Starts the real `wharf agent` binary, deploying only, with the given edge.
+fn spawn_deploy_agent(
+    app: &TestApp,
+    token: &str,
+    work_dir: &std::path::Path,
+    edge: &(String, String),
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("agent")
+        .env("WHARF_SERVER", &app.url)
+        .env("WHARF_AGENT_TOKEN", token)
+        .env("WHARF_LABELS", "deploy")
+        .env("WHARF_WORK_DIR", work_dir)
+        .env("WHARF_REGISTRY_INSECURE", "true")
+        .env("WHARF_CADDY_ADMIN", &edge.0)
+        .env("WHARF_EDGE_LISTEN", &edge.1)
+        .env("WHARF_STOP_GRACE", "1")
+        .env("WHARF_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wharf agent starts")
+}
+
+#[tokio::test]
+async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers() {
+    let agent_name = format!("dep-kill-{:x}", rand::random::<u16>());
+    let app = app_with_site(&agent_name, json!({})).await;
+    let registry = Registry::start().await;
+    let token = app.create_agent(&agent_name).await;
+    let work_dir = tempfile::tempdir().unwrap();
+    let edge = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let first = push_image(&registry, "site", "before", true).await;
+    let slow = push_files(&registry, "site", slow_site_files("after", true, 4)).await;
+
+    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
+    let live = deploy_image(&app, &first).await;
+    assert_eq!(live["state"], "live", "{live}");
+    let edge_listen = edge.1.clone();
+    wait_for_answer_at(&edge_listen, "before").await;
+
+    // The new version takes a few seconds to answer: kill the agent while it is checked.
+    let answer = app
+        .post("/v1/services/site/deploy", json!({"image": slow}))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let second = answer.body["id"].as_i64().unwrap();
+    let started = tokio::time::Instant::now();
+    loop {
+        let release = releases(&app)
+            .await
+            .into_iter()
+            .find(|r| r["id"] == second)
+            .unwrap();
+        if release["state"] == "health_checking" {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "never health-checked: {release}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    agent.start_kill().unwrap();
+    agent.wait().await.unwrap();
+    // The edge (a Caddy of its own) keeps serving the old version meanwhile.
+    assert_eq!(through_edge(&edge_listen).await.as_deref(), Ok("before"));
+
+    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
+    let release = wait_for_release(&app, |release| release["id"] == second).await;
+    assert_eq!(release["state"], "live", "{release}");
+    wait_for_answer_at(&edge_listen, "after").await;
+    wait_for_containers(&agent_name, &[second]).await;
+
+    agent.start_kill().unwrap();
+    agent.wait().await.unwrap();
+    remove_agent_containers(&agent_name).await;
+    // The Caddy outlived both agents by design; this test started it, so it stops it.
+    let _ = reqwest::Client::new()
+        .post(format!("http://{}/stop", edge.0))
+        .send()
+        .await;
+}
+
+#[tokio::test]
+async fn the_deploy_hook_answers_by_outcome() {
+    let agent_name = format!("dep-hook-{:x}", rand::random::<u16>());
+    let app = app_with_site(&agent_name, json!({})).await;
+    let registry = Registry::start().await;
+    let agent = start_deploy_agent(&app, &agent_name, None).await;
+    let good = push_image(&registry, "site", "hooked", true).await;
+    let sick = push_image(&registry, "site", "sick", false).await;
+    let secret = app.post("/v1/services/site/deploy-secret", json!({})).await;
+    assert_eq!(secret.status, StatusCode::OK, "{}", secret.text);
+    let secret = secret.body["secret"].as_str().unwrap().to_owned();
+    let hook = |body: Value, key: String| {
+        let client = reqwest::Client::new();
+        let url = format!("{}/deploy", app.url);
+        async move {
+            let body = body.to_string();
+            let signature = wharf_domain::signature::sign(key.as_bytes(), body.as_bytes());
+            let response = client
+                .post(url)
+                .header("x-hub-signature-256", signature)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+                text,
+            )
+        }
+    };
+
+    let (status, body, text) =
+        hook(json!({"service": "site", "image": good}), secret.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(body["state"], "live");
+    assert!(
+        body["log_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v1/releases/{}", body["release"])),
+        "{text}"
+    );
+    assert_eq!(
+        through_edge(&agent.edge_listen).await.as_deref(),
+        Ok("hooked")
+    );
+
+    let missing = format!("{}/ci/site:nope", registry.address);
+    let (status, body, text) =
+        hook(json!({"service": "site", "image": missing}), secret.clone()).await;
+    assert!(status.is_client_error(), "{status} {text}");
+    assert_eq!(body["state"], "failed");
+
+    let (status, body, text) =
+        hook(json!({"service": "site", "image": sick}), secret.clone()).await;
+    assert!(status.is_server_error(), "{status} {text}");
+    assert_eq!(body["state"], "rolled_back");
+    assert_eq!(
+        through_edge(&agent.edge_listen).await.as_deref(),
+        Ok("hooked")
+    );
+
+    // A wrong signature is a 401, a broken body a 400, before anything happens.
+    let (status, _, text) = hook(
+        json!({"service": "site", "image": good}),
+        "wrong".to_owned(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    let (status, _, text) = hook(json!({"service": "nobody", "image": good}), secret.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    let (status, _, text) = hook(json!({"service": "site"}), secret.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    let response = reqwest::Client::new()
+        .post(format!("{}/deploy", app.url))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        releases(&app).await.len(),
+        3,
+        "refused hooks made no release"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn recreate_restores_the_previous_version_when_the_new_one_fails() {
+    let agent_name = format!("dep-recr-{:x}", rand::random::<u16>());
+    let app = app_with_site(&agent_name, json!({"strategy": "recreate"})).await;
+    let registry = Registry::start().await;
+    let agent = start_deploy_agent(&app, &agent_name, None).await;
+    let good = push_image(&registry, "site", "first", true).await;
+    let sick = push_image(&registry, "site", "second", false).await;
+    let live = deploy_image(&app, &good).await;
+    assert_eq!(live["state"], "live", "{live}");
+    wait_for_answer(&agent, "first").await;
+    let failed = deploy_image(&app, &sick).await;
+    assert_eq!(failed["state"], "rolled_back", "{failed}");
+    // The previous container was stopped for the new one and is running again.
+    wait_for_containers(&agent_name, &[live["id"].as_i64().unwrap()]).await;
+    wait_for_answer(&agent, "first").await;
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn the_cli_deploys_lists_and_rolls_back_without_a_rebuild() {
+    let agent_name = format!("dep-cli-{:x}", rand::random::<u16>());
+    let app = app_with_site(&agent_name, json!({})).await;
+    let registry = Registry::start().await;
+    let agent = start_deploy_agent(&app, &agent_name, None).await;
+    let one = push_image(&registry, "site", "one", true).await;
+    let two = push_image(&registry, "site", "two", true).await;
+    let wharf = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command
+            .args(args)
+            .env("WHARF_SERVER", &app.url)
+            .env("WHARF_TOKEN", crate::helpers::ADMIN_TOKEN);
+        async move { command.output().await.unwrap() }
+    };
+    let output = wharf(&["deploy", "site", "--image", &one]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("live"), "progress is shown: {printed}");
+    let output = wharf(&["deploy", "site", "--image", &two]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    wait_for_answer(&agent, "two").await;
+
+    let output = wharf(&["rollback", "site"]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    wait_for_answer(&agent, "one").await;
+
+    let output = wharf(&["releases", "site", "--json"]).await;
+    assert!(output.status.success());
+    let listed: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let states: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|release| {
+            (
+                release["trigger"].as_str().unwrap(),
+                release["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("rollback", "live"),
+            ("manual", "superseded"),
+            ("manual", "superseded")
+        ]
+    );
+    assert_eq!(listed[0]["image"], one.as_str());
+    assert_eq!(listed[0]["rollback_of"], listed[2]["id"]);
+
+    // A deploy that fails is a non-zero exit with the reason.
+    let output = wharf(&[
+        "deploy",
+        "site",
+        "--image",
+        &format!("{}/ci/site:gone", registry.address),
+    ])
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("could not be pulled"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    agent.stop().await;
+}
