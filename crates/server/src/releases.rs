@@ -46,7 +46,13 @@ async fn schedule(state: &AppState) -> Result<(), HttpError> {
             tracing::info!(build = build.id, service = %service.name, "a newer build completed; not releasing this one");
             None
         } else {
-            Some(new_release(&service, &build, ReleaseTrigger::Build)?)
+            match new_release(&service, &build, ReleaseTrigger::Build) {
+                Ok(release) => Some(release),
+                Err(error) => {
+                    tracing::warn!(build = build.id, service = %service.name, %error, "not releasing this build");
+                    None
+                }
+            }
         };
         if let Some(release) = state
             .store
