@@ -304,7 +304,7 @@ async fn wait_for_containers(agent: &str, expected: &[i64]) {
 #[tokio::test]
 async fn a_push_goes_live_by_host_name_and_the_next_replaces_it_without_a_failed_request() {
     let agent_name = format!("dep-push-{:x}", rand::random::<u16>());
-    let app = app_with_site(&agent_name, json!({})).await;
+    let app = app_with_site(&agent_name, json!({"keep_images": 0})).await;
     let registry = Registry::start().await;
     let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
 
@@ -350,6 +350,26 @@ async fn a_push_goes_live_by_host_name_and_the_next_replaces_it_without_a_failed
     );
     let first = wait_for_release(&app, |release| release["id"] == first["id"]).await;
     assert_eq!(first["state"], "superseded");
+    // Host cleanup: with no image kept for rollback, only the live version's image is left of
+    // the service's images (chosen by the build's label).
+    let started = tokio::time::Instant::now();
+    loop {
+        let (_, images, _) = podman(&[
+            "images",
+            "--quiet",
+            "--no-trunc",
+            "--filter",
+            "label=wharf.service=site",
+        ])
+        .await;
+        let mut ids: Vec<&str> = images.lines().collect();
+        ids.dedup();
+        if ids.len() == 1 {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "old images stay: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     agent.stop().await;
 }
 
