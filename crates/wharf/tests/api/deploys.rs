@@ -301,6 +301,28 @@ async fn wait_for_containers(agent: &str, expected: &[i64]) {
     }
 }
 
+/// A server with the site service, a registry, and an in-process agent (named after
+/// `prefix`, unique per run: tests share Podman) that deploys it.
+struct Scene {
+    name: String,
+    app: TestApp,
+    registry: Registry,
+    agent: DeployAgent,
+}
+
+async fn scene(prefix: &str, extra: Value) -> Scene {
+    let name = format!("{prefix}-{:x}", rand::random::<u16>());
+    let app = app_with_site(&name, extra).await;
+    let registry = Registry::start().await;
+    let agent = start_deploy_agent(&app, &name, None).await;
+    Scene {
+        name,
+        app,
+        registry,
+        agent,
+    }
+}
+
 #[tokio::test]
 async fn a_push_goes_live_by_host_name_and_the_next_replaces_it_without_a_failed_request() {
     let agent_name = format!("dep-push-{:x}", rand::random::<u16>());
@@ -375,10 +397,12 @@ async fn a_push_goes_live_by_host_name_and_the_next_replaces_it_without_a_failed
 
 #[tokio::test]
 async fn an_unhealthy_version_is_rolled_back_while_the_old_one_answers_every_request() {
-    let agent_name = format!("dep-sick-{:x}", rand::random::<u16>());
-    let app = app_with_site(&agent_name, json!({})).await;
-    let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, None).await;
+    let Scene {
+        name: agent_name,
+        app,
+        registry,
+        agent,
+    } = scene("dep-sick", json!({})).await;
     let good = push_image(&registry, "site", "steady", true).await;
     let sick = push_image(&registry, "site", "broken", false).await;
 
@@ -537,10 +561,12 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
 
 #[tokio::test]
 async fn the_deploy_hook_answers_by_outcome() {
-    let agent_name = format!("dep-hook-{:x}", rand::random::<u16>());
-    let app = app_with_site(&agent_name, json!({})).await;
-    let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, None).await;
+    let Scene {
+        name: _,
+        app,
+        registry,
+        agent,
+    } = scene("dep-hook", json!({})).await;
     let good = push_image(&registry, "site", "hooked", true).await;
     let sick = push_image(&registry, "site", "sick", false).await;
     let secret = app.post("/v1/services/site/deploy-secret", json!({})).await;
@@ -629,10 +655,12 @@ async fn the_deploy_hook_answers_by_outcome() {
 
 #[tokio::test]
 async fn recreate_restores_the_previous_version_when_the_new_one_fails() {
-    let agent_name = format!("dep-recr-{:x}", rand::random::<u16>());
-    let app = app_with_site(&agent_name, json!({"strategy": "recreate"})).await;
-    let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, None).await;
+    let Scene {
+        name: agent_name,
+        app,
+        registry,
+        agent,
+    } = scene("dep-recr", json!({"strategy": "recreate"})).await;
     let good = push_image(&registry, "site", "first", true).await;
     let sick = push_image(&registry, "site", "second", false).await;
     let live = deploy_image(&app, &good).await;
@@ -648,10 +676,12 @@ async fn recreate_restores_the_previous_version_when_the_new_one_fails() {
 
 #[tokio::test]
 async fn the_cli_deploys_lists_and_rolls_back_without_a_rebuild() {
-    let agent_name = format!("dep-cli-{:x}", rand::random::<u16>());
-    let app = app_with_site(&agent_name, json!({})).await;
-    let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, None).await;
+    let Scene {
+        name: _,
+        app,
+        registry,
+        agent,
+    } = scene("dep-cli", json!({})).await;
     let one = push_image(&registry, "site", "one", true).await;
     let two = push_image(&registry, "site", "two", true).await;
     let wharf = |args: &[&str]| {
