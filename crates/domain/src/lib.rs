@@ -1,5 +1,6 @@
 //! Wharf's rules, free of I/O: what a valid name, branch or commit is, how a GitHub webhook is
-//! authenticated and read, and which moves a build may make between states.
+//! authenticated and read, which moves a build may make between states, and what a build's GitHub
+//! deployment shows.
 //!
 //! Architecture invariant: nothing here touches the network, the disk, a clock or a database.
 //! Callers pass in what the rules need (bytes, strings, the current state) and get a decision back,
@@ -7,6 +8,7 @@
 
 pub mod build;
 pub mod compose;
+pub mod deployment;
 pub mod names;
 pub mod signature;
 pub mod webhook;

@@ -193,7 +193,7 @@ macro_rules! supersede {
         let service_id: i64 = $service_id;
         let newest: i64 = $newest;
         let now: i64 = $now;
-        let reason = format!("superseded by build #{newest}");
+        let reason = wharf_domain::build::superseded_reason(newest);
         sqlx::query(concat!(
             "UPDATE builds SET state = 'cancelled', reason = $1, finished_at = $2, updated_at = $2, \
              lease_expires_at = NULL WHERE service_id = $3 AND id < $4 AND (state = 'pending' \
