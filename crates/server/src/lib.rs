@@ -1,11 +1,13 @@
 //! Wharf's control plane: the HTTP API (webhooks, REST, agents), the wake-ups that let idle
-//! agents claim a build the moment it is queued, and the periodic jobs (lease expiry).
+//! agents claim a build the moment it is queued, the periodic jobs (lease expiry), and the
+//! reporter that tells GitHub how each build and its release are doing.
 //!
 //! Architecture invariant: all state lives in the store. The server keeps only what it can lose
 //! at any moment without losing work: caches, counters for `/metrics`, and the wake-up signal,
 //! which is a hint (claimers also look again every second), never the source of truth. That is
 //! what lets several servers share one PostgreSQL.
 
+mod github_deployments;
 mod http;
 mod intake;
 mod jobs;
@@ -23,6 +25,7 @@ use tokio::sync::watch;
 use wharf_github::GithubApp;
 use wharf_store::Store;
 
+pub use github_deployments::Backoff;
 pub use metrics::Metrics;
 pub use queue::Signal;
 pub use sealing::{SealingError, SealingKey};
@@ -37,6 +40,9 @@ pub struct ServerConfig {
     pub admin_token: SecretString,
     /// How users and GitHub reach this server (for links such as `log_url`).
     pub public_url: String,
+    /// The scheme of the services' own addresses, `{scheme}://{domain}`, shown on GitHub as a
+    /// live deployment's `environment_url`: "http" or "https".
+    pub app_url_scheme: String,
     /// The GitHub App, when configured.
     pub github: Option<GithubSettings>,
     /// How long a claim's lease lasts without a heartbeat.
@@ -51,6 +57,11 @@ pub struct ServerConfig {
     pub max_log_bytes: i64,
     /// Seals secret values before they are stored.
     pub sealing_key: Arc<SealingKey>,
+    /// How long the GitHub reporter waits after failed passes over a build, unless GitHub said.
+    pub github_retry: Backoff,
+    /// How often the GitHub reporter looks for builds due for a report besides its wake-ups
+    /// (retries after a backoff, changes made by other server replicas).
+    pub github_report_interval: Duration,
 }
 
 impl ServerConfig {
@@ -64,12 +75,15 @@ impl ServerConfig {
             sealing_key: Arc::new(sealing_key),
             admin_token,
             public_url: "http://127.0.0.1:8420".to_owned(),
+            app_url_scheme: "http".to_owned(),
             github: None,
             lease: Duration::from_secs(30),
             max_attempts: 3,
             max_claim_wait: Duration::from_secs(30),
             lease_check_interval: Duration::from_secs(1),
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            github_retry: Backoff::default(),
+            github_report_interval: Duration::from_secs(1),
         }
     }
 }
@@ -93,6 +107,10 @@ pub(crate) struct AppState {
     pub deliveries: intake::DeliveryWriter,
     /// Rings when a build's log grows or its state changes.
     pub logs: Signal,
+    /// Ring after changing the state of a build or of a release: it wakes the GitHub reporter.
+    /// (The store's triggers already made the build due; this makes the reporter look now
+    /// rather than at its next periodic look.)
+    pub github_reports: Signal,
     pub metrics: Arc<Metrics>,
 }
 
@@ -152,6 +170,7 @@ pub fn start(
         config: Arc::new(config),
         queue: Signal::new(),
         logs: Signal::new(),
+        github_reports: Signal::new(),
         metrics: Arc::new(Metrics::default()),
     };
     let task = tokio::spawn(run(listener, state, shutdown_rx));
@@ -168,12 +187,14 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let jobs = tokio::spawn(jobs::run(state.clone(), shutdown.clone()));
+    let reporter = tokio::spawn(github_deployments::run(state.clone(), shutdown.clone()));
     let router = http::router(state);
     tracing::info!(addr = %listener.local_addr()?, "wharf server listening");
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { jobs::stopped(&mut shutdown).await })
         .await?;
     jobs.abort();
+    reporter.abort();
     Ok(())
 }
 

@@ -102,6 +102,7 @@ async fn claim(
             .claim_build(agent.id, lease_ms, now_millis())
             .await?
         {
+            state.github_reports.notify();
             state
                 .metrics
                 .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);
@@ -270,6 +271,7 @@ async fn report_state(
         )
         .await?;
     state.logs.notify();
+    state.github_reports.notify();
     tracing::info!(build = id, agent = %agent.name, state = %build.state, "build state reported");
     Ok(Json(build))
 }
