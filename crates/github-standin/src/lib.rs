@@ -469,6 +469,11 @@ impl GithubStandin {
         });
     }
 
+    /// Drops the failures `fail_next` injected that have not happened yet: GitHub is back.
+    pub fn stop_failing(&self) {
+        self.shared.lock().failures.clear();
+    }
+
     /// The deployments created so far, as the JSON the stand-in answered, oldest first.
     pub fn deployments(&self) -> Vec<Value> {
         self.shared

@@ -6,6 +6,7 @@ mod builds;
 mod cli;
 mod durability;
 mod github_app;
+mod github_deployments;
 mod helpers;
 mod parts;
 mod queue;
