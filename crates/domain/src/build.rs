@@ -57,6 +57,18 @@ pub fn check_retry(from: BuildState) -> Result<(), TransitionError> {
     }
 }
 
+/// The reason kept on a build that a newer build of its service cancelled.
+pub fn superseded_reason(newer_build_id: i64) -> String {
+    format!("{SUPERSEDED_PREFIX}{newer_build_id}")
+}
+
+/// True when a cancelled build's reason says a newer build superseded it.
+pub fn is_superseded_reason(reason: &str) -> bool {
+    reason.starts_with(SUPERSEDED_PREFIX)
+}
+
+const SUPERSEDED_PREFIX: &str = "superseded by build #";
+
 fn rank(state: BuildState) -> usize {
     BuildState::ALL
         .iter()
@@ -97,6 +109,13 @@ mod tests {
         for (from, to) in refused {
             assert!(check_agent_report(from, to).is_err(), "{from} -> {to}");
         }
+    }
+
+    #[test]
+    fn superseded_reasons_are_recognised() {
+        assert_eq!(superseded_reason(12), "superseded by build #12");
+        assert!(is_superseded_reason(&superseded_reason(12)));
+        assert!(!is_superseded_reason("cancelled by a user"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The HTTP side of the stand-in: one axum fallback handler that records every request, checks request
-//! and response bodies against GitHub's OpenAPI description, applies injected failures, and routes to
+//! bodies, query strings and response bodies against GitHub's OpenAPI description, applies injected failures, and routes to
 //! the REST endpoints Wharf uses or to `git http-backend` for `/git/{owner}/{repo}.git/...`.
 
 use std::sync::Arc;
@@ -239,6 +239,10 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
     let operation = match &shared.openapi {
         Some(openapi) => match openapi.find_operation(&method, &path) {
             Some(operation) => {
+                violations.extend(
+                    openapi
+                        .query_violations(operation, &parse_query(query.as_deref().unwrap_or(""))),
+                );
                 if body_is_json {
                     let found = openapi.request_violations(operation, body.as_ref());
                     body_problem = found.first().map(|violation| github_problem(violation));

@@ -3,7 +3,7 @@
 //! It behaves like GitHub where Wharf touches it (App JWTs, installation tokens, repositories, commits,
 //! deployments and deployment statuses, and git fetches through the real `git http-backend`), records
 //! every request it receives, and, when given @octokit/openapi's description of the API, checks every
-//! request body and every JSON response against GitHub's schemas.
+//! request body and query string and every JSON response against GitHub's schemas.
 //!
 //! Start it inside a Tokio runtime. Run `git` against it asynchronously (`tokio::process`) or from a
 //! multi-threaded runtime: a blocking child process on a current-thread runtime would starve the server.
@@ -129,7 +129,8 @@ pub struct StandinConfig {
     /// Lifetime of installation access tokens it issues (GitHub: 1 hour). Tests shorten it.
     pub token_ttl: Duration,
     /// Path to @octokit/openapi's generated/api.github.com.json; when Some, every request body Wharf
-    /// sends and every JSON response the stand-in answers is validated against the operation's schema.
+    /// sends, every query string and every JSON response the stand-in answers is validated against the
+    /// operation's description.
     pub openapi_path: Option<PathBuf>,
 }
 
@@ -466,6 +467,11 @@ impl GithubStandin {
             status,
             remaining: n,
         });
+    }
+
+    /// Drops the failures `fail_next` injected that have not happened yet: GitHub is back.
+    pub fn stop_failing(&self) {
+        self.shared.lock().failures.clear();
     }
 
     /// The deployments created so far, as the JSON the stand-in answered, oldest first.

@@ -1,8 +1,8 @@
 //! A small validator for the JSON Schema subset that GitHub's OpenAPI 3.0 description uses, plus the
 //! look-up of an operation by method and request path.
 //!
-//! The stand-in uses it to check every request body that Wharf sends and every JSON response it answers
-//! against @octokit/openapi's `api.github.com.json`. Supported keywords: `$ref` (any local JSON pointer),
+//! The stand-in uses it to check every request body and query string that Wharf sends and every JSON
+//! response it answers against @octokit/openapi's `api.github.com.json`. Supported keywords: `$ref` (any local JSON pointer),
 //! `type` (a name or a list of names), `nullable`, `enum`, `required`, `properties`,
 //! `additionalProperties` (a boolean or a schema), `items`, `oneOf`, `anyOf`, `allOf`, `minLength`,
 //! `maxLength`, `minimum`, `maximum`, `exclusiveMinimum`/`exclusiveMaximum` (the 3.0 boolean form),
@@ -181,6 +181,87 @@ impl OpenApi {
             .into_iter()
             .map(|violation| format!("{prefix}: {violation}"))
             .collect()
+    }
+
+    /// Checks a request's query parameters (decoded name and value pairs) against the operation's
+    /// `in: query` parameters: each must be documented, its value must fit its schema (integers and
+    /// booleans are read from their text), and required ones must be present. Each violation starts
+    /// with the operation, e.g. `GET /repos/{owner}/{repo}/deployments query: unknown parameter "shas"`.
+    pub fn query_violations(
+        &self,
+        operation: &Operation,
+        query: &[(String, String)],
+    ) -> Vec<String> {
+        let prefix = format!("{} query", operation.label());
+        let path_item = self
+            .document
+            .get("paths")
+            .and_then(|paths| paths.get(&operation.template));
+        let parameters: Vec<&Value> = [
+            path_item.and_then(|item| item.get("parameters")),
+            self.operation_object(operation)
+                .and_then(|object| object.get("parameters")),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .map(|parameter| self.resolve_refs(parameter))
+        .filter(|parameter| parameter.get("in").and_then(Value::as_str) == Some("query"))
+        .collect();
+        let named = |name: &str| {
+            parameters
+                .iter()
+                .find(|parameter| parameter.get("name").and_then(Value::as_str) == Some(name))
+        };
+        let mut violations = Vec::new();
+        for (name, text) in query {
+            let Some(parameter) = named(name) else {
+                violations.push(format!("{prefix}: unknown parameter {name:?}"));
+                continue;
+            };
+            let Some(schema) = parameter.get("schema") else {
+                continue;
+            };
+            let schema_type = self
+                .resolve_refs(schema)
+                .get("type")
+                .and_then(Value::as_str);
+            let value = match schema_type {
+                Some("integer") => match text.parse::<i64>() {
+                    Ok(number) => Value::from(number),
+                    Err(_) => {
+                        violations.push(format!("{prefix}: {name}={text:?} is not an integer"));
+                        continue;
+                    }
+                },
+                Some("boolean") => match text.as_str() {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    _ => {
+                        violations.push(format!("{prefix}: {name}={text:?} is not a boolean"));
+                        continue;
+                    }
+                },
+                _ => Value::String(text.clone()),
+            };
+            violations.extend(
+                validate(&self.document, schema, &value)
+                    .into_iter()
+                    .map(|violation| format!("{prefix}: {name}: {violation}")),
+            );
+        }
+        for parameter in &parameters {
+            let required = parameter
+                .get("required")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let name = parameter.get("name").and_then(Value::as_str).unwrap_or("");
+            if required && !query.iter().any(|(given, _)| given == name) {
+                violations.push(format!("{prefix}: required parameter {name:?} is missing"));
+            }
+        }
+        violations
     }
 
     /// Checks a JSON response body against `responses[status]` of the operation. An undocumented
@@ -827,7 +908,10 @@ mod tests {
     fn operations_are_found_by_method_and_path() {
         let document = json!({
             "paths": {
-                "/repos/{owner}/{repo}": {"get": {}},
+                "/repos/{owner}/{repo}": {"get": {"parameters": [
+                    {"$ref": "#/components/parameters/per-page"},
+                    {"name": "sha", "in": "query", "schema": {"type": "string"}}
+                ]}},
                 "/repos/{owner}/{repo}/deployments": {"post": {
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {
                         "type": "object", "required": ["ref"], "properties": {"ref": {"type": "string"}}
@@ -836,7 +920,10 @@ mod tests {
                 }},
                 "/repos/{owner}/{repo}/{anything}": {"post": {}}
             },
-            "components": {"responses": {"not_found": {"content": {"application/json": {"schema": {
+            "components": {"parameters": {"per-page": {
+                "name": "per_page", "in": "query",
+                "schema": {"type": "integer", "default": 30, "maximum": 100}
+            }}, "responses": {"not_found": {"content": {"application/json": {"schema": {
                 "type": "object", "properties": {"message": {"type": "string"}}
             }}}}}}
         });
@@ -862,6 +949,29 @@ mod tests {
                 .to_string()]
         );
         assert_eq!(api.response_violations(operation, 201, &json!({})).len(), 1);
+        let listing = api.find_operation("GET", "/repos/acme/web").unwrap();
+        let query = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect()
+        };
+        assert!(
+            api.query_violations(listing, &query(&[("per_page", "100"), ("sha", "abc")]))
+                .is_empty()
+        );
+        assert_eq!(
+            api.query_violations(
+                listing,
+                &query(&[("per_page", "many"), ("shas", "abc"), ("per_page", "1000")])
+            ),
+            vec![
+                "GET /repos/{owner}/{repo} query: per_page=\"many\" is not an integer".to_string(),
+                "GET /repos/{owner}/{repo} query: unknown parameter \"shas\"".to_string(),
+                "GET /repos/{owner}/{repo} query: per_page: $: 1000 is more than the maximum 100"
+                    .to_string(),
+            ]
+        );
         assert!(
             api.response_violations(operation, 500, &json!({}))
                 .is_empty()

@@ -631,6 +631,18 @@ async fn deployments_and_statuses_are_stored_and_listed() {
     assert_eq!(bad_state.status(), 422);
     assert_eq!(fixture.standin.schema_violations().len(), 2);
     assert_eq!(fixture.standin.deployment_statuses(deployment_id).len(), 2);
+
+    // Query parameters are checked too: a misspelt filter is recorded as a violation.
+    let listing = fixture
+        .get_with_token("/repos/acme/web/deployments?shas=abc&per_page=100", &token)
+        .await;
+    assert_eq!(listing.status(), 200);
+    let violations = fixture.standin.schema_violations();
+    assert_eq!(
+        violations.last().unwrap(),
+        "GET /repos/{owner}/{repo}/deployments query: unknown parameter \"shas\""
+    );
+    assert_eq!(violations.len(), 3, "{violations:#?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Wharf's client for the GitHub App: it signs App JWTs, exchanges them for installation
 //! access tokens (cached per installation and renewed before they expire), and makes the few
-//! REST calls Wharf needs.
+//! REST calls Wharf needs: installations, repositories, branch heads, and deployments with their
+//! statuses.
 //!
 //! Architecture invariant: tokens and the private key never leave this crate except as
 //! [`SecretString`]; no error, log line or `Debug` output contains them. Requests that fail
@@ -18,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+pub use wharf_domain::deployment::DeploymentState;
 use wharf_wire::url_component;
 
 /// GitHub's public API.
@@ -35,6 +37,10 @@ pub enum GithubError {
         status: u16,
         what: String,
         message: String,
+        /// The answer was a rate limit (a 429, or a 403 that says so).
+        rate_limited: bool,
+        /// How long GitHub asked to wait (`Retry-After`, or until `x-ratelimit-reset`).
+        retry_after: Option<Duration>,
     },
     /// GitHub could not be reached, or its answer could not be read.
     #[error("GitHub request for {what} failed: {detail}")]
@@ -46,6 +52,29 @@ impl GithubError {
     pub fn status(&self) -> Option<u16> {
         match self {
             GithubError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True when the same request may work later: GitHub was unreachable, failed (5xx), limited
+    /// the rate, or refused the credentials (401: the token is renewed on the next try). Other
+    /// answers (404, 422, a 403 that is no rate limit) would be the same next time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GithubError::Transport { .. } => true,
+            GithubError::Status {
+                status,
+                rate_limited,
+                ..
+            } => *rate_limited || *status >= 500 || *status == 401 || *status == 408,
+            GithubError::Config(_) => false,
+        }
+    }
+
+    /// How long GitHub asked to wait before the next request, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GithubError::Status { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -76,6 +105,114 @@ pub struct Repository {
     pub full_name: String,
     pub private: bool,
     pub clone_url: String,
+}
+
+/// `POST /repos/{owner}/{repo}/deployments`: a deployment of one commit to one environment.
+/// [`NewDeployment::new`] sets what Wharf always sends: `auto_merge: false` (GitHub would
+/// otherwise try to merge the default branch into the ref, and answer 202 when it did) and no
+/// required contexts (Wharf's build is the check).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewDeployment {
+    /// The commit SHA (GitHub also takes a branch or tag).
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub task: String,
+    pub auto_merge: bool,
+    pub required_contexts: Vec<String>,
+    /// Extra data kept with the deployment; Wharf names its build here.
+    pub payload: serde_json::Value,
+    pub environment: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub transient_environment: bool,
+    pub production_environment: bool,
+}
+
+impl NewDeployment {
+    pub fn new(sha: &str, environment: &str, production_environment: bool) -> NewDeployment {
+        NewDeployment {
+            git_ref: sha.to_owned(),
+            task: "deploy".to_owned(),
+            auto_merge: false,
+            required_contexts: Vec::new(),
+            payload: serde_json::json!({}),
+            environment: environment.to_owned(),
+            description: None,
+            transient_environment: false,
+            production_environment,
+        }
+    }
+}
+
+/// `POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewDeploymentStatus {
+    pub state: DeploymentState,
+    /// Where the deployment's output is (GitHub also sets `target_url` from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
+    /// At most 140 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Where the deployed environment answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_url: Option<String>,
+    /// Moves the deployment to another environment; GitHub keeps the last one when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// GitHub's default (true) marks older successful deployments of the same environment
+    /// inactive on `success`, in environments that are neither transient nor production.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_inactive: Option<bool>,
+}
+
+impl NewDeploymentStatus {
+    pub fn new(state: DeploymentState) -> NewDeploymentStatus {
+        NewDeploymentStatus {
+            state,
+            log_url: None,
+            description: None,
+            environment_url: None,
+            environment: None,
+            auto_inactive: None,
+        }
+    }
+}
+
+/// A deployment as GitHub describes it (the fields Wharf reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub id: u64,
+    pub sha: String,
+    pub environment: String,
+    /// The payload given at creation, as JSON (GitHub may hand back a string payload as text).
+    pub payload: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct DeploymentAnswer {
+    id: u64,
+    sha: String,
+    environment: String,
+    #[serde(default)]
+    payload: serde_json::Value,
+}
+
+impl From<DeploymentAnswer> for Deployment {
+    fn from(answer: DeploymentAnswer) -> Deployment {
+        let payload = match answer.payload {
+            serde_json::Value::String(text) => {
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+            }
+            other => other,
+        };
+        Deployment {
+            id: answer.id,
+            sha: answer.sha,
+            environment: answer.environment,
+            payload,
+        }
+    }
 }
 
 /// An installation token and when it stops working.
@@ -438,6 +575,93 @@ impl GithubApp {
         })
     }
 
+    /// Creates a deployment. GitHub answers 201 with it; with `auto_merge: false` it never
+    /// answers 202 (a merge instead of a deployment).
+    pub async fn create_deployment(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        deployment: &NewDeployment,
+    ) -> Result<Deployment, GithubError> {
+        let body = serde_json::to_value(deployment).map_err(|error| {
+            GithubError::Config(format!("cannot encode the deployment: {error}"))
+        })?;
+        let answer: DeploymentAnswer = self
+            .call(
+                Method::POST,
+                &format!(
+                    "/repos/{}/{}/deployments",
+                    url_component(owner),
+                    url_component(repo)
+                ),
+                Credential::Installation(installation_id),
+                Some(&body),
+                "a new deployment",
+            )
+            .await?;
+        Ok(answer.into())
+    }
+
+    /// Adds a status to a deployment; returns the status's id.
+    pub async fn create_deployment_status(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        deployment_id: u64,
+        status: &NewDeploymentStatus,
+    ) -> Result<u64, GithubError> {
+        #[derive(Deserialize)]
+        struct StatusAnswer {
+            id: u64,
+        }
+        let body = serde_json::to_value(status).map_err(|error| {
+            GithubError::Config(format!("cannot encode the deployment status: {error}"))
+        })?;
+        let answer: StatusAnswer = self
+            .call(
+                Method::POST,
+                &format!(
+                    "/repos/{}/{}/deployments/{deployment_id}/statuses",
+                    url_component(owner),
+                    url_component(repo)
+                ),
+                Credential::Installation(installation_id),
+                Some(&body),
+                "a deployment status",
+            )
+            .await?;
+        Ok(answer.id)
+    }
+
+    /// The newest deployments (at most 100) of commit `sha` to `environment`, newest first.
+    pub async fn deployments_of_commit(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        sha: &str,
+        environment: &str,
+    ) -> Result<Vec<Deployment>, GithubError> {
+        let answers: Vec<DeploymentAnswer> = self
+            .call(
+                Method::GET,
+                &format!(
+                    "/repos/{}/{}/deployments?sha={}&environment={}&per_page=100",
+                    url_component(owner),
+                    url_component(repo),
+                    url_component(sha),
+                    url_component(environment)
+                ),
+                Credential::Installation(installation_id),
+                None,
+                "the commit's deployments",
+            )
+            .await?;
+        Ok(answers.into_iter().map(Deployment::from).collect())
+    }
+
     /// Sends one API request with retries on 5xx and rate limits, and reads its JSON answer.
     async fn call<T: DeserializeOwned>(
         &self,
@@ -502,6 +726,8 @@ impl GithubApp {
                             status: status.as_u16(),
                             what: what.to_owned(),
                             message: message.chars().take(300).collect(),
+                            rate_limited,
+                            retry_after: wait,
                         });
                     }
                     wait
@@ -541,13 +767,24 @@ fn is_rate_limited(response: &reqwest::Response) -> bool {
             || status == StatusCode::TOO_MANY_REQUESTS)
 }
 
+/// How long GitHub asks to wait: `Retry-After` seconds, or, when the rate limit is used up,
+/// until `x-ratelimit-reset` (seconds since the epoch).
 fn retry_after_header(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok())
-        .map(Duration::from_secs)
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(seconds) = header("retry-after").and_then(|value| value.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(seconds));
+    }
+    if header("x-ratelimit-remaining") == Some("0") {
+        let reset = header("x-ratelimit-reset").and_then(|value| value.parse::<i64>().ok())?;
+        return Some(Duration::from_secs((reset - now_seconds()).max(1) as u64));
+    }
+    None
 }
 
 /// A transport error's text without the URL (which never holds a token, but keeps errors short).

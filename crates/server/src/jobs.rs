@@ -36,6 +36,7 @@ pub(crate) async fn expire_leases(state: &AppState) {
             }
             if !expiry.requeued.is_empty() || !expiry.failed.is_empty() {
                 state.logs.notify();
+                state.github_reports.notify();
             }
         }
         Err(error) => tracing::error!(%error, "lease expiry failed"),

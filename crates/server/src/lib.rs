@@ -1,11 +1,13 @@
 //! Wharf's control plane: the HTTP API (webhooks, REST, agents), the wake-ups that let idle
-//! agents claim a build the moment it is queued, and the periodic jobs (lease expiry).
+//! agents claim a build the moment it is queued, the periodic jobs (lease expiry), and the
+//! reporter that tells GitHub how each build and its release are doing.
 //!
 //! Architecture invariant: all state lives in the store. The server keeps only what it can lose
 //! at any moment without losing work: caches, counters for `/metrics`, and the wake-up signal,
 //! which is a hint (claimers also look again every second), never the source of truth. That is
 //! what lets several servers share one PostgreSQL.
 
+mod github_deployments;
 mod http;
 mod intake;
 mod jobs;
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 use wharf_github::GithubApp;
 use wharf_store::Store;
 
+pub use github_deployments::Backoff;
 pub use metrics::Metrics;
 pub use queue::Signal;
 pub use sealing::{SealingError, SealingKey};
@@ -38,6 +41,9 @@ pub struct ServerConfig {
     pub admin_token: SecretString,
     /// How users and GitHub reach this server (for links such as `log_url`).
     pub public_url: String,
+    /// The scheme of the services' own addresses, `{scheme}://{domain}`, shown on GitHub as a
+    /// live deployment's `environment_url`: "http" or "https".
+    pub app_url_scheme: String,
     /// The GitHub App, when configured.
     pub github: Option<GithubSettings>,
     /// How long a claim's lease lasts without a heartbeat.
@@ -55,6 +61,11 @@ pub struct ServerConfig {
     /// The registry builds push to (`WHARF_REGISTRY`), for deploy hooks that name only a
     /// commit (`image_sha`); without it the service's last pushed image tells.
     pub registry: Option<String>,
+    /// How long the GitHub reporter waits after failed passes over a build, unless GitHub said.
+    pub github_retry: Backoff,
+    /// How often the GitHub reporter looks for builds due for a report besides its wake-ups
+    /// (retries after a backoff, changes made by other server replicas).
+    pub github_report_interval: Duration,
 }
 
 impl ServerConfig {
@@ -68,6 +79,7 @@ impl ServerConfig {
             sealing_key: Arc::new(sealing_key),
             admin_token,
             public_url: "http://127.0.0.1:8420".to_owned(),
+            app_url_scheme: "http".to_owned(),
             github: None,
             lease: Duration::from_secs(30),
             max_attempts: 3,
@@ -75,6 +87,8 @@ impl ServerConfig {
             lease_check_interval: Duration::from_secs(1),
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             registry: None,
+            github_retry: Backoff::default(),
+            github_report_interval: Duration::from_secs(1),
         }
     }
 }
@@ -101,6 +115,10 @@ pub(crate) struct AppState {
     /// Builds completed, releases created, rollouts moved: wakes the release scheduler, the
     /// agents waiting for rollouts and the deploy hooks waiting for an outcome.
     pub releases: Signal,
+    /// Ring after changing the state of a build or of a release: it wakes the GitHub reporter.
+    /// (The store's triggers already made the build due; this makes the reporter look now
+    /// rather than at its next periodic look.)
+    pub github_reports: Signal,
     pub metrics: Arc<Metrics>,
 }
 
@@ -161,6 +179,7 @@ pub fn start(
         queue: Signal::new(),
         logs: Signal::new(),
         releases: Signal::new(),
+        github_reports: Signal::new(),
         metrics: Arc::new(Metrics::default()),
     };
     let task = tokio::spawn(run(listener, state, shutdown_rx));
@@ -178,6 +197,7 @@ async fn run(
 ) -> anyhow::Result<()> {
     let jobs = tokio::spawn(jobs::run(state.clone(), shutdown.clone()));
     let scheduler = tokio::spawn(releases::run_scheduler(state.clone(), shutdown.clone()));
+    let reporter = tokio::spawn(github_deployments::run(state.clone(), shutdown.clone()));
     let router = http::router(state);
     tracing::info!(addr = %listener.local_addr()?, "wharf server listening");
     axum::serve(listener, router)
@@ -185,6 +205,7 @@ async fn run(
         .await?;
     jobs.abort();
     scheduler.abort();
+    reporter.abort();
     Ok(())
 }
 

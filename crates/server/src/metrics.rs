@@ -21,6 +21,8 @@ pub struct Metrics {
     claim_latency: Mutex<Histogram>,
     /// Claim requests waiting for work right now.
     claims_waiting: std::sync::atomic::AtomicI64,
+    /// Passes over a build that could not tell GitHub everything: retried later, or given up.
+    github_report_failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Counts a claim request as waiting for as long as it lives.
@@ -88,6 +90,15 @@ impl Metrics {
         WaitingClaim(self)
     }
 
+    /// Counts a pass of the GitHub reporter that failed: `retrying` when it will be tried again,
+    /// else the build is no longer reported.
+    pub fn count_github_report_failure(&self, retrying: bool) {
+        let outcome = if retrying { "retrying" } else { "gave_up" };
+        if let Ok(mut failures) = self.github_report_failures.lock() {
+            *failures.entry(outcome).or_default() += 1;
+        }
+    }
+
     /// Records how long a build waited before it was claimed.
     pub fn observe_claim_latency(&self, seconds: f64) {
         if let Ok(mut histogram) = self.claim_latency.lock() {
@@ -151,6 +162,17 @@ impl Metrics {
             );
             let _ = writeln!(out, "wharf_claim_latency_seconds_sum {}", histogram.sum);
             let _ = writeln!(out, "wharf_claim_latency_seconds_count {}", histogram.count);
+        }
+        out.push_str("# HELP wharf_github_report_failures_total Reports of builds to GitHub that failed, by what came next.\n");
+        out.push_str("# TYPE wharf_github_report_failures_total counter\n");
+        if let Ok(failures) = self.github_report_failures.lock() {
+            for outcome in ["retrying", "gave_up"] {
+                let count = failures.get(outcome).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "wharf_github_report_failures_total{{outcome=\"{outcome}\"}} {count}"
+                );
+            }
         }
         out
     }

@@ -115,6 +115,7 @@ pub(crate) fn announce(state: &AppState, release: &Release) {
         "release created"
     );
     state.releases.notify();
+    state.github_reports.notify();
 }
 
 /// Everything the agent needs to run `rollout` on its host.

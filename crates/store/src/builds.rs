@@ -160,14 +160,24 @@ pub(crate) use leased_states;
 
 /// Inserts a pending build inside the open transaction `$tx` without superseding anything.
 /// Evaluates to the new build's id. Callers follow with [`supersede!`].
+///
+/// The build is reported to GitHub as a deployment (`github_report`, due at once) when it has
+/// an installation, was pushed, triggered or retried, and builds its service's tracked branch of
+/// a GitHub repository (a service on a public URL has no `repo_key`).
 macro_rules! insert_pending_build {
     ($tx:ident, $new:expr, $now:expr) => {{
         let new: &NewBuild = $new;
         let now: i64 = $now;
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO builds (service_id, commit_sha, branch, trigger, state, attempt, \
-             max_attempts, installation_id, delivery_id, retry_of, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, $9) RETURNING id",
+             max_attempts, installation_id, delivery_id, retry_of, created_at, updated_at, \
+             github_report, github_next_at) \
+             SELECT $1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, $9, \
+             reported.yes, CASE WHEN reported.yes THEN $9 END \
+             FROM (SELECT COALESCE($6 IS NOT NULL AND $4 IN ('push', 'manual', 'retry') \
+             AND EXISTS (SELECT 1 FROM services WHERE id = $1 AND repo_key IS NOT NULL \
+             AND branch = $3), FALSE) AS yes) reported \
+             RETURNING id",
         )
         .bind(new.service_id)
         .bind(&new.commit_sha)
@@ -193,7 +203,7 @@ macro_rules! supersede {
         let service_id: i64 = $service_id;
         let newest: i64 = $newest;
         let now: i64 = $now;
-        let reason = format!("superseded by build #{newest}");
+        let reason = wharf_domain::build::superseded_reason(newest);
         sqlx::query(concat!(
             "UPDATE builds SET state = 'cancelled', reason = $1, finished_at = $2, updated_at = $2, \
              lease_expires_at = NULL WHERE service_id = $3 AND id < $4 AND (state = 'pending' \

@@ -1,5 +1,6 @@
-//! Wharf's state: installations, repositories, projects, services, agents, webhook deliveries
-//! and the build queue, in SQLite (the embedded default) or PostgreSQL.
+//! Wharf's state: installations, repositories, projects, services, agents, webhook deliveries,
+//! the build queue and what GitHub was told of each build, in SQLite (the embedded default) or
+//! PostgreSQL.
 //!
 //! Architecture invariant: this is the only crate that speaks SQL. Both databases run the same
 //! statements (with `$1` placeholders, which SQLite accepts too) except where a database needs
@@ -14,6 +15,7 @@ mod agents;
 mod builds;
 mod deliveries;
 mod env;
+mod github_reports;
 mod logs;
 mod migrate;
 mod releases;
@@ -31,6 +33,7 @@ pub use agents::hash_token;
 pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
 pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
 pub use env::StoredEnv;
+pub use github_reports::{GithubReport, GithubReportEnd};
 pub use logs::AppendOutcome;
 pub use releases::{NO_HOSTS_REASON, NewRelease, RolloutRef, RolloutReport};
 pub use services::NewService;

@@ -36,6 +36,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(5, "build_images", "0005_build_images"),
     migration!(6, "registry_credentials", "0006_registry_credentials"),
     migration!(7, "releases", "0007_releases"),
+    migration!(8, "github_deployments", "0008_github_deployments"),
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

@@ -83,3 +83,49 @@ impl TestDatabase {
         }
     }
 }
+
+/// Stores a release of build `build_id` in `state`, as the release scheduler would, for tests
+/// of what reads releases (the GitHub reporter). Returns the release's id.
+pub async fn insert_release(
+    store: &Store,
+    build_id: i64,
+    state: wharf_wire::ReleaseState,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<i64> {
+    let (id,): (i64,) = crate::on_pool!(store, pool => {
+        sqlx::query_as(
+            "INSERT INTO releases (service_id, environment, build_id, image, trigger, state, reason, \
+             created_at, updated_at) \
+             SELECT service_id, 'production', id, COALESCE(image, 'test/image'), 'build', $1, $2, \
+             $3, $3 FROM builds WHERE id = $4 RETURNING id",
+        )
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(build_id)
+        .fetch_one(pool)
+        .await?
+    });
+    Ok(id)
+}
+
+/// Moves release `release_id` to `state`, as a rollout would.
+pub async fn set_release_state(
+    store: &Store,
+    release_id: i64,
+    state: wharf_wire::ReleaseState,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    crate::on_pool!(store, pool => {
+        sqlx::query("UPDATE releases SET state = $1, reason = $2, updated_at = $3 WHERE id = $4")
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(release_id)
+            .execute(pool)
+            .await?;
+    });
+    Ok(())
+}

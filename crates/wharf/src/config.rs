@@ -21,6 +21,7 @@ const FILE_KEYS: &[&str] = &[
     "token",
     "token_file",
     "public_url",
+    "app_url_scheme",
     "github_app_id",
     "github_app_private_key",
     "github_app_private_key_file",
@@ -141,6 +142,10 @@ pub struct ServerArgs {
     /// How users and GitHub reach this server.
     #[arg(long, env = "WHARF_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// How the services' own domains are reached, http or https: GitHub links a live deployment
+    /// to {scheme}://{domain}.
+    #[arg(long, env = "WHARF_APP_URL_SCHEME", default_value = "http")]
+    pub app_url_scheme: String,
     /// The GitHub App's id.
     #[arg(long, env = "WHARF_GITHUB_APP_ID")]
     pub github_app_id: Option<u64>,
@@ -232,11 +237,15 @@ impl ServerArgs {
         if !(1..=100).contains(&self.max_attempts) {
             bail!("--max-attempts must be between 1 and 100");
         }
+        if !matches!(self.app_url_scheme.as_str(), "http" | "https") {
+            bail!("--app-url-scheme must be http or https");
+        }
         let mut config = ServerConfig::new(admin_token);
         config.public_url = self
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.listen));
+        config.app_url_scheme = self.app_url_scheme.clone();
         config.lease = Duration::from_secs(self.lease_seconds);
         config.max_attempts = self.max_attempts;
         config.github = self.github_settings()?;

@@ -112,6 +112,7 @@ async fn claim(
             .claim_build(agent.id, lease_ms, now_millis())
             .await?
         {
+            state.github_reports.notify();
             state
                 .metrics
                 .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);
@@ -283,6 +284,7 @@ async fn report_state(
     if build.state == wharf_wire::BuildState::Completed {
         state.releases.notify();
     }
+    state.github_reports.notify();
     tracing::info!(build = id, agent = %agent.name, state = %build.state, "build state reported");
     Ok(Json(build))
 }
@@ -435,6 +437,7 @@ async fn report_rollout(
         )
         .await?;
     state.releases.notify();
+    state.github_reports.notify();
     tracing::info!(rollout = id, release = rollout.release_id, agent = %agent.name, state = %rollout.state, reason = rollout.reason.as_deref().unwrap_or(""), "rollout state reported");
     Ok(Json(rollout))
 }

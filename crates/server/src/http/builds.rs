@@ -80,6 +80,7 @@ async fn cancel(
         .cancel_build(build_id(&id)?, "cancelled by a user", now_millis())
         .await?;
     state.logs.notify();
+    state.github_reports.notify();
     tracing::info!(build = build.id, "build cancelled");
     Ok(Json(build))
 }
@@ -114,6 +115,7 @@ async fn retry(
         )
         .await?;
     state.queue.notify();
+    state.github_reports.notify();
     tracing::info!(build = build.id, retry_of = id, "build retried");
     Ok((StatusCode::CREATED, Json(build)))
 }

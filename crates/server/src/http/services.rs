@@ -202,6 +202,7 @@ async fn trigger(
         )
         .await?;
     state.queue.notify();
+    state.github_reports.notify();
     tracing::info!(build = build.id, service = %service.name, commit = %build.commit_sha, "manual build queued");
     Ok((StatusCode::CREATED, Json(build)))
 }

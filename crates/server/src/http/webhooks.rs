@@ -154,6 +154,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<R
         DeliveryOutcome::Recorded { outcome, build_ids } => {
             if !build_ids.is_empty() {
                 state.queue.notify();
+                state.github_reports.notify();
             }
             state
                 .metrics

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use wharf_github::{AppConfig, GithubApp, RetryPolicy};
 use wharf_github_standin::{AppKey, GithubStandin, StandinConfig};
-use wharf_server::{GithubSettings, RunningServer, ServerConfig};
+use wharf_server::{Backoff, GithubSettings, RunningServer, ServerConfig};
 use wharf_store::Store;
 use wharf_store::testing::TestDatabase;
 
@@ -88,7 +88,16 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let logs = capture_logs();
     let (store, database) = TestDatabase::create().await.expect("test database");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
     let mut config = ServerConfig::new(SecretString::from(ADMIN_TOKEN));
+    config.public_url = url.clone();
+    // GitHub reports retry fast, so tests of a failing GitHub wait little.
+    config.github_retry = Backoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(500),
+    };
+    config.github_report_interval = Duration::from_millis(100);
     config.lease = options.lease.unwrap_or(Duration::from_secs(30));
     config.max_attempts = options.max_attempts.unwrap_or(3);
     config.lease_check_interval = Duration::from_millis(50);
@@ -123,9 +132,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         });
         (None, None)
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = wharf_server::start(listener, store.clone(), config).expect("server starts");
-    let url = format!("http://{}", server.addr);
     TestApp {
         url,
         store,

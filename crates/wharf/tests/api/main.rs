@@ -7,6 +7,7 @@ mod cli;
 mod deploys;
 mod durability;
 mod github_app;
+mod github_deployments;
 mod helpers;
 mod parts;
 mod queue;

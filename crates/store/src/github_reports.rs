@@ -1,0 +1,245 @@
+//! Builds reported to GitHub as deployments: which are due for a look, what each should say,
+//! and what GitHub accepted.
+//!
+//! A reporter takes due builds under a lease: their `github_next_at` moves to the lease's end,
+//! so two servers never report one build at once, and a build whose reporter died is taken
+//! again when the lease runs out. Triggers (migration 0008) make a reported build due whenever
+//! its state, or the state of a release made from it, changes, and count the change in
+//! `github_changes`; a report that finishes after such a change leaves the build due, so the
+//! change is reported too.
+
+use wharf_wire::{BuildState, DeploySettings, ReleaseState};
+
+use crate::{Result, Store, StoreError, on_pool};
+
+/// One build's GitHub deployment: what the build and its release say now, and what GitHub has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubReport {
+    pub build_id: i64,
+    pub service: String,
+    /// The service's repository, `owner/name` (or a URL, for builds that are not reported).
+    pub repo: String,
+    pub commit_sha: String,
+    pub installation_id: Option<i64>,
+    pub build_state: BuildState,
+    pub build_reason: Option<String>,
+    /// The service's domain, where its live version answers.
+    pub domain: Option<String>,
+    pub deploy: DeploySettings,
+    /// The newest release made from the build: its state and reason.
+    pub release: Option<(ReleaseState, Option<String>)>,
+    /// Whether Wharf keeps GitHub told about the build (false once it gave up).
+    pub reported: bool,
+    /// The deployment GitHub made for the build.
+    pub deployment_id: Option<i64>,
+    /// The last status GitHub accepted for it, by GitHub's name.
+    pub status: Option<String>,
+    /// Passes begun on the build since one last finished; more than one before a deployment
+    /// is known means an earlier pass may have made one that was never recorded.
+    pub attempts: i64,
+    /// The changes counted so far; give it back to [`Store::finish_github_report`].
+    pub changes: i64,
+    /// The last failure, in one line.
+    pub error: Option<String>,
+}
+
+/// How a pass over one build ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GithubReportEnd {
+    /// GitHub shows what the build and release said when the pass read them.
+    UpToDate,
+    /// GitHub could not be told now; look again at `at` (milliseconds since the epoch).
+    RetryAt { at: i64, error: String },
+    /// GitHub refused in a way another try would not change: stop reporting the build.
+    GiveUp { error: String },
+}
+
+#[derive(sqlx::FromRow)]
+struct GithubReportRow {
+    id: i64,
+    service: String,
+    repo: String,
+    commit_sha: String,
+    installation_id: Option<i64>,
+    state: String,
+    reason: Option<String>,
+    domain: Option<String>,
+    deploy: Option<String>,
+    release_state: Option<String>,
+    release_reason: Option<String>,
+    github_report: bool,
+    github_deployment_id: Option<i64>,
+    github_status: Option<String>,
+    github_attempts: i64,
+    github_changes: i64,
+    github_error: Option<String>,
+}
+
+impl From<GithubReportRow> for GithubReport {
+    fn from(row: GithubReportRow) -> GithubReport {
+        GithubReport {
+            build_id: row.id,
+            service: row.service,
+            repo: row.repo,
+            commit_sha: row.commit_sha,
+            installation_id: row.installation_id,
+            build_state: BuildState::parse(&row.state).unwrap_or(BuildState::Failed),
+            build_reason: row.reason,
+            domain: row.domain,
+            deploy: row
+                .deploy
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default(),
+            release: row
+                .release_state
+                .as_deref()
+                .and_then(ReleaseState::parse)
+                .map(|state| (state, row.release_reason)),
+            reported: row.github_report,
+            deployment_id: row.github_deployment_id,
+            status: row.github_status,
+            attempts: row.github_attempts,
+            changes: row.github_changes,
+            error: row.github_error,
+        }
+    }
+}
+
+impl Store {
+    /// Takes up to `limit` builds due for a report at `now`, each under a lease until
+    /// `now + lease_ms`, and counts the pass in their attempts. The most overdue go first;
+    /// their ids come back in build order.
+    pub async fn take_github_reports(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        // A plain read first: most looks find nothing due, and a read takes no write lock.
+        let due: Option<(i64,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id FROM builds WHERE github_next_at <= $1 LIMIT 1")
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+        });
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let take = self.pick(
+            "UPDATE builds SET github_next_at = $1, github_attempts = github_attempts + 1 \
+             WHERE id IN (SELECT id FROM builds WHERE github_next_at <= $2 \
+             ORDER BY github_next_at, id LIMIT $3) RETURNING id",
+            "UPDATE builds SET github_next_at = $1, github_attempts = github_attempts + 1 \
+             WHERE id IN (SELECT id FROM builds WHERE github_next_at <= $2 \
+             ORDER BY github_next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             AND github_next_at <= $2 RETURNING id",
+        );
+        let taken: Vec<(i64,)> = on_pool!(self, pool => {
+            sqlx::query_as(take)
+                .bind(now + lease_ms)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut ids: Vec<i64> = taken.into_iter().map(|(id,)| id).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// What build `build_id` and its newest release say, and what GitHub has of it.
+    pub async fn github_report(&self, build_id: i64) -> Result<GithubReport> {
+        let row: Option<GithubReportRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT b.id, s.name AS service, s.repo, b.commit_sha, b.installation_id, b.state, \
+                 b.reason, s.domain, s.deploy, \
+                 (SELECT r.state FROM releases r WHERE r.build_id = b.id ORDER BY r.id DESC LIMIT 1) \
+                 AS release_state, \
+                 (SELECT r.reason FROM releases r WHERE r.build_id = b.id ORDER BY r.id DESC LIMIT 1) \
+                 AS release_reason, \
+                 b.github_report, b.github_deployment_id, b.github_status, b.github_attempts, \
+                 b.github_changes, b.github_error \
+                 FROM builds b JOIN services s ON s.id = b.service_id WHERE b.id = $1",
+            )
+            .bind(build_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(GithubReport::from)
+            .ok_or_else(|| StoreError::NotFound(format!("no build #{build_id}")))
+    }
+
+    /// Records the deployment GitHub made for a build, before any status is sent to it.
+    pub async fn record_github_deployment(&self, build_id: i64, deployment_id: i64) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE builds SET github_deployment_id = $1 WHERE id = $2")
+                .bind(deployment_id)
+                .bind(build_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records a status GitHub accepted for a build's deployment.
+    pub async fn record_github_status(&self, build_id: i64, status: &str) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE builds SET github_status = $1 WHERE id = $2")
+                .bind(status)
+                .bind(build_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Ends a pass over a build that [`Store::take_github_reports`] took. `changes` is what
+    /// [`Store::github_report`] read at the start of the pass: when the build or its release
+    /// changed since, an up-to-date build stays due, to report that change too.
+    pub async fn finish_github_report(
+        &self,
+        build_id: i64,
+        changes: i64,
+        end: &GithubReportEnd,
+        now: i64,
+    ) -> Result<()> {
+        on_pool!(self, pool => {
+            match end {
+                GithubReportEnd::UpToDate => {
+                    sqlx::query(
+                        "UPDATE builds SET github_attempts = 0, github_error = NULL, \
+                         github_next_at = CASE WHEN github_changes = $1 THEN NULL ELSE $2 END \
+                         WHERE id = $3",
+                    )
+                    .bind(changes)
+                    .bind(now)
+                    .bind(build_id)
+                    .execute(pool)
+                    .await?;
+                }
+                GithubReportEnd::RetryAt { at, error } => {
+                    sqlx::query(
+                        "UPDATE builds SET github_error = $1, github_next_at = $2 WHERE id = $3",
+                    )
+                    .bind(error)
+                    .bind(*at)
+                    .bind(build_id)
+                    .execute(pool)
+                    .await?;
+                }
+                GithubReportEnd::GiveUp { error } => {
+                    sqlx::query(
+                        "UPDATE builds SET github_report = FALSE, github_error = $1, \
+                         github_next_at = NULL WHERE id = $2",
+                    )
+                    .bind(error)
+                    .bind(build_id)
+                    .execute(pool)
+                    .await?;
+                }
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,462 @@
+//! Builds and their releases reported to GitHub as deployments, against the stand-in (which
+//! checks every request against GitHub's OpenAPI description): one deployment per build of a
+//! tracked branch, statuses that follow the build through the agent API, superseding, GitHub
+//! failing without holding anything up, and builds that are not reported.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wharf_github::{AppConfig, GithubApp, NewDeployment};
+use wharf_github_standin::GithubStandin;
+use wharf_store::testing::{insert_release, set_release_state};
+use wharf_wire::ReleaseState;
+
+use crate::helpers::{APP_ID, Options, TestApp, push_payload, spawn_app_with};
+
+/// How long a test waits for GitHub to be told something.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// A server with the stand-in, installation 42 on `acme` granting `acme/web` (one commit on
+/// `main`, whose SHA is returned), and the service `web` tracking `main` at web.example.com.
+async fn app_with_service() -> (TestApp, String) {
+    let app = spawn_app_with(Options {
+        github: true,
+        ..Options::default()
+    })
+    .await;
+    let github = standin(&app);
+    github.add_installation(42, "acme");
+    github.add_repository(42, "acme/web").unwrap();
+    let sha = commit(&app, "first");
+    app.announce_installation(&["acme/web"]).await;
+    let created = app
+        .post(
+            "/v1/services",
+            json!({"name": "web", "repo": "acme/web", "branch": "main", "port": 8080,
+                   "domain": "web.example.com"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    (app, sha)
+}
+
+fn standin(app: &TestApp) -> &GithubStandin {
+    app.github.as_ref().expect("the stand-in runs")
+}
+
+/// Commits a new file to `acme/web` `main` and returns the commit's SHA.
+fn commit(app: &TestApp, message: &str) -> String {
+    standin(app)
+        .commit_files(
+            "acme/web",
+            "main",
+            &[(&format!("{message}.txt"), message.as_bytes())],
+            message,
+        )
+        .unwrap()
+}
+
+/// Delivers a push of `sha` to `acme/web` `main` and returns the build it queued.
+async fn push(app: &TestApp, delivery: &str, sha: &str) -> i64 {
+    let answer = app
+        .webhook(
+            "push",
+            delivery,
+            &push_payload("acme/web", "refs/heads/main", sha),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    answer.body["builds"][0]
+        .as_i64()
+        .expect("a build was queued")
+}
+
+/// Waits until `check` gives a value, failing with `what` after the deadline.
+async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < DEADLINE, "{what} within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The deployment GitHub has for build `id`, once it has one.
+async fn deployment_of(app: &TestApp, id: i64) -> Value {
+    let github = standin(app);
+    wait_for(&format!("a deployment of build #{id}"), || {
+        github
+            .deployments()
+            .into_iter()
+            .find(|deployment| deployment["payload"]["wharf_build"] == id)
+    })
+    .await
+}
+
+fn states(github: &GithubStandin, deployment: &Value) -> Vec<String> {
+    github
+        .deployment_statuses(deployment["id"].as_u64().unwrap())
+        .iter()
+        .map(|status| status["state"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits until the deployment's statuses are exactly `expected`, and returns them.
+async fn wait_for_states(app: &TestApp, deployment: &Value, expected: &[&str]) -> Vec<Value> {
+    let github = standin(app);
+    let id = deployment["id"].as_u64().unwrap();
+    wait_for(
+        &format!(
+            "deployment {id} reaching {expected:?} (has {:?})",
+            states(github, deployment)
+        ),
+        || (states(github, deployment) == expected).then(|| github.deployment_statuses(id)),
+    )
+    .await
+}
+
+fn assert_no_violations(app: &TestApp) {
+    let violations = standin(app).schema_violations();
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+async fn claim(app: &TestApp, agent: &str, id: i64) {
+    let claim = app
+        .post_as(agent, "/v1/agent/claim", json!({"wait_ms": 2000}))
+        .await;
+    assert_eq!(claim.status, StatusCode::OK, "{}", claim.text);
+    assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
+}
+
+async fn report(app: &TestApp, agent: &str, id: i64, body: Value) {
+    let answer = app
+        .post_as(agent, &format!("/v1/agent/builds/{id}/state"), body)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let metrics = app.get("/metrics").await.text;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+}
+
+#[tokio::test]
+async fn a_pushed_build_gets_one_deployment_whose_statuses_follow_it() {
+    let (app, sha) = app_with_service().await;
+    let github = standin(&app);
+    let id = push(&app, "d-1", &sha).await;
+
+    let deployment = deployment_of(&app, id).await;
+    assert_eq!(deployment["ref"], sha);
+    assert_eq!(deployment["sha"], sha);
+    assert_eq!(deployment["environment"], "production");
+    assert_eq!(deployment["production_environment"], true);
+    assert_eq!(deployment["transient_environment"], false);
+    assert_eq!(deployment["task"], "deploy");
+    assert_eq!(deployment["payload"], json!({"wharf_build": id}));
+    assert_eq!(
+        deployment["description"],
+        format!("Wharf build #{id} of web")
+    );
+    let created = github
+        .requests()
+        .into_iter()
+        .find(|request| request.method == "POST" && request.path == "/repos/acme/web/deployments")
+        .unwrap();
+    assert_eq!(created.body.as_ref().unwrap()["auto_merge"], false);
+    assert_eq!(
+        created.body.as_ref().unwrap()["required_contexts"],
+        json!([])
+    );
+    assert_eq!(created.auth, "token");
+    let queued = wait_for_states(&app, &deployment, &["queued"]).await;
+    let log_url = format!("{}/builds/{id}", app.url);
+    assert_eq!(queued[0]["log_url"], log_url);
+    assert_eq!(
+        queued[0]["description"],
+        "Queued: waiting for an agent to build it"
+    );
+
+    // An agent claims the build through the agent API: in progress.
+    let agent = app.create_agent("builder").await;
+    claim(&app, &agent, id).await;
+    wait_for_states(&app, &deployment, &["queued", "in_progress"]).await;
+
+    // The build fails with a reason far longer than GitHub takes.
+    let reason = format!("step build failed: {}", "exit status 1; ".repeat(40));
+    report(
+        &app,
+        &agent,
+        id,
+        json!({"state": "failed", "reason": reason}),
+    )
+    .await;
+    let statuses = wait_for_states(&app, &deployment, &["queued", "in_progress", "failure"]).await;
+    let description = statuses[2]["description"].as_str().unwrap();
+    assert_eq!(description.chars().count(), 140, "{description}");
+    assert!(
+        description.starts_with("Build failed: step build failed: exit status 1;"),
+        "{description}"
+    );
+    assert!(description.ends_with('…'), "{description}");
+    for status in &statuses {
+        assert_eq!(status["log_url"], log_url);
+        assert_eq!(status["environment_url"], "");
+    }
+    assert_eq!(github.deployments().len(), 1, "exactly one deployment");
+    assert_no_violations(&app);
+}
+
+#[tokio::test]
+async fn a_superseded_pending_build_becomes_inactive() {
+    let (app, first_sha) = app_with_service().await;
+    let first = push(&app, "d-1", &first_sha).await;
+    let first_deployment = deployment_of(&app, first).await;
+    wait_for_states(&app, &first_deployment, &["queued"]).await;
+
+    let second_sha = commit(&app, "second");
+    let second = push(&app, "d-2", &second_sha).await;
+    let superseded = app.build(first).await;
+    assert_eq!(superseded["state"], "cancelled");
+    let statuses = wait_for_states(&app, &first_deployment, &["queued", "inactive"]).await;
+    assert_eq!(
+        statuses[1]["description"],
+        format!("Superseded by build #{second}")
+    );
+    let second_deployment = deployment_of(&app, second).await;
+    assert_eq!(second_deployment["sha"], second_sha);
+    wait_for_states(&app, &second_deployment, &["queued"]).await;
+    assert_eq!(standin(&app).deployments().len(), 2);
+    assert_no_violations(&app);
+}
+
+#[tokio::test]
+async fn a_failing_github_delays_statuses_but_holds_up_nothing_and_loses_nothing() {
+    let (app, sha) = app_with_service().await;
+    let github = standin(&app);
+    // GitHub fails every deployment request until told otherwise.
+    github.fail_next("/repos/acme/web/deployments", 503, 100_000);
+    let id = push(&app, "d-1", &sha).await;
+    wait_for("the reporter trying GitHub and failing", || {
+        github
+            .requests()
+            .iter()
+            .any(|request| request.path == "/repos/acme/web/deployments" && request.status == 503)
+            .then_some(())
+    })
+    .await;
+    // The build goes on meanwhile: claimed and finished.
+    let agent = app.create_agent("builder").await;
+    claim(&app, &agent, id).await;
+    report(
+        &app,
+        &agent,
+        id,
+        json!({"state": "failed", "reason": "no Dockerfile"}),
+    )
+    .await;
+    assert_eq!(app.build(id).await["state"], "failed");
+    assert!(github.deployments().is_empty());
+    assert!(
+        metric(
+            &app,
+            "wharf_github_report_failures_total{outcome=\"retrying\"}"
+        )
+        .await
+            >= 1
+    );
+
+    // GitHub comes back: every status arrives, in order, once.
+    github.stop_failing();
+    let deployment = deployment_of(&app, id).await;
+    let statuses = wait_for_states(&app, &deployment, &["queued", "in_progress", "failure"]).await;
+    assert_eq!(statuses[2]["description"], "Build failed: no Dockerfile");
+    assert_eq!(github.deployments().len(), 1);
+    assert_eq!(
+        metric(
+            &app,
+            "wharf_github_report_failures_total{outcome=\"gave_up\"}"
+        )
+        .await,
+        0
+    );
+    assert_no_violations(&app);
+}
+
+#[tokio::test]
+async fn a_deployment_made_by_a_pass_that_failed_to_record_it_is_found_not_made_twice() {
+    let (app, sha) = app_with_service().await;
+    let github = standin(&app);
+    // A pass made the deployment of the first build and died before storing its id: here the
+    // deployment is made beforehand, and the first pass's request fails.
+    let key = app.app_key.as_ref().unwrap();
+    let client = GithubApp::new(&AppConfig {
+        app_id: APP_ID,
+        private_key: SecretString::from(key.private_pem.clone()),
+        api_url: github.api_url(),
+    })
+    .unwrap();
+    let made = client
+        .create_deployment(
+            42,
+            "acme",
+            "web",
+            &NewDeployment {
+                payload: json!({"wharf_build": 1}),
+                ..NewDeployment::new(&sha, "production", true)
+            },
+        )
+        .await
+        .unwrap();
+    github.fail_next("/repos/acme/web/deployments", 502, 1);
+    let id = push(&app, "d-1", &sha).await;
+    assert_eq!(id, 1, "the first build of a fresh database");
+
+    let statuses = wait_for_states(&app, &json!({"id": made.id}), &["queued"]).await;
+    assert_eq!(statuses[0]["log_url"], format!("{}/builds/{id}", app.url));
+    assert_eq!(github.deployments().len(), 1, "no second deployment");
+    let looked_up = github.requests().iter().any(|request| {
+        request.method == "GET"
+            && request.path == "/repos/acme/web/deployments"
+            && request
+                .query
+                .as_deref()
+                .is_some_and(|query| query.contains(&sha))
+    });
+    assert!(looked_up, "the second pass looked for the deployment first");
+    assert_eq!(
+        app.store.github_report(id).await.unwrap().deployment_id,
+        Some(made.id as i64)
+    );
+    assert_no_violations(&app);
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_on_statuses_are_waited_out() {
+    let (app, sha) = app_with_service().await;
+    let github = standin(&app);
+    let id = push(&app, "d-1", &sha).await;
+    let deployment = deployment_of(&app, id).await;
+    wait_for_states(&app, &deployment, &["queued"]).await;
+    let statuses_path = format!(
+        "/repos/acme/web/deployments/{}/statuses",
+        deployment["id"].as_u64().unwrap()
+    );
+    // A rate limit (403, x-ratelimit-remaining 0, reset a second ahead), then two 500s.
+    github.fail_next(&statuses_path, 403, 1);
+    github.fail_next(&statuses_path, 500, 2);
+    let agent = app.create_agent("builder").await;
+    claim(&app, &agent, id).await;
+    report(&app, &agent, id, json!({"state": "cloning"})).await;
+    wait_for_states(&app, &deployment, &["queued", "in_progress"]).await;
+    let refused: Vec<u16> = github
+        .requests()
+        .iter()
+        .filter(|request| request.path == statuses_path && request.status >= 400)
+        .map(|request| request.status)
+        .collect();
+    assert_eq!(refused, [403, 500, 500]);
+    assert!(
+        metric(
+            &app,
+            "wharf_github_report_failures_total{outcome=\"retrying\"}"
+        )
+        .await
+            >= 3
+    );
+    assert_no_violations(&app);
+}
+
+#[tokio::test]
+async fn a_live_release_is_a_success_with_the_service_address_and_a_replaced_one_inactive() {
+    let (app, sha) = app_with_service().await;
+    let id = push(&app, "d-1", &sha).await;
+    let deployment = deployment_of(&app, id).await;
+    let agent = app.create_agent("builder").await;
+    claim(&app, &agent, id).await;
+    report(
+        &app,
+        &agent,
+        id,
+        json!({"state": "completed", "image": "registry.test/default/web:x"}),
+    )
+    .await;
+    // Completed, waiting for its release: still in progress. Releases are written here
+    // straight to the store, as the release scheduler would, without waking the reporter.
+    wait_for_states(&app, &deployment, &["queued", "in_progress"]).await;
+    let release = insert_release(&app.store, id, ReleaseState::Pending, None, now_millis())
+        .await
+        .unwrap();
+    set_release_state(&app.store, release, ReleaseState::Live, None, now_millis())
+        .await
+        .unwrap();
+    let statuses = wait_for_states(&app, &deployment, &["queued", "in_progress", "success"]).await;
+    assert_eq!(statuses[2]["environment_url"], "http://web.example.com");
+    assert_eq!(statuses[2]["description"], "Live");
+    assert_eq!(statuses[2]["log_url"], format!("{}/builds/{id}", app.url));
+
+    set_release_state(
+        &app.store,
+        release,
+        ReleaseState::Superseded,
+        None,
+        now_millis(),
+    )
+    .await
+    .unwrap();
+    let statuses = wait_for_states(
+        &app,
+        &deployment,
+        &["queued", "in_progress", "success", "inactive"],
+    )
+    .await;
+    assert_eq!(statuses[3]["description"], "Replaced by a newer release");
+    assert_no_violations(&app);
+}
+
+#[tokio::test]
+async fn builds_of_a_public_url_get_no_deployment() {
+    let (app, sha) = app_with_service().await;
+    let public = app
+        .post(
+            "/v1/services",
+            json!({"name": "site", "repo": "https://git.example.com/acme/site", "branch": "main"}),
+        )
+        .await;
+    assert_eq!(public.status, StatusCode::CREATED, "{}", public.text);
+    let public_build = app
+        .post("/v1/services/site/builds", json!({"ref": sha}))
+        .await;
+    assert_eq!(
+        public_build.status,
+        StatusCode::CREATED,
+        "{}",
+        public_build.text
+    );
+    let public_id = public_build.body["id"].as_i64().unwrap();
+    // A build of the GitHub service queued after it is reported; the public one never is.
+    let id = push(&app, "d-1", &sha).await;
+    let deployment = deployment_of(&app, id).await;
+    wait_for_states(&app, &deployment, &["queued"]).await;
+    let deployments = standin(&app).deployments();
+    assert_eq!(deployments.len(), 1, "{deployments:#?}");
+    assert_ne!(deployments[0]["payload"]["wharf_build"], public_id);
+    let report = app.store.github_report(public_id).await.unwrap();
+    assert!(!report.reported);
+    assert_eq!(report.deployment_id, None);
+    assert_no_violations(&app);
+}
