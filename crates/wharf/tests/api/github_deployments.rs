@@ -3,15 +3,13 @@
 //! tracked branch, statuses that follow the build through the agent API, superseding, GitHub
 //! failing without holding anything up, and builds that are not reported.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wharf_github::{AppConfig, GithubApp, NewDeployment};
 use wharf_github_standin::GithubStandin;
-use wharf_store::testing::{insert_release, set_release_state};
-use wharf_wire::ReleaseState;
 
 use crate::helpers::{APP_ID, Options, TestApp, push_payload, spawn_app_with};
 
@@ -137,13 +135,6 @@ async fn report(app: &TestApp, agent: &str, id: i64, body: Value) {
         .post_as(agent, &format!("/v1/agent/builds/{id}/state"), body)
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 async fn metric(app: &TestApp, name: &str) -> u64 {
@@ -384,40 +375,20 @@ async fn rate_limits_and_server_errors_on_statuses_are_waited_out() {
 #[tokio::test]
 async fn a_live_release_is_a_success_with_the_service_address_and_a_replaced_one_inactive() {
     let (app, sha) = app_with_service().await;
+    // The agent `local` is where the service's releases go by default; it builds and rolls
+    // out here through the agent API, as a real agent would.
+    let agent = app.create_agent("local").await;
     let id = push(&app, "d-1", &sha).await;
     let deployment = deployment_of(&app, id).await;
-    let agent = app.create_agent("builder").await;
-    claim(&app, &agent, id).await;
-    report(
-        &app,
-        &agent,
-        id,
-        json!({"state": "completed", "image": "registry.test/default/web:x"}),
-    )
-    .await;
-    // Completed, waiting for its release: still in progress. Releases are written here
-    // straight to the store, as the release scheduler would, without waking the reporter.
-    wait_for_states(&app, &deployment, &["queued", "in_progress"]).await;
-    let release = insert_release(&app.store, id, ReleaseState::Pending, None, now_millis())
-        .await
-        .unwrap();
-    set_release_state(&app.store, release, ReleaseState::Live, None, now_millis())
-        .await
-        .unwrap();
+    build_and_go_live(&app, &agent, id).await;
     let statuses = wait_for_states(&app, &deployment, &["queued", "in_progress", "success"]).await;
     assert_eq!(statuses[2]["environment_url"], "http://web.example.com");
     assert_eq!(statuses[2]["description"], "Live");
     assert_eq!(statuses[2]["log_url"], format!("{}/builds/{id}", app.url));
 
-    set_release_state(
-        &app.store,
-        release,
-        ReleaseState::Superseded,
-        None,
-        now_millis(),
-    )
-    .await
-    .unwrap();
+    // A newer push goes live on the same host: the first release is replaced.
+    let next = push(&app, "d-2", &commit(&app, "second")).await;
+    build_and_go_live(&app, &agent, next).await;
     let statuses = wait_for_states(
         &app,
         &deployment,
@@ -426,6 +397,36 @@ async fn a_live_release_is_a_success_with_the_service_address_and_a_replaced_one
     .await;
     assert_eq!(statuses[3]["description"], "Replaced by a newer release");
     assert_no_violations(&app);
+}
+
+/// Claims build `id`, completes it, then claims the rollout its release gives this agent and
+/// reports it live.
+async fn build_and_go_live(app: &TestApp, agent: &str, id: i64) {
+    claim(app, agent, id).await;
+    report(
+        app,
+        agent,
+        id,
+        json!({"state": "completed", "image": "registry.test/default/web:x", "digest": "sha256:00"}),
+    )
+    .await;
+    let claimed = app
+        .post_as(agent, "/v1/agent/rollouts/claim", json!({"wait_ms": 10000}))
+        .await;
+    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.text);
+    let rollout = claimed.body["job"]["rollout_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("a rollout for build #{id}: {}", claimed.text));
+    for state in ["starting", "health_checking", "live"] {
+        let answer = app
+            .post_as(
+                agent,
+                &format!("/v1/agent/rollouts/{rollout}/state"),
+                json!({"state": state}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    }
 }
 
 #[tokio::test]
