@@ -680,7 +680,7 @@ async fn recreate_restores_the_previous_version_when_the_new_one_fails() {
 #[tokio::test]
 async fn the_cli_deploys_lists_and_rolls_back_without_a_rebuild() {
     let Scene {
-        name: _,
+        name,
         app,
         registry,
         agent,
@@ -695,6 +695,18 @@ async fn the_cli_deploys_lists_and_rolls_back_without_a_rebuild() {
             .env("WHARF_TOKEN", crate::helpers::ADMIN_TOKEN);
         async move { command.output().await.unwrap() }
     };
+    // Variables reach the containers; a secret one is shown masked and never in a log.
+    for args in [
+        &["env", "set", "site", "GREETING=hello"][..],
+        &["env", "set", "site", "API_KEY=s3cr3t-value-42", "--secret"][..],
+    ] {
+        let output = wharf(args).await;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     let output = wharf(&["deploy", "site", "--image", &one]).await;
     assert!(
         output.status.success(),
@@ -710,6 +722,31 @@ async fn the_cli_deploys_lists_and_rolls_back_without_a_rebuild() {
         String::from_utf8_lossy(&output.stderr)
     );
     wait_for_answer(&agent, "two").await;
+
+    wait_for_containers(&name, &[2]).await;
+    let (container, _) = running_site_containers(&name).await.remove(0);
+    let (_, environment, stderr) = podman(&["exec", &container, "/bin/busybox", "env"]).await;
+    assert!(
+        environment.contains("GREETING=hello"),
+        "{container}: {environment} {stderr}"
+    );
+    assert!(
+        environment.contains("API_KEY=s3cr3t-value-42"),
+        "{environment}"
+    );
+    let listed = wharf(&["env", "list", "site"]).await;
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("s3cr3t"));
+    assert!(
+        !app.logs.text().contains("s3cr3t"),
+        "a secret reached the server log"
+    );
+    assert!(
+        std::fs::read_dir(agent.agent.work_dir.path())
+            .unwrap()
+            .next()
+            .is_none(),
+        "the variables file is gone once the containers exist"
+    );
 
     let output = wharf(&["rollback", "site"]).await;
     assert!(
