@@ -211,6 +211,12 @@ impl Edge {
             }
             value = json!({ key: value });
         }
+        if self.get("/config/").await?.is_some() {
+            // A config without apps (logging, admin settings): add ours beside them.
+            return self
+                .send(reqwest::Method::PUT, "/config/apps", Some(value["apps"].clone()))
+                .await;
+        }
         // Nothing at all: the whole config, keeping the admin address.
         let config = json!({
             "admin": {"listen": self.inner.config.admin},
