@@ -501,7 +501,7 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
     let agent_name = format!("dep-kill-{:x}", rand::random::<u16>());
     // The new version answers only after a few seconds: the start period forgives that.
     let health = json!({"health": {"interval_ms": 100, "timeout_ms": 1000, "retries": 5,
-                                   "start_period_ms": 8000, "deadline_ms": 30000}});
+                                   "start_period_ms": 20000, "deadline_ms": 60000}});
     let app = app_with_site(&agent_name, health).await;
     let registry = Registry::start().await;
     let token = app.create_agent(&agent_name).await;
