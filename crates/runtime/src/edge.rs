@@ -214,7 +214,11 @@ impl Edge {
         if self.get("/config/").await?.is_some() {
             // A config without apps (logging, admin settings): add ours beside them.
             return self
-                .send(reqwest::Method::PUT, "/config/apps", Some(value["apps"].clone()))
+                .send(
+                    reqwest::Method::PUT,
+                    "/config/apps",
+                    Some(value["apps"].clone()),
+                )
                 .await;
         }
         // Nothing at all: the whole config, keeping the admin address.

@@ -171,6 +171,11 @@ async fn deploy_image(app: &TestApp, image: &str) -> Value {
 /// What the edge answers for `site.test`.
 async fn through_edge(edge: &str) -> Result<String, String> {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    through_edge_with(&client, edge).await
+}
+
+/// The same, on `client`'s kept-alive connections (as browsers and load balancers reuse them).
+async fn through_edge_with(client: &reqwest::Client, edge: &str) -> Result<String, String> {
     match client
         .get(format!("http://{edge}/"))
         .header("host", "site.test")
@@ -233,9 +238,10 @@ impl Load {
                 );
                 let edge = agent.edge_listen.clone();
                 tokio::spawn(async move {
+                    let client = reqwest::Client::builder().no_proxy().build().unwrap();
                     while !stop.load(Ordering::Relaxed) {
                         sent.fetch_add(1, Ordering::Relaxed);
-                        match through_edge(&edge).await {
+                        match through_edge_with(&client, &edge).await {
                             Ok(body) => *bodies.lock().await.entry(body).or_default() += 1,
                             Err(error) => failures.lock().await.push(error),
                         }
