@@ -61,6 +61,10 @@
 //! goes to files rather than pipes, so a Caddy whose agent died keeps serving; the next agent
 //! finds it answering and uses it. A Caddy found running is used as it is (not supervised) and
 //! never stopped.
+//!
+//! Caddy is started only when its admin address refuses connections, never because an answer
+//! was slow: Caddy binds its sockets with `SO_REUSEPORT`, so a second Caddy on the same
+//! addresses would not fail but silently share them with the first, each serving its own config.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -107,8 +111,10 @@ const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
 /// An admin change reloads Caddy's whole config, which takes milliseconds; a change that takes
 /// longer than this will not succeed.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long "does anything answer there?" waits.
+/// How long "does anything answer there?" waits, while a Caddy starts.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long "does anything listen there?" waits before Wharf gives up rather than guess.
+const LISTEN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a Caddy being started has to answer on its admin address.
 const START_DEADLINE: Duration = Duration::from_secs(15);
 /// How long Caddy has to stop after SIGTERM before it is killed.
@@ -255,8 +261,8 @@ impl Edge {
             caddy_pid: AtomicU32::new(0),
         });
         enable_listener_migration();
-        let supervisor = if shared.admin.answers().await {
-            tracing::info!(admin = %config.admin, "using the Caddy that answers there");
+        let supervisor = if shared.admin.listening().await? {
+            tracing::info!(admin = %config.admin, "using the Caddy that listens there");
             None
         } else {
             if find_program(&config.caddy_bin).is_none() {
@@ -750,6 +756,31 @@ impl AdminApi {
         })
     }
 
+    /// Whether anything listens at the admin address: false only when connections are refused
+    /// (nothing is there to share the address with); an error when it cannot tell.
+    async fn listening(&self) -> Result<bool, EdgeError> {
+        let connect = tokio::net::TcpStream::connect(self.address.as_str());
+        match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, connect).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => Ok(false),
+            Ok(Err(error)) => Err(self.unreachable(Method::GET, "/", error.to_string())),
+            Err(_) => Err(self.unreachable(
+                Method::GET,
+                "/",
+                format!("no connection within {} s", LISTEN_CHECK_TIMEOUT.as_secs()),
+            )),
+        }
+    }
+
+    fn unreachable(&self, method: Method, path: &str, reason: String) -> EdgeError {
+        EdgeError::Unreachable {
+            admin: self.address.clone(),
+            method,
+            path: path.to_owned(),
+            reason,
+        }
+    }
+
     /// True when anything answers HTTP at the admin address.
     async fn answers(&self) -> bool {
         self.http
@@ -785,12 +816,8 @@ impl AdminApi {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
-        let unreachable = |error: reqwest::Error| EdgeError::Unreachable {
-            admin: self.address.clone(),
-            method: method.clone(),
-            path: path.to_owned(),
-            reason: chain(&error),
-        };
+        let unreachable =
+            |error: reqwest::Error| self.unreachable(method.clone(), path, chain(&error));
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(unreachable)?;
@@ -997,6 +1024,21 @@ async fn supervise(shared: Arc<Shared>, first: Child, mut stop: watch::Receiver<
                     () = stop_requested(&mut stop) => return,
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                match shared.admin.listening().await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        tracing::warn!(
+                            admin = %shared.admin.address,
+                            "something else listens at Caddy's admin address; not starting \
+                             another Caddy beside it"
+                        );
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot tell whether Caddy's admin address is free");
+                        continue;
+                    }
+                }
                 tokio::select! {
                     started_again = start_caddy(&shared) => match started_again {
                         Ok(new) => {

@@ -10,18 +10,34 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use wharf_runtime::edge::{Edge, EdgeConfig, listener_migration_enabled};
 
-/// A loopback address nobody listens on (the port is free when we look).
-fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+/// A loopback port held for one test: bound with `SO_REUSEPORT` but not listening. No bind to
+/// port 0 on this machine gets it while it is held, so tests running side by side cannot pick
+/// the same port (Caddy binds with `SO_REUSEPORT` too, so two Caddys on one port would share
+/// it rather than fail); Caddy can listen on it; until something does, connections are refused.
+struct Port {
+    address: String,
+    _socket: tokio::net::TcpSocket,
 }
 
-fn config(state_dir: &std::path::Path) -> EdgeConfig {
-    EdgeConfig {
-        admin: free_address(),
-        listen: free_address(),
-        ..EdgeConfig::new(state_dir)
+fn reserve_port() -> Port {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseport(true).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    Port {
+        address: socket.local_addr().unwrap().to_string(),
+        _socket: socket,
     }
+}
+
+/// An edge on reserved ports; the ports must be kept as long as the edge runs.
+fn config(state_dir: &std::path::Path) -> (EdgeConfig, [Port; 2]) {
+    let ports = [reserve_port(), reserve_port()];
+    let config = EdgeConfig {
+        admin: ports[0].address.clone(),
+        listen: ports[1].address.clone(),
+        ..EdgeConfig::new(state_dir)
+    };
+    (config, ports)
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -115,7 +131,7 @@ fn process_exists(pid: u32) -> bool {
 #[tokio::test]
 async fn starts_a_caddy_when_none_answers_and_routes_by_host_name() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+    let (config, _ports) = config(dir.path());
     let edge = Edge::connect_or_start(config.clone()).await.unwrap();
     assert!(edge.caddy_pid().is_some());
     let a = backend("backend-a").await;
@@ -141,10 +157,14 @@ async fn starts_a_caddy_when_none_answers_and_routes_by_host_name() {
     edge.set_route("wharf-a", &strings(&["a.test"]), std::slice::from_ref(&a))
         .await
         .unwrap();
-    let dead = free_address();
-    edge.set_route("wharf-a", &strings(&["a.test"]), &[dead, a.clone()])
-        .await
-        .unwrap();
+    let dead = reserve_port();
+    edge.set_route(
+        "wharf-a",
+        &strings(&["a.test"]),
+        &[dead.address.clone(), a.clone()],
+    )
+    .await
+    .unwrap();
     for _ in 0..10 {
         assert_eq!(
             get(&client, &config.listen, "a.test").await.unwrap(),
@@ -157,9 +177,10 @@ async fn starts_a_caddy_when_none_answers_and_routes_by_host_name() {
 #[tokio::test]
 async fn without_caddy_the_error_says_so() {
     let dir = tempfile::tempdir().unwrap();
+    let (config, _ports) = config(dir.path());
     let config = EdgeConfig {
         caddy_bin: "/nonexistent/caddy".into(),
-        ..config(dir.path())
+        ..config
     };
     let error = Edge::connect_or_start(config.clone())
         .await
@@ -179,7 +200,8 @@ async fn without_caddy_the_error_says_so() {
 #[tokio::test]
 async fn invalid_routes_are_refused_before_caddy_sees_them() {
     let dir = tempfile::tempdir().unwrap();
-    let edge = Edge::connect_or_start(config(dir.path())).await.unwrap();
+    let (config, _ports) = config(dir.path());
+    let edge = Edge::connect_or_start(config).await.unwrap();
     let error = edge
         .set_route("web/x", &strings(&["a.test"]), &strings(&["127.0.0.1:1"]))
         .await
@@ -201,7 +223,7 @@ async fn invalid_routes_are_refused_before_caddy_sees_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switching_upstreams_under_load_fails_no_request() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+    let (config, _ports) = config(dir.path());
     let edge = Edge::connect_or_start(config.clone()).await.unwrap();
     assert!(
         listener_migration_enabled(),
@@ -286,11 +308,12 @@ struct ForeignCaddy {
     admin: String,
     listen: String,
     _child: tokio::process::Child,
+    _ports: [Port; 2],
 }
 
 async fn foreign_caddy(dir: &std::path::Path) -> ForeignCaddy {
-    let admin = free_address();
-    let listen = free_address();
+    let ports = [reserve_port(), reserve_port()];
+    let (admin, listen) = (ports[0].address.clone(), ports[1].address.clone());
     let config = serde_json::json!({
         "admin": {"listen": admin, "config": {"persist": false}},
         "storage": {"module": "file_system", "root": dir.join("data")},
@@ -325,6 +348,7 @@ async fn foreign_caddy(dir: &std::path::Path) -> ForeignCaddy {
         admin,
         listen,
         _child: child,
+        _ports: ports,
     }
 }
 
@@ -344,9 +368,10 @@ async fn a_running_caddy_is_shared_and_its_other_config_survives() {
     let dir = tempfile::tempdir().unwrap();
     let foreign = foreign_caddy(dir.path()).await;
     let other_before = admin_get(&foreign.admin, "/config/apps/http/servers/other").await;
+    let (config, _ports) = config(&dir.path().join("edge"));
     let config = EdgeConfig {
         admin: foreign.admin.clone(),
-        ..config(&dir.path().join("edge"))
+        ..config
     };
     let edge = Edge::connect_or_start(config.clone()).await.unwrap();
     assert_eq!(
@@ -404,7 +429,7 @@ async fn a_running_caddy_is_shared_and_its_other_config_survives() {
 #[tokio::test]
 async fn a_killed_caddy_comes_back_with_the_routes() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+    let (config, _ports) = config(dir.path());
     let edge = Edge::connect_or_start(config.clone()).await.unwrap();
     let a = backend("backend-a").await;
     let b = backend("backend-b").await;
@@ -442,7 +467,7 @@ async fn a_killed_caddy_comes_back_with_the_routes() {
 #[tokio::test]
 async fn remove_route_removes_and_shutdown_stops_the_caddy_it_started() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+    let (config, _ports) = config(dir.path());
     let edge = Edge::connect_or_start(config.clone()).await.unwrap();
     let a = backend("backend-a").await;
     let b = backend("backend-b").await;
@@ -474,7 +499,8 @@ async fn remove_route_removes_and_shutdown_stops_the_caddy_it_started() {
 #[tokio::test]
 async fn dropping_the_edge_stops_its_caddy() {
     let dir = tempfile::tempdir().unwrap();
-    let edge = Edge::connect_or_start(config(dir.path())).await.unwrap();
+    let (config, _ports) = config(dir.path());
+    let edge = Edge::connect_or_start(config).await.unwrap();
     let pid = edge.caddy_pid().unwrap();
     drop(edge);
     eventually("Caddy stops", Duration::from_secs(10), || async {
@@ -486,7 +512,7 @@ async fn dropping_the_edge_stops_its_caddy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_changes_lose_no_route() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+    let (config, _ports) = config(dir.path());
     let edge = Edge::connect_or_start(config.clone()).await.unwrap();
     let upstream = backend("backend").await;
     let changes: Vec<_> = (0..6)
