@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 use wharf_client::ApiClient;
+use wharf_domain::names::image_repository;
 use wharf_runtime::container::{ContainerRun, RegistryCredentials, Runtime};
 use wharf_runtime::edge::{Edge, EdgeConfig};
 use wharf_runtime::process::{self, CommandSpec};
@@ -791,14 +792,17 @@ impl Deployer {
         else {
             return;
         };
+        // Only the service's own repository: a label alone could match another Wharf's images
+        // on a shared host.
+        let repository = image_repository(&job.image);
         let mut images: Vec<(String, String)> = listing
             .lines()
             .filter_map(|line| {
                 let mut fields = line.split('\t');
                 let id = fields.next()?.to_owned();
-                let _reference = fields.next()?;
+                let (name, _tag) = fields.next()?.rsplit_once(':')?;
                 let created = fields.next()?.to_owned();
-                Some((id, created))
+                (name == repository).then_some((id, created))
             })
             .collect();
         images.sort_by(|a, b| b.1.cmp(&a.1));
@@ -1041,5 +1045,13 @@ mod tests {
         );
         assert_eq!(image_registry("ghcr.io/team/web:v1"), "ghcr.io");
         assert_eq!(image_registry("library/busybox"), "docker.io");
+        assert_eq!(
+            image_repository("127.0.0.1:5000/p/web:v1@sha256:00"),
+            "127.0.0.1:5000/p/web"
+        );
+        assert_eq!(
+            image_repository("127.0.0.1:5000/p/web"),
+            "127.0.0.1:5000/p/web"
+        );
     }
 }

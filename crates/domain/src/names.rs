@@ -359,6 +359,16 @@ pub fn check_image_ref(value: &str) -> Result<(), NameError> {
     }
 }
 
+/// `registry/name` of `registry/name:tag`, `registry/name@digest` or both (a registry's port
+/// is not a tag).
+pub fn image_repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rfind(':') {
+        Some(colon) if !image[colon..].contains('/') => &image[..colon],
+        _ => image,
+    }
+}
+
 /// An image tag: letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, at most 128.
 pub fn check_image_tag(value: &str) -> Result<(), NameError> {
     let ok = !value.is_empty()
@@ -561,5 +571,24 @@ mod tests {
         let error = BranchName::parse(&format!("{}\n", "x".repeat(300))).unwrap_err();
         assert!(error.0.len() < 400, "{}", error.0);
         assert!(!error.0.contains('\n'));
+    }
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::image_repository;
+
+    #[test]
+    fn the_repository_of_an_image_drops_its_tag_or_digest_but_not_a_port() {
+        assert_eq!(
+            image_repository("127.0.0.1:5000/p/web:abc"),
+            "127.0.0.1:5000/p/web"
+        );
+        assert_eq!(
+            image_repository("127.0.0.1:5000/p/web"),
+            "127.0.0.1:5000/p/web"
+        );
+        assert_eq!(image_repository("reg/p/web@sha256:0123"), "reg/p/web");
+        assert_eq!(image_repository("reg/p/web:v1@sha256:0123"), "reg/p/web");
     }
 }

@@ -1,6 +1,6 @@
 //! How Wharf runs external programs: git to fetch a commit, podman (or docker) to build, push
-//! and run images. Every program runs from an argument vector, never a shell string, because
-//! branch names, paths and repository names are user data.
+//! and run images, Caddy as the edge in front of the apps. Every program runs from an argument
+//! vector, never a shell string, because branch names, paths and repository names are user data.
 //!
 //! Architecture invariant: no other crate starts a process. Secrets reach programs only through
 //! their environment (never arguments, which `ps` shows), and output is read as lines with

@@ -286,10 +286,19 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 }
 
 fn kill_group(group: Option<i32>) {
-    if let Some(pgid) = group.filter(|pgid| *pgid > 1) {
+    if let Some(pgid) = group {
+        signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+/// Sends `signal` to process group `pgid` (a program started with `process_group(0)` leads a
+/// group whose id is its pid). Groups 0 and 1 are never signalled: they would mean our own group
+/// and init.
+pub(crate) fn signal_group(pgid: i32, signal: libc::c_int) {
+    if pgid > 1 {
         // SAFETY: killpg only sends a signal; a group that is already gone gives ESRCH.
         unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
+            libc::killpg(pgid, signal);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! compare-and-set.
 
 use tokio::sync::watch;
+pub(crate) use wharf_domain::names::image_repository;
 use wharf_store::{NewRelease, RolloutRef};
 use wharf_wire::{Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, Service};
 
@@ -95,15 +96,6 @@ fn build_image(build: &Build) -> Option<String> {
     }
 }
 
-/// `registry/project/service` of `registry/project/service:tag` (a registry's port is not a tag).
-pub(crate) fn image_repository(image: &str) -> &str {
-    let image = image.split('@').next().unwrap_or(image);
-    match image.rfind(':') {
-        Some(colon) if !image[colon..].contains('/') => &image[..colon],
-        _ => image,
-    }
-}
-
 /// Logs a new release and wakes the agents that wait for rollouts.
 pub(crate) fn announce(state: &AppState, release: &Release) {
     tracing::info!(
@@ -188,23 +180,4 @@ async fn runtime_env(state: &AppState, service_id: i64) -> Result<Vec<EnvVarValu
         });
     }
     Ok(env)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::image_repository;
-
-    #[test]
-    fn the_repository_of_an_image_drops_its_tag_or_digest_but_not_a_port() {
-        assert_eq!(
-            image_repository("127.0.0.1:5000/p/web:abc"),
-            "127.0.0.1:5000/p/web"
-        );
-        assert_eq!(
-            image_repository("127.0.0.1:5000/p/web"),
-            "127.0.0.1:5000/p/web"
-        );
-        assert_eq!(image_repository("reg/p/web@sha256:0123"), "reg/p/web");
-        assert_eq!(image_repository("reg/p/web:v1@sha256:0123"), "reg/p/web");
-    }
 }

@@ -378,26 +378,22 @@ async fn a_push_goes_live_by_host_name_and_the_next_replaces_it_without_a_failed
     );
     let first = wait_for_release(&app, |release| release["id"] == first["id"]).await;
     assert_eq!(first["state"], "superseded");
-    // Host cleanup: with no image kept for rollback, only the live version's image is left of
-    // the service's images (chosen by the build's label).
+    // Host cleanup: with no image kept for rollback, the replaced version's image goes (it
+    // carries the build's service label) and the live one stays.
+    let old_image = first["image"].as_str().unwrap().to_owned();
+    let live_image = second["image"].as_str().unwrap().to_owned();
     let started = tokio::time::Instant::now();
-    loop {
-        let (_, images, _) = podman(&[
-            "images",
-            "--quiet",
-            "--no-trunc",
-            "--filter",
-            "label=wharf.service=site",
-        ])
-        .await;
-        let mut ids: Vec<&str> = images.lines().collect();
-        ids.dedup();
-        if ids.len() == 1 {
-            break;
-        }
-        assert!(started.elapsed() < DEADLINE, "old images stay: {ids:?}");
+    while podman(&["image", "exists", &old_image]).await.0 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the old image stays: {old_image}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        podman(&["image", "exists", &live_image]).await.0,
+        "the live image stays"
+    );
     agent.stop().await;
 }
 
