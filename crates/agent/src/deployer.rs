@@ -481,7 +481,7 @@ impl Deployer {
                 labels: &labels,
                 env_file: Some(env_file),
                 publish,
-                command: None,
+                ..ContainerRun::default()
             };
             match self
                 .cmd(self.config.runtime.run_container(&run), COMMAND_TIMEOUT)
