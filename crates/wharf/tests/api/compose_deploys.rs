@@ -101,10 +101,12 @@ async fn wait_for_release_of(app: &TestApp, service: &str, build: i64) -> Value 
         {
             return release.clone();
         }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the release of build #{build} did not settle: {release:?}"
-        );
+        if started.elapsed() >= DEADLINE {
+            panic!(
+                "the release of build #{build} did not settle: {release:?}; the build: {}",
+                app.build(build).await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
