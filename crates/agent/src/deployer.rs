@@ -2,9 +2,14 @@
 //! traffic (blue-green) or replace (recreate), roll back when it is unhealthy, clean up.
 //!
 //! Every container Wharf starts carries `wharf.deploy.*` labels (agent, service, release,
-//! replica, published port). They are the agent's only memory: a restarted agent finds its
-//! containers by label and adopts them instead of starting them again, and cleanup never
-//! touches a container or image without Wharf's labels.
+//! replica or compose service, published port). They are the agent's only memory: a restarted
+//! agent finds its containers by label and adopts them instead of starting them again, and
+//! cleanup never touches a container or image without Wharf's labels.
+//!
+//! A compose release runs as a stack (`compose.rs`): one container per compose service,
+//! recreate-style, started and health-checked one by one.
+
+mod compose;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -36,6 +41,11 @@ const LABEL_SERVICE: &str = "wharf.deploy.service";
 const LABEL_RELEASE: &str = "wharf.deploy.release";
 const LABEL_REPLICA: &str = "wharf.deploy.replica";
 const LABEL_PORT: &str = "wharf.deploy.port";
+/// The compose service a container of a stack runs.
+const LABEL_COMPONENT: &str = "wharf.deploy.component";
+/// A stack member's place in the start order (0 first), so a stack stopped for a new one
+/// starts again in order.
+const LABEL_ORDER: &str = "wharf.deploy.order";
 /// The label builds put on images, which cleanup selects by.
 const IMAGE_LABEL_SERVICE: &str = "wharf.service";
 
@@ -56,6 +66,9 @@ struct Found {
     service: String,
     release: Option<i64>,
     port: Option<u16>,
+    /// The compose service, for a member of a stack.
+    component: Option<String>,
+    order: Option<u32>,
 }
 
 /// A new container of a rollout.
@@ -163,6 +176,10 @@ impl Deployer {
                 .iter()
                 .filter(|found| found.release == Some(job.release_id))
                 .collect();
+            if job.compose_file.is_some() {
+                self.reconcile_stack(&job, &mine).await;
+                continue;
+            }
             let mut running: Vec<Started> = Vec::new();
             for container in &mine {
                 if !container.running {
@@ -218,10 +235,18 @@ impl Deployer {
     /// Runs one claimed rollout to its end, reporting every step.
     pub(crate) async fn run(&self, job: RolloutJob) {
         let strategy = job.settings.strategy_for(job.port);
-        tracing::info!(rollout = job.rollout_id, release = job.release_id, service = %job.service, image = %job.image, strategy = strategy.as_str(), "rollout started");
-        let outcome = match strategy {
-            Strategy::BlueGreen => self.blue_green(&job).await,
-            Strategy::Recreate => self.recreate(&job).await,
+        let outcome = match &job.compose_file {
+            Some(file) => {
+                tracing::info!(rollout = job.rollout_id, release = job.release_id, service = %job.service, images = job.compose_images.len(), "stack rollout started");
+                self.deploy_stack(&job, file).await
+            }
+            None => {
+                tracing::info!(rollout = job.rollout_id, release = job.release_id, service = %job.service, image = %job.image, strategy = strategy.as_str(), "rollout started");
+                match strategy {
+                    Strategy::BlueGreen => self.blue_green(&job).await,
+                    Strategy::Recreate => self.recreate(&job).await,
+                }
+            }
         };
         let report = match outcome {
             Ok(probes) => ReportRollout {
@@ -230,6 +255,10 @@ impl Deployer {
             },
             Err(Outcome::PullFailed(error)) => ReportRollout {
                 reason: Some(format!("the image could not be pulled: {error}")),
+                ..ReportRollout::new(job.rollout_id, ReleaseState::Failed)
+            },
+            Err(Outcome::Refused(reason)) => ReportRollout {
+                reason: Some(reason),
                 ..ReportRollout::new(job.rollout_id, ReleaseState::Failed)
             },
             Err(Outcome::RolledBack(unhealthy)) => ReportRollout {
@@ -281,16 +310,7 @@ impl Deployer {
             .filter(|found| found.release != Some(job.release_id))
             .collect();
         self.step(job, ReleaseState::Starting).await;
-        for container in old.iter().filter(|found| found.running) {
-            let _ = self
-                .cmd(
-                    self.config
-                        .runtime
-                        .stop_container(&container.name, self.config.stop_grace.as_secs()),
-                    COMMAND_TIMEOUT,
-                )
-                .await;
-        }
+        self.stop_previous(&old).await;
         let outcome = match self.start_all(job).await {
             Ok(started) => {
                 self.step(job, ReleaseState::HealthChecking).await;
@@ -316,31 +336,55 @@ impl Deployer {
                 for container in &started {
                     self.remove(&container.name).await;
                 }
-                let mut restored = Vec::new();
-                for container in old.iter().filter(|found| found.running) {
-                    match self
-                        .cmd(
-                            self.config.runtime.start_container(&container.name),
-                            COMMAND_TIMEOUT,
-                        )
-                        .await
-                    {
-                        Ok(_) => restored.push(Started {
-                            name: container.name.clone(),
-                            port: container.port,
-                        }),
-                        Err(error) => {
-                            tracing::error!(container = %container.name, %error, "cannot start the previous version again")
-                        }
-                    }
-                }
-                if !restored.is_empty()
-                    && let Err(error) = self.route(job, &restored).await
-                {
-                    tracing::error!(%error, "cannot route back to the previous version");
-                }
+                self.restart_previous(job, &old).await;
                 Err(failure)
             }
+        }
+    }
+
+    /// Stops the containers that ran before a recreate, dependents first.
+    async fn stop_previous(&self, old: &[Found]) {
+        let mut running: Vec<&Found> = old.iter().filter(|found| found.running).collect();
+        running.sort_by_key(|found| std::cmp::Reverse(found.order));
+        for container in running {
+            let _ = self
+                .cmd(
+                    self.config
+                        .runtime
+                        .stop_container(&container.name, self.config.stop_grace.as_secs()),
+                    COMMAND_TIMEOUT,
+                )
+                .await;
+        }
+    }
+
+    /// Starts again, in their start order, the containers a failed recreate stopped (those
+    /// that ran before it), and routes back to them.
+    async fn restart_previous(&self, job: &RolloutJob, old: &[Found]) {
+        let mut previous: Vec<&Found> = old.iter().filter(|found| found.running).collect();
+        previous.sort_by_key(|found| found.order);
+        let mut restored = Vec::new();
+        for container in previous {
+            match self
+                .cmd(
+                    self.config.runtime.start_container(&container.name),
+                    COMMAND_TIMEOUT,
+                )
+                .await
+            {
+                Ok(_) => restored.push(Started {
+                    name: container.name.clone(),
+                    port: container.port,
+                }),
+                Err(error) => {
+                    tracing::error!(container = %container.name, %error, "cannot start the previous version again")
+                }
+            }
+        }
+        if !restored.is_empty()
+            && let Err(error) = self.route(job, &restored).await
+        {
+            tracing::error!(%error, "cannot route back to the previous version");
         }
     }
 
@@ -367,6 +411,17 @@ impl Deployer {
     }
 
     async fn pull(&self, job: &RolloutJob) -> Result<(), StepError> {
+        self.pull_image(job, &job.image, true).await
+    }
+
+    /// Pulls `image`, with the release's registry login (else the agent's own) when
+    /// `with_login`: only images Wharf built get it, so no login goes to another registry.
+    async fn pull_image(
+        &self,
+        job: &RolloutJob,
+        image: &str,
+        with_login: bool,
+    ) -> Result<(), StepError> {
         let dir = self.job_dir(job);
         let credentials = job
             .registry_login
@@ -375,7 +430,8 @@ impl Deployer {
                 username: login.username.clone(),
                 password: login.password.expose().to_owned().into(),
             })
-            .or_else(|| self.config.registry_credentials.clone());
+            .or_else(|| self.config.registry_credentials.clone())
+            .filter(|_| with_login);
         let auth_file = match &credentials {
             Some(credentials) => {
                 let path = dir.join("auth").join("config.json");
@@ -384,7 +440,7 @@ impl Deployer {
                     .map_err(|error| {
                         StepError(format!("cannot create {}: {error}", dir.display()))
                     })?;
-                let registry = image_registry(&job.image);
+                let registry = image_registry(image);
                 wharf_runtime::files::write_private_file(
                     &path,
                     credentials.auth_file_json(registry).as_bytes(),
@@ -398,7 +454,7 @@ impl Deployer {
             .cmd(
                 self.config
                     .runtime
-                    .pull_with_auth(&job.image, auth_file.as_deref()),
+                    .pull_with_auth(image, auth_file.as_deref()),
                 PULL_TIMEOUT,
             )
             .await;
@@ -482,7 +538,7 @@ impl Deployer {
                 labels: &labels,
                 env_file: Some(env_file),
                 publish,
-                command: None,
+                ..ContainerRun::default()
             };
             match self
                 .cmd(self.config.runtime.run_container(&run), COMMAND_TIMEOUT)
@@ -507,14 +563,25 @@ impl Deployer {
         Err(last_error.unwrap_or_else(|| StepError("cannot start the new version".to_owned())))
     }
 
-    /// Waits until every new container passes its probe, or decides it is unhealthy.
+    /// Waits until every new container passes the release's probe, or decides it is unhealthy.
     async fn wait_healthy(
         &self,
         job: &RolloutJob,
         started: &[Started],
     ) -> Result<Vec<ProbeResult>, Unhealthy> {
-        let health = &job.settings.health;
         let probe = self.probe_for(job).await;
+        self.wait_until_healthy(&probe, &job.settings.health, started)
+            .await
+    }
+
+    /// Waits until every container in `started` passes `probe`, timed by `health`, or
+    /// decides it is unhealthy.
+    async fn wait_until_healthy(
+        &self,
+        probe: &Probe,
+        health: &HealthSettings,
+        started: &[Started],
+    ) -> Result<Vec<ProbeResult>, Unhealthy> {
         let begun = Instant::now();
         let deadline = begun + Duration::from_millis(health.deadline_ms);
         let start_period = Duration::from_millis(health.start_period_ms);
@@ -530,7 +597,7 @@ impl Deployer {
                 if healthy.contains(&container.name) {
                     continue;
                 }
-                match self.probe_once(&probe, container, health, begun).await {
+                match self.probe_once(probe, container, health, begun).await {
                     Ok(()) => {
                         healthy.insert(container.name.clone());
                     }
@@ -549,7 +616,7 @@ impl Deployer {
                 after_ms,
                 healthy: all_healthy,
                 detail: if all_healthy {
-                    probe_success(&probe, health)
+                    probe_success(probe, health)
                 } else {
                     detail.clone()
                 },
@@ -604,14 +671,7 @@ impl Deployer {
     }
 
     async fn probe_for(&self, job: &RolloutJob) -> Probe {
-        let check = self
-            .cmd(
-                self.config.runtime.image_healthcheck(&job.image),
-                COMMAND_TIMEOUT,
-            )
-            .await
-            .ok()
-            .and_then(|json| healthcheck_command(json.trim()));
+        let check = self.image_healthcheck(&job.image).await;
         match (check, job.port) {
             (Some(command), _) => Probe::Exec(command),
             (None, Some(_)) => {
@@ -619,6 +679,17 @@ impl Deployer {
             }
             (None, None) => Probe::Running,
         }
+    }
+
+    /// The command of the image's own `HEALTHCHECK`, if it has one.
+    async fn image_healthcheck(&self, image: &str) -> Option<Vec<String>> {
+        self.cmd(
+            self.config.runtime.image_healthcheck(image),
+            COMMAND_TIMEOUT,
+        )
+        .await
+        .ok()
+        .and_then(|json| healthcheck_command(json.trim()))
     }
 
     async fn probe_once(
@@ -807,8 +878,11 @@ impl Deployer {
             .collect();
         images.sort_by(|a, b| b.1.cmp(&a.1));
         images.dedup_by(|a, b| a.0 == b.0);
-        // The live image is the newest; it and `keep_images` more stay.
-        for (id, _) in images.iter().skip(1 + job.settings.keep_images as usize) {
+        // The live image is the newest; it and `keep_images` more stay (per compose service,
+        // for a stack: each release of it built one image per compose service).
+        let per_release = job.compose_images.len().max(1);
+        let keep = (1 + job.settings.keep_images as usize) * per_release;
+        for (id, _) in images.iter().skip(keep) {
             match self
                 .cmd(self.config.runtime.remove_image(id), COMMAND_TIMEOUT)
                 .await
@@ -912,6 +986,9 @@ impl Deployer {
 enum Outcome {
     /// Nothing running was touched.
     PullFailed(StepError),
+    /// Nothing running was touched: Wharf would not run the release (a compose file it
+    /// refuses, a stack it cannot prepare); the reason says why.
+    Refused(String),
     /// The new version went; the old one serves.
     RolledBack(Unhealthy),
 }
@@ -972,6 +1049,8 @@ fn parse_inspect_line(line: &str) -> Option<Found> {
         service: labels.get(LABEL_SERVICE)?.clone(),
         release: labels.get(LABEL_RELEASE).and_then(|id| id.parse().ok()),
         port: labels.get(LABEL_PORT).and_then(|port| port.parse().ok()),
+        component: labels.get(LABEL_COMPONENT).cloned(),
+        order: labels.get(LABEL_ORDER).and_then(|order| order.parse().ok()),
     })
 }
 
@@ -1035,6 +1114,12 @@ mod tests {
         assert_eq!(found.release, Some(3));
         assert_eq!(found.port, Some(4100));
         assert!(parse_inspect_line("x\texited\t1\t{\"other\":\"label\"}").is_none());
+        let member = "/wharf-a-stack-r4-db\texited\t0\t{\"wharf.deploy.service\":\"stack\",\"wharf.deploy.release\":\"4\",\"wharf.deploy.component\":\"db\",\"wharf.deploy.order\":\"0\"}";
+        let found = parse_inspect_line(member).unwrap();
+        assert!(!found.running);
+        assert_eq!(found.component.as_deref(), Some("db"));
+        assert_eq!(found.order, Some(0));
+        assert_eq!(found.port, None);
     }
 
     #[test]

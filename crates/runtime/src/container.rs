@@ -1,6 +1,7 @@
 //! The container runtime's command line: podman by default, docker as an alternative. Only the
 //! argument vectors live here; running them is `process`'s job.
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use crate::process::CommandSpec;
@@ -174,7 +175,8 @@ impl Runtime {
     }
 }
 
-/// A container to start, detached.
+/// A container to start, detached. The defaults are a plain container: the runtime's default
+/// network, the image's entrypoint, user and working directory, no extra privileges.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerRun<'a> {
     pub name: &'a str,
@@ -184,8 +186,109 @@ pub struct ContainerRun<'a> {
     pub env_file: Option<&'a Path>,
     /// `(host port, container port)`, published on 127.0.0.1 only: the edge proxies to it.
     pub publish: Option<(u16, u16)>,
+    /// More ports to publish, as a compose file writes them.
+    pub ports: &'a [PortPublish],
     /// Replaces the image's command.
     pub command: Option<&'a [String]>,
+    /// Replaces the image's entrypoint; a non-empty one also drops the image's command, as
+    /// compose does.
+    pub entrypoint: Option<&'a [String]>,
+    pub user: Option<&'a str>,
+    pub workdir: Option<&'a str>,
+    pub mounts: &'a [Mount<'a>],
+    pub network: ContainerNetwork<'a>,
+    pub privileged: bool,
+    /// Capabilities to add, by name.
+    pub cap_add: &'a [String],
+    /// Shares the host's process namespace.
+    pub pid_host: bool,
+}
+
+/// Which network a container joins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContainerNetwork<'a> {
+    /// The runtime's default network.
+    #[default]
+    Default,
+    /// The host's network namespace.
+    Host,
+    /// A network by name, where the other containers on it reach this one as `alias`.
+    Named { name: &'a str, alias: &'a str },
+}
+
+/// A port published on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortPublish {
+    /// `None`: every address of the host.
+    pub host_ip: Option<IpAddr>,
+    /// `None`: a port the runtime picks.
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub udp: bool,
+}
+
+/// A mount into a container. Paths and names must hold no `:` (the caller checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mount<'a> {
+    pub source: MountSource<'a>,
+    /// An absolute path in the container.
+    pub target: &'a str,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountSource<'a> {
+    /// A fresh volume of the container's own, removed with it.
+    Anonymous,
+    /// A named volume.
+    Volume(&'a str),
+    /// A path of the host.
+    HostPath(&'a Path),
+}
+
+impl PortPublish {
+    /// `--publish`'s value: `[IP:][HOST:]CONTAINER[/udp]`, an IPv6 address in brackets.
+    fn argument(&self) -> String {
+        let mut text = match (self.host_ip, self.host_port) {
+            (None, None) => String::new(),
+            (None, Some(host)) => format!("{host}:"),
+            (Some(ip), host) => {
+                let host = host.map(|port| port.to_string()).unwrap_or_default();
+                match ip {
+                    IpAddr::V4(ip) => format!("{ip}:{host}:"),
+                    IpAddr::V6(ip) => format!("[{ip}]:{host}:"),
+                }
+            }
+        };
+        text.push_str(&self.container_port.to_string());
+        if self.udp {
+            text.push_str("/udp");
+        }
+        text
+    }
+}
+
+impl Mount<'_> {
+    /// `--volume`'s value.
+    fn argument(&self) -> std::ffi::OsString {
+        let mut text = std::ffi::OsString::new();
+        match self.source {
+            MountSource::Anonymous => {}
+            MountSource::Volume(name) => {
+                text.push(name);
+                text.push(":");
+            }
+            MountSource::HostPath(path) => {
+                text.push(path);
+                text.push(":");
+            }
+        }
+        text.push(self.target);
+        if self.read_only {
+            text.push(":ro");
+        }
+        text
+    }
 }
 
 impl Runtime {
@@ -201,12 +304,62 @@ impl Runtime {
         if let Some(file) = run.env_file {
             spec = spec.arg("--env-file").arg(file);
         }
+        match run.network {
+            ContainerNetwork::Default => {}
+            ContainerNetwork::Host => spec = spec.args(["--network", "host"]),
+            ContainerNetwork::Named { name, alias } => {
+                spec = spec
+                    .arg("--network")
+                    .arg(name)
+                    .arg("--network-alias")
+                    .arg(alias);
+            }
+        }
         if let Some((host, container)) = run.publish {
             spec = spec
                 .arg("--publish")
                 .arg(format!("127.0.0.1:{host}:{container}"));
         }
-        spec = spec.arg("--").arg(run.image);
+        for port in run.ports {
+            spec = spec.arg("--publish").arg(port.argument());
+        }
+        for mount in run.mounts {
+            spec = spec.arg("--volume").arg(mount.argument());
+        }
+        if let Some(user) = run.user {
+            spec = spec.arg("--user").arg(user);
+        }
+        if let Some(workdir) = run.workdir {
+            spec = spec.arg("--workdir").arg(workdir);
+        }
+        if run.privileged {
+            spec = spec.arg("--privileged");
+        }
+        for capability in run.cap_add {
+            spec = spec.arg("--cap-add").arg(capability);
+        }
+        if run.pid_host {
+            spec = spec.args(["--pid", "host"]);
+        }
+        // Podman takes a whole entrypoint as a JSON array; Docker only a program, so the
+        // rest of it goes before the command's words.
+        let mut entrypoint_rest: &[String] = &[];
+        match (run.entrypoint, self.kind) {
+            (None, _) => {}
+            (Some(entrypoint), RuntimeKind::Podman) => {
+                spec = spec
+                    .arg("--entrypoint")
+                    .arg(serde_json::to_string(entrypoint).unwrap_or_default());
+            }
+            (Some(entrypoint), RuntimeKind::Docker) => {
+                let (program, rest) = entrypoint
+                    .split_first()
+                    .map_or(("", &[][..]), |(p, r)| (p.as_str(), r));
+                spec = spec.arg("--entrypoint").arg(program);
+                entrypoint_rest = rest;
+            }
+        }
+        spec = spec.arg("--").arg(run.image).args(entrypoint_rest);
         if let Some(command) = run.command {
             spec = spec.args(command);
         }
@@ -227,10 +380,11 @@ impl Runtime {
         self.command().args(["start", "--"]).arg(name)
     }
 
-    /// Removes a container, killing it at once if it runs (Podman would otherwise wait out
-    /// the stop timeout for programs that ignore SIGTERM).
+    /// Removes a container and its anonymous volumes, killing it at once if it runs (Podman
+    /// would otherwise wait out the stop timeout for programs that ignore SIGTERM). Named
+    /// volumes stay.
     pub fn remove_container(&self, name: &str) -> CommandSpec {
-        let spec = self.command().args(["rm", "--force"]);
+        let spec = self.command().args(["rm", "--force", "--volumes"]);
         let spec = match self.kind {
             RuntimeKind::Podman => spec.args(["--time", "0"]),
             RuntimeKind::Docker => spec,
@@ -276,6 +430,51 @@ impl Runtime {
                 "--",
             ])
             .arg(image)
+    }
+
+    /// The ports an image declares (`EXPOSE`) as JSON: `{"8080/tcp":{}}`, or `null`.
+    pub fn image_exposed_ports(&self, image: &str) -> CommandSpec {
+        self.command()
+            .args([
+                "image",
+                "inspect",
+                "--format",
+                "{{json .Config.ExposedPorts}}",
+                "--",
+            ])
+            .arg(image)
+    }
+
+    /// Succeeds when the network exists.
+    pub fn network_inspect(&self, name: &str) -> CommandSpec {
+        self.command()
+            .args(["network", "inspect", "--format", "{{.Name}}", "--"])
+            .arg(name)
+    }
+
+    /// Creates a bridge network whose containers reach each other by name.
+    pub fn network_create(&self, name: &str, labels: &[(String, String)]) -> CommandSpec {
+        let mut spec = self.command().args(["network", "create"]);
+        for (key, value) in labels {
+            spec = spec.arg("--label").arg(format!("{key}={value}"));
+        }
+        spec.arg("--").arg(name)
+    }
+
+    /// Succeeds when the volume exists.
+    pub fn volume_inspect(&self, name: &str) -> CommandSpec {
+        self.command()
+            .args(["volume", "inspect", "--format", "{{.Name}}", "--"])
+            .arg(name)
+    }
+
+    /// Creates a named volume (local driver).
+    pub fn volume_create(&self, name: &str, labels: &[(String, String)]) -> CommandSpec {
+        let mut spec = self.command().args(["volume", "create"]);
+        for (key, value) in labels {
+            spec = spec.arg("--label").arg(format!("{key}={value}"));
+        }
+        spec.arg("--").arg(name)
     }
 
     /// Runs a command inside a running container (a health check's test).
@@ -396,6 +595,189 @@ mod tests {
             ))
             .join(" "),
             "docker --config /w/auth push -- r/p/s:abc"
+        );
+    }
+
+    fn podman() -> Runtime {
+        Runtime {
+            kind: RuntimeKind::Podman,
+            insecure_registry: false,
+        }
+    }
+
+    #[test]
+    fn a_plain_container_is_published_on_loopback_only() {
+        let labels = [("wharf.deploy.service".to_owned(), "site".to_owned())];
+        let run = ContainerRun {
+            name: "wharf-a-site-r3-0",
+            image: "reg/p/site@sha256:00",
+            labels: &labels,
+            env_file: Some(Path::new("/w/env")),
+            publish: Some((4100, 8080)),
+            ..ContainerRun::default()
+        };
+        assert_eq!(
+            args(&podman().run_container(&run)).join(" "),
+            "podman run --detach --name wharf-a-site-r3-0 --label wharf.deploy.service=site \
+             --env-file /w/env --publish 127.0.0.1:4100:8080 -- reg/p/site@sha256:00"
+        );
+    }
+
+    #[test]
+    fn a_compose_member_gets_its_network_mounts_and_settings() {
+        let command = vec!["serve".to_owned(), "--port=80".to_owned()];
+        let entrypoint = vec!["/bin/busybox".to_owned(), "sh".to_owned()];
+        let caps = vec!["NET_ADMIN".to_owned()];
+        let ports = [
+            PortPublish {
+                host_ip: None,
+                host_port: Some(8443),
+                container_port: 443,
+                udp: false,
+            },
+            PortPublish {
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+                host_port: None,
+                container_port: 53,
+                udp: true,
+            },
+            PortPublish {
+                host_ip: Some("::1".parse().unwrap()),
+                host_port: Some(9000),
+                container_port: 9000,
+                udp: false,
+            },
+            PortPublish {
+                host_ip: None,
+                host_port: None,
+                container_port: 7000,
+                udp: false,
+            },
+        ];
+        let mounts = [
+            Mount {
+                source: MountSource::Volume("wharf-a-stack-data"),
+                target: "/var/lib/data",
+                read_only: false,
+            },
+            Mount {
+                source: MountSource::Anonymous,
+                target: "/cache",
+                read_only: false,
+            },
+            Mount {
+                source: MountSource::HostPath(Path::new("/srv/config")),
+                target: "/etc/app",
+                read_only: true,
+            },
+        ];
+        let run = ContainerRun {
+            name: "wharf-a-stack-r3-web",
+            image: "img",
+            ports: &ports,
+            command: Some(&command),
+            entrypoint: Some(&entrypoint),
+            user: Some("1000:1000"),
+            workdir: Some("/app"),
+            mounts: &mounts,
+            network: ContainerNetwork::Named {
+                name: "wharf-a-stack",
+                alias: "web",
+            },
+            privileged: true,
+            cap_add: &caps,
+            pid_host: true,
+            ..ContainerRun::default()
+        };
+        assert_eq!(
+            args(&podman().run_container(&run)),
+            [
+                "podman",
+                "run",
+                "--detach",
+                "--name",
+                "wharf-a-stack-r3-web",
+                "--network",
+                "wharf-a-stack",
+                "--network-alias",
+                "web",
+                "--publish",
+                "8443:443",
+                "--publish",
+                "127.0.0.1::53/udp",
+                "--publish",
+                "[::1]:9000:9000",
+                "--publish",
+                "7000",
+                "--volume",
+                "wharf-a-stack-data:/var/lib/data",
+                "--volume",
+                "/cache",
+                "--volume",
+                "/srv/config:/etc/app:ro",
+                "--user",
+                "1000:1000",
+                "--workdir",
+                "/app",
+                "--privileged",
+                "--cap-add",
+                "NET_ADMIN",
+                "--pid",
+                "host",
+                "--entrypoint",
+                r#"["/bin/busybox","sh"]"#,
+                "--",
+                "img",
+                "serve",
+                "--port=80",
+            ]
+        );
+        let docker = Runtime {
+            kind: RuntimeKind::Docker,
+            insecure_registry: false,
+        };
+        let shown = args(&docker.run_container(&ContainerRun {
+            network: ContainerNetwork::Host,
+            mounts: &[],
+            ports: &[],
+            ..run
+        }))
+        .join(" ");
+        assert!(shown.contains("--network host --user"), "{shown}");
+        assert!(
+            shown.ends_with("--entrypoint /bin/busybox -- img sh serve --port=80"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_empty_entrypoint_clears_the_images() {
+        let run = ContainerRun {
+            name: "c",
+            image: "img",
+            entrypoint: Some(&[]),
+            ..ContainerRun::default()
+        };
+        assert_eq!(
+            args(&podman().run_container(&run)).join(" "),
+            "podman run --detach --name c --entrypoint [] -- img"
+        );
+    }
+
+    #[test]
+    fn networks_and_volumes_are_created_with_labels() {
+        let labels = [("wharf.deploy.agent".to_owned(), "a".to_owned())];
+        assert_eq!(
+            args(&podman().network_create("wharf-a-stack", &labels)).join(" "),
+            "podman network create --label wharf.deploy.agent=a -- wharf-a-stack"
+        );
+        assert_eq!(
+            args(&podman().volume_create("wharf-a-stack-data", &labels)).join(" "),
+            "podman volume create --label wharf.deploy.agent=a -- wharf-a-stack-data"
+        );
+        assert_eq!(
+            args(&podman().remove_container("c")).join(" "),
+            "podman rm --force --volumes --time 0 -- c"
         );
     }
 }

@@ -87,13 +87,40 @@ pub(crate) fn new_release(
 }
 
 /// The reference hosts pull for a build: its repository pinned by digest, so what runs is
-/// exactly what was built even if the tag moves.
+/// exactly what was built even if the tag moves. A compose build pushed one image per compose
+/// service and has no single image: its release names them all (`web=…@sha256:…
+/// worker=…@sha256:…`), and the rollout job hands them to the agent one by one.
 fn build_image(build: &Build) -> Option<String> {
+    if build.compose_file.is_some() {
+        let pinned = compose_images(build);
+        return (!pinned.is_empty()).then(|| {
+            pinned
+                .iter()
+                .map(|(component, image)| format!("{component}={image}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+    }
     let image = build.image.as_deref()?;
     match &build.digest {
         Some(digest) => Some(format!("{}@{digest}", image_repository(image))),
         None => Some(image.to_owned()),
     }
+}
+
+/// A compose build's images, each pinned by digest: (compose service, image@digest).
+fn compose_images(build: &Build) -> Vec<(String, String)> {
+    build
+        .images
+        .iter()
+        .filter_map(|image| {
+            let component = image.component.clone()?;
+            Some((
+                component,
+                format!("{}@{}", image_repository(&image.image), image.digest),
+            ))
+        })
+        .collect()
 }
 
 /// Logs a new release and wakes the agents that wait for rollouts.
@@ -129,20 +156,7 @@ pub(crate) async fn rollout_job(
         .as_ref()
         .and_then(|build| build.compose_file.clone().map(|file| (file, build)));
     let (compose_file, compose_images) = match compose {
-        Some((file, build)) => (
-            Some(file),
-            build
-                .images
-                .iter()
-                .filter_map(|image| {
-                    let component = image.component.clone()?;
-                    Some((
-                        component,
-                        format!("{}@{}", image_repository(&image.image), image.digest),
-                    ))
-                })
-                .collect(),
-        ),
+        Some((file, build)) => (Some(file), compose_images(build)),
         None => (None, Vec::new()),
     };
     Ok(RolloutJob {

@@ -17,14 +17,15 @@ pub struct DeploySettings {
     /// A completed build of the tracked branch becomes a release by itself.
     #[serde(default = "yes")]
     pub auto_deploy: bool,
-    /// `None` chooses by the service: blue-green with a port, recreate without.
+    /// `None` chooses by the service: blue-green with a port, recreate without. A compose
+    /// service's stack always recreates.
     #[serde(default)]
     pub strategy: Option<Strategy>,
     /// Agent names, or `label:NAME` for every agent with that label. Empty means the agent
     /// named `local` (the one `wharf up` runs).
     #[serde(default)]
     pub hosts: Vec<String>,
-    /// Containers per host.
+    /// Containers per host (a compose service's stack runs one per compose service).
     #[serde(default = "one")]
     pub replicas: u32,
     #[serde(default)]
@@ -280,7 +281,8 @@ pub struct Release {
     pub environment: String,
     /// The build it came from, when it came from one.
     pub build_id: Option<i64>,
-    /// The image reference hosts pull (by digest when known).
+    /// The image reference hosts pull (by digest when known); for a compose build, each
+    /// compose service's as `name=image`, separated by spaces.
     pub image: String,
     pub trigger: ReleaseTrigger,
     pub state: ReleaseState,
@@ -479,7 +481,7 @@ pub struct RolloutJob {
     /// The service's runtime variables, secrets opened for the agent.
     pub env: Vec<EnvVarValue>,
     pub registry_login: Option<RegistryLogin>,
-    /// The compose file of a compose release, with its images pinned by the agent.
+    /// The compose file of a compose release; the agent runs it with `compose_images`.
     #[serde(default)]
     pub compose_file: Option<String>,
     /// Compose service → image, for a compose release.

@@ -4,6 +4,7 @@
 
 mod builds;
 mod cli;
+mod compose_deploys;
 mod deploys;
 mod durability;
 mod github_app;

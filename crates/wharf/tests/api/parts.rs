@@ -149,6 +149,16 @@ pub fn deploy_config(edge_dir: &std::path::Path) -> (DeployConfig, String, Strin
 
 pub async fn start_deploy_agent(app: &TestApp, name: &str, registry: Option<&str>) -> DeployAgent {
     let token = app.create_agent(name).await;
+    start_deploy_agent_with_token(app, name, token, registry).await
+}
+
+/// Starts a deploy agent with a token issued before, as a restarted agent would.
+pub async fn start_deploy_agent_with_token(
+    app: &TestApp,
+    name: &str,
+    token: String,
+    registry: Option<&str>,
+) -> DeployAgent {
     let edge_dir = tempfile::tempdir().unwrap();
     let (deploy, _admin, listen) = deploy_config(edge_dir.path());
     let work_dir = tempfile::tempdir().unwrap();
@@ -181,29 +191,39 @@ pub async fn start_deploy_agent(app: &TestApp, name: &str, registry: Option<&str
 }
 
 impl DeployAgent {
-    /// Stops the agent (and the Caddy it started) and removes the containers it ran.
+    /// Stops the agent (and the Caddy it started) and removes the containers, networks and
+    /// volumes it made.
     pub async fn stop(self) {
+        let name = self.name.clone();
+        self.stop_keeping_containers().await;
+        remove_agent_containers(&name).await;
+    }
+
+    /// Stops the agent (and the Caddy it started) and leaves what it runs, as a crash would.
+    pub async fn stop_keeping_containers(self) {
         self.agent.stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(30), self.agent.task)
             .await
             .expect("the agent stops")
             .unwrap()
             .unwrap();
-        remove_agent_containers(&self.name).await;
     }
 }
 
-/// Removes every container Wharf ran for agent `name`.
+/// Removes every container Wharf ran for agent `name`, then the networks and volumes it made
+/// for compose stacks.
 pub async fn remove_agent_containers(name: &str) {
-    let (_, ids, _) = podman(&[
-        "ps",
-        "--all",
-        "--quiet",
-        "--filter",
-        &format!("label=wharf.deploy.agent={name}"),
-    ])
-    .await;
+    let label = format!("label=wharf.deploy.agent={name}");
+    let (_, ids, _) = podman(&["ps", "--all", "--quiet", "--filter", &label]).await;
     for id in ids.lines() {
-        let _ = podman(&["rm", "--force", "--time", "0", id]).await;
+        let _ = podman(&["rm", "--force", "--volumes", "--time", "0", id]).await;
+    }
+    let (_, networks, _) = podman(&["network", "ls", "--quiet", "--filter", &label]).await;
+    for network in networks.lines() {
+        let _ = podman(&["network", "rm", network]).await;
+    }
+    let (_, volumes, _) = podman(&["volume", "ls", "--quiet", "--filter", &label]).await;
+    for volume in volumes.lines() {
+        let _ = podman(&["volume", "rm", volume]).await;
     }
 }
