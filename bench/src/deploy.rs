@@ -277,14 +277,24 @@ fn stop_caddy(admin: &str) {
     }
 }
 
-/// Runs podman and returns its standard output; failures give an empty string (cleanup only).
+/// Runs podman and returns its standard output (cleanup only: a failure is reported on stderr
+/// and gives an empty string, so the rest of the cleanup still runs).
 fn podman_blocking(args: &[&str]) -> String {
-    std::process::Command::new("podman")
-        .args(args)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
-        .unwrap_or_default()
+    match std::process::Command::new("podman").args(args).output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => {
+            eprintln!(
+                "cleanup: podman {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            String::new()
+        }
+        Err(error) => {
+            eprintln!("cleanup: cannot run podman: {error}");
+            String::new()
+        }
+    }
 }
 
 async fn podman(args: &[&str]) -> anyhow::Result<String> {
