@@ -43,7 +43,7 @@ COPY index.html /www/index.html\n\
 CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
 
 /// Milliseconds since the epoch of an RFC 3339 time, as the API gives times.
-fn time_from_rfc3339(text: &str) -> Option<i128> {
+pub(crate) fn time_from_rfc3339(text: &str) -> Option<i128> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|instant| instant.unix_timestamp_nanos() / 1_000_000)
@@ -151,7 +151,7 @@ async fn setup(args: &Args) -> anyhow::Result<Setup> {
     })
 }
 
-async fn webhook(
+pub(crate) async fn webhook(
     http: &reqwest::Client,
     url: &str,
     secret: &str,
@@ -263,12 +263,12 @@ podman untag "$TAG" "$TAG"
     Ok(elapsed)
 }
 
-fn base64_encode(text: &str) -> String {
+pub(crate) fn base64_encode(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }

@@ -5,8 +5,11 @@
 //! - `claim`: push accepted to build claimed, with an idle agent long-polling.
 //! - `build`: build claimed to image pushed, against the same steps as a plain script, and a
 //!   second build of an unchanged service against its first (the layer cache).
+//! - `deploy`: failed requests through the edge while versions change (Wharf's blue-green
+//!   against a stop-then-start script), the way back from an unhealthy version, and push to
+//!   live against the raw shell pipeline.
 //!
-//! Both start the real `wharf server` binary as a child process on a temporary SQLite data
+//! All start the real `wharf server` binary as a child process on a temporary SQLite data
 //! directory and write a Markdown report. See bench/README.md.
 
 // The GitHub payload is one large `json!` literal.
@@ -14,6 +17,8 @@
 
 mod build;
 mod claim;
+mod deploy;
+mod edge_load;
 mod intake;
 mod load;
 mod payload;
@@ -37,6 +42,8 @@ enum Command {
     Claim(claim::Args),
     /// Claimed to pushed, against the same steps as a plain script; the layer cache.
     Build(build::Args),
+    /// Failed requests during deploys, rollback, push to live, against plain scripts.
+    Deploy(deploy::Args),
 }
 
 #[tokio::main]
@@ -45,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Intake(args) => intake::run(args).await,
         Command::Claim(args) => claim::run(args).await,
         Command::Build(args) => build::run(args).await,
+        Command::Deploy(args) => deploy::run(args).await,
     }
 }

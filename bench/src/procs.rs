@@ -109,6 +109,21 @@ impl Child {
         Ok(())
     }
 
+    /// Sends SIGTERM so the child can shut down (and stop what it started), waits up to
+    /// `within` for it to exit, then kills it.
+    pub fn terminate(&mut self, within: Duration) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
+            let deadline = Instant::now() + within;
+            while self.child.try_wait()?.is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill()
+    }
+
     /// CPU time the child used so far, itself and its reaped children, in seconds.
     pub fn cpu(&self) -> CpuTime {
         CpuTime::of(&format!("/proc/{}/stat", self.pid()))
