@@ -821,16 +821,26 @@ impl Bench {
         let seconds = started.elapsed().as_secs_f64();
 
         let build = self.get_json(&format!("/v1/builds/{build_id}")).await?;
-        let releases = self.get_json("/v1/services/app/releases").await?;
-        let release = releases
-            .as_array()
-            .and_then(|all| all.iter().find(|r| r["build_id"] == build_id))
-            .with_context(|| format!("no release of build #{build_id}"))?
-            .clone();
-        ensure!(
-            release["state"] == "live",
-            "the release is not live: {release}"
-        );
+        // The edge moves to the new version just before the agent reports it live.
+        let deadline = Instant::now() + DEADLINE;
+        let release = loop {
+            let releases = self.get_json("/v1/services/app/releases").await?;
+            let release = releases
+                .as_array()
+                .and_then(|all| all.iter().find(|r| r["build_id"] == build_id))
+                .with_context(|| format!("no release of build #{build_id}"))?
+                .clone();
+            if release["state"] == "live" {
+                break release;
+            }
+            ensure!(
+                Instant::now() < deadline
+                    && !["failed", "rolled_back", "superseded"]
+                        .contains(&release["state"].as_str().unwrap_or_default()),
+                "the release is not live: {release}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         self.remember_image(release["image"].as_str().unwrap_or_default());
         let time = |value: &Value, field: &str| -> anyhow::Result<f64> {
             value[field]
