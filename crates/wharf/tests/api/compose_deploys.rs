@@ -31,13 +31,18 @@ async fn app_with_repository(repo: &str) -> TestApp {
 }
 
 /// Creates a compose service of `acme/{repo}` deployed to `agent` with quick health settings;
-/// `extra` goes into `deploy` and over the service's fields.
+/// `extra` goes into `deploy` and over the service's fields. Failed probes count only after a
+/// start period: `web` fetches its page from `worker` before it listens, which takes longer
+/// than five 100 ms probes on a loaded machine.
 async fn create_stack_service(app: &TestApp, name: &str, repo: &str, agent: &str, extra: Value) {
     let mut service = json!({
         "name": name, "repo": format!("acme/{repo}"), "branch": "main", "compose": "compose.yml",
         "deploy": {
             "hosts": [agent],
-            "health": {"interval_ms": 100, "timeout_ms": 1000, "deadline_ms": 20000, "retries": 5}
+            "health": {
+                "interval_ms": 100, "timeout_ms": 1000, "deadline_ms": 60000, "retries": 5,
+                "start_period_ms": 5000
+            }
         }
     });
     if let Some(extra) = extra.as_object() {
