@@ -33,6 +33,9 @@ pub struct BuilderConfig {
     pub timeout: Duration,
     /// Credentials for the registry, when it asks for them.
     pub registry_credentials: Option<RegistryCredentials>,
+    /// Railpack's CLI, which builds repositories that have no Dockerfile; `None` when the
+    /// agent has none.
+    pub railpack: Option<PathBuf>,
 }
 
 /// Builds images with the container runtime.
@@ -57,11 +60,54 @@ type StepResult<T> = Result<T, Stopped>;
 struct Target {
     /// The compose service, for compose builds.
     component: Option<String>,
-    dockerfile: PathBuf,
+    recipe: Recipe,
     context: PathBuf,
     image: String,
     /// Build arguments from the compose file.
     args: Vec<(String, String)>,
+}
+
+/// How an image is built.
+enum Recipe {
+    /// From this Dockerfile or Containerfile, by the container runtime.
+    Dockerfile(PathBuf),
+    /// By Railpack's CLI (which hands its result to `docker load`), from what the repository
+    /// holds.
+    Railpack(PathBuf),
+}
+
+/// One image for Railpack to build.
+struct Railpack<'a> {
+    program: &'a Path,
+    target: &'a Target,
+    build_args: &'a [(String, String)],
+}
+
+impl Railpack<'_> {
+    /// The build that puts `labels` on the image Railpack made: `FROM` it and one `LABEL`.
+    async fn label_build(
+        &self,
+        runtime: &Runtime,
+        work: &Path,
+        labels: &[(String, String)],
+    ) -> StepResult<CommandSpec> {
+        let dockerfile = work.join("Dockerfile.wharf-railpack");
+        let from = format!("FROM {}\n", self.target.image);
+        write_labelled(&from, labels, &dockerfile).await?;
+        let empty = work.join("railpack-labels");
+        tokio::fs::create_dir_all(&empty)
+            .await
+            .map_err(|error| failed(format!("cannot create {}: {error}", empty.display())))?;
+        Ok(runtime.build(&ImageBuild {
+            dockerfile: &dockerfile,
+            context: &empty,
+            tag: &self.target.image,
+            labels: &[],
+            build_args: &[],
+            cgroup_parent: None,
+            secrets: &[],
+        }))
+    }
 }
 
 /// What a finished build produced.
@@ -262,17 +308,45 @@ impl ImageBuilder {
             // The labels go in as one `LABEL` line at the end of a copy of the Dockerfile:
             // Podman commits a step of its own for every `--label`, about 0.3 s each.
             let dockerfile = work.join(format!("Dockerfile.wharf-{index}"));
-            labelled_dockerfile(&target.dockerfile, &labels, &dockerfile).await?;
-            let build = self.config.runtime.build(&ImageBuild {
-                dockerfile: &dockerfile,
-                context: &target.context,
-                tag: &target.image,
-                labels: &[],
-                build_args: &build_args,
-                cgroup_parent: podman.then_some(cgroup.as_str()),
-                secrets: &secret_files,
-            });
             logs.note(format!("Building {}", target.image)).await;
+            let build = match &target.recipe {
+                Recipe::Dockerfile(path) => labelled_dockerfile(path, &labels, &dockerfile)
+                    .await
+                    .map(|()| {
+                        self.config.runtime.build(&ImageBuild {
+                            dockerfile: &dockerfile,
+                            context: &target.context,
+                            tag: &target.image,
+                            labels: &[],
+                            build_args: &build_args,
+                            cgroup_parent: podman.then_some(cgroup.as_str()),
+                            secrets: &secret_files,
+                        })
+                    }),
+                // Railpack builds the image; a one-line image on top of it adds the labels.
+                Recipe::Railpack(railpack) => {
+                    let railpack = Railpack {
+                        program: railpack,
+                        target,
+                        build_args: &build_args,
+                    };
+                    match self.railpack(job, context, logs, &railpack, deadline).await {
+                        Ok(()) => {
+                            railpack
+                                .label_build(&self.config.runtime, work, &labels)
+                                .await
+                        }
+                        Err(stopped) => Err(stopped),
+                    }
+                }
+            };
+            let build = match build {
+                Ok(build) => build,
+                Err(stopped) => {
+                    built = Err(stopped);
+                    break;
+                }
+            };
             built = self
                 .step(context, logs, "build", &build, deadline)
                 .await
@@ -401,17 +475,28 @@ impl ImageBuilder {
         source: &Path,
         base: &str,
     ) -> StepResult<Vec<Target>> {
-        let dockerfile = self.find_dockerfile(job, source).await?;
-        let context = match &job.service.context {
-            Some(context_path) => inside(source, context_path, "build context").await?,
-            None => dockerfile
+        let recipe = match self.find_dockerfile(job, source).await? {
+            Some(dockerfile) => Recipe::Dockerfile(dockerfile),
+            None => match &self.config.railpack {
+                Some(railpack) => Recipe::Railpack(railpack.clone()),
+                None => {
+                    return Err(failed(
+                        "nothing to build: the repository has no Dockerfile or Containerfile at its root; add one, name it with --dockerfile, or install Railpack (railpack) on the agent to build without one",
+                    ));
+                }
+            },
+        };
+        let context = match (&job.service.context, &recipe) {
+            (Some(context_path), _) => inside(source, context_path, "build context").await?,
+            (None, Recipe::Dockerfile(dockerfile)) => dockerfile
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| source.to_path_buf()),
+            (None, Recipe::Railpack(_)) => source.to_path_buf(),
         };
         Ok(vec![Target {
             component: None,
-            dockerfile,
+            recipe,
             context,
             image: format!("{base}:{}", job.build.commit_sha),
             args: Vec::new(),
@@ -445,7 +530,7 @@ impl ImageBuilder {
             targets.push(Target {
                 image: format!("{base}/{}:{}", build.component, job.build.commit_sha),
                 component: Some(build.component),
-                dockerfile,
+                recipe: Recipe::Dockerfile(dockerfile),
                 context,
                 args: build.args,
             });
@@ -527,10 +612,55 @@ impl ImageBuilder {
         })
     }
 
-    /// The Dockerfile the service names, else `Dockerfile` or `Containerfile` at the root.
-    async fn find_dockerfile(&self, job: &BuildJob, source: &Path) -> StepResult<PathBuf> {
+    /// Builds `target` with Railpack's CLI, which loads the image into the runtime's images
+    /// through `docker load`. Build arguments go in as `--env`; build secrets are refused,
+    /// since Railpack takes their values only on its command line, which every user of the
+    /// host can read.
+    async fn railpack(
+        &self,
+        job: &BuildJob,
+        context: &BuildContext,
+        logs: &LogShipper,
+        railpack: &Railpack<'_>,
+        deadline: Instant,
+    ) -> StepResult<()> {
+        let target = railpack.target;
+        if let Some(secret) = job.build_secrets.first() {
+            return Err(failed(format!(
+                "the build secret {} cannot be given to Railpack: its CLI takes secret values only as arguments, which any user of the host can read; build with a Dockerfile (RUN --mount=type=secret) instead",
+                secret.name
+            )));
+        }
+        let command = wharf_runtime::railpack::build(
+            railpack.program,
+            &target.image,
+            railpack.build_args,
+            &target.context,
+        );
+        self.step(context, logs, "build", &command, deadline)
+            .await?;
+        let (code, _, _) = process::output(
+            &self.config.runtime.image_id(&target.image),
+            Duration::from_secs(60),
+            64 * 1024,
+        )
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+        if code != 0 {
+            return Err(failed(format!(
+                "Railpack finished, but {} is not among {}'s images: Railpack hands its image to `docker load`, so `docker` must be the runtime Wharf builds with (with Podman, Debian's podman-docker)",
+                target.image,
+                self.config.runtime.kind.program()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The Dockerfile the service names, else `Dockerfile` or `Containerfile` at the root;
+    /// `None` when the repository has neither and the service names none.
+    async fn find_dockerfile(&self, job: &BuildJob, source: &Path) -> StepResult<Option<PathBuf>> {
         if let Some(path) = &job.service.dockerfile {
-            return inside(source, path, "Dockerfile").await;
+            return inside(source, path, "Dockerfile").await.map(Some);
         }
         for name in ["Dockerfile", "Containerfile"] {
             // Present at all (a link counts, wherever it leads): it must resolve inside.
@@ -540,13 +670,11 @@ impl ImageBuilder {
                     .await
                     .is_ok_and(|meta| meta.is_file())
                 {
-                    return Ok(path);
+                    return Ok(Some(path));
                 }
             }
         }
-        Err(failed(
-            "nothing to build: the repository has no Dockerfile or Containerfile at its root; add one, or name it with --dockerfile",
-        ))
+        Ok(None)
     }
 }
 
@@ -632,9 +760,15 @@ async fn labelled_dockerfile(
     labels: &[(String, String)],
     dest: &Path,
 ) -> StepResult<()> {
-    let mut text = tokio::fs::read_to_string(dockerfile)
+    let text = tokio::fs::read_to_string(dockerfile)
         .await
         .map_err(|error| failed(format!("cannot read {}: {error}", dockerfile.display())))?;
+    write_labelled(&text, labels, dest).await
+}
+
+/// Writes `text` with one `LABEL` instruction for `labels` appended to `dest`.
+async fn write_labelled(text: &str, labels: &[(String, String)], dest: &Path) -> StepResult<()> {
+    let mut text = text.to_owned();
     let pairs: Vec<String> = labels
         .iter()
         .map(|(key, value)| format!("{key}=\"{value}\""))

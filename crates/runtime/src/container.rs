@@ -419,6 +419,13 @@ impl Runtime {
             .args(names)
     }
 
+    /// The id of a local image; fails when there is no such image.
+    pub fn image_id(&self, image: &str) -> CommandSpec {
+        self.command()
+            .args(["image", "inspect", "--format", "{{.Id}}", "--"])
+            .arg(image)
+    }
+
     /// The image's `HEALTHCHECK` as JSON (`null` when it has none).
     pub fn image_healthcheck(&self, image: &str) -> CommandSpec {
         self.command()

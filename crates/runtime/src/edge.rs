@@ -67,7 +67,6 @@
 //! addresses would not fail but silently share them with the first, each serving its own config.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -265,7 +264,7 @@ impl Edge {
             tracing::info!(admin = %config.admin, "using the Caddy that listens there");
             None
         } else {
-            if find_program(&config.caddy_bin).is_none() {
+            if crate::process::find_program(&config.caddy_bin).is_none() {
                 return Err(EdgeError::NotInstalled {
                     admin: config.admin.clone(),
                     program: config.caddy_bin.display().to_string(),
@@ -871,20 +870,6 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The program `bin` names, if it exists and may be executed: a path, or a name on PATH.
-fn find_program(bin: &Path) -> Option<PathBuf> {
-    let executable = |path: &Path| {
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if bin.components().count() > 1 {
-        return executable(bin).then(|| bin.to_path_buf());
-    }
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(bin))
-        .find(|candidate| executable(candidate))
-}
-
 /// Starts Caddy with a config holding every route this Edge set, and returns once its admin API
 /// answers. Holds the routes lock throughout, so no change can slip in between the config
 /// written and the Caddy that serves it.
@@ -1137,13 +1122,5 @@ mod tests {
         );
         assert_eq!(caddy_message(b"  plain text\n"), "plain text");
         assert_eq!(caddy_message(&[b'x'; 2000]).chars().count(), 501);
-    }
-
-    #[test]
-    fn programs_are_found_by_path_or_on_path() {
-        assert!(find_program(Path::new("sh")).is_some());
-        assert!(find_program(Path::new("/bin/sh")).is_some());
-        assert!(find_program(Path::new("/nonexistent/caddy")).is_none());
-        assert!(find_program(Path::new("wharf-no-such-program")).is_none());
     }
 }

@@ -12,4 +12,5 @@ pub mod edge;
 pub mod files;
 pub mod git;
 pub mod process;
+pub mod railpack;
 pub mod registry;

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -97,6 +97,21 @@ impl CommandSpec {
         }
         shown
     }
+}
+
+/// The program `bin` names, if it exists and may be executed: a path, or a name on PATH.
+pub fn find_program(bin: &Path) -> Option<PathBuf> {
+    let executable = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if bin.components().count() > 1 {
+        return executable(bin).then(|| bin.to_path_buf());
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(bin))
+        .find(|candidate| executable(candidate))
 }
 
 /// Why a run was ended early.
@@ -352,6 +367,14 @@ fn decode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_found_by_path_or_on_path() {
+        assert!(find_program(Path::new("sh")).is_some());
+        assert!(find_program(Path::new("/bin/sh")).is_some());
+        assert!(find_program(Path::new("/nonexistent/caddy")).is_none());
+        assert!(find_program(Path::new("wharf-no-such-program")).is_none());
+    }
 
     fn collect() -> (
         mpsc::Sender<OutputLine>,

@@ -362,6 +362,11 @@ pub struct BuildArgs {
     /// Seconds a stopping container gets between SIGTERM and SIGKILL.
     #[arg(long, env = "WHARF_STOP_GRACE", default_value_t = 10)]
     pub stop_grace: u64,
+    /// Railpack's CLI, which builds repositories that have no Dockerfile (it needs BuildKit,
+    /// named by BUILDKIT_HOST); a path or a name on PATH. Without it, such builds fail and say
+    /// what to add.
+    #[arg(long, env = "WHARF_RAILPACK", default_value = "railpack")]
+    pub railpack: PathBuf,
 }
 
 impl BuildArgs {
@@ -385,6 +390,13 @@ impl BuildArgs {
             (None, None) => None,
             _ => bail!("give both WHARF_REGISTRY_USERNAME and WHARF_REGISTRY_PASSWORD, or neither"),
         };
+        let railpack = wharf_runtime::process::find_program(&self.railpack);
+        if railpack.is_none() && self.railpack != Path::new("railpack") {
+            bail!(
+                "WHARF_RAILPACK names {}, which is not a program this agent can run",
+                self.railpack.display()
+            );
+        }
         Ok(wharf_agent::BuilderConfig {
             runtime: wharf_agent::Runtime {
                 kind,
@@ -393,6 +405,7 @@ impl BuildArgs {
             registry: registry.or_else(|| self.registry.clone()),
             timeout: Duration::from_secs(self.build_timeout),
             registry_credentials,
+            railpack,
         })
     }
 }

@@ -8,6 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Options, TestApp, push_payload, spawn_app_with};
+use wharf_agent::BuilderConfig;
+
 use crate::parts::{
     Registry, builder_config, busybox, podman, start_agent_with, start_builder_agent,
 };
@@ -270,7 +272,7 @@ async fn failures_are_kept_on_the_build_and_the_agent_takes_the_next_one() {
         build["reason"]
             .as_str()
             .unwrap()
-            .contains("nothing to build"),
+            .contains("nothing to build: the repository has no Dockerfile or Containerfile at its root; add one, name it with --dockerfile, or install Railpack"),
         "{build}"
     );
 
@@ -1004,4 +1006,142 @@ async fn an_installations_registry_login_is_used_for_its_builds() {
     let (id, _) = push(&app, &files, "push-2").await;
     let build = app.wait_for_build_state(id, "failed", BUILD_DEADLINE).await;
     assert_eq!(build["failure"]["step"], "push", "{build}");
+}
+
+/// Stands in for Railpack's CLI, which cannot be installed on the machines Wharf is tested on
+/// (it needs BuildKit): it takes `build --name IMAGE --progress plain [--env NAME=VALUE]... DIR`
+/// as the real one does, records its arguments beside itself, and leaves IMAGE among Podman's
+/// images as the real one's `docker load` would, built from DIR's `busybox` and `www/`.
+const RAILPACK_STAND_IN: &str = r#"#!/bin/sh
+set -eu
+printf '%s\n' "$@" > "$0.args"
+[ "$1" = build ] || { echo "railpack: unknown command $1" >&2; exit 2; }
+shift
+name='' dir='' greeting=''
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --name) name=$2; shift 2 ;;
+        --progress) shift 2 ;;
+        --env) case "$2" in GREETING=*) greeting=${2#GREETING=} ;; esac; shift 2 ;;
+        -*) echo "railpack: unknown option $1" >&2; exit 2 ;;
+        *) dir=$1; shift ;;
+    esac
+done
+echo "railpack: detected a static site in $dir"
+printf 'FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nCOPY www /www\nENV GREETING="%s"\nCMD ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]\n' "$greeting" > "$0.Dockerfile"
+exec podman build --format docker --file "$0.Dockerfile" --tag "$name" "$dir"
+"#;
+
+#[tokio::test]
+async fn a_repository_without_a_dockerfile_is_built_by_railpack_where_the_agent_has_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = app_with_repository().await;
+    let registry = Registry::start().await;
+    let tools = tempfile::tempdir().unwrap();
+    let railpack = tools.path().join("railpack");
+    std::fs::write(&railpack, RAILPACK_STAND_IN).unwrap();
+    std::fs::set_permissions(&railpack, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let token = app.create_agent("railpacker").await;
+    let _agent = start_agent_with(
+        &app,
+        token,
+        BuilderConfig {
+            railpack: Some(railpack.clone()),
+            ..builder_config(Some(&registry.address), BUILD_DEADLINE)
+        },
+    )
+    .await;
+    let answer = app
+        .post(
+            "/v1/services/web/env",
+            json!({"name": "GREETING", "value": "hello", "build": true}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    let (id, commit) = push(
+        &app,
+        &[
+            ("busybox", &busybox()),
+            ("www/index.html", nonce.as_bytes()),
+        ],
+        "push-1",
+    )
+    .await;
+    let build = app
+        .wait_for_build_state(id, "completed", BUILD_DEADLINE)
+        .await;
+    let image = format!("{}/default/web:{commit}", registry.address);
+    assert_eq!(build["image"], image);
+    let log = log_text(&app, id).await;
+    assert!(
+        log.contains(&format!(
+            "$ {} build --name {image} --progress plain --env GREETING=hello /",
+            railpack.display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("railpack: detected a static site"), "{log}");
+    let args = std::fs::read_to_string(tools.path().join("railpack.args")).unwrap();
+    let context = args.lines().last().unwrap();
+    assert!(
+        context.ends_with(&format!("build-{id}/src")),
+        "Railpack builds the repository's root: {args}"
+    );
+
+    // The image in the registry is Railpack's, with Wharf's labels on top.
+    let by_digest = format!(
+        "{}/default/web@{}",
+        registry.address,
+        build["digest"].as_str().unwrap()
+    );
+    let (pulled, _, stderr) = podman(&["pull", "--tls-verify=false", &by_digest]).await;
+    assert!(pulled, "{stderr}");
+    let (_, inspected, _) = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Labels \"wharf.build\"}} {{index .Labels \"wharf.commit\"}} {{.Config.Env}}",
+        &by_digest,
+    ])
+    .await;
+    assert!(
+        inspected.starts_with(&format!("{id} {commit} ")) && inspected.contains("GREETING=hello"),
+        "{inspected}"
+    );
+    let (ran, page, stderr) = podman(&[
+        "run",
+        "--rm",
+        &by_digest,
+        "/bin/busybox",
+        "cat",
+        "/www/index.html",
+    ])
+    .await;
+    assert!(ran, "{stderr}");
+    assert_eq!(page, nonce);
+
+    // A build secret never goes on Railpack's command line: the build fails and says why.
+    let secret = "railpack-secret-4711";
+    let answer = app
+        .post(
+            "/v1/services/web/env",
+            json!({"name": "TOKEN", "value": secret, "secret": true, "build": true}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let (id, _) = push(
+        &app,
+        &[("busybox", &busybox()), ("www/index.html", b"two")],
+        "push-2",
+    )
+    .await;
+    let build = app.wait_for_build_state(id, "failed", BUILD_DEADLINE).await;
+    let reason = build["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the build secret TOKEN cannot be given to Railpack"),
+        "{build}"
+    );
+    let args = std::fs::read_to_string(tools.path().join("railpack.args")).unwrap();
+    assert!(!args.contains(secret), "{args}");
 }

@@ -51,6 +51,7 @@ pub fn builder_config(registry: Option<&str>, timeout: Duration) -> BuilderConfi
         registry: registry.map(str::to_owned),
         timeout,
         registry_credentials: None,
+        railpack: None,
     }
 }
 
