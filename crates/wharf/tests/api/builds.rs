@@ -112,6 +112,27 @@ async fn log_lines(app: &TestApp, id: i64) -> Vec<Value> {
     }
 }
 
+/// Pulls the image of a completed build of `web` back from the registry by its digest; returns
+/// that reference.
+async fn pull_by_digest(registry: &Registry, build: &Value) -> String {
+    let by_digest = format!(
+        "{}/default/web@{}",
+        registry.address,
+        build["digest"].as_str().unwrap()
+    );
+    let (pulled, _, stderr) = podman(&["pull", "--tls-verify=false", &by_digest]).await;
+    assert!(pulled, "{stderr}");
+    by_digest
+}
+
+/// The file at `path` in a container of `image`.
+async fn read_in_image(image: &str, path: &str) -> String {
+    let (ran, contents, stderr) =
+        podman(&["run", "--rm", image, "/bin/busybox", "cat", path]).await;
+    assert!(ran, "{stderr}");
+    contents
+}
+
 async fn log_text(app: &TestApp, id: i64) -> String {
     log_lines(app, id)
         .await
@@ -175,16 +196,7 @@ async fn a_push_becomes_an_image_in_the_registry_that_runs() {
     .await;
     assert!(labels.starts_with(&id.to_string()), "{labels}");
     assert!(labels.contains("wget"), "HEALTHCHECK kept: {labels}");
-    let (ran, output, stderr) = podman(&[
-        "run",
-        "--rm",
-        &by_digest,
-        "/bin/busybox",
-        "cat",
-        "/www/index.html",
-    ])
-    .await;
-    assert!(ran, "{stderr}");
+    let output = read_in_image(&by_digest, "/www/index.html").await;
     assert_eq!(output, "hello from wharf\n");
 
     // The work directory is gone.
@@ -655,32 +667,10 @@ RUN --mount=type=secret,id=TOKEN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busyb
         "a secret reached the server's log"
     );
 
-    let by_digest = format!(
-        "{}/default/web@{}",
-        registry.address,
-        build["digest"].as_str().unwrap()
-    );
-    let (pulled, _, stderr) = podman(&["pull", "--tls-verify=false", &by_digest]).await;
-    assert!(pulled, "{stderr}");
-    let (_, greeting, _) = podman(&[
-        "run",
-        "--rm",
-        &by_digest,
-        "/bin/busybox",
-        "cat",
-        "/greeting",
-    ])
-    .await;
+    let by_digest = pull_by_digest(&registry, &build).await;
+    let greeting = read_in_image(&by_digest, "/greeting").await;
     assert_eq!(greeting, "hello\n");
-    let (_, length, _) = podman(&[
-        "run",
-        "--rm",
-        &by_digest,
-        "/bin/busybox",
-        "cat",
-        "/secret-length",
-    ])
-    .await;
+    let length = read_in_image(&by_digest, "/secret-length").await;
     assert_eq!(length.trim(), secret.len().to_string());
     let (_, history, _) = podman(&[
         "history",
@@ -1090,13 +1080,7 @@ async fn a_repository_without_a_dockerfile_is_built_by_railpack_where_the_agent_
     );
 
     // The image in the registry is Railpack's, with Wharf's labels on top.
-    let by_digest = format!(
-        "{}/default/web@{}",
-        registry.address,
-        build["digest"].as_str().unwrap()
-    );
-    let (pulled, _, stderr) = podman(&["pull", "--tls-verify=false", &by_digest]).await;
-    assert!(pulled, "{stderr}");
+    let by_digest = pull_by_digest(&registry, &build).await;
     let (_, inspected, _) = podman(&[
         "image",
         "inspect",
@@ -1109,16 +1093,7 @@ async fn a_repository_without_a_dockerfile_is_built_by_railpack_where_the_agent_
         inspected.starts_with(&format!("{id} {commit} ")) && inspected.contains("GREETING=hello"),
         "{inspected}"
     );
-    let (ran, page, stderr) = podman(&[
-        "run",
-        "--rm",
-        &by_digest,
-        "/bin/busybox",
-        "cat",
-        "/www/index.html",
-    ])
-    .await;
-    assert!(ran, "{stderr}");
+    let page = read_in_image(&by_digest, "/www/index.html").await;
     assert_eq!(page, nonce);
 
     // A build secret never goes on Railpack's command line: the build fails and says why.
