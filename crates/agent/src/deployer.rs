@@ -99,6 +99,23 @@ enum Probe {
     Running,
 }
 
+/// A rollout that put its version in place: the previous version is still on the host until
+/// the server has taken the report. Taken, it is retired; refused (the server gave up on the
+/// rollout meanwhile, say after the agent stopped answering), it comes back.
+struct Switched {
+    /// Blue-green: the previous version still runs and serves until traffic moved, then drains.
+    /// Otherwise (recreate, stacks) it is stopped, not removed.
+    beside: bool,
+    old: Vec<Found>,
+}
+
+/// How a rollout ended here, for the server; and what is left to do once it answered.
+pub(crate) struct Finished {
+    pub(crate) job: RolloutJob,
+    pub(crate) report: ReportRollout,
+    switched: Option<Switched>,
+}
+
 /// A version that did not become healthy.
 struct Unhealthy {
     reason: String,
@@ -232,8 +249,9 @@ impl Deployer {
         }
     }
 
-    /// Runs one claimed rollout to its end, reporting every step.
-    pub(crate) async fn run(&self, job: RolloutJob) {
+    /// Runs one claimed rollout to its end, reporting every step but the last: the caller
+    /// delivers that, then calls [`Deployer::commit`] or [`Deployer::undo`].
+    pub(crate) async fn run(&self, job: RolloutJob) -> Finished {
         let strategy = job.settings.strategy_for(job.port);
         let outcome = match &job.compose_file {
             Some(file) => {
@@ -248,11 +266,15 @@ impl Deployer {
                 }
             }
         };
+        let mut switched = None;
         let report = match outcome {
-            Ok(probes) => ReportRollout {
-                probes,
-                ..ReportRollout::new(job.rollout_id, ReleaseState::Live)
-            },
+            Ok((probes, switch)) => {
+                switched = Some(switch);
+                ReportRollout {
+                    probes,
+                    ..ReportRollout::new(job.rollout_id, ReleaseState::Live)
+                }
+            }
             Err(Outcome::PullFailed(error)) => ReportRollout {
                 reason: Some(format!("the image could not be pulled: {error}")),
                 ..ReportRollout::new(job.rollout_id, ReleaseState::Failed)
@@ -269,11 +291,73 @@ impl Deployer {
             },
         };
         tracing::info!(rollout = job.rollout_id, state = %report.state, reason = report.reason.as_deref().unwrap_or(""), "rollout ended");
-        self.report(report).await;
+        Finished {
+            job,
+            report,
+            switched,
+        }
     }
 
-    /// Pull; start the new beside the old; health-check; move traffic; drain and stop the old.
-    async fn blue_green(&self, job: &RolloutJob) -> Result<Vec<ProbeResult>, Outcome> {
+    /// The server took the rollout's report: the previous version goes (after its drain).
+    pub(crate) async fn commit(&self, finished: Finished) {
+        let Some(switched) = finished.switched else {
+            return;
+        };
+        let job = &finished.job;
+        if switched.beside {
+            self.retire(job, switched.old);
+            return;
+        }
+        for container in &switched.old {
+            self.remove(&container.name).await;
+        }
+        self.cleanup_images(job).await;
+    }
+
+    /// The server refused the rollout's report: it no longer wants this version here. Traffic
+    /// goes back to the previous version (started again when it was stopped), and the new
+    /// version's containers go.
+    pub(crate) async fn undo(&self, finished: Finished) {
+        let Some(switched) = finished.switched else {
+            return;
+        };
+        let job = &finished.job;
+        tracing::warn!(rollout = job.rollout_id, service = %job.service, "the server refused the rollout; going back to the previous version");
+        let new: Vec<Found> = self
+            .service_containers(job)
+            .await
+            .into_iter()
+            .filter(|found| found.release == Some(job.release_id))
+            .collect();
+        if switched.beside {
+            let previous: Vec<Started> = switched
+                .old
+                .iter()
+                .filter(|found| found.running)
+                .map(|found| Started {
+                    name: found.name.clone(),
+                    port: found.port,
+                })
+                .collect();
+            if !previous.is_empty()
+                && let Err(error) = self.route(job, &previous).await
+            {
+                tracing::error!(%error, "cannot route back to the previous version");
+            }
+            for container in &new {
+                self.remove(&container.name).await;
+            }
+        } else {
+            for container in &new {
+                self.remove(&container.name).await;
+            }
+            self.restart_previous(job, &switched.old).await;
+        }
+    }
+
+    /// Pull; start the new beside the old; health-check; move traffic. The old drains and
+    /// stops once the server took the report ([`Deployer::commit`]).
+    async fn blue_green(&self, job: &RolloutJob) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
         self.pull(job).await.map_err(Outcome::PullFailed)?;
         let old = self.service_containers(job).await;
         self.remove_leftovers(job, &old).await;
@@ -296,12 +380,16 @@ impl Deployer {
             }
             return Err(Outcome::not_started(error));
         }
-        self.retire(job, old);
-        Ok(probes)
+        let old = old
+            .into_iter()
+            .filter(|found| found.release != Some(job.release_id))
+            .collect();
+        Ok((probes, Switched { beside: true, old }))
     }
 
-    /// Pull; stop the old; start the new; health-check; on failure start the old again.
-    async fn recreate(&self, job: &RolloutJob) -> Result<Vec<ProbeResult>, Outcome> {
+    /// Pull; stop the old; start the new; health-check; on failure start the old again. The
+    /// old is removed once the server took the report ([`Deployer::commit`]).
+    async fn recreate(&self, job: &RolloutJob) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
         self.pull(job).await.map_err(Outcome::PullFailed)?;
         let old = self.service_containers(job).await;
         self.remove_leftovers(job, &old).await;
@@ -325,13 +413,7 @@ impl Deployer {
             Err(error) => Err((Vec::new(), Outcome::not_started(error))),
         };
         match outcome {
-            Ok(probes) => {
-                for container in &old {
-                    self.remove(&container.name).await;
-                }
-                self.cleanup_images(job).await;
-                Ok(probes)
-            }
+            Ok(probes) => Ok((probes, Switched { beside: false, old })),
             Err((started, failure)) => {
                 for container in &started {
                     self.remove(&container.name).await;

@@ -18,7 +18,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio::sync::watch;
 use wharf_client::{ApiClient, ClientError};
-use wharf_wire::{AgentSettings, ClaimBuild, ClaimRollout, DesiredState, Heartbeat, RegisterAgent};
+use wharf_wire::{
+    AgentSettings, ClaimBuild, ClaimRollout, DesiredState, Heartbeat, RegisterAgent, ReportRollout,
+};
 
 pub use builder::{BuilderConfig, ImageBuilder};
 pub use deployer::DeployConfig;
@@ -163,28 +165,10 @@ async fn deploy_loop(
     claim_wait: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        let answer = tokio::select! {
-            answer = client.send(&DesiredState {}) => answer,
-            _ = stopped(&mut shutdown) => return,
-        };
-        match answer {
-            Ok(desired) => {
-                deployer.reconcile(desired).await;
-                break;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot read what this host should run; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(&mut shutdown) => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(15));
-            }
-        }
+    if !converge(&client, &deployer, &mut shutdown).await {
+        return;
     }
-    backoff = Duration::from_millis(250);
+    let mut backoff = Duration::from_millis(250);
     loop {
         let request = ClaimRollout {
             wait_ms: claim_wait.as_millis() as u64,
@@ -196,8 +180,18 @@ async fn deploy_loop(
         match answer {
             Ok(claim) => {
                 backoff = Duration::from_millis(250);
-                if let Some(job) = claim.job {
-                    deployer.run(job).await;
+                let Some(job) = claim.job else { continue };
+                let finished = deployer.run(job).await;
+                match deliver(&client, &finished.report, &mut shutdown).await {
+                    Delivery::Taken => deployer.commit(finished).await,
+                    Delivery::Refused => {
+                        deployer.undo(finished).await;
+                        if !converge(&client, &deployer, &mut shutdown).await {
+                            break;
+                        }
+                    }
+                    // A restarted agent starts the rollout over, or runs what is live.
+                    Delivery::Stopped => break,
                 }
             }
             Err(error) => {
@@ -211,6 +205,77 @@ async fn deploy_loop(
         }
     }
     deployer.shutdown().await;
+}
+
+/// Makes the host run what the server says is live on it, retrying while the server is
+/// unreachable; false when the agent stops first.
+async fn converge(
+    client: &ApiClient,
+    deployer: &deployer::Deployer,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let answer = tokio::select! {
+            answer = client.send(&DesiredState {}) => answer,
+            _ = stopped(shutdown) => return false,
+        };
+        match answer {
+            Ok(desired) => {
+                deployer.reconcile(desired).await;
+                return true;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read what this host should run; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(shutdown) => return false,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(15));
+            }
+        }
+    }
+}
+
+/// What became of a rollout's final report.
+enum Delivery {
+    Taken,
+    /// The server no longer has the rollout in progress (it gave up on this agent, or the
+    /// rollout is gone).
+    Refused,
+    /// The agent stopped before the server could be reached.
+    Stopped,
+}
+
+/// Delivers a rollout's final report, retrying while the server is unreachable: what the
+/// host does next (retire the previous version, or bring it back) waits on the answer.
+async fn deliver(
+    client: &ApiClient,
+    report: &ReportRollout,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Delivery {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let answer = tokio::select! {
+            answer = client.send(report) => answer,
+            _ = stopped(shutdown) => return Delivery::Stopped,
+        };
+        match answer {
+            Ok(_) => return Delivery::Taken,
+            Err(error) if matches!(error.status(), Some(404 | 409)) => {
+                tracing::warn!(rollout = report.id, %error, "the server refused the rollout's outcome");
+                return Delivery::Refused;
+            }
+            Err(error) => {
+                tracing::warn!(rollout = report.id, %error, retry_in_ms = backoff.as_millis() as u64, "cannot report the rollout's outcome; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(shutdown) => return Delivery::Stopped,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(15));
+            }
+        }
+    }
 }
 
 /// Registers, retrying while the server is unreachable; a refused token ends the agent.

@@ -1,4 +1,5 @@
-//! Periodic work: returning builds whose lease ran out to the queue.
+//! Periodic work: returning builds whose lease ran out to the queue, and failing the rollouts
+//! of agents that stopped answering.
 //!
 //! Every statement is atomic and harmless to repeat, so several server replicas may run this
 //! at once without coordinating.
@@ -10,11 +11,35 @@ use crate::{AppState, now_millis};
 pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(state.config.lease_check_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let up_since = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = ticker.tick() => expire_leases(&state).await,
+            _ = ticker.tick() => {
+                expire_leases(&state).await;
+                // Agents whose heartbeats went unanswered while this server was down are not
+                // silent: they get one lease to be heard from again.
+                if up_since.elapsed() >= state.config.lease {
+                    abandon_rollouts(&state).await;
+                }
+            }
             _ = stopped(&mut shutdown) => return,
         }
+    }
+}
+
+/// One pass over the rollouts of agents not heard from for a lease: they fail, and the
+/// previous live release of their service stays what those hosts should run.
+pub(crate) async fn abandon_rollouts(state: &AppState) {
+    let now = now_millis();
+    let silent_since = now - state.config.lease.as_millis() as i64;
+    match state.store.abandon_rollouts(silent_since, now).await {
+        Ok(abandoned) if abandoned.is_empty() => {}
+        Ok(abandoned) => {
+            tracing::warn!(rollouts = ?abandoned, "agents stopped answering mid-rollout; rollouts failed");
+            state.releases.notify();
+            state.github_reports.notify();
+        }
+        Err(error) => tracing::error!(%error, "looking for abandoned rollouts failed"),
     }
 }
 

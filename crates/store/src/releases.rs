@@ -446,6 +446,34 @@ impl Store {
         Ok(reset.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// Fails the rollouts of agents not heard from since `silent_since` (no heartbeat, claim or
+    /// report): a host that stopped answering mid-rollout holds no release in progress forever.
+    /// Its previous live release stays live; the agent, back, runs that one. Returns the failed
+    /// rollouts' ids.
+    pub async fn abandon_rollouts(&self, silent_since: i64, now: i64) -> Result<Vec<i64>> {
+        let abandoned = in_transaction!(self, tx => {
+            let abandoned: Vec<(i64, i64)> = sqlx::query_as(concat!(
+                "UPDATE rollouts SET state = 'failed', updated_at = $2, finished_at = $2, \
+                 reason = 'agent ' || (SELECT name FROM agents WHERE agents.id = rollouts.agent_id) \
+                 || ' stopped answering during the rollout' \
+                 WHERE state IN ",
+                rolling_out_states!(),
+                " AND updated_at < $1 AND agent_id IN \
+                 (SELECT id FROM agents WHERE COALESCE(last_seen_at, 0) < $1) \
+                 RETURNING id, release_id"
+            ))
+            .bind(silent_since)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (_, release_id) in &abandoned {
+                refresh_release!(tx, *release_id, now);
+            }
+            abandoned
+        });
+        Ok(abandoned.into_iter().map(|(id, _)| id).collect())
+    }
+
     /// The rollouts live on an agent's host: what it should be running now.
     pub async fn live_rollouts(&self, agent_id: i64) -> Result<Vec<RolloutRef>> {
         let rows: Vec<(i64, i64)> = on_pool!(self, pool => {

@@ -251,3 +251,69 @@ async fn reports_are_checked_and_a_restart_starts_rollouts_over() {
     assert_eq!(ended.reason.as_deref(), Some("GET / answered 404"));
     assert!(store.live_rollouts(local).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_rollout_of_an_agent_that_stopped_answering_fails_and_the_live_release_stays() {
+    let (store, _db, web) = setup().await;
+    let silent = agent(&store, "silent", &["deploy"]).await;
+    let alive = agent(&store, "alive", &["deploy"]).await;
+    store
+        .create_release(&release(web, "r/web:1", &["silent"]), NOW)
+        .await
+        .unwrap();
+    let live = go_live(&store, silent).await;
+    let second = store
+        .create_release(&release(web, "r/web:2", &["silent"]), NOW)
+        .await
+        .unwrap();
+    let stuck = store.claim_rollout(silent, NOW).await.unwrap().unwrap();
+    // Another service's host, heard from lately, keeps its rollout however long it takes.
+    let busy = store
+        .create_release(&release(web, "r/web:3", &["alive"]), NOW)
+        .await
+        .unwrap();
+    let working = store.claim_rollout(alive, NOW).await.unwrap().unwrap();
+    let lease = 30_000;
+    let later = NOW + lease + 1;
+    store.heartbeat(alive, &[], lease, later).await.unwrap();
+
+    // Within the lease nothing is judged.
+    assert!(
+        store
+            .abandon_rollouts(NOW - 1, NOW + lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.abandon_rollouts(later - lease, later).await.unwrap(),
+        vec![stuck.rollout_id]
+    );
+    let failed = store.release(second.id).await.unwrap();
+    assert_eq!(failed.state, ReleaseState::Failed);
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("agent silent stopped answering during the rollout")
+    );
+    assert!(failed.finished_at.is_some());
+    assert_eq!(
+        store.release(live).await.unwrap().state,
+        ReleaseState::Live,
+        "the previous release stays live"
+    );
+    assert_eq!(
+        store.live_rollouts(silent).await.unwrap()[0].release_id,
+        live
+    );
+    assert_eq!(
+        store.release(busy.id).await.unwrap().state,
+        ReleaseState::Pulling
+    );
+    assert_eq!(working.release_id, busy.id);
+    // A report from the agent that comes back is refused; it runs what is live instead.
+    let error = store
+        .report_rollout(&report(silent, stuck.rollout_id, ReleaseState::Live), later)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+}

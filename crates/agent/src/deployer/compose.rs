@@ -82,7 +82,7 @@ impl Deployer {
         &self,
         job: &RolloutJob,
         file: &str,
-    ) -> Result<Vec<ProbeResult>, Outcome> {
+    ) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
         let allow = ComposeAllowances::from_names(&job.settings.compose_allow);
         let plan = plan_stack(file, &job.compose_images, &allow)
             .map_err(|refusal| Outcome::Refused(refusal.to_string()))?;
@@ -102,13 +102,7 @@ impl Deployer {
         }
         self.stop_previous(&old).await;
         match self.start_stack(job, &stack, true).await {
-            Ok(probes) => {
-                for container in &old {
-                    self.remove(&container.name).await;
-                }
-                self.cleanup_images(job).await;
-                Ok(probes)
-            }
+            Ok(probes) => Ok((probes, Switched { beside: false, old })),
             Err(failure) => {
                 for container in &failure.started {
                     self.remove(&container.name).await;

@@ -80,9 +80,13 @@ async fn push_files(registry: &Registry, name: &str, files: Vec<(String, Vec<u8>
 /// A server with the GitHub stand-in holding `acme/site`, and a service `site` on it with a
 /// port, a domain and quick health settings.
 async fn app_with_site(agent: &str, extra: Value) -> TestApp {
+    app_with_site_and(agent, extra, Options::default()).await
+}
+
+async fn app_with_site_and(agent: &str, extra: Value, options: Options) -> TestApp {
     let app = spawn_app_with(Options {
         github: true,
-        ..Options::default()
+        ..options
     })
     .await;
     let github = app.github.as_ref().unwrap();
@@ -527,22 +531,7 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
         .await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
     let second = answer.body["id"].as_i64().unwrap();
-    let started = tokio::time::Instant::now();
-    loop {
-        let release = releases(&app)
-            .await
-            .into_iter()
-            .find(|r| r["id"] == second)
-            .unwrap();
-        if release["state"] == "health_checking" {
-            break;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "never health-checked: {release}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_health_check(&app, second).await;
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
     // The edge (a Caddy of its own) keeps serving the old version meanwhile.
@@ -558,6 +547,102 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
     agent.wait().await.unwrap();
     remove_agent_containers(&agent_name).await;
     // The Caddy outlived both agents by design; this test started it, so it stops it.
+    let _ = reqwest::Client::new()
+        .post(format!("http://{}/stop", edge.0))
+        .send()
+        .await;
+}
+
+/// Waits until release `id` is being health-checked.
+async fn wait_for_health_check(app: &TestApp, id: i64) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let release = releases(app)
+            .await
+            .into_iter()
+            .find(|r| r["id"] == id)
+            .unwrap();
+        if release["state"] == "health_checking" {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "never health-checked: {release}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("the agent runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+#[tokio::test]
+async fn a_rollout_the_server_gave_up_on_is_undone_by_its_agent_when_it_answers_again() {
+    let agent_name = format!("dep-lost-{:x}", rand::random::<u16>());
+    let health = json!({"health": {"interval_ms": 100, "timeout_ms": 1000, "retries": 5,
+                                   "start_period_ms": 20000, "deadline_ms": 60000}});
+    let lease = Duration::from_secs(2);
+    let options = Options {
+        lease: Some(lease),
+        ..Options::default()
+    };
+    let app = app_with_site_and(&agent_name, health, options).await;
+    let registry = Registry::start().await;
+    let token = app.create_agent(&agent_name).await;
+    let work_dir = tempfile::tempdir().unwrap();
+    let edge = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let first = push_image(&registry, "site", "before", true).await;
+    let slow = push_files(&registry, "site", slow_site_files("after", true, 3)).await;
+    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
+    let live = deploy_image(&app, &first).await;
+    assert_eq!(live["state"], "live", "{live}");
+    let edge_listen = edge.1.clone();
+    wait_for_answer_at(&edge_listen, "before").await;
+
+    // The agent freezes while it checks the new version: to the server it stopped answering,
+    // and after a lease without a word the rollout fails. The old version keeps serving.
+    let answer = app
+        .post("/v1/services/site/deploy", json!({"image": slow}))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let second = answer.body["id"].as_i64().unwrap();
+    wait_for_health_check(&app, second).await;
+    signal(&agent, "STOP");
+    let failed = wait_for_release(&app, |release| release["id"] == second).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(
+        failed["reason"],
+        format!("agent {agent_name} stopped answering during the rollout")
+    );
+    assert_eq!(through_edge(&edge_listen).await.as_deref(), Ok("before"));
+
+    // Thawed, the agent finds the new version healthy and moves traffic to it, but the server
+    // refuses its report: the agent moves traffic back and removes the new version.
+    signal(&agent, "CONT");
+    wait_for_containers(&agent_name, &[live["id"].as_i64().unwrap()]).await;
+    wait_for_answer_at(&edge_listen, "before").await;
+    let all = releases(&app).await;
+    let state = |id: &Value| {
+        all.iter()
+            .find(|release| &release["id"] == id)
+            .map(|release| release["state"].clone())
+    };
+    assert_eq!(state(&live["id"]), Some(json!("live")));
+    assert_eq!(state(&json!(second)), Some(json!("failed")));
+
+    agent.start_kill().unwrap();
+    agent.wait().await.unwrap();
+    remove_agent_containers(&agent_name).await;
     let _ = reqwest::Client::new()
         .post(format!("http://{}/stop", edge.0))
         .send()
