@@ -69,6 +69,7 @@ impl ApiClient {
         let builder = match R::METHOD {
             Method::Get => self.http.get(&url),
             Method::Post => self.http.post(&url).json(request),
+            Method::Put => self.http.put(&url).json(request),
             Method::Delete => self.http.delete(&url),
         };
         let response = builder

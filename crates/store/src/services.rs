@@ -122,6 +122,36 @@ impl Store {
         self.service_by_id(id).await
     }
 
+    /// Replaces the settings of service `id` with `new`'s; its name and project stay.
+    pub async fn update_service(&self, id: i64, new: &NewService) -> Result<Service> {
+        let updated = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE services SET repo = $1, repo_key = $2, branch = $3, dockerfile = $4, \
+                 context = $5, compose = $6, port = $7, health_path = $8, domain = $9, \
+                 cancel_running = $10, deploy = $11 WHERE id = $12",
+            )
+            .bind(&new.repo)
+            .bind(&new.repo_key)
+            .bind(&new.branch)
+            .bind(&new.dockerfile)
+            .bind(&new.context)
+            .bind(&new.compose)
+            .bind(new.port.map(i64::from))
+            .bind(&new.health_path)
+            .bind(&new.domain)
+            .bind(new.cancel_running)
+            .bind(serde_json::to_string(&new.deploy).expect("settings serialize"))
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("no service with id {id}")));
+        }
+        self.service_by_id(id).await
+    }
+
     /// Every service, by name.
     pub async fn list_services(&self) -> Result<Vec<Service>> {
         let sql = concat!(select_service!(), " ORDER BY s.name");

@@ -11,7 +11,7 @@ use wharf_client::ApiClient;
 use wharf_wire::{
     Agent, Build, BuildState, CancelBuild, CreateAgent, CreateService, EnvVar, GetLogs, ListAgents,
     ListBuilds, ListEnv, ListServices, LogStream, RetryBuild, SecretText, Service, SetEnv,
-    SetRegistryLogin, ShowBuild, TriggerBuild, UnsetEnv,
+    SetRegistryLogin, ShowBuild, ShowService, TriggerBuild, UnsetEnv, UpdateService,
 };
 use wharf_wire::{
     DeployService, DeploySettings, ListReleases, Release, ReleaseState, RollbackService,
@@ -187,6 +187,36 @@ pub enum ServiceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a service's settings: those given change, the rest stay (an empty value clears an
+    /// optional one, such as --domain ''). They apply from the next build and release; `wharf
+    /// deploy SERVICE` rolls the live build out again with them.
+    Update {
+        name: String,
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long)]
+        dockerfile: Option<String>,
+        #[arg(long)]
+        context: Option<String>,
+        #[arg(long)]
+        compose: Option<String>,
+        /// The port the service listens on inside its container (0: none).
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long)]
+        health_path: Option<String>,
+        #[arg(long)]
+        domain: Option<String>,
+        /// Whether a newer push also cancels running builds.
+        #[arg(long)]
+        cancel_running: Option<bool>,
+        #[command(flatten)]
+        deploy: DeployFlags,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a new secret for the CI deploy hook (`POST /deploy`) and print it once; the old
     /// one stops working.
     DeploySecret {
@@ -209,7 +239,7 @@ pub struct DeployFlags {
     environment: Option<String>,
     /// Agent names or label:NAME to run on (repeat or comma-separate); default: the agent named local.
     #[arg(long = "host", value_delimiter = ',')]
-    hosts: Vec<String>,
+    hosts: Option<Vec<String>>,
     /// Containers per host.
     #[arg(long)]
     replicas: Option<u32>,
@@ -217,8 +247,11 @@ pub struct DeployFlags {
     #[arg(long)]
     strategy: Option<String>,
     /// Completed builds do not deploy by themselves.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "auto_deploy")]
     no_auto_deploy: bool,
+    /// Completed builds of the tracked branch deploy by themselves (the default).
+    #[arg(long)]
+    auto_deploy: bool,
     /// Milliseconds the old version keeps its in-flight requests after traffic moved.
     #[arg(long)]
     drain_ms: Option<u64>,
@@ -240,18 +273,21 @@ pub struct DeployFlags {
     /// Images kept on each host for rollback besides the live one.
     #[arg(long)]
     keep_images: Option<u32>,
-    /// What a compose file may ask for: privileged, cap_add, host_bind, socket, host_network, host_pid.
+    /// What a compose file may ask for: privileged, cap_add, host_bind, socket, host_network,
+    /// host_pid ('' for nothing).
     #[arg(long, value_delimiter = ',')]
-    compose_allow: Vec<String>,
+    compose_allow: Option<Vec<String>>,
 }
 
 impl DeployFlags {
-    fn settings(self) -> anyhow::Result<DeploySettings> {
-        let mut settings = DeploySettings::default();
+    /// `settings` with what these flags set.
+    fn apply(self, mut settings: DeploySettings) -> anyhow::Result<DeploySettings> {
         if let Some(environment) = self.environment {
             settings.environment = environment;
         }
-        settings.hosts = self.hosts;
+        if let Some(hosts) = self.hosts {
+            settings.hosts = hosts;
+        }
         if let Some(replicas) = self.replicas {
             settings.replicas = replicas;
         }
@@ -260,7 +296,9 @@ impl DeployFlags {
                 format!("unknown strategy {strategy:?}: use blue-green or recreate")
             })?);
         }
-        settings.auto_deploy = !self.no_auto_deploy;
+        if self.no_auto_deploy || self.auto_deploy {
+            settings.auto_deploy = self.auto_deploy;
+        }
         let health = &mut settings.health;
         for (value, field) in [
             (self.health_interval_ms, &mut health.interval_ms),
@@ -284,7 +322,9 @@ impl DeployFlags {
         if let Some(keep) = self.keep_images {
             settings.keep_images = keep;
         }
-        settings.compose_allow = self.compose_allow;
+        if let Some(allowed) = self.compose_allow {
+            settings.compose_allow = allowed.into_iter().filter(|p| !p.is_empty()).collect();
+        }
         Ok(settings)
     }
 }
@@ -408,13 +448,63 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                             health_path,
                             domain,
                             cancel_running,
-                            deploy: Some(deploy.settings()?),
+                            deploy: Some(deploy.apply(DeploySettings::default())?),
                         })
                         .await?;
                     print_one(&service, json, |service| {
                         format!(
                             "Created service {} ({}, branch {}) in project {}\n",
                             service.name, service.repo, service.branch, service.project
+                        )
+                    })
+                }
+                ServiceCommand::Update {
+                    name,
+                    repo,
+                    branch,
+                    dockerfile,
+                    context,
+                    compose,
+                    port,
+                    health_path,
+                    domain,
+                    cancel_running,
+                    deploy,
+                    json,
+                } => {
+                    let current = client.send(&ShowService { name: name.clone() }).await?;
+                    // Given: set; given empty: cleared; not given: as it is.
+                    let optional = |given: Option<String>, current: Option<String>| match given {
+                        Some(value) if value.is_empty() => None,
+                        Some(value) => Some(value),
+                        None => current,
+                    };
+                    let service = client
+                        .send(&UpdateService {
+                            service: CreateService {
+                                name,
+                                project: Some(current.project),
+                                repo: repo.unwrap_or(current.repo),
+                                branch: branch.unwrap_or(current.branch),
+                                dockerfile: optional(dockerfile, current.dockerfile),
+                                context: optional(context, current.context),
+                                compose: optional(compose, current.compose),
+                                port: match port {
+                                    Some(0) => None,
+                                    Some(port) => Some(port),
+                                    None => current.port,
+                                },
+                                health_path: optional(health_path, current.health_path),
+                                domain: optional(domain, current.domain),
+                                cancel_running: cancel_running.unwrap_or(current.cancel_running),
+                                deploy: Some(deploy.apply(current.deploy)?),
+                            },
+                        })
+                        .await?;
+                    print_one(&service, json, |service| {
+                        format!(
+                            "Changed service {}; new settings apply from its next build and release\n",
+                            service.name
                         )
                     })
                 }

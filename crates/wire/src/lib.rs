@@ -26,6 +26,7 @@ pub trait ApiRequest: Serialize {
 pub enum Method {
     Get,
     Post,
+    Put,
     Delete,
 }
 
@@ -195,6 +196,37 @@ impl ApiRequest for CreateService {
     const METHOD: Method = Method::Post;
     fn path(&self) -> String {
         "/v1/services".to_owned()
+    }
+}
+
+/// `GET /v1/services/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShowService {
+    #[serde(skip)]
+    pub name: String,
+}
+
+impl ApiRequest for ShowService {
+    type Response = Service;
+    const METHOD: Method = Method::Get;
+    fn path(&self) -> String {
+        format!("/v1/services/{}", url_component(&self.name))
+    }
+}
+
+/// `PUT /v1/services/{name}`: replaces a service's settings (all of them: read, change, put).
+/// The name and project stay; a change applies from the next build and the next release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateService {
+    #[serde(flatten)]
+    pub service: CreateService,
+}
+
+impl ApiRequest for UpdateService {
+    type Response = Service;
+    const METHOD: Method = Method::Put;
+    fn path(&self) -> String {
+        format!("/v1/services/{}", url_component(&self.service.name))
     }
 }
 

@@ -1,4 +1,4 @@
-//! `/v1/services`: create and list services, and trigger a manual build of one.
+//! `/v1/services`: create, change and list services, and trigger a manual build of one.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use wharf_domain::names::{
 use wharf_store::{NewBuild, NewService, StoredEnv};
 use wharf_wire::{
     Build, BuildTrigger, CreateService, DeploySettings, EnvVar, Service, SetEnv, Strategy,
-    TriggerBuild,
+    TriggerBuild, UpdateService,
 };
 
 use crate::http::HttpError;
@@ -23,7 +23,7 @@ use crate::{AppState, now_millis};
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/services", post(create).get(list))
-        .route("/v1/services/{name}", get(show))
+        .route("/v1/services/{name}", get(show).put(update))
         .route("/v1/services/{name}/builds", post(trigger))
         .route("/v1/services/{name}/env", post(set_env).get(list_env))
         .route("/v1/services/{name}/env/{variable}", delete(unset_env))
@@ -144,6 +144,33 @@ async fn create(
     let service = state.store.create_service(&new, now_millis()).await?;
     tracing::info!(service = %service.name, repo = %service.repo, branch = %service.branch, "service created");
     Ok((StatusCode::CREATED, Json(service)))
+}
+
+/// Replaces a service's settings, checked as at creation. Its name and project are part of its
+/// images' names, so they stay.
+async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(request): JsonBody<UpdateService>,
+) -> Result<Json<Service>, HttpError> {
+    let current = state.store.service_by_name(&name).await?;
+    let new = validate(&request.service)?;
+    if new.name != current.name {
+        return Err(HttpError::BadRequest(format!(
+            "a service cannot be renamed ({} to {}): its name is part of its images' names",
+            current.name, new.name
+        )));
+    }
+    if new.project != current.project {
+        return Err(HttpError::BadRequest(format!(
+            "service {} cannot move from project {} to {}: the project is part of its images' names",
+            current.name, current.project, new.project
+        )));
+    }
+    let service = state.store.update_service(current.id, &new).await?;
+    tracing::info!(service = %service.name, repo = %service.repo, branch = %service.branch, "service changed");
+    Ok(Json(service))
 }
 
 async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Service>>, HttpError> {

@@ -116,6 +116,107 @@ async fn services_and_builds_through_the_cli() {
 }
 
 #[tokio::test]
+async fn a_service_changes_through_the_cli_and_keeps_its_name_and_project() {
+    let app = spawn_app().await;
+    let created = wharf(
+        &app,
+        &[
+            "service",
+            "create",
+            "web",
+            "--repo",
+            "https://git.example.com/acme/web",
+            "--branch",
+            "main",
+            "--port",
+            "8080",
+            "--domain",
+            "web.example.com",
+            "--host",
+            "edge-a",
+            "--health-retries",
+            "3",
+            "--compose-allow",
+            "privileged",
+            "--project",
+            "shop",
+        ],
+    )
+    .await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+
+    // Given flags change; the rest stays; an empty value clears.
+    let changed = wharf(
+        &app,
+        &[
+            "service",
+            "update",
+            "web",
+            "--branch",
+            "release",
+            "--domain",
+            "",
+            "--host",
+            "label:eu,edge-b",
+            "--health-deadline-ms",
+            "45000",
+            "--no-auto-deploy",
+            "--compose-allow",
+            "",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(changed.code, 0, "{}", changed.stderr);
+    let service: Value = serde_json::from_str(&changed.stdout).unwrap();
+    assert_eq!(service["branch"], "release");
+    assert_eq!(service["domain"], Value::Null);
+    assert_eq!(service["port"], 8080);
+    assert_eq!(service["project"], "shop");
+    assert_eq!(service["repo"], "https://git.example.com/acme/web");
+    let deploy = &service["deploy"];
+    assert_eq!(deploy["hosts"], json!(["label:eu", "edge-b"]));
+    assert_eq!(deploy["health"]["deadline_ms"], 45000);
+    assert_eq!(deploy["health"]["retries"], 3, "kept: {deploy}");
+    assert_eq!(deploy["auto_deploy"], false);
+    assert_eq!(deploy["compose_allow"], json!([]));
+    assert_eq!(app.get("/v1/services/web").await.body, service);
+    let back_on = wharf(
+        &app,
+        &["service", "update", "web", "--auto-deploy", "--json"],
+    )
+    .await;
+    assert_eq!(back_on.code, 0, "{}", back_on.stderr);
+    let service: Value = serde_json::from_str(&back_on.stdout).unwrap();
+    assert_eq!(service["deploy"]["auto_deploy"], true);
+    assert_eq!(service["branch"], "release");
+
+    // A setting that would be refused at creation is refused here, and nothing changes.
+    let refused = wharf(&app, &["service", "update", "web", "--replicas", "0"]).await;
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("replicas"), "{}", refused.stderr);
+    assert_eq!(app.get("/v1/services/web").await.body, service);
+    // The name and the project are part of the images' names.
+    let mut renamed = service.clone();
+    renamed["name"] = json!("shop-web");
+    let answer = app.put("/v1/services/web", renamed).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
+    assert!(answer.text.contains("cannot be renamed"), "{}", answer.text);
+    let mut moved = service.clone();
+    moved["project"] = json!("other");
+    let answer = app.put("/v1/services/web", moved).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
+    assert!(answer.text.contains("cannot move"), "{}", answer.text);
+    let missing = wharf(&app, &["service", "update", "nope", "--branch", "x"]).await;
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing.stderr.contains("no service named nope"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[tokio::test]
 async fn cli_errors_are_one_line_and_exit_non_zero() {
     let app = spawn_app().await;
     let cases: Vec<(Option<&str>, Vec<&str>, &str)> = vec![

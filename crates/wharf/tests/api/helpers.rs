@@ -226,6 +226,18 @@ impl TestApp {
         Answer::read(response).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
+        Answer::read(response).await
+    }
+
     /// Creates a service through the API and returns its JSON.
     pub async fn create_service(&self, name: &str, repo: &str, branch: &str) -> Value {
         let answer = self
