@@ -339,6 +339,59 @@ async fn a_registry_that_is_down_fails_the_push_step() {
 }
 
 #[tokio::test]
+async fn an_installation_token_that_expires_during_a_long_build_is_renewed_for_the_next() {
+    // Tokens live 3 s here (an hour on GitHub); the build takes longer than that.
+    let app = app_with_repository_and(Options {
+        github_token_ttl: Some(Duration::from_secs(3)),
+        ..Options::default()
+    })
+    .await;
+    let registry = Registry::start().await;
+    let _agent =
+        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let long = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
+RUN [\"/bin/busybox\", \"sleep\", \"4\"]\nCOPY index.html /index.html\n";
+    let (first, _) = push(
+        &app,
+        &[
+            ("Dockerfile", long.as_bytes()),
+            ("busybox", &busybox()),
+            ("index.html", b"one\n"),
+        ],
+        "push-1",
+    )
+    .await;
+    app.wait_for_build_state(first, "completed", BUILD_DEADLINE)
+        .await;
+    let github = app.github.as_ref().unwrap();
+    let first_token = github.issued_tokens()[0].clone();
+
+    // The token the first build fetched with has expired by now (the stand-in refuses expired
+    // tokens, as GitHub does): the next build's fetch gets a renewed one and works.
+    let (second, _) = push(
+        &app,
+        &[
+            ("Dockerfile", long.as_bytes()),
+            ("busybox", &busybox()),
+            ("index.html", b"two\n"),
+        ],
+        "push-2",
+    )
+    .await;
+    app.wait_for_build_state(second, "completed", BUILD_DEADLINE)
+        .await;
+    let issued = github.issued_tokens();
+    assert!(issued.len() >= 2 && issued[0] == first_token, "{issued:?}");
+    let log = log_text(&app, second).await;
+    for token in &issued {
+        assert!(
+            !log.contains(token.as_str()),
+            "a token reached the build log"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_cancel_stops_the_build_within_seconds() {
     let app = app_with_repository().await;
     let registry = Registry::start().await;

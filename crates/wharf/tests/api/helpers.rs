@@ -66,6 +66,8 @@ pub struct Options {
     pub max_attempts: Option<i64>,
     /// The most log text kept per build.
     pub max_log_bytes: Option<i64>,
+    /// How long the stand-in's installation tokens live (GitHub: an hour).
+    pub github_token_ttl: Option<Duration>,
 }
 
 pub struct TestApp {
@@ -106,7 +108,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     let (github, app_key) = if options.github {
         let key = AppKey::generate().expect("openssl generates an RSA key");
-        let standin = GithubStandin::start(StandinConfig::new(APP_ID, &key.public_pem))
+        let mut standin_config = StandinConfig::new(APP_ID, &key.public_pem);
+        if let Some(ttl) = options.github_token_ttl {
+            standin_config.token_ttl = ttl;
+        }
+        let standin = GithubStandin::start(standin_config)
             .await
             .expect("GitHub stand-in");
         let app = GithubApp::new(&AppConfig {
