@@ -262,7 +262,13 @@ async fn deliver(
         };
         match answer {
             Ok(_) => return Delivery::Taken,
-            Err(error) if matches!(error.status(), Some(404 | 409)) => {
+            // The server answered and will not take it (it gave up on the rollout, or the
+            // rollout is gone); only its being out of reach, busy or failing is worth a retry.
+            Err(error)
+                if error.status().is_some_and(|status| {
+                    (400..500).contains(&status) && status != 408 && status != 429
+                }) =>
+            {
                 tracing::warn!(rollout = report.id, %error, "the server refused the rollout's outcome");
                 return Delivery::Refused;
             }
