@@ -446,19 +446,22 @@ impl Store {
         Ok(reset.into_iter().map(|(id, _)| id).collect())
     }
 
-    /// Fails the rollouts of agents not heard from since `silent_since` (no heartbeat, claim or
-    /// report): a host that stopped answering mid-rollout holds no release in progress forever.
-    /// Its previous live release stays live; the agent, back, runs that one. Returns the failed
-    /// rollouts' ids.
+    /// Fails the rollouts of agents not heard from since `silent_since` (no heartbeat or
+    /// registration) that have not moved since then either: a host that stopped answering
+    /// holds no release pending or in progress forever. The previous live release of the
+    /// service stays what that host should run, and runs again once its agent is back.
+    /// Returns the failed rollouts' ids.
     pub async fn abandon_rollouts(&self, silent_since: i64, now: i64) -> Result<Vec<i64>> {
         let abandoned = in_transaction!(self, tx => {
             let abandoned: Vec<(i64, i64)> = sqlx::query_as(concat!(
-                "UPDATE rollouts SET state = 'failed', updated_at = $2, finished_at = $2, \
+                "UPDATE rollouts SET updated_at = $2, finished_at = $2, \
                  reason = 'agent ' || (SELECT name FROM agents WHERE agents.id = rollouts.agent_id) \
-                 || ' stopped answering during the rollout' \
-                 WHERE state IN ",
+                 || CASE WHEN state = 'pending' THEN ' is not answering; the rollout did not start' \
+                 ELSE ' stopped answering during the rollout' END, \
+                 state = 'failed' \
+                 WHERE (state = 'pending' OR state IN ",
                 rolling_out_states!(),
-                " AND updated_at < $1 AND agent_id IN \
+                ") AND updated_at < $1 AND agent_id IN \
                  (SELECT id FROM agents WHERE COALESCE(last_seen_at, 0) < $1) \
                  RETURNING id, release_id"
             ))

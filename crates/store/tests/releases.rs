@@ -310,6 +310,29 @@ async fn a_rollout_of_an_agent_that_stopped_answering_fails_and_the_live_release
         ReleaseState::Pulling
     );
     assert_eq!(working.release_id, busy.id);
+    // A release for a host that is not answering fails rather than wait for it forever.
+    let waiting = store
+        .create_release(&release(web, "r/web:4", &["silent"]), later)
+        .await
+        .unwrap();
+    let much_later = later + lease + 1;
+    store
+        .heartbeat(alive, &[], lease, much_later)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .abandon_rollouts(much_later - lease, much_later)
+            .await
+            .unwrap(),
+        vec![waiting.rollouts[0].id]
+    );
+    let failed = store.release(waiting.id).await.unwrap();
+    assert_eq!(failed.state, ReleaseState::Failed);
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("agent silent is not answering; the rollout did not start")
+    );
     // A report from the agent that comes back is refused; it runs what is live instead.
     let error = store
         .report_rollout(&report(silent, stuck.rollout_id, ReleaseState::Live), later)
