@@ -217,7 +217,7 @@ struct Bench {
 }
 
 /// Removes what the benchmark started on the host when dropped, also when it fails: the agent
-/// (SIGTERM, so it stops the Caddy it started), the Caddy if it outlived the agent, the
+/// (SIGTERM), the Caddy (it outlives the agent by design), the
 /// containers of the agent and of the scripts, and the images tagged for this run's registry.
 struct HostCleanup {
     agent: Option<Child>,

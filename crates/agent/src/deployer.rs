@@ -154,10 +154,11 @@ impl Deployer {
         }
     }
 
-    /// Stops the Caddy this agent started, if it started one.
+    /// Leaves the edge running, as the containers are: the apps keep answering while the agent
+    /// is away, and the next agent takes the edge over.
     pub(crate) async fn shutdown(&self) {
         if let Some(edge) = self.edge.get() {
-            edge.shutdown().await;
+            edge.detach().await;
         }
     }
 

@@ -158,16 +158,26 @@ async fn build_loop<R: BuildRunner>(
 }
 
 /// Makes the host run its live releases, then claims rollouts and runs them one at a time
-/// (two releases never roll out on one host at once) until shutdown.
+/// (two releases never roll out on one host at once) until shutdown; then leaves the edge
+/// running for the next agent.
 async fn deploy_loop(
     client: ApiClient,
     deployer: deployer::Deployer,
     claim_wait: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if !converge(&client, &deployer, &mut shutdown).await {
-        return;
+    if converge(&client, &deployer, &mut shutdown).await {
+        run_rollouts(&client, &deployer, claim_wait, &mut shutdown).await;
     }
+    deployer.shutdown().await;
+}
+
+async fn run_rollouts(
+    client: &ApiClient,
+    deployer: &deployer::Deployer,
+    claim_wait: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(250);
     loop {
         let request = ClaimRollout {
@@ -175,18 +185,18 @@ async fn deploy_loop(
         };
         let answer = tokio::select! {
             answer = client.send_with_timeout(&request, claim_wait + Duration::from_secs(15)) => answer,
-            _ = stopped(&mut shutdown) => break,
+            _ = stopped(shutdown) => break,
         };
         match answer {
             Ok(claim) => {
                 backoff = Duration::from_millis(250);
                 let Some(job) = claim.job else { continue };
                 let finished = deployer.run(job).await;
-                match deliver(&client, &finished.report, &mut shutdown).await {
+                match deliver(client, &finished.report, shutdown).await {
                     Delivery::Taken => deployer.commit(finished).await,
                     Delivery::Refused => {
                         deployer.undo(finished).await;
-                        if !converge(&client, &deployer, &mut shutdown).await {
+                        if !converge(client, deployer, shutdown).await {
                             break;
                         }
                     }
@@ -198,13 +208,12 @@ async fn deploy_loop(
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "rollout claim failed");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(&mut shutdown) => break,
+                    _ = stopped(shutdown) => break,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(15));
             }
         }
     }
-    deployer.shutdown().await;
 }
 
 /// Makes the host run what the server says is live on it, retrying while the server is

@@ -59,8 +59,12 @@
 //! supervises it: Caddy runs in a process group of its own, and when it exits unexpectedly it is
 //! started again, with backoff, from a config that holds every route this Edge set. Its output
 //! goes to files rather than pipes, so a Caddy whose agent died keeps serving; the next agent
-//! finds it answering and uses it. A Caddy found running is used as it is (not supervised) and
-//! never stopped.
+//! finds it answering and uses it. [`Edge::detach`] leaves the Caddy running on purpose (an agent
+//! that stops or restarts must not take the apps offline). A Caddy found running is never
+//! stopped. One that an earlier Edge started (its config is the one Wharf writes: storage and
+//! log in one state directory) is watched: when its admin address stops listening and `caddy`
+//! is installed, the Edge starts its own with every route it set, and supervises that one. Any
+//! other Caddy (a system service, say) is used as it is: it has its own supervisor.
 //!
 //! Caddy is started only when its admin address refuses connections, never because an answer
 //! was slow: Caddy binds its sockets with `SO_REUSEPORT`, so a second Caddy on the same
@@ -119,6 +123,8 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 /// How long Caddy has to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// How often the admin address of a Caddy found running is checked.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A Caddy that ran this long before it exited is restarted after the first backoff again.
 const STABLE_RUN: Duration = Duration::from_secs(30);
@@ -186,7 +192,7 @@ pub enum EdgeError {
 }
 
 /// Wharf's edge on this host. Clones share one Caddy and one lock; dropping the last clone
-/// stops the Caddy it started, as [`Edge::shutdown`] does.
+/// stops the Caddy it started, as [`Edge::shutdown`] does ([`Edge::detach`] leaves it running).
 #[derive(Clone)]
 pub struct Edge {
     inner: Arc<Inner>,
@@ -194,7 +200,8 @@ pub struct Edge {
 
 struct Inner {
     shared: Arc<Shared>,
-    /// Present when this Edge started Caddy; dropping it tells the supervisor to stop Caddy.
+    /// Present when this Edge started Caddy, or watches one it found and may start one;
+    /// dropping it tells the supervisor to stop the Caddy it started.
     supervisor: Option<Supervisor>,
 }
 
@@ -214,9 +221,20 @@ struct Shared {
 }
 
 struct Supervisor {
-    /// `true` asks the supervisor task to stop Caddy and end; so does dropping it.
-    stop: watch::Sender<bool>,
+    /// Anything but `Run` ends the supervisor task; dropping it counts as `Stop`.
+    stop: watch::Sender<Ending>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// What the supervisor is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Keep Caddy running (the supervisor's normal life).
+    Run,
+    /// Stop the Caddy it started, and end.
+    Stop,
+    /// End and leave Caddy running, for whoever comes next.
+    Detach,
 }
 
 /// One service's route: requests for `hosts` go to `upstreams`.
@@ -260,24 +278,30 @@ impl Edge {
             caddy_pid: AtomicU32::new(0),
         });
         enable_listener_migration();
-        let supervisor = if shared.admin.listening().await? {
+        let installed = crate::process::find_program(&config.caddy_bin).is_some();
+        let first = if shared.admin.listening().await? {
             tracing::info!(admin = %config.admin, "using the Caddy that listens there");
             None
         } else {
-            if crate::process::find_program(&config.caddy_bin).is_none() {
+            if !installed {
                 return Err(EdgeError::NotInstalled {
                     admin: config.admin.clone(),
                     program: config.caddy_bin.display().to_string(),
                 });
             }
-            let child = start_caddy(&shared).await?;
-            let (stop, stop_receiver) = watch::channel(false);
-            let task = tokio::spawn(supervise(shared.clone(), child, stop_receiver));
-            Some(Supervisor {
+            Some(start_caddy(&shared).await?)
+        };
+        // A Caddy found running is watched when an earlier Edge started it and one can be
+        // started in its place.
+        let watch_found = first.is_none() && installed && shared.started_by_an_edge().await;
+        let supervisor = (first.is_some() || watch_found).then(|| {
+            let (stop, stop_receiver) = watch::channel(Ending::Run);
+            let task = tokio::spawn(supervise(shared.clone(), first, stop_receiver));
+            Supervisor {
                 stop,
                 task: std::sync::Mutex::new(Some(task)),
-            })
-        };
+            }
+        });
         let edge = Edge {
             inner: Arc::new(Inner { shared, supervisor }),
         };
@@ -378,10 +402,21 @@ impl Edge {
     /// Caddy gets SIGTERM, and SIGKILL after five seconds. Clones of this Edge cannot reach it
     /// afterwards.
     pub async fn shutdown(&self) {
+        self.end(Ending::Stop).await;
+    }
+
+    /// Ends supervision and leaves Caddy serving the routes as they are: the next Edge on the
+    /// same admin address finds it and takes it over. Clones of this Edge still reach it, but
+    /// nothing restarts it any more.
+    pub async fn detach(&self) {
+        self.end(Ending::Detach).await;
+    }
+
+    async fn end(&self, ending: Ending) {
         let Some(supervisor) = &self.inner.supervisor else {
             return;
         };
-        let _ = supervisor.stop.send(true);
+        let _ = supervisor.stop.send(ending);
         let task = supervisor
             .task
             .lock()
@@ -430,6 +465,23 @@ fn enable_listener_migration() {
 }
 
 impl Shared {
+    /// True when the Caddy at the admin address runs the config an Edge writes when it starts
+    /// one (storage and log files in one state directory), not somebody else's.
+    async fn started_by_an_edge(&self) -> bool {
+        let Ok(config) = self.admin.request(Method::GET, "/config/", None).await else {
+            return false;
+        };
+        let storage = config
+            .pointer("/storage/root")
+            .and_then(Value::as_str)
+            .and_then(|root| root.strip_suffix("/data"));
+        let log = config
+            .pointer("/logging/logs/default/writer/filename")
+            .and_then(Value::as_str)
+            .and_then(|file| file.strip_suffix(&format!("/{CADDY_LOG}")));
+        storage.is_some() && storage == log
+    }
+
     /// Creates the `wharf` server when it is absent, and its fixed routes when they are missing.
     /// The caller holds the routes lock.
     async fn ensure_server(&self) -> Result<(), EdgeError> {
@@ -972,82 +1024,101 @@ fn output_tail(path: &Path) -> String {
     }
 }
 
-/// Watches the Caddy this Edge started: starts it again (with backoff) when it exits, and stops
-/// it when asked to or when the last Edge is dropped.
-async fn supervise(shared: Arc<Shared>, first: Child, mut stop: watch::Receiver<bool>) {
-    let mut child = Some(first);
+/// Watches the Caddy this Edge started (`first`), or the one it found running (`None`): starts
+/// one (again, with backoff) when it exits or, for one found running, when its admin address
+/// stops listening. Stops the Caddy it started when asked to or when the last Edge is dropped;
+/// leaves it running when detached.
+async fn supervise(shared: Arc<Shared>, first: Option<Child>, mut stop: watch::Receiver<Ending>) {
+    // A Caddy this Edge did not start answers at the admin address: it is only watched.
+    let mut found = first.is_none();
+    let mut child = first;
     let mut started = Instant::now();
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match child.as_mut() {
-            Some(running) => {
-                tokio::select! {
-                    status = running.wait() => {
-                        shared.caddy_pid.store(0, Ordering::SeqCst);
-                        let status =
-                            status.map_or_else(|error| error.to_string(), |s| s.to_string());
-                        if started.elapsed() >= STABLE_RUN {
-                            backoff = FIRST_BACKOFF;
-                        }
-                        tracing::warn!(
-                            %status,
-                            retry_in_ms = backoff.as_millis() as u64,
-                            "Caddy exited; starting it again"
-                        );
-                        child = None;
+        if let Some(running) = child.as_mut() {
+            let ending = tokio::select! {
+                status = running.wait() => {
+                    shared.caddy_pid.store(0, Ordering::SeqCst);
+                    let status =
+                        status.map_or_else(|error| error.to_string(), |s| s.to_string());
+                    if started.elapsed() >= STABLE_RUN {
+                        backoff = FIRST_BACKOFF;
                     }
-                    () = stop_requested(&mut stop) => {
-                        stop_caddy(running).await;
-                        shared.caddy_pid.store(0, Ordering::SeqCst);
-                        return;
-                    }
+                    tracing::warn!(
+                        %status,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "Caddy exited; starting it again"
+                    );
+                    child = None;
+                    continue;
                 }
+                ending = stop_requested(&mut stop) => ending,
+            };
+            shared.caddy_pid.store(0, Ordering::SeqCst);
+            if ending == Ending::Detach {
+                tracing::info!(pid = running.id(), "leaving Caddy running");
+                // Dropping the handle would kill it (kill_on_drop).
+                std::mem::forget(child.take());
+            } else {
+                stop_caddy(running).await;
             }
-            None => {
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = stop_requested(&mut stop) => return,
+            return;
+        }
+        let wait = if found { WATCH_INTERVAL } else { backoff };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop_requested(&mut stop) => return,
+        }
+        match shared.admin.listening().await {
+            Ok(false) if found => {
+                tracing::warn!(
+                    admin = %shared.admin.address,
+                    "the Caddy found running stopped answering; starting one with Wharf's routes"
+                );
+                found = false;
+            }
+            Ok(false) => backoff = (backoff * 2).min(MAX_BACKOFF),
+            Ok(true) => {
+                if !found {
+                    tracing::warn!(
+                        admin = %shared.admin.address,
+                        "something else listens at Caddy's admin address; not starting \
+                         another Caddy beside it, watching it instead"
+                    );
+                    found = true;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                match shared.admin.listening().await {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        tracing::warn!(
-                            admin = %shared.admin.address,
-                            "something else listens at Caddy's admin address; not starting \
-                             another Caddy beside it"
-                        );
-                        continue;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot tell whether Caddy's admin address is free");
-                        continue;
-                    }
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether Caddy's admin address is free");
+                continue;
+            }
+        }
+        tokio::select! {
+            started_again = start_caddy(&shared) => match started_again {
+                Ok(new) => {
+                    started = Instant::now();
+                    child = Some(new);
                 }
-                tokio::select! {
-                    started_again = start_caddy(&shared) => match started_again {
-                        Ok(new) => {
-                            started = Instant::now();
-                            child = Some(new);
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "could not start Caddy again; will retry");
-                        }
-                    },
-                    // Dropping the start kills a Caddy it had spawned (kill_on_drop).
-                    () = stop_requested(&mut stop) => {
-                        shared.caddy_pid.store(0, Ordering::SeqCst);
-                        return;
-                    }
+                Err(error) => {
+                    tracing::warn!(%error, "could not start Caddy; will retry");
                 }
+            },
+            // Dropping the start kills a Caddy it had spawned (kill_on_drop).
+            _ = stop_requested(&mut stop) => {
+                shared.caddy_pid.store(0, Ordering::SeqCst);
+                return;
             }
         }
     }
 }
 
-/// Returns when a stop is asked for: `true` sent, or the sender (the last Edge) dropped.
-async fn stop_requested(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
+/// Returns what was asked for once it is not `Run`; the sender (the last Edge) dropped is a stop.
+async fn stop_requested(stop: &mut watch::Receiver<Ending>) -> Ending {
+    match stop.wait_for(|ending| *ending != Ending::Run).await {
+        Ok(ending) => *ending,
+        Err(_) => Ending::Stop,
+    }
 }
 
 /// SIGTERM to Caddy's group; SIGKILL when it has not exited after [`STOP_GRACE`]. Caddy's exit

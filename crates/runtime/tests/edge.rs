@@ -464,6 +464,88 @@ async fn a_killed_caddy_comes_back_with_the_routes() {
     edge.shutdown().await;
 }
 
+/// Asks the Caddy at `admin` to stop (for a Caddy no Edge of the test stops).
+async fn stop_caddy_at(admin: &str) {
+    let _ = client().post(format!("http://{admin}/stop")).send().await;
+    eventually("Caddy stops", Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(admin).is_err()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_detached_caddy_keeps_serving_and_the_next_edge_takes_it_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _ports) = config(dir.path());
+    let first = Edge::connect_or_start(config.clone()).await.unwrap();
+    let a = backend("backend-a").await;
+    first
+        .set_route("wharf-a", &strings(&["a.test"]), std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    let pid = first.caddy_pid().unwrap();
+    first.detach().await;
+    drop(first);
+    let client = client();
+    assert!(process_exists(pid), "Caddy {pid} was stopped");
+    assert_eq!(
+        get(&client, &config.listen, "a.test").await.unwrap(),
+        (200, "backend-a".to_owned())
+    );
+
+    // The next Edge (a restarted agent) finds it, keeps its routes, and changes them.
+    let next = Edge::connect_or_start(config.clone()).await.unwrap();
+    assert_eq!(next.caddy_pid(), None, "it did not start another Caddy");
+    assert_eq!(
+        next.route_upstreams("wharf-a").await.unwrap(),
+        Some(vec![a.clone()])
+    );
+    let b = backend("backend-b").await;
+    next.set_route("wharf-a", &strings(&["a.test"]), std::slice::from_ref(&b))
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&client, &config.listen, "a.test").await.unwrap(),
+        (200, "backend-b".to_owned())
+    );
+    // A Caddy it found is not its to stop.
+    next.shutdown().await;
+    assert!(process_exists(pid));
+    stop_caddy_at(&config.admin).await;
+}
+
+#[tokio::test]
+async fn a_caddy_found_running_that_dies_is_replaced_with_the_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _ports) = config(dir.path());
+    let first = Edge::connect_or_start(config.clone()).await.unwrap();
+    let found = first.caddy_pid().unwrap();
+    first.detach().await;
+    drop(first);
+    let edge = Edge::connect_or_start(config.clone()).await.unwrap();
+    let a = backend("backend-a").await;
+    edge.set_route("wharf-a", &strings(&["a.test"]), std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    // SAFETY: kill sends a signal to the Caddy this test started.
+    assert_eq!(unsafe { libc::kill(found as i32, libc::SIGKILL) }, 0);
+
+    let client = client();
+    eventually(
+        "a new Caddy routes a.test",
+        Duration::from_secs(20),
+        || async {
+            edge.caddy_pid().is_some_and(|pid| pid != found)
+                && get(&client, &config.listen, "a.test").await == Ok((200, "backend-a".to_owned()))
+        },
+    )
+    .await;
+    // That one is the Edge's own: shutting down stops it.
+    let started = edge.caddy_pid().unwrap();
+    edge.shutdown().await;
+    assert!(!process_exists(started), "Caddy {started} still runs");
+}
+
 #[tokio::test]
 async fn remove_route_removes_and_shutdown_stops_the_caddy_it_started() {
     let dir = tempfile::tempdir().unwrap();

@@ -328,7 +328,7 @@ async fn a_compose_stack_goes_live_by_host_name_and_is_adopted_after_an_agent_re
     assert!(exists, "the named volume {volume} is the service's");
 
     // A restarted agent adopts the running stack: the same containers, routed again (through
-    // a new Caddy, since the old agent stopped the one it started).
+    // a Caddy on new ports: the test stopped the old agent's).
     agent.stop_keeping_containers().await;
     let agent =
         start_deploy_agent_with_token(&app, &agent_name, token, Some(&registry.address)).await;

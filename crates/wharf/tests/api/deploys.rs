@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use crate::helpers::{Options, TestApp, push_payload, spawn_app_with};
 use crate::parts::{
     DeployAgent, Registry, busybox, free_port, podman, remove_agent_containers, start_deploy_agent,
+    stop_caddy,
 };
 
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -547,10 +548,7 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
     agent.wait().await.unwrap();
     remove_agent_containers(&agent_name).await;
     // The Caddy outlived both agents by design; this test started it, so it stops it.
-    let _ = reqwest::Client::new()
-        .post(format!("http://{}/stop", edge.0))
-        .send()
-        .await;
+    stop_caddy(&edge.0).await;
 }
 
 /// Waits until release `id` is being health-checked.
@@ -643,10 +641,7 @@ async fn a_rollout_the_server_gave_up_on_is_undone_by_its_agent_when_it_answers_
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
     remove_agent_containers(&agent_name).await;
-    let _ = reqwest::Client::new()
-        .post(format!("http://{}/stop", edge.0))
-        .send()
-        .await;
+    stop_caddy(&edge.0).await;
 }
 
 #[tokio::test]

@@ -123,6 +123,8 @@ pub struct DeployAgent {
     pub name: String,
     /// `127.0.0.1:PORT`, where the edge serves the apps.
     pub edge_listen: String,
+    /// Its Caddy's admin API.
+    pub edge_admin: String,
     pub agent: RunningAgent,
     _edge_dir: tempfile::TempDir,
 }
@@ -161,7 +163,7 @@ pub async fn start_deploy_agent_with_token(
     registry: Option<&str>,
 ) -> DeployAgent {
     let edge_dir = tempfile::tempdir().unwrap();
-    let (deploy, _admin, listen) = deploy_config(edge_dir.path());
+    let (deploy, admin, listen) = deploy_config(edge_dir.path());
     let work_dir = tempfile::tempdir().unwrap();
     let (stop, stopped) = watch::channel(false);
     let agent_config = AgentConfig {
@@ -182,6 +184,7 @@ pub async fn start_deploy_agent_with_token(
     DeployAgent {
         name: name.to_owned(),
         edge_listen: listen,
+        edge_admin: admin,
         agent: RunningAgent {
             stop,
             task,
@@ -192,15 +195,15 @@ pub async fn start_deploy_agent_with_token(
 }
 
 impl DeployAgent {
-    /// Stops the agent (and the Caddy it started) and removes the containers, networks and
-    /// volumes it made.
+    /// Stops the agent and its Caddy, and removes the containers, networks and volumes it made.
     pub async fn stop(self) {
         let name = self.name.clone();
         self.stop_keeping_containers().await;
         remove_agent_containers(&name).await;
     }
 
-    /// Stops the agent (and the Caddy it started) and leaves what it runs, as a crash would.
+    /// Stops the agent and leaves what it runs, as a crash would; its Caddy, which outlives
+    /// an agent by design, is stopped too (a restarted test agent gets an edge on new ports).
     pub async fn stop_keeping_containers(self) {
         self.agent.stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(30), self.agent.task)
@@ -208,6 +211,21 @@ impl DeployAgent {
             .expect("the agent stops")
             .unwrap()
             .unwrap();
+        stop_caddy(&self.edge_admin).await;
+    }
+}
+
+/// Stops the Caddy whose admin API is at `admin` (a test's own), and waits until it is gone.
+pub async fn stop_caddy(admin: &str) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let _ = client.post(format!("http://{admin}/stop")).send().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(admin).is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Caddy at {admin} did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
