@@ -551,6 +551,70 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
     stop_caddy(&edge.0).await;
 }
 
+#[tokio::test]
+async fn apps_keep_answering_while_their_agent_restarts_and_the_next_one_takes_the_edge_over() {
+    let agent_name = format!("dep-restart-{:x}", rand::random::<u16>());
+    let app = app_with_site(&agent_name, json!({})).await;
+    let registry = Registry::start().await;
+    let token = app.create_agent(&agent_name).await;
+    let work_dir = tempfile::tempdir().unwrap();
+    let edge = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let first = push_image(&registry, "site", "before", true).await;
+    let second = push_image(&registry, "site", "after", true).await;
+    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
+    let live = deploy_image(&app, &first).await;
+    assert_eq!(live["state"], "live", "{live}");
+    let edge_listen = edge.1.clone();
+    wait_for_answer_at(&edge_listen, "before").await;
+
+    // Requests every 20 ms while the agent stops (SIGTERM, as a service manager would) and a
+    // new one starts: every one is answered by the app.
+    let (stop_load, mut load_stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn({
+        let edge_listen = edge_listen.clone();
+        async move {
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let mut answers = Vec::new();
+            loop {
+                answers.push(through_edge_with(&client, &edge_listen).await);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = load_stopped.wait_for(|stop| *stop) => return answers,
+                }
+            }
+        }
+    });
+    signal(&agent, "TERM");
+    let status = agent.wait().await.unwrap();
+    assert!(status.success(), "the agent stopped cleanly: {status}");
+    assert_eq!(through_edge(&edge_listen).await.as_deref(), Ok("before"));
+    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
+    // The new agent deploys through the same edge.
+    let next = deploy_image(&app, &second).await;
+    assert_eq!(next["state"], "live", "{next}");
+    wait_for_answer_at(&edge_listen, "after").await;
+    stop_load.send(true).unwrap();
+    let answers = load.await.unwrap();
+    let failed: Vec<&Result<String, String>> = answers
+        .iter()
+        .filter(|answer| !matches!(answer.as_deref(), Ok("before") | Ok("after")))
+        .collect();
+    assert!(
+        answers.len() > 20 && failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+
+    agent.start_kill().unwrap();
+    agent.wait().await.unwrap();
+    remove_agent_containers(&agent_name).await;
+    stop_caddy(&edge.0).await;
+}
+
 /// Waits until release `id` is being health-checked.
 async fn wait_for_health_check(app: &TestApp, id: i64) {
     let started = tokio::time::Instant::now();
