@@ -22,7 +22,9 @@ use wharf_domain::names::image_repository;
 use wharf_runtime::container::{ContainerRun, RegistryCredentials, Runtime};
 use wharf_runtime::edge::{Edge, EdgeConfig};
 use wharf_runtime::process::{self, CommandSpec};
-use wharf_wire::{HealthSettings, ProbeResult, ReleaseState, ReportRollout, RolloutJob, Strategy};
+use wharf_wire::{
+    Desired, HealthSettings, ProbeResult, ReleaseState, ReportRollout, RolloutJob, Strategy,
+};
 
 /// How this agent deploys.
 #[derive(Clone)]
@@ -171,8 +173,13 @@ impl Deployer {
 
     /// Makes the host run what the server says is live on it: containers of live releases
     /// that still run are adopted (their routes put back), stopped ones started again,
-    /// missing ones started afresh; containers of anything else are removed.
-    pub(crate) async fn reconcile(&self, desired: Vec<RolloutJob>) {
+    /// missing ones started afresh. Containers of releases still rolling out here stay for
+    /// their rollout to take up; those of anything else are removed.
+    pub(crate) async fn reconcile(&self, desired: Desired) {
+        let Desired {
+            live: desired,
+            rolling_out,
+        } = desired;
         let found = match self.my_containers(None).await {
             Ok(found) => found,
             Err(error) => {
@@ -180,7 +187,11 @@ impl Deployer {
                 return;
             }
         };
-        let wanted: BTreeSet<i64> = desired.iter().map(|job| job.release_id).collect();
+        let wanted: BTreeSet<i64> = desired
+            .iter()
+            .map(|job| job.release_id)
+            .chain(rolling_out)
+            .collect();
         for stray in found.iter().filter(|found| {
             !found
                 .release
@@ -360,10 +371,12 @@ impl Deployer {
     /// stops once the server took the report ([`Deployer::commit`]).
     async fn blue_green(&self, job: &RolloutJob) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
         self.pull(job).await.map_err(Outcome::PullFailed)?;
-        let old = self.service_containers(job).await;
-        self.remove_leftovers(job, &old).await;
+        let (resumed, old) = self.resume(job).await;
         self.step(job, ReleaseState::Starting).await;
-        let started = self.start_all(job).await.map_err(Outcome::not_started)?;
+        let started = match resumed {
+            Some(started) => started,
+            None => self.start_all(job).await.map_err(Outcome::not_started)?,
+        };
         self.step(job, ReleaseState::HealthChecking).await;
         let probes = match self.wait_healthy(job, &started).await {
             Ok(probes) => probes,
@@ -381,10 +394,6 @@ impl Deployer {
             }
             return Err(Outcome::not_started(error));
         }
-        let old = old
-            .into_iter()
-            .filter(|found| found.release != Some(job.release_id))
-            .collect();
         Ok((probes, Switched { beside: true, old }))
     }
 
@@ -392,15 +401,14 @@ impl Deployer {
     /// old is removed once the server took the report ([`Deployer::commit`]).
     async fn recreate(&self, job: &RolloutJob) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
         self.pull(job).await.map_err(Outcome::PullFailed)?;
-        let old = self.service_containers(job).await;
-        self.remove_leftovers(job, &old).await;
-        let old: Vec<Found> = old
-            .into_iter()
-            .filter(|found| found.release != Some(job.release_id))
-            .collect();
+        let (resumed, old) = self.resume(job).await;
         self.step(job, ReleaseState::Starting).await;
         self.stop_previous(&old).await;
-        let outcome = match self.start_all(job).await {
+        let starting = match resumed {
+            Some(started) => Ok(started),
+            None => self.start_all(job).await,
+        };
+        let outcome = match starting {
             Ok(started) => {
                 self.step(job, ReleaseState::HealthChecking).await;
                 match self.wait_healthy(job, &started).await {
@@ -985,6 +993,39 @@ impl Deployer {
                 Vec::new()
             }
         }
+    }
+
+    /// The service's containers on this host, split: those of this very release, left running
+    /// by an interrupted attempt (an agent that died or was cut off mid-rollout), are taken up
+    /// again (they may be serving already) when every replica is there and runs, else removed:
+    /// nothing runs twice. The others are the previous version.
+    async fn resume(&self, job: &RolloutJob) -> (Option<Vec<Started>>, Vec<Found>) {
+        let (mine, old): (Vec<Found>, Vec<Found>) = self
+            .service_containers(job)
+            .await
+            .into_iter()
+            .partition(|found| found.release == Some(job.release_id));
+        let whole = mine.len() == job.settings.replicas as usize
+            && mine
+                .iter()
+                .all(|found| found.running && (job.port.is_none() || found.port.is_some()));
+        if whole {
+            tracing::info!(
+                release = job.release_id,
+                containers = mine.len(),
+                "taking up the containers an interrupted attempt started"
+            );
+            let started = mine
+                .iter()
+                .map(|found| Started {
+                    name: found.name.clone(),
+                    port: found.port,
+                })
+                .collect();
+            return (Some(started), old);
+        }
+        self.remove_leftovers(job, &mine).await;
+        (None, old)
     }
 
     /// Containers of this very release left by an interrupted attempt: nothing runs twice.

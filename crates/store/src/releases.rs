@@ -477,6 +477,22 @@ impl Store {
         Ok(abandoned.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// The releases pending or rolling out on an agent's host.
+    pub async fn rolling_out_releases(&self, agent_id: i64) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = on_pool!(self, pool => {
+            sqlx::query_as(concat!(
+                "SELECT release_id FROM rollouts WHERE agent_id = $1 \
+                 AND (state = 'pending' OR state IN ",
+                rolling_out_states!(),
+                ") ORDER BY release_id"
+            ))
+            .bind(agent_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// The rollouts live on an agent's host: what it should be running now.
     pub async fn live_rollouts(&self, agent_id: i64) -> Result<Vec<RolloutRef>> {
         let rows: Vec<(i64, i64)> = on_pool!(self, pool => {

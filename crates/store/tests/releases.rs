@@ -241,6 +241,12 @@ async fn reports_are_checked_and_a_restart_starts_rollouts_over() {
         store.release(created.id).await.unwrap().state,
         ReleaseState::Pending
     );
+    assert_eq!(
+        store.rolling_out_releases(local).await.unwrap(),
+        vec![created.id],
+        "its containers stay for the rollout to take up"
+    );
+    assert!(store.rolling_out_releases(other).await.unwrap().is_empty());
     let again = store.claim_rollout(local, NOW).await.unwrap().unwrap();
     assert_eq!(again.rollout_id, claimed.rollout_id);
     let mut rolled_back = report(local, again.rollout_id, ReleaseState::RolledBack);
@@ -250,6 +256,7 @@ async fn reports_are_checked_and_a_restart_starts_rollouts_over() {
     assert_eq!(ended.state, ReleaseState::RolledBack);
     assert_eq!(ended.reason.as_deref(), Some("GET / answered 404"));
     assert!(store.live_rollouts(local).await.unwrap().is_empty());
+    assert!(store.rolling_out_releases(local).await.unwrap().is_empty());
 }
 
 #[tokio::test]

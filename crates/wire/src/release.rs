@@ -489,12 +489,23 @@ pub struct RolloutJob {
     pub compose_images: Vec<(String, String)>,
 }
 
-/// `GET /v1/agent/desired`: what this host should run now, one job per live release.
+/// `GET /v1/agent/desired`: what this host should run now.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct DesiredState {}
 
+/// What a host should run: its live releases, and the releases still to roll out there, whose
+/// containers (left by an interrupted attempt) the rollout takes up or removes itself.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Desired {
+    /// One job per live release.
+    pub live: Vec<RolloutJob>,
+    /// Releases pending or rolling out on this host.
+    #[serde(default)]
+    pub rolling_out: Vec<i64>,
+}
+
 impl ApiRequest for DesiredState {
-    type Response = Vec<RolloutJob>;
+    type Response = Desired;
     const METHOD: Method = Method::Get;
     fn path(&self) -> String {
         "/v1/agent/desired".to_owned()

@@ -14,7 +14,7 @@ use wharf_wire::{
     ClaimBuild, CloneCredentials, Heartbeat, HeartbeatAnswer, RegisterAgent, RegistryLogin,
     ReportBuildState, SecretText, format_millis,
 };
-use wharf_wire::{ClaimRollout, ReleaseState, ReportRollout, Rollout, RolloutClaim, RolloutJob};
+use wharf_wire::{ClaimRollout, Desired, ReleaseState, ReportRollout, Rollout, RolloutClaim};
 
 use crate::http::HttpError;
 use crate::http::auth::AgentIdentity;
@@ -446,10 +446,11 @@ async fn report_rollout(
 async fn desired(
     AgentIdentity(agent): AgentIdentity,
     State(state): State<AppState>,
-) -> Result<Json<Vec<RolloutJob>>, HttpError> {
-    let mut jobs = Vec::new();
+) -> Result<Json<Desired>, HttpError> {
+    let mut live = Vec::new();
     for rollout in state.store.live_rollouts(agent.id).await? {
-        jobs.push(crate::releases::rollout_job(&state, rollout).await?);
+        live.push(crate::releases::rollout_job(&state, rollout).await?);
     }
-    Ok(Json(jobs))
+    let rolling_out = state.store.rolling_out_releases(agent.id).await?;
+    Ok(Json(Desired { live, rolling_out }))
 }

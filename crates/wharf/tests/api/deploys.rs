@@ -292,6 +292,22 @@ async fn running_site_containers(agent: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The ids of the containers of release `release` that agent `agent` runs.
+async fn container_ids(agent: &str, release: i64) -> Vec<String> {
+    let (listed, ids, stderr) = podman(&[
+        "ps",
+        "--quiet",
+        "--no-trunc",
+        "--filter",
+        &format!("label=wharf.deploy.agent={agent}"),
+        "--filter",
+        &format!("label=wharf.deploy.release={release}"),
+    ])
+    .await;
+    assert!(listed, "{stderr}");
+    ids.lines().map(str::to_owned).collect()
+}
+
 async fn wait_for_containers(agent: &str, expected: &[i64]) {
     let started = tokio::time::Instant::now();
     loop {
@@ -533,6 +549,8 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
     let second = answer.body["id"].as_i64().unwrap();
     wait_for_health_check(&app, second).await;
+    let checked = container_ids(&agent_name, second).await;
+    assert_eq!(checked.len(), 1, "{checked:?}");
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
     // The edge (a Caddy of its own) keeps serving the old version meanwhile.
@@ -543,6 +561,11 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
     assert_eq!(release["state"], "live", "{release}");
     wait_for_answer_at(&edge_listen, "after").await;
     wait_for_containers(&agent_name, &[second]).await;
+    assert_eq!(
+        container_ids(&agent_name, second).await,
+        checked,
+        "the restarted agent took up the container it had started, not a new one"
+    );
 
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
