@@ -166,7 +166,12 @@ pub(crate) async fn rollout_job(
         project: service.project.clone(),
         image: release.image,
         port: service.port,
-        domains: service.domain.iter().cloned().collect(),
+        domains: service
+            .domain
+            .iter()
+            .chain(&service.deploy.aliases)
+            .cloned()
+            .collect(),
         health_path: service.health_path.clone(),
         env: runtime_env(state, service.id).await?,
         settings: service.deploy,

@@ -277,6 +277,10 @@ pub struct DeployFlags {
     /// host_pid ('' for nothing).
     #[arg(long, value_delimiter = ',')]
     compose_allow: Option<Vec<String>>,
+    /// More host names routed to the service besides --domain (repeat or comma-separate; ''
+    /// for none).
+    #[arg(long = "alias", value_delimiter = ',')]
+    aliases: Option<Vec<String>>,
 }
 
 impl DeployFlags {
@@ -324,6 +328,9 @@ impl DeployFlags {
         }
         if let Some(allowed) = self.compose_allow {
             settings.compose_allow = allowed.into_iter().filter(|p| !p.is_empty()).collect();
+        }
+        if let Some(aliases) = self.aliases {
+            settings.aliases = aliases.into_iter().filter(|a| !a.is_empty()).collect();
         }
         Ok(settings)
     }

@@ -40,6 +40,9 @@ pub struct DeploySettings {
     /// `socket`, `host_network`, `host_pid`.
     #[serde(default)]
     pub compose_allow: Vec<String>,
+    /// More host names routed to the service besides its `domain` (which GitHub shows).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 fn default_environment() -> String {
@@ -71,6 +74,7 @@ impl Default for DeploySettings {
             drain_ms: default_drain_ms(),
             keep_images: default_keep_images(),
             compose_allow: Vec::new(),
+            aliases: Vec::new(),
         }
     }
 }

@@ -64,7 +64,7 @@ fn validate(request: &CreateService) -> Result<NewService, HttpError> {
         ));
     }
     let deploy = request.deploy.clone().unwrap_or_default();
-    check_deploy_settings(&deploy, request.port)?;
+    check_deploy_settings(&deploy, request.port, request.compose.is_some())?;
     Ok(NewService {
         name: name.to_string(),
         project: project.to_string(),
@@ -82,7 +82,11 @@ fn validate(request: &CreateService) -> Result<NewService, HttpError> {
     })
 }
 
-fn check_deploy_settings(deploy: &DeploySettings, port: Option<u16>) -> Result<(), HttpError> {
+fn check_deploy_settings(
+    deploy: &DeploySettings,
+    port: Option<u16>,
+    compose: bool,
+) -> Result<(), HttpError> {
     let bad = |message: String| Err(HttpError::BadRequest(message));
     DnsLabel::parse("environment", &deploy.environment)?;
     for host in &deploy.hosts {
@@ -100,6 +104,18 @@ fn check_deploy_settings(deploy: &DeploySettings, port: Option<u16>) -> Result<(
     }
     if !(1..=32).contains(&deploy.replicas) {
         return bad("replicas must be between 1 and 32".to_owned());
+    }
+    if compose && deploy.replicas != 1 {
+        return bad(
+            "replicas apply to a service built from a Dockerfile: a compose stack runs one container per compose service"
+                .to_owned(),
+        );
+    }
+    if deploy.aliases.len() > 20 {
+        return bad("a service takes at most 20 aliases".to_owned());
+    }
+    for alias in &deploy.aliases {
+        check_domain(alias)?;
     }
     if deploy.strategy == Some(Strategy::BlueGreen) && port.is_none() {
         return bad(

@@ -192,10 +192,28 @@ async fn a_service_changes_through_the_cli_and_keeps_its_name_and_project() {
     assert_eq!(service["branch"], "release");
 
     // A setting that would be refused at creation is refused here, and nothing changes.
-    let refused = wharf(&app, &["service", "update", "web", "--replicas", "0"]).await;
-    assert_ne!(refused.code, 0);
-    assert!(refused.stderr.contains("replicas"), "{}", refused.stderr);
-    assert_eq!(app.get("/v1/services/web").await.body, service);
+    for (args, says) in [
+        (
+            &["--replicas", "0"][..],
+            "replicas must be between 1 and 32",
+        ),
+        (&["--alias", "not a host"][..], "not a host"),
+        (
+            &["--compose", "compose.yml", "--replicas", "2"][..],
+            "a compose stack runs one container per compose service",
+        ),
+    ] {
+        let mut command = vec!["service", "update", "web"];
+        command.extend_from_slice(args);
+        let refused = wharf(&app, &command).await;
+        assert_ne!(refused.code, 0);
+        assert!(
+            refused.stderr.contains(says),
+            "{args:?}: {}",
+            refused.stderr
+        );
+        assert_eq!(app.get("/v1/services/web").await.body, service);
+    }
     // The name and the project are part of the images' names.
     let mut renamed = service.clone();
     renamed["name"] = json!("shop-web");

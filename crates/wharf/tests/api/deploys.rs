@@ -948,6 +948,31 @@ async fn the_cli_deploys_lists_and_rolls_back_without_a_rebuild() {
     assert_eq!(listed[0]["image"], one.as_str());
     assert_eq!(listed[0]["rollback_of"], listed[2]["id"]);
 
+    // More host names, changed on the service, are routed from its next release on.
+    let output = wharf(&["service", "update", "site", "--alias", "www.site.test"]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = wharf(&["deploy", "site", "--image", &two]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for host in ["site.test", "www.site.test"] {
+        let answer = client
+            .get(format!("http://{}/", agent.edge_listen))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{host}");
+        assert_eq!(answer.text().await.unwrap().trim(), "two", "{host}");
+    }
+
     // A deploy that fails is a non-zero exit with the reason.
     let output = wharf(&[
         "deploy",
