@@ -494,12 +494,41 @@ async fn an_unhealthy_version_is_rolled_back_while_the_old_one_answers_every_req
     agent.stop().await;
 }
 
+/// The edge addresses of agents run as processes. The Caddy there outlives them by design: it
+/// is stopped when the test ends, also when the test fails.
+struct EdgePorts {
+    admin: String,
+    listen: String,
+}
+
+impl EdgePorts {
+    fn new() -> EdgePorts {
+        EdgePorts {
+            admin: format!("127.0.0.1:{}", free_port()),
+            listen: format!("127.0.0.1:{}", free_port()),
+        }
+    }
+}
+
+impl Drop for EdgePorts {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if let Ok(mut stream) = std::net::TcpStream::connect(&self.admin) {
+            let _ = write!(
+                stream,
+                "POST /stop HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.admin
+            );
+        }
+    }
+}
+
 /// Starts the real `wharf agent` binary, deploying only, with the given edge.
 fn spawn_deploy_agent(
     app: &TestApp,
     token: &str,
     work_dir: &std::path::Path,
-    edge: &(String, String),
+    edge: &EdgePorts,
 ) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
         .arg("agent")
@@ -508,8 +537,8 @@ fn spawn_deploy_agent(
         .env("WHARF_LABELS", "deploy")
         .env("WHARF_WORK_DIR", work_dir)
         .env("WHARF_REGISTRY_INSECURE", "true")
-        .env("WHARF_CADDY_ADMIN", &edge.0)
-        .env("WHARF_EDGE_LISTEN", &edge.1)
+        .env("WHARF_CADDY_ADMIN", &edge.admin)
+        .env("WHARF_EDGE_LISTEN", &edge.listen)
         .env("WHARF_STOP_GRACE", "1")
         .env("WHARF_LOG", "info")
         .stdout(std::process::Stdio::null())
@@ -529,17 +558,14 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
     let registry = Registry::start().await;
     let token = app.create_agent(&agent_name).await;
     let work_dir = tempfile::tempdir().unwrap();
-    let edge = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
+    let edge = EdgePorts::new();
     let first = push_image(&registry, "site", "before", true).await;
     let slow = push_files(&registry, "site", slow_site_files("after", true, 4)).await;
 
     let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
     let live = deploy_image(&app, &first).await;
     assert_eq!(live["state"], "live", "{live}");
-    let edge_listen = edge.1.clone();
+    let edge_listen = edge.listen.clone();
     wait_for_answer_at(&edge_listen, "before").await;
 
     // The new version takes a few seconds to answer: kill the agent while it is checked.
@@ -571,7 +597,7 @@ async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers
     agent.wait().await.unwrap();
     remove_agent_containers(&agent_name).await;
     // The Caddy outlived both agents by design; this test started it, so it stops it.
-    stop_caddy(&edge.0).await;
+    stop_caddy(&edge.admin).await;
 }
 
 #[tokio::test]
@@ -581,16 +607,13 @@ async fn apps_keep_answering_while_their_agent_restarts_and_the_next_one_takes_t
     let registry = Registry::start().await;
     let token = app.create_agent(&agent_name).await;
     let work_dir = tempfile::tempdir().unwrap();
-    let edge = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
+    let edge = EdgePorts::new();
     let first = push_image(&registry, "site", "before", true).await;
     let second = push_image(&registry, "site", "after", true).await;
     let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
     let live = deploy_image(&app, &first).await;
     assert_eq!(live["state"], "live", "{live}");
-    let edge_listen = edge.1.clone();
+    let edge_listen = edge.listen.clone();
     wait_for_answer_at(&edge_listen, "before").await;
 
     // Requests every 20 ms while the agent stops (SIGTERM, as a service manager would) and a
@@ -635,7 +658,7 @@ async fn apps_keep_answering_while_their_agent_restarts_and_the_next_one_takes_t
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
     remove_agent_containers(&agent_name).await;
-    stop_caddy(&edge.0).await;
+    stop_caddy(&edge.admin).await;
 }
 
 /// Waits until release `id` is being health-checked.
@@ -682,16 +705,13 @@ async fn a_rollout_the_server_gave_up_on_is_undone_by_its_agent_when_it_answers_
     let registry = Registry::start().await;
     let token = app.create_agent(&agent_name).await;
     let work_dir = tempfile::tempdir().unwrap();
-    let edge = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
+    let edge = EdgePorts::new();
     let first = push_image(&registry, "site", "before", true).await;
     let slow = push_files(&registry, "site", slow_site_files("after", true, 3)).await;
     let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
     let live = deploy_image(&app, &first).await;
     assert_eq!(live["state"], "live", "{live}");
-    let edge_listen = edge.1.clone();
+    let edge_listen = edge.listen.clone();
     wait_for_answer_at(&edge_listen, "before").await;
 
     // The agent freezes while it checks the new version: to the server it stopped answering,
@@ -728,7 +748,7 @@ async fn a_rollout_the_server_gave_up_on_is_undone_by_its_agent_when_it_answers_
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
     remove_agent_containers(&agent_name).await;
-    stop_caddy(&edge.0).await;
+    stop_caddy(&edge.admin).await;
 }
 
 #[tokio::test]
