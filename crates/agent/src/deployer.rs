@@ -58,6 +58,10 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(900);
 const LOG_TAIL_LINES: usize = 30;
 /// Probe results kept on a rollout.
 const PROBES_KEPT: usize = 20;
+/// A failed probe asks whether the container exited, once it has had this long to start…
+const EXIT_CHECK_AFTER: Duration = Duration::from_millis(250);
+/// …and then at most this often.
+const EXIT_CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// A container of this agent, as found on the host.
 #[derive(Debug, Clone)]
@@ -370,15 +374,24 @@ impl Deployer {
     /// Pull; start the new beside the old; health-check; move traffic. The old drains and
     /// stops once the server took the report ([`Deployer::commit`]).
     async fn blue_green(&self, job: &RolloutJob) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
-        self.pull(job).await.map_err(Outcome::PullFailed)?;
-        let (resumed, old) = self.resume(job).await;
+        // Listing the host's containers takes as long as the pull of a small image: both at once.
+        let (pulled, found) = tokio::join!(self.pull(job), self.service_containers(job));
+        pulled.map_err(Outcome::PullFailed)?;
+        let (resumed, old) = self.resume(job, found).await;
         self.step(job, ReleaseState::Starting).await;
-        let started = match resumed {
-            Some(started) => started,
-            None => self.start_all(job).await.map_err(Outcome::not_started)?,
+        let starting = async {
+            match resumed {
+                Some(started) => Ok(started),
+                None => self.start_all(job).await,
+            }
         };
+        let (started, probe) = tokio::join!(starting, self.probe_for(job));
+        let started = started.map_err(Outcome::not_started)?;
         self.step(job, ReleaseState::HealthChecking).await;
-        let probes = match self.wait_healthy(job, &started).await {
+        let healthy = self
+            .wait_until_healthy(&probe, &job.settings.health, &started)
+            .await;
+        let probes = match healthy {
             Ok(probes) => probes,
             Err(unhealthy) => {
                 // The old version never stopped serving: only the new one goes.
@@ -400,8 +413,9 @@ impl Deployer {
     /// Pull; stop the old; start the new; health-check; on failure start the old again. The
     /// old is removed once the server took the report ([`Deployer::commit`]).
     async fn recreate(&self, job: &RolloutJob) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
-        self.pull(job).await.map_err(Outcome::PullFailed)?;
-        let (resumed, old) = self.resume(job).await;
+        let (pulled, found) = tokio::join!(self.pull(job), self.service_containers(job));
+        pulled.map_err(Outcome::PullFailed)?;
+        let (resumed, old) = self.resume(job, found).await;
         self.step(job, ReleaseState::Starting).await;
         self.stop_previous(&old).await;
         let starting = match resumed {
@@ -680,6 +694,7 @@ impl Deployer {
         let mut probes: Vec<ProbeResult> = Vec::new();
         let mut failures_in_a_row = 0u32;
         let mut healthy: BTreeSet<String> = BTreeSet::new();
+        let mut exit_checked: Option<Instant> = None;
         loop {
             let round = Instant::now();
             let mut detail = String::new();
@@ -694,8 +709,15 @@ impl Deployer {
                     }
                     Err(why) => {
                         detail = why;
-                        if let Some(code) = self.exit_code_if_stopped(&container.name).await {
-                            exited = Some((container.name.clone(), code));
+                        // Asking the runtime costs as much as a probe or two: not on the first
+                        // probes of a container that has just started, then twice a second.
+                        if begun.elapsed() >= EXIT_CHECK_AFTER
+                            && exit_checked.is_none_or(|at| at.elapsed() >= EXIT_CHECK_EVERY)
+                        {
+                            exit_checked = Some(Instant::now());
+                            if let Some(code) = self.exit_code_if_stopped(&container.name).await {
+                                exited = Some((container.name.clone(), code));
+                            }
                         }
                         break;
                     }
@@ -999,10 +1021,12 @@ impl Deployer {
     /// by an interrupted attempt (an agent that died or was cut off mid-rollout), are taken up
     /// again (they may be serving already) when every replica is there and runs, else removed:
     /// nothing runs twice. The others are the previous version.
-    async fn resume(&self, job: &RolloutJob) -> (Option<Vec<Started>>, Vec<Found>) {
-        let (mine, old): (Vec<Found>, Vec<Found>) = self
-            .service_containers(job)
-            .await
+    async fn resume(
+        &self,
+        job: &RolloutJob,
+        found: Vec<Found>,
+    ) -> (Option<Vec<Started>>, Vec<Found>) {
+        let (mine, old): (Vec<Found>, Vec<Found>) = found
             .into_iter()
             .partition(|found| found.release == Some(job.release_id));
         let whole = mine.len() == job.settings.replicas as usize

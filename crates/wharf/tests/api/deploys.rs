@@ -487,6 +487,36 @@ async fn an_unhealthy_version_is_rolled_back_while_the_old_one_answers_every_req
         "{failed}"
     );
     wait_for_containers(&agent_name, &[live["id"].as_i64().unwrap()]).await;
+
+    // A version that exits at once is not waited for until the deadline: its exit is the reason.
+    let exiting = push_files(
+        &registry,
+        "site",
+        vec![
+            (
+                "Dockerfile".to_owned(),
+                b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nCMD [\"/bin/busybox\", \"sh\", \"-c\", \"echo cannot start; exit 3\"]\n".to_vec(),
+            ),
+            ("busybox".to_owned(), busybox()),
+        ],
+    )
+    .await;
+    let exited = deploy_image(&app, &exiting).await;
+    assert_eq!(exited["state"], "rolled_back", "{exited}");
+    let reason = exited["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("exited with code 3") && reason.contains("before it was healthy"),
+        "{reason}"
+    );
+    assert!(
+        exited["rollouts"][0]["log_tail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|line| line == "cannot start"),
+        "{exited}"
+    );
+    wait_for_containers(&agent_name, &[live["id"].as_i64().unwrap()]).await;
     assert_eq!(
         through_edge(&agent.edge_listen).await.as_deref(),
         Ok("steady")
