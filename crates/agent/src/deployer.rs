@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 use wharf_client::ApiClient;
 use wharf_domain::names::image_repository;
 use wharf_runtime::container::{ContainerRun, RegistryCredentials, Runtime};
-use wharf_runtime::edge::{Edge, EdgeConfig};
+use wharf_runtime::edge::{DrainAhead, Edge, EdgeConfig};
 use wharf_runtime::process::{self, CommandSpec};
 use wharf_wire::{
     Desired, HealthSettings, ProbeResult, ReleaseState, ReportRollout, RolloutJob, Strategy,
@@ -56,6 +56,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 const PULL_TIMEOUT: Duration = Duration::from_secs(900);
 /// Log lines of an unhealthy container kept on its rollout.
 const LOG_TAIL_LINES: usize = 30;
+/// The longest the edge drains ahead of a route switch while a new version is checked (every
+/// response on the edge closes its connection meanwhile).
+const DRAIN_AHEAD: Duration = Duration::from_secs(1);
 /// Probe results kept on a rollout.
 const PROBES_KEPT: usize = 20;
 /// A failed probe asks whether the container exited, once it has had this long to start…
@@ -388,12 +391,14 @@ impl Deployer {
         let (started, probe) = tokio::join!(starting, self.probe_for(job));
         let started = started.map_err(Outcome::not_started)?;
         self.step(job, ReleaseState::HealthChecking).await;
+        let drain = self.drain_ahead(job).await;
         let healthy = self
             .wait_until_healthy(&probe, &job.settings.health, &started)
             .await;
         let probes = match healthy {
             Ok(probes) => probes,
             Err(unhealthy) => {
+                drop(drain);
                 // The old version never stopped serving: only the new one goes.
                 for container in &started {
                     self.remove(&container.name).await;
@@ -401,7 +406,9 @@ impl Deployer {
                 return Err(Outcome::RolledBack(unhealthy));
             }
         };
-        if let Err(error) = self.route(job, &started).await {
+        let routed = self.route(job, &started).await;
+        drop(drain);
+        if let Err(error) = routed {
             for container in &started {
                 self.remove(&container.name).await;
             }
@@ -901,6 +908,16 @@ impl Deployer {
     }
 
     /// Points the service's route at the given containers.
+    /// Begins the edge's drain while the new version is checked, when its route will change:
+    /// a version healthy within [`DRAIN_AHEAD`] then moves traffic without the drain's wait.
+    async fn drain_ahead(&self, job: &RolloutJob) -> Option<DrainAhead> {
+        if job.domains.is_empty() || job.port.is_none() {
+            return None;
+        }
+        let edge = self.edge().await.ok()?;
+        Some(edge.drain_ahead(DRAIN_AHEAD))
+    }
+
     async fn route(&self, job: &RolloutJob, containers: &[Started]) -> Result<(), StepError> {
         if job.domains.is_empty() || job.port.is_none() {
             return Ok(());

@@ -43,6 +43,9 @@
 //!   the fate of those queued connections), and warns when it cannot;
 //!   [`listener_migration_enabled`] tells.
 //!
+//! A caller that expects a change soon can begin its drain early ([`Edge::drain_ahead`]): a
+//! deploy does so while it checks the new version, so that the switch itself need not wait.
+//!
 //! With both, the test that switches upstreams twenty times under continuous load from several
 //! client loops sees no failed request. An update that would not change the config is skipped, so
 //! repeating `set_route` costs no reload. Each route's `reverse_proxy` also retries a connection
@@ -218,6 +221,17 @@ struct Shared {
     routes: Mutex<BTreeMap<String, Route>>,
     /// The pid of the Caddy this Edge started, while it runs; 0 otherwise.
     caddy_pid: AtomicU32,
+    /// Who holds the drain marker, and since when it exists.
+    drain: std::sync::Mutex<DrainState>,
+}
+
+/// The drain marker exists while anyone holds it: a change in progress, or a caller that
+/// drains ahead of a change it expects ([`Edge::drain_ahead`]).
+#[derive(Default)]
+struct DrainState {
+    holders: usize,
+    /// When the marker was written; `None` while nobody holds it or it could not be written.
+    since: Option<Instant>,
 }
 
 struct Supervisor {
@@ -276,6 +290,7 @@ impl Edge {
             state_dir,
             routes: Mutex::new(BTreeMap::new()),
             caddy_pid: AtomicU32::new(0),
+            drain: std::sync::Mutex::new(DrainState::default()),
         });
         enable_listener_migration();
         let installed = crate::process::find_program(&config.caddy_bin).is_some();
@@ -427,6 +442,25 @@ impl Edge {
         }
     }
 
+    /// Begins the drain of a change the caller expects soon (a route switch once a new version
+    /// is healthy), so that the change need not wait [`DRAIN`] itself: responses close their
+    /// connections from now until the returned guard is dropped, or for `at_most`, whichever
+    /// comes first. Every service on this edge is affected, hence the bound.
+    pub fn drain_ahead(&self, at_most: Duration) -> DrainAhead {
+        let shared = self.inner.shared.clone();
+        shared.hold_drain();
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = DrainAhead {
+            shared: shared.clone(),
+            released: released.clone(),
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(at_most).await;
+            DrainAhead::release(&shared, &released);
+        });
+        guard
+    }
+
     /// The pid of the Caddy this Edge started, while it runs (None for a Caddy it found running).
     pub fn caddy_pid(&self) -> Option<u32> {
         match self.inner.shared.caddy_pid.load(Ordering::SeqCst) {
@@ -572,7 +606,7 @@ impl Shared {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, EdgeError> {
-        let _drain = Drain::begin(&self.state_dir.join(DRAIN_FILE)).await;
+        let _drain = Drain::begin(self).await;
         let answer = self.admin.request(method, path, body).await?;
         tokio::time::sleep(SETTLE).await;
         Ok(answer)
@@ -619,38 +653,86 @@ impl Shared {
     }
 }
 
-/// While it lives, the drain marker exists and responses close their connections. Dropping it
-/// (also when the change is cancelled) removes the marker.
-struct Drain {
-    marker: Option<PathBuf>,
-}
-
-impl Drain {
-    async fn begin(marker: &Path) -> Drain {
-        match std::fs::write(marker, b"") {
-            Ok(()) => {
-                tokio::time::sleep(DRAIN).await;
-                Drain {
-                    marker: Some(marker.to_path_buf()),
+impl Shared {
+    /// Takes a hold on the drain marker, writing it for the first holder; returns since when
+    /// responses have been closing their connections (`None` when the marker cannot be written).
+    fn hold_drain(&self) -> Option<Instant> {
+        let mut state = self
+            .drain
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.holders == 0 {
+            let marker = self.state_dir.join(DRAIN_FILE);
+            state.since = match std::fs::write(&marker, b"") {
+                Ok(()) => Some(Instant::now()),
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        marker = %marker.display(),
+                        "cannot drain keep-alive connections"
+                    );
+                    None
                 }
-            }
-            Err(error) => {
-                tracing::warn!(
-                    %error,
-                    marker = %marker.display(),
-                    "cannot drain keep-alive connections"
-                );
-                Drain { marker: None }
-            }
+            };
+        }
+        state.holders += 1;
+        state.since
+    }
+
+    /// Lets go of a hold; the last one removes the marker.
+    fn release_drain(&self) {
+        let mut state = self
+            .drain
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.holders = state.holders.saturating_sub(1);
+        if state.holders == 0 && state.since.take().is_some() {
+            let _ = std::fs::remove_file(self.state_dir.join(DRAIN_FILE));
         }
     }
 }
 
-impl Drop for Drain {
-    fn drop(&mut self) {
-        if let Some(marker) = &self.marker {
-            let _ = std::fs::remove_file(marker);
+/// While it lives, the drain marker exists and responses close their connections. Dropping it
+/// (also when the change is cancelled) lets go of the marker.
+struct Drain<'a> {
+    shared: &'a Shared,
+}
+
+impl Drain<'_> {
+    /// Holds the marker and returns once it has existed for [`DRAIN`] (at once when a drain
+    /// ahead began long enough ago).
+    async fn begin(shared: &Shared) -> Drain<'_> {
+        let drain = Drain { shared };
+        if let Some(since) = shared.hold_drain() {
+            tokio::time::sleep_until(since + DRAIN).await;
         }
+        drain
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        self.shared.release_drain();
+    }
+}
+
+/// A drain begun ahead of a change the caller expects: see [`Edge::drain_ahead`].
+pub struct DrainAhead {
+    shared: Arc<Shared>,
+    released: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DrainAhead {
+    fn release(shared: &Shared, released: &std::sync::atomic::AtomicBool) {
+        if !released.swap(true, Ordering::SeqCst) {
+            shared.release_drain();
+        }
+    }
+}
+
+impl Drop for DrainAhead {
+    fn drop(&mut self) {
+        DrainAhead::release(&self.shared, &self.released);
     }
 }
 

@@ -546,6 +546,56 @@ async fn a_caddy_found_running_that_dies_is_replaced_with_the_routes() {
     assert!(!process_exists(started), "Caddy {started} still runs");
 }
 
+/// Whether the edge's answer for `host` tells the client to close its connection.
+async fn says_close(client: &reqwest::Client, edge: &str, host: &str) -> bool {
+    let response = client
+        .get(format!("http://{edge}/"))
+        .header(reqwest::header::HOST, host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response
+        .headers()
+        .get(reqwest::header::CONNECTION)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"))
+}
+
+#[tokio::test]
+async fn a_drain_ahead_closes_connections_until_it_is_dropped_or_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _ports) = config(dir.path());
+    let edge = Edge::connect_or_start(config.clone()).await.unwrap();
+    let a = backend("backend-a").await;
+    edge.set_route("wharf-a", &strings(&["a.test"]), std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    let client = client();
+    assert!(!says_close(&client, &config.listen, "a.test").await);
+
+    let drain = edge.drain_ahead(Duration::from_secs(60));
+    assert!(says_close(&client, &config.listen, "a.test").await);
+    // A change made meanwhile keeps the marker of the drain ahead in place.
+    let b = backend("backend-b").await;
+    edge.set_route("wharf-a", &strings(&["a.test"]), std::slice::from_ref(&b))
+        .await
+        .unwrap();
+    assert!(says_close(&client, &config.listen, "a.test").await);
+    drop(drain);
+    assert!(!says_close(&client, &config.listen, "a.test").await);
+
+    // One that is not dropped ends by itself.
+    let _drain = edge.drain_ahead(Duration::from_millis(300));
+    assert!(says_close(&client, &config.listen, "a.test").await);
+    eventually(
+        "the drain ahead runs out",
+        Duration::from_secs(10),
+        || async { !says_close(&client, &config.listen, "a.test").await },
+    )
+    .await;
+    edge.shutdown().await;
+}
+
 #[tokio::test]
 async fn remove_route_removes_and_shutdown_stops_the_caddy_it_started() {
     let dir = tempfile::tempdir().unwrap();
