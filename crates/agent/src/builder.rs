@@ -114,6 +114,9 @@ impl Railpack<'_> {
 struct BuildResult {
     images: Vec<BuiltImage>,
     compose_file: Option<String>,
+    /// The local tags of the pushed images, removed once the build is reported: the release
+    /// need not wait for that.
+    local_tags: Vec<String>,
 }
 
 fn failed(reason: impl Into<String>) -> Stopped {
@@ -156,6 +159,7 @@ impl BuildRunner for ImageBuilder {
                 if let Err(error) = context.client.send(&request).await {
                     tracing::warn!(build = build_id, %error, "the server did not take the result");
                 }
+                self.remove_local_tags(&result.local_tags).await;
             }
             Err(Stopped::Cancelled) => {
                 tracing::info!(build = build_id, "build stopped at the server's request");
@@ -372,7 +376,8 @@ impl ImageBuilder {
         // The secret files are not needed past the build.
         let _ = tokio::fs::remove_dir_all(work.join("secrets")).await;
         if built.is_err() {
-            self.remove_local_tags(&targets).await;
+            let tags: Vec<String> = targets.iter().map(|target| target.image.clone()).collect();
+            self.remove_local_tags(&tags).await;
         }
         built?;
 
@@ -422,17 +427,22 @@ impl ImageBuilder {
                 }
             }
         }
-        // The local tags go whatever happened; the layers stay in the cache for the next build.
-        self.remove_local_tags(&targets).await;
         if let Some(auth_file) = &auth_file
             && let Some(dir) = auth_file.parent()
         {
             let _ = tokio::fs::remove_dir_all(dir).await;
         }
-        pushed?;
+        // The local tags go whatever happened (after the report, when it worked); the layers
+        // stay in the cache for the next build.
+        let local_tags: Vec<String> = targets.iter().map(|target| target.image.clone()).collect();
+        if let Err(error) = pushed {
+            self.remove_local_tags(&local_tags).await;
+            return Err(error);
+        }
         Ok(BuildResult {
             images,
             compose_file,
+            local_tags,
         })
     }
 
@@ -457,10 +467,10 @@ impl ImageBuilder {
             .ok_or_else(|| failed(format!("the push of {image} reported no digest")))
     }
 
-    async fn remove_local_tags(&self, targets: &[Target]) {
-        for target in targets {
+    async fn remove_local_tags(&self, tags: &[String]) {
+        for tag in tags {
             let _ = process::output(
-                &self.config.runtime.remove_tag(&target.image),
+                &self.config.runtime.remove_tag(tag),
                 Duration::from_secs(60),
                 64 * 1024,
             )

@@ -1130,7 +1130,10 @@ impl Deployer {
 
     /// Runs a short runtime command; a failure carries its last output line.
     async fn cmd(&self, spec: CommandSpec, timeout: Duration) -> Result<String, StepError> {
-        match process::output(&spec, timeout, 4 * 1024 * 1024).await {
+        let begun = Instant::now();
+        let output = process::output(&spec, timeout, 4 * 1024 * 1024).await;
+        tracing::debug!(command = %spec.display(), ms = begun.elapsed().as_millis() as u64, "ran");
+        match output {
             Ok((0, stdout, _)) => Ok(stdout),
             Ok((-1, _, _)) => Err(StepError(format!(
                 "`{}` did not finish within {} s",
