@@ -271,13 +271,7 @@ async fn deliver(
         };
         match answer {
             Ok(_) => return Delivery::Taken,
-            // The server answered and will not take it (it gave up on the rollout, or the
-            // rollout is gone); only its being out of reach, busy or failing is worth a retry.
-            Err(error)
-                if error.status().is_some_and(|status| {
-                    (400..500).contains(&status) && status != 408 && status != 429
-                }) =>
-            {
+            Err(error) if is_refusal(error.status()) => {
                 tracing::warn!(rollout = report.id, %error, "the server refused the rollout's outcome");
                 return Delivery::Refused;
             }
@@ -291,6 +285,13 @@ async fn deliver(
             }
         }
     }
+}
+
+/// Whether an answer (its status; `None` when the server was not reached) says the server will
+/// not take a request, however often it is sent: it gave up on the rollout, or the rollout is
+/// gone. Being out of reach, busy or failing is worth a retry.
+fn is_refusal(status: Option<u16>) -> bool {
+    status.is_some_and(|status| (400..500).contains(&status) && status != 408 && status != 429)
 }
 
 /// Registers, retrying while the server is unreachable; a refused token ends the agent.
@@ -389,6 +390,21 @@ async fn remove_leftovers(work_dir: &std::path::Path) {
             if let Err(error) = tokio::fs::remove_dir_all(entry.path()).await {
                 tracing::warn!(%error, "could not remove a leftover work directory");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_server_that_answered_no_refuses_a_rollouts_outcome() {
+        for refused in [400, 401, 404, 409, 422] {
+            assert!(is_refusal(Some(refused)), "{refused}");
+        }
+        for retried in [None, Some(408), Some(429), Some(500), Some(502), Some(503)] {
+            assert!(!is_refusal(retried), "{retried:?}");
         }
     }
 }

@@ -502,18 +502,10 @@ impl Shared {
     /// True when the Caddy at the admin address runs the config an Edge writes when it starts
     /// one (storage and log files in one state directory), not somebody else's.
     async fn started_by_an_edge(&self) -> bool {
-        let Ok(config) = self.admin.request(Method::GET, "/config/", None).await else {
-            return false;
-        };
-        let storage = config
-            .pointer("/storage/root")
-            .and_then(Value::as_str)
-            .and_then(|root| root.strip_suffix("/data"));
-        let log = config
-            .pointer("/logging/logs/default/writer/filename")
-            .and_then(Value::as_str)
-            .and_then(|file| file.strip_suffix(&format!("/{CADDY_LOG}")));
-        storage.is_some() && storage == log
+        match self.admin.request(Method::GET, "/config/", None).await {
+            Ok(config) => is_edge_config(&config),
+            Err(_) => false,
+        }
     }
 
     /// Creates the `wharf` server when it is absent, and its fixed routes when they are missing.
@@ -690,6 +682,20 @@ impl Shared {
             let _ = std::fs::remove_file(self.state_dir.join(DRAIN_FILE));
         }
     }
+}
+
+/// True for the config an Edge gives a Caddy it starts ([`Shared::caddy_config`]): storage and
+/// log in one state directory.
+fn is_edge_config(config: &Value) -> bool {
+    let storage = config
+        .pointer("/storage/root")
+        .and_then(Value::as_str)
+        .and_then(|root| root.strip_suffix("/data"));
+    let log = config
+        .pointer("/logging/logs/default/writer/filename")
+        .and_then(Value::as_str)
+        .and_then(|file| file.strip_suffix(&format!("/{CADDY_LOG}")));
+    storage.is_some() && storage == log
 }
 
 /// While it lives, the drain marker exists and responses close their connections. Dropping it
@@ -1265,6 +1271,27 @@ mod tests {
                 "{id} {hosts:?} {upstreams:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_the_config_an_edge_writes_counts_as_an_edges_caddy() {
+        let shared = Shared {
+            admin: AdminApi::new("127.0.0.1:2019").unwrap(),
+            listen: ":80".to_owned(),
+            caddy_bin: PathBuf::from("caddy"),
+            state_dir: PathBuf::from("/var/lib/wharf/edge"),
+            routes: Mutex::new(BTreeMap::new()),
+            caddy_pid: AtomicU32::new(0),
+            drain: std::sync::Mutex::new(DrainState::default()),
+        };
+        assert!(is_edge_config(&shared.caddy_config(&BTreeMap::new())));
+        // A system Caddy: default storage, its own log, Wharf's server added beside its sites.
+        let system = json!({
+            "apps": {"http": {"servers": {"wharf": shared.server_json(&BTreeMap::new())}}},
+            "logging": {"logs": {"default": {"writer": {"output": "file", "filename": "/var/log/caddy/caddy.log"}}}},
+        });
+        assert!(!is_edge_config(&system));
+        assert!(!is_edge_config(&json!({})));
     }
 
     #[test]
