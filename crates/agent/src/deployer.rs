@@ -56,8 +56,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 const PULL_TIMEOUT: Duration = Duration::from_secs(900);
 /// Log lines of an unhealthy container kept on its rollout.
 const LOG_TAIL_LINES: usize = 30;
-/// The longest the edge drains ahead of a route switch while a new version is checked (every
-/// response on the edge closes its connection meanwhile).
+/// The longest the edge drains ahead of a route switch while a new version starts and is
+/// checked (every response on the edge closes its connection meanwhile).
 const DRAIN_AHEAD: Duration = Duration::from_secs(1);
 /// Probe results kept on a rollout.
 const PROBES_KEPT: usize = 20;
@@ -382,6 +382,8 @@ impl Deployer {
         pulled.map_err(Outcome::PullFailed)?;
         let (resumed, old) = self.resume(job, found).await;
         self.step(job, ReleaseState::Starting).await;
+        // Starting and checking take longer than the drain: the switch need not wait for it.
+        let drain = self.drain_ahead(job).await;
         let starting = async {
             match resumed {
                 Some(started) => Ok(started),
@@ -391,7 +393,6 @@ impl Deployer {
         let (started, probe) = tokio::join!(starting, self.probe_for(job));
         let started = started.map_err(Outcome::not_started)?;
         self.step(job, ReleaseState::HealthChecking).await;
-        let drain = self.drain_ahead(job).await;
         let healthy = self
             .wait_until_healthy(&probe, &job.settings.health, &started)
             .await;
@@ -908,8 +909,9 @@ impl Deployer {
     }
 
     /// Points the service's route at the given containers.
-    /// Begins the edge's drain while the new version is checked, when its route will change:
-    /// a version healthy within [`DRAIN_AHEAD`] then moves traffic without the drain's wait.
+    /// Begins the edge's drain while the new version starts and is checked, when its route
+    /// will change: a version healthy within [`DRAIN_AHEAD`] then moves traffic without the
+    /// drain's wait.
     async fn drain_ahead(&self, job: &RolloutJob) -> Option<DrainAhead> {
         if job.domains.is_empty() || job.port.is_none() {
             return None;
