@@ -446,10 +446,12 @@ impl Deployer {
         match outcome {
             Ok(probes) => Ok((probes, Switched { beside: false, old })),
             Err((started, failure)) => {
+                // The previous version first: the new one is on a port of its own, and nothing
+                // serves until the old one runs again.
+                self.restart_previous(job, &old).await;
                 for container in &started {
                     self.remove(&container.name).await;
                 }
-                self.restart_previous(job, &old).await;
                 Err(failure)
             }
         }
