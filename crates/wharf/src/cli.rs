@@ -229,6 +229,12 @@ pub enum ServiceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show a service and its settings.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a service deploys (`wharf service create`); each default is the documented one.
@@ -532,6 +538,10 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                     let services = client.send(&ListServices {}).await?;
                     print_list(&services, json, services_table)
                 }
+                ServiceCommand::Show { name, json } => {
+                    let service = client.send(&ShowService { name }).await?;
+                    print_one(&service, json, service_summary)
+                }
             }
         }
         ClientCommand::Builds {
@@ -758,6 +768,51 @@ fn releases_table(releases: &[Release]) -> Vec<Vec<String>> {
         ]);
     }
     rows
+}
+
+/// A service as a few lines for people.
+fn service_summary(service: &Service) -> String {
+    let none = || "-".to_owned();
+    let deploy = &service.deploy;
+    let hosts = if deploy.hosts.is_empty() {
+        "local".to_owned()
+    } else {
+        deploy.hosts.join(", ")
+    };
+    let names: Vec<&str> = service
+        .domain
+        .iter()
+        .chain(&deploy.aliases)
+        .map(String::as_str)
+        .collect();
+    format!(
+        "Service {} (project {})\n  repository   {} (branch {})\n  build        {}\n  port         {}\n  \
+         host names   {}\n  environment  {} on {} ({} per host), auto-deploy {}\n  health       {} \
+         (every {} ms, healthy within {} ms)\n",
+        service.name,
+        service.project,
+        service.repo,
+        service.branch,
+        service
+            .compose
+            .as_ref()
+            .map(|compose| format!("compose file {compose}"))
+            .or_else(|| service.dockerfile.clone())
+            .unwrap_or_else(|| "Dockerfile or Containerfile at the root".to_owned()),
+        service.port.map_or_else(none, |port| port.to_string()),
+        if names.is_empty() {
+            none()
+        } else {
+            names.join(", ")
+        },
+        deploy.environment,
+        hosts,
+        deploy.replicas,
+        if deploy.auto_deploy { "on" } else { "off" },
+        service.health_path.as_deref().unwrap_or("/"),
+        deploy.health.interval_ms,
+        deploy.health.deadline_ms,
+    )
 }
 
 fn print_one<T: Serialize>(

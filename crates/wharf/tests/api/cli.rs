@@ -181,6 +181,18 @@ async fn a_service_changes_through_the_cli_and_keeps_its_name_and_project() {
     assert_eq!(deploy["auto_deploy"], false);
     assert_eq!(deploy["compose_allow"], json!([]));
     assert_eq!(app.get("/v1/services/web").await.body, service);
+    let shown = wharf(&app, &["service", "show", "web"]).await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    for line in [
+        "Service web (project shop)",
+        "branch release",
+        "host names   -",
+        "on label:eu, edge-b",
+        "auto-deploy off",
+        "healthy within 45000 ms",
+    ] {
+        assert!(shown.stdout.contains(line), "{line:?} in {}", shown.stdout);
+    }
     let back_on = wharf(
         &app,
         &["service", "update", "web", "--auto-deploy", "--json"],
