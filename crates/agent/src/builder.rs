@@ -76,47 +76,10 @@ enum Recipe {
     Railpack(PathBuf),
 }
 
-/// One image for Railpack to build.
-struct Railpack<'a> {
-    program: &'a Path,
-    target: &'a Target,
-    build_args: &'a [(String, String)],
-}
-
-impl Railpack<'_> {
-    /// The build that puts `labels` on the image Railpack made: `FROM` it and one `LABEL`.
-    async fn label_build(
-        &self,
-        runtime: &Runtime,
-        work: &Path,
-        labels: &[(String, String)],
-    ) -> StepResult<CommandSpec> {
-        let dockerfile = work.join("Dockerfile.wharf-railpack");
-        let from = format!("FROM {}\n", self.target.image);
-        write_labelled(&from, labels, &dockerfile).await?;
-        let empty = work.join("railpack-labels");
-        tokio::fs::create_dir_all(&empty)
-            .await
-            .map_err(|error| failed(format!("cannot create {}: {error}", empty.display())))?;
-        Ok(runtime.build(&ImageBuild {
-            dockerfile: &dockerfile,
-            context: &empty,
-            tag: &self.target.image,
-            labels: &[],
-            build_args: &[],
-            cgroup_parent: None,
-            secrets: &[],
-        }))
-    }
-}
-
 /// What a finished build produced.
 struct BuildResult {
     images: Vec<BuiltImage>,
     compose_file: Option<String>,
-    /// The local tags of the pushed images, removed once the build is reported: the release
-    /// need not wait for that.
-    local_tags: Vec<String>,
 }
 
 fn failed(reason: impl Into<String>) -> Stopped {
@@ -159,7 +122,13 @@ impl BuildRunner for ImageBuilder {
                 if let Err(error) = context.client.send(&request).await {
                     tracing::warn!(build = build_id, %error, "the server did not take the result");
                 }
-                self.remove_local_tags(&result.local_tags).await;
+                // The local tags go once the build is reported: the release need not wait.
+                let tags: Vec<&str> = request
+                    .images
+                    .iter()
+                    .map(|built| built.image.as_str())
+                    .collect();
+                self.remove_local_tags(&tags).await;
             }
             Err(Stopped::Cancelled) => {
                 tracing::info!(build = build_id, "build stopped at the server's request");
@@ -309,48 +278,46 @@ impl ImageBuilder {
             // The compose file's own arguments first; the service's variables win.
             let mut build_args = target.args.clone();
             build_args.extend(service_args.iter().cloned());
+            logs.note(format!("Building {}", target.image)).await;
+            // What the runtime builds: the Dockerfile in its context; after Railpack, a one-line
+            // `FROM` of the image it made, in an empty directory, only to add the labels.
+            let prepared = match &target.recipe {
+                Recipe::Dockerfile(path) => tokio::fs::read_to_string(path)
+                    .await
+                    .map(|text| (text, target.context.clone(), false))
+                    .map_err(|error| failed(format!("cannot read {}: {error}", path.display()))),
+                Recipe::Railpack(program) => self
+                    .railpack(context, logs, program, target, &build_args, work, deadline)
+                    .await
+                    .map(|empty| (format!("FROM {}\n", target.image), empty, true)),
+            };
             // The labels go in as one `LABEL` line at the end of a copy of the Dockerfile:
             // Podman commits a step of its own for every `--label`, about 0.3 s each.
             let dockerfile = work.join(format!("Dockerfile.wharf-{index}"));
-            logs.note(format!("Building {}", target.image)).await;
-            let build = match &target.recipe {
-                Recipe::Dockerfile(path) => labelled_dockerfile(path, &labels, &dockerfile)
-                    .await
-                    .map(|()| {
-                        self.config.runtime.build(&ImageBuild {
-                            dockerfile: &dockerfile,
-                            context: &target.context,
-                            tag: &target.image,
-                            labels: &[],
-                            build_args: &build_args,
-                            cgroup_parent: podman.then_some(cgroup.as_str()),
-                            secrets: &secret_files,
-                        })
-                    }),
-                // Railpack builds the image; a one-line image on top of it adds the labels.
-                Recipe::Railpack(railpack) => {
-                    let railpack = Railpack {
-                        program: railpack,
-                        target,
-                        build_args: &build_args,
-                    };
-                    match self.railpack(job, context, logs, &railpack, deadline).await {
-                        Ok(()) => {
-                            railpack
-                                .label_build(&self.config.runtime, work, &labels)
-                                .await
-                        }
-                        Err(stopped) => Err(stopped),
-                    }
+            let prepared = match prepared {
+                Ok((text, build_context, labels_only)) => {
+                    labelled_dockerfile(&text, &labels, &dockerfile)
+                        .await
+                        .map(|()| (build_context, labels_only))
                 }
+                Err(stopped) => Err(stopped),
             };
-            let build = match build {
-                Ok(build) => build,
+            let (build_context, labels_only) = match prepared {
+                Ok(prepared) => prepared,
                 Err(stopped) => {
                     built = Err(stopped);
                     break;
                 }
             };
+            let build = self.config.runtime.build(&ImageBuild {
+                dockerfile: &dockerfile,
+                context: &build_context,
+                tag: &target.image,
+                labels: &[],
+                build_args: if labels_only { &[] } else { &build_args },
+                cgroup_parent: (podman && !labels_only).then_some(cgroup.as_str()),
+                secrets: if labels_only { &[] } else { &secret_files },
+            });
             built = self
                 .step(context, logs, "build", &build, deadline)
                 .await
@@ -376,8 +343,7 @@ impl ImageBuilder {
         // The secret files are not needed past the build.
         let _ = tokio::fs::remove_dir_all(work.join("secrets")).await;
         if built.is_err() {
-            let tags: Vec<String> = targets.iter().map(|target| target.image.clone()).collect();
-            self.remove_local_tags(&tags).await;
+            self.remove_local_tags(&image_tags(&targets)).await;
         }
         built?;
 
@@ -434,15 +400,13 @@ impl ImageBuilder {
         }
         // The local tags go whatever happened (after the report, when it worked); the layers
         // stay in the cache for the next build.
-        let local_tags: Vec<String> = targets.iter().map(|target| target.image.clone()).collect();
         if let Err(error) = pushed {
-            self.remove_local_tags(&local_tags).await;
+            self.remove_local_tags(&image_tags(&targets)).await;
             return Err(error);
         }
         Ok(BuildResult {
             images,
             compose_file,
-            local_tags,
         })
     }
 
@@ -467,7 +431,7 @@ impl ImageBuilder {
             .ok_or_else(|| failed(format!("the push of {image} reported no digest")))
     }
 
-    async fn remove_local_tags(&self, tags: &[String]) {
+    async fn remove_local_tags(&self, tags: &[&str]) {
         for tag in tags {
             let _ = process::output(
                 &self.config.runtime.remove_tag(tag),
@@ -488,6 +452,12 @@ impl ImageBuilder {
         let recipe = match self.find_dockerfile(job, source).await? {
             Some(dockerfile) => Recipe::Dockerfile(dockerfile),
             None => match &self.config.railpack {
+                Some(_) if !job.build_secrets.is_empty() => {
+                    return Err(failed(format!(
+                        "the build secret {} cannot be given to Railpack: its CLI takes secret values only as arguments, which any user of the host can read; build with a Dockerfile (RUN --mount=type=secret) instead",
+                        job.build_secrets[0].name
+                    )));
+                }
                 Some(railpack) => Recipe::Railpack(railpack.clone()),
                 None => {
                     return Err(failed(
@@ -626,27 +596,20 @@ impl ImageBuilder {
     /// through `docker load`. Build arguments go in as `--env`; build secrets are refused,
     /// since Railpack takes their values only on its command line, which every user of the
     /// host can read.
+    /// Returns an empty directory in `work`, the context of the build that adds the labels.
+    #[allow(clippy::too_many_arguments)]
     async fn railpack(
         &self,
-        job: &BuildJob,
         context: &BuildContext,
         logs: &LogShipper,
-        railpack: &Railpack<'_>,
+        program: &Path,
+        target: &Target,
+        build_args: &[(String, String)],
+        work: &Path,
         deadline: Instant,
-    ) -> StepResult<()> {
-        let target = railpack.target;
-        if let Some(secret) = job.build_secrets.first() {
-            return Err(failed(format!(
-                "the build secret {} cannot be given to Railpack: its CLI takes secret values only as arguments, which any user of the host can read; build with a Dockerfile (RUN --mount=type=secret) instead",
-                secret.name
-            )));
-        }
-        let command = wharf_runtime::railpack::build(
-            railpack.program,
-            &target.image,
-            railpack.build_args,
-            &target.context,
-        );
+    ) -> StepResult<PathBuf> {
+        let command =
+            wharf_runtime::railpack::build(program, &target.image, build_args, &target.context);
         self.step(context, logs, "build", &command, deadline)
             .await?;
         let (code, _, _) = process::output(
@@ -663,7 +626,11 @@ impl ImageBuilder {
                 self.config.runtime.kind.program()
             )));
         }
-        Ok(())
+        let empty = work.join("railpack-labels");
+        tokio::fs::create_dir_all(&empty)
+            .await
+            .map_err(|error| failed(format!("cannot create {}: {error}", empty.display())))?;
+        Ok(empty)
     }
 
     /// The Dockerfile the service names, else `Dockerfile` or `Containerfile` at the root;
@@ -686,6 +653,11 @@ impl ImageBuilder {
         }
         Ok(None)
     }
+}
+
+/// The tags the targets are built under.
+fn image_tags(targets: &[Target]) -> Vec<&str> {
+    targets.iter().map(|target| target.image.as_str()).collect()
 }
 
 /// True for the failure Podman gives when a layer it found in its cache vanished before use.
@@ -763,21 +735,14 @@ async fn inside(root: &Path, relative: &str, what: &str) -> StepResult<PathBuf> 
     Ok(resolved)
 }
 
-/// Writes `dockerfile` with one `LABEL` instruction appended. Label values are Wharf's own
-/// (DNS labels, a commit SHA, a build id): no quoting or escaping can go wrong.
+/// Writes the Dockerfile `text` with one `LABEL` instruction for `labels` appended to `dest`.
+/// Label values are Wharf's own (DNS labels, a commit SHA, a build id): no quoting or escaping
+/// can go wrong.
 async fn labelled_dockerfile(
-    dockerfile: &Path,
+    text: &str,
     labels: &[(String, String)],
     dest: &Path,
 ) -> StepResult<()> {
-    let text = tokio::fs::read_to_string(dockerfile)
-        .await
-        .map_err(|error| failed(format!("cannot read {}: {error}", dockerfile.display())))?;
-    write_labelled(&text, labels, dest).await
-}
-
-/// Writes `text` with one `LABEL` instruction for `labels` appended to `dest`.
-async fn write_labelled(text: &str, labels: &[(String, String)], dest: &Path) -> StepResult<()> {
     let mut text = text.to_owned();
     let pairs: Vec<String> = labels
         .iter()
