@@ -80,6 +80,16 @@ struct Found {
     order: Option<u32>,
 }
 
+impl Found {
+    /// The container as one a rollout runs: its name and published port.
+    fn started(&self) -> Started {
+        Started {
+            name: self.name.clone(),
+            port: self.port,
+        }
+    }
+}
+
 /// A new container of a rollout.
 #[derive(Debug, Clone)]
 struct Started {
@@ -232,10 +242,7 @@ impl Deployer {
                         continue;
                     }
                 }
-                running.push(Started {
-                    name: container.name.clone(),
-                    port: container.port,
-                });
+                running.push(container.started());
             }
             let outcome = if running.len() >= job.settings.replicas as usize {
                 tracing::info!(service = %job.service, release = job.release_id, containers = running.len(), "adopted the running release");
@@ -353,10 +360,7 @@ impl Deployer {
                 .old
                 .iter()
                 .filter(|found| found.running)
-                .map(|found| Started {
-                    name: found.name.clone(),
-                    port: found.port,
-                })
+                .map(Found::started)
                 .collect();
             if !previous.is_empty()
                 && let Err(error) = self.route(job, &previous).await
@@ -487,10 +491,7 @@ impl Deployer {
                 )
                 .await
             {
-                Ok(_) => restored.push(Started {
-                    name: container.name.clone(),
-                    port: container.port,
-                }),
+                Ok(_) => restored.push(container.started()),
                 Err(error) => {
                     tracing::error!(container = %container.name, %error, "cannot start the previous version again")
                 }
@@ -1060,13 +1061,7 @@ impl Deployer {
                 containers = mine.len(),
                 "taking up the containers an interrupted attempt started"
             );
-            let started = mine
-                .iter()
-                .map(|found| Started {
-                    name: found.name.clone(),
-                    port: found.port,
-                })
-                .collect();
+            let started = mine.iter().map(Found::started).collect();
             return (Some(started), old);
         }
         self.remove_leftovers(job, &mine).await;

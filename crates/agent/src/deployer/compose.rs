@@ -158,13 +158,7 @@ impl Deployer {
             }
             if all_running {
                 tracing::info!(service = %job.service, release = job.release_id, containers = mine.len(), "adopted the running stack");
-                let routed: Vec<Started> = mine
-                    .iter()
-                    .map(|found| Started {
-                        name: found.name.clone(),
-                        port: found.port,
-                    })
-                    .collect();
+                let routed: Vec<Started> = mine.iter().map(|found| found.started()).collect();
                 if let Err(error) = self.route(job, &routed).await {
                     tracing::error!(service = %job.service, %error, "cannot route to the live stack");
                 }
