@@ -166,12 +166,7 @@ pub(crate) async fn rollout_job(
         project: service.project.clone(),
         image: release.image,
         port: service.port,
-        domains: service
-            .domain
-            .iter()
-            .chain(&service.deploy.aliases)
-            .cloned()
-            .collect(),
+        domains: service.host_names().map(str::to_owned).collect(),
         health_path: service.health_path.clone(),
         env: runtime_env(state, service.id).await?,
         settings: service.deploy,

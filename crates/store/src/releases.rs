@@ -8,7 +8,9 @@
 //! change, so the two never disagree.
 
 use wharf_domain::release::{check_rollout_report, release_state};
-use wharf_wire::{ProbeResult, Release, ReleaseState, ReleaseTrigger, Rollout, format_millis};
+use wharf_wire::{
+    DEFAULT_HOST, ProbeResult, Release, ReleaseState, ReleaseTrigger, Rollout, format_millis,
+};
 
 use crate::{Result, Store, StoreError, in_transaction, on_pool};
 
@@ -254,7 +256,7 @@ macro_rules! insert_release {
 /// The agents a service's `hosts` name: by name, or `label:NAME` for every agent with that
 /// label; no hosts means the agent named `local`.
 fn matching_agents(agents: &[(i64, String, String)], hosts: &[String]) -> Vec<i64> {
-    let local = ["local".to_owned()];
+    let local = [DEFAULT_HOST.to_owned()];
     let hosts = if hosts.is_empty() { &local[..] } else { hosts };
     agents
         .iter()
@@ -270,7 +272,7 @@ fn matching_agents(agents: &[(i64, String, String)], hosts: &[String]) -> Vec<i6
 
 fn describe_hosts(hosts: &[String]) -> String {
     if hosts.is_empty() {
-        "the agent named local".to_owned()
+        format!("the agent named {DEFAULT_HOST}")
     } else {
         hosts.join(", ")
     }

@@ -775,16 +775,11 @@ fn service_summary(service: &Service) -> String {
     let none = || "-".to_owned();
     let deploy = &service.deploy;
     let hosts = if deploy.hosts.is_empty() {
-        "local".to_owned()
+        wharf_wire::DEFAULT_HOST.to_owned()
     } else {
         deploy.hosts.join(", ")
     };
-    let names: Vec<&str> = service
-        .domain
-        .iter()
-        .chain(&deploy.aliases)
-        .map(String::as_str)
-        .collect();
+    let names: Vec<&str> = service.host_names().collect();
     format!(
         "Service {} (project {})\n  repository   {} (branch {})\n  build        {}\n  port         {}\n  \
          host names   {}\n  environment  {} on {} ({} per host), auto-deploy {}\n  health       {} \

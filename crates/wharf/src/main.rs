@@ -232,7 +232,7 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     })?;
     let admin_token = up_admin_token(&args)?;
     let store = open_store(&args).await?;
-    let agent_token = wharf_server::issue_agent_token(&store, "local").await?;
+    let agent_token = wharf_server::issue_agent_token(&store, wharf_wire::DEFAULT_HOST).await?;
     // With no registry configured, `wharf up` runs one on this machine (its data in the data
     // directory), so a first push has somewhere to go.
     let mut local_registry = None;

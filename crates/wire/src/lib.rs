@@ -163,6 +163,16 @@ pub struct Service {
     pub created_at: String,
 }
 
+impl Service {
+    /// The host names the edge routes to the service: its domain, then its aliases.
+    pub fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.domain
+            .iter()
+            .chain(&self.deploy.aliases)
+            .map(String::as_str)
+    }
+}
+
 /// `POST /v1/services`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct CreateService {

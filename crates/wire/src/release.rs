@@ -45,6 +45,9 @@ pub struct DeploySettings {
     pub aliases: Vec<String>,
 }
 
+/// The agent a service runs on when it names no hosts: the one `wharf up` runs.
+pub const DEFAULT_HOST: &str = "local";
+
 fn default_environment() -> String {
     "production".to_owned()
 }
