@@ -143,6 +143,13 @@ macro_rules! rolling_out_states {
     };
 }
 
+/// The states of a rollout not settled yet (pending or rolling out), as an SQL list.
+macro_rules! unsettled_states {
+    () => {
+        "('pending', 'pulling', 'starting', 'health_checking')"
+    };
+}
+
 /// Derives a release's state from its rollouts and stores it: its reason from a rollout that
 /// ended that way, `live_at` the first time it is live, `finished_at` once it is settled.
 macro_rules! refresh_release {
@@ -461,9 +468,9 @@ impl Store {
                  || CASE WHEN state = 'pending' THEN ' is not answering; the rollout did not start' \
                  ELSE ' stopped answering during the rollout' END, \
                  state = 'failed' \
-                 WHERE (state = 'pending' OR state IN ",
-                rolling_out_states!(),
-                ") AND updated_at < $1 AND agent_id IN \
+                 WHERE state IN ",
+                unsettled_states!(),
+                " AND updated_at < $1 AND agent_id IN \
                  (SELECT id FROM agents WHERE COALESCE(last_seen_at, 0) < $1) \
                  RETURNING id, release_id"
             ))
@@ -484,9 +491,9 @@ impl Store {
         let rows: Vec<(i64,)> = on_pool!(self, pool => {
             sqlx::query_as(concat!(
                 "SELECT release_id FROM rollouts WHERE agent_id = $1 \
-                 AND (state = 'pending' OR state IN ",
-                rolling_out_states!(),
-                ") ORDER BY release_id"
+                 AND state IN ",
+                unsettled_states!(),
+                " ORDER BY release_id"
             ))
             .bind(agent_id)
             .fetch_all(pool)

@@ -77,6 +77,26 @@ macro_rules! select_service {
     };
 }
 
+/// Binds a service's settings: repo, repo_key, branch, dockerfile, context, compose, port,
+/// health_path, domain, cancel_running, deploy, in that order. Creating and changing a service
+/// name these columns in the same order.
+macro_rules! bind_settings {
+    ($query:expr, $new:expr) => {
+        $query
+            .bind(&$new.repo)
+            .bind(&$new.repo_key)
+            .bind(&$new.branch)
+            .bind(&$new.dockerfile)
+            .bind(&$new.context)
+            .bind(&$new.compose)
+            .bind($new.port.map(i64::from))
+            .bind(&$new.health_path)
+            .bind(&$new.domain)
+            .bind($new.cancel_running)
+            .bind(serde_json::to_string(&$new.deploy).expect("settings serialize"))
+    };
+}
+
 impl Store {
     /// Creates a service, and its project when that does not exist yet.
     pub async fn create_service(&self, new: &NewService, now: i64) -> Result<Service> {
@@ -86,28 +106,16 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            let inserted = sqlx::query_as::<_, (i64,)>(
-                "INSERT INTO services (project_id, name, repo, repo_key, branch, dockerfile, context, \
-                 compose, port, health_path, domain, created_at, cancel_running, deploy) \
+            let query = sqlx::query_as::<_, (i64,)>(
+                "INSERT INTO services (project_id, name, created_at, repo, repo_key, branch, \
+                 dockerfile, context, compose, port, health_path, domain, cancel_running, deploy) \
                  SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM projects WHERE name = $1 \
                  RETURNING id",
             )
             .bind(&new.project)
             .bind(&new.name)
-            .bind(&new.repo)
-            .bind(&new.repo_key)
-            .bind(&new.branch)
-            .bind(&new.dockerfile)
-            .bind(&new.context)
-            .bind(&new.compose)
-            .bind(new.port.map(i64::from))
-            .bind(&new.health_path)
-            .bind(&new.domain)
-            .bind(now)
-            .bind(new.cancel_running)
-            .bind(serde_json::to_string(&new.deploy).expect("settings serialize"))
-            .fetch_one(&mut *tx)
-            .await;
+            .bind(now);
+            let inserted = bind_settings!(query, new).fetch_one(&mut *tx).await;
             match inserted {
                 Ok((id,)) => id,
                 Err(error) if is_unique_violation(&error) => {
@@ -125,26 +133,16 @@ impl Store {
     /// Replaces the settings of service `id` with `new`'s; its name and project stay.
     pub async fn update_service(&self, id: i64, new: &NewService) -> Result<Service> {
         let updated = on_pool!(self, pool => {
-            sqlx::query(
+            let query = sqlx::query(
                 "UPDATE services SET repo = $1, repo_key = $2, branch = $3, dockerfile = $4, \
                  context = $5, compose = $6, port = $7, health_path = $8, domain = $9, \
                  cancel_running = $10, deploy = $11 WHERE id = $12",
-            )
-            .bind(&new.repo)
-            .bind(&new.repo_key)
-            .bind(&new.branch)
-            .bind(&new.dockerfile)
-            .bind(&new.context)
-            .bind(&new.compose)
-            .bind(new.port.map(i64::from))
-            .bind(&new.health_path)
-            .bind(&new.domain)
-            .bind(new.cancel_running)
-            .bind(serde_json::to_string(&new.deploy).expect("settings serialize"))
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected()
+            );
+            bind_settings!(query, new)
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
         });
         if updated == 0 {
             return Err(StoreError::NotFound(format!("no service with id {id}")));
