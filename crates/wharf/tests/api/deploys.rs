@@ -578,73 +578,116 @@ fn spawn_deploy_agent(
         .expect("wharf agent starts")
 }
 
+/// A site on agents run as `wharf agent` processes (so a test can kill, freeze or restart
+/// them) behind an edge of the test's own, with version "before" live.
+struct ProcessScene {
+    name: String,
+    app: TestApp,
+    registry: Registry,
+    token: String,
+    work_dir: tempfile::TempDir,
+    edge: EdgePorts,
+    live: Value,
+}
+
+impl ProcessScene {
+    /// The scene and its first agent; `extra` goes into the service's deploy settings.
+    async fn start(
+        prefix: &str,
+        extra: Value,
+        options: Options,
+    ) -> (ProcessScene, tokio::process::Child) {
+        let name = format!("{prefix}-{:x}", rand::random::<u16>());
+        let app = app_with_site_and(&name, extra, options).await;
+        let registry = Registry::start().await;
+        let token = app.create_agent(&name).await;
+        let first = push_image(&registry, "site", "before", true).await;
+        let mut scene = ProcessScene {
+            name,
+            app,
+            registry,
+            token,
+            work_dir: tempfile::tempdir().unwrap(),
+            edge: EdgePorts::new(),
+            live: Value::Null,
+        };
+        let agent = scene.spawn_agent();
+        scene.live = deploy_image(&scene.app, &first).await;
+        assert_eq!(scene.live["state"], "live", "{}", scene.live);
+        wait_for_answer_at(&scene.edge.listen, "before").await;
+        (scene, agent)
+    }
+
+    /// Starts an agent with the scene's token, work directory and edge, as a restart would.
+    fn spawn_agent(&self) -> tokio::process::Child {
+        spawn_deploy_agent(&self.app, &self.token, self.work_dir.path(), &self.edge)
+    }
+
+    /// Deploys `image` and waits until the new version is being health-checked; returns the
+    /// release's id.
+    async fn deploy_until_checked(&self, image: &str) -> i64 {
+        let answer = self
+            .app
+            .post("/v1/services/site/deploy", json!({"image": image}))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        let release = answer.body["id"].as_i64().unwrap();
+        wait_for_health_check(&self.app, release).await;
+        release
+    }
+
+    /// Kills the agent and removes what the scene ran; the Caddy outlived the agents by
+    /// design, and this test started it, so it stops it.
+    async fn finish(self, mut agent: tokio::process::Child) {
+        agent.start_kill().unwrap();
+        agent.wait().await.unwrap();
+        remove_agent_containers(&self.name).await;
+        stop_caddy(&self.edge.admin).await;
+    }
+}
+
+/// Health settings for a new version that answers only after a few seconds: the start period
+/// forgives that.
+fn slow_start_health() -> Value {
+    json!({"health": {"interval_ms": 100, "timeout_ms": 1000, "retries": 5,
+                      "start_period_ms": 20000, "deadline_ms": 60000}})
+}
+
 #[tokio::test]
 async fn an_agent_killed_during_a_rollout_converges_without_duplicate_containers() {
-    let agent_name = format!("dep-kill-{:x}", rand::random::<u16>());
-    // The new version answers only after a few seconds: the start period forgives that.
-    let health = json!({"health": {"interval_ms": 100, "timeout_ms": 1000, "retries": 5,
-                                   "start_period_ms": 20000, "deadline_ms": 60000}});
-    let app = app_with_site(&agent_name, health).await;
-    let registry = Registry::start().await;
-    let token = app.create_agent(&agent_name).await;
-    let work_dir = tempfile::tempdir().unwrap();
-    let edge = EdgePorts::new();
-    let first = push_image(&registry, "site", "before", true).await;
-    let slow = push_files(&registry, "site", slow_site_files("after", true, 4)).await;
-
-    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
-    let live = deploy_image(&app, &first).await;
-    assert_eq!(live["state"], "live", "{live}");
-    let edge_listen = edge.listen.clone();
-    wait_for_answer_at(&edge_listen, "before").await;
+    let (scene, mut agent) =
+        ProcessScene::start("dep-kill", slow_start_health(), Options::default()).await;
+    let slow = push_files(&scene.registry, "site", slow_site_files("after", true, 4)).await;
+    let edge_listen = &scene.edge.listen;
 
     // The new version takes a few seconds to answer: kill the agent while it is checked.
-    let answer = app
-        .post("/v1/services/site/deploy", json!({"image": slow}))
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
-    let second = answer.body["id"].as_i64().unwrap();
-    wait_for_health_check(&app, second).await;
-    let checked = container_ids(&agent_name, second).await;
+    let second = scene.deploy_until_checked(&slow).await;
+    let checked = container_ids(&scene.name, second).await;
     assert_eq!(checked.len(), 1, "{checked:?}");
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
     // The edge (a Caddy of its own) keeps serving the old version meanwhile.
-    assert_eq!(through_edge(&edge_listen).await.as_deref(), Ok("before"));
+    assert_eq!(through_edge(edge_listen).await.as_deref(), Ok("before"));
 
-    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
-    let release = wait_for_release(&app, |release| release["id"] == second).await;
+    let agent = scene.spawn_agent();
+    let release = wait_for_release(&scene.app, |release| release["id"] == second).await;
     assert_eq!(release["state"], "live", "{release}");
-    wait_for_answer_at(&edge_listen, "after").await;
-    wait_for_containers(&agent_name, &[second]).await;
+    wait_for_answer_at(edge_listen, "after").await;
+    wait_for_containers(&scene.name, &[second]).await;
     assert_eq!(
-        container_ids(&agent_name, second).await,
+        container_ids(&scene.name, second).await,
         checked,
         "the restarted agent took up the container it had started, not a new one"
     );
-
-    agent.start_kill().unwrap();
-    agent.wait().await.unwrap();
-    remove_agent_containers(&agent_name).await;
-    // The Caddy outlived both agents by design; this test started it, so it stops it.
-    stop_caddy(&edge.admin).await;
+    scene.finish(agent).await;
 }
 
 #[tokio::test]
 async fn apps_keep_answering_while_their_agent_restarts_and_the_next_one_takes_the_edge_over() {
-    let agent_name = format!("dep-restart-{:x}", rand::random::<u16>());
-    let app = app_with_site(&agent_name, json!({})).await;
-    let registry = Registry::start().await;
-    let token = app.create_agent(&agent_name).await;
-    let work_dir = tempfile::tempdir().unwrap();
-    let edge = EdgePorts::new();
-    let first = push_image(&registry, "site", "before", true).await;
-    let second = push_image(&registry, "site", "after", true).await;
-    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
-    let live = deploy_image(&app, &first).await;
-    assert_eq!(live["state"], "live", "{live}");
-    let edge_listen = edge.listen.clone();
-    wait_for_answer_at(&edge_listen, "before").await;
+    let (scene, mut agent) =
+        ProcessScene::start("dep-restart", json!({}), Options::default()).await;
+    let second = push_image(&scene.registry, "site", "after", true).await;
+    let edge_listen = scene.edge.listen.clone();
 
     // Requests every 20 ms while the agent stops (SIGTERM, as a service manager would) and a
     // new one starts: every one is answered by the app.
@@ -667,9 +710,9 @@ async fn apps_keep_answering_while_their_agent_restarts_and_the_next_one_takes_t
     let status = agent.wait().await.unwrap();
     assert!(status.success(), "the agent stopped cleanly: {status}");
     assert_eq!(through_edge(&edge_listen).await.as_deref(), Ok("before"));
-    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
+    let agent = scene.spawn_agent();
     // The new agent deploys through the same edge.
-    let next = deploy_image(&app, &second).await;
+    let next = deploy_image(&scene.app, &second).await;
     assert_eq!(next["state"], "live", "{next}");
     wait_for_answer_at(&edge_listen, "after").await;
     stop_load.send(true).unwrap();
@@ -684,11 +727,7 @@ async fn apps_keep_answering_while_their_agent_restarts_and_the_next_one_takes_t
         failed.len(),
         answers.len()
     );
-
-    agent.start_kill().unwrap();
-    agent.wait().await.unwrap();
-    remove_agent_containers(&agent_name).await;
-    stop_caddy(&edge.admin).await;
+    scene.finish(agent).await;
 }
 
 /// Waits until release `id` is being health-checked.
@@ -723,50 +762,33 @@ fn signal(child: &tokio::process::Child, signal: &str) {
 
 #[tokio::test]
 async fn a_rollout_the_server_gave_up_on_is_undone_by_its_agent_when_it_answers_again() {
-    let agent_name = format!("dep-lost-{:x}", rand::random::<u16>());
-    let health = json!({"health": {"interval_ms": 100, "timeout_ms": 1000, "retries": 5,
-                                   "start_period_ms": 20000, "deadline_ms": 60000}});
-    let lease = Duration::from_secs(2);
     let options = Options {
-        lease: Some(lease),
+        lease: Some(Duration::from_secs(2)),
         ..Options::default()
     };
-    let app = app_with_site_and(&agent_name, health, options).await;
-    let registry = Registry::start().await;
-    let token = app.create_agent(&agent_name).await;
-    let work_dir = tempfile::tempdir().unwrap();
-    let edge = EdgePorts::new();
-    let first = push_image(&registry, "site", "before", true).await;
-    let slow = push_files(&registry, "site", slow_site_files("after", true, 3)).await;
-    let mut agent = spawn_deploy_agent(&app, &token, work_dir.path(), &edge);
-    let live = deploy_image(&app, &first).await;
-    assert_eq!(live["state"], "live", "{live}");
-    let edge_listen = edge.listen.clone();
-    wait_for_answer_at(&edge_listen, "before").await;
+    let (scene, agent) = ProcessScene::start("dep-lost", slow_start_health(), options).await;
+    let slow = push_files(&scene.registry, "site", slow_site_files("after", true, 3)).await;
+    let edge_listen = &scene.edge.listen;
 
     // The agent freezes while it checks the new version: to the server it stopped answering,
     // and after a lease without a word the rollout fails. The old version keeps serving.
-    let answer = app
-        .post("/v1/services/site/deploy", json!({"image": slow}))
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
-    let second = answer.body["id"].as_i64().unwrap();
-    wait_for_health_check(&app, second).await;
+    let second = scene.deploy_until_checked(&slow).await;
     signal(&agent, "STOP");
-    let failed = wait_for_release(&app, |release| release["id"] == second).await;
+    let failed = wait_for_release(&scene.app, |release| release["id"] == second).await;
     assert_eq!(failed["state"], "failed", "{failed}");
     assert_eq!(
         failed["reason"],
-        format!("agent {agent_name} stopped answering during the rollout")
+        format!("agent {} stopped answering during the rollout", scene.name)
     );
-    assert_eq!(through_edge(&edge_listen).await.as_deref(), Ok("before"));
+    assert_eq!(through_edge(edge_listen).await.as_deref(), Ok("before"));
 
     // Thawed, the agent finds the new version healthy and moves traffic to it, but the server
     // refuses its report: the agent moves traffic back and removes the new version.
     signal(&agent, "CONT");
-    wait_for_containers(&agent_name, &[live["id"].as_i64().unwrap()]).await;
-    wait_for_answer_at(&edge_listen, "before").await;
-    let all = releases(&app).await;
+    let live = &scene.live;
+    wait_for_containers(&scene.name, &[live["id"].as_i64().unwrap()]).await;
+    wait_for_answer_at(edge_listen, "before").await;
+    let all = releases(&scene.app).await;
     let state = |id: &Value| {
         all.iter()
             .find(|release| &release["id"] == id)
@@ -774,11 +796,7 @@ async fn a_rollout_the_server_gave_up_on_is_undone_by_its_agent_when_it_answers_
     };
     assert_eq!(state(&live["id"]), Some(json!("live")));
     assert_eq!(state(&json!(second)), Some(json!("failed")));
-
-    agent.start_kill().unwrap();
-    agent.wait().await.unwrap();
-    remove_agent_containers(&agent_name).await;
-    stop_caddy(&edge.admin).await;
+    scene.finish(agent).await;
 }
 
 #[tokio::test]
