@@ -116,7 +116,7 @@ async fn build_loop<R: BuildRunner>(
     active: &ActiveBuilds,
     shutdown: &mut watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(250);
+    let mut retry = Retry::new(Duration::from_millis(250));
     loop {
         if *shutdown.borrow() {
             break;
@@ -130,7 +130,7 @@ async fn build_loop<R: BuildRunner>(
         };
         match answer {
             Ok(claim) => {
-                backoff = Duration::from_millis(250);
+                retry.reset();
                 let Some(job) = claim.job else { continue };
                 let build_id = job.build.id;
                 let (stop_sender, stop) = watch::channel(false);
@@ -146,12 +146,10 @@ async fn build_loop<R: BuildRunner>(
                 lock(active).remove(&build_id);
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "claim failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(shutdown) => break,
+                tracing::warn!(%error, retry_in_ms = retry.delay_ms(), "claim failed");
+                if !retry.wait(shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(15));
             }
         }
     }
@@ -178,7 +176,7 @@ async fn run_rollouts(
     claim_wait: Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(250);
+    let mut retry = Retry::new(Duration::from_millis(250));
     loop {
         let request = ClaimRollout {
             wait_ms: claim_wait.as_millis() as u64,
@@ -189,7 +187,7 @@ async fn run_rollouts(
         };
         match answer {
             Ok(claim) => {
-                backoff = Duration::from_millis(250);
+                retry.reset();
                 let Some(job) = claim.job else { continue };
                 let finished = deployer.run(job).await;
                 match deliver(client, &finished.report, shutdown).await {
@@ -205,12 +203,10 @@ async fn run_rollouts(
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "rollout claim failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(shutdown) => break,
+                tracing::warn!(%error, retry_in_ms = retry.delay_ms(), "rollout claim failed");
+                if !retry.wait(shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(15));
             }
         }
     }
@@ -223,7 +219,7 @@ async fn converge(
     deployer: &deployer::Deployer,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
-    let mut backoff = Duration::from_millis(250);
+    let mut retry = Retry::new(Duration::from_millis(250));
     loop {
         let answer = tokio::select! {
             answer = client.send(&DesiredState {}) => answer,
@@ -236,13 +232,48 @@ async fn converge(
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot read what this host should run; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(shutdown) => return false,
+                if !retry.wait(shutdown).await {
+                    return false;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(15));
             }
         }
+    }
+}
+
+/// The pause before the next try of a request the server did not answer: doubling from its
+/// first length up to 15 s, cut short when the agent stops.
+struct Retry {
+    first: Duration,
+    delay: Duration,
+}
+
+impl Retry {
+    const MAX: Duration = Duration::from_secs(15);
+
+    fn new(first: Duration) -> Retry {
+        Retry {
+            first,
+            delay: first,
+        }
+    }
+
+    /// Back to the first length, after an answer.
+    fn reset(&mut self) {
+        self.delay = self.first;
+    }
+
+    fn delay_ms(&self) -> u64 {
+        self.delay.as_millis() as u64
+    }
+
+    /// Waits before the next try; false when the agent stops first.
+    async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let waited = tokio::select! {
+            _ = tokio::time::sleep(self.delay) => true,
+            _ = stopped(shutdown) => false,
+        };
+        self.delay = (self.delay * 2).min(Retry::MAX);
+        waited
     }
 }
 
@@ -263,7 +294,7 @@ async fn deliver(
     report: &ReportRollout,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Delivery {
-    let mut backoff = Duration::from_millis(200);
+    let mut retry = Retry::new(Duration::from_millis(200));
     loop {
         let answer = tokio::select! {
             answer = client.send(report) => answer,
@@ -276,12 +307,10 @@ async fn deliver(
                 return Delivery::Refused;
             }
             Err(error) => {
-                tracing::warn!(rollout = report.id, %error, retry_in_ms = backoff.as_millis() as u64, "cannot report the rollout's outcome; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(shutdown) => return Delivery::Stopped,
+                tracing::warn!(rollout = report.id, %error, retry_in_ms = retry.delay_ms(), "cannot report the rollout's outcome; retrying");
+                if !retry.wait(shutdown).await {
+                    return Delivery::Stopped;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(15));
             }
         }
     }
@@ -307,7 +336,7 @@ async fn register(
             .ok()
             .map(|name| name.trim().to_owned()),
     };
-    let mut backoff = Duration::from_millis(200);
+    let mut retry = Retry::new(Duration::from_millis(200));
     loop {
         match client.send(&request).await {
             Ok(settings) => return Ok(Some(settings)),
@@ -315,12 +344,10 @@ async fn register(
                 anyhow::bail!("the server refused this agent's token: {error}")
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot register yet");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped(shutdown) => return Ok(None),
+                tracing::warn!(%error, retry_in_ms = retry.delay_ms(), "cannot register yet");
+                if !retry.wait(shutdown).await {
+                    return Ok(None);
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
