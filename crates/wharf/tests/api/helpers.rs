@@ -221,26 +221,30 @@ impl TestApp {
     }
 
     pub async fn post_as(&self, token: &str, path: &str, body: Value) -> Answer {
+        self.send_json(reqwest::Method::POST, token, path, body)
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.send_json(reqwest::Method::PUT, ADMIN_TOKEN, path, body)
+            .await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Value,
+    ) -> Answer {
         let response = self
             .http
-            .post(format!("{}{path}", self.url))
+            .request(method.clone(), format!("{}{path}", self.url))
             .bearer_auth(token)
             .json(&body)
             .send()
             .await
-            .expect("POST");
-        Answer::read(response).await
-    }
-
-    pub async fn put(&self, path: &str, body: Value) -> Answer {
-        let response = self
-            .http
-            .put(format!("{}{path}", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .expect("PUT");
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
         Answer::read(response).await
     }
 
