@@ -122,13 +122,6 @@ impl BuildRunner for ImageBuilder {
                 if let Err(error) = context.client.send(&request).await {
                     tracing::warn!(build = build_id, %error, "the server did not take the result");
                 }
-                // The local tags go once the build is reported: the release need not wait.
-                let tags: Vec<&str> = request
-                    .images
-                    .iter()
-                    .map(|built| built.image.as_str())
-                    .collect();
-                self.remove_local_tags(&tags).await;
             }
             Err(Stopped::Cancelled) => {
                 tracing::info!(build = build_id, "build stopped at the server's request");
@@ -398,12 +391,12 @@ impl ImageBuilder {
         {
             let _ = tokio::fs::remove_dir_all(dir).await;
         }
-        // The local tags go whatever happened (after the report, when it worked); the layers
-        // stay in the cache for the next build.
-        if let Err(error) = pushed {
-            self.remove_local_tags(&image_tags(&targets)).await;
-            return Err(error);
-        }
+        // The local tags go whatever happened, and before the build is reported: a release on
+        // this host pulls the image by digest at once, and an untag after that pull would take
+        // the repository's name (which cleanup finds images by) from the image. The layers stay
+        // in the cache for the next build.
+        self.remove_local_tags(&image_tags(&targets)).await;
+        pushed?;
         Ok(BuildResult {
             images,
             compose_file,
