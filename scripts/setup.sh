@@ -29,9 +29,17 @@ need_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# need_rust: cargo and cargo-nextest.
+# need_rust: cargo, rustfmt, clippy and cargo-nextest.
 need_rust() {
     command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs) first" >&2; exit 1; }
+    local component
+    for component in rustfmt clippy; do
+        if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            command -v rustup >/dev/null || { echo "cargo $component is missing: install it with your Rust toolchain" >&2; exit 1; }
+            log "installing $component"
+            rustup component add "$component"
+        fi
+    done
     if ! cargo nextest --version >/dev/null 2>&1; then
         log "installing cargo-nextest"
         cargo install --locked cargo-nextest
