@@ -10,6 +10,7 @@ pub mod build;
 pub mod compose;
 pub mod compose_deploy;
 pub mod deployment;
+pub mod identity;
 pub mod names;
 pub mod release;
 pub mod signature;

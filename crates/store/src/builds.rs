@@ -10,6 +10,8 @@ use crate::{Result, Store, StoreError, in_transaction, on_pool};
 #[derive(Debug, Clone)]
 pub struct NewBuild {
     pub service_id: i64,
+    /// The environment the build is for; `None` for the service's own (its production).
+    pub environment: Option<String>,
     pub commit_sha: String,
     pub branch: Option<String>,
     pub trigger: BuildTrigger,
@@ -69,6 +71,7 @@ pub(crate) struct BuildRow {
     id: i64,
     service: String,
     service_id: i64,
+    environment: String,
     commit_sha: String,
     branch: Option<String>,
     trigger: String,
@@ -101,6 +104,7 @@ impl BuildRow {
             id: self.id,
             service: self.service,
             service_id: self.service_id,
+            environment: self.environment,
             commit_sha: self.commit_sha,
             branch: self.branch,
             trigger: BuildTrigger::parse(&self.trigger).unwrap_or(BuildTrigger::Manual),
@@ -140,8 +144,8 @@ impl BuildRow {
 /// The columns of [`BuildRow`]; a macro so that `concat!` can build whole statements from it.
 macro_rules! select_build {
     () => {
-        "SELECT b.id, s.name AS service, b.service_id, b.commit_sha, b.branch, b.trigger, \
-         b.state, b.reason, b.attempt, b.max_attempts, a.name AS agent, b.delivery_id, \
+        "SELECT b.id, s.name AS service, b.service_id, b.environment, b.commit_sha, b.branch, \
+         b.trigger, b.state, b.reason, b.attempt, b.max_attempts, a.name AS agent, b.delivery_id, \
          b.retry_of, b.installation_id, b.created_at, b.updated_at, \
          b.claimed_at, b.finished_at, b.image, b.digest, b.failed_step, b.failed_command, \
          b.exit_code, b.output_tail, b.log_truncated, b.images, b.compose_file \
@@ -169,10 +173,11 @@ macro_rules! insert_pending_build {
         let new: &NewBuild = $new;
         let now: i64 = $now;
         let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO builds (service_id, commit_sha, branch, trigger, state, attempt, \
-             max_attempts, installation_id, delivery_id, retry_of, created_at, updated_at, \
-             github_report, github_next_at) \
-             SELECT $1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, $9, \
+            "INSERT INTO builds (service_id, environment, commit_sha, branch, trigger, state, \
+             attempt, max_attempts, installation_id, delivery_id, retry_of, created_at, \
+             updated_at, github_report, github_next_at) \
+             SELECT $1, COALESCE($10, (SELECT environment FROM services WHERE id = $1)), $2, $3, \
+             $4, 'pending', 0, $5, $6, $7, $8, $9, $9, \
              reported.yes, CASE WHEN reported.yes THEN $9 END \
              FROM (SELECT COALESCE($6 IS NOT NULL AND $4 IN ('push', 'manual', 'retry') \
              AND EXISTS (SELECT 1 FROM services WHERE id = $1 AND repo_key IS NOT NULL \
@@ -188,6 +193,7 @@ macro_rules! insert_pending_build {
         .bind(&new.delivery_id)
         .bind(new.retry_of)
         .bind(now)
+        .bind(&new.environment)
         .fetch_one(&mut *$tx)
         .await?;
         id
@@ -196,8 +202,9 @@ macro_rules! insert_pending_build {
 pub(crate) use insert_pending_build;
 
 /// Inside the open transaction `$tx`, cancels the builds of service `$service_id` older than
-/// build `$newest` that it supersedes: the pending ones, and the running ones too when the
-/// service asks for that (their agents learn it at their next heartbeat and stop).
+/// build `$newest` that it supersedes: those for the same environment (the deploy identity) that
+/// are pending, and the running ones too when the service asks for that (their agents learn it
+/// at their next heartbeat and stop). Another environment's builds are never touched.
 macro_rules! supersede {
     ($tx:ident, $service_id:expr, $newest:expr, $now:expr) => {{
         let service_id: i64 = $service_id;
@@ -206,7 +213,9 @@ macro_rules! supersede {
         let reason = wharf_domain::build::superseded_reason(newest);
         sqlx::query(concat!(
             "UPDATE builds SET state = 'cancelled', reason = $1, finished_at = $2, updated_at = $2, \
-             lease_expires_at = NULL WHERE service_id = $3 AND id < $4 AND (state = 'pending' \
+             lease_expires_at = NULL WHERE service_id = $3 \
+             AND environment = (SELECT environment FROM builds WHERE id = $4) \
+             AND id < $4 AND (state = 'pending' \
              OR (state IN ",
             $crate::builds::leased_states!(),
             " AND EXISTS (SELECT 1 FROM services WHERE id = $3 AND cancel_running)))"
@@ -232,7 +241,8 @@ macro_rules! insert_build {
 }
 
 impl Store {
-    /// Queues a build; older pending builds of the same service are cancelled as superseded.
+    /// Queues a build; older pending builds of the same service and environment are cancelled
+    /// as superseded.
     pub async fn queue_build(&self, new: &NewBuild, now: i64) -> Result<Build> {
         let id = in_transaction!(self, tx => { insert_build!(tx, new, now) });
         self.build(id).await

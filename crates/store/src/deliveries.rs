@@ -199,6 +199,7 @@ macro_rules! record_one {
                     for (service_id, _) in &services {
                         let new = NewBuild {
                             service_id: *service_id,
+                            environment: None,
                             commit_sha: commit_sha.clone(),
                             branch: Some(branch.clone()),
                             trigger: wharf_wire::BuildTrigger::Push,

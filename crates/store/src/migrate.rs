@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(6, "registry_credentials", "0006_registry_credentials"),
     migration!(7, "releases", "0007_releases"),
     migration!(8, "github_deployments", "0008_github_deployments"),
+    migration!(9, "environments", "0009_environments"),
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

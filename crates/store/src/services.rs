@@ -78,7 +78,7 @@ macro_rules! select_service {
 }
 
 /// Binds a service's settings: repo, repo_key, branch, dockerfile, context, compose, port,
-/// health_path, domain, cancel_running, deploy, in that order. Creating and changing a service
+/// health_path, domain, cancel_running, deploy, environment, in that order. Creating and changing a service
 /// name these columns in the same order.
 macro_rules! bind_settings {
     ($query:expr, $new:expr) => {
@@ -94,6 +94,7 @@ macro_rules! bind_settings {
             .bind(&$new.domain)
             .bind($new.cancel_running)
             .bind(serde_json::to_string(&$new.deploy).expect("settings serialize"))
+            .bind(&$new.deploy.environment)
     };
 }
 
@@ -108,8 +109,10 @@ impl Store {
                 .await?;
             let query = sqlx::query_as::<_, (i64,)>(
                 "INSERT INTO services (project_id, name, created_at, repo, repo_key, branch, \
-                 dockerfile, context, compose, port, health_path, domain, cancel_running, deploy) \
-                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM projects WHERE name = $1 \
+                 dockerfile, context, compose, port, health_path, domain, cancel_running, deploy, \
+                 environment) \
+                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+                 FROM projects WHERE name = $1 \
                  RETURNING id",
             )
             .bind(&new.project)
@@ -136,7 +139,7 @@ impl Store {
             let query = sqlx::query(
                 "UPDATE services SET repo = $1, repo_key = $2, branch = $3, dockerfile = $4, \
                  context = $5, compose = $6, port = $7, health_path = $8, domain = $9, \
-                 cancel_running = $10, deploy = $11 WHERE id = $12",
+                 cancel_running = $10, deploy = $11, environment = $12 WHERE id = $13",
             );
             bind_settings!(query, new)
                 .bind(id)

@@ -45,6 +45,7 @@ async fn service(store: &Store, name: &str, repo: &str) -> i64 {
 fn build_of(service_id: i64, sha: char) -> NewBuild {
     NewBuild {
         service_id,
+        environment: None,
         commit_sha: sha.to_string().repeat(40),
         branch: Some("main".to_owned()),
         trigger: BuildTrigger::Manual,

@@ -44,6 +44,7 @@ async fn service(store: &Store, name: &str, repo: &str, branch: &str) -> i64 {
 fn build_of(service_id: i64, sha: char) -> NewBuild {
     NewBuild {
         service_id,
+        environment: None,
         commit_sha: sha.to_string().repeat(40),
         branch: Some("main".to_owned()),
         trigger: BuildTrigger::Manual,
@@ -182,6 +183,75 @@ async fn a_newer_build_supersedes_older_pending_ones_but_not_running_ones() {
     );
 }
 
+#[tokio::test]
+async fn superseding_stays_within_one_environment_of_a_service() {
+    let (store, _db) = store().await;
+    let service_id = service(&store, "web", "acme/web", "main").await;
+    let production = store
+        .queue_build(&build_of(service_id, 'a'), NOW)
+        .await
+        .unwrap();
+    assert_eq!(production.environment, "production");
+    let preview = store
+        .queue_build(
+            &NewBuild {
+                environment: Some("web-pr-7".to_owned()),
+                ..build_of(service_id, 'b')
+            },
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(preview.environment, "web-pr-7");
+    // The preview's build leaves production's pending build alone…
+    assert_eq!(
+        store.build(production.id).await.unwrap().state,
+        BuildState::Pending
+    );
+    // …and a newer production build supersedes only production's.
+    let newer = store
+        .queue_build(&build_of(service_id, 'c'), NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.build(production.id).await.unwrap().state,
+        BuildState::Cancelled
+    );
+    assert_eq!(
+        store.build(preview.id).await.unwrap().state,
+        BuildState::Pending
+    );
+    assert_eq!(newer.environment, "production");
+}
+
+#[tokio::test]
+async fn builds_are_for_the_environment_their_service_names() {
+    let (store, _db) = store().await;
+    let service_id = service(&store, "web", "acme/web", "main").await;
+    let mut settings = store.service_by_id(service_id).await.unwrap();
+    settings.deploy.environment = "staging".to_owned();
+    let changed = NewService {
+        name: settings.name.clone(),
+        project: settings.project.clone(),
+        repo: settings.repo.clone(),
+        repo_key: Some(settings.repo.to_ascii_lowercase()),
+        branch: settings.branch.clone(),
+        dockerfile: None,
+        context: None,
+        compose: None,
+        port: settings.port,
+        health_path: None,
+        domain: None,
+        cancel_running: false,
+        deploy: settings.deploy.clone(),
+    };
+    store.update_service(service_id, &changed).await.unwrap();
+    let build = store
+        .queue_build(&build_of(service_id, 'a'), NOW)
+        .await
+        .unwrap();
+    assert_eq!(build.environment, "staging");
+}
 #[tokio::test]
 async fn deliveries_are_deduplicated_by_id_and_by_logical_event() {
     let (store, _db) = store().await;

@@ -258,6 +258,9 @@ pub struct Build {
     pub id: i64,
     pub service: String,
     pub service_id: i64,
+    /// The environment the build is for: the service's own, or one of its previews.
+    #[serde(default = "release::default_environment")]
+    pub environment: String,
     pub commit_sha: String,
     /// The branch the commit came from, when known.
     pub branch: Option<String>,

@@ -48,8 +48,11 @@ pub struct DeploySettings {
 /// The agent a service runs on when it names no hosts: the one `wharf up` runs.
 pub const DEFAULT_HOST: &str = "local";
 
-fn default_environment() -> String {
-    "production".to_owned()
+/// The environment a service releases to unless its settings name another.
+pub const DEFAULT_ENVIRONMENT: &str = "production";
+
+pub(crate) fn default_environment() -> String {
+    DEFAULT_ENVIRONMENT.to_owned()
 }
 fn yes() -> bool {
     true

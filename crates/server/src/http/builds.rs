@@ -103,6 +103,7 @@ async fn retry(
         .queue_build(
             &NewBuild {
                 service_id: original.service_id,
+                environment: Some(original.environment.clone()),
                 commit_sha: original.commit_sha.clone(),
                 branch: original.branch.clone(),
                 trigger: BuildTrigger::Retry,

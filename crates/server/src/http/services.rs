@@ -233,6 +233,7 @@ async fn trigger(
         .queue_build(
             &NewBuild {
                 service_id: service.id,
+                environment: None,
                 commit_sha: commit.to_string(),
                 branch: Some(service.branch.clone()),
                 trigger: BuildTrigger::Manual,
