@@ -37,7 +37,10 @@ async fn schedule(state: &AppState) -> Result<(), HttpError> {
     for build_id in state.store.builds_awaiting_release(100).await? {
         let build = state.store.build(build_id).await?;
         let service = state.store.service_by_id(build.service_id).await?;
-        let newest = state.store.latest_completed_build(service.id).await?;
+        let newest = state
+            .store
+            .latest_completed_build(service.id, &build.environment)
+            .await?;
         let release = if !service.deploy.auto_deploy {
             tracing::info!(build = build.id, service = %service.name, "auto-deploy is off; not releasing");
             None
@@ -77,7 +80,7 @@ pub(crate) fn new_release(
     })?;
     Ok(NewRelease {
         service_id: service.id,
-        environment: service.deploy.environment.clone(),
+        environment: build.environment.clone(),
         build_id: Some(build.id),
         image,
         trigger,
@@ -163,6 +166,7 @@ pub(crate) async fn rollout_job(
         rollout_id: rollout.rollout_id,
         release_id: release.id,
         service: service.name.clone(),
+        environment: release.environment.clone(),
         project: service.project.clone(),
         image: release.image,
         port: service.port,

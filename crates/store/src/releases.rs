@@ -329,13 +329,19 @@ impl Store {
         }
     }
 
-    /// The id of the service's newest completed build.
-    pub async fn latest_completed_build(&self, service_id: i64) -> Result<Option<i64>> {
+    /// The id of the service's newest completed build for `environment`.
+    pub async fn latest_completed_build(
+        &self,
+        service_id: i64,
+        environment: &str,
+    ) -> Result<Option<i64>> {
         let row: Option<(i64,)> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id FROM builds WHERE service_id = $1 AND state = 'completed' ORDER BY id DESC LIMIT 1",
+                "SELECT id FROM builds WHERE service_id = $1 AND environment = $2 \
+                 AND state = 'completed' ORDER BY id DESC LIMIT 1",
             )
             .bind(service_id)
+            .bind(environment)
             .fetch_optional(pool)
             .await?
         });

@@ -481,6 +481,10 @@ pub struct RolloutJob {
     pub rollout_id: i64,
     pub release_id: i64,
     pub service: String,
+    /// The environment the release is for: with the service, the deploy identity every name
+    /// on the host derives from. Servers before environments were named sent none.
+    #[serde(default = "default_environment")]
+    pub environment: String,
     pub project: String,
     pub image: String,
     pub port: Option<u16>,

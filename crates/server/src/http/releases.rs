@@ -86,7 +86,7 @@ async fn deploy(
         (None, None) => {
             let build_id = state
                 .store
-                .latest_completed_build(service.id)
+                .latest_completed_build(service.id, &service.deploy.environment)
                 .await?
                 .ok_or_else(|| {
                     HttpError::Conflict(format!(
@@ -304,7 +304,11 @@ async fn service_repository(state: &AppState, service: &Service) -> Result<Strin
             service.name
         ));
     }
-    let last = match state.store.latest_completed_build(service.id).await? {
+    let last = match state
+        .store
+        .latest_completed_build(service.id, &service.deploy.environment)
+        .await?
+    {
         Some(id) => state.store.build(id).await?.image,
         None => None,
     };
