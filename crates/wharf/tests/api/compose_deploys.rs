@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use wharf_domain::identity::{DeployIdentity, labels};
 
 use crate::helpers::{Options, TestApp, push_payload, spawn_app_with};
 use crate::parts::{
@@ -247,7 +248,21 @@ async fn wait_for_stack(
     service: &str,
     release: &Value,
 ) -> Vec<(String, String, String, bool)> {
+    wait_for_members(agent, service, release, &["web", "worker"]).await
+}
+
+/// Waits until the service's containers are exactly `members` (sorted) of `release`, running.
+async fn wait_for_members(
+    agent: &str,
+    service: &str,
+    release: &Value,
+    members: &[&str],
+) -> Vec<(String, String, String, bool)> {
     let release = release.to_string();
+    let expected: Vec<(&str, &str, bool)> = members
+        .iter()
+        .map(|member| (*member, release.as_str(), true))
+        .collect();
     let started = tokio::time::Instant::now();
     loop {
         let containers = stack_containers(agent, service).await;
@@ -255,17 +270,12 @@ async fn wait_for_stack(
             .iter()
             .map(|(_, member, release, running)| (member.as_str(), release.as_str(), *running))
             .collect();
-        if shape
-            == [
-                ("web", release.as_str(), true),
-                ("worker", release.as_str(), true),
-            ]
-        {
+        if shape == expected {
             return containers;
         }
         assert!(
             started.elapsed() < DEADLINE,
-            "containers of {service}: {containers:?}, expected web and worker of release {release}"
+            "containers of {service}: {containers:?}, expected {members:?} of release {release}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -323,7 +333,9 @@ async fn a_compose_stack_goes_live_by_host_name_and_is_adopted_after_an_agent_re
                 .starts_with("web: GET / answered 200")),
         "each member was checked: {probes:?}"
     );
-    let volume = format!("wharf-{agent_name}-{service}-cache");
+    let volume = DeployIdentity::new(service, "production")
+        .unwrap()
+        .volume_name(&agent_name, "cache");
     let (exists, _, _) = podman(&["volume", "exists", &volume]).await;
     assert!(exists, "the named volume {volume} is the service's");
 
@@ -454,7 +466,9 @@ async fn a_compose_file_asking_for_privileged_mode_runs_only_where_the_service_a
             .is_empty(),
         "nothing started for the refused file"
     );
-    let network = format!("wharf-{agent_name}-root-refused");
+    let network = DeployIdentity::new("root-refused", "production")
+        .unwrap()
+        .network_name(&agent_name);
     let (exists, _, _) = podman(&["network", "exists", &network]).await;
     assert!(!exists, "no network was made for the refused file");
 
@@ -471,5 +485,256 @@ async fn a_compose_file_asking_for_privileged_mode_runs_only_where_the_service_a
     ])
     .await;
     assert_eq!(privileged.trim(), "true");
+    agent.stop().await;
+}
+
+/// (name, destination) of each named volume container `id` mounts.
+async fn mounted_volumes(id: &str) -> Vec<(String, String)> {
+    let (inspected, out, err) = podman(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{.Destination}}\n{{end}}{{end}}",
+        id,
+    ])
+    .await;
+    assert!(inspected, "{err}");
+    out.lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, destination)| (name.to_owned(), destination.to_owned()))
+        .collect()
+}
+
+/// The networks container `id` is attached to.
+async fn attached_networks(id: &str) -> Vec<String> {
+    let (inspected, out, err) = podman(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}\n{{end}}",
+        id,
+    ])
+    .await;
+    assert!(inspected, "{err}");
+    out.lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn services_whose_names_run_together_never_share_a_volume() {
+    let agent_name = format!("cmp-vol-{:x}", rand::random::<u16>());
+    let app = app_with_repository("vols").await;
+    // `api` with the volume `worker-db` and `api-worker` with the volume `db`: Wharf's earlier
+    // names gave both `wharf-{agent}-api-worker-db`.
+    create_stack_service(
+        &app,
+        "api",
+        "vols",
+        &agent_name,
+        json!({"compose": "api.yml"}),
+    )
+    .await;
+    create_stack_service(
+        &app,
+        "api-worker",
+        "vols",
+        &agent_name,
+        json!({"compose": "worker.yml"}),
+    )
+    .await;
+    let registry = Registry::start().await;
+    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+    let stack = |volume: &str| {
+        format!(
+            "services:\n  tool:\n    build: ./tool\n    command: [\"/bin/busybox\", \"sleep\", \"600\"]\n    volumes:\n      - {volume}:/state\nvolumes:\n  {volume}:\n"
+        )
+        .into_bytes()
+    };
+    let files = vec![
+        ("api.yml".to_owned(), stack("worker-db")),
+        ("worker.yml".to_owned(), stack("db")),
+        (
+            "tool/Dockerfile".to_owned(),
+            b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n".to_vec(),
+        ),
+        ("tool/busybox".to_owned(), busybox()),
+    ];
+    let builds = push(&app, "vols", &files, "push-1").await;
+    assert_eq!(builds.len(), 2);
+    let mut mounted = Vec::new();
+    for (service, volume) in [("api", "worker-db"), ("api-worker", "db")] {
+        let mut build = None;
+        for id in &builds {
+            if app.build(*id).await["service"] == service {
+                build = Some(*id);
+            }
+        }
+        let live = wait_for_release_of(&app, service, build.unwrap()).await;
+        assert_eq!(live["state"], "live", "{live}");
+        let containers = wait_for_members(&agent_name, service, &live["id"], &["tool"]).await;
+        let volumes = mounted_volumes(&containers[0].0).await;
+        let expected = DeployIdentity::new(service, "production")
+            .unwrap()
+            .volume_name(&agent_name, volume);
+        assert_eq!(volumes, [(expected, "/state".to_owned())]);
+        mounted.push(volumes);
+    }
+    assert_ne!(
+        mounted[0], mounted[1],
+        "each service has a volume of its own"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_stack_an_earlier_agent_named_by_service_alone_is_taken_up_without_a_restart() {
+    let agent_name = format!("cmp-old-{:x}", rand::random::<u16>());
+    let service = "stack-old";
+    let host = "stack-old.test";
+    let app = app_with_repository("old").await;
+    create_stack_service(
+        &app,
+        service,
+        "old",
+        &agent_name,
+        json!({"port": 8080, "domain": host}),
+    )
+    .await;
+    let registry = Registry::start().await;
+    let token = app.create_agent(&agent_name).await;
+    let agent =
+        start_deploy_agent_with_token(&app, &agent_name, token.clone(), Some(&registry.address))
+            .await;
+    // `web` serves its volume; the image's page fills the volume when the volume is new.
+    let files = |page: &str| {
+        vec![
+            (
+                "compose.yml".to_owned(),
+                b"services:\n  web:\n    build: ./web\n    command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/data\"]\n    volumes:\n      - data:/data\nvolumes:\n  data:\n".to_vec(),
+            ),
+            (
+                "web/Dockerfile".to_owned(),
+                b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nCOPY data /data\nEXPOSE 8080\n"
+                    .to_vec(),
+            ),
+            ("web/busybox".to_owned(), busybox()),
+            ("web/data/index.html".to_owned(), format!("{page}\n").into_bytes()),
+        ]
+    };
+    let first = push(&app, "old", &files("one"), "push-1").await;
+    let live = wait_for_release_of(&app, service, first[0]).await;
+    assert_eq!(live["state"], "live", "{live}");
+    wait_for_answer(&agent, host, "one").await;
+    let release = live["id"].to_string();
+    let current = wait_for_members(&agent_name, service, &live["id"], &["web"]).await;
+    agent.stop_keeping_containers().await;
+
+    // The same release as an earlier agent ran it: names and labels keyed by the service
+    // alone, no environment label, and a volume whose page says it is the old one.
+    let (inspected, out, err) = podman(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.ImageName}} {{index .Config.Labels \"wharf.deploy.port\"}}",
+        &current[0].0,
+    ])
+    .await;
+    assert!(inspected, "{err}");
+    let (image, port) = out.trim().split_once(' ').unwrap();
+    let (image, port) = (image.to_owned(), port.to_owned());
+    let (removed, _, err) = podman(&["rm", "--force", "--time", "0", &current[0].0]).await;
+    assert!(removed, "{err}");
+    let identity = DeployIdentity::new(service, "production").unwrap();
+    let (removed, _, err) =
+        podman(&["volume", "rm", &identity.volume_name(&agent_name, "data")]).await;
+    assert!(removed, "{err}");
+    let (removed, _, err) = podman(&["network", "rm", &identity.network_name(&agent_name)]).await;
+    assert!(removed, "{err}");
+    let old_network = identity.legacy_network_name(&agent_name);
+    let old_volume = identity.legacy_volume_name(&agent_name, "data");
+    let resource_labels = [
+        format!("{}={agent_name}", labels::AGENT),
+        format!("{}={service}", labels::SERVICE),
+    ];
+    for (kind, name) in [("network", &old_network), ("volume", &old_volume)] {
+        let (created, _, err) = podman(&[
+            kind,
+            "create",
+            "--label",
+            &resource_labels[0],
+            "--label",
+            &resource_labels[1],
+            name,
+        ])
+        .await;
+        assert!(created, "{err}");
+    }
+    let old_name = format!("wharf-{agent_name}-{service}-r{release}-web");
+    let (ran, old_id, err) = podman(&[
+        "run",
+        "--detach",
+        "--name",
+        &old_name,
+        "--label",
+        &resource_labels[0],
+        "--label",
+        &resource_labels[1],
+        "--label",
+        &format!("{}={release}", labels::RELEASE),
+        "--label",
+        &format!("{}=web", labels::COMPONENT),
+        "--label",
+        &format!("{}=0", labels::ORDER),
+        "--label",
+        &format!("{}={port}", labels::PORT),
+        "--network",
+        &old_network,
+        "--network-alias",
+        "web",
+        "--publish",
+        &format!("127.0.0.1:{port}:8080"),
+        "--volume",
+        &format!("{old_volume}:/data"),
+        &image,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/index.html && exec /bin/busybox httpd -f -p 8080 -h /data",
+    ])
+    .await;
+    assert!(ran, "{err}");
+    let old_id = old_id.trim().to_owned();
+
+    // The new agent adopts the running container as it is, and routes to it.
+    let agent =
+        start_deploy_agent_with_token(&app, &agent_name, token, Some(&registry.address)).await;
+    wait_for_answer(&agent, host, "kept").await;
+    let adopted = wait_for_members(&agent_name, service, &live["id"], &["web"]).await;
+    assert_eq!(
+        adopted[0].0, old_id,
+        "the running container was adopted, not started again"
+    );
+
+    // The next release takes the old stack's volume and network over, keeping their names:
+    // the page the old volume holds is what the new version serves.
+    let second = push(&app, "old", &files("two"), "push-2").await;
+    let next = wait_for_release_of(&app, service, second[0]).await;
+    assert_eq!(next["state"], "live", "{next}");
+    let members = wait_for_members(&agent_name, service, &next["id"], &["web"]).await;
+    wait_for_answer(&agent, host, "kept").await;
+    assert_eq!(
+        mounted_volumes(&members[0].0).await,
+        [(old_volume.clone(), "/data".to_owned())]
+    );
+    assert_eq!(
+        attached_networks(&members[0].0).await,
+        [old_network.clone()]
+    );
+    let (exists, _, _) = podman(&[
+        "volume",
+        "exists",
+        &identity.volume_name(&agent_name, "data"),
+    ])
+    .await;
+    assert!(!exists, "no second volume was made beside the adopted one");
     agent.stop().await;
 }
