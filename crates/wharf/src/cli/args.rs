@@ -135,41 +135,22 @@ pub enum ClientCommand {
 #[derive(Subcommand)]
 pub enum ServiceCommand {
     /// Create a service that builds a repository's branch.
+    // A new service needs its repository and branch; changing one needs neither.
+    #[command(
+        mut_arg("repo", |repo| repo.required(true)),
+        mut_arg("branch", |branch| branch.required(true))
+    )]
     Create {
         /// The service's name: a DNS label (lowercase letters, digits, hyphens).
         name: String,
-        /// owner/name of a repository of the GitHub App, or an https:// URL of a public one.
-        #[arg(long)]
-        repo: String,
-        /// The branch whose pushes build and deploy.
-        #[arg(long)]
-        branch: String,
+        #[command(flatten)]
+        settings: ServiceFlags,
         /// The project the service belongs to.
         #[arg(long)]
         project: Option<String>,
-        /// The Dockerfile or Containerfile, relative to the repository.
-        #[arg(long)]
-        dockerfile: Option<String>,
-        /// The build context, relative to the repository.
-        #[arg(long)]
-        context: Option<String>,
-        /// A compose file to build and deploy instead of a Dockerfile.
-        #[arg(long)]
-        compose: Option<String>,
-        /// The port the service listens on inside its container.
-        #[arg(long)]
-        port: Option<u16>,
-        /// The HTTP path its health probe asks.
-        #[arg(long)]
-        health_path: Option<String>,
-        /// The host name that routes to it.
-        #[arg(long)]
-        domain: Option<String>,
         /// A newer push also cancels running builds, not only pending ones.
         #[arg(long)]
         cancel_running: bool,
-        #[command(flatten)]
-        deploy: DeployFlags,
         /// Print JSON instead of a summary.
         #[arg(long)]
         json: bool,
@@ -179,28 +160,11 @@ pub enum ServiceCommand {
     /// deploy SERVICE` rolls the live build out again with them.
     Update {
         name: String,
-        #[arg(long)]
-        repo: Option<String>,
-        #[arg(long)]
-        branch: Option<String>,
-        #[arg(long)]
-        dockerfile: Option<String>,
-        #[arg(long)]
-        context: Option<String>,
-        #[arg(long)]
-        compose: Option<String>,
-        /// The port the service listens on inside its container (0: none).
-        #[arg(long)]
-        port: Option<u16>,
-        #[arg(long)]
-        health_path: Option<String>,
-        #[arg(long)]
-        domain: Option<String>,
+        #[command(flatten)]
+        settings: ServiceFlags,
         /// Whether a newer push also cancels running builds.
         #[arg(long)]
         cancel_running: Option<bool>,
-        #[command(flatten)]
-        deploy: DeployFlags,
         #[arg(long)]
         json: bool,
     },
@@ -224,7 +188,40 @@ pub enum ServiceCommand {
     },
 }
 
-/// How a service deploys (`wharf service create`); each default is the documented one.
+/// A service's settings, as `wharf service create` sets them and `wharf service update`
+/// changes them: each is optional here; create requires --repo and --branch, update keeps
+/// what is not given and clears an optional value given empty.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServiceFlags {
+    /// owner/name of a repository of the GitHub App, or an https:// URL of a public one.
+    #[arg(long)]
+    pub(super) repo: Option<String>,
+    /// The branch whose pushes build and deploy.
+    #[arg(long)]
+    pub(super) branch: Option<String>,
+    /// The Dockerfile or Containerfile, relative to the repository.
+    #[arg(long)]
+    pub(super) dockerfile: Option<String>,
+    /// The build context, relative to the repository.
+    #[arg(long)]
+    pub(super) context: Option<String>,
+    /// A compose file to build and deploy instead of a Dockerfile.
+    #[arg(long)]
+    pub(super) compose: Option<String>,
+    /// The port the service listens on inside its container (on update, 0 removes it).
+    #[arg(long)]
+    pub(super) port: Option<u16>,
+    /// The HTTP path its health probe asks.
+    #[arg(long)]
+    pub(super) health_path: Option<String>,
+    /// The host name that routes to it.
+    #[arg(long)]
+    pub(super) domain: Option<String>,
+    #[command(flatten)]
+    pub(super) deploy: DeployFlags,
+}
+
+/// How a service deploys; on create, each default is the documented one.
 #[derive(Args, Debug, Clone, Default)]
 pub struct DeployFlags {
     /// The environment releases go to.
@@ -357,4 +354,18 @@ pub enum AgentsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Reads a client command line as `wharf` does (without the program's name).
+#[cfg(test)]
+pub(super) fn parse(words: &[&str]) -> Result<ClientCommand, clap::Error> {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wharf {
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+    let words = std::iter::once("wharf").chain(words.iter().copied());
+    Wharf::try_parse_from(words).map(|wharf| wharf.command)
 }

@@ -12,6 +12,9 @@ mod render;
 mod services;
 mod variables;
 
+#[cfg(test)]
+mod samples;
+
 pub use args::ClientCommand;
 
 /// Runs one CLI verb against the server its connection names.
