@@ -1,15 +1,13 @@
 //! `wharf builds`, `wharf build` and `wharf logs`: list, show, cancel, retry and trigger
 //! builds, and print or follow a build's log.
 
-use std::fmt::Write as _;
-
 use wharf_client::ApiClient;
 use wharf_wire::{
-    BuildState, CancelBuild, GetLogs, ListBuilds, LogStream, RetryBuild, ShowBuild, TriggerBuild,
+    BuildState, CancelBuild, GetLogs, ListBuilds, RetryBuild, ShowBuild, TriggerBuild,
 };
 
 use super::args::BuildCommand;
-use super::render::{build_details, builds_table, emit, print_list, print_one};
+use super::render::{self, emit};
 
 /// `wharf builds`: the builds, newest first, of one service or of all.
 pub(super) async fn list(
@@ -18,7 +16,7 @@ pub(super) async fn list(
     json: bool,
 ) -> anyhow::Result<()> {
     let builds = client.send(&ListBuilds { service }).await?;
-    print_list(&builds, json, builds_table)
+    emit(&render::list(&builds, json, render::BUILDS)?)
 }
 
 /// Runs one `wharf build` verb; each prints the build it shows or made.
@@ -33,7 +31,7 @@ pub(super) async fn run(client: &ApiClient, command: BuildCommand) -> anyhow::Re
             json,
         } => (client.send(&TriggerBuild { service, git_ref }).await?, json),
     };
-    print_one(&build, json, build_details)
+    emit(&render::one(&build, json, render::build_details)?)
 }
 
 /// Prints a build's log page by page; following waits on the server for new lines.
@@ -48,19 +46,8 @@ pub(super) async fn print_logs(client: &ApiClient, id: i64, follow: bool) -> any
         let page = client
             .send_with_timeout(&request, std::time::Duration::from_secs(60))
             .await?;
-        let mut text = String::new();
-        for line in &page.lines {
-            after = line.seq;
-            match line.stream {
-                LogStream::Wharf => {
-                    let _ = writeln!(text, "==> {}", line.text);
-                }
-                _ => {
-                    let _ = writeln!(text, "{}", line.text);
-                }
-            }
-        }
-        emit(&text)?;
+        after = page.lines.last().map_or(after, |line| line.seq);
+        emit(&render::log_lines(&page.lines))?;
         if page.lines.is_empty() && (!follow || page.complete) {
             if follow && page.state != BuildState::Completed {
                 anyhow::bail!("build #{id} ended {}", page.state);

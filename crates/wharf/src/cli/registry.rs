@@ -5,7 +5,7 @@ use anyhow::Context;
 use wharf_client::ApiClient;
 use wharf_wire::{SecretText, SetRegistryLogin};
 
-use super::render::emit;
+use super::render::{self, emit};
 
 /// Sets the login of `installation`; the password comes from standard input, so it never
 /// shows in the process list.
@@ -27,8 +27,5 @@ pub(super) async fn login(
             password: SecretText::new(password),
         })
         .await?;
-    emit(&format!(
-        "Builds of installation {} push as {}\n",
-        set.installation_id, set.username
-    ))
+    emit(&render::registry_login_set(&set))
 }

@@ -7,7 +7,7 @@ use wharf_wire::{
 };
 
 use super::args::WaitFlags;
-use super::render::{emit, print_list, releases_table};
+use super::render::{self, emit};
 
 /// `wharf deploy`: releases a service's latest completed build, a given build, or an image.
 pub(super) async fn deploy(
@@ -41,7 +41,7 @@ pub(super) async fn rollback(
 /// `wharf releases`: a service's releases, newest first.
 pub(super) async fn list(client: &ApiClient, service: String, json: bool) -> anyhow::Result<()> {
     let releases = client.send(&ListReleases { service }).await?;
-    print_list(&releases, json, releases_table)
+    emit(&render::list(&releases, json, render::RELEASES)?)
 }
 
 /// Prints each state a release passes through until it settles; a release that did not go
@@ -52,22 +52,19 @@ async fn follow_release(
     wait: WaitFlags,
 ) -> anyhow::Result<()> {
     if !wait.json {
-        emit(&format!(
-            "Release #{} of {}: {} ({})\n",
-            release.id, release.service, release.image, release.state
-        ))?;
+        emit(&render::release_created(&release))?;
     }
     let mut shown = release.state;
     while !wait.no_wait && !release.state.is_settled() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         release = client.send(&ShowRelease { id: release.id }).await?;
         if release.state != shown && !wait.json {
-            emit(&format!("  {}\n", release.state))?;
+            emit(&render::release_moved(release.state))?;
         }
         shown = release.state;
     }
     if wait.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&release)?))?;
+        emit(&render::pretty_json(&release)?)?;
     }
     match release.state {
         ReleaseState::Failed | ReleaseState::RolledBack | ReleaseState::Superseded => {

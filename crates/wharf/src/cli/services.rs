@@ -8,7 +8,7 @@ use wharf_wire::{
 };
 
 use super::args::{DeployFlags, ServiceCommand, ServiceFlags};
-use super::render::{print_list, print_one, service_summary, services_table};
+use super::render::{self, emit};
 
 /// Runs one `wharf service` verb.
 pub(super) async fn run(client: &ApiClient, command: ServiceCommand) -> anyhow::Result<()> {
@@ -23,12 +23,7 @@ pub(super) async fn run(client: &ApiClient, command: ServiceCommand) -> anyhow::
             let service = client
                 .send(&settings.new_service(name, project, cancel_running)?)
                 .await?;
-            print_one(&service, json, |service| {
-                format!(
-                    "Created service {} ({}, branch {}) in project {}\n",
-                    service.name, service.repo, service.branch, service.project
-                )
-            })
+            emit(&render::one(&service, json, render::service_created)?)
         }
         ServiceCommand::Update {
             name,
@@ -42,12 +37,7 @@ pub(super) async fn run(client: &ApiClient, command: ServiceCommand) -> anyhow::
                     service: settings.changed_service(current, cancel_running)?,
                 })
                 .await?;
-            print_one(&service, json, |service| {
-                format!(
-                    "Changed service {}; new settings apply from its next build and release\n",
-                    service.name
-                )
-            })
+            emit(&render::one(&service, json, render::service_changed)?)
         }
         ServiceCommand::DeploySecret { name, json } => {
             let secret = client
@@ -55,20 +45,17 @@ pub(super) async fn run(client: &ApiClient, command: ServiceCommand) -> anyhow::
                     service: name.clone(),
                 })
                 .await?;
-            print_one(&secret, json, |secret| {
-                format!(
-                    "The deploy secret of {name}, shown only now (the previous one no longer works):\n\n    {}\n\nSign POST /deploy bodies with it (X-Hub-Signature-256: sha256=HMAC-SHA256 of the body).\n",
-                    secret.secret.expose()
-                )
-            })
+            emit(&render::one(&secret, json, |secret| {
+                render::deploy_secret(&name, secret)
+            })?)
         }
         ServiceCommand::List { json } => {
             let services = client.send(&ListServices {}).await?;
-            print_list(&services, json, services_table)
+            emit(&render::list(&services, json, render::SERVICES)?)
         }
         ServiceCommand::Show { name, json } => {
             let service = client.send(&ShowService { name }).await?;
-            print_one(&service, json, service_summary)
+            emit(&render::one(&service, json, render::service_summary)?)
         }
     }
 }
@@ -136,15 +123,9 @@ impl ServiceFlags {
 impl DeployFlags {
     /// `settings` with what these flags set.
     fn apply(self, mut settings: DeploySettings) -> anyhow::Result<DeploySettings> {
-        if let Some(environment) = self.environment {
-            settings.environment = environment;
-        }
-        if let Some(hosts) = self.hosts {
-            settings.hosts = hosts;
-        }
-        if let Some(replicas) = self.replicas {
-            settings.replicas = replicas;
-        }
+        set(&mut settings.environment, self.environment);
+        set(&mut settings.hosts, self.hosts);
+        set(&mut settings.replicas, self.replicas);
         if let Some(strategy) = self.strategy {
             settings.strategy = Some(Strategy::parse(&strategy).with_context(|| {
                 format!("unknown strategy {strategy:?}: use blue-green or recreate")
@@ -154,35 +135,30 @@ impl DeployFlags {
             settings.auto_deploy = self.auto_deploy;
         }
         let health = &mut settings.health;
-        for (value, field) in [
-            (self.health_interval_ms, &mut health.interval_ms),
-            (self.health_timeout_ms, &mut health.timeout_ms),
-            (self.health_start_period_ms, &mut health.start_period_ms),
-            (self.health_deadline_ms, &mut health.deadline_ms),
-        ] {
-            if let Some(value) = value {
-                *field = value;
-            }
-        }
-        if let Some(status) = self.health_status {
-            health.status = status;
-        }
-        if let Some(retries) = self.health_retries {
-            health.retries = retries;
-        }
-        if let Some(drain) = self.drain_ms {
-            settings.drain_ms = drain;
-        }
-        if let Some(keep) = self.keep_images {
-            settings.keep_images = keep;
-        }
-        if let Some(allowed) = self.compose_allow {
-            settings.compose_allow = allowed.into_iter().filter(|p| !p.is_empty()).collect();
-        }
-        if let Some(aliases) = self.aliases {
-            settings.aliases = aliases.into_iter().filter(|a| !a.is_empty()).collect();
-        }
+        set(&mut health.status, self.health_status);
+        set(&mut health.interval_ms, self.health_interval_ms);
+        set(&mut health.timeout_ms, self.health_timeout_ms);
+        set(&mut health.retries, self.health_retries);
+        set(&mut health.start_period_ms, self.health_start_period_ms);
+        set(&mut health.deadline_ms, self.health_deadline_ms);
+        set(&mut settings.drain_ms, self.drain_ms);
+        set(&mut settings.keep_images, self.keep_images);
+        // An empty value (`--alias ''`) stands for none.
+        let non_empty =
+            |values: Vec<String>| values.into_iter().filter(|v| !v.is_empty()).collect();
+        set(
+            &mut settings.compose_allow,
+            self.compose_allow.map(non_empty),
+        );
+        set(&mut settings.aliases, self.aliases.map(non_empty));
         Ok(settings)
+    }
+}
+
+/// Sets `setting` to the value given, if one was.
+fn set<T>(setting: &mut T, given: Option<T>) {
+    if let Some(value) = given {
+        *setting = value;
     }
 }
 
@@ -271,7 +247,7 @@ mod tests {
 
     #[test]
     fn update_sets_what_is_given_clears_what_is_given_empty_and_keeps_the_rest() {
-        let cases: [(&[&str], Change); 10] = [
+        let cases: [(&[&str], Change); 11] = [
             (&[], |_| {}),
             (&["--repo", "acme/site", "--branch", "release"], |service| {
                 service.repo = "acme/site".to_owned();
@@ -339,6 +315,31 @@ mod tests {
                     deploy(service).keep_images = 1;
                 },
             ),
+            (
+                &[
+                    "--health-status",
+                    "204",
+                    "--health-interval-ms",
+                    "500",
+                    "--health-timeout-ms",
+                    "300",
+                    "--health-retries",
+                    "0",
+                    "--health-start-period-ms",
+                    "100",
+                    "--drain-ms",
+                    "0",
+                ],
+                |service| {
+                    let deploy = deploy(service);
+                    deploy.health.status = 204;
+                    deploy.health.interval_ms = 500;
+                    deploy.health.timeout_ms = 300;
+                    deploy.health.retries = 0;
+                    deploy.health.start_period_ms = 100;
+                    deploy.drain_ms = 0;
+                },
+            ),
         ];
         for (args, change) in cases {
             check_update(args, change);
@@ -400,58 +401,36 @@ mod tests {
     }
 
     #[test]
-    fn create_and_update_refuse_what_they_refused_before_sharing_their_flags() {
-        let cases: [(&[&str], ErrorKind); 6] = [
+    fn create_requires_repo_and_branch_and_each_verb_refuses_the_flags_of_the_other() {
+        let cases = [
+            ("service create web", ErrorKind::MissingRequiredArgument),
             (
-                &["service", "create", "web"],
+                "service create web --branch main",
                 ErrorKind::MissingRequiredArgument,
             ),
             (
-                &["service", "create", "web", "--branch", "main"],
-                ErrorKind::MissingRequiredArgument,
-            ),
-            (
-                &[
-                    "service",
-                    "create",
-                    "web",
-                    "--repo",
-                    "a/b",
-                    "--branch",
-                    "main",
-                    "--cancel-running",
-                    "true",
-                ],
+                "service create web --repo a/b --branch main --cancel-running true",
                 ErrorKind::UnknownArgument,
             ),
             (
-                &[
-                    "service",
-                    "create",
-                    "web",
-                    "--repo",
-                    "a/b",
-                    "--branch",
-                    "main",
-                    "--auto-deploy",
-                    "--no-auto-deploy",
-                ],
+                "service create web --repo a/b --branch main --auto-deploy --no-auto-deploy",
                 ErrorKind::ArgumentConflict,
             ),
             (
-                &["service", "update", "web", "--project", "other"],
+                "service update web --project other",
                 ErrorKind::UnknownArgument,
             ),
             (
-                &["service", "update", "web", "--cancel-running"],
+                "service update web --cancel-running",
                 ErrorKind::InvalidValue,
             ),
         ];
-        for (args, kind) in cases {
-            let refused = parse(args)
+        for (line, kind) in cases {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let refused = parse(&words)
                 .err()
-                .unwrap_or_else(|| panic!("{args:?} parsed"));
-            assert_eq!(refused.kind(), kind, "{args:?}: {refused}");
+                .unwrap_or_else(|| panic!("{line:?} parsed"));
+            assert_eq!(refused.kind(), kind, "{line:?}: {refused}");
         }
         let missing = parse(&["service", "create", "web"])
             .err()

@@ -5,7 +5,7 @@ use wharf_client::ApiClient;
 use wharf_wire::{ListEnv, SecretText, SetEnv, UnsetEnv};
 
 use super::args::EnvCommand;
-use super::render::{emit, env_table, print_list, print_one};
+use super::render::{self, emit};
 
 /// Runs one `wharf env` verb.
 pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Result<()> {
@@ -27,17 +27,13 @@ pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Resu
                     build,
                 })
                 .await?;
-            print_one(&variable, json, |variable| {
-                format!(
-                    "Set {} on {service}{}\n",
-                    variable.name,
-                    if variable.secret { " (secret)" } else { "" }
-                )
-            })
+            emit(&render::one(&variable, json, |variable| {
+                render::variable_set(&service, variable)
+            })?)
         }
         EnvCommand::List { service, json } => {
             let variables = client.send(&ListEnv { service }).await?;
-            print_list(&variables, json, env_table)
+            emit(&render::list(&variables, json, render::VARIABLES)?)
         }
         EnvCommand::Unset { service, name } => {
             client
@@ -46,7 +42,7 @@ pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Resu
                     name: name.clone(),
                 })
                 .await?;
-            emit(&format!("Removed {name} from {service}\n"))
+            emit(&render::variable_removed(&service, &name))
         }
     }
 }
