@@ -130,8 +130,6 @@ pub enum ClientCommand {
     },
 }
 
-// Parsed once per run: the size of the largest variant does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ServiceCommand {
     /// Create a service that builds a repository's branch.
