@@ -51,8 +51,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if let Err(error) = config::load_config_file(&args) {
-        eprintln!("error: {error:#}");
-        return std::process::ExitCode::from(2);
+        return fail(&error, 2);
     }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -61,8 +60,10 @@ fn main() -> std::process::ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return std::process::ExitCode::FAILURE;
+            return fail(
+                &anyhow::Error::from(error).context("cannot start the async runtime"),
+                1,
+            );
         }
     };
     let outcome = runtime.block_on(async move {
@@ -84,11 +85,15 @@ fn main() -> std::process::ExitCode {
     });
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(error) => fail(&error, 1),
     }
+}
+
+/// Reports an error and its causes as one line on stderr, and exits with `code`: 2 for a
+/// configuration that cannot be read (as clap does for a command line), 1 for the rest.
+fn fail(error: &anyhow::Error, code: u8) -> std::process::ExitCode {
+    eprintln!("error: {error:#}");
+    std::process::ExitCode::from(code)
 }
 
 fn init_logging() {
@@ -283,4 +288,16 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     agent.await??;
     drop(local_registry);
     server_outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

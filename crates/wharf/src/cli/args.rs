@@ -1,0 +1,369 @@
+//! What the CLI verbs accept: the clap types of every verb, its flags and their help.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use secrecy::SecretString;
+use wharf_client::ApiClient;
+
+/// Where the server is and how to authenticate.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// The Wharf server's URL.
+    #[arg(
+        long,
+        env = "WHARF_SERVER",
+        default_value = "http://127.0.0.1:8420",
+        global = true
+    )]
+    pub(super) server: String,
+    /// The admin token.
+    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true, global = true)]
+    pub(super) token: Option<String>,
+}
+
+impl Connection {
+    pub(super) fn client(&self) -> anyhow::Result<ApiClient> {
+        let token = self
+            .token
+            .clone()
+            .filter(|token| !token.is_empty())
+            .context("no token: set WHARF_TOKEN (wharf up prints one and keeps it in .wharf/admin-token)")?;
+        Ok(ApiClient::new(&self.server, SecretString::from(token))?)
+    }
+}
+
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Create and list services.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List builds, newest first.
+    Builds {
+        /// Only this service's builds.
+        #[arg(long)]
+        service: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show, cancel, retry or trigger a build.
+    Build {
+        #[command(subcommand)]
+        command: BuildCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Set, list and unset a service's variables.
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Set the registry login that builds of one GitHub App installation push with; the
+    /// password is read from standard input (so it never shows in the process list).
+    RegistryLogin {
+        /// The installation's id (GitHub's).
+        installation: i64,
+        #[arg(long)]
+        username: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print a build's log; with -f, follow it live until the build ends.
+    Logs {
+        id: i64,
+        /// Keep printing new lines until the build finishes (exits 1 if it did not complete).
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Deploy a service without rebuilding: its latest completed build, a given build, or
+    /// an image; waits for the outcome unless told not to.
+    Deploy {
+        service: String,
+        /// The build whose image to deploy.
+        #[arg(long, conflicts_with = "image")]
+        build: Option<i64>,
+        /// An image reference to deploy.
+        #[arg(long)]
+        image: Option<String>,
+        #[command(flatten)]
+        wait: WaitFlags,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Deploy an earlier release's image again: by default the one live before the current.
+    Rollback {
+        service: String,
+        /// The release to go back to.
+        #[arg(long)]
+        to: Option<i64>,
+        #[command(flatten)]
+        wait: WaitFlags,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List a service's releases, newest first.
+    Releases {
+        service: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Issue agent tokens and list agents.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ServiceCommand {
+    /// Create a service that builds a repository's branch.
+    // A new service needs its repository and branch; changing one needs neither.
+    #[command(
+        mut_arg("repo", |repo| repo.required(true)),
+        mut_arg("branch", |branch| branch.required(true))
+    )]
+    Create {
+        /// The service's name: a DNS label (lowercase letters, digits, hyphens).
+        name: String,
+        #[command(flatten)]
+        settings: ServiceFlags,
+        /// The project the service belongs to.
+        #[arg(long)]
+        project: Option<String>,
+        /// A newer push also cancels running builds, not only pending ones.
+        #[arg(long)]
+        cancel_running: bool,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a service's settings: those given change, the rest stay (an empty value clears an
+    /// optional one, such as --domain ''). They apply from the next build and release; `wharf
+    /// deploy SERVICE` rolls the live build out again with them.
+    Update {
+        name: String,
+        #[command(flatten)]
+        settings: ServiceFlags,
+        /// Whether a newer push also cancels running builds.
+        #[arg(long)]
+        cancel_running: Option<bool>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new secret for the CI deploy hook (`POST /deploy`) and print it once; the old
+    /// one stops working.
+    DeploySecret {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List services.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a service and its settings.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A service's settings, as `wharf service create` sets them and `wharf service update`
+/// changes them: each is optional here; create requires --repo and --branch, update keeps
+/// what is not given and clears an optional value given empty.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServiceFlags {
+    /// owner/name of a repository of the GitHub App, or an https:// URL of a public one.
+    #[arg(long)]
+    pub(super) repo: Option<String>,
+    /// The branch whose pushes build and deploy.
+    #[arg(long)]
+    pub(super) branch: Option<String>,
+    /// The Dockerfile or Containerfile, relative to the repository.
+    #[arg(long)]
+    pub(super) dockerfile: Option<String>,
+    /// The build context, relative to the repository.
+    #[arg(long)]
+    pub(super) context: Option<String>,
+    /// A compose file to build and deploy instead of a Dockerfile.
+    #[arg(long)]
+    pub(super) compose: Option<String>,
+    /// The port the service listens on inside its container (on update, 0 removes it).
+    #[arg(long)]
+    pub(super) port: Option<u16>,
+    /// The HTTP path its health probe asks.
+    #[arg(long)]
+    pub(super) health_path: Option<String>,
+    /// The host name that routes to it.
+    #[arg(long)]
+    pub(super) domain: Option<String>,
+    #[command(flatten)]
+    pub(super) deploy: DeployFlags,
+}
+
+/// How a service deploys; on create, each default is the documented one.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DeployFlags {
+    /// The environment releases go to.
+    #[arg(long)]
+    pub(super) environment: Option<String>,
+    /// Agent names or label:NAME to run on (repeat or comma-separate); default: the agent named local.
+    #[arg(long = "host", value_delimiter = ',')]
+    pub(super) hosts: Option<Vec<String>>,
+    /// Containers per host.
+    #[arg(long)]
+    pub(super) replicas: Option<u32>,
+    /// blue-green or recreate (default: blue-green with a port, recreate without).
+    #[arg(long)]
+    pub(super) strategy: Option<String>,
+    /// Completed builds do not deploy by themselves.
+    #[arg(long, conflicts_with = "auto_deploy")]
+    pub(super) no_auto_deploy: bool,
+    /// Completed builds of the tracked branch deploy by themselves (the default).
+    #[arg(long)]
+    pub(super) auto_deploy: bool,
+    /// Milliseconds the old version keeps its in-flight requests after traffic moved.
+    #[arg(long)]
+    pub(super) drain_ms: Option<u64>,
+    /// The HTTP status the health probe expects.
+    #[arg(long)]
+    pub(super) health_status: Option<u16>,
+    #[arg(long)]
+    pub(super) health_interval_ms: Option<u64>,
+    #[arg(long)]
+    pub(super) health_timeout_ms: Option<u64>,
+    /// Failed probes in a row that make the new version unhealthy (0: until the deadline).
+    #[arg(long)]
+    pub(super) health_retries: Option<u32>,
+    #[arg(long)]
+    pub(super) health_start_period_ms: Option<u64>,
+    /// The new version must be healthy within this many milliseconds.
+    #[arg(long)]
+    pub(super) health_deadline_ms: Option<u64>,
+    /// Images kept on each host for rollback besides the live one.
+    #[arg(long)]
+    pub(super) keep_images: Option<u32>,
+    /// What a compose file may ask for: privileged, cap_add, host_bind, socket, host_network,
+    /// host_pid ('' for nothing).
+    #[arg(long, value_delimiter = ',')]
+    pub(super) compose_allow: Option<Vec<String>>,
+    /// More host names routed to the service besides --domain (repeat or comma-separate; ''
+    /// for none).
+    #[arg(long = "alias", value_delimiter = ',')]
+    pub(super) aliases: Option<Vec<String>>,
+}
+
+/// Whether a deploy or rollback waits for its outcome.
+#[derive(Args, Debug, Clone)]
+pub struct WaitFlags {
+    /// Return once the release is created instead of following it to its outcome.
+    #[arg(long)]
+    pub(super) no_wait: bool,
+    /// Print the release as JSON.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BuildCommand {
+    /// Show one build.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a build that has not finished.
+    Cancel {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a new build of the same commit.
+    Retry {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a build of a service's branch head, or of one commit.
+    Trigger {
+        service: String,
+        /// A full commit SHA; the branch's head when absent.
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EnvCommand {
+    /// Set a variable (replacing it when it exists).
+    Set {
+        service: String,
+        /// NAME=VALUE
+        assignment: String,
+        /// Keep the value secret: sealed at rest, never shown again, masked in build logs.
+        #[arg(long)]
+        secret: bool,
+        /// Also give it to image builds (a build argument, or a build secret with --secret).
+        #[arg(long)]
+        build: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a service's variables (secret values are never shown).
+    List {
+        service: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a variable.
+    Unset { service: String, name: String },
+}
+
+#[derive(Subcommand)]
+pub enum AgentsCommand {
+    /// Issue a token for a new agent (shown once).
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List agents.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Reads a client command line as `wharf` does (without the program's name).
+#[cfg(test)]
+pub(super) fn parse(words: &[&str]) -> Result<ClientCommand, clap::Error> {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wharf {
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+    let words = std::iter::once("wharf").chain(words.iter().copied());
+    Wharf::try_parse_from(words).map(|wharf| wharf.command)
+}

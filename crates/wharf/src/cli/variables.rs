@@ -1,0 +1,48 @@
+//! `wharf env`: set, list and unset a service's variables.
+
+use anyhow::Context;
+use wharf_client::ApiClient;
+use wharf_wire::{ListEnv, SecretText, SetEnv, UnsetEnv};
+
+use super::args::EnvCommand;
+use super::render::{self, emit};
+
+/// Runs one `wharf env` verb.
+pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Result<()> {
+    match command {
+        EnvCommand::Set {
+            service,
+            assignment,
+            secret,
+            build,
+            json,
+        } => {
+            let (name, value) = assignment.split_once('=').context("expected NAME=VALUE")?;
+            let variable = client
+                .send(&SetEnv {
+                    service: service.clone(),
+                    name: name.to_owned(),
+                    value: SecretText::new(value),
+                    secret,
+                    build,
+                })
+                .await?;
+            emit(&render::one(&variable, json, |variable| {
+                render::variable_set(&service, variable)
+            })?)
+        }
+        EnvCommand::List { service, json } => {
+            let variables = client.send(&ListEnv { service }).await?;
+            emit(&render::list(&variables, json, render::VARIABLES)?)
+        }
+        EnvCommand::Unset { service, name } => {
+            client
+                .send(&UnsetEnv {
+                    service: service.clone(),
+                    name: name.clone(),
+                })
+                .await?;
+            emit(&render::variable_removed(&service, &name))
+        }
+    }
+}
