@@ -1,7 +1,7 @@
 //! Reading a repository's compose file: which of its services Wharf builds (those with a
 //! `build:` section), with their contexts and Dockerfiles checked to stay inside the repository.
 //!
-//! Only what building needs is read here; [`crate::compose_deploy`] reads the file again for the
+//! Only what building needs is read here; [`super::plan_stack`] reads the file again for the
 //! deploy that runs the stack.
 
 use std::collections::BTreeMap;
