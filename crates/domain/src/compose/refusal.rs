@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde_yaml_ng::Value;
 
+use super::file::ParseError;
 use super::{ComposePermission, MAX_COMPOSE_BYTES, MAX_STACK_SERVICES};
 use crate::names::quote;
 
@@ -148,7 +149,16 @@ pub(super) fn advice_for(field: &str) -> &'static str {
     }
 }
 
+impl From<ParseError> for ComposeRefusal {
+    fn from(error: ParseError) -> ComposeRefusal {
+        match error {
+            ParseError::TooLarge => ComposeRefusal::TooLarge,
+            ParseError::NotYaml(error) => ComposeRefusal::NotYaml(one_line(error)),
+        }
+    }
+}
+
 /// An error's text on one line, so a refusal stays one line.
-pub(super) fn one_line(error: impl fmt::Display) -> String {
+fn one_line(error: impl fmt::Display) -> String {
     error.to_string().replace(['\n', '\r'], " ")
 }

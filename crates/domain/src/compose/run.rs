@@ -43,11 +43,12 @@ use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
-use super::refusal::{advice_for, invalid, mapping_key, one_line, unsupported};
+use super::file::ComposeFile;
+use super::refusal::{advice_for, invalid, mapping_key, unsupported};
 use super::service::ServiceReader;
 use super::start_order::start_order;
 use super::volumes::read_volume_declarations;
-use super::{ComposeAllowances, ComposeRefusal, ComposeSubject, MAX_COMPOSE_BYTES};
+use super::{ComposeAllowances, ComposeRefusal, ComposeSubject};
 use crate::names::{DnsLabel, quote};
 
 /// The most services one stack may have.
@@ -177,13 +178,7 @@ pub fn plan_stack(
     images: &[(String, String)],
     allow: &ComposeAllowances,
 ) -> Result<StackPlan, ComposeRefusal> {
-    if text.len() > MAX_COMPOSE_BYTES {
-        return Err(ComposeRefusal::TooLarge);
-    }
-    let mut root: Value =
-        serde_yaml_ng::from_str(text).map_err(|error| ComposeRefusal::NotYaml(one_line(error)))?;
-    root.apply_merge()
-        .map_err(|error| ComposeRefusal::NotYaml(one_line(error)))?;
+    let root = ComposeFile::parse(text).and_then(ComposeFile::merged)?;
     let Some(root) = root.as_mapping() else {
         return Err(invalid(
             &ComposeSubject::File,
