@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
-use super::refusal::mapping_key;
+use super::refusal::set_entries;
 use super::service::ServiceReader;
 use super::{ComposeHealthcheck, ComposeRefusal, HealthTest};
 use crate::names::quote;
@@ -24,11 +24,8 @@ impl ServiceReader<'_> {
         };
         let mut test = None;
         let mut disabled = false;
-        for (key, value) in fields {
-            let key = mapping_key(&self.subject, "healthcheck", key)?;
-            if value.is_null() {
-                continue;
-            }
+        for entry in set_entries(&self.subject, "healthcheck", fields) {
+            let (key, value) = entry?;
             match key {
                 "test" => test = Some(self.health_test(value)?),
                 "disable" => disabled = self.flag("healthcheck disable", value)?,

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::refusal::mapping_key;
+use super::refusal::set_entries;
 use super::service::ServiceReader;
 use super::{ComposeRefusal, PortMapping, PortProtocol};
 use crate::names::quote;
@@ -82,11 +82,8 @@ impl ServiceReader<'_> {
             protocol: PortProtocol::Tcp,
         };
         let mut target = None;
-        for (key, value) in port {
-            let key = mapping_key(&self.subject, "ports", key)?;
-            if value.is_null() {
-                continue;
-            }
+        for entry in set_entries(&self.subject, "ports", port) {
+            let (key, value) = entry?;
             match key {
                 "target" => target = Some(self.port_number(&self.scalar("ports target", value)?)?),
                 "published" => {

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde_yaml_ng::Value;
+use serde_yaml_ng::{Mapping, Value};
 
 use super::file::ParseError;
 use super::{ComposePermission, MAX_COMPOSE_BYTES, MAX_STACK_SERVICES};
@@ -90,6 +90,22 @@ pub(super) fn mapping_key<'v>(
 ) -> Result<&'v str, ComposeRefusal> {
     key.as_str()
         .ok_or_else(|| invalid(subject, field, "a key is not a string"))
+}
+
+/// The entries of a mapping that have a value, in the file's order, each key as text: compose
+/// reads an empty field as an unset one.
+pub(super) fn set_entries<'v>(
+    subject: &'v ComposeSubject,
+    field: &'v str,
+    mapping: &'v Mapping,
+) -> impl Iterator<Item = Result<(&'v str, &'v Value), ComposeRefusal>> + 'v {
+    mapping
+        .iter()
+        .filter_map(move |(key, value)| match mapping_key(subject, field, key) {
+            Err(refusal) => Some(Err(refusal)),
+            Ok(_) if value.is_null() => None,
+            Ok(key) => Some(Ok((key, value))),
+        })
 }
 
 pub(super) fn invalid(

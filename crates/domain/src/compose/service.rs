@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_yaml_ng::Value;
 
 use super::host_paths::check_container_path;
-use super::refusal::{advice_for, invalid, mapping_key, unsupported};
+use super::refusal::{advice_for, invalid, mapping_key, set_entries, unsupported};
 use super::volumes::DeclaredVolume;
 use super::words::split_words;
 use super::{ComposeAllowances, ComposePermission, ComposeRefusal, ComposeSubject, StackService};
@@ -69,12 +69,8 @@ impl ServiceReader<'_> {
         };
         let mut builds = false;
         let mut file_image = None;
-        for (key, value) in fields {
-            let key = mapping_key(&self.subject, "setting", key)?;
-            // Compose reads an empty field as an unset one.
-            if value.is_null() {
-                continue;
-            }
+        for entry in set_entries(&self.subject, "setting", fields) {
+            let (key, value) = entry?;
             match key {
                 "build" => builds = true,
                 "image" => file_image = Some(self.image(value)?),

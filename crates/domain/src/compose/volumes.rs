@@ -8,7 +8,7 @@ use serde_yaml_ng::{Mapping, Value};
 use super::host_paths::{
     SocketReach, check_container_path, looks_like_path, normalize_host_path, socket_reach,
 };
-use super::refusal::{advice_for, invalid, mapping_key, unsupported};
+use super::refusal::{advice_for, invalid, mapping_key, set_entries, unsupported};
 use super::service::ServiceReader;
 use super::{ComposePermission, ComposeRefusal, ComposeSubject, VolumeMount, VolumeSource};
 use crate::names::quote;
@@ -72,11 +72,8 @@ impl ServiceReader<'_> {
         let mut source = None;
         let mut target = None;
         let mut read_only = false;
-        for (key, value) in mount {
-            let key = mapping_key(&self.subject, "volumes", key)?;
-            if value.is_null() {
-                continue;
-            }
+        for entry in set_entries(&self.subject, "volumes", mount) {
+            let (key, value) = entry?;
             match key {
                 "type" => kind = Some(self.text("volumes type", value)?),
                 "source" => source = Some(self.text("volumes source", value)?),
@@ -255,11 +252,8 @@ fn read_volume_declaration(
     fields: &Mapping,
 ) -> Result<DeclaredVolume, ComposeRefusal> {
     let mut declared = DeclaredVolume::Local;
-    for (key, value) in fields {
-        let key = mapping_key(subject, "setting", key)?;
-        if value.is_null() {
-            continue;
-        }
+    for entry in set_entries(subject, "setting", fields) {
+        let (key, value) = entry?;
         match key {
             "driver" => {
                 if value.as_str() != Some("local") {
