@@ -1,0 +1,50 @@
+//! Agents as an admin sees them: issuing an agent's token and listing the agents.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiRequest, Method};
+
+/// An agent as the server knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Agent {
+    pub id: i64,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub version: Option<String>,
+    pub hostname: Option<String>,
+    pub created_at: String,
+    pub last_seen_at: Option<String>,
+}
+
+/// `POST /v1/agents`: issues a token for a new agent. The token is shown once and stored hashed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateAgent {
+    pub name: String,
+}
+
+/// The answer to [`CreateAgent`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentCredentials {
+    pub agent: Agent,
+    pub token: String,
+}
+
+impl ApiRequest for CreateAgent {
+    type Response = AgentCredentials;
+    const METHOD: Method = Method::Post;
+    fn path(&self) -> String {
+        "/v1/agents".to_owned()
+    }
+}
+
+/// `GET /v1/agents`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ListAgents {}
+
+impl ApiRequest for ListAgents {
+    type Response = Vec<Agent>;
+    const METHOD: Method = Method::Get;
+    fn path(&self) -> String {
+        "/v1/agents".to_owned()
+    }
+}
