@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::api_request;
 use crate::{
-    Agent, ApiRequest, Build, BuildState, BuiltImage, Method, RegistryLogin, SecretText, Service,
-    StepFailure,
+    Agent, Build, BuildState, BuiltImage, RegistryLogin, SecretText, Service, StepFailure,
 };
 
 /// `POST /v1/agent/register`: an agent announces itself with its token.
@@ -20,13 +20,7 @@ pub struct RegisterAgent {
     pub hostname: Option<String>,
 }
 
-impl ApiRequest for RegisterAgent {
-    type Response = AgentSettings;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        "/v1/agent/register".to_owned()
-    }
-}
+api_request!(RegisterAgent: Post "/v1/agent/register" -> AgentSettings);
 
 /// What the server tells a registering agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,13 +39,7 @@ pub struct ClaimBuild {
     pub wait_ms: u64,
 }
 
-impl ApiRequest for ClaimBuild {
-    type Response = Claim;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        "/v1/agent/claim".to_owned()
-    }
-}
+api_request!(ClaimBuild: Post "/v1/agent/claim" -> Claim);
 
 /// The answer to [`ClaimBuild`]: a job, or none when the wait ran out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,13 +89,7 @@ pub struct Heartbeat {
     pub builds: Vec<i64>,
 }
 
-impl ApiRequest for Heartbeat {
-    type Response = HeartbeatAnswer;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        "/v1/agent/heartbeat".to_owned()
-    }
-}
+api_request!(Heartbeat: Post "/v1/agent/heartbeat" -> HeartbeatAnswer);
 
 /// The answer to [`Heartbeat`].
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -152,13 +134,7 @@ impl ReportBuildState {
     }
 }
 
-impl ApiRequest for ReportBuildState {
-    type Response = Build;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/agent/builds/{}/state", self.id)
-    }
-}
+api_request!(ReportBuildState: Post "/v1/agent/builds/{}/state" [id] -> Build);
 
 /// `POST /v1/agent/builds/{id}/clone-credentials`: what the leasing agent needs to fetch the
 /// commit of a repository reached through the GitHub App.
@@ -168,13 +144,9 @@ pub struct GetCloneCredentials {
     pub id: i64,
 }
 
-impl ApiRequest for GetCloneCredentials {
-    type Response = CloneCredentials;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/agent/builds/{}/clone-credentials", self.id)
-    }
-}
+api_request!(
+    GetCloneCredentials: Post "/v1/agent/builds/{}/clone-credentials" [id] -> CloneCredentials
+);
 
 /// A clone URL and the installation token that opens it. The token is short-lived; the agent
 /// passes it to git through the environment and never writes it anywhere.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiRequest, Method};
+use crate::api::api_request;
 
 /// An agent as the server knows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -29,22 +29,10 @@ pub struct AgentCredentials {
     pub token: String,
 }
 
-impl ApiRequest for CreateAgent {
-    type Response = AgentCredentials;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        "/v1/agents".to_owned()
-    }
-}
+api_request!(CreateAgent: Post "/v1/agents" -> AgentCredentials);
 
 /// `GET /v1/agents`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ListAgents {}
 
-impl ApiRequest for ListAgents {
-    type Response = Vec<Agent>;
-    const METHOD: Method = Method::Get;
-    fn path(&self) -> String {
-        "/v1/agents".to_owned()
-    }
-}
+api_request!(ListAgents: Get "/v1/agents" -> Vec<Agent>);

@@ -14,6 +14,34 @@ pub trait ApiRequest: Serialize {
     fn path(&self) -> String;
 }
 
+/// Implements [`ApiRequest`] for a request type, on one line: the type, its method, its path and
+/// the type it answers with. The path is a format string whose `{}` take the listed fields of
+/// the request in order, each percent-encoded:
+///
+/// `api_request!(UnsetEnv: Delete "/v1/services/{}/env/{}" [service, name] -> Vec<EnvVar>);`
+macro_rules! api_request {
+    ($request:ident: $method:ident $path:literal -> $response:ty) => {
+        impl $crate::ApiRequest for $request {
+            type Response = $response;
+            const METHOD: $crate::Method = $crate::Method::$method;
+            fn path(&self) -> String {
+                $path.to_owned()
+            }
+        }
+    };
+    ($request:ident: $method:ident $path:literal [$($($field:ident).+),+] -> $response:ty) => {
+        impl $crate::ApiRequest for $request {
+            type Response = $response;
+            const METHOD: $crate::Method = $crate::Method::$method;
+            fn path(&self) -> String {
+                format!($path, $($crate::url_component(&self.$($field).+.to_string())),+)
+            }
+        }
+    };
+}
+
+pub(crate) use api_request;
+
 /// The HTTP methods the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -46,6 +74,49 @@ pub fn url_component(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_name_their_method_and_path() {
+        use crate::{GetLogs, ListServices, UnsetEnv, UpdateService};
+
+        fn route<R: ApiRequest>(request: &R) -> (Method, String) {
+            (R::METHOD, request.path())
+        }
+        assert_eq!(
+            route(&ListServices {}),
+            (Method::Get, "/v1/services".to_owned())
+        );
+        let unset = UnsetEnv {
+            service: "web".into(),
+            name: "A B/C".into(),
+        };
+        assert_eq!(
+            route(&unset),
+            (Method::Delete, "/v1/services/web/env/A%20B%2FC".to_owned())
+        );
+        let update = UpdateService {
+            service: crate::CreateService {
+                name: "api-2".into(),
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            route(&update),
+            (Method::Put, "/v1/services/api-2".to_owned())
+        );
+        let logs = GetLogs {
+            id: 7,
+            after: -1,
+            wait_ms: 500,
+        };
+        assert_eq!(
+            route(&logs),
+            (
+                Method::Get,
+                "/v1/builds/7/logs?after=-1&wait_ms=500".to_owned()
+            )
+        );
+    }
 
     #[test]
     fn url_component_escapes_everything_outside_unreserved() {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::api_request;
 use crate::{ApiRequest, Method, url_component};
 
 /// Where a build stands. The allowed moves between states live in `wharf-domain`.
@@ -185,6 +186,8 @@ pub struct ListBuilds {
     pub service: Option<String>,
 }
 
+// The query is there only with a service, so the path is written out rather than declared with
+// `api_request!`.
 impl ApiRequest for ListBuilds {
     type Response = Vec<Build>;
     const METHOD: Method = Method::Get;
@@ -203,13 +206,7 @@ pub struct ShowBuild {
     pub id: i64,
 }
 
-impl ApiRequest for ShowBuild {
-    type Response = Build;
-    const METHOD: Method = Method::Get;
-    fn path(&self) -> String {
-        format!("/v1/builds/{}", self.id)
-    }
-}
+api_request!(ShowBuild: Get "/v1/builds/{}" [id] -> Build);
 
 /// `POST /v1/builds/{id}/cancel`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,13 +215,7 @@ pub struct CancelBuild {
     pub id: i64,
 }
 
-impl ApiRequest for CancelBuild {
-    type Response = Build;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/builds/{}/cancel", self.id)
-    }
-}
+api_request!(CancelBuild: Post "/v1/builds/{}/cancel" [id] -> Build);
 
 /// `POST /v1/builds/{id}/retry`: queues a new build of the same commit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,13 +224,7 @@ pub struct RetryBuild {
     pub id: i64,
 }
 
-impl ApiRequest for RetryBuild {
-    type Response = Build;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/builds/{}/retry", self.id)
-    }
-}
+api_request!(RetryBuild: Post "/v1/builds/{}/retry" [id] -> Build);
 
 /// `POST /v1/services/{name}/builds`: a manual build of a commit, or of the branch's head.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -251,13 +236,7 @@ pub struct TriggerBuild {
     pub git_ref: Option<String>,
 }
 
-impl ApiRequest for TriggerBuild {
-    type Response = Build;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/services/{}/builds", url_component(&self.service))
-    }
-}
+api_request!(TriggerBuild: Post "/v1/services/{}/builds" [service] -> Build);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiRequest, BuildState, Method};
+use crate::BuildState;
+use crate::api::api_request;
 
 /// Which output a log line came from.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -52,13 +53,7 @@ pub struct AppendLogsAnswer {
     pub truncated: bool,
 }
 
-impl ApiRequest for AppendLogs {
-    type Response = AppendLogsAnswer;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/agent/builds/{}/logs", self.id)
-    }
-}
+api_request!(AppendLogs: Post "/v1/agent/builds/{}/logs" [id] -> AppendLogsAnswer);
 
 /// A stored log line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -92,13 +87,6 @@ pub struct BuildLogs {
     pub truncated: bool,
 }
 
-impl ApiRequest for GetLogs {
-    type Response = BuildLogs;
-    const METHOD: Method = Method::Get;
-    fn path(&self) -> String {
-        format!(
-            "/v1/builds/{}/logs?after={}&wait_ms={}",
-            self.id, self.after, self.wait_ms
-        )
-    }
-}
+api_request!(
+    GetLogs: Get "/v1/builds/{}/logs?after={}&wait_ms={}" [id, after, wait_ms] -> BuildLogs
+);

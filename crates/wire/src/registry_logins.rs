@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiRequest, Method, SecretText};
+use crate::SecretText;
+use crate::api::api_request;
 
 /// A registry user and password.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -28,10 +29,6 @@ pub struct RegistryLoginSet {
     pub username: String,
 }
 
-impl ApiRequest for SetRegistryLogin {
-    type Response = RegistryLoginSet;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/installations/{}/registry-login", self.installation_id)
-    }
-}
+api_request!(
+    SetRegistryLogin: Post "/v1/installations/{}/registry-login" [installation_id] -> RegistryLoginSet
+);

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiRequest, DeploySettings, Method, url_component};
+use crate::DeploySettings;
+use crate::api::api_request;
 
 /// A service: one deployable thing built from one repository and branch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -66,13 +67,7 @@ pub struct CreateService {
     pub deploy: Option<DeploySettings>,
 }
 
-impl ApiRequest for CreateService {
-    type Response = Service;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        "/v1/services".to_owned()
-    }
-}
+api_request!(CreateService: Post "/v1/services" -> Service);
 
 /// `GET /v1/services/{name}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,13 +76,7 @@ pub struct ShowService {
     pub name: String,
 }
 
-impl ApiRequest for ShowService {
-    type Response = Service;
-    const METHOD: Method = Method::Get;
-    fn path(&self) -> String {
-        format!("/v1/services/{}", url_component(&self.name))
-    }
-}
+api_request!(ShowService: Get "/v1/services/{}" [name] -> Service);
 
 /// `PUT /v1/services/{name}`: replaces a service's settings (all of them: read, change, put).
 /// The name and project stay; a change applies from the next build and the next release.
@@ -97,22 +86,10 @@ pub struct UpdateService {
     pub service: CreateService,
 }
 
-impl ApiRequest for UpdateService {
-    type Response = Service;
-    const METHOD: Method = Method::Put;
-    fn path(&self) -> String {
-        format!("/v1/services/{}", url_component(&self.service.name))
-    }
-}
+api_request!(UpdateService: Put "/v1/services/{}" [service.name] -> Service);
 
 /// `GET /v1/services`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ListServices {}
 
-impl ApiRequest for ListServices {
-    type Response = Vec<Service>;
-    const METHOD: Method = Method::Get;
-    fn path(&self) -> String {
-        "/v1/services".to_owned()
-    }
-}
+api_request!(ListServices: Get "/v1/services" -> Vec<Service>);

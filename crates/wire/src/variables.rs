@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiRequest, Method, SecretText, url_component};
+use crate::SecretText;
+use crate::api::api_request;
 
 /// A service's variable as the API shows it: secret values never leave the server.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -31,13 +32,7 @@ pub struct SetEnv {
     pub build: bool,
 }
 
-impl ApiRequest for SetEnv {
-    type Response = EnvVar;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/services/{}/env", url_component(&self.service))
-    }
-}
+api_request!(SetEnv: Post "/v1/services/{}/env" [service] -> EnvVar);
 
 /// `GET /v1/services/{name}/env`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -46,13 +41,7 @@ pub struct ListEnv {
     pub service: String,
 }
 
-impl ApiRequest for ListEnv {
-    type Response = Vec<EnvVar>;
-    const METHOD: Method = Method::Get;
-    fn path(&self) -> String {
-        format!("/v1/services/{}/env", url_component(&self.service))
-    }
-}
+api_request!(ListEnv: Get "/v1/services/{}/env" [service] -> Vec<EnvVar>);
 
 /// `DELETE /v1/services/{name}/env/{var}`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -63,14 +52,4 @@ pub struct UnsetEnv {
     pub name: String,
 }
 
-impl ApiRequest for UnsetEnv {
-    type Response = Vec<EnvVar>;
-    const METHOD: Method = Method::Delete;
-    fn path(&self) -> String {
-        format!(
-            "/v1/services/{}/env/{}",
-            url_component(&self.service),
-            url_component(&self.name)
-        )
-    }
-}
+api_request!(UnsetEnv: Delete "/v1/services/{}/env/{}" [service, name] -> Vec<EnvVar>);
