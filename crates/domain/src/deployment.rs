@@ -303,36 +303,30 @@ mod tests {
             auto_deploy: false,
             ..progress(BuildState::Completed)
         };
-        let cases: Vec<(BuildProgress<'_>, DeploymentState, &str)> = vec![
+        // Work under way: the build's steps, then the release's on its hosts.
+        let building = [
+            (BuildState::Claimed, "An agent claimed the build"),
+            (BuildState::Cloning, "Fetching the commit"),
+            (BuildState::Building, "Building the image"),
+            (BuildState::Pushing, "Pushing the image"),
+            (BuildState::Completed, "Built; waiting for its release"),
+        ]
+        .map(|(state, description)| (progress(state), InProgress, description));
+        let releasing = [
+            (ReleaseState::Pending, "Released; waiting for its hosts"),
+            (ReleaseState::Pulling, "Pulling the image"),
+            (ReleaseState::Starting, "Starting the new version"),
+            (
+                ReleaseState::HealthChecking,
+                "Checking the new version's health",
+            ),
+        ]
+        .map(|(state, description)| (released(state, None), InProgress, description));
+        let waiting_or_ended = [
             (
                 progress(BuildState::Pending),
                 Queued,
                 "Queued: waiting for an agent to build it",
-            ),
-            (
-                progress(BuildState::Claimed),
-                InProgress,
-                "An agent claimed the build",
-            ),
-            (
-                progress(BuildState::Cloning),
-                InProgress,
-                "Fetching the commit",
-            ),
-            (
-                progress(BuildState::Building),
-                InProgress,
-                "Building the image",
-            ),
-            (
-                progress(BuildState::Pushing),
-                InProgress,
-                "Pushing the image",
-            ),
-            (
-                progress(BuildState::Completed),
-                InProgress,
-                "Built; waiting for its release",
             ),
             (
                 manual_only,
@@ -346,26 +340,6 @@ mod tests {
                 progress(BuildState::Cancelled),
                 Error,
                 "Cancelled: no reason given",
-            ),
-            (
-                released(ReleaseState::Pending, None),
-                InProgress,
-                "Released; waiting for its hosts",
-            ),
-            (
-                released(ReleaseState::Pulling, None),
-                InProgress,
-                "Pulling the image",
-            ),
-            (
-                released(ReleaseState::Starting, None),
-                InProgress,
-                "Starting the new version",
-            ),
-            (
-                released(ReleaseState::HealthChecking, None),
-                InProgress,
-                "Checking the new version's health",
             ),
             (released(ReleaseState::Live, None), Success, "Live"),
             (
@@ -384,6 +358,10 @@ mod tests {
                 "Replaced by a newer release",
             ),
         ];
+        let cases = waiting_or_ended
+            .into_iter()
+            .chain(building)
+            .chain(releasing);
         for (progress, state, description) in cases {
             let desired = desired_status(&progress);
             assert_eq!(desired.state, state, "{progress:?}");

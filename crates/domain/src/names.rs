@@ -7,10 +7,51 @@
 
 use std::fmt;
 
+/// `as_str` and `Display` for the names that are one checked string.
+macro_rules! checked_text {
+    ($($name:ident),+) => {$(
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )+};
+}
+
+checked_text!(DnsLabel, BranchName, CommitSha);
+
 /// Why a name was refused, as a sentence a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct NameError(pub String);
+
+impl NameError {
+    /// `invalid {what} "{value}": {advice}`, with the value quoted and cut short.
+    fn invalid(what: &str, value: &str, advice: &str) -> NameError {
+        NameError(format!("invalid {what} {}: {advice}", quote(value)))
+    }
+}
+
+/// Accepts a value that passed its check, and refuses one that did not with
+/// [`NameError::invalid`].
+fn accept(valid: bool, what: &str, value: &str, advice: &str) -> Result<(), NameError> {
+    if valid {
+        Ok(())
+    } else {
+        Err(NameError::invalid(what, value, advice))
+    }
+}
+
+/// The first 80 characters of a value git or GitHub sent, for a message.
+fn shortened(value: &str) -> String {
+    value.chars().take(80).collect()
+}
 
 /// A DNS label: 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen.
 /// Service names become host names and image path segments, so they must be labels.
@@ -29,22 +70,13 @@ impl DnsLabel {
             || value.starts_with('-')
             || value.ends_with('-')
         {
-            return Err(NameError(format!(
-                "invalid {what} {}: use 1-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit",
-                quote(value)
-            )));
+            return Err(NameError::invalid(
+                what,
+                value,
+                "use 1-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit",
+            ));
         }
         Ok(DnsLabel(value.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for DnsLabel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -60,10 +92,11 @@ impl RepoFullName {
     /// end); the name is 1-100 letters, digits, `.`, `-` or `_`, and not `.` or `..`.
     pub fn parse(value: &str) -> Result<RepoFullName, NameError> {
         let refuse = || {
-            NameError(format!(
-                "invalid repository {}: expected owner/name, for example acme/web",
-                quote(value)
-            ))
+            NameError::invalid(
+                "repository",
+                value,
+                "expected owner/name, for example acme/web",
+            )
         };
         let (owner, name) = value.split_once('/').ok_or_else(refuse)?;
         let owner_ok = !owner.is_empty()
@@ -139,16 +172,18 @@ impl RepoSource {
             if host_ok && path_ok && value.len() <= 2048 {
                 return Ok(RepoSource::PublicUrl(value.to_owned()));
             }
-            return Err(NameError(format!(
-                "invalid repository URL {}: expected https://host/owner/name with no credentials, query or fragment",
-                quote(value)
-            )));
+            return Err(NameError::invalid(
+                "repository URL",
+                value,
+                "expected https://host/owner/name with no credentials, query or fragment",
+            ));
         }
         if value.contains("://") || value.starts_with("git@") {
-            return Err(NameError(format!(
-                "invalid repository {}: use owner/name for a repository of the GitHub App, or an https:// URL of a public one",
-                quote(value)
-            )));
+            return Err(NameError::invalid(
+                "repository",
+                value,
+                "use owner/name for a repository of the GitHub App, or an https:// URL of a public one",
+            ));
         }
         RepoFullName::parse(value).map(RepoSource::GitHub)
     }
@@ -180,12 +215,7 @@ pub const MAX_BRANCH_LEN: usize = 255;
 
 impl BranchName {
     pub fn parse(value: &str) -> Result<BranchName, NameError> {
-        let refuse = |why: &str| {
-            NameError(format!(
-                "invalid branch {}: {why}",
-                quote(&value.chars().take(80).collect::<String>())
-            ))
-        };
+        let refuse = |why: &str| NameError::invalid("branch", &shortened(value), why);
         if value.is_empty() {
             return Err(refuse("it is empty"));
         }
@@ -234,21 +264,12 @@ impl BranchName {
         match git_ref.strip_prefix("refs/heads/") {
             Some(branch) => BranchName::parse(branch).map(Some),
             None if git_ref.starts_with("refs/") => Ok(None),
-            None => Err(NameError(format!(
-                "invalid ref {}: expected refs/heads/… or refs/tags/…",
-                quote(&git_ref.chars().take(80).collect::<String>())
-            ))),
+            None => Err(NameError::invalid(
+                "ref",
+                &shortened(git_ref),
+                "expected refs/heads/… or refs/tags/…",
+            )),
         }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for BranchName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -262,10 +283,11 @@ impl CommitSha {
         {
             Ok(CommitSha(value.to_ascii_lowercase()))
         } else {
-            Err(NameError(format!(
-                "invalid commit {}: expected a full 40-character SHA",
-                quote(&value.chars().take(80).collect::<String>())
-            )))
+            Err(NameError::invalid(
+                "commit",
+                &shortened(value),
+                "expected a full 40-character SHA",
+            ))
         }
     }
 
@@ -273,40 +295,28 @@ impl CommitSha {
     pub fn is_zero(&self) -> bool {
         self.0.bytes().all(|b| b == b'0')
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CommitSha {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A repository-relative path (Dockerfile, build context, compose file): no absolute paths,
 /// no `..` components, no NUL, no backslashes.
 pub fn check_repo_path(what: &str, value: &str) -> Result<(), NameError> {
-    let ok = !value.is_empty()
+    let valid = !value.is_empty()
         && value.len() <= 1024
         && !value.starts_with('/')
         && !value.contains('\0')
         && !value.contains('\\')
         && !value.split('/').any(|part| part == "..");
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError(format!(
-            "invalid {what} {}: give a path inside the repository, without '..' or a leading '/'",
-            quote(value)
-        )))
-    }
+    accept(
+        valid,
+        what,
+        value,
+        "give a path inside the repository, without '..' or a leading '/'",
+    )
 }
 
 /// A host name for routing: dot-separated DNS labels, 253 characters at most.
 pub fn check_domain(value: &str) -> Result<(), NameError> {
-    let ok = !value.is_empty()
+    let valid = !value.is_empty()
         && value.len() <= 253
         && value.split('.').all(|label| {
             !label.is_empty()
@@ -317,46 +327,35 @@ pub fn check_domain(value: &str) -> Result<(), NameError> {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError(format!(
-            "invalid domain {}: expected a lowercase host name such as app.example.com",
-            quote(value)
-        )))
-    }
+    accept(
+        valid,
+        "domain",
+        value,
+        "expected a lowercase host name such as app.example.com",
+    )
 }
 
 /// A URL path for health probes: starts with `/`, printable ASCII without spaces.
 pub fn check_http_path(what: &str, value: &str) -> Result<(), NameError> {
-    let ok = value.starts_with('/')
+    let valid = value.starts_with('/')
         && value.len() <= 1024
         && value.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError(format!(
-            "invalid {what} {}: expected a path such as /healthz",
-            quote(value)
-        )))
-    }
+    accept(valid, what, value, "expected a path such as /healthz")
 }
 
 /// An image reference to deploy (`registry/name:tag`, `name@sha256:…`): printable ASCII
 /// without spaces, not starting with `-` (it becomes a command argument), at most 512 bytes.
 pub fn check_image_ref(value: &str) -> Result<(), NameError> {
-    let ok = !value.is_empty()
+    let valid = !value.is_empty()
         && value.len() <= 512
         && !value.starts_with('-')
         && value.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError(format!(
-            "invalid image {}: expected a reference such as registry.example.com/team/web:v1",
-            quote(value)
-        )))
-    }
+    accept(
+        valid,
+        "image",
+        value,
+        "expected a reference such as registry.example.com/team/web:v1",
+    )
 }
 
 /// `registry/name` of `registry/name:tag`, `registry/name@digest` or both (a registry's port
@@ -371,25 +370,23 @@ pub fn image_repository(image: &str) -> &str {
 
 /// An image tag: letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, at most 128.
 pub fn check_image_tag(value: &str) -> Result<(), NameError> {
-    let ok = !value.is_empty()
+    let valid = !value.is_empty()
         && value.len() <= 128
         && !value.starts_with(['.', '-'])
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError(format!(
-            "invalid image tag {}: letters, digits, '_', '.' and '-', at most 128",
-            quote(value)
-        )))
-    }
+    accept(
+        valid,
+        "image tag",
+        value,
+        "letters, digits, '_', '.' and '-', at most 128",
+    )
 }
 
 /// A variable name: a letter or `_`, then letters, digits or `_`, at most 255 bytes.
 pub fn check_env_name(value: &str) -> Result<(), NameError> {
-    let ok = !value.is_empty()
+    let valid = !value.is_empty()
         && value.len() <= 255
         && value
             .bytes()
@@ -398,14 +395,12 @@ pub fn check_env_name(value: &str) -> Result<(), NameError> {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(NameError(format!(
-            "invalid variable name {}: use letters, digits and _, not starting with a digit",
-            quote(value)
-        )))
-    }
+    accept(
+        valid,
+        "variable name",
+        value,
+        "use letters, digits and _, not starting with a digit",
+    )
 }
 
 /// Quotes a user-given value for an error message, escaping control characters and cutting it short.

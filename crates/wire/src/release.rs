@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiRequest, Method, RegistryLogin, SecretText, url_component};
+use crate::api::api_request;
+use crate::{RegistryLogin, SecretText};
 
 /// How a service is deployed; kept on the service and copied onto each release.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -342,13 +343,7 @@ pub struct ListReleases {
     pub service: String,
 }
 
-impl ApiRequest for ListReleases {
-    type Response = Vec<Release>;
-    const METHOD: Method = Method::Get;
-    fn path(&self) -> String {
-        format!("/v1/services/{}/releases", url_component(&self.service))
-    }
-}
+api_request!(ListReleases: Get "/v1/services/{}/releases" [service] -> Vec<Release>);
 
 /// `GET /v1/releases/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -357,13 +352,7 @@ pub struct ShowRelease {
     pub id: i64,
 }
 
-impl ApiRequest for ShowRelease {
-    type Response = Release;
-    const METHOD: Method = Method::Get;
-    fn path(&self) -> String {
-        format!("/v1/releases/{}", self.id)
-    }
-}
+api_request!(ShowRelease: Get "/v1/releases/{}" [id] -> Release);
 
 /// `POST /v1/services/{name}/deploy`: a release without a rebuild, of the service's latest
 /// completed build, of a given build, or of a given image.
@@ -377,13 +366,7 @@ pub struct DeployService {
     pub image: Option<String>,
 }
 
-impl ApiRequest for DeployService {
-    type Response = Release;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/services/{}/deploy", url_component(&self.service))
-    }
-}
+api_request!(DeployService: Post "/v1/services/{}/deploy" [service] -> Release);
 
 /// `POST /v1/services/{name}/rollback`: a release of an earlier release's image, by default
 /// the one live before the current one.
@@ -395,13 +378,7 @@ pub struct RollbackService {
     pub to: Option<i64>,
 }
 
-impl ApiRequest for RollbackService {
-    type Response = Release;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/services/{}/rollback", url_component(&self.service))
-    }
-}
+api_request!(RollbackService: Post "/v1/services/{}/rollback" [service] -> Release);
 
 /// `POST /v1/services/{name}/deploy-secret`: makes a new secret for the CI deploy hook and
 /// shows it once.
@@ -417,16 +394,7 @@ pub struct DeploySecret {
     pub secret: SecretText,
 }
 
-impl ApiRequest for RotateDeploySecret {
-    type Response = DeploySecret;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!(
-            "/v1/services/{}/deploy-secret",
-            url_component(&self.service)
-        )
-    }
-}
+api_request!(RotateDeploySecret: Post "/v1/services/{}/deploy-secret" [service] -> DeploySecret);
 
 /// The body of `POST /deploy`, the CI deploy hook.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -461,13 +429,7 @@ pub struct ClaimRollout {
     pub wait_ms: u64,
 }
 
-impl ApiRequest for ClaimRollout {
-    type Response = RolloutClaim;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        "/v1/agent/rollouts/claim".to_owned()
-    }
-}
+api_request!(ClaimRollout: Post "/v1/agent/rollouts/claim" -> RolloutClaim);
 
 /// The answer to [`ClaimRollout`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -518,13 +480,7 @@ pub struct Desired {
     pub rolling_out: Vec<i64>,
 }
 
-impl ApiRequest for DesiredState {
-    type Response = Desired;
-    const METHOD: Method = Method::Get;
-    fn path(&self) -> String {
-        "/v1/agent/desired".to_owned()
-    }
-}
+api_request!(DesiredState: Get "/v1/agent/desired" -> Desired);
 
 /// `POST /v1/agent/rollouts/{id}/state`: the agent reports progress or the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -552,13 +508,7 @@ impl ReportRollout {
     }
 }
 
-impl ApiRequest for ReportRollout {
-    type Response = Rollout;
-    const METHOD: Method = Method::Post;
-    fn path(&self) -> String {
-        format!("/v1/agent/rollouts/{}/state", self.id)
-    }
-}
+api_request!(ReportRollout: Post "/v1/agent/rollouts/{}/state" [id] -> Rollout);
 
 #[cfg(test)]
 mod tests {

@@ -61,6 +61,7 @@ pub(super) fn build() -> Build {
         id: 7,
         service: "web".to_owned(),
         service_id: 1,
+        environment: "production".to_owned(),
         commit_sha: "0123456789abcdef0123456789abcdef01234567".to_owned(),
         branch: Some("main".to_owned()),
         trigger: BuildTrigger::Push,

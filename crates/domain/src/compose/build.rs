@@ -1,17 +1,18 @@
-//! Reading a repository's compose file: which of its services Wharf builds (those with a
-//! `build:` section), with their contexts and Dockerfiles checked to stay inside the repository.
+//! The build view of a compose file: which of its services Wharf builds (those with a `build:`
+//! section), with their contexts and Dockerfiles checked to stay inside the repository.
 //!
-//! Only what building needs is read here; [`crate::compose_deploy`] reads the file again for the
-//! deploy that runs the stack.
+//! Only the `build:` sections are read, from the file as the parser gives it before merge keys
+//! are applied: a `build:` that reaches a service only through `<<` is not read here, though the
+//! run view sees it. Only what building needs is checked, so a file that builds may still be
+//! refused when it is deployed. Services are listed in the order of their names.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_yaml_ng::Value;
 
+use super::file::{ComposeFile, MAX_COMPOSE_BYTES, ParseError};
 use crate::names::{NameError, check_repo_path};
-
-/// The largest compose file Wharf reads.
-pub const MAX_COMPOSE_BYTES: usize = 1024 * 1024;
 
 /// One image to build for a compose service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,18 +39,6 @@ impl From<NameError> for ComposeError {
 }
 
 #[derive(Deserialize)]
-struct RawFile {
-    #[serde(default)]
-    services: BTreeMap<String, RawService>,
-}
-
-#[derive(Deserialize)]
-struct RawService {
-    #[serde(default)]
-    build: Option<RawBuild>,
-}
-
-#[derive(Deserialize)]
 #[serde(untagged)]
 enum RawBuild {
     Context(String),
@@ -66,7 +55,7 @@ enum RawBuild {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RawArgs {
-    Map(BTreeMap<String, Option<serde_yaml_ng::Value>>),
+    Map(BTreeMap<String, Option<Value>>),
     List(Vec<String>),
 }
 
@@ -104,20 +93,69 @@ fn join_inside(base: &str, relative: &str, what: &str) -> Result<String, Compose
     Ok(joined)
 }
 
+/// The `build:` section of each service that has one, by service name. Other top-level keys and
+/// a service's other fields are passed over; a missing or empty `services:` has no services, and
+/// an empty service no `build:`.
+fn build_sections(
+    path: &str,
+    document: &Value,
+) -> Result<BTreeMap<String, RawBuild>, ComposeError> {
+    let services = match document {
+        Value::Null => return Ok(BTreeMap::new()),
+        Value::Mapping(root) => match root.get("services") {
+            None | Some(Value::Null) => return Ok(BTreeMap::new()),
+            Some(Value::Mapping(services)) => services,
+            Some(_) => return Err(not_valid(path, "services: expected a mapping of services")),
+        },
+        _ => return Err(not_valid(path, "expected a mapping with services:")),
+    };
+    let mut sections = BTreeMap::new();
+    for (name, service) in services {
+        // A plain number or boolean names a service by its text, as YAML readers that expect a
+        // string take it; the run view refuses such names.
+        let name = match name {
+            Value::String(name) => name.clone(),
+            Value::Number(number) => number.to_string(),
+            Value::Bool(flag) => flag.to_string(),
+            _ => return Err(not_valid(path, "services: a service name is not a string")),
+        };
+        let build = match service {
+            Value::Null => continue,
+            Value::Mapping(fields) => match fields.get("build") {
+                None | Some(Value::Null) => continue,
+                Some(build) => build,
+            },
+            _ => {
+                return Err(not_valid(
+                    path,
+                    format!("services.{name}: expected a mapping of settings"),
+                ));
+            }
+        };
+        let build = serde_yaml_ng::from_value(build.clone())
+            .map_err(|error| not_valid(path, format!("services.{name}.build: {error}")))?;
+        sections.insert(name, build);
+    }
+    Ok(sections)
+}
+
+/// The error for a file that is YAML but not shaped as a compose file.
+fn not_valid(path: &str, reason: impl std::fmt::Display) -> ComposeError {
+    ComposeError(format!("the compose file {path} is not valid: {reason}"))
+}
+
 /// Reads a compose file at `path` (relative to the repository) and lists what to build.
 pub fn builds(path: &str, text: &str) -> Result<Vec<ComposeBuild>, ComposeError> {
-    if text.len() > MAX_COMPOSE_BYTES {
-        return Err(ComposeError(format!(
+    let file = ComposeFile::parse(text).map_err(|error| match error {
+        ParseError::TooLarge => ComposeError(format!(
             "the compose file {path} is larger than {} KiB",
             MAX_COMPOSE_BYTES / 1024
-        )));
-    }
-    let file: RawFile = serde_yaml_ng::from_str(text)
-        .map_err(|error| ComposeError(format!("the compose file {path} is not valid: {error}")))?;
+        )),
+        ParseError::NotYaml(error) => not_valid(path, error),
+    })?;
     let directory = path.rsplit_once('/').map_or("", |(dir, _)| dir);
     let mut builds = Vec::new();
-    for (component, service) in file.services {
-        let Some(build) = service.build else { continue };
+    for (component, build) in build_sections(path, file.as_written())? {
         crate::names::DnsLabel::parse("compose service name", &component)?;
         let (context, dockerfile, raw_args) = match build {
             RawBuild::Context(context) => (context, None, None),
@@ -146,9 +184,9 @@ pub fn builds(path: &str, text: &str) -> Result<Vec<ComposeBuild>, ComposeError>
                 .into_iter()
                 .filter_map(|(key, value)| {
                     let value = match value? {
-                        serde_yaml_ng::Value::String(text) => text,
-                        serde_yaml_ng::Value::Number(number) => number.to_string(),
-                        serde_yaml_ng::Value::Bool(flag) => flag.to_string(),
+                        Value::String(text) => text,
+                        Value::Number(number) => number.to_string(),
+                        Value::Bool(flag) => flag.to_string(),
                         _ => return None,
                     };
                     Some((key, value))
@@ -210,5 +248,30 @@ mod tests {
             assert!(builds("compose.yml", text).is_err(), "{text}");
         }
         assert!(builds("sub/compose.yml", "services:\n  web:\n    build: ..\n").is_ok());
+    }
+
+    #[test]
+    fn reads_only_the_build_sections() {
+        // The run view refuses the top-level secrets, privileged mode, the `$` and the unknown
+        // field; building needs none of them.
+        let text = "secrets:\n  token:\n    file: ./token\nservices:\n  web:\n    build: ./web\n    privileged: true\n    command: echo $HOME\n    made_up_field: 1\n  db:\n";
+        let built: Vec<String> = builds("compose.yml", text)
+            .unwrap()
+            .into_iter()
+            .map(|build| build.component)
+            .collect();
+        assert_eq!(built, ["web"]);
+        let error = builds("compose.yml", "services:\n  web:\n    build: [a]\n").unwrap_err();
+        assert!(
+            error
+                .0
+                .starts_with("the compose file compose.yml is not valid: services.web.build: "),
+            "{error}"
+        );
+        let error = builds("compose.yml", &"#".repeat(MAX_COMPOSE_BYTES + 1)).unwrap_err();
+        assert_eq!(
+            error.0,
+            "the compose file compose.yml is larger than 1024 KiB"
+        );
     }
 }

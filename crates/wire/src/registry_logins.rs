@@ -1,0 +1,34 @@
+//! Registry logins: the registry credentials builds push with, per GitHub App installation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::SecretText;
+use crate::api::api_request;
+
+/// A registry user and password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: SecretText,
+}
+
+/// `POST /v1/installations/{id}/registry-login`: the registry credentials that builds of one
+/// GitHub App installation push with. The password is sealed at rest and never shown again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetRegistryLogin {
+    #[serde(skip)]
+    pub installation_id: i64,
+    pub username: String,
+    pub password: SecretText,
+}
+
+/// The answer to [`SetRegistryLogin`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistryLoginSet {
+    pub installation_id: i64,
+    pub username: String,
+}
+
+api_request!(
+    SetRegistryLogin: Post "/v1/installations/{}/registry-login" [installation_id] -> RegistryLoginSet
+);

@@ -1,0 +1,95 @@
+//! Services: what a service is, and the requests that create, show, change and list them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DeploySettings;
+use crate::api::api_request;
+
+/// A service: one deployable thing built from one repository and branch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Service {
+    pub id: i64,
+    pub name: String,
+    pub project: String,
+    /// `owner/name` for a repository reached through the GitHub App, or an `https://` URL of a public one.
+    pub repo: String,
+    pub branch: String,
+    pub dockerfile: Option<String>,
+    pub context: Option<String>,
+    pub compose: Option<String>,
+    pub port: Option<u16>,
+    pub health_path: Option<String>,
+    pub domain: Option<String>,
+    /// A newer push cancels running builds too, not only pending ones.
+    #[serde(default)]
+    pub cancel_running: bool,
+    /// How releases of the service are deployed.
+    #[serde(default)]
+    pub deploy: DeploySettings,
+    pub created_at: String,
+}
+
+impl Service {
+    /// The host names the edge routes to the service: its domain, then its aliases.
+    pub fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.domain
+            .iter()
+            .chain(&self.deploy.aliases)
+            .map(String::as_str)
+    }
+}
+
+/// `POST /v1/services`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct CreateService {
+    pub name: String,
+    /// Defaults to `default`.
+    #[serde(default)]
+    pub project: Option<String>,
+    pub repo: String,
+    pub branch: String,
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    #[serde(default)]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub compose: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub health_path: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub cancel_running: bool,
+    /// Deploy settings; the defaults of [`DeploySettings`] when absent.
+    #[serde(default)]
+    pub deploy: Option<DeploySettings>,
+}
+
+api_request!(CreateService: Post "/v1/services" -> Service);
+
+/// `GET /v1/services/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShowService {
+    #[serde(skip)]
+    pub name: String,
+}
+
+api_request!(ShowService: Get "/v1/services/{}" [name] -> Service);
+
+/// `PUT /v1/services/{name}`: replaces a service's settings (all of them: read, change, put).
+/// The name and project stay; a change applies from the next build and the next release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateService {
+    #[serde(flatten)]
+    pub service: CreateService,
+}
+
+api_request!(UpdateService: Put "/v1/services/{}" [service.name] -> Service);
+
+/// `GET /v1/services`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ListServices {}
+
+api_request!(ListServices: Get "/v1/services" -> Vec<Service>);
