@@ -288,38 +288,20 @@ async fn resolve_branch_head(
     Ok(CommitSha::parse(&sha)?)
 }
 
-/// Asks a public repository for its branch head with `git ls-remote`, never prompting.
+/// Asks a public repository for its branch head, never prompting.
 async fn ls_remote(url: &str, branch: &str) -> Result<String, HttpError> {
-    let mut command = tokio::process::Command::new("git");
-    command
-        .args(["ls-remote", "--", url, &format!("refs/heads/{branch}")])
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
+    use wharf_runtime::git::{BranchHeadError, branch_head};
+    branch_head(url, branch, std::time::Duration::from_secs(30))
         .await
-        .map_err(|_| HttpError::BadGateway(format!("git ls-remote {url} timed out")))?
-        .map_err(|error| HttpError::Internal(anyhow::anyhow!("cannot run git: {error}")))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(HttpError::BadGateway(format!(
-            "git ls-remote {url} failed: {}",
-            stderr
-                .lines()
-                .last()
-                .unwrap_or("")
-                .chars()
-                .take(200)
-                .collect::<String>()
-        )));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
-        .split_whitespace()
-        .next()
-        .map(str::to_owned)
-        .ok_or_else(|| HttpError::NotFound(format!("branch {branch} not found in {url}")))
+        .map_err(|error| match error {
+            BranchHeadError::Spawn(error) => {
+                HttpError::Internal(anyhow::anyhow!("cannot run git: {error}"))
+            }
+            BranchHeadError::NoSuchBranch { .. } => HttpError::NotFound(error.to_string()),
+            BranchHeadError::TimedOut { .. } | BranchHeadError::Failed { .. } => {
+                HttpError::BadGateway(error.to_string())
+            }
+        })
 }
 
 /// The context a secret of a service is sealed under: it binds the value to its row.
