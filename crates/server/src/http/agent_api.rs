@@ -16,12 +16,12 @@ use wharf_wire::{
 };
 use wharf_wire::{ClaimRollout, Desired, ReleaseState, ReportRollout, Rollout, RolloutClaim};
 
+use crate::core::{Core, now_millis};
 use crate::http::HttpError;
 use crate::http::auth::AgentIdentity;
 use crate::http::error::JsonBody;
-use crate::{AppState, now_millis};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/v1/agent/register", post(register))
         .route("/v1/agent/claim", post(claim))
@@ -43,7 +43,7 @@ const CLAIM_RECHECK: Duration = Duration::from_secs(1);
 
 async fn register(
     AgentIdentity(agent): AgentIdentity,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     JsonBody(request): JsonBody<RegisterAgent>,
 ) -> Result<Json<AgentSettings>, HttpError> {
     let labels: Vec<String> = request
@@ -82,7 +82,7 @@ async fn register(
     let reset = state.store.reset_rollouts(agent.id, now_millis()).await?;
     if !reset.is_empty() {
         tracing::warn!(agent = %agent.name, rollouts = ?reset, "agent restarted mid-rollout; rollouts start over");
-        state.releases.notify();
+        state.signals.releases.notify();
     }
     let lease_ms = state.config.lease.as_millis() as u64;
     Ok(Json(AgentSettings {
@@ -95,12 +95,12 @@ async fn register(
 
 async fn claim(
     AgentIdentity(agent): AgentIdentity,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     JsonBody(request): JsonBody<ClaimBuild>,
 ) -> Result<Json<Claim>, HttpError> {
     let wait = Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait);
     let deadline = Instant::now() + wait;
-    let mut wake_ups = state.queue.subscribe();
+    let mut wake_ups = state.signals.queue.subscribe();
     let lease_ms = state.config.lease.as_millis() as i64;
     let _waiting = state.metrics.claim_waiting();
     loop {
@@ -112,7 +112,7 @@ async fn claim(
             .claim_build(agent.id, lease_ms, now_millis())
             .await?
         {
-            state.github_reports.notify();
+            state.signals.github_reports.notify();
             state
                 .metrics
                 .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);
@@ -174,7 +174,7 @@ async fn claim(
 /// The service's build-time variables: plain ones as build arguments, secret ones opened for
 /// the agent as build secrets.
 async fn build_variables(
-    state: &AppState,
+    state: &Core,
     service_id: i64,
 ) -> Result<(Vec<BuildArg>, Vec<BuildSecret>), HttpError> {
     let mut args = Vec::new();
@@ -206,7 +206,7 @@ async fn build_variables(
 
 /// The registry credentials of an installation, opened for the agent that builds for it.
 pub(crate) async fn registry_login(
-    state: &AppState,
+    state: &Core,
     installation_id: i64,
 ) -> Result<Option<RegistryLogin>, HttpError> {
     let Some((username, sealed)) = state.store.registry_credentials(installation_id).await? else {
@@ -229,7 +229,7 @@ pub(crate) fn registry_login_context(installation_id: i64) -> String {
 
 async fn heartbeat(
     AgentIdentity(agent): AgentIdentity,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     JsonBody(request): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatAnswer>, HttpError> {
     if request.builds.len() > 1000 {
@@ -251,7 +251,7 @@ async fn heartbeat(
 
 async fn report_state(
     AgentIdentity(agent): AgentIdentity,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<i64>,
     JsonBody(request): JsonBody<ReportBuildState>,
 ) -> Result<Json<Build>, HttpError> {
@@ -280,18 +280,18 @@ async fn report_state(
             now_millis(),
         )
         .await?;
-    state.logs.notify();
+    state.signals.logs.notify();
     if build.state == wharf_wire::BuildState::Completed {
-        state.releases.notify();
+        state.signals.releases.notify();
     }
-    state.github_reports.notify();
+    state.signals.github_reports.notify();
     tracing::info!(build = id, agent = %agent.name, state = %build.state, "build state reported");
     Ok(Json(build))
 }
 
 async fn append_logs(
     AgentIdentity(agent): AgentIdentity,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<i64>,
     JsonBody(request): JsonBody<AppendLogs>,
 ) -> Result<Json<AppendLogsAnswer>, HttpError> {
@@ -311,7 +311,7 @@ async fn append_logs(
         )
         .await?;
     if outcome.stored > 0 || outcome.truncated {
-        state.logs.notify();
+        state.signals.logs.notify();
     }
     Ok(Json(AppendLogsAnswer {
         truncated: outcome.truncated,
@@ -320,7 +320,7 @@ async fn append_logs(
 
 async fn clone_credentials(
     AgentIdentity(agent): AgentIdentity,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<i64>,
 ) -> Result<Json<CloneCredentials>, HttpError> {
     let build = state.store.build(id).await?;
@@ -364,17 +364,17 @@ async fn clone_credentials(
 
 async fn claim_rollout(
     AgentIdentity(agent): AgentIdentity,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     JsonBody(request): JsonBody<ClaimRollout>,
 ) -> Result<Json<RolloutClaim>, HttpError> {
     let wait = Duration::from_millis(request.wait_ms).min(state.config.max_claim_wait);
     let deadline = Instant::now() + wait;
-    let mut wake_ups = state.releases.subscribe();
+    let mut wake_ups = state.signals.releases.subscribe();
     loop {
         wake_ups.borrow_and_update();
         if let Some(claimed) = state.store.claim_rollout(agent.id, now_millis()).await? {
-            state.releases.notify();
-            match crate::releases::rollout_job(&state, claimed).await {
+            state.signals.releases.notify();
+            match crate::core::release_scheduler::rollout_job(&state, claimed).await {
                 Ok(job) => {
                     tracing::info!(rollout = claimed.rollout_id, release = claimed.release_id, agent = %agent.name, "rollout claimed");
                     return Ok(Json(RolloutClaim { job: Some(job) }));
@@ -410,7 +410,7 @@ async fn claim_rollout(
 
 async fn report_rollout(
     AgentIdentity(agent): AgentIdentity,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<i64>,
     JsonBody(request): JsonBody<ReportRollout>,
 ) -> Result<Json<Rollout>, HttpError> {
@@ -436,8 +436,8 @@ async fn report_rollout(
             now_millis(),
         )
         .await?;
-    state.releases.notify();
-    state.github_reports.notify();
+    state.signals.releases.notify();
+    state.signals.github_reports.notify();
     tracing::info!(rollout = id, release = rollout.release_id, agent = %agent.name, state = %rollout.state, reason = rollout.reason.as_deref().unwrap_or(""), "rollout state reported");
     Ok(Json(rollout))
 }
@@ -445,11 +445,11 @@ async fn report_rollout(
 /// What the agent's host should run now: a job for every release live on it.
 async fn desired(
     AgentIdentity(agent): AgentIdentity,
-    State(state): State<AppState>,
+    State(state): State<Core>,
 ) -> Result<Json<Desired>, HttpError> {
     let mut live = Vec::new();
     for rollout in state.store.live_rollouts(agent.id).await? {
-        live.push(crate::releases::rollout_job(&state, rollout).await?);
+        live.push(crate::core::release_scheduler::rollout_job(&state, rollout).await?);
     }
     let rolling_out = state.store.rolling_out_releases(agent.id).await?;
     Ok(Json(Desired { live, rolling_out }))

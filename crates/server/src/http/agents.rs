@@ -4,16 +4,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use rand::distr::{Alphanumeric, SampleString};
 use wharf_domain::names::DnsLabel;
 use wharf_wire::{Agent, AgentCredentials, CreateAgent, RegistryLoginSet, SetRegistryLogin};
 
+use crate::core::{Core, now_millis};
 use crate::http::HttpError;
 use crate::http::auth::Admin;
 use crate::http::error::JsonBody;
-use crate::{AppState, now_millis};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/v1/agents", post(create).get(list))
         .route(
@@ -24,7 +23,7 @@ pub(crate) fn router() -> Router<AppState> {
 
 async fn set_registry_login(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(installation_id): Path<i64>,
     JsonBody(request): JsonBody<SetRegistryLogin>,
 ) -> Result<Json<RegistryLoginSet>, HttpError> {
@@ -55,7 +54,7 @@ async fn set_registry_login(
 
 async fn remove_registry_login(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(installation_id): Path<i64>,
 ) -> Result<StatusCode, HttpError> {
     state
@@ -65,21 +64,13 @@ async fn remove_registry_login(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A new agent token: a recognisable prefix and 40 random alphanumerics (about 238 bits).
-pub(crate) fn new_agent_token() -> String {
-    format!(
-        "wharf_agent_{}",
-        Alphanumeric.sample_string(&mut rand::rng(), 40)
-    )
-}
-
 async fn create(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     JsonBody(request): JsonBody<CreateAgent>,
 ) -> Result<(StatusCode, Json<AgentCredentials>), HttpError> {
     let name = DnsLabel::parse("agent name", &request.name)?;
-    let token = new_agent_token();
+    let token = crate::core::agents::new_agent_token();
     let agent = state
         .store
         .create_agent(
@@ -92,6 +83,6 @@ async fn create(
     Ok((StatusCode::CREATED, Json(AgentCredentials { agent, token })))
 }
 
-async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Agent>>, HttpError> {
+async fn list(_: Admin, State(state): State<Core>) -> Result<Json<Vec<Agent>>, HttpError> {
     Ok(Json(state.store.list_agents().await?))
 }

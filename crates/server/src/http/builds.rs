@@ -16,11 +16,11 @@ use wharf_domain::build::check_retry;
 use wharf_store::{BuildFilter, NewBuild};
 use wharf_wire::{Build, BuildLogs, BuildTrigger};
 
+use crate::core::{Core, now_millis};
 use crate::http::HttpError;
 use crate::http::auth::Admin;
-use crate::{AppState, now_millis};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/v1/builds", get(list))
         .route("/v1/builds/{id}", get(show))
@@ -38,7 +38,7 @@ struct ListQuery {
 
 async fn list(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<Build>>, HttpError> {
     if let Some(service) = &query.service {
@@ -64,7 +64,7 @@ fn build_id(raw: &str) -> Result<i64, HttpError> {
 
 async fn show(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<String>,
 ) -> Result<Json<Build>, HttpError> {
     Ok(Json(state.store.build(build_id(&id)?).await?))
@@ -72,22 +72,22 @@ async fn show(
 
 async fn cancel(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<String>,
 ) -> Result<Json<Build>, HttpError> {
     let build = state
         .store
         .cancel_build(build_id(&id)?, "cancelled by a user", now_millis())
         .await?;
-    state.logs.notify();
-    state.github_reports.notify();
+    state.signals.logs.notify();
+    state.signals.github_reports.notify();
     tracing::info!(build = build.id, "build cancelled");
     Ok(Json(build))
 }
 
 async fn retry(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Build>), HttpError> {
     let id = build_id(&id)?;
@@ -114,8 +114,8 @@ async fn retry(
             now_millis(),
         )
         .await?;
-    state.queue.notify();
-    state.github_reports.notify();
+    state.signals.queue.notify();
+    state.signals.github_reports.notify();
     tracing::info!(build = build.id, retry_of = id, "build retried");
     Ok((StatusCode::CREATED, Json(build)))
 }
@@ -134,7 +134,7 @@ struct LogsQuery {
 }
 
 /// One page of lines after `after`, and whether the log is complete.
-async fn log_page(state: &AppState, id: i64, after: i64) -> Result<BuildLogs, HttpError> {
+async fn log_page(state: &Core, id: i64, after: i64) -> Result<BuildLogs, HttpError> {
     // The state is read before the lines: a build seen finished has all its lines stored.
     let build = state.store.build(id).await?;
     let lines = state.store.logs_after(id, after, LOG_PAGE).await?;
@@ -149,13 +149,13 @@ async fn log_page(state: &AppState, id: i64, after: i64) -> Result<BuildLogs, Ht
 
 async fn logs(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<String>,
     Query(query): Query<LogsQuery>,
 ) -> Result<Json<BuildLogs>, HttpError> {
     let id = build_id(&id)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(query.wait_ms.min(30_000));
-    let mut changes = state.logs.subscribe();
+    let mut changes = state.signals.logs.subscribe();
     loop {
         changes.borrow_and_update();
         let page = log_page(&state, id, query.after).await?;
@@ -173,7 +173,7 @@ async fn logs(
 /// final `done` event whose data names the build's final state. `Last-Event-ID` resumes.
 async fn stream_logs(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<String>,
     Query(query): Query<LogsQuery>,
     headers: HeaderMap,
@@ -185,7 +185,7 @@ async fn stream_logs(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<i64>().ok())
         .unwrap_or(query.after);
-    let changes = state.logs.subscribe();
+    let changes = state.signals.logs.subscribe();
     let stream =
         futures_util::stream::unfold(Some((state, resume, changes)), move |follow| async move {
             let (state, mut after, mut changes) = follow?;

@@ -26,7 +26,7 @@ pub(crate) enum HttpError {
     Internal(#[from] anyhow::Error),
     /// A stored secret cannot be opened: the server's secret key is not the one it was sealed with.
     #[error("{0}")]
-    Sealing(#[from] crate::sealing::SealingError),
+    Sealing(#[from] crate::core::sealing::SealingError),
 }
 
 impl From<StoreError> for HttpError {

@@ -10,10 +10,10 @@ use axum::routing::get;
 use serde::Deserialize;
 use wharf_store::InstallationChange;
 
+use crate::core::{Core, now_millis};
 use crate::http::HttpError;
-use crate::{AppState, now_millis};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new().route("/api/github/setup", get(setup))
 }
 
@@ -24,7 +24,7 @@ struct SetupQuery {
 }
 
 async fn setup(
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Query(query): Query<SetupQuery>,
 ) -> Result<Redirect, HttpError> {
     let app = state.github_app().ok_or_else(|| {

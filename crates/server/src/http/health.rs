@@ -7,10 +7,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::AppState;
+use crate::core::Core;
 use crate::http::HttpError;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(healthz))
@@ -28,7 +28,7 @@ async fn home() -> axum::response::Html<&'static str> {
     ))
 }
 
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+async fn healthz(State(state): State<Core>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
         Err(error) => {
@@ -41,7 +41,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, HttpError> {
+async fn metrics(State(state): State<Core>) -> Result<impl IntoResponse, HttpError> {
     let by_state: Vec<(String, i64)> = state
         .store
         .count_builds_by_state()

@@ -13,12 +13,11 @@ mod webhooks;
 
 use axum::Router;
 
-use crate::AppState;
+use crate::core::Core;
 
-pub(crate) use agents::new_agent_token;
 pub(crate) use error::HttpError;
 
-pub(crate) fn router(state: AppState) -> Router {
+pub(crate) fn router(state: Core) -> Router {
     Router::new()
         .merge(webhooks::router())
         .merge(github_setup::router())

@@ -19,16 +19,16 @@ use wharf_wire::{
     ReleaseTrigger, RollbackService, SecretText, Service,
 };
 
+use crate::core::release_scheduler::{announce, image_repository, new_release};
+use crate::core::{Core, now_millis};
 use crate::http::HttpError;
 use crate::http::auth::Admin;
 use crate::http::error::JsonBody;
-use crate::releases::{announce, image_repository, new_release};
-use crate::{AppState, now_millis};
 
 /// A deploy hook body names a service and an image: small.
 const MAX_HOOK_BYTES: usize = 64 * 1024;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/v1/services/{name}/releases", get(list))
         .route("/v1/releases/{id}", get(show))
@@ -48,7 +48,7 @@ struct ListQuery {
 
 async fn list(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(name): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<Release>>, HttpError> {
@@ -59,7 +59,7 @@ async fn list(
 
 async fn show(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(id): Path<i64>,
 ) -> Result<Json<Release>, HttpError> {
     Ok(Json(state.store.release(id).await?))
@@ -67,7 +67,7 @@ async fn show(
 
 async fn deploy(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<DeployService>,
 ) -> Result<(StatusCode, Json<Release>), HttpError> {
@@ -103,7 +103,7 @@ async fn deploy(
 }
 
 async fn release_of_build(
-    state: &AppState,
+    state: &Core,
     service: &Service,
     build_id: i64,
 ) -> Result<NewRelease, HttpError> {
@@ -137,7 +137,7 @@ fn image_release(service: &Service, image: String, trigger: ReleaseTrigger) -> N
 
 async fn rollback(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<RollbackService>,
 ) -> Result<(StatusCode, Json<Release>), HttpError> {
@@ -179,7 +179,7 @@ fn deploy_secret_context(service_id: i64) -> String {
 
 async fn rotate_secret(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(name): Path<String>,
 ) -> Result<Json<DeploySecret>, HttpError> {
     let service = state.store.service_by_name(&name).await?;
@@ -201,18 +201,14 @@ async fn rotate_secret(
 /// the image could not be pulled (nothing running was touched), 502 when the new version was
 /// unhealthy and rolled back, 409 when a newer release replaced it, 202 when it is still
 /// rolling out after the wait.
-async fn hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn hook(State(state): State<Core>, headers: HeaderMap, body: Bytes) -> Response {
     match run_hook(&state, &headers, &body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn run_hook(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, HttpError> {
+async fn run_hook(state: &Core, headers: &HeaderMap, body: &[u8]) -> Result<Response, HttpError> {
     #[derive(Deserialize)]
     struct Target {
         service: String,
@@ -295,7 +291,7 @@ async fn run_hook(
 
 /// `{registry}/{project}/{service}`: from the server's registry setting, else from the
 /// service's last pushed image.
-async fn service_repository(state: &AppState, service: &Service) -> Result<String, HttpError> {
+async fn service_repository(state: &Core, service: &Service) -> Result<String, HttpError> {
     if let Some(registry) = &state.config.registry {
         return Ok(format!(
             "{}/{}/{}",
@@ -323,12 +319,12 @@ fn hook_wait(service: &Service) -> Duration {
 }
 
 async fn wait_until_settled(
-    state: &AppState,
+    state: &Core,
     release_id: i64,
     wait: Duration,
 ) -> Result<Release, HttpError> {
     let deadline = Instant::now() + wait;
-    let mut wake_ups = state.releases.subscribe();
+    let mut wake_ups = state.signals.releases.subscribe();
     loop {
         wake_ups.borrow_and_update();
         let release = state.store.release(release_id).await?;

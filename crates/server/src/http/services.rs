@@ -15,12 +15,12 @@ use wharf_wire::{
     TriggerBuild, UpdateService,
 };
 
+use crate::core::{Core, now_millis};
 use crate::http::HttpError;
 use crate::http::auth::Admin;
 use crate::http::error::JsonBody;
-use crate::{AppState, now_millis};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/v1/services", post(create).get(list))
         .route("/v1/services/{name}", get(show).put(update))
@@ -153,7 +153,7 @@ fn check_deploy_settings(
 
 async fn create(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     JsonBody(request): JsonBody<CreateService>,
 ) -> Result<(StatusCode, Json<Service>), HttpError> {
     let new = validate(&request)?;
@@ -166,7 +166,7 @@ async fn create(
 /// images' names, so they stay.
 async fn update(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<UpdateService>,
 ) -> Result<Json<Service>, HttpError> {
@@ -189,13 +189,13 @@ async fn update(
     Ok(Json(service))
 }
 
-async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Service>>, HttpError> {
+async fn list(_: Admin, State(state): State<Core>) -> Result<Json<Vec<Service>>, HttpError> {
     Ok(Json(state.store.list_services().await?))
 }
 
 async fn show(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(name): Path<String>,
 ) -> Result<Json<Service>, HttpError> {
     Ok(Json(state.store.service_by_name(&name).await?))
@@ -203,7 +203,7 @@ async fn show(
 
 async fn trigger(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<TriggerBuild>,
 ) -> Result<(StatusCode, Json<Build>), HttpError> {
@@ -244,15 +244,15 @@ async fn trigger(
             now_millis(),
         )
         .await?;
-    state.queue.notify();
-    state.github_reports.notify();
+    state.signals.queue.notify();
+    state.signals.github_reports.notify();
     tracing::info!(build = build.id, service = %service.name, commit = %build.commit_sha, "manual build queued");
     Ok((StatusCode::CREATED, Json(build)))
 }
 
 /// The commit the service's branch points at now.
 async fn resolve_branch_head(
-    state: &AppState,
+    state: &Core,
     service: &Service,
     source: &RepoSource,
     installation_id: Option<i64>,
@@ -328,7 +328,7 @@ const MAX_ENV_VALUE: usize = 64 * 1024;
 
 async fn set_env(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<SetEnv>,
 ) -> Result<(StatusCode, Json<EnvVar>), HttpError> {
@@ -384,7 +384,7 @@ async fn set_env(
 
 async fn list_env(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<EnvVar>>, HttpError> {
     let service = state.store.service_by_name(&name).await?;
@@ -394,7 +394,7 @@ async fn list_env(
 
 async fn unset_env(
     _: Admin,
-    State(state): State<AppState>,
+    State(state): State<Core>,
     Path((name, variable)): Path<(String, String)>,
 ) -> Result<Json<Vec<EnvVar>>, HttpError> {
     let service = state.store.service_by_name(&name).await?;

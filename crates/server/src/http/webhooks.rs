@@ -20,21 +20,21 @@ use wharf_domain::webhook::{
 };
 use wharf_store::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
 
-use crate::AppState;
+use crate::core::Core;
 use crate::http::HttpError;
 use crate::metrics::DeliveryLabel;
 
 /// GitHub caps webhook payloads at 25 MB.
 pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new().route(
         "/api/webhooks/github",
         post(receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
     )
 }
 
-async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(State(state): State<Core>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
         Ok(response) => response,
         Err((label, error)) => {
@@ -62,7 +62,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 type Failure = (DeliveryLabel, HttpError);
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Response, Failure> {
+async fn handle(state: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Response, Failure> {
     let secret = state
         .config
         .github
@@ -153,8 +153,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<R
         }
         DeliveryOutcome::Recorded { outcome, build_ids } => {
             if !build_ids.is_empty() {
-                state.queue.notify();
-                state.github_reports.notify();
+                state.signals.queue.notify();
+                state.signals.github_reports.notify();
             }
             state
                 .metrics

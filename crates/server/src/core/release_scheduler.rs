@@ -11,13 +11,13 @@ pub(crate) use wharf_domain::names::image_repository;
 use wharf_store::{NewRelease, RolloutRef};
 use wharf_wire::{Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, Service};
 
+use crate::core::{Core, jobs, now_millis};
 use crate::http::HttpError;
 use crate::http::agent_api::registry_login;
-use crate::{AppState, jobs, now_millis};
 
 /// Turns completed builds into releases until shutdown.
-pub(crate) async fn run_scheduler(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let mut wake_ups = state.releases.subscribe();
+pub(crate) async fn run(state: Core, mut shutdown: watch::Receiver<bool>) {
+    let mut wake_ups = state.signals.releases.subscribe();
     loop {
         wake_ups.borrow_and_update();
         if let Err(error) = schedule(&state).await {
@@ -33,7 +33,7 @@ pub(crate) async fn run_scheduler(state: AppState, mut shutdown: watch::Receiver
 
 /// One pass: every completed build not looked at yet becomes a release, when its service
 /// deploys automatically, it built the tracked branch, and no newer build completed since.
-async fn schedule(state: &AppState) -> Result<(), HttpError> {
+async fn schedule(state: &Core) -> Result<(), HttpError> {
     for build_id in state.store.builds_awaiting_release(100).await? {
         let build = state.store.build(build_id).await?;
         let service = state.store.service_by_id(build.service_id).await?;
@@ -124,7 +124,7 @@ fn compose_images(build: &Build) -> Vec<(String, String)> {
 }
 
 /// Logs a new release and wakes the agents that wait for rollouts.
-pub(crate) fn announce(state: &AppState, release: &Release) {
+pub(crate) fn announce(state: &Core, release: &Release) {
     tracing::info!(
         release = release.id,
         service = %release.service,
@@ -133,13 +133,13 @@ pub(crate) fn announce(state: &AppState, release: &Release) {
         hosts = release.rollouts.len(),
         "release created"
     );
-    state.releases.notify();
-    state.github_reports.notify();
+    state.signals.releases.notify();
+    state.signals.github_reports.notify();
 }
 
 /// Everything the agent needs to run `rollout` on its host.
 pub(crate) async fn rollout_job(
-    state: &AppState,
+    state: &Core,
     rollout: RolloutRef,
 ) -> Result<RolloutJob, HttpError> {
     let release = state.store.release(rollout.release_id).await?;
@@ -177,7 +177,7 @@ pub(crate) async fn rollout_job(
 }
 
 /// The service's variables with their values, secrets opened, for the containers it runs.
-async fn runtime_env(state: &AppState, service_id: i64) -> Result<Vec<EnvVarValue>, HttpError> {
+async fn runtime_env(state: &Core, service_id: i64) -> Result<Vec<EnvVarValue>, HttpError> {
     let mut env = Vec::new();
     for variable in state.store.list_env(service_id).await? {
         let value = match (variable.secret, variable.value, variable.sealed) {

@@ -32,7 +32,7 @@ use wharf_domain::names::RepoSource;
 use wharf_github::{GithubApp, GithubError, NewDeployment, NewDeploymentStatus, RetryPolicy};
 use wharf_store::{GithubReport, GithubReportEnd, StoreError};
 
-use crate::{AppState, jobs, now_millis};
+use crate::core::{Core, jobs, now_millis};
 
 /// Passes running at once.
 const CONCURRENCY: usize = 8;
@@ -43,7 +43,7 @@ const LEASE: Duration = Duration::from_secs(180);
 const MAX_REQUESTED_WAIT: Duration = Duration::from_secs(3600);
 
 /// Runs until shutdown; returns at once when no GitHub App is configured.
-pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(state: Core, mut shutdown: watch::Receiver<bool>) {
     let Some(app) = state.github_app().cloned() else {
         tracing::debug!("no GitHub App: builds are not reported to GitHub");
         return;
@@ -56,7 +56,7 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     });
     let reporter = Reporter { state, app };
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
-    let mut wake_ups = reporter.state.github_reports.subscribe();
+    let mut wake_ups = reporter.state.signals.github_reports.subscribe();
     loop {
         // Marking the signal seen before looking means a change after this point wakes the
         // wait below.
@@ -79,7 +79,7 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                             reporter.pass(build_id).await;
                             drop(slot);
                             // A slot is free: look for more.
-                            reporter.state.github_reports.notify();
+                            reporter.state.signals.github_reports.notify();
                         });
                     }
                 }
@@ -116,7 +116,7 @@ impl From<StoreError> for PassFailure {
 
 #[derive(Clone)]
 struct Reporter {
-    state: AppState,
+    state: Core,
     app: GithubApp,
 }
 

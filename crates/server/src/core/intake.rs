@@ -6,7 +6,7 @@
 use tokio::sync::{mpsc, oneshot};
 use wharf_store::{DeliveryEffect, DeliveryOutcome, NewDelivery, Store, StoreError};
 
-use crate::now_millis;
+use crate::core::now_millis;
 
 /// The most deliveries one transaction takes.
 const MAX_BATCH: usize = 256;
