@@ -6,7 +6,10 @@ use wharf_domain::names::DnsLabel;
 use wharf_store::Store;
 use wharf_wire::{Agent, AgentCredentials, AgentSettings, CreateAgent, RegisterAgent};
 
-use crate::core::{Core, CoreError, now_millis};
+use crate::core::{Core, CoreError, clip, now_millis};
+
+/// The most characters kept of an agent's version and host name.
+const MAX_AGENT_DETAIL_CHARS: usize = 200;
 
 impl Core {
     /// Creates an agent and issues its token.
@@ -64,7 +67,7 @@ impl Core {
         let short = |value: &Option<String>| {
             value
                 .as_deref()
-                .map(|text| text.chars().take(200).collect::<String>())
+                .map(|text| clip(text, MAX_AGENT_DETAIL_CHARS))
         };
         let agent = self
             .store

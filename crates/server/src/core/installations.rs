@@ -5,7 +5,7 @@ use wharf_store::InstallationChange;
 use wharf_wire::{RegistryLogin, RegistryLoginSet, SecretText, SetRegistryLogin};
 
 use crate::core::sealing::registry_login_context;
-use crate::core::{Core, CoreError, now_millis};
+use crate::core::{Core, CoreError, MAX_ECHOED_CHARS, clip, now_millis};
 
 impl Core {
     /// GitHub's setup callback, with its `setup_action` and `installation_id` as given. Anyone
@@ -29,7 +29,7 @@ impl Core {
         if action != "install" && action != "update" {
             return Err(CoreError::Invalid(format!(
                 "unknown setup_action {:?}: expected install, update or request",
-                action.chars().take(40).collect::<String>()
+                clip(action, MAX_ECHOED_CHARS)
             )));
         }
         let installation_id: u64 = installation_id

@@ -99,11 +99,18 @@ pub(crate) fn now_millis() -> i64 {
 
 /// The most characters kept of a line an agent reports: a reason, a line of a rollout's log.
 const MAX_REPORTED_CHARS: usize = 2000;
+/// The most characters of a caller's input an error message repeats.
+pub(crate) const MAX_ECHOED_CHARS: usize = 40;
 
-/// `text` cut to [`MAX_REPORTED_CHARS`] characters.
+/// The first `max_chars` characters of `text`.
+pub(crate) fn clip(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// A line an agent reports, cut to [`MAX_REPORTED_CHARS`].
 fn clipped(text: String) -> String {
     if text.chars().count() <= MAX_REPORTED_CHARS {
         return text;
     }
-    text.chars().take(MAX_REPORTED_CHARS).collect()
+    clip(&text, MAX_REPORTED_CHARS)
 }

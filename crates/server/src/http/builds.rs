@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use wharf_wire::{Build, BuildLogs};
 
-use crate::core::Core;
+use crate::core::{Core, MAX_ECHOED_CHARS, clip};
 use crate::http::HttpError;
 use crate::http::auth::Admin;
 
@@ -51,7 +51,7 @@ fn build_id(raw: &str) -> Result<i64, HttpError> {
     raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
         HttpError::BadRequest(format!(
             "invalid build id {:?}",
-            raw.chars().take(40).collect::<String>()
+            clip(raw, MAX_ECHOED_CHARS)
         ))
     })
 }
