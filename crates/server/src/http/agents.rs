@@ -1,19 +1,18 @@
-//! `/v1/agents`: issuing agent tokens and listing agents (admin).
+//! `/v1/agents`: issuing agent tokens and listing agents, and the registry login of an
+//! installation's builds (admin).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use rand::distr::{Alphanumeric, SampleString};
-use wharf_domain::names::DnsLabel;
 use wharf_wire::{Agent, AgentCredentials, CreateAgent, RegistryLoginSet, SetRegistryLogin};
 
+use crate::core::Core;
 use crate::http::HttpError;
 use crate::http::auth::Admin;
 use crate::http::error::JsonBody;
-use crate::{AppState, now_millis};
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/v1/agents", post(create).get(list))
         .route(
@@ -24,74 +23,35 @@ pub(crate) fn router() -> Router<AppState> {
 
 async fn set_registry_login(
     _: Admin,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     Path(installation_id): Path<i64>,
     JsonBody(request): JsonBody<SetRegistryLogin>,
 ) -> Result<Json<RegistryLoginSet>, HttpError> {
-    if request.username.is_empty()
-        || request.username.len() > 255
-        || request.username.contains(':')
-        || request.password.expose().is_empty()
-        || request.password.expose().len() > 4096
-    {
-        return Err(HttpError::BadRequest(
-            "give a username (without ':') and a password".to_owned(),
-        ));
-    }
-    let sealed = state.config.sealing_key.seal(
-        &crate::http::agent_api::registry_login_context(installation_id),
-        request.password.expose(),
-    )?;
-    state
-        .store
-        .set_registry_credentials(installation_id, &request.username, &sealed, now_millis())
-        .await?;
-    tracing::info!(installation = installation_id, username = %request.username, "registry login set");
-    Ok(Json(RegistryLoginSet {
-        installation_id,
-        username: request.username,
-    }))
+    Ok(Json(
+        core.set_registry_login(installation_id, request).await?,
+    ))
 }
 
 async fn remove_registry_login(
     _: Admin,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     Path(installation_id): Path<i64>,
 ) -> Result<StatusCode, HttpError> {
-    state
-        .store
-        .remove_registry_credentials(installation_id)
-        .await?;
+    core.remove_registry_login(installation_id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A new agent token: a recognisable prefix and 40 random alphanumerics (about 238 bits).
-pub(crate) fn new_agent_token() -> String {
-    format!(
-        "wharf_agent_{}",
-        Alphanumeric.sample_string(&mut rand::rng(), 40)
-    )
 }
 
 async fn create(
     _: Admin,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     JsonBody(request): JsonBody<CreateAgent>,
 ) -> Result<(StatusCode, Json<AgentCredentials>), HttpError> {
-    let name = DnsLabel::parse("agent name", &request.name)?;
-    let token = new_agent_token();
-    let agent = state
-        .store
-        .create_agent(
-            name.as_str(),
-            &wharf_store::hash_token(&token),
-            now_millis(),
-        )
-        .await?;
-    tracing::info!(agent = %agent.name, "agent token issued");
-    Ok((StatusCode::CREATED, Json(AgentCredentials { agent, token })))
+    Ok((
+        StatusCode::CREATED,
+        Json(core.create_agent(&request).await?),
+    ))
 }
 
-async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Agent>>, HttpError> {
-    Ok(Json(state.store.list_agents().await?))
+async fn list(_: Admin, State(core): State<Core>) -> Result<Json<Vec<Agent>>, HttpError> {
+    Ok(Json(core.agents().await?))
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use wharf_wire::Agent;
 
-use crate::AppState;
+use crate::core::Core;
 use crate::http::HttpError;
 
 /// Proof that the request carries the admin token.
@@ -36,13 +36,13 @@ fn bearer(parts: &Parts) -> Result<&str, HttpError> {
         })
 }
 
-impl FromRequestParts<AppState> for Admin {
+impl FromRequestParts<Core> for Admin {
     type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, HttpError> {
+    async fn from_request_parts(parts: &mut Parts, core: &Core) -> Result<Admin, HttpError> {
         let given = bearer(parts)?;
         // Comparing digests keeps the comparison constant-time whatever the lengths.
-        let expected = Sha256::digest(state.config.admin_token.expose_secret().as_bytes());
+        let expected = Sha256::digest(core.config.admin_token.expose_secret().as_bytes());
         let given = Sha256::digest(given.as_bytes());
         if bool::from(expected.ct_eq(&given)) {
             Ok(Admin)
@@ -52,20 +52,16 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-impl FromRequestParts<AppState> for AgentIdentity {
+impl FromRequestParts<Core> for AgentIdentity {
     type Rejection = HttpError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        core: &Core,
     ) -> Result<AgentIdentity, HttpError> {
         let given = bearer(parts)?;
-        // The lookup is by the token's SHA-256, so timing reveals nothing about stored tokens.
-        let agent = state
-            .store
-            .agent_by_token_hash(&wharf_store::hash_token(given))
-            .await?;
-        agent
+        core.agent_by_token(given)
+            .await?
             .map(AgentIdentity)
             .ok_or_else(|| HttpError::Unauthorized("invalid agent token".to_owned()))
     }

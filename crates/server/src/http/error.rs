@@ -5,8 +5,10 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use wharf_store::StoreError;
 use wharf_wire::ApiError;
+
+use crate::core::CoreError;
+use crate::core::sealing::SealingError;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HttpError {
@@ -26,22 +28,22 @@ pub(crate) enum HttpError {
     Internal(#[from] anyhow::Error),
     /// A stored secret cannot be opened: the server's secret key is not the one it was sealed with.
     #[error("{0}")]
-    Sealing(#[from] crate::sealing::SealingError),
+    Sealing(#[from] SealingError),
 }
 
-impl From<StoreError> for HttpError {
-    fn from(error: StoreError) -> HttpError {
+/// Each kind of core error is one status.
+impl From<CoreError> for HttpError {
+    fn from(error: CoreError) -> HttpError {
         match error {
-            StoreError::NotFound(message) => HttpError::NotFound(message),
-            StoreError::Conflict(message) => HttpError::Conflict(message),
-            other => HttpError::Internal(other.into()),
+            CoreError::Invalid(message) => HttpError::BadRequest(message),
+            CoreError::Refused(message) => HttpError::Unauthorized(message),
+            CoreError::NotFound(message) => HttpError::NotFound(message),
+            CoreError::Conflict(message) => HttpError::Conflict(message),
+            CoreError::Upstream(message) => HttpError::BadGateway(message),
+            CoreError::Unavailable(message) => HttpError::Unavailable(message),
+            CoreError::Sealing(error) => HttpError::Sealing(error),
+            CoreError::Internal(error) => HttpError::Internal(error),
         }
-    }
-}
-
-impl From<wharf_domain::names::NameError> for HttpError {
-    fn from(error: wharf_domain::names::NameError) -> HttpError {
-        HttpError::BadRequest(error.0)
     }
 }
 

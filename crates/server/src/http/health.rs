@@ -7,10 +7,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::AppState;
+use crate::core::Core;
 use crate::http::HttpError;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(healthz))
@@ -28,32 +28,23 @@ async fn home() -> axum::response::Html<&'static str> {
     ))
 }
 
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
-        Err(error) => {
-            tracing::error!(%error, "health check: the store does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "error": "the database does not answer"})),
-            )
-        }
+async fn healthz(State(core): State<Core>) -> impl IntoResponse {
+    if core.store_answers().await {
+        (StatusCode::OK, Json(json!({"status": "ok"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "error": "the database does not answer"})),
+        )
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, HttpError> {
-    let by_state: Vec<(String, i64)> = state
-        .store
-        .count_builds_by_state()
-        .await?
-        .into_iter()
-        .map(|(build_state, count)| (build_state.as_str().to_owned(), count))
-        .collect();
+async fn metrics(State(core): State<Core>) -> Result<impl IntoResponse, HttpError> {
     Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&by_state),
+        core.metrics_text().await?,
     ))
 }

@@ -1,6 +1,8 @@
-//! The HTTP edge: one module per resource, each exposing `router()`, merged here.
+//! The REST API, an edge of the core: one module per resource, each exposing `router()`, merged
+//! here. A handler reads the request (path, query, body, credentials), calls the core and turns
+//! its answer or its [`crate::core::CoreError`] into a response; what Wharf does lives in the core.
 
-pub(crate) mod agent_api;
+mod agent_api;
 mod agents;
 mod auth;
 mod builds;
@@ -8,17 +10,16 @@ mod error;
 mod github_setup;
 mod health;
 mod releases;
-pub(crate) mod services;
+mod services;
 mod webhooks;
 
 use axum::Router;
 
-use crate::AppState;
+use crate::core::Core;
 
-pub(crate) use agents::new_agent_token;
 pub(crate) use error::HttpError;
 
-pub(crate) fn router(state: AppState) -> Router {
+pub(crate) fn router(core: Core) -> Router {
     Router::new()
         .merge(webhooks::router())
         .merge(github_setup::router())
@@ -29,5 +30,5 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(releases::router())
         .merge(health::router())
         .fallback(|| async { HttpError::NotFound("no such endpoint".to_owned()) })
-        .with_state(state)
+        .with_state(core)
 }

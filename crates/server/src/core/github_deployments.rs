@@ -32,7 +32,7 @@ use wharf_domain::names::RepoSource;
 use wharf_github::{GithubApp, GithubError, NewDeployment, NewDeploymentStatus, RetryPolicy};
 use wharf_store::{GithubReport, GithubReportEnd, StoreError};
 
-use crate::{AppState, jobs, now_millis};
+use crate::core::{Core, jobs, now_millis};
 
 /// Passes running at once.
 const CONCURRENCY: usize = 8;
@@ -43,8 +43,8 @@ const LEASE: Duration = Duration::from_secs(180);
 const MAX_REQUESTED_WAIT: Duration = Duration::from_secs(3600);
 
 /// Runs until shutdown; returns at once when no GitHub App is configured.
-pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let Some(app) = state.github_app().cloned() else {
+pub(crate) async fn run(core: Core, mut shutdown: watch::Receiver<bool>) {
+    let Some(app) = core.github_app().cloned() else {
         tracing::debug!("no GitHub App: builds are not reported to GitHub");
         return;
     };
@@ -54,9 +54,9 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         attempts: 1,
         ..RetryPolicy::default()
     });
-    let reporter = Reporter { state, app };
+    let reporter = Reporter { core, app };
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
-    let mut wake_ups = reporter.state.github_reports.subscribe();
+    let mut wake_ups = reporter.core.signals.github_reports.subscribe();
     loop {
         // Marking the signal seen before looking means a change after this point wakes the
         // wait below.
@@ -64,7 +64,7 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         let free = slots.available_permits();
         if free > 0 {
             let taken = reporter
-                .state
+                .core
                 .store
                 .take_github_reports(now_millis(), LEASE.as_millis() as i64, free as i64)
                 .await;
@@ -79,7 +79,7 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                             reporter.pass(build_id).await;
                             drop(slot);
                             // A slot is free: look for more.
-                            reporter.state.github_reports.notify();
+                            reporter.core.signals.github_reports.notify();
                         });
                     }
                 }
@@ -88,7 +88,7 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = wake_ups.changed() => {}
-            _ = tokio::time::sleep(reporter.state.config.github_report_interval) => {}
+            _ = tokio::time::sleep(reporter.core.config.github_report_interval) => {}
             _ = jobs::stopped(&mut shutdown) => return,
         }
     }
@@ -116,7 +116,7 @@ impl From<StoreError> for PassFailure {
 
 #[derive(Clone)]
 struct Reporter {
-    state: AppState,
+    core: Core,
     app: GithubApp,
 }
 
@@ -124,7 +124,7 @@ impl Reporter {
     /// One pass over a build the store handed out: send what GitHub lacks, then tell the store
     /// how it went.
     async fn pass(&self, build_id: i64) {
-        let report = match self.state.store.github_report(build_id).await {
+        let report = match self.core.store.github_report(build_id).await {
             Ok(report) => report,
             Err(error) => {
                 // The lease brings the build back later.
@@ -137,7 +137,7 @@ impl Reporter {
             Err(failure) => self.failed(&report, failure),
         };
         if let Err(error) = self
-            .state
+            .core
             .store
             .finish_github_report(build_id, report.changes, &end, now_millis())
             .await
@@ -148,7 +148,7 @@ impl Reporter {
 
     /// Sends the statuses GitHub lacks, creating the deployment first when there is none.
     async fn send(&self, report: &GithubReport) -> Result<(), PassFailure> {
-        let config = &self.state.config;
+        let config = &self.core.config;
         let service_url = environment_url(&config.app_url_scheme, report.domain.as_deref());
         let desired = desired_status(&BuildProgress {
             build_state: report.build_state,
@@ -172,7 +172,7 @@ impl Reporter {
             None if desired.state == DeploymentState::Inactive => return Ok(()),
             None => {
                 let id = self.deployment(report, &target).await?;
-                self.state
+                self.core
                     .store
                     .record_github_deployment(report.build_id, id as i64)
                     .await?;
@@ -197,7 +197,7 @@ impl Reporter {
                     &status,
                 )
                 .await?;
-            self.state
+            self.core
                 .store
                 .record_github_status(report.build_id, state.as_str())
                 .await?;
@@ -280,12 +280,12 @@ impl Reporter {
         match wait {
             Some(asked) => {
                 let wait = asked.unwrap_or_else(|| {
-                    self.state
+                    self.core
                         .config
                         .github_retry
                         .delay(report.attempts.max(1) as u32)
                 });
-                self.state.metrics.count_github_report_failure(true);
+                self.core.metrics.count_github_report_failure(true);
                 tracing::warn!(
                     build = report.build_id,
                     %error,
@@ -298,7 +298,7 @@ impl Reporter {
                 }
             }
             None => {
-                self.state.metrics.count_github_report_failure(false);
+                self.core.metrics.count_github_report_failure(false);
                 tracing::warn!(
                     build = report.build_id,
                     %error,

@@ -1,25 +1,48 @@
-//! Periodic work: returning builds whose lease ran out to the queue, and failing the rollouts
-//! of agents that stopped answering.
+//! The server's background tasks, started here: the periodic work (returning builds whose lease
+//! ran out to the queue, failing the rollouts of agents that stopped answering), the release
+//! scheduler and the GitHub reporter.
 //!
 //! Every statement is atomic and harmless to repeat, so several server replicas may run this
 //! at once without coordinating.
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::{AppState, now_millis};
+use crate::core::{Core, github_deployments, now_millis, release_scheduler};
 
-pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(state.config.lease_check_interval);
+/// The background tasks of one server; dropping this stops them.
+pub(crate) struct BackgroundTasks(Vec<JoinHandle<()>>);
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Starts every background task; each ends when `shutdown` turns true.
+pub(crate) fn start(core: &Core, shutdown: &watch::Receiver<bool>) -> BackgroundTasks {
+    BackgroundTasks(vec![
+        tokio::spawn(run_periodic(core.clone(), shutdown.clone())),
+        tokio::spawn(release_scheduler::run(core.clone(), shutdown.clone())),
+        tokio::spawn(github_deployments::run(core.clone(), shutdown.clone())),
+    ])
+}
+
+/// Lease expiry and abandoned rollouts, every `lease_check_interval`, until shutdown.
+async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(core.config.lease_check_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let up_since = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                expire_leases(&state).await;
+                expire_leases(&core).await;
                 // Agents whose heartbeats went unanswered while this server was down are not
                 // silent: they get one lease to be heard from again.
-                if up_since.elapsed() >= state.config.lease {
-                    abandon_rollouts(&state).await;
+                if up_since.elapsed() >= core.config.lease {
+                    abandon_rollouts(&core).await;
                 }
             }
             _ = stopped(&mut shutdown) => return,
@@ -29,23 +52,23 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
 
 /// One pass over the rollouts of agents not heard from for a lease: they fail, and the
 /// previous live release of their service stays what those hosts should run.
-pub(crate) async fn abandon_rollouts(state: &AppState) {
+async fn abandon_rollouts(core: &Core) {
     let now = now_millis();
-    let silent_since = now - state.config.lease.as_millis() as i64;
-    match state.store.abandon_rollouts(silent_since, now).await {
+    let silent_since = now - core.config.lease.as_millis() as i64;
+    match core.store.abandon_rollouts(silent_since, now).await {
         Ok(abandoned) if abandoned.is_empty() => {}
         Ok(abandoned) => {
             tracing::warn!(rollouts = ?abandoned, "agents stopped answering mid-rollout; rollouts failed");
-            state.releases.notify();
-            state.github_reports.notify();
+            core.signals.releases.notify();
+            core.signals.github_reports.notify();
         }
         Err(error) => tracing::error!(%error, "looking for abandoned rollouts failed"),
     }
 }
 
 /// One pass of lease expiry.
-pub(crate) async fn expire_leases(state: &AppState) {
-    match state.store.expire_leases(now_millis()).await {
+async fn expire_leases(core: &Core) {
+    match core.store.expire_leases(now_millis()).await {
         Ok(expiry) => {
             for id in &expiry.requeued {
                 tracing::warn!(build = id, "lease expired; build returned to the queue");
@@ -57,11 +80,11 @@ pub(crate) async fn expire_leases(state: &AppState) {
                 );
             }
             if !expiry.requeued.is_empty() {
-                state.queue.notify();
+                core.signals.queue.notify();
             }
             if !expiry.requeued.is_empty() || !expiry.failed.is_empty() {
-                state.logs.notify();
-                state.github_reports.notify();
+                core.signals.logs.notify();
+                core.signals.github_reports.notify();
             }
         }
         Err(error) => tracing::error!(%error, "lease expiry failed"),

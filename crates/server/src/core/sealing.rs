@@ -1,7 +1,7 @@
 //! Secret values at rest: sealed with AES-256-GCM under the server's secret key before they
 //! reach the store, opened only to hand them to the agent that needs them. Each sealed value is
-//! bound to its service and name (the AEAD's associated data), so a sealed value copied to
-//! another row does not open.
+//! bound to what it belongs to (the AEAD's associated data, one of the contexts below), so a
+//! sealed value copied to another row does not open.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -93,6 +93,21 @@ impl SealingKey {
             .map_err(|_| SealingError::Open)?;
         String::from_utf8(plain.to_vec()).map_err(|_| SealingError::Open)
     }
+}
+
+/// The context a service's secret variable is sealed under: it binds the value to its row.
+pub(crate) fn variable_context(service_id: i64, name: &str) -> String {
+    format!("service-env/{service_id}/{name}")
+}
+
+/// The context an installation's registry password is sealed under.
+pub(crate) fn registry_login_context(installation_id: i64) -> String {
+    format!("registry-login/{installation_id}")
+}
+
+/// The context a service's deploy-hook secret is sealed under.
+pub(crate) fn deploy_secret_context(service_id: i64) -> String {
+    format!("deploy-secret/{service_id}")
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Releases on the server side: the scheduler that turns completed builds into releases, and
-//! the jobs agents receive for them.
+//! The release scheduler, which turns completed builds into releases, and the jobs agents
+//! receive for a release's rollouts.
 //!
 //! The scheduler reads builds the store marked `release_pending` when they completed, so a
 //! crash between "build completed" and "release created" loses nothing: the mark and the
@@ -7,25 +7,23 @@
 //! compare-and-set.
 
 use tokio::sync::watch;
-pub(crate) use wharf_domain::names::image_repository;
+use wharf_domain::names::image_repository;
 use wharf_store::{NewRelease, RolloutRef};
 use wharf_wire::{Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, Service};
 
-use crate::http::HttpError;
-use crate::http::agent_api::registry_login;
-use crate::{AppState, jobs, now_millis};
+use crate::core::{Core, CoreError, jobs, now_millis};
 
 /// Turns completed builds into releases until shutdown.
-pub(crate) async fn run_scheduler(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let mut wake_ups = state.releases.subscribe();
+pub(crate) async fn run(core: Core, mut shutdown: watch::Receiver<bool>) {
+    let mut wake_ups = core.signals.releases.subscribe();
     loop {
         wake_ups.borrow_and_update();
-        if let Err(error) = schedule(&state).await {
+        if let Err(error) = schedule(&core).await {
             tracing::error!(%error, "release scheduling failed; trying again shortly");
         }
         tokio::select! {
             _ = wake_ups.changed() => {}
-            _ = tokio::time::sleep(state.config.lease_check_interval) => {}
+            _ = tokio::time::sleep(core.config.lease_check_interval) => {}
             _ = jobs::stopped(&mut shutdown) => return,
         }
     }
@@ -33,11 +31,11 @@ pub(crate) async fn run_scheduler(state: AppState, mut shutdown: watch::Receiver
 
 /// One pass: every completed build not looked at yet becomes a release, when its service
 /// deploys automatically, it built the tracked branch, and no newer build completed since.
-async fn schedule(state: &AppState) -> Result<(), HttpError> {
-    for build_id in state.store.builds_awaiting_release(100).await? {
-        let build = state.store.build(build_id).await?;
-        let service = state.store.service_by_id(build.service_id).await?;
-        let newest = state
+async fn schedule(core: &Core) -> Result<(), CoreError> {
+    for build_id in core.store.builds_awaiting_release(100).await? {
+        let build = core.store.build(build_id).await?;
+        let service = core.store.service_by_id(build.service_id).await?;
+        let newest = core
             .store
             .latest_completed_build(service.id, &build.environment)
             .await?;
@@ -58,12 +56,12 @@ async fn schedule(state: &AppState) -> Result<(), HttpError> {
                 }
             }
         };
-        if let Some(release) = state
+        if let Some(release) = core
             .store
             .release_build(build.id, release.as_ref(), now_millis())
             .await?
         {
-            announce(state, &release);
+            announce(core, &release);
         }
     }
     Ok(())
@@ -74,19 +72,32 @@ pub(crate) fn new_release(
     service: &Service,
     build: &Build,
     trigger: ReleaseTrigger,
-) -> Result<NewRelease, HttpError> {
+) -> Result<NewRelease, CoreError> {
     let image = build_image(build).ok_or_else(|| {
-        HttpError::Conflict(format!("build #{} has no pushed image to deploy", build.id))
+        CoreError::Conflict(format!("build #{} has no pushed image to deploy", build.id))
     })?;
     Ok(NewRelease {
-        service_id: service.id,
-        environment: build.environment.clone(),
         build_id: Some(build.id),
+        environment: build.environment.clone(),
+        ..image_release(service, image, trigger)
+    })
+}
+
+/// A release of `image` as the service is set up now.
+pub(crate) fn image_release(
+    service: &Service,
+    image: String,
+    trigger: ReleaseTrigger,
+) -> NewRelease {
+    NewRelease {
+        service_id: service.id,
+        environment: service.deploy.environment.clone(),
+        build_id: None,
         image,
         trigger,
         rollback_of: None,
         hosts: service.deploy.hosts.clone(),
-    })
+    }
 }
 
 /// The reference hosts pull for a build: its repository pinned by digest, so what runs is
@@ -127,7 +138,7 @@ fn compose_images(build: &Build) -> Vec<(String, String)> {
 }
 
 /// Logs a new release and wakes the agents that wait for rollouts.
-pub(crate) fn announce(state: &AppState, release: &Release) {
+pub(crate) fn announce(core: &Core, release: &Release) {
     tracing::info!(
         release = release.id,
         service = %release.service,
@@ -136,23 +147,20 @@ pub(crate) fn announce(state: &AppState, release: &Release) {
         hosts = release.rollouts.len(),
         "release created"
     );
-    state.releases.notify();
-    state.github_reports.notify();
+    core.signals.releases.notify();
+    core.signals.github_reports.notify();
 }
 
 /// Everything the agent needs to run `rollout` on its host.
-pub(crate) async fn rollout_job(
-    state: &AppState,
-    rollout: RolloutRef,
-) -> Result<RolloutJob, HttpError> {
-    let release = state.store.release(rollout.release_id).await?;
-    let service = state.store.service_by_id(release.service_id).await?;
+pub(crate) async fn rollout_job(core: &Core, rollout: RolloutRef) -> Result<RolloutJob, CoreError> {
+    let release = core.store.release(rollout.release_id).await?;
+    let service = core.store.service_by_id(release.service_id).await?;
     let build = match release.build_id {
-        Some(id) => Some(state.store.build(id).await?),
+        Some(id) => Some(core.store.build(id).await?),
         None => None,
     };
     let registry_login = match build.as_ref().and_then(|build| build.installation_id) {
-        Some(installation_id) => registry_login(state, installation_id).await?,
+        Some(installation_id) => core.registry_login(installation_id).await?,
         None => None,
     };
     let compose = build
@@ -172,7 +180,7 @@ pub(crate) async fn rollout_job(
         port: service.port,
         domains: service.host_names().map(str::to_owned).collect(),
         health_path: service.health_path.clone(),
-        env: runtime_env(state, service.id).await?,
+        env: runtime_env(core, service.id).await?,
         settings: service.deploy,
         registry_login,
         compose_file,
@@ -181,21 +189,15 @@ pub(crate) async fn rollout_job(
 }
 
 /// The service's variables with their values, secrets opened, for the containers it runs.
-async fn runtime_env(state: &AppState, service_id: i64) -> Result<Vec<EnvVarValue>, HttpError> {
+async fn runtime_env(core: &Core, service_id: i64) -> Result<Vec<EnvVarValue>, CoreError> {
     let mut env = Vec::new();
-    for variable in state.store.list_env(service_id).await? {
-        let value = match (variable.secret, variable.value, variable.sealed) {
-            (false, Some(value), _) => value,
-            (true, _, Some(sealed)) => state.config.sealing_key.open(
-                &crate::http::services::seal_context(service_id, &variable.name),
-                &sealed,
-            )?,
-            _ => continue,
-        };
-        env.push(EnvVarValue {
-            name: variable.name,
-            value: wharf_wire::SecretText::new(value),
-        });
+    for variable in core.store.list_env(service_id).await? {
+        if let Some(value) = core.variable_value(service_id, &variable)? {
+            env.push(EnvVarValue {
+                name: variable.name,
+                value: wharf_wire::SecretText::new(value),
+            });
+        }
     }
     Ok(env)
 }

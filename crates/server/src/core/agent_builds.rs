@@ -1,0 +1,261 @@
+//! Builds as agents work them: claiming one under a lease (waiting for one to be queued),
+//! heartbeats that renew the leases and carry cancellations, state reports, log lines and the
+//! credentials to clone the repository.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use wharf_domain::names::RepoSource;
+use wharf_store::StateReport;
+use wharf_wire::{
+    Agent, AppendLogs, AppendLogsAnswer, Build, BuildArg, BuildJob, BuildSecret, BuildState,
+    CloneCredentials, Heartbeat, HeartbeatAnswer, ReportBuildState, SecretText, format_millis,
+};
+
+use crate::core::signals::long_poll;
+use crate::core::{Core, CoreError, clipped, now_millis};
+
+impl Core {
+    /// A build for `agent` to run under a lease, waiting up to `wait` (at most the server's
+    /// `max_claim_wait`) for one to be queued; `None` when none came.
+    pub async fn claim_build(
+        &self,
+        agent: &Agent,
+        wait: Duration,
+    ) -> Result<Option<BuildJob>, CoreError> {
+        let _waiting = self.metrics.claim_waiting();
+        long_poll(
+            &self.signals.queue,
+            wait.min(self.config.max_claim_wait),
+            move || self.hand_out_build(agent),
+            Option::is_some,
+        )
+        .await
+    }
+
+    /// One look at the queue: the oldest build `agent` may take, with what it needs to run it.
+    /// A build whose secrets cannot be handed out fails with the reason, and the next is taken.
+    async fn hand_out_build(&self, agent: &Agent) -> Result<Option<BuildJob>, CoreError> {
+        let lease_ms = self.config.lease.as_millis() as i64;
+        loop {
+            let Some(claimed) = self
+                .store
+                .claim_build(agent.id, lease_ms, now_millis())
+                .await?
+            else {
+                return Ok(None);
+            };
+            self.signals.github_reports.notify();
+            self.metrics
+                .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);
+            let service = self.store.service_by_id(claimed.build.service_id).await?;
+            let clone_url = match RepoSource::parse(&service.repo)? {
+                RepoSource::PublicUrl(url) => Some(url),
+                RepoSource::GitHub(_) => None,
+            };
+            let registry_login = match claimed.build.installation_id {
+                Some(installation_id) => self.registry_login(installation_id).await?,
+                None => None,
+            };
+            let (build_args, build_secrets) = match self.build_variables(service.id).await {
+                Ok(variables) => variables,
+                Err(error) => {
+                    // The build cannot run without its secrets: it fails with the reason, and
+                    // this agent looks for other work.
+                    tracing::error!(build = claimed.build.id, %error, "cannot hand out the build's secrets");
+                    let report = StateReport {
+                        agent_id: agent.id,
+                        build_id: claimed.build.id,
+                        state: BuildState::Failed,
+                        reason: Some(format!("{error}")),
+                        image: None,
+                        digest: None,
+                        failure: None,
+                        images: Vec::new(),
+                        compose_file: None,
+                    };
+                    self.store.report_build_state(&report, now_millis()).await?;
+                    continue;
+                }
+            };
+            tracing::info!(build = claimed.build.id, agent = %agent.name, attempt = claimed.build.attempt, "build claimed");
+            return Ok(Some(BuildJob {
+                build: claimed.build,
+                service,
+                clone_url,
+                lease_expires_at: format_millis(claimed.lease_expires_at),
+                build_args,
+                build_secrets,
+                registry_login,
+            }));
+        }
+    }
+
+    /// The service's build-time variables: plain ones as build arguments, secret ones opened
+    /// for the agent as build secrets.
+    async fn build_variables(
+        &self,
+        service_id: i64,
+    ) -> Result<(Vec<BuildArg>, Vec<BuildSecret>), CoreError> {
+        let mut args = Vec::new();
+        let mut secrets = Vec::new();
+        for variable in self.store.list_env(service_id).await? {
+            if !variable.build {
+                continue;
+            }
+            let Some(value) = self.variable_value(service_id, &variable)? else {
+                continue;
+            };
+            if variable.secret {
+                secrets.push(BuildSecret {
+                    name: variable.name,
+                    value: SecretText::new(value),
+                });
+            } else {
+                args.push(BuildArg {
+                    name: variable.name,
+                    value,
+                });
+            }
+        }
+        Ok((args, secrets))
+    }
+
+    /// Renews the leases of the builds `agent` runs; answers the ones it must stop.
+    pub async fn heartbeat(
+        &self,
+        agent: &Agent,
+        request: &Heartbeat,
+    ) -> Result<HeartbeatAnswer, CoreError> {
+        if request.builds.len() > 1000 {
+            return Err(CoreError::Invalid(
+                "at most 1000 builds per heartbeat".to_owned(),
+            ));
+        }
+        let stop = self
+            .store
+            .heartbeat(
+                agent.id,
+                &request.builds,
+                self.config.lease.as_millis() as i64,
+                now_millis(),
+            )
+            .await?;
+        Ok(HeartbeatAnswer { stop })
+    }
+
+    /// Records how the build `id` that `agent` holds is doing.
+    pub async fn report_build_state(
+        &self,
+        agent: &Agent,
+        id: i64,
+        request: ReportBuildState,
+    ) -> Result<Build, CoreError> {
+        let build = self
+            .store
+            .report_build_state(
+                &StateReport {
+                    agent_id: agent.id,
+                    build_id: id,
+                    state: request.state,
+                    reason: request.reason.map(clipped),
+                    image: request.image,
+                    digest: request.digest,
+                    failure: request.failure.map(|mut failure| {
+                        failure.output_tail.truncate(100);
+                        failure
+                    }),
+                    images: request.images.into_iter().take(100).collect(),
+                    compose_file: request
+                        .compose_file
+                        .filter(|text| text.len() <= wharf_domain::compose::MAX_COMPOSE_BYTES),
+                },
+                now_millis(),
+            )
+            .await?;
+        self.signals.logs.notify();
+        if build.state == BuildState::Completed {
+            self.signals.releases.notify();
+        }
+        self.signals.github_reports.notify();
+        tracing::info!(build = id, agent = %agent.name, state = %build.state, "build state reported");
+        Ok(build)
+    }
+
+    /// Stores log lines of the build `id` that `agent` holds, up to the server's limit.
+    pub async fn append_logs(
+        &self,
+        agent: &Agent,
+        id: i64,
+        request: &AppendLogs,
+    ) -> Result<AppendLogsAnswer, CoreError> {
+        if request.lines.len() > 10_000 {
+            return Err(CoreError::Invalid(
+                "at most 10,000 lines per request".to_owned(),
+            ));
+        }
+        let outcome = self
+            .store
+            .append_logs(
+                id,
+                agent.id,
+                &request.lines,
+                self.config.max_log_bytes,
+                now_millis(),
+            )
+            .await?;
+        if outcome.stored > 0 || outcome.truncated {
+            self.signals.logs.notify();
+        }
+        Ok(AppendLogsAnswer {
+            truncated: outcome.truncated,
+        })
+    }
+
+    /// Where `agent` clones the build `id` from, with a short-lived installation token for a
+    /// GitHub repository.
+    pub async fn clone_credentials(
+        &self,
+        agent: &Agent,
+        id: i64,
+    ) -> Result<CloneCredentials, CoreError> {
+        let build = self.store.build(id).await?;
+        if build.agent.as_deref() != Some(agent.name.as_str()) || !build.state.is_leased() {
+            return Err(CoreError::Conflict(format!(
+                "build #{id} is not leased to this agent"
+            )));
+        }
+        let service = self.store.service_by_id(build.service_id).await?;
+        let repo = match RepoSource::parse(&service.repo)? {
+            RepoSource::PublicUrl(url) => {
+                return Ok(CloneCredentials {
+                    clone_url: url,
+                    token: None,
+                    expires_at: None,
+                });
+            }
+            RepoSource::GitHub(repo) => repo,
+        };
+        let app = self.github_app().ok_or_else(|| {
+            CoreError::Unavailable("the GitHub App is not configured on the server".to_owned())
+        })?;
+        let installation_id = build.installation_id.ok_or_else(|| {
+            CoreError::Conflict(format!(
+                "build #{id} has no GitHub App installation to clone with"
+            ))
+        })? as u64;
+        let repository = app
+            .repository(installation_id, repo.owner(), repo.name())
+            .await
+            .map_err(|error| CoreError::Upstream(error.to_string()))?;
+        let token = app
+            .installation_token(installation_id)
+            .await
+            .map_err(|error| CoreError::Upstream(error.to_string()))?;
+        Ok(CloneCredentials {
+            clone_url: repository.clone_url,
+            token: Some(SecretText::new(token.token.expose_secret())),
+            expires_at: Some(format_millis(token.expires_at * 1000)),
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! The server's core: what Wharf does, whoever asks. The REST API (`http/`) and later edges
+//! (the dashboard) parse a request, call the core and answer; the background tasks (lease
+//! expiry, the release scheduler, the GitHub reporter) run here too, started by `jobs`.
+//!
+//! Architecture invariant: nothing here knows HTTP. The core never imports from an edge and
+//! answers with its own [`CoreError`], which each edge maps to its own answers. The store and
+//! the wake-up signals are the core's alone: an edge reaches them only through the core.
+
+mod agent_builds;
+mod agent_rollouts;
+pub(crate) mod agents;
+mod builds;
+mod error;
+pub(crate) mod github_deployments;
+mod installations;
+mod intake;
+pub(crate) mod jobs;
+mod release_scheduler;
+mod releases;
+pub(crate) mod sealing;
+mod services;
+pub(crate) mod signals;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wharf_github::GithubApp;
+use wharf_store::Store;
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+pub(crate) use error::CoreError;
+use signals::Signals;
+
+/// What every edge and every background task shares; cloning it is cheap.
+#[derive(Clone)]
+pub(crate) struct Core {
+    store: Store,
+    /// Wakes the tasks and requests that wait for a change.
+    signals: Signals,
+    /// Stores webhook deliveries in batches.
+    deliveries: intake::DeliveryWriter,
+    pub config: Arc<ServerConfig>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Core {
+    /// A core over `store`; starts the delivery writer.
+    pub fn new(store: Store, config: ServerConfig) -> Core {
+        Core {
+            deliveries: intake::DeliveryWriter::start(store.clone()),
+            store,
+            config: Arc::new(config),
+            signals: Signals::default(),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    /// The GitHub App client, when one is configured.
+    fn github_app(&self) -> Option<&GithubApp> {
+        self.config
+            .github
+            .as_ref()
+            .and_then(|github| github.app.as_ref())
+    }
+
+    /// Whether the store answers; why not is logged.
+    pub async fn store_answers(&self) -> bool {
+        match self.store.ping().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "health check: the store does not answer");
+                false
+            }
+        }
+    }
+
+    /// Every metric in the Prometheus text format: this process's counters and the builds in
+    /// the store by state.
+    pub async fn metrics_text(&self) -> Result<String, CoreError> {
+        let by_state: Vec<(String, i64)> = self
+            .store
+            .count_builds_by_state()
+            .await?
+            .into_iter()
+            .map(|(build_state, count)| (build_state.as_str().to_owned(), count))
+            .collect();
+        Ok(self.metrics.render(&by_state))
+    }
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The most characters kept of a line an agent reports: a reason, a line of a rollout's log.
+const MAX_REPORTED_CHARS: usize = 2000;
+/// The most characters of a caller's input an error message repeats.
+pub(crate) const MAX_ECHOED_CHARS: usize = 40;
+
+/// The first `max_chars` characters of `text`.
+pub(crate) fn clip(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// A line an agent reports, cut to [`MAX_REPORTED_CHARS`].
+fn clipped(text: String) -> String {
+    if text.chars().count() <= MAX_REPORTED_CHARS {
+        return text;
+    }
+    clip(&text, MAX_REPORTED_CHARS)
+}

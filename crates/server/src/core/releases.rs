@@ -1,0 +1,279 @@
+//! Releases users ask for: listing them, deploying a build or an image and rolling back without
+//! a rebuild, the service's deploy-hook secret, and the hook itself, which CI calls with a
+//! signed body and which answers once the rollout has an outcome.
+
+use std::time::Duration;
+
+use rand::distr::{Alphanumeric, SampleString};
+use serde::Deserialize;
+use wharf_domain::names::{check_image_ref, check_image_tag, image_repository};
+use wharf_domain::signature;
+use wharf_store::NewRelease;
+use wharf_wire::{
+    BuildState, DeployHook, DeployHookAnswer, DeploySecret, DeployService, Release, ReleaseTrigger,
+    RollbackService, SecretText, Service,
+};
+
+use crate::core::release_scheduler::{announce, image_release, new_release};
+use crate::core::sealing::deploy_secret_context;
+use crate::core::signals::long_poll;
+use crate::core::{Core, CoreError, now_millis};
+
+impl Core {
+    /// The service's newest releases, at most `limit` (20 unless given, at most 500).
+    pub async fn releases(
+        &self,
+        service_name: &str,
+        limit: Option<i64>,
+    ) -> Result<Vec<Release>, CoreError> {
+        let service = self.store.service_by_name(service_name).await?;
+        let limit = limit.unwrap_or(20).clamp(1, 500);
+        Ok(self.store.list_releases(service.id, limit).await?)
+    }
+
+    pub async fn release(&self, id: i64) -> Result<Release, CoreError> {
+        Ok(self.store.release(id).await?)
+    }
+
+    /// Releases a build of the service (its newest completed one unless named) or an image.
+    pub async fn deploy(
+        &self,
+        service_name: &str,
+        request: DeployService,
+    ) -> Result<Release, CoreError> {
+        let service = self.store.service_by_name(service_name).await?;
+        let new = match (request.build, request.image) {
+            (Some(_), Some(_)) => {
+                return Err(CoreError::Invalid(
+                    "give a build or an image, not both".to_owned(),
+                ));
+            }
+            (Some(build_id), None) => self.release_of_build(&service, build_id).await?,
+            (None, Some(image)) => {
+                check_image_ref(&image)?;
+                image_release(&service, image, ReleaseTrigger::Manual)
+            }
+            (None, None) => {
+                let build_id = self
+                    .store
+                    .latest_completed_build(service.id, &service.deploy.environment)
+                    .await?
+                    .ok_or_else(|| {
+                        CoreError::Conflict(format!(
+                            "{} has no completed build to deploy; name an image with --image",
+                            service.name
+                        ))
+                    })?;
+                self.release_of_build(&service, build_id).await?
+            }
+        };
+        let release = self.store.create_release(&new, now_millis()).await?;
+        announce(self, &release);
+        Ok(release)
+    }
+
+    async fn release_of_build(
+        &self,
+        service: &Service,
+        build_id: i64,
+    ) -> Result<NewRelease, CoreError> {
+        let build = self.store.build(build_id).await?;
+        if build.service_id != service.id {
+            return Err(CoreError::Invalid(format!(
+                "build #{build_id} is not a build of {}",
+                service.name
+            )));
+        }
+        if build.state != BuildState::Completed {
+            return Err(CoreError::Conflict(format!(
+                "build #{build_id} is {}, not completed",
+                build.state
+            )));
+        }
+        new_release(service, &build, ReleaseTrigger::Manual)
+    }
+
+    /// Releases again what an earlier release of the service ran: the one named, else the
+    /// live release before the current one.
+    pub async fn rollback(
+        &self,
+        service_name: &str,
+        request: RollbackService,
+    ) -> Result<Release, CoreError> {
+        let service = self.store.service_by_name(service_name).await?;
+        let target_id = match request.to {
+            Some(id) => id,
+            None => self
+                .store
+                .previous_live_release(service.id, &service.deploy.environment)
+                .await?
+                .ok_or_else(|| {
+                    CoreError::Conflict(format!(
+                        "{} has no earlier live release to roll back to",
+                        service.name
+                    ))
+                })?,
+        };
+        let target = self.store.release(target_id).await?;
+        if target.service_id != service.id {
+            return Err(CoreError::Invalid(format!(
+                "release #{target_id} is not a release of {}",
+                service.name
+            )));
+        }
+        let new = NewRelease {
+            build_id: target.build_id,
+            rollback_of: Some(target.id),
+            ..image_release(&service, target.image, ReleaseTrigger::Rollback)
+        };
+        let release = self.store.create_release(&new, now_millis()).await?;
+        announce(self, &release);
+        Ok(release)
+    }
+
+    /// Replaces the service's deploy-hook secret with a new one, answered once.
+    pub async fn rotate_deploy_secret(
+        &self,
+        service_name: &str,
+    ) -> Result<DeploySecret, CoreError> {
+        let service = self.store.service_by_name(service_name).await?;
+        let secret = format!("whd_{}", Alphanumeric.sample_string(&mut rand::rng(), 40));
+        let sealed = self
+            .config
+            .sealing_key
+            .seal(&deploy_secret_context(service.id), &secret)?;
+        self.store.set_deploy_secret(service.id, &sealed).await?;
+        tracing::info!(service = %service.name, "deploy-hook secret replaced");
+        Ok(DeploySecret {
+            secret: SecretText::new(secret),
+        })
+    }
+
+    /// The CI deploy hook: `body` signed with the service's deploy secret (`signature` is the
+    /// `X-Hub-Signature-256` value). Only the service's name is read before the signature is
+    /// checked (it says whose secret signs the body); nothing else is looked at or acted on
+    /// until the signature matches. Answers once the release has an outcome, or with the
+    /// release still rolling out after the service's health deadline and room for the pull.
+    pub async fn deploy_hook(
+        &self,
+        body: &[u8],
+        signature: Option<&[u8]>,
+    ) -> Result<DeployHookAnswer, CoreError> {
+        let service = self.hook_service(body, signature).await?;
+        let request: DeployHook = serde_json::from_slice(body).map_err(|error| {
+            CoreError::Invalid(format!("the body is not a deploy request: {error}"))
+        })?;
+        let image = match (request.image, request.image_sha) {
+            (Some(image), None) => {
+                check_image_ref(&image)?;
+                image
+            }
+            (None, Some(tag)) => {
+                check_image_tag(&tag)?;
+                format!("{}:{tag}", self.service_repository(&service).await?)
+            }
+            _ => {
+                return Err(CoreError::Invalid(
+                    "give exactly one of \"image\" and \"image_sha\"".to_owned(),
+                ));
+            }
+        };
+        let release = self
+            .store
+            .create_release(
+                &image_release(&service, image, ReleaseTrigger::Hook),
+                now_millis(),
+            )
+            .await?;
+        announce(self, &release);
+        let release = long_poll(
+            &self.signals.releases,
+            hook_wait(&service),
+            move || self.store.release(release.id),
+            |release| release.state.is_settled(),
+        )
+        .await?;
+        Ok(DeployHookAnswer {
+            release: release.id,
+            state: release.state,
+            reason: release.reason.clone(),
+            log_url: format!(
+                "{}/v1/releases/{}",
+                self.config.public_url.trim_end_matches('/'),
+                release.id
+            ),
+        })
+    }
+
+    /// The service a deploy hook's body names, once the body's signature proves it comes from
+    /// someone holding that service's deploy secret.
+    async fn hook_service(
+        &self,
+        body: &[u8],
+        signature: Option<&[u8]>,
+    ) -> Result<Service, CoreError> {
+        #[derive(Deserialize)]
+        struct Target {
+            service: String,
+        }
+        let refused = || {
+            CoreError::Refused(
+                "the signature does not match the service's deploy secret (or it has none: \
+                 make one with `wharf service deploy-secret NAME`)"
+                    .to_owned(),
+            )
+        };
+        let target: Target = serde_json::from_slice(body).map_err(|error| {
+            CoreError::Invalid(format!("the body is not a deploy request: {error}"))
+        })?;
+        let service = match self.store.service_by_name(&target.service).await {
+            Ok(service) => service,
+            Err(wharf_store::StoreError::NotFound(_)) => return Err(refused()),
+            Err(error) => return Err(error.into()),
+        };
+        let sealed = self
+            .store
+            .deploy_secret(service.id)
+            .await?
+            .ok_or_else(refused)?;
+        let secret = self
+            .config
+            .sealing_key
+            .open(&deploy_secret_context(service.id), &sealed)?;
+        signature::verify(secret.as_bytes(), body, signature).map_err(|_| refused())?;
+        Ok(service)
+    }
+
+    /// `{registry}/{project}/{service}`: from the server's registry setting, else from the
+    /// service's last pushed image.
+    async fn service_repository(&self, service: &Service) -> Result<String, CoreError> {
+        if let Some(registry) = &self.config.registry {
+            return Ok(format!(
+                "{}/{}/{}",
+                registry.trim_end_matches('/'),
+                service.project,
+                service.name
+            ));
+        }
+        let last = match self
+            .store
+            .latest_completed_build(service.id, &service.deploy.environment)
+            .await?
+        {
+            Some(id) => self.store.build(id).await?.image,
+            None => None,
+        };
+        last.map(|image| image_repository(&image).to_owned())
+            .ok_or_else(|| {
+                CoreError::Conflict(
+                    "image_sha needs the registry: set WHARF_REGISTRY on the server, or send \"image\""
+                        .to_owned(),
+                )
+            })
+    }
+}
+
+/// How long the hook waits for an outcome: the health deadline and room for the pull.
+fn hook_wait(service: &Service) -> Duration {
+    Duration::from_millis(service.deploy.health.deadline_ms) + Duration::from_secs(600)
+}

@@ -1,0 +1,282 @@
+//! Services: their settings, checked before they are stored, and their variables, secret ones
+//! sealed before they reach the store.
+
+use wharf_domain::compose_deploy::ComposePermission;
+use wharf_domain::names::{
+    BranchName, DnsLabel, RepoSource, check_domain, check_env_name, check_http_path,
+    check_repo_path,
+};
+use wharf_store::{NewService, StoredEnv};
+use wharf_wire::{CreateService, DeploySettings, EnvVar, Service, SetEnv, Strategy, UpdateService};
+
+use crate::core::sealing::variable_context;
+use crate::core::{Core, CoreError, now_millis};
+
+/// The longest value a variable may hold.
+const MAX_ENV_VALUE: usize = 64 * 1024;
+
+impl Core {
+    /// Creates a service, its settings checked first.
+    pub async fn create_service(&self, request: &CreateService) -> Result<Service, CoreError> {
+        let new = validate(request)?;
+        let service = self.store.create_service(&new, now_millis()).await?;
+        tracing::info!(service = %service.name, repo = %service.repo, branch = %service.branch, "service created");
+        Ok(service)
+    }
+
+    /// Replaces a service's settings, checked as at creation. Its name and project are part of
+    /// its images' names, so they stay.
+    pub async fn update_service(
+        &self,
+        name: &str,
+        request: &UpdateService,
+    ) -> Result<Service, CoreError> {
+        let current = self.store.service_by_name(name).await?;
+        let new = validate(&request.service)?;
+        if new.name != current.name {
+            return Err(CoreError::Invalid(format!(
+                "a service cannot be renamed ({} to {}): its name is part of its images' names",
+                current.name, new.name
+            )));
+        }
+        if new.project != current.project {
+            return Err(CoreError::Invalid(format!(
+                "service {} cannot move from project {} to {}: the project is part of its images' names",
+                current.name, current.project, new.project
+            )));
+        }
+        let service = self.store.update_service(current.id, &new).await?;
+        tracing::info!(service = %service.name, repo = %service.repo, branch = %service.branch, "service changed");
+        Ok(service)
+    }
+
+    pub async fn services(&self) -> Result<Vec<Service>, CoreError> {
+        Ok(self.store.list_services().await?)
+    }
+
+    pub async fn service(&self, name: &str) -> Result<Service, CoreError> {
+        Ok(self.store.service_by_name(name).await?)
+    }
+
+    /// Sets a variable of the service `service_name`; a secret one is sealed first.
+    pub async fn set_variable(
+        &self,
+        service_name: &str,
+        request: &SetEnv,
+    ) -> Result<EnvVar, CoreError> {
+        let service = self.store.service_by_name(service_name).await?;
+        check_env_name(&request.name)?;
+        let value = request.value.expose();
+        if value.len() > MAX_ENV_VALUE || value.contains('\0') {
+            return Err(CoreError::Invalid(format!(
+                "the value of {} must be at most 64 KiB, without NUL bytes",
+                request.name
+            )));
+        }
+        let (value, sealed) = if request.secret {
+            let sealed = self
+                .config
+                .sealing_key
+                .seal(&variable_context(service.id, &request.name), value)
+                .map_err(|error| CoreError::Internal(error.into()))?;
+            (None, Some(sealed))
+        } else {
+            (Some(value.to_owned()), None)
+        };
+        let variable = StoredEnv {
+            name: request.name.clone(),
+            value,
+            sealed,
+            secret: request.secret,
+            build: request.build,
+            updated_at: String::new(),
+        };
+        self.store
+            .set_env(service.id, &variable, now_millis())
+            .await?;
+        tracing::info!(service = %service.name, variable = %request.name, secret = request.secret, "variable set");
+        let stored = self
+            .store
+            .list_env(service.id)
+            .await?
+            .into_iter()
+            .find(|candidate| candidate.name == request.name)
+            .ok_or_else(|| {
+                CoreError::Internal(anyhow::anyhow!("a variable vanished after it was set"))
+            })?;
+        Ok(shown(stored))
+    }
+
+    /// The service's variables as users see them: secret values withheld.
+    pub async fn variables(&self, service_name: &str) -> Result<Vec<EnvVar>, CoreError> {
+        let service = self.store.service_by_name(service_name).await?;
+        let variables = self.store.list_env(service.id).await?;
+        Ok(variables.into_iter().map(shown).collect())
+    }
+
+    /// Removes a variable; answers the variables left.
+    pub async fn unset_variable(
+        &self,
+        service_name: &str,
+        variable: &str,
+    ) -> Result<Vec<EnvVar>, CoreError> {
+        let service = self.store.service_by_name(service_name).await?;
+        self.store.unset_env(service.id, variable).await?;
+        self.variables(service_name).await
+    }
+
+    /// The value of a stored variable of the service `service_id`, a secret one opened; `None`
+    /// for a row that holds neither.
+    pub(crate) fn variable_value(
+        &self,
+        service_id: i64,
+        variable: &StoredEnv,
+    ) -> Result<Option<String>, CoreError> {
+        match (variable.secret, &variable.value, &variable.sealed) {
+            (false, Some(value), _) => Ok(Some(value.clone())),
+            (true, _, Some(sealed)) => Ok(Some(
+                self.config
+                    .sealing_key
+                    .open(&variable_context(service_id, &variable.name), sealed)?,
+            )),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A stored variable as users see it: a secret one without its value.
+fn shown(variable: StoredEnv) -> EnvVar {
+    EnvVar {
+        name: variable.name,
+        value: if variable.secret {
+            None
+        } else {
+            variable.value
+        },
+        secret: variable.secret,
+        build: variable.build,
+        updated_at: variable.updated_at,
+    }
+}
+
+/// Checks every field and gives the store what it stores.
+fn validate(request: &CreateService) -> Result<NewService, CoreError> {
+    let name = DnsLabel::parse("service name", &request.name)?;
+    let project = DnsLabel::parse(
+        "project name",
+        request.project.as_deref().unwrap_or("default"),
+    )?;
+    let source = RepoSource::parse(&request.repo)?;
+    let branch = BranchName::parse(&request.branch)?;
+    for (what, value) in [
+        ("dockerfile path", &request.dockerfile),
+        ("build context", &request.context),
+        ("compose file path", &request.compose),
+    ] {
+        if let Some(value) = value {
+            check_repo_path(what, value)?;
+        }
+    }
+    if let Some(path) = &request.health_path {
+        check_http_path("health path", path)?;
+    }
+    if let Some(domain) = &request.domain {
+        check_domain(domain)?;
+    }
+    if request.port == Some(0) {
+        return Err(CoreError::Invalid(
+            "port must be between 1 and 65535".to_owned(),
+        ));
+    }
+    if request.dockerfile.is_some() && request.compose.is_some() {
+        return Err(CoreError::Invalid(
+            "give either a Dockerfile or a compose file, not both".to_owned(),
+        ));
+    }
+    let deploy = request.deploy.clone().unwrap_or_default();
+    check_deploy_settings(&deploy, request.port, request.compose.is_some())?;
+    Ok(NewService {
+        name: name.to_string(),
+        project: project.to_string(),
+        repo: source.to_text(),
+        repo_key: source.github_key(),
+        branch: branch.to_string(),
+        dockerfile: request.dockerfile.clone(),
+        context: request.context.clone(),
+        compose: request.compose.clone(),
+        port: request.port,
+        health_path: request.health_path.clone(),
+        domain: request.domain.clone(),
+        cancel_running: request.cancel_running,
+        deploy,
+    })
+}
+
+fn check_deploy_settings(
+    deploy: &DeploySettings,
+    port: Option<u16>,
+    compose: bool,
+) -> Result<(), CoreError> {
+    let bad = |message: String| Err(CoreError::Invalid(message));
+    DnsLabel::parse("environment", &deploy.environment)?;
+    for host in &deploy.hosts {
+        let name = host.strip_prefix("label:").unwrap_or(host);
+        if name.is_empty()
+            || name.len() > 63
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return bad(format!(
+                "host {host:?} is neither an agent name nor label:NAME (letters, digits, '-', '_')"
+            ));
+        }
+    }
+    if !(1..=32).contains(&deploy.replicas) {
+        return bad("replicas must be between 1 and 32".to_owned());
+    }
+    if compose && deploy.replicas != 1 {
+        return bad(
+            "replicas apply to a service built from a Dockerfile: a compose stack runs one container per compose service"
+                .to_owned(),
+        );
+    }
+    if deploy.aliases.len() > 20 {
+        return bad("a service takes at most 20 aliases".to_owned());
+    }
+    for alias in &deploy.aliases {
+        check_domain(alias)?;
+    }
+    if deploy.strategy == Some(Strategy::BlueGreen) && port.is_none() {
+        return bad(
+            "blue-green needs the service's port, to move traffic to the new version".to_owned(),
+        );
+    }
+    let health = &deploy.health;
+    if !(100..=599).contains(&health.status) {
+        return bad("the expected health status must be an HTTP status (100-599)".to_owned());
+    }
+    if health.interval_ms < 50 || health.timeout_ms < 50 {
+        return bad("health interval and timeout must be at least 50 ms".to_owned());
+    }
+    if health.deadline_ms < health.interval_ms || health.deadline_ms > 3_600_000 {
+        return bad(
+            "the health deadline must be at least one interval and at most an hour".to_owned(),
+        );
+    }
+    if deploy.drain_ms > 600_000 {
+        return bad("drain must be at most 10 minutes".to_owned());
+    }
+    if let Some(unknown) = deploy
+        .compose_allow
+        .iter()
+        .find(|permission| ComposePermission::parse(permission).is_none())
+    {
+        let known: Vec<&str> = ComposePermission::ALL.iter().map(|p| p.name()).collect();
+        return bad(format!(
+            "unknown compose permission {unknown:?}; known: {}",
+            known.join(", ")
+        ));
+    }
+    Ok(())
+}
