@@ -56,16 +56,12 @@ pub(super) async fn create_deployment(
         ));
     }
 
-    let environment = body
-        .get("environment")
-        .and_then(Value::as_str)
-        .unwrap_or("production")
-        .to_string();
-    let task = body
-        .get("task")
-        .and_then(Value::as_str)
-        .unwrap_or("deploy")
-        .to_string();
+    let environment = request
+        .body_text("environment")
+        .unwrap_or_else(|| "production".to_string());
+    let task = request
+        .body_text("task")
+        .unwrap_or_else(|| "deploy".to_string());
     let payload = match body.get("payload") {
         None | Some(Value::Null) => json!({}),
         Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
@@ -78,13 +74,9 @@ pub(super) async fn create_deployment(
         None => json!(""),
         Some(value) => value.clone(),
     };
-    let transient = body
-        .get("transient_environment")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let production = body
-        .get("production_environment")
-        .and_then(Value::as_bool)
+    let transient = request.body_flag("transient_environment").unwrap_or(false);
+    let production = request
+        .body_flag("production_environment")
         .unwrap_or(environment == "production");
 
     let api_url = request.api_url();
@@ -223,11 +215,7 @@ pub(super) fn create_deployment_status(
         }
         None => return Err(ApiResponse::invalid_request("\"state\" wasn't supplied.")),
     };
-    let description = body
-        .get("description")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let description = request.body_text("description").unwrap_or_default();
     if description.chars().count() > MAX_STATUS_DESCRIPTION_CHARACTERS {
         return Err(ApiResponse::json(
             422,
@@ -244,16 +232,13 @@ pub(super) fn create_deployment_status(
             }),
         ));
     }
-    let text_field = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
     // Setting log_url also sets target_url; an old client's target_url alone fills both.
-    let log_url = text_field("log_url")
-        .or_else(|| text_field("target_url"))
+    let log_url = request
+        .body_text("log_url")
+        .or_else(|| request.body_text("target_url"))
         .unwrap_or_default();
-    let environment_url = text_field("environment_url").unwrap_or_default();
-    let auto_inactive = body
-        .get("auto_inactive")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    let environment_url = request.body_text("environment_url").unwrap_or_default();
+    let auto_inactive = request.body_flag("auto_inactive").unwrap_or(true);
 
     let api_url = request.api_url();
     let mut state = request.shared.lock();
@@ -265,7 +250,8 @@ pub(super) fn create_deployment_status(
         return Err(ApiResponse::not_found());
     };
     let deployment = &state.deployments[index];
-    let environment = text_field("environment")
+    let environment = request
+        .body_text("environment")
         .or_else(|| {
             deployment
                 .statuses

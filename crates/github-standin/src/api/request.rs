@@ -110,6 +110,16 @@ impl ApiRequest<'_> {
         }
     }
 
+    /// A field of the JSON body that is a string.
+    pub(super) fn body_text(&self, field: &str) -> Option<String> {
+        self.body?.get(field)?.as_str().map(str::to_string)
+    }
+
+    /// A field of the JSON body that is a boolean.
+    pub(super) fn body_flag(&self, field: &str) -> Option<bool> {
+        self.body?.get(field)?.as_bool()
+    }
+
     pub(super) fn body_object(&self) -> Map<String, Value> {
         self.body
             .and_then(Value::as_object)
