@@ -20,19 +20,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use wharf_github::{AppConfig, GithubApp};
-use wharf_github_standin::{AppKey, GithubStandin, StandinConfig};
-use wharf_runtime::registry::LocalRegistry;
 
-use crate::build::{base64_encode, median, time_from_rfc3339, webhook};
 use crate::edge_load::{
     self, Answer, HELD_MS, Load, REQUEST_TIMEOUT, Sample, Summary, before, get_through_edge,
     wall_ms,
 };
-use crate::procs::{self, Child, WharfLaunch};
-use crate::report;
+use crate::github_scene::GithubScene;
+use crate::procs::{self, Child, time_from_rfc3339};
+use crate::report::{self, median};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -177,6 +173,19 @@ struct SwapRun {
     samples: Vec<Sample>,
 }
 
+impl SwapRun {
+    /// The swaps done and the requests that ran while they did.
+    fn of(swaps: Vec<Swap>, samples: Vec<Sample>) -> SwapRun {
+        let first = swaps.first().map_or(f64::MAX, |swap| swap.started_ms);
+        SwapRun {
+            swaps,
+            summary: Summary::of(&samples),
+            before: before(&samples, first),
+            samples,
+        }
+    }
+}
+
 /// One push-to-live run of Wharf, timed by the benchmark and broken down by the server's own
 /// timestamps (milliseconds).
 struct PushRun {
@@ -197,14 +206,10 @@ struct PushRun {
 
 /// Everything the benchmark started, reached through one value.
 struct Bench {
-    http: reqwest::Client,
+    /// The server, the GitHub stand-in with `acme/app`, the registry, and the run's directory.
+    scene: GithubScene,
     /// For the load: its own pool, so API calls never wait behind it.
     edge_client: reqwest::Client,
-    wharf: procs::Wharf,
-    standin: GithubStandin,
-    app: GithubApp,
-    registry: LocalRegistry,
-    secret: String,
     agent_name: String,
     /// `127.0.0.1:PORT` of the edge's apps, and of Caddy's admin API.
     edge_listen: String,
@@ -213,7 +218,6 @@ struct Bench {
     script_label: String,
     /// Images to remove at the end, shared with [`HostCleanup`].
     images: Arc<std::sync::Mutex<Vec<String>>>,
-    dir: tempfile::TempDir,
 }
 
 /// Removes what the benchmark started on the host when dropped, also when it fails: the agent
@@ -314,66 +318,19 @@ async fn podman(args: &[&str]) -> anyhow::Result<String> {
 }
 
 async fn setup(args: &Args) -> anyhow::Result<(Bench, HostCleanup)> {
-    let dir = tempfile::tempdir()?;
-    let key = AppKey::generate()?;
-    let mut config = StandinConfig::new(APP_ID, &key.public_pem);
-    config.openapi_path = None;
-    let standin = GithubStandin::start(config).await?;
-    standin.add_installation(INSTALLATION, "acme");
-    standin.add_repository(INSTALLATION, "acme/app")?;
-    let registry = LocalRegistry::start(&dir.path().join("registry"), "127.0.0.1:0").await?;
-    let http = procs::http_client(4)?;
+    let scene = GithubScene::start(&args.wharf, "deploy", APP_ID, INSTALLATION, "app").await?;
     let edge_client = edge_load::client()?;
-    let secret = procs::random_hex(16)?;
-    let launch = WharfLaunch {
-        bin: args.wharf.clone(),
-        data_dir: dir.path().join("data"),
-        log_dir: dir.path().to_path_buf(),
-        token: procs::random_hex(16)?,
-        webhook_secret: secret.clone(),
-    };
-    let app_id = APP_ID.to_string();
-    let api_url = standin.api_url();
-    let wharf = launch
-        .start(
-            &http,
-            "deploy",
-            &[
-                ("WHARF_GITHUB_APP_ID", &app_id),
-                ("WHARF_GITHUB_APP_PRIVATE_KEY", &key.private_pem),
-                ("WHARF_GITHUB_API_URL", &api_url),
-            ],
-        )
-        .await?;
     let agent_name = format!("bench-deploy-{}", procs::random_hex(3)?);
-    let agent_token = wharf
-        .admin_post(
-            &http,
-            "/v1/agents",
-            &json!({"name": agent_name}),
-            reqwest::StatusCode::CREATED,
-        )
-        .await?["token"]
-        .as_str()
-        .context("no agent token")?
-        .to_owned();
+    let agent_token = scene.add_agent(&agent_name).await?;
     let edge_admin = format!("127.0.0.1:{}", procs::free_port()?);
     let edge_listen = format!("127.0.0.1:{}", procs::free_port()?);
-    let mut agent_command = std::process::Command::new(&args.wharf);
+    let mut agent_command = scene.agent_command(&args.wharf, &agent_token, "info");
     agent_command
-        .arg("agent")
-        .env_remove("WHARF_CONFIG")
-        .env("WHARF_SERVER", &wharf.url)
-        .env("WHARF_AGENT_TOKEN", &agent_token)
         .env("WHARF_LABELS", "build,deploy")
-        .env("WHARF_WORK_DIR", dir.path().join("work"))
-        .env("WHARF_REGISTRY", &registry.address)
-        .env("WHARF_REGISTRY_INSECURE", "true")
         .env("WHARF_CADDY_ADMIN", &edge_admin)
         .env("WHARF_EDGE_LISTEN", &edge_listen)
-        .env("WHARF_STOP_GRACE", STOP_GRACE_S.to_string())
-        .env("WHARF_LOG", "info");
-    let agent = Child::spawn("wharf agent", agent_command, &dir.path().join("agent.log"))?;
+        .env("WHARF_STOP_GRACE", STOP_GRACE_S.to_string());
+    let agent = scene.spawn_agent(agent_command)?;
     let script_label = format!("wharf-bench.run={}", procs::random_hex(4)?);
     let cleanup = HostCleanup {
         agent: Some(agent),
@@ -384,20 +341,7 @@ async fn setup(args: &Args) -> anyhow::Result<(Bench, HostCleanup)> {
     };
 
     // The installation, as GitHub would announce it, then the services.
-    let installed = json!({
-        "action": "created",
-        "installation": {"id": INSTALLATION, "account": {"login": "acme", "type": "Organization"}},
-        "repositories": [{"id": 1, "full_name": "acme/app", "private": true}]
-    });
-    webhook(
-        &http,
-        &wharf.url,
-        &secret,
-        "installation",
-        &procs::random_hex(8)?,
-        &installed,
-    )
-    .await?;
+    scene.announce_installation().await?;
     let deploy = |strategy: Option<&str>, auto_deploy: bool| {
         let mut deploy = json!({
             "hosts": [agent_name],
@@ -420,37 +364,28 @@ async fn setup(args: &Args) -> anyhow::Result<(Bench, HostCleanup)> {
             "classic.test",
             deploy(Some("recreate"), false),
         ),
-        ("app", "acme/app", "app.test", deploy(None, true)),
+        (
+            "app",
+            scene.repository.as_str(),
+            "app.test",
+            deploy(None, true),
+        ),
     ] {
-        wharf
-            .admin_post(
-                &http,
-                "/v1/services",
+        scene
+            .create_service(
                 &json!({"name": name, "repo": repo, "branch": "main", "port": 8080,
-                        "domain": domain, "deploy": deploy}),
-                reqwest::StatusCode::CREATED,
+                                    "domain": domain, "deploy": deploy}),
             )
             .await?;
     }
-    let app = GithubApp::new(&AppConfig {
-        app_id: APP_ID,
-        private_key: SecretString::from(key.private_pem.clone()),
-        api_url,
-    })?;
     let bench = Bench {
-        http,
+        scene,
         edge_client,
-        wharf,
-        standin,
-        app,
-        registry,
-        secret,
         agent_name,
         edge_listen,
         edge_admin,
         script_label,
         images: cleanup.images.clone(),
-        dir,
     };
     Ok((bench, cleanup))
 }
@@ -467,24 +402,10 @@ impl Bench {
         format!("http://{}/", self.edge_listen)
     }
 
-    async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.wharf.url))
-            .bearer_auth(self.wharf.token())
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
-        let status = response.status();
-        let text = response.text().await?;
-        ensure!(status.is_success(), "GET {path} answered {status}: {text}");
-        serde_json::from_str(&text).with_context(|| format!("GET {path} answered non-JSON"))
-    }
-
     /// Builds the site image that answers `version` (or fails its probe) and pushes it, as CI
     /// would; the local tag is removed, so deploys really pull.
     async fn push_site_image(&self, version: &str, healthy: bool) -> anyhow::Result<String> {
-        let context = self.dir.path().join(format!("image-{version}"));
+        let context = self.scene.dir.path().join(format!("image-{version}"));
         std::fs::create_dir_all(context.join("www"))?;
         std::fs::write(context.join("Dockerfile"), site_dockerfile())?;
         std::fs::copy("/bin/busybox", context.join("busybox"))
@@ -493,7 +414,7 @@ impl Bench {
         std::fs::write(context.join("www").join(page), format!("{version}\n"))?;
         let image = format!(
             "{}/bench/site:{}",
-            self.registry.address,
+            self.scene.registry.address,
             version.to_lowercase()
         );
         let context = context.to_string_lossy().into_owned();
@@ -507,9 +428,10 @@ impl Bench {
     /// Asks Wharf to deploy `image` to `service`; returns the release id.
     async fn deploy(&self, service: &str, image: &str) -> anyhow::Result<i64> {
         let release = self
+            .scene
             .wharf
             .admin_post(
-                &self.http,
+                &self.scene.http,
                 &format!("/v1/services/{service}/deploy"),
                 &json!({"image": image}),
                 reqwest::StatusCode::CREATED,
@@ -522,7 +444,7 @@ impl Bench {
     async fn wait_settled(&self, id: i64) -> anyhow::Result<Value> {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let release = self.get_json(&format!("/v1/releases/{id}")).await?;
+            let release = self.scene.get_json(&format!("/v1/releases/{id}")).await?;
             let state = release["state"].as_str().unwrap_or_default();
             if !["pending", "pulling", "starting", "health_checking"].contains(&state) {
                 return Ok(release);
@@ -620,20 +542,41 @@ impl Bench {
         self.deploy_live("site", "site.test", first_image, first_version)
             .await?;
         self.wait_for_one_container("site").await?;
+        self.swaps_under_load(
+            "Wharf blue-green",
+            images,
+            swaps,
+            rate,
+            async |version, image| {
+                let seconds = self
+                    .deploy_live("site", "site.test", image, version)
+                    .await?;
+                self.wait_for_one_container("site").await?;
+                Ok(seconds)
+            },
+        )
+        .await
+    }
+
+    /// Swaps `site` between the two versions `swaps` times under load, starting with the
+    /// second, each swap by `swap_to(version, image)`, which returns how long the deploy took
+    /// in seconds. The load starts 1 s before the first swap and ends 1 s after the last.
+    async fn swaps_under_load(
+        &self,
+        method: &str,
+        images: &[(String, String); 2],
+        swaps: usize,
+        rate: f64,
+        swap_to: impl AsyncFn(&str, &str) -> anyhow::Result<f64>,
+    ) -> anyhow::Result<SwapRun> {
         let load = self.start_load("site.test", rate);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut done = Vec::new();
         for swap in 0..swaps {
             let (version, image) = &images[(swap + 1) % 2];
-            eprintln!(
-                "==> Wharf blue-green: swap {} of {swaps} to {version}",
-                swap + 1
-            );
+            eprintln!("==> {method}: swap {} of {swaps} to {version}", swap + 1);
             let started_ms = wall_ms();
-            let seconds = self
-                .deploy_live("site", "site.test", image, version)
-                .await?;
-            self.wait_for_one_container("site").await?;
+            let seconds = swap_to(version, image).await?;
             done.push(Swap {
                 version: version.clone(),
                 started_ms,
@@ -641,28 +584,45 @@ impl Bench {
             });
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let samples = load.finish().await;
-        let first = done.first().map_or(f64::MAX, |swap| swap.started_ms);
-        Ok(SwapRun {
-            swaps: done,
-            summary: Summary::of(&samples),
-            before: before(&samples, first),
-            samples,
-        })
+        Ok(SwapRun::of(done, load.finish().await))
+    }
+
+    /// `bash -c SCRIPT NAME ARGS…` for a script Wharf is compared with, its container `app` on
+    /// `127.0.0.1:port`, labelled for the cleanup, probing as often as Wharf does.
+    fn script(
+        &self,
+        script: &str,
+        name: &str,
+        args: &[&str],
+        app: &str,
+        port: u16,
+    ) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new("bash");
+        command
+            .args(["-c", script, name])
+            .args(args)
+            .env("APP", app)
+            .env("PORT", port.to_string())
+            .env("LABEL", &self.script_label)
+            .env(
+                "HEALTH_INTERVAL",
+                format!("{:.3}", HEALTH_INTERVAL_MS as f64 / 1000.0),
+            );
+        command
     }
 
     /// Runs the stop-then-start script for `image`, the app on `port`; returns its exit code.
     async fn stop_start(&self, image: &str, port: u16) -> anyhow::Result<i32> {
-        let out = tokio::process::Command::new("bash")
-            .args(["-c", STOP_START_SCRIPT, "stop-start-deploy.sh", image])
-            .env("APP", format!("bench-stop-start-{}", self.agent_name))
-            .env("PORT", port.to_string())
-            .env("LABEL", &self.script_label)
-            .env("STOP_GRACE", STOP_GRACE_S.to_string())
-            .env(
-                "HEALTH_INTERVAL",
-                format!("{:.3}", HEALTH_INTERVAL_MS as f64 / 1000.0),
+        let app = format!("bench-stop-start-{}", self.agent_name);
+        let out = self
+            .script(
+                STOP_START_SCRIPT,
+                "stop-start-deploy.sh",
+                &[image],
+                &app,
+                port,
             )
+            .env("STOP_GRACE", STOP_GRACE_S.to_string())
             .env("HEALTH_RETRIES", HEALTH_RETRIES.to_string())
             .output()
             .await
@@ -681,9 +641,9 @@ impl Bench {
     /// everything else of the route (its host match, its retry settings).
     async fn point_route_at(&self, port: u16) -> anyhow::Result<()> {
         let url = format!("http://{}/id/wharf-site", self.edge_admin);
-        let mut route: Value = self.http.get(&url).send().await?.json().await?;
+        let mut route: Value = self.scene.http.get(&url).send().await?.json().await?;
         route["handle"][0]["upstreams"] = json!([{"dial": format!("127.0.0.1:{port}")}]);
-        let response = self.http.patch(&url).json(&route).send().await?;
+        let response = self.scene.http.patch(&url).json(&route).send().await?;
         ensure!(
             response.status().is_success(),
             "Caddy refused the route: {} {}",
@@ -708,34 +668,16 @@ impl Bench {
         );
         self.point_route_at(port).await?;
         self.wait_for_edge("site.test", first_version).await?;
-        let load = self.start_load("site.test", rate);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut done = Vec::new();
-        for swap in 0..swaps {
-            let (version, image) = &images[(swap + 1) % 2];
-            eprintln!(
-                "==> stop-then-start script: swap {} of {swaps} to {version}",
-                swap + 1
-            );
-            let (started, started_ms) = (Instant::now(), wall_ms());
+        let swap_to = async |version: &str, image: &str| {
+            let started = Instant::now();
             let code = self.stop_start(image, port).await?;
             ensure!(code == 0, "the script's deploy of {version} exited {code}");
-            done.push(Swap {
-                version: version.clone(),
-                started_ms,
-                seconds: started.elapsed().as_secs_f64(),
-            });
+            let seconds = started.elapsed().as_secs_f64();
             self.wait_for_edge("site.test", version).await?;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let samples = load.finish().await;
-        let first = done.first().map_or(f64::MAX, |swap| swap.started_ms);
-        Ok(SwapRun {
-            swaps: done,
-            summary: Summary::of(&samples),
-            before: before(&samples, first),
-            samples,
-        })
+            Ok(seconds)
+        };
+        self.swaps_under_load("stop-then-start script", images, swaps, rate, swap_to)
+            .await
     }
 
     /// Deploys the unhealthy image to `service` under load and measures the way back.
@@ -773,8 +715,9 @@ impl Bench {
             ("busybox", &busybox),
             ("www/index.html", page.as_bytes()),
         ];
-        self.standin
-            .commit_files("acme/app", "main", &files, version)
+        self.scene
+            .standin
+            .commit_files(&self.scene.repository, "main", &files, version)
     }
 
     /// Pushes a new version of the app as GitHub would, and times until the edge answers it.
@@ -793,21 +736,10 @@ impl Bench {
             "sender": {"login": "octocat", "id": 1},
             "installation": {"id": INSTALLATION}
         });
-        let body = payload.to_string().into_bytes();
-        let signature = wharf_domain::signature::sign(self.secret.as_bytes(), &body);
-        let delivery = procs::random_hex(16)?;
+        let push = self.scene.delivery("push", &payload)?;
         let sent_ms = wall_ms();
         let started = Instant::now();
-        let response = self
-            .http
-            .post(format!("{}/api/webhooks/github", self.wharf.url))
-            .header("x-github-event", "push")
-            .header("x-github-delivery", &delivery)
-            .header("x-hub-signature-256", signature)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?;
+        let response = push.send().await?;
         ensure!(
             response.status() == reqwest::StatusCode::ACCEPTED,
             "the push answered {}",
@@ -820,11 +752,14 @@ impl Bench {
         self.wait_for_edge("app.test", version).await?;
         let seconds = started.elapsed().as_secs_f64();
 
-        let build = self.get_json(&format!("/v1/builds/{build_id}")).await?;
+        let build = self
+            .scene
+            .get_json(&format!("/v1/builds/{build_id}"))
+            .await?;
         // The edge moves to the new version just before the agent reports it live.
         let deadline = Instant::now() + DEADLINE;
         let release = loop {
-            let releases = self.get_json("/v1/services/app/releases").await?;
+            let releases = self.scene.get_json("/v1/services/app/releases").await?;
             let release = releases
                 .as_array()
                 .and_then(|all| all.iter().find(|r| r["build_id"] == build_id))
@@ -869,37 +804,24 @@ impl Bench {
     /// The raw pipeline for a new version of the app; returns its wall time in seconds.
     async fn script_push_to_live(&self, version: &str, run: usize) -> anyhow::Result<f64> {
         let commit = self.commit_app(version)?;
-        let token = self.app.installation_token(INSTALLATION).await?;
-        let header = format!(
-            "Authorization: Basic {}",
-            base64_encode(&format!("x-access-token:{}", token.token.expose_secret()))
-        );
         let work = tempfile::tempdir()?;
         let name = format!("bench-pipeline-{}-{run}", self.agent_name);
         let port = procs::free_port()?;
-        let tag = format!("{}/bench/app-pipeline:{commit}", self.registry.address);
+        let tag = format!(
+            "{}/bench/app-pipeline:{commit}",
+            self.scene.registry.address
+        );
         self.remember_image(&tag);
-        let started = Instant::now();
-        let out = tokio::process::Command::new("bash")
-            .args(["-c", PUSH_PIPELINE_SCRIPT, "push-pipeline.sh"])
+        let mut pipeline = self.script(PUSH_PIPELINE_SCRIPT, "push-pipeline.sh", &[], &name, port);
+        pipeline
             .env("WORK", work.path())
-            .env("URL", self.standin.clone_url("acme/app"))
+            .env("URL", self.scene.clone_url())
             .env("COMMIT", &commit)
-            .env("TAG", &tag)
-            .env("APP", &name)
-            .env("PORT", port.to_string())
-            .env("LABEL", &self.script_label)
-            .env(
-                "HEALTH_INTERVAL",
-                format!("{:.3}", HEALTH_INTERVAL_MS as f64 / 1000.0),
-            )
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env("GIT_CONFIG_VALUE_0", header)
-            .output()
-            .await
-            .context("cannot run bash")?;
+            .env("TAG", &tag);
+        // The installation token is minted before the timing starts.
+        self.scene.git_credentials(&mut pipeline).await?;
+        let started = Instant::now();
+        let out = pipeline.output().await.context("cannot run bash")?;
         let seconds = started.elapsed().as_secs_f64();
         ensure!(
             out.status.success(),
@@ -948,9 +870,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let measured = outcome?;
     let text = render(&args, &bench, &measured);
-    report::write(&args.out, &text)?;
-    println!("{text}");
-    Ok(())
+    report::publish(&args.out, &text)
 }
 
 /// What one run measured.
@@ -976,7 +896,7 @@ async fn write_samples(
         ("agent.log", "wharf-agent.log"),
         ("work/edge/caddy.log", "caddy.log"),
     ] {
-        let _ = std::fs::copy(bench.dir.path().join(from), dir.join(to));
+        let _ = std::fs::copy(bench.scene.dir.path().join(from), dir.join(to));
     }
     let Some(measured) = measured else {
         return Ok(());
@@ -1039,6 +959,7 @@ async fn write_samples(
     // Wharf's build logs, with the time of every line.
     for run in &measured.wharf_runs {
         let logs = bench
+            .scene
             .get_json(&format!("/v1/builds/{}/logs", run.build_id))
             .await?;
         let mut text = String::new();
@@ -1408,15 +1329,7 @@ Where Wharf's time goes (medians, from the server's own timestamps; they need no
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(due: f64, done: f64, answer: Answer) -> Sample {
-        Sample {
-            due_ms: due,
-            sent_ms: due,
-            done_ms: done,
-            answer,
-        }
-    }
+    use crate::edge_load::tests::sample;
 
     #[test]
     fn the_way_back_is_measured_from_the_verdict() {
