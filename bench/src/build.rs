@@ -6,6 +6,7 @@
 //! images go to a real registry (Debian's `docker-registry`), Wharf runs as its real binaries
 //! (`wharf server` and `wharf agent`), and the script uses an installation token as Wharf does.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use serde_json::json;
 use tokio::process::Command;
 
 use crate::github_scene::GithubScene;
-use crate::procs::{self, Child, time_from_rfc3339};
+use crate::procs::{self, Child, poll, time_from_rfc3339};
 use crate::report::{self, median};
 
 #[derive(clap::Args)]
@@ -75,25 +76,26 @@ async fn wharf_build(setup: &Setup, commit: &str) -> anyhow::Result<f64> {
         )
         .await?;
     let id = build["id"].as_i64().context("no build id")?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let build = setup.scene.get_json(&format!("/v1/builds/{id}")).await?;
-        match build["state"].as_str() {
-            Some("completed") => {
-                let claimed = time_from_rfc3339(build["claimed_at"].as_str().unwrap_or_default());
-                let finished = time_from_rfc3339(build["finished_at"].as_str().unwrap_or_default());
-                return match (claimed, finished) {
-                    (Some(claimed), Some(finished)) => Ok((finished - claimed) as f64 / 1000.0),
-                    _ => bail!("build #{id} has no claim or finish time: {build}"),
-                };
+    let build = poll(
+        Duration::from_secs(300),
+        Duration::from_millis(20),
+        async || {
+            let build = setup.scene.get_json(&format!("/v1/builds/{id}")).await?;
+            match build["state"].as_str() {
+                Some("completed") => Ok(ControlFlow::Break(build)),
+                Some("failed" | "cancelled") => bail!("build #{id} did not complete: {build}"),
+                _ => Ok(ControlFlow::Continue(format!(
+                    "build #{id} did not finish within 300 s"
+                ))),
             }
-            Some("failed" | "cancelled") => bail!("build #{id} did not complete: {build}"),
-            _ => {}
-        }
-        if Instant::now() > deadline {
-            bail!("build #{id} did not finish within 300 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        },
+    )
+    .await?;
+    let claimed = time_from_rfc3339(build["claimed_at"].as_str().unwrap_or_default());
+    let finished = time_from_rfc3339(build["finished_at"].as_str().unwrap_or_default());
+    match (claimed, finished) {
+        (Some(claimed), Some(finished)) => Ok((finished - claimed) as f64 / 1000.0),
+        _ => bail!("build #{id} has no claim or finish time: {build}"),
     }
 }
 

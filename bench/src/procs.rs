@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -235,6 +236,27 @@ fn clock_ticks() -> f64 {
             .filter(|ticks: &f64| *ticks > 0.0)
             .unwrap_or(100.0)
     })
+}
+
+/// Runs `attempt` every `every` until it breaks with a value; once `within` has passed, fails
+/// with what its last `Continue` said it was still waiting for.
+pub async fn poll<T>(
+    within: Duration,
+    every: Duration,
+    mut attempt: impl AsyncFnMut() -> anyhow::Result<ControlFlow<T, String>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        match attempt().await? {
+            ControlFlow::Break(value) => return Ok(value),
+            ControlFlow::Continue(waiting) => {
+                if Instant::now() >= deadline {
+                    bail!("{waiting}");
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// A loopback port nobody listens on right now.
