@@ -8,8 +8,6 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -19,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::load::Target;
-use crate::payload::{BRANCH, Generator, REPO};
+use crate::payload::{Generator, start_tracking_server};
 use crate::procs::{self, Wharf, WharfLaunch};
 use crate::report;
 
@@ -61,35 +59,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let generator = Generator::new(&secret, &procs::random_hex(4)?)?;
     let pool = generator.pool(args.pushes)?;
     let http = procs::http_client(4)?;
-    let launch = WharfLaunch {
-        bin: wharf_bin.clone(),
-        data_dir: dir.path().join("wharf-data"),
-        log_dir: dir.path().to_owned(),
-        token: format!("bench_admin_{}", procs::random_hex(20)?),
-        webhook_secret: secret,
-    };
-    eprintln!("==> starting wharf server (SQLite in a temporary directory)");
-    let mut wharf = launch.start(&http, "claim", &[]).await?;
-    wharf
-        .admin_post(
-            &http,
-            "/v1/services",
-            &json!({"name": "web", "repo": REPO, "branch": BRANCH, "port": 8080}),
-            StatusCode::CREATED,
-        )
-        .await?;
-    let agent = wharf
-        .admin_post(
-            &http,
-            "/v1/agents",
-            &json!({"name": "bench-agent"}),
-            StatusCode::CREATED,
-        )
-        .await?;
-    let agent_token = agent["token"]
-        .as_str()
-        .context("POST /v1/agents answered without a token")?
-        .to_owned();
+    let launch = WharfLaunch::fresh(&wharf_bin, dir.path(), &secret)?;
+    let mut wharf = start_tracking_server(&launch, &http, "claim").await?;
+    let agent_token = wharf.add_agent(&http, "bench-agent").await?;
 
     let (claims_tx, mut claims) = mpsc::unbounded_channel::<anyhow::Result<(i64, Instant)>>();
     let agent_loop = tokio::spawn(agent_loop(
@@ -99,13 +71,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         claims_tx,
     ));
 
-    let target = Target {
-        client: http.clone(),
-        url: format!("{}/api/webhooks/github", wharf.url),
-        pool,
-        cursor: Arc::new(AtomicUsize::new(0)),
-        wrap: false,
-    };
+    let target = Target::new(&http, wharf.webhook_url(), pool, false);
     eprintln!(
         "==> {} pushes, each after the agent is waiting",
         args.pushes
@@ -116,14 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             wait_for_waiting_agent(&http, &mut wharf).await?;
             let sent = Instant::now();
             let response = target
-                .client
-                .post(&target.url)
-                .header("content-type", "application/json")
-                .header("user-agent", "GitHub-Hookshot/bench")
-                .header("x-github-event", "push")
-                .header("x-github-delivery", request.delivery.clone())
-                .header("x-hub-signature-256", request.signature.clone())
-                .body(&request.body[..])
+                .push(request, &request.signature)
                 .send()
                 .await
                 .context("push")?;
@@ -164,10 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(wharf);
 
     let text = render(&args, &wharf_bin, &samples, server_sum, server_count);
-    report::write(&args.out, &text)?;
-    println!("{text}");
-    eprintln!("==> written to {}", args.out.display());
-    Ok(())
+    report::publish(&args.out, &text)
 }
 
 /// `later - earlier` in microseconds, negative when `later` is earlier.

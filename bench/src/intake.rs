@@ -10,17 +10,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
 use crate::load::{self, Phase, Target};
-use crate::payload::{BRANCH, Generator, REPO};
+use crate::payload::{BRANCH, Generator, REPO, start_tracking_server};
 use crate::procs::{self, Child, CpuTime, WharfLaunch};
 use crate::report;
 
@@ -127,41 +125,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let pool = generator.pool(pool_size)?;
     let http = procs::http_client(args.connections)?;
 
-    let launch = WharfLaunch {
-        bin: wharf_bin.clone(),
-        data_dir: dir.path().join("wharf-data"),
-        log_dir: dir.path().to_owned(),
-        token: format!("bench_admin_{}", procs::random_hex(20)?),
-        webhook_secret: secret.clone(),
-    };
-    eprintln!("==> starting wharf server (SQLite in a temporary directory)");
-    let mut wharf = launch.start(&http, "run", &[]).await?;
-    wharf
-        .admin_post(
-            &http,
-            "/v1/services",
-            &json!({"name": "web", "repo": REPO, "branch": BRANCH, "port": 8080}),
-            StatusCode::CREATED,
-        )
-        .await?;
+    let launch = WharfLaunch::fresh(&wharf_bin, dir.path(), &secret)?;
+    let mut wharf = start_tracking_server(&launch, &http, "run").await?;
 
     eprintln!("==> starting adnanh/webhook");
     let (mut webhook, webhook_url) = start_webhook(&webhook_bin, dir.path(), &secret).await?;
 
-    let wharf_target = Target {
-        client: http.clone(),
-        url: format!("{}/api/webhooks/github", wharf.url),
-        pool,
-        cursor: Arc::new(AtomicUsize::new(0)),
-        wrap: false,
-    };
-    let webhook_target = Target {
-        client: http.clone(),
-        url: webhook_url,
-        pool,
-        cursor: Arc::new(AtomicUsize::new(0)),
-        wrap: true,
-    };
+    let wharf_target = Target::new(&http, wharf.webhook_url(), pool, false);
+    let webhook_target = Target::new(&http, webhook_url, pool, true);
     let wrong = HeaderValue::from_str(&wharf_domain::signature::sign(
         b"not-the-secret",
         &pool[0].body,
@@ -259,10 +230,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &webhook_run,
         &durability,
     );
-    report::write(&args.out, &text)?;
-    println!("{text}");
-    eprintln!("==> written to {}", args.out.display());
-    Ok(())
+    report::publish(&args.out, &text)
 }
 
 /// Runs `work` and notes the CPU time of `server` and of this process meanwhile.

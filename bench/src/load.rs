@@ -30,6 +30,23 @@ pub struct Target {
 }
 
 impl Target {
+    /// Requests from `pool`, in order from its first, to `url` through `client`; `wrap` says
+    /// whether they may be sent again once the pool is used up.
+    pub fn new(
+        client: &reqwest::Client,
+        url: String,
+        pool: &'static [SignedRequest],
+        wrap: bool,
+    ) -> Target {
+        Target {
+            client: client.clone(),
+            url,
+            pool,
+            cursor: Arc::new(AtomicUsize::new(0)),
+            wrap,
+        }
+    }
+
     /// The next request and its index, or `None` when the pool is used up and may not wrap.
     fn next(&self) -> Option<(usize, &'static SignedRequest)> {
         let index = self.cursor.fetch_add(1, Ordering::Relaxed);
@@ -56,7 +73,25 @@ impl Target {
         signature: &HeaderValue,
     ) -> Result<(u16, Vec<u8>), String> {
         let response = self
-            .client
+            .push(request, signature)
+            .send()
+            .await
+            .map_err(|error| transport_error(&error))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| transport_error(&error))?;
+        Ok((status, body.to_vec()))
+    }
+
+    /// The push delivery `request` as GitHub sends it, with the given signature header.
+    pub fn push(
+        &self,
+        request: &'static SignedRequest,
+        signature: &HeaderValue,
+    ) -> reqwest::RequestBuilder {
+        self.client
             .post(&self.url)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(
@@ -67,15 +102,6 @@ impl Target {
             .header("x-github-delivery", request.delivery.clone())
             .header("x-hub-signature-256", signature.clone())
             .body(&request.body[..])
-            .send()
-            .await
-            .map_err(|error| transport_error(&error))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| transport_error(&error))?;
-        Ok((status, body.to_vec()))
     }
 }
 

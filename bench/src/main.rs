@@ -19,6 +19,7 @@ mod build;
 mod claim;
 mod deploy;
 mod edge_load;
+mod github_scene;
 mod intake;
 mod load;
 mod payload;

@@ -11,10 +11,32 @@ use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use crate::procs::{Wharf, WharfLaunch};
+
 /// The repository every push names; the benchmark's service tracks it.
 pub const REPO: &str = "acme/web";
 /// The branch every push updates; the benchmark's service tracks it.
 pub const BRANCH: &str = "main";
+
+/// Starts `launch` (its log `wharf-{label}.log`) and creates the service `web` that tracks
+/// [`REPO`] and [`BRANCH`], so that every push of the pool queues a build.
+pub async fn start_tracking_server(
+    launch: &WharfLaunch,
+    http: &reqwest::Client,
+    label: &str,
+) -> anyhow::Result<Wharf> {
+    eprintln!("==> starting wharf server (SQLite in a temporary directory)");
+    let wharf = launch.start(http, label, &[]).await?;
+    wharf
+        .admin_post(
+            http,
+            "/v1/services",
+            &json!({"name": "web", "repo": REPO, "branch": BRANCH, "port": 8080}),
+            reqwest::StatusCode::CREATED,
+        )
+        .await?;
+    Ok(wharf)
+}
 
 /// Forty characters that stand for the pushed commit in the template; replaced per request.
 const AFTER_MARK: &str = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@";

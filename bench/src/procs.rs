@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -237,6 +238,27 @@ fn clock_ticks() -> f64 {
     })
 }
 
+/// Runs `attempt` every `every` until it breaks with a value; once `within` has passed, fails
+/// with what its last `Continue` said it was still waiting for.
+pub async fn poll<T>(
+    within: Duration,
+    every: Duration,
+    mut attempt: impl AsyncFnMut() -> anyhow::Result<ControlFlow<T, String>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        match attempt().await? {
+            ControlFlow::Break(value) => return Ok(value),
+            ControlFlow::Continue(waiting) => {
+                if Instant::now() >= deadline {
+                    bail!("{waiting}");
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -288,6 +310,17 @@ pub struct WharfLaunch {
 }
 
 impl WharfLaunch {
+    /// `bin` on a fresh SQLite data directory in `dir`, logging beside it, with a new admin token.
+    pub fn fresh(bin: &Path, dir: &Path, webhook_secret: &str) -> anyhow::Result<WharfLaunch> {
+        Ok(WharfLaunch {
+            bin: bin.to_owned(),
+            data_dir: dir.join("wharf-data"),
+            log_dir: dir.to_owned(),
+            token: format!("bench_admin_{}", random_hex(20)?),
+            webhook_secret: webhook_secret.to_owned(),
+        })
+    }
+
     /// Starts `BIN server` on a free port and waits until `/healthz` answers 200.
     pub async fn start(
         &self,
@@ -327,6 +360,11 @@ impl WharfLaunch {
 }
 
 impl Wharf {
+    /// Where GitHub's webhook deliveries go.
+    pub fn webhook_url(&self) -> String {
+        format!("{}/api/webhooks/github", self.url)
+    }
+
     /// The admin token it was started with.
     pub fn token(&self) -> &str {
         &self.token
@@ -379,6 +417,22 @@ impl Wharf {
         serde_json::from_str(&text).with_context(|| format!("POST {path} answered non-JSON"))
     }
 
+    /// Registers an agent called `name`; returns its token.
+    pub async fn add_agent(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<String> {
+        let agent = self
+            .admin_post(
+                http,
+                "/v1/agents",
+                &serde_json::json!({"name": name}),
+                reqwest::StatusCode::CREATED,
+            )
+            .await?;
+        Ok(agent["token"]
+            .as_str()
+            .context("POST /v1/agents answered without a token")?
+            .to_owned())
+    }
+
     /// The text of `GET /metrics`.
     pub async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<String> {
         let response = http
@@ -391,6 +445,13 @@ impl Wharf {
         }
         Ok(response.text().await?)
     }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time, as Wharf's API gives times.
+pub fn time_from_rfc3339(text: &str) -> Option<i128> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|instant| instant.unix_timestamp_nanos() / 1_000_000)
 }
 
 /// Sums every sample of the metric `name` (all label sets) in Prometheus text.
@@ -438,6 +499,15 @@ pub async fn wait_listening(child: &mut Child, port: u16, within: Duration) -> a
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_api_times() {
+        assert_eq!(time_from_rfc3339("1970-01-01T00:00:01.250Z"), Some(1250));
+        assert_eq!(
+            time_from_rfc3339("2026-11-23T15:35:29.123Z"),
+            Some(1_795_448_129_123)
+        );
+    }
 
     #[test]
     fn sums_metric_samples() {

@@ -157,6 +157,20 @@ pub fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Writes the report `text` to `path` and prints it.
+pub fn publish(path: &Path, text: &str) -> anyhow::Result<()> {
+    write(path, text)?;
+    println!("{text}");
+    eprintln!("==> written to {}", path.display());
+    Ok(())
+}
+
+/// The median of `values` (the upper one of an even count); sorts them.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// `yes`/`no` for a goal.
 pub fn met(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**not met**" }

@@ -61,14 +61,7 @@ impl AppKey {
             .stderr(Stdio::piped())
             .output()
             .context("running `openssl genrsa` (is openssl installed?)")?;
-        if !private.status.success() {
-            bail!(
-                "`openssl genrsa` failed: {}",
-                String::from_utf8_lossy(&private.stderr).trim()
-            );
-        }
-        let private_pem =
-            String::from_utf8(private.stdout).context("`openssl genrsa` printed non-UTF-8")?;
+        let private_pem = openssl_output(private, "openssl genrsa")?;
 
         let mut public = Command::new("openssl")
             .arg("rsa")
@@ -88,14 +81,7 @@ impl AppKey {
         let public = public
             .wait_with_output()
             .context("waiting for `openssl rsa -pubout`")?;
-        if !public.status.success() {
-            bail!(
-                "`openssl rsa -pubout` failed: {}",
-                String::from_utf8_lossy(&public.stderr).trim()
-            );
-        }
-        let public_pem =
-            String::from_utf8(public.stdout).context("`openssl rsa` printed non-UTF-8")?;
+        let public_pem = openssl_output(public, "openssl rsa -pubout")?;
         if !private_pem.contains("BEGIN RSA PRIVATE KEY")
             || !public_pem.contains("BEGIN PUBLIC KEY")
         {
@@ -117,6 +103,17 @@ impl AppKey {
         jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key)
             .context("signing the App JWT")
     }
+}
+
+/// What a finished `openssl` command printed, or its complaint when it failed.
+fn openssl_output(output: std::process::Output, command: &str) -> anyhow::Result<String> {
+    if !output.status.success() {
+        bail!(
+            "`{command}` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("`{command}` printed non-UTF-8"))
 }
 
 /// How to start a stand-in.

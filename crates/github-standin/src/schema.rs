@@ -168,19 +168,12 @@ impl OpenApi {
                 Vec::new()
             };
         };
-        let Some(schema) = request_body
-            .get("content")
-            .and_then(|content| content.get("application/json"))
-            .and_then(|media| media.get("schema"))
-        else {
+        let Some(schema) = json_schema(request_body) else {
             return vec![format!(
                 "{prefix}: the operation takes no application/json request body"
             )];
         };
-        validate(&self.document, schema, body)
-            .into_iter()
-            .map(|violation| format!("{prefix}: {violation}"))
-            .collect()
+        self.validate_as(&prefix, schema, body)
     }
 
     /// Checks a request's query parameters (decoded name and value pairs) against the operation's
@@ -292,16 +285,17 @@ impl OpenApi {
             };
         };
         let response = self.resolve_refs(response);
-        let Some(schema) = response
-            .get("content")
-            .and_then(|content| content.get("application/json"))
-            .and_then(|media| media.get("schema"))
-        else {
+        let Some(schema) = json_schema(response) else {
             return vec![format!(
                 "{prefix}: the operation documents no JSON body for this status, but one was sent"
             )];
         };
-        validate(&self.document, schema, body)
+        self.validate_as(&prefix, schema, body)
+    }
+
+    /// Validates `value` against `schema`, each violation starting with `prefix`.
+    fn validate_as(&self, prefix: &str, schema: &Value, value: &Value) -> Vec<String> {
+        validate(&self.document, schema, value)
             .into_iter()
             .map(|violation| format!("{prefix}: {violation}"))
             .collect()
@@ -329,6 +323,14 @@ pub fn validate(root: &Value, schema: &Value, instance: &Value) -> Vec<String> {
     let mut violations = Vec::new();
     Validator { root }.check(schema, instance, "$", 0, &mut violations);
     violations
+}
+
+/// The `application/json` schema of a request body or a response object, if it documents one.
+fn json_schema(body_or_response: &Value) -> Option<&Value> {
+    body_or_response
+        .get("content")
+        .and_then(|content| content.get("application/json"))
+        .and_then(|media| media.get("schema"))
 }
 
 /// Resolves a local JSON pointer reference such as `#/components/schemas/simple-user`.

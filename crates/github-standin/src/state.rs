@@ -176,6 +176,15 @@ impl State {
         id
     }
 
+    /// The account (id and type) an installation's repositories belong to; an installation that is
+    /// gone reads as an organisation with id 0.
+    pub fn owner_account(&self, installation_id: u64) -> (u64, String) {
+        self.installations
+            .get(&installation_id)
+            .map(|installation| (installation.account_id, installation.account_type.clone()))
+            .unwrap_or((0, "Organization".to_string()))
+    }
+
     /// Finds a repository by owner and name, ignoring case like GitHub does.
     pub fn repository(&self, owner: &str, name: &str) -> Option<&Repository> {
         self.repositories.iter().find(|repository| {

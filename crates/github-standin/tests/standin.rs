@@ -68,19 +68,48 @@ impl Fixture {
         format!("{}{path}", self.standin.api_url())
     }
 
+    /// Asks for an installation token with a valid App JWT.
+    async fn request_token(&self, installation_id: u64) -> reqwest::Response {
+        self.post_with_jwt(
+            &format!("/app/installations/{installation_id}/access_tokens"),
+            &valid_jwt(self),
+            None,
+        )
+        .await
+    }
+
     async fn create_token(&self, installation_id: u64) -> String {
-        let response = self
-            .client
-            .post(self.url(&format!(
-                "/app/installations/{installation_id}/access_tokens"
-            )))
-            .bearer_auth(valid_jwt(self))
-            .send()
-            .await
-            .unwrap();
+        let response = self.request_token(installation_id).await;
         assert_eq!(response.status(), 201);
         let body: Value = response.json().await.unwrap();
         body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Gets `path` with the App's `jwt`.
+    async fn get_with_jwt(&self, path: &str, jwt: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(jwt)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts `body` as JSON, or nothing, with the App's `jwt`.
+    async fn post_with_jwt(&self, path: &str, jwt: &str, body: Option<Value>) -> reqwest::Response {
+        let request = self.client.post(self.url(path)).bearer_auth(jwt);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        request.send().await.unwrap()
+    }
+
+    /// Creates a repository in the organisation's installation and returns its id.
+    fn add_repository(&self, full_name: &str) -> u64 {
+        self.standin
+            .add_repository(INSTALLATION, full_name)
+            .unwrap()
     }
 
     async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
@@ -111,13 +140,7 @@ impl Fixture {
 #[tokio::test]
 async fn a_correctly_signed_jwt_gets_a_schema_valid_token() {
     let fixture = start(Duration::from_secs(3600)).await;
-    let response = fixture
-        .client
-        .post(fixture.url("/app/installations/77/access_tokens"))
-        .bearer_auth(valid_jwt(&fixture))
-        .send()
-        .await
-        .unwrap();
+    let response = fixture.request_token(INSTALLATION).await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     let token = body["token"].as_str().unwrap();
@@ -135,21 +158,11 @@ async fn a_correctly_signed_jwt_gets_a_schema_valid_token() {
         &fixture.key.private_pem,
         json!({"iat": now() - 30, "exp": now() + 570, "iss": APP_ID.to_string()}),
     );
-    let app = fixture
-        .client
-        .get(fixture.url("/app"))
-        .bearer_auth(&string_issuer)
-        .send()
-        .await
-        .unwrap();
+    let app = fixture.get_with_jwt("/app", &string_issuer).await;
     assert_eq!(app.status(), 200);
     let installation = fixture
-        .client
-        .get(fixture.url("/app/installations/77"))
-        .bearer_auth(&string_issuer)
-        .send()
-        .await
-        .unwrap();
+        .get_with_jwt("/app/installations/77", &string_issuer)
+        .await;
     assert_eq!(installation.status(), 200);
     let installation: Value = installation.json().await.unwrap();
     assert_eq!(installation["account"]["login"], "acme");
@@ -229,12 +242,8 @@ async fn jwts_github_would_refuse_get_401() {
     ];
     for (case, jwt, message) in cases {
         let response = fixture
-            .client
-            .post(fixture.url("/app/installations/77/access_tokens"))
-            .bearer_auth(&jwt)
-            .send()
-            .await
-            .unwrap();
+            .post_with_jwt("/app/installations/77/access_tokens", &jwt, None)
+            .await;
         assert_eq!(response.status(), 401, "{case}");
         let body: Value = response.json().await.unwrap();
         assert!(
@@ -270,24 +279,12 @@ async fn jwts_github_would_refuse_get_401() {
 #[tokio::test]
 async fn unknown_and_suspended_installations_are_refused() {
     let fixture = start(Duration::from_secs(3600)).await;
-    let unknown = fixture
-        .client
-        .post(fixture.url("/app/installations/999/access_tokens"))
-        .bearer_auth(valid_jwt(&fixture))
-        .send()
-        .await
-        .unwrap();
+    let unknown = fixture.request_token(999).await;
     assert_eq!(unknown.status(), 404);
 
     let token = fixture.create_token(INSTALLATION).await;
     fixture.standin.suspend_installation(INSTALLATION);
-    let suspended = fixture
-        .client
-        .post(fixture.url("/app/installations/77/access_tokens"))
-        .bearer_auth(valid_jwt(&fixture))
-        .send()
-        .await
-        .unwrap();
+    let suspended = fixture.request_token(INSTALLATION).await;
     assert_eq!(suspended.status(), 403);
     let listing = fixture
         .get_with_token("/installation/repositories", &token)
@@ -295,12 +292,8 @@ async fn unknown_and_suspended_installations_are_refused() {
     assert_eq!(listing.status(), 403);
 
     let installation = fixture
-        .client
-        .get(fixture.url("/app/installations/77"))
-        .bearer_auth(valid_jwt(&fixture))
-        .send()
-        .await
-        .unwrap();
+        .get_with_jwt("/app/installations/77", &valid_jwt(&fixture))
+        .await;
     let installation: Value = installation.json().await.unwrap();
     assert!(installation["suspended_at"].is_string());
     fixture.assert_no_violations();
@@ -339,14 +332,8 @@ async fn installation_tokens_stop_working_when_they_expire() {
 #[tokio::test]
 async fn tokens_only_reach_their_installations_repositories() {
     let fixture = start(Duration::from_secs(3600)).await;
-    let web = fixture
-        .standin
-        .add_repository(INSTALLATION, "acme/web")
-        .unwrap();
-    fixture
-        .standin
-        .add_repository(INSTALLATION, "acme/api")
-        .unwrap();
+    let web = fixture.add_repository("acme/web");
+    fixture.add_repository("acme/api");
     fixture
         .standin
         .add_repository(OTHER_INSTALLATION, "someone/private")
@@ -412,13 +399,12 @@ async fn tokens_only_reach_their_installations_repositories() {
 
     // A token limited to one repository sees only that one.
     let limited = fixture
-        .client
-        .post(fixture.url("/app/installations/77/access_tokens"))
-        .bearer_auth(valid_jwt(&fixture))
-        .json(&json!({"repositories": ["api"], "permissions": {"contents": "read"}}))
-        .send()
-        .await
-        .unwrap();
+        .post_with_jwt(
+            "/app/installations/77/access_tokens",
+            &valid_jwt(&fixture),
+            Some(json!({"repositories": ["api"], "permissions": {"contents": "read"}})),
+        )
+        .await;
     assert_eq!(limited.status(), 201);
     let limited: Value = limited.json().await.unwrap();
     assert_eq!(limited["repository_selection"], "selected");
@@ -450,10 +436,7 @@ async fn tokens_only_reach_their_installations_repositories() {
 #[tokio::test]
 async fn commits_are_resolved_like_github() {
     let fixture = start(Duration::from_secs(3600)).await;
-    fixture
-        .standin
-        .add_repository(INSTALLATION, "acme/web")
-        .unwrap();
+    fixture.add_repository("acme/web");
     let token = fixture.create_token(INSTALLATION).await;
     let empty = fixture
         .get_with_token("/repos/acme/web/commits/main", &token)
@@ -499,10 +482,7 @@ async fn commits_are_resolved_like_github() {
     assert_eq!(unknown["message"], "No commit found for SHA: nope");
 
     // The first branch committed to an empty repository becomes its default branch.
-    fixture
-        .standin
-        .add_repository(INSTALLATION, "acme/trunk")
-        .unwrap();
+    fixture.add_repository("acme/trunk");
     fixture
         .standin
         .commit_files("acme/trunk", "trunk", &[("a", b"b")], "first")
@@ -520,10 +500,7 @@ async fn commits_are_resolved_like_github() {
 #[tokio::test]
 async fn deployments_and_statuses_are_stored_and_listed() {
     let fixture = start(Duration::from_secs(3600)).await;
-    fixture
-        .standin
-        .add_repository(INSTALLATION, "acme/web")
-        .unwrap();
+    fixture.add_repository("acme/web");
     let sha = fixture
         .standin
         .commit_files("acme/web", "main", &[("index.html", b"<p>hi</p>")], "init")
@@ -650,13 +627,7 @@ async fn injected_failures_answer_the_next_matching_requests() {
     let fixture = start(Duration::from_secs(3600)).await;
     fixture.standin.fail_next("/app/installations", 502, 1);
     fixture.standin.fail_next("/installation/", 403, 1);
-    let failed = fixture
-        .client
-        .post(fixture.url("/app/installations/77/access_tokens"))
-        .bearer_auth(valid_jwt(&fixture))
-        .send()
-        .await
-        .unwrap();
+    let failed = fixture.request_token(INSTALLATION).await;
     assert_eq!(failed.status(), 502);
     let token = fixture.create_token(INSTALLATION).await;
 
@@ -734,10 +705,7 @@ async fn unknown_paths_and_requests_without_user_agent_are_refused() {
 #[tokio::test]
 async fn the_other_endpoints_answer_schema_valid_json() {
     let fixture = start(Duration::from_secs(3600)).await;
-    fixture
-        .standin
-        .add_repository(INSTALLATION, "acme/web")
-        .unwrap();
+    fixture.add_repository("acme/web");
     let sha = fixture
         .standin
         .commit_files("acme/web", "main", &[("a.txt", b"a")], "init")
@@ -749,13 +717,7 @@ async fn the_other_endpoints_answer_schema_valid_json() {
         "/orgs/acme/installation",
         "/users/someone/installation",
     ] {
-        let response = fixture
-            .client
-            .get(fixture.url(path))
-            .bearer_auth(&jwt)
-            .send()
-            .await
-            .unwrap();
+        let response = fixture.get_with_jwt(path, &jwt).await;
         assert_eq!(response.status(), 200, "{path}");
     }
     let token = fixture.create_token(INSTALLATION).await;
@@ -908,10 +870,7 @@ async fn run_git(
 #[tokio::test]
 async fn git_fetches_a_commit_by_sha_with_an_installation_token() {
     let fixture = start(Duration::from_secs(3600)).await;
-    fixture
-        .standin
-        .add_repository(INSTALLATION, "acme/web")
-        .unwrap();
+    fixture.add_repository("acme/web");
     let first = fixture
         .standin
         .commit_files(
@@ -1032,14 +991,8 @@ async fn git_fetches_a_commit_by_sha_with_an_installation_token() {
 #[tokio::test]
 async fn git_negotiation_with_a_gzip_encoded_body_works() {
     let fixture = start(Duration::from_secs(3600)).await;
-    fixture
-        .standin
-        .add_repository(INSTALLATION, "acme/history")
-        .unwrap();
-    fixture
-        .standin
-        .add_repository(INSTALLATION, "acme/web")
-        .unwrap();
+    fixture.add_repository("acme/history");
+    fixture.add_repository("acme/web");
     for number in 0..60 {
         let contents = format!("{number}\n");
         fixture
