@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use wharf_runtime::cgroup::{self, build_cgroup};
 use wharf_runtime::container::{ImageBuild, RegistryCredentials, Runtime, RuntimeKind};
 use wharf_runtime::git::fetch_commit_commands;
-use wharf_runtime::process::{self, CommandSpec, Interruption, RunOutcome};
+use wharf_runtime::process::{self, CommandSpec, Ended, RunOutcome, Streaming};
 use wharf_wire::{
     BuildJob, BuildState, BuiltImage, GetCloneCredentials, ReportBuildState, StepFailure,
 };
@@ -410,13 +410,14 @@ impl ImageBuilder {
             return Ok(digest.trim().to_owned());
         }
         let inspect = self.config.runtime.repo_digests(image);
-        let (code, stdout, _) = process::output(&inspect, Duration::from_secs(60), 64 * 1024)
+        let output = process::output(&inspect, Duration::from_secs(60), 64 * 1024)
             .await
             .map_err(|error| failed(error.to_string()))?;
         let repository = image.rsplit_once(':').map_or(image, |(name, _)| name);
-        stdout
+        output
+            .stdout
             .split_whitespace()
-            .filter(|_| code == 0)
+            .filter(|_| output.success())
             .find_map(|reference| {
                 let (name, digest) = reference.split_once('@')?;
                 (name == repository).then(|| digest.to_owned())
@@ -535,53 +536,45 @@ impl ImageBuilder {
         command: &CommandSpec,
         deadline: Instant,
     ) -> StepResult<RunOutcome> {
-        let shown = command.display();
-        logs.note(format!("$ {shown}")).await;
-        let outcome = process::run(command, logs.sender(), context.stop.clone(), deadline)
+        let streaming = Streaming {
+            lines: logs.sender(),
+            stop: context.stop.clone(),
+            deadline,
+        };
+        let outcome = process::run(command, &streaming)
             .await
             .map_err(|error| failed(error.to_string()))?;
-        match outcome.interrupted {
-            Some(Interruption::Cancelled) => return Err(Stopped::Cancelled),
-            Some(Interruption::TimedOut) => {
-                return Err(Stopped::Failed {
-                    reason: format!(
-                        "the build took longer than {} s and was stopped during {step}",
-                        self.config.timeout.as_secs()
-                    ),
-                    failure: Some(StepFailure {
-                        step: step.to_owned(),
-                        command: Some(shown),
-                        exit_code: None,
-                        output_tail: outcome.tail.clone(),
-                    }),
-                });
-            }
-            None => {}
-        }
-        if outcome.success() {
-            return Ok(outcome);
-        }
-        let last = outcome
-            .tail
-            .iter()
-            .rev()
-            .find(|line| !line.trim().is_empty())
-            .cloned()
-            .unwrap_or_default();
-        Err(Stopped::Failed {
-            reason: format!(
-                "{step} failed (exit code {}): {}",
-                outcome
-                    .exit_code
-                    .map_or("none".to_owned(), |code| code.to_string()),
-                last.chars().take(300).collect::<String>()
+        self.step_ended(step, outcome)
+    }
+
+    /// What a step's command's end means for the build: done, cancelled, or a failure that
+    /// names the step and says how its command ended.
+    fn step_ended(&self, step: &str, outcome: RunOutcome) -> StepResult<RunOutcome> {
+        let failure = |outcome: &RunOutcome| StepFailure {
+            step: step.to_owned(),
+            command: Some(outcome.command.clone()),
+            exit_code: outcome.ended.exit_code(),
+            output_tail: outcome.tail.clone(),
+        };
+        let reason = match outcome.ended {
+            Ended::Exited(0) => return Ok(outcome),
+            Ended::Cancelled => return Err(Stopped::Cancelled),
+            Ended::TimedOut { .. } => format!(
+                "the build took longer than {} s and was stopped during {step}",
+                self.config.timeout.as_secs()
             ),
-            failure: Some(StepFailure {
-                step: step.to_owned(),
-                command: Some(shown),
-                exit_code: outcome.exit_code,
-                output_tail: outcome.tail.clone(),
-            }),
+            Ended::Exited(code) => format!(
+                "{step} failed (exit code {code}): {}",
+                outcome.last_line().chars().take(300).collect::<String>()
+            ),
+            Ended::Killed { signal } => format!(
+                "{step} failed (killed by signal {signal}): {}",
+                outcome.last_line().chars().take(300).collect::<String>()
+            ),
+        };
+        Err(Stopped::Failed {
+            reason,
+            failure: Some(failure(&outcome)),
         })
     }
 
@@ -605,14 +598,14 @@ impl ImageBuilder {
             wharf_runtime::railpack::build(program, &target.image, build_args, &target.context);
         self.step(context, logs, "build", &command, deadline)
             .await?;
-        let (code, _, _) = process::output(
+        let found = process::output(
             &self.config.runtime.image_id(&target.image),
             Duration::from_secs(60),
             64 * 1024,
         )
         .await
         .map_err(|error| failed(error.to_string()))?;
-        if code != 0 {
+        if !found.success() {
             return Err(failed(format!(
                 "Railpack finished, but {} is not among {}'s images: Railpack hands its image to `docker load`, so `docker` must be the runtime Wharf builds with (with Podman, Debian's podman-docker)",
                 target.image,

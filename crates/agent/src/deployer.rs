@@ -21,7 +21,7 @@ use wharf_client::ApiClient;
 use wharf_domain::names::image_repository;
 use wharf_runtime::container::{ContainerRun, RegistryCredentials, Runtime};
 use wharf_runtime::edge::{DrainAhead, Edge, EdgeConfig};
-use wharf_runtime::process::{self, CommandSpec};
+use wharf_runtime::process::{self, CommandSpec, Ended};
 use wharf_wire::{
     Desired, HealthSettings, ProbeResult, ReleaseState, ReportRollout, RolloutJob, Strategy,
 };
@@ -853,15 +853,14 @@ impl Deployer {
                 )
                 .await
                 {
-                    Ok((0, _, _)) => Ok(()),
-                    Ok((-1, _, _)) => Err(format!(
-                        "HEALTHCHECK timed out after {} ms",
-                        health.timeout_ms
-                    )),
-                    Ok((code, stdout, stderr)) => Err(format!(
-                        "HEALTHCHECK exited {code}: {}",
-                        last_line(&stdout, &stderr)
-                    )),
+                    Ok(output) => match output.ended {
+                        Ended::Exited(0) => Ok(()),
+                        Ended::TimedOut { .. } | Ended::Cancelled => Err(format!(
+                            "HEALTHCHECK timed out after {} ms",
+                            health.timeout_ms
+                        )),
+                        ended => Err(format!("HEALTHCHECK {ended}: {}", output.last_line())),
+                    },
                     Err(error) => Err(error.to_string()),
                 }
             }
@@ -889,7 +888,7 @@ impl Deployer {
     async fn log_tail(&self, started: &[Started]) -> Vec<String> {
         let mut lines = Vec::new();
         for container in started {
-            if let Ok((_, stdout, stderr)) = process::output(
+            if let Ok(output) = process::output(
                 &self
                     .config
                     .runtime
@@ -900,9 +899,10 @@ impl Deployer {
             .await
             {
                 lines.extend(
-                    stdout
+                    output
+                        .stdout
                         .lines()
-                        .chain(stderr.lines())
+                        .chain(output.stderr.lines())
                         .map(|line| line.chars().take(500).collect::<String>()),
                 );
             }
@@ -1127,24 +1127,15 @@ impl Deployer {
         self.work_dir.join(format!("deploy-{}", job.rollout_id))
     }
 
-    /// Runs a short runtime command; a failure carries its last output line.
+    /// Runs a short runtime command; a failure says how it ended, with its last output line.
     async fn cmd(&self, spec: CommandSpec, timeout: Duration) -> Result<String, StepError> {
-        let begun = Instant::now();
-        let output = process::output(&spec, timeout, 4 * 1024 * 1024).await;
-        tracing::debug!(command = %spec.display(), ms = begun.elapsed().as_millis() as u64, "ran");
-        match output {
-            Ok((0, stdout, _)) => Ok(stdout),
-            Ok((-1, _, _)) => Err(StepError(format!(
-                "`{}` did not finish within {} s",
-                spec.display(),
-                timeout.as_secs()
-            ))),
-            Ok((code, stdout, stderr)) => Err(StepError(format!(
-                "`{}` exited {code}: {}",
-                spec.display(),
-                last_line(&stdout, &stderr)
-            ))),
-            Err(error) => Err(StepError(error.to_string())),
+        let output = process::output(&spec, timeout, 4 * 1024 * 1024)
+            .await
+            .map_err(|error| StepError(error.to_string()))?;
+        tracing::debug!(command = %output.command, ms = output.took.as_millis() as u64, "ran");
+        match output.succeeded() {
+            Ok(output) => Ok(output.stdout),
+            Err(failed) => Err(StepError(failed.to_string())),
         }
     }
 }
@@ -1229,17 +1220,6 @@ fn image_registry(image: &str) -> &str {
         }
         _ => "docker.io",
     }
-}
-
-fn last_line(stdout: &str, stderr: &str) -> String {
-    stderr
-        .lines()
-        .chain(stdout.lines())
-        .rfind(|line| !line.trim().is_empty())
-        .unwrap_or("no output")
-        .chars()
-        .take(300)
-        .collect()
 }
 
 /// A port of 127.0.0.1 nobody listens on right now.
