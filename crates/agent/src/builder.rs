@@ -10,9 +10,9 @@ use base64::Engine;
 use secrecy::SecretString;
 use tokio::time::Instant;
 use wharf_runtime::cgroup::{self, build_cgroup};
-use wharf_runtime::container::{ImageBuild, RegistryCredentials, Runtime, RuntimeKind};
+use wharf_runtime::engine::{ImageBuild, RegistryCredentials, Runtime, RuntimeKind};
 use wharf_runtime::git::fetch_commit_commands;
-use wharf_runtime::process::{self, CommandSpec, Ended, RunOutcome, Streaming};
+use wharf_runtime::process::{self, CommandSpec, Ended, RunOutcome, SpawnError, Streaming};
 use wharf_wire::{
     BuildJob, BuildState, BuiltImage, GetCloneCredentials, ReportBuildState, StepFailure,
 };
@@ -302,7 +302,7 @@ impl ImageBuilder {
                     break;
                 }
             };
-            let build = self.config.runtime.build(&ImageBuild {
+            let build = ImageBuild {
                 dockerfile: &dockerfile,
                 context: &build_context,
                 tag: &target.image,
@@ -310,10 +310,10 @@ impl ImageBuilder {
                 build_args: if labels_only { &[] } else { &build_args },
                 cgroup_parent: (podman && !labels_only).then_some(cgroup.as_str()),
                 secrets: if labels_only { &[] } else { &secret_files },
-            });
+            };
+            let to = streaming(context, logs, deadline);
             built = self
-                .step(context, logs, "build", &build, deadline)
-                .await
+                .step_ended("build", self.config.runtime.build(&build, &to).await)
                 .map(drop);
             if built.as_ref().is_err_and(is_storage_race) {
                 // Podman's storage can lose a cached layer to a concurrent removal between
@@ -321,8 +321,7 @@ impl ImageBuilder {
                 logs.note("Podman's layer cache changed under the build; building again")
                     .await;
                 built = self
-                    .step(context, logs, "build", &build, deadline)
-                    .await
+                    .step_ended("build", self.config.runtime.build(&build, &to).await)
                     .map(drop);
             }
             if podman {
@@ -365,11 +364,14 @@ impl ImageBuilder {
             let push = self
                 .config
                 .runtime
-                .push(&target.image, &digest_file, auth_file.as_deref());
-            pushed = self
-                .step(context, logs, "push", &push, deadline)
-                .await
-                .map(drop);
+                .push(
+                    &target.image,
+                    &digest_file,
+                    auth_file.as_deref(),
+                    &streaming(context, logs, deadline),
+                )
+                .await;
+            pushed = self.step_ended("push", push).map(drop);
             if pushed.is_err() {
                 break;
             }
@@ -403,36 +405,21 @@ impl ImageBuilder {
         })
     }
 
-    /// The digest of a pushed image: podman writes it to a file; docker keeps it in the image's
-    /// repo digests.
+    /// The digest the push of `image` gave.
     async fn pushed_digest(&self, image: &str, digest_file: &Path) -> StepResult<String> {
-        if let Ok(digest) = tokio::fs::read_to_string(digest_file).await {
-            return Ok(digest.trim().to_owned());
+        let no_digest = || format!("the push of {image} reported no digest");
+        match self.config.runtime.pushed_digest(image, digest_file).await {
+            Ok(Some(digest)) => Ok(digest),
+            Ok(None) => Err(failed(no_digest())),
+            Err(error) => Err(failed(format!("{}: {error}", no_digest()))),
         }
-        let inspect = self.config.runtime.repo_digests(image);
-        let output = process::output(&inspect, Duration::from_secs(60), 64 * 1024)
-            .await
-            .map_err(|error| failed(error.to_string()))?;
-        let repository = image.rsplit_once(':').map_or(image, |(name, _)| name);
-        output
-            .stdout
-            .split_whitespace()
-            .filter(|_| output.success())
-            .find_map(|reference| {
-                let (name, digest) = reference.split_once('@')?;
-                (name == repository).then(|| digest.to_owned())
-            })
-            .ok_or_else(|| failed(format!("the push of {image} reported no digest")))
     }
 
     async fn remove_local_tags(&self, tags: &[&str]) {
         for tag in tags {
-            let _ = process::output(
-                &self.config.runtime.remove_tag(tag),
-                Duration::from_secs(60),
-                64 * 1024,
-            )
-            .await;
+            if let Err(error) = self.config.runtime.remove_tag(tag).await {
+                tracing::debug!(tag, %error, "local tag not removed");
+            }
         }
     }
 
@@ -536,20 +523,18 @@ impl ImageBuilder {
         command: &CommandSpec,
         deadline: Instant,
     ) -> StepResult<RunOutcome> {
-        let streaming = Streaming {
-            lines: logs.sender(),
-            stop: context.stop.clone(),
-            deadline,
-        };
-        let outcome = process::run(command, &streaming)
-            .await
-            .map_err(|error| failed(error.to_string()))?;
+        let outcome = process::run(command, &streaming(context, logs, deadline)).await;
         self.step_ended(step, outcome)
     }
 
     /// What a step's command's end means for the build: done, cancelled, or a failure that
     /// names the step and says how its command ended.
-    fn step_ended(&self, step: &str, outcome: RunOutcome) -> StepResult<RunOutcome> {
+    fn step_ended(
+        &self,
+        step: &str,
+        outcome: Result<RunOutcome, SpawnError>,
+    ) -> StepResult<RunOutcome> {
+        let outcome = outcome.map_err(|error| failed(error.to_string()))?;
         let failure = |outcome: &RunOutcome| StepFailure {
             step: step.to_owned(),
             command: Some(outcome.command.clone()),
@@ -598,14 +583,13 @@ impl ImageBuilder {
             wharf_runtime::railpack::build(program, &target.image, build_args, &target.context);
         self.step(context, logs, "build", &command, deadline)
             .await?;
-        let found = process::output(
-            &self.config.runtime.image_id(&target.image),
-            Duration::from_secs(60),
-            64 * 1024,
-        )
-        .await
-        .map_err(|error| failed(error.to_string()))?;
-        if !found.success() {
+        let found = self
+            .config
+            .runtime
+            .has_image(&target.image)
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        if !found {
             return Err(failed(format!(
                 "Railpack finished, but {} is not among {}'s images: Railpack hands its image to `docker load`, so `docker` must be the runtime Wharf builds with (with Podman, Debian's podman-docker)",
                 target.image,
@@ -638,6 +622,16 @@ impl ImageBuilder {
             }
         }
         Ok(None)
+    }
+}
+
+/// Where a step's command's output goes: the build's log, until the build stops or its time
+/// is up.
+fn streaming<'a>(context: &BuildContext, logs: &'a LogShipper, deadline: Instant) -> Streaming<'a> {
+    Streaming {
+        lines: logs.sender(),
+        stop: context.stop.clone(),
+        deadline,
     }
 }
 

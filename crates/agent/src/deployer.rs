@@ -11,7 +11,7 @@
 
 mod compose;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use wharf_client::ApiClient;
 use wharf_domain::names::image_repository;
-use wharf_runtime::container::{ContainerRun, RegistryCredentials, Runtime};
 use wharf_runtime::edge::{DrainAhead, Edge, EdgeConfig};
-use wharf_runtime::process::{self, CommandSpec, Ended};
+use wharf_runtime::engine::{
+    ContainerRun, ContainerState, EngineError, RegistryCredentials, Runtime,
+};
+use wharf_runtime::process::Ended;
 use wharf_wire::{
     Desired, HealthSettings, ProbeResult, ReleaseState, ReportRollout, RolloutJob, Strategy,
 };
@@ -51,9 +53,6 @@ const LABEL_ORDER: &str = "wharf.deploy.order";
 /// The label builds put on images, which cleanup selects by.
 const IMAGE_LABEL_SERVICE: &str = "wharf.service";
 
-/// How long one runtime command (pull aside) may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-const PULL_TIMEOUT: Duration = Duration::from_secs(900);
 /// Log lines of an unhealthy container kept on its rollout.
 const LOG_TAIL_LINES: usize = 30;
 /// The longest the edge drains ahead of a route switch while a new version starts and is
@@ -71,7 +70,6 @@ const EXIT_CHECK_EVERY: Duration = Duration::from_millis(500);
 struct Found {
     name: String,
     running: bool,
-    exit_code: i64,
     service: String,
     release: Option<i64>,
     port: Option<u16>,
@@ -81,6 +79,20 @@ struct Found {
 }
 
 impl Found {
+    /// A container of Wharf's, from its state; `None` for one without Wharf's labels.
+    fn from_state(state: ContainerState) -> Option<Found> {
+        let labels = &state.labels;
+        Some(Found {
+            service: labels.get(LABEL_SERVICE)?.clone(),
+            release: labels.get(LABEL_RELEASE).and_then(|id| id.parse().ok()),
+            port: labels.get(LABEL_PORT).and_then(|port| port.parse().ok()),
+            component: labels.get(LABEL_COMPONENT).cloned(),
+            order: labels.get(LABEL_ORDER).and_then(|order| order.parse().ok()),
+            name: state.name,
+            running: state.running,
+        })
+    }
+
     /// The container as one a rollout runs: its name and published port.
     fn started(&self) -> Started {
         Started {
@@ -104,6 +116,12 @@ struct StepError(String);
 impl std::fmt::Display for StepError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl From<EngineError> for StepError {
+    fn from(error: EngineError) -> StepError {
+        StepError(error.to_string())
     }
 }
 
@@ -230,13 +248,7 @@ impl Deployer {
             for container in &mine {
                 if !container.running {
                     tracing::info!(container = %container.name, "starting a stopped container of a live release");
-                    if let Err(error) = self
-                        .cmd(
-                            self.config.runtime.start_container(&container.name),
-                            COMMAND_TIMEOUT,
-                        )
-                        .await
-                    {
+                    if let Err(error) = self.config.runtime.start_container(&container.name).await {
                         tracing::warn!(container = %container.name, %error, "cannot start it; it will be replaced");
                         self.remove(&container.name).await;
                         continue;
@@ -467,12 +479,9 @@ impl Deployer {
         running.sort_by_key(|found| std::cmp::Reverse(found.order));
         for container in running {
             let _ = self
-                .cmd(
-                    self.config
-                        .runtime
-                        .stop_container(&container.name, self.config.stop_grace.as_secs()),
-                    COMMAND_TIMEOUT,
-                )
+                .config
+                .runtime
+                .stop_container(&container.name, self.config.stop_grace)
                 .await;
         }
     }
@@ -484,14 +493,8 @@ impl Deployer {
         previous.sort_by_key(|found| found.order);
         let mut restored = Vec::new();
         for container in previous {
-            match self
-                .cmd(
-                    self.config.runtime.start_container(&container.name),
-                    COMMAND_TIMEOUT,
-                )
-                .await
-            {
-                Ok(_) => restored.push(container.started()),
+            match self.config.runtime.start_container(&container.name).await {
+                Ok(()) => restored.push(container.started()),
                 Err(error) => {
                     tracing::error!(container = %container.name, %error, "cannot start the previous version again")
                 }
@@ -566,16 +569,9 @@ impl Deployer {
             }
             None => None,
         };
-        let outcome = self
-            .cmd(
-                self.config
-                    .runtime
-                    .pull_with_auth(image, auth_file.as_deref()),
-                PULL_TIMEOUT,
-            )
-            .await;
+        let pulled = self.config.runtime.pull(image, auth_file.as_deref()).await;
         let _ = tokio::fs::remove_dir_all(dir.join("auth")).await;
-        outcome.map(|_| ())
+        Ok(pulled?)
     }
 
     /// Starts the release's replicas, each on a free port of 127.0.0.1 when it has a port.
@@ -656,11 +652,8 @@ impl Deployer {
                 publish,
                 ..ContainerRun::default()
             };
-            match self
-                .cmd(self.config.runtime.run_container(&run), COMMAND_TIMEOUT)
-                .await
-            {
-                Ok(_) => {
+            match self.config.runtime.run_container(&run).await {
+                Ok(()) => {
                     return Ok(Started {
                         name,
                         port: publish.map(|(host, _)| host),
@@ -668,7 +661,7 @@ impl Deployer {
                 }
                 Err(error) => {
                     self.remove(&name).await;
-                    let retry = error.0.contains("address already in use");
+                    let retry = error.is_address_in_use();
                     last_error = Some(StepError(format!("cannot start the new version: {error}")));
                     if !retry {
                         break;
@@ -807,13 +800,13 @@ impl Deployer {
 
     /// The command of the image's own `HEALTHCHECK`, if it has one.
     async fn image_healthcheck(&self, image: &str) -> Option<Vec<String>> {
-        self.cmd(
-            self.config.runtime.image_healthcheck(image),
-            COMMAND_TIMEOUT,
-        )
-        .await
-        .ok()
-        .and_then(|json| healthcheck_command(json.trim()))
+        match self.config.runtime.image_healthcheck(image).await {
+            Ok(check) => check,
+            Err(error) => {
+                tracing::debug!(image, %error, "the image's HEALTHCHECK cannot be read");
+                None
+            }
+        }
     }
 
     async fn probe_once(
@@ -846,12 +839,11 @@ impl Deployer {
                 }
             }
             Probe::Exec(command) => {
-                match process::output(
-                    &self.config.runtime.exec(&container.name, command),
-                    timeout,
-                    16 * 1024,
-                )
-                .await
+                match self
+                    .config
+                    .runtime
+                    .exec(&container.name, command, timeout)
+                    .await
                 {
                     Ok(output) => match output.ended {
                         Ended::Exited(0) => Ok(()),
@@ -880,7 +872,12 @@ impl Deployer {
 
     /// The exit code of a container that is no longer running.
     async fn exit_code_if_stopped(&self, name: &str) -> Option<i64> {
-        let found = self.inspect(&[name.to_owned()]).await.ok()?;
+        let found = self
+            .config
+            .runtime
+            .inspect_containers(&[name.to_owned()])
+            .await
+            .ok()?;
         let container = found.into_iter().next()?;
         (!container.running).then_some(container.exit_code)
     }
@@ -888,21 +885,14 @@ impl Deployer {
     async fn log_tail(&self, started: &[Started]) -> Vec<String> {
         let mut lines = Vec::new();
         for container in started {
-            if let Ok(output) = process::output(
-                &self
-                    .config
-                    .runtime
-                    .logs_tail(&container.name, LOG_TAIL_LINES),
-                COMMAND_TIMEOUT,
-                64 * 1024,
-            )
-            .await
+            if let Ok(tail) = self
+                .config
+                .runtime
+                .logs_tail(&container.name, LOG_TAIL_LINES)
+                .await
             {
                 lines.extend(
-                    output
-                        .stdout
-                        .lines()
-                        .chain(output.stderr.lines())
+                    tail.into_iter()
                         .map(|line| line.chars().take(500).collect::<String>()),
                 );
             }
@@ -957,13 +947,9 @@ impl Deployer {
             }
             for container in &old {
                 let _ = deployer
-                    .cmd(
-                        deployer
-                            .config
-                            .runtime
-                            .stop_container(&container.name, deployer.config.stop_grace.as_secs()),
-                        COMMAND_TIMEOUT,
-                    )
+                    .config
+                    .runtime
+                    .stop_container(&container.name, deployer.config.stop_grace)
                     .await;
                 deployer.remove(&container.name).await;
                 tracing::info!(container = %container.name, "old version stopped and removed");
@@ -988,12 +974,9 @@ impl Deployer {
     /// labels is touched, and an image a container still uses stays.
     async fn cleanup_images(&self, job: &RolloutJob) {
         let Ok(listing) = self
-            .cmd(
-                self.config
-                    .runtime
-                    .images_labelled(IMAGE_LABEL_SERVICE, &job.service),
-                COMMAND_TIMEOUT,
-            )
+            .config
+            .runtime
+            .images_labelled(IMAGE_LABEL_SERVICE, &job.service)
             .await
         else {
             return;
@@ -1002,14 +985,9 @@ impl Deployer {
         // on a shared host.
         let repository = image_repository(&job.image);
         let mut images: Vec<(String, String)> = listing
-            .lines()
-            .filter_map(|line| {
-                let mut fields = line.split('\t');
-                let id = fields.next()?.to_owned();
-                let (name, _tag) = fields.next()?.rsplit_once(':')?;
-                let created = fields.next()?.to_owned();
-                (name == repository).then_some((id, created))
-            })
+            .into_iter()
+            .filter(|image| image.repository == repository)
+            .map(|image| (image.id, image.created))
             .collect();
         images.sort_by(|a, b| b.1.cmp(&a.1));
         images.dedup_by(|a, b| a.0 == b.0);
@@ -1018,11 +996,8 @@ impl Deployer {
         let per_release = job.compose_images.len().max(1);
         let keep = (1 + job.settings.keep_images as usize) * per_release;
         for (id, _) in images.iter().skip(keep) {
-            match self
-                .cmd(self.config.runtime.remove_image(id), COMMAND_TIMEOUT)
-                .await
-            {
-                Ok(_) => tracing::info!(service = %job.service, image = %id, "old image removed"),
+            match self.config.runtime.remove_image(id).await {
+                Ok(()) => tracing::info!(service = %job.service, image = %id, "old image removed"),
                 Err(error) => tracing::debug!(image = %id, %error, "old image kept"),
             }
         }
@@ -1080,63 +1055,26 @@ impl Deployer {
     }
 
     async fn my_containers(&self, service: Option<&str>) -> Result<Vec<Found>, StepError> {
-        let names = self
-            .cmd(
-                self.config
-                    .runtime
-                    .containers_labelled(LABEL_AGENT, &self.agent),
-                COMMAND_TIMEOUT,
-            )
+        let found = self
+            .config
+            .runtime
+            .containers_labelled(LABEL_AGENT, &self.agent)
             .await?;
-        let names: Vec<String> = names
-            .lines()
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let found = self.inspect(&names).await?;
         Ok(found
             .into_iter()
+            .filter_map(Found::from_state)
             .filter(|found| service.is_none_or(|service| found.service == service))
             .collect())
     }
 
-    async fn inspect(&self, names: &[String]) -> Result<Vec<Found>, StepError> {
-        let text = self
-            .cmd(
-                self.config.runtime.inspect_containers(names),
-                COMMAND_TIMEOUT,
-            )
-            .await?;
-        Ok(text.lines().filter_map(parse_inspect_line).collect())
-    }
-
     async fn remove(&self, name: &str) {
-        if let Err(error) = self
-            .cmd(self.config.runtime.remove_container(name), COMMAND_TIMEOUT)
-            .await
-        {
+        if let Err(error) = self.config.runtime.remove_container(name).await {
             tracing::debug!(container = name, %error, "container not removed");
         }
     }
 
     fn job_dir(&self, job: &RolloutJob) -> PathBuf {
         self.work_dir.join(format!("deploy-{}", job.rollout_id))
-    }
-
-    /// Runs a short runtime command; a failure says how it ended, with its last output line.
-    async fn cmd(&self, spec: CommandSpec, timeout: Duration) -> Result<String, StepError> {
-        let output = process::output(&spec, timeout, 4 * 1024 * 1024)
-            .await
-            .map_err(|error| StepError(error.to_string()))?;
-        tracing::debug!(command = %output.command, ms = output.took.as_millis() as u64, "ran");
-        match output.succeeded() {
-            Ok(output) => Ok(output.stdout),
-            Err(failed) => Err(StepError(failed.to_string())),
-        }
     }
 }
 
@@ -1174,44 +1112,6 @@ fn probe_success(probe: &Probe, health: &HealthSettings) -> String {
     }
 }
 
-/// The command of an image's HEALTHCHECK (`{"Test": ["CMD", …]}`), or `None` when it has
-/// none or disables it.
-fn healthcheck_command(json: &str) -> Option<Vec<String>> {
-    #[derive(serde::Deserialize)]
-    struct Healthcheck {
-        #[serde(rename = "Test", default)]
-        test: Vec<String>,
-    }
-    let check: Option<Healthcheck> = serde_json::from_str(json).ok()?;
-    let test = check?.test;
-    match test.first().map(String::as_str) {
-        Some("CMD") if test.len() > 1 => Some(test[1..].to_vec()),
-        Some("CMD-SHELL") if test.len() == 2 => {
-            Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), test[1].clone()])
-        }
-        _ => None,
-    }
-}
-
-/// `name \t status \t exit code \t labels-json` from `container inspect`.
-fn parse_inspect_line(line: &str) -> Option<Found> {
-    let mut fields = line.splitn(4, '\t');
-    let name = fields.next()?.trim_start_matches('/').to_owned();
-    let status = fields.next()?;
-    let exit_code = fields.next()?.trim().parse().unwrap_or(-1);
-    let labels: HashMap<String, String> = serde_json::from_str(fields.next()?).ok()?;
-    Some(Found {
-        name,
-        running: status == "running",
-        exit_code,
-        service: labels.get(LABEL_SERVICE)?.clone(),
-        release: labels.get(LABEL_RELEASE).and_then(|id| id.parse().ok()),
-        port: labels.get(LABEL_PORT).and_then(|port| port.parse().ok()),
-        component: labels.get(LABEL_COMPONENT).cloned(),
-        order: labels.get(LABEL_ORDER).and_then(|order| order.parse().ok()),
-    })
-}
-
 /// The registry host of an image reference (`docker.io` when it names none).
 fn image_registry(image: &str) -> &str {
     match image.split_once('/') {
@@ -1234,35 +1134,47 @@ fn free_port() -> Result<u16, StepError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn healthchecks_become_commands() {
-        assert_eq!(
-            healthcheck_command(r#"{"Test":["CMD","/bin/busybox","true"],"Interval":1000000000}"#),
-            Some(vec!["/bin/busybox".to_owned(), "true".to_owned()])
-        );
-        assert_eq!(
-            healthcheck_command(r#"{"Test":["CMD-SHELL","curl -f localhost"]}"#),
-            Some(vec![
-                "/bin/sh".to_owned(),
-                "-c".to_owned(),
-                "curl -f localhost".to_owned()
-            ])
-        );
-        assert_eq!(healthcheck_command(r#"{"Test":["NONE"]}"#), None);
-        assert_eq!(healthcheck_command("null"), None);
+    fn state(name: &str, running: bool, labels: &[(&str, &str)]) -> ContainerState {
+        ContainerState {
+            name: name.to_owned(),
+            running,
+            exit_code: 0,
+            labels: labels
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        }
     }
 
     #[test]
-    fn inspect_lines_give_wharf_containers_only() {
-        let line = "/wharf-a-web-r3-0\trunning\t0\t{\"wharf.deploy.service\":\"web\",\"wharf.deploy.release\":\"3\",\"wharf.deploy.port\":\"4100\"}";
-        let found = parse_inspect_line(line).unwrap();
+    fn containers_are_wharfs_by_their_labels() {
+        let replica = state(
+            "wharf-a-web-r3-0",
+            true,
+            &[
+                ("wharf.deploy.service", "web"),
+                ("wharf.deploy.release", "3"),
+                ("wharf.deploy.port", "4100"),
+            ],
+        );
+        let found = Found::from_state(replica).unwrap();
         assert_eq!(found.name, "wharf-a-web-r3-0");
         assert!(found.running);
+        assert_eq!(found.service, "web");
         assert_eq!(found.release, Some(3));
         assert_eq!(found.port, Some(4100));
-        assert!(parse_inspect_line("x\texited\t1\t{\"other\":\"label\"}").is_none());
-        let member = "/wharf-a-stack-r4-db\texited\t0\t{\"wharf.deploy.service\":\"stack\",\"wharf.deploy.release\":\"4\",\"wharf.deploy.component\":\"db\",\"wharf.deploy.order\":\"0\"}";
-        let found = parse_inspect_line(member).unwrap();
+        assert!(Found::from_state(state("x", false, &[("other", "label")])).is_none());
+        let member = state(
+            "wharf-a-stack-r4-db",
+            false,
+            &[
+                ("wharf.deploy.service", "stack"),
+                ("wharf.deploy.release", "4"),
+                ("wharf.deploy.component", "db"),
+                ("wharf.deploy.order", "0"),
+            ],
+        );
+        let found = Found::from_state(member).unwrap();
         assert!(!found.running);
         assert_eq!(found.component.as_deref(), Some("db"));
         assert_eq!(found.order, Some(0));

@@ -7,8 +7,8 @@
 //! bounded memory.
 
 pub mod cgroup;
-pub mod container;
 pub mod edge;
+pub mod engine;
 pub mod files;
 pub mod git;
 pub mod process;

@@ -22,7 +22,7 @@ use wharf_domain::compose_deploy::{
     ComposeAllowances, ComposeHealthcheck, HealthTest, PortProtocol, StackPlan, StackService,
     VolumeSource, plan_stack, reaches_container_socket,
 };
-use wharf_runtime::container::{ContainerNetwork, ContainerRun, Mount, MountSource, PortPublish};
+use wharf_runtime::engine::{ContainerNetwork, ContainerRun, Mount, MountSource, PortPublish};
 use wharf_wire::EnvVarValue;
 
 use super::*;
@@ -144,13 +144,7 @@ impl Deployer {
             let mut all_running = true;
             for container in in_order.iter().filter(|found| !found.running) {
                 tracing::info!(container = %container.name, "starting a stopped member of a live stack");
-                if let Err(error) = self
-                    .cmd(
-                        self.config.runtime.start_container(&container.name),
-                        COMMAND_TIMEOUT,
-                    )
-                    .await
-                {
+                if let Err(error) = self.config.runtime.start_container(&container.name).await {
                     tracing::warn!(container = %container.name, %error, "cannot start it; the stack will be started afresh");
                     all_running = false;
                     break;
@@ -297,14 +291,13 @@ impl Deployer {
 
     /// The ports an image declares with `EXPOSE` (TCP only).
     async fn exposed_ports(&self, image: &str) -> BTreeSet<u16> {
-        let json = self
-            .cmd(
-                self.config.runtime.image_exposed_ports(image),
-                COMMAND_TIMEOUT,
-            )
-            .await
-            .unwrap_or_default();
-        parse_exposed_ports(json.trim())
+        match self.config.runtime.image_exposed_ports(image).await {
+            Ok(ports) => ports,
+            Err(error) => {
+                tracing::debug!(image, %error, "the image's EXPOSE cannot be read");
+                BTreeSet::new()
+            }
+        }
     }
 
     /// The service's network and named volumes, created when missing.
@@ -316,62 +309,25 @@ impl Deployer {
         self.ensure_network(job).await?;
         let labels = self.resource_labels(job);
         for volume in &stack.volumes {
-            if self
-                .cmd(self.config.runtime.volume_inspect(volume), COMMAND_TIMEOUT)
-                .await
-                .is_err()
-            {
-                self.cmd(
-                    self.config.runtime.volume_create(volume, &labels),
-                    COMMAND_TIMEOUT,
-                )
+            self.config
+                .runtime
+                .ensure_volume(volume, &labels)
                 .await
                 .map_err(|error| {
                     StepError(format!("cannot create the volume {volume}: {error}"))
                 })?;
-            }
         }
         Ok(())
     }
 
     async fn ensure_network(&self, job: &RolloutJob) -> Result<(), StepError> {
         let network = stack_network(&self.agent, &job.service);
-        if self
-            .cmd(
-                self.config.runtime.network_inspect(&network),
-                COMMAND_TIMEOUT,
-            )
+        self.config
+            .runtime
+            .ensure_network(&network, &self.resource_labels(job))
             .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        let created = self
-            .cmd(
-                self.config
-                    .runtime
-                    .network_create(&network, &self.resource_labels(job)),
-                COMMAND_TIMEOUT,
-            )
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            // Created meanwhile by someone else: as good.
-            Err(_)
-                if self
-                    .cmd(
-                        self.config.runtime.network_inspect(&network),
-                        COMMAND_TIMEOUT,
-                    )
-                    .await
-                    .is_ok() =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(StepError(format!(
-                "cannot create the network {network}: {error}"
-            ))),
-        }
+            .map(drop)
+            .map_err(|error| StepError(format!("cannot create the network {network}: {error}")))
     }
 
     /// Labels of a stack's network and volumes, by which they are found.
@@ -554,18 +510,15 @@ impl Deployer {
                 cap_add: &spec.cap_add,
                 pid_host: spec.pid_host,
             };
-            match self
-                .cmd(self.config.runtime.run_container(&run), COMMAND_TIMEOUT)
-                .await
-            {
-                Ok(_) => {
+            match self.config.runtime.run_container(&run).await {
+                Ok(()) => {
                     let _ = tokio::fs::remove_file(&env_file).await;
                     return Ok(Started { name, port });
                 }
                 Err(error) => {
                     self.remove(&name).await;
-                    let retry = publish.is_some() && error.0.contains("address already in use");
-                    last_error = Some(error);
+                    let retry = publish.is_some() && error.is_address_in_use();
+                    last_error = Some(StepError::from(error));
                     if !retry {
                         break;
                     }
@@ -719,20 +672,6 @@ fn routed_member(
     }
 }
 
-/// `{"8080/tcp":{}}` → 8080; `null` → nothing.
-fn parse_exposed_ports(json: &str) -> BTreeSet<u16> {
-    let ports: Option<BTreeMap<String, serde_json::Value>> =
-        serde_json::from_str(json).ok().flatten();
-    ports
-        .unwrap_or_default()
-        .keys()
-        .filter_map(|key| {
-            let (port, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
-            (protocol == "tcp").then(|| port.parse().ok()).flatten()
-        })
-        .collect()
-}
-
 /// How a member proves it is healthy: its compose `healthcheck` (run inside it), else its
 /// image's `HEALTHCHECK`, else HTTP on the service's port for the member that takes the
 /// traffic, else still running after the start period. A disabled check is the last.
@@ -844,16 +783,6 @@ mod tests {
         ]);
         let refusal = routed_member(&stack, 8080, &twice).unwrap_err();
         assert!(refusal.contains(r#""db", "api""#), "{refusal}");
-    }
-
-    #[test]
-    fn exposed_ports_are_read_from_image_inspect() {
-        assert_eq!(
-            parse_exposed_ports(r#"{"8080/tcp":{},"53/udp":{},"9000":{}}"#),
-            BTreeSet::from([8080, 9000])
-        );
-        assert!(parse_exposed_ports("null").is_empty());
-        assert!(parse_exposed_ports("").is_empty());
     }
 
     #[test]
