@@ -16,16 +16,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wharf_domain::compose_deploy::{
     ComposeAllowances, ComposeHealthcheck, HealthTest, PortProtocol, StackPlan, StackService,
     VolumeSource, plan_stack, reaches_container_socket,
 };
 use wharf_runtime::engine::{ContainerNetwork, ContainerRun, Mount, MountSource, PortPublish};
-use wharf_wire::EnvVarValue;
+use wharf_wire::{EnvVarValue, HealthSettings, ProbeResult, ReleaseState, RolloutJob};
 
-use super::*;
+use super::health::{PROBES_KEPT, Probe, Unhealthy};
+use super::{
+    Deployer, Found, LABEL_AGENT, LABEL_COMPONENT, LABEL_ORDER, LABEL_PORT, LABEL_RELEASE,
+    LABEL_SERVICE, Outcome, Started, StepError, Switched, free_port,
+};
 
 /// A stack ready to start: planned, its images pulled, its host paths resolved.
 struct PreparedStack {
