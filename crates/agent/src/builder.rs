@@ -18,6 +18,7 @@ use wharf_wire::{
 };
 
 use crate::logs::LogShipper;
+use crate::names;
 use crate::runner::{BuildContext, BuildRunner};
 
 /// The file in a build's work directory that names the cgroup of its containers.
@@ -259,15 +260,13 @@ impl ImageBuilder {
         let secret_files = write_secret_files(work, job).await?;
         let mut built = Ok(());
         for (index, target) in targets.iter().enumerate() {
-            let mut labels = vec![
-                ("wharf.service".to_owned(), job.service.name.clone()),
-                ("wharf.project".to_owned(), job.service.project.clone()),
-                ("wharf.commit".to_owned(), job.build.commit_sha.clone()),
-                ("wharf.build".to_owned(), build_id.to_string()),
-            ];
-            if let Some(component) = &target.component {
-                labels.push(("wharf.component".to_owned(), component.clone()));
-            }
+            let labels = names::image_labels(
+                &job.service.project,
+                &job.service.name,
+                &job.build.commit_sha,
+                build_id,
+                target.component.as_deref(),
+            );
             // The compose file's own arguments first; the service's variables win.
             let mut build_args = target.args.clone();
             build_args.extend(service_args.iter().cloned());

@@ -8,6 +8,7 @@
 mod builder;
 mod deployer;
 mod logs;
+mod names;
 mod runner;
 
 use std::collections::HashMap;

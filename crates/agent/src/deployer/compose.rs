@@ -26,10 +26,8 @@ use wharf_runtime::engine::{ContainerNetwork, ContainerRun, Mount, MountSource, 
 use wharf_wire::{EnvVarValue, HealthSettings, ProbeResult, ReleaseState, RolloutJob};
 
 use super::health::{PROBES_KEPT, Probe, Unhealthy};
-use super::{
-    Deployer, Found, LABEL_AGENT, LABEL_COMPONENT, LABEL_ORDER, LABEL_PORT, LABEL_RELEASE,
-    LABEL_SERVICE, Outcome, Started, StepError, Switched, free_port,
-};
+use super::{Deployer, Found, Outcome, Started, StepError, Switched, free_port};
+use crate::names;
 
 /// A stack ready to start: planned, its images pulled, its host paths resolved.
 struct PreparedStack {
@@ -288,7 +286,7 @@ impl Deployer {
             .collect();
         Ok(PreparedStack {
             members,
-            network: stack_network(&self.agent, &job.service),
+            network: names::stack_network(&self.agent, &job.service),
             volumes,
         })
     }
@@ -311,7 +309,7 @@ impl Deployer {
         stack: &PreparedStack,
     ) -> Result<(), StepError> {
         self.ensure_network(job).await?;
-        let labels = self.resource_labels(job);
+        let labels = names::resource_labels(&self.agent, &job.service);
         for volume in &stack.volumes {
             self.config
                 .runtime
@@ -325,21 +323,13 @@ impl Deployer {
     }
 
     async fn ensure_network(&self, job: &RolloutJob) -> Result<(), StepError> {
-        let network = stack_network(&self.agent, &job.service);
+        let network = names::stack_network(&self.agent, &job.service);
         self.config
             .runtime
-            .ensure_network(&network, &self.resource_labels(job))
+            .ensure_network(&network, &names::resource_labels(&self.agent, &job.service))
             .await
             .map(drop)
             .map_err(|error| StepError(format!("cannot create the network {network}: {error}")))
-    }
-
-    /// Labels of a stack's network and volumes, by which they are found.
-    fn resource_labels(&self, job: &RolloutJob) -> Vec<(String, String)> {
-        vec![
-            (LABEL_AGENT.to_owned(), self.agent.clone()),
-            (LABEL_SERVICE.to_owned(), job.service.clone()),
-        ]
     }
 
     /// Starts the members in order, each healthy before the next starts, then routes to the
@@ -434,7 +424,7 @@ impl Deployer {
         dir: &Path,
     ) -> Result<Started, StepError> {
         let spec = &member.service;
-        let name = member_container_name(&self.agent, &job.service, job.release_id, &spec.name);
+        let name = names::member_container(&self.agent, &job.service, job.release_id, &spec.name);
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|error| StepError(format!("cannot create {}: {error}", dir.display())))?;
@@ -487,16 +477,14 @@ impl Deployer {
                 }
                 _ => (None, None),
             };
-            let mut labels = vec![
-                (LABEL_AGENT.to_owned(), self.agent.clone()),
-                (LABEL_SERVICE.to_owned(), job.service.clone()),
-                (LABEL_RELEASE.to_owned(), job.release_id.to_string()),
-                (LABEL_COMPONENT.to_owned(), spec.name.clone()),
-                (LABEL_ORDER.to_owned(), member.order.to_string()),
-            ];
-            if let Some(port) = port {
-                labels.push((LABEL_PORT.to_owned(), port.to_string()));
-            }
+            let labels = names::member_labels(
+                &self.agent,
+                &job.service,
+                job.release_id,
+                &spec.name,
+                member.order,
+                port,
+            );
             let run = ContainerRun {
                 name: &name,
                 image: &spec.image,
@@ -534,23 +522,6 @@ impl Deployer {
     }
 }
 
-/// A member's container: the service's container name with the compose service's name.
-fn member_container_name(agent: &str, service: &str, release: i64, member: &str) -> String {
-    format!("wharf-{agent}-{service}-r{release}-{member}")
-}
-
-/// The network of a service's stack on this agent's host. It outlives releases, so the old
-/// and the new stack are on the same one.
-fn stack_network(agent: &str, service: &str) -> String {
-    format!("wharf-{agent}-{service}")
-}
-
-/// A named volume of a service's stack: it keeps its data from release to release. The agent's
-/// name keeps two agents on one host (and their tests) apart, as it does for containers.
-fn stack_volume(agent: &str, service: &str, volume: &str) -> String {
-    format!("wharf-{agent}-{service}-{volume}")
-}
-
 /// A member's mounts as the host sees them: named volumes scoped to the service, host paths
 /// resolved (`~` is the home of the user running the agent, symbolic links followed) and
 /// checked again against the engine's socket, since a link can point anywhere.
@@ -569,7 +540,7 @@ fn resolve_mounts(
             let source = match &mount.source {
                 VolumeSource::Anonymous => OwnedSource::Anonymous,
                 VolumeSource::Named(name) => {
-                    OwnedSource::Volume(stack_volume(agent, service, name))
+                    OwnedSource::Volume(names::stack_volume(agent, service, name))
                 }
                 VolumeSource::HostPath(path) => {
                     OwnedSource::HostPath(resolve_host_path(&subject, path, allow, home)?)
@@ -972,14 +943,5 @@ mod tests {
             resolve_host_path("s", link.to_str().unwrap(), &allowed, None).unwrap(),
             Path::new("/run")
         );
-    }
-
-    #[test]
-    fn stack_names_carry_the_agent_service_and_member() {
-        assert_eq!(
-            member_container_name("a1", "stack", 7, "web"),
-            "wharf-a1-stack-r7-web"
-        );
-        assert_eq!(stack_network("a1", "stack"), "wharf-a1-stack");
     }
 }

@@ -5,7 +5,8 @@ use wharf_domain::names::image_repository;
 use wharf_runtime::engine::RegistryCredentials;
 use wharf_wire::RolloutJob;
 
-use super::{Deployer, IMAGE_LABEL_SERVICE, StepError};
+use super::{Deployer, StepError};
+use crate::names;
 
 impl Deployer {
     pub(super) async fn pull(&self, job: &RolloutJob) -> Result<(), StepError> {
@@ -60,7 +61,7 @@ impl Deployer {
         let Ok(listing) = self
             .config
             .runtime
-            .images_labelled(IMAGE_LABEL_SERVICE, &job.service)
+            .images_labelled(names::IMAGE_LABEL_SERVICE, &job.service)
             .await
         else {
             return;

@@ -35,6 +35,7 @@ use wharf_runtime::engine::{ContainerState, EngineError, RegistryCredentials, Ru
 use wharf_wire::{ReleaseState, ReportRollout, RolloutJob, Strategy};
 
 use self::health::Unhealthy;
+use crate::names;
 
 /// How this agent deploys.
 #[derive(Clone)]
@@ -47,19 +48,6 @@ pub struct DeployConfig {
     /// How long a stopped container gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
 }
-
-const LABEL_AGENT: &str = "wharf.deploy.agent";
-const LABEL_SERVICE: &str = "wharf.deploy.service";
-const LABEL_RELEASE: &str = "wharf.deploy.release";
-const LABEL_REPLICA: &str = "wharf.deploy.replica";
-const LABEL_PORT: &str = "wharf.deploy.port";
-/// The compose service a container of a stack runs.
-const LABEL_COMPONENT: &str = "wharf.deploy.component";
-/// A stack member's place in the start order (0 first), so a stack stopped for a new one
-/// starts again in order.
-const LABEL_ORDER: &str = "wharf.deploy.order";
-/// The label builds put on images, which cleanup selects by.
-const IMAGE_LABEL_SERVICE: &str = "wharf.service";
 
 /// A container of this agent, as found on the host.
 #[derive(Debug, Clone)]
@@ -77,15 +65,15 @@ struct Found {
 impl Found {
     /// A container of Wharf's, from its state; `None` for one without Wharf's labels.
     fn from_state(state: ContainerState) -> Option<Found> {
-        let labels = &state.labels;
+        let labels = names::read_container_labels(&state.labels)?;
         Some(Found {
-            service: labels.get(LABEL_SERVICE)?.clone(),
-            release: labels.get(LABEL_RELEASE).and_then(|id| id.parse().ok()),
-            port: labels.get(LABEL_PORT).and_then(|port| port.parse().ok()),
-            component: labels.get(LABEL_COMPONENT).cloned(),
-            order: labels.get(LABEL_ORDER).and_then(|order| order.parse().ok()),
             name: state.name,
             running: state.running,
+            service: labels.service,
+            release: labels.release,
+            port: labels.port,
+            component: labels.component,
+            order: labels.order,
         })
     }
 
@@ -351,56 +339,4 @@ fn free_port() -> Result<u16, StepError> {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .map_err(|error| StepError(format!("no free port: {error}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(name: &str, running: bool, labels: &[(&str, &str)]) -> ContainerState {
-        ContainerState {
-            name: name.to_owned(),
-            running,
-            exit_code: 0,
-            labels: labels
-                .iter()
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn containers_are_wharfs_by_their_labels() {
-        let replica = state(
-            "wharf-a-web-r3-0",
-            true,
-            &[
-                ("wharf.deploy.service", "web"),
-                ("wharf.deploy.release", "3"),
-                ("wharf.deploy.port", "4100"),
-            ],
-        );
-        let found = Found::from_state(replica).unwrap();
-        assert_eq!(found.name, "wharf-a-web-r3-0");
-        assert!(found.running);
-        assert_eq!(found.service, "web");
-        assert_eq!(found.release, Some(3));
-        assert_eq!(found.port, Some(4100));
-        assert!(Found::from_state(state("x", false, &[("other", "label")])).is_none());
-        let member = state(
-            "wharf-a-stack-r4-db",
-            false,
-            &[
-                ("wharf.deploy.service", "stack"),
-                ("wharf.deploy.release", "4"),
-                ("wharf.deploy.component", "db"),
-                ("wharf.deploy.order", "0"),
-            ],
-        );
-        let found = Found::from_state(member).unwrap();
-        assert!(!found.running);
-        assert_eq!(found.component.as_deref(), Some("db"));
-        assert_eq!(found.order, Some(0));
-        assert_eq!(found.port, None);
-    }
 }

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use wharf_wire::{Desired, RolloutJob};
 
-use super::{Deployer, Found, LABEL_AGENT, Started, StepError};
+use super::{Deployer, Found, Started, StepError};
+use crate::names;
 
 impl Deployer {
     /// Makes the host run what the server says is live on it: containers of live releases
@@ -95,7 +96,7 @@ impl Deployer {
         let found = self
             .config
             .runtime
-            .containers_labelled(LABEL_AGENT, &self.agent)
+            .containers_labelled(names::LABEL_AGENT, &self.agent)
             .await?;
         Ok(found
             .into_iter()

@@ -7,6 +7,7 @@ use wharf_runtime::edge::{DrainAhead, Edge};
 use wharf_wire::RolloutJob;
 
 use super::{Deployer, Started, StepError};
+use crate::names;
 
 /// The longest the edge drains ahead of a route switch while a new version starts and is
 /// checked (every response on the edge closes its connection meanwhile).
@@ -48,13 +49,8 @@ impl Deployer {
             .collect();
         self.edge()
             .await?
-            .set_route(&route_id(&job.service), &job.domains, &upstreams)
+            .set_route(&names::route_id(&job.service), &job.domains, &upstreams)
             .await
             .map_err(|error| StepError(format!("cannot route traffic to the new version: {error}")))
     }
-}
-
-/// The edge route of a service.
-fn route_id(service: &str) -> String {
-    format!("wharf-{service}")
 }

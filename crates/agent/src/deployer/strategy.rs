@@ -8,10 +8,8 @@ use std::time::Duration;
 use wharf_runtime::engine::ContainerRun;
 use wharf_wire::{ProbeResult, ReleaseState, RolloutJob};
 
-use super::{
-    Deployer, Found, LABEL_AGENT, LABEL_PORT, LABEL_RELEASE, LABEL_REPLICA, LABEL_SERVICE, Outcome,
-    Started, StepError, Switched, free_port,
-};
+use super::{Deployer, Found, Outcome, Started, StepError, Switched, free_port};
+use crate::names;
 
 impl Deployer {
     /// Pull; start the new beside the old; health-check; move traffic. The old drains and
@@ -187,10 +185,7 @@ impl Deployer {
         replica: u32,
         env_file: &Path,
     ) -> Result<Started, StepError> {
-        let name = format!(
-            "wharf-{}-{}-r{}-{replica}",
-            self.agent, job.service, job.release_id
-        );
+        let name = names::replica_container(&self.agent, &job.service, job.release_id, replica);
         let mut last_error = None;
         // A free port can be taken by someone else between the look and the start: try again.
         for _ in 0..3 {
@@ -198,15 +193,13 @@ impl Deployer {
                 Some(container_port) => Some((free_port()?, container_port)),
                 None => None,
             };
-            let mut labels = vec![
-                (LABEL_AGENT.to_owned(), self.agent.clone()),
-                (LABEL_SERVICE.to_owned(), job.service.clone()),
-                (LABEL_RELEASE.to_owned(), job.release_id.to_string()),
-                (LABEL_REPLICA.to_owned(), replica.to_string()),
-            ];
-            if let Some((host_port, _)) = publish {
-                labels.push((LABEL_PORT.to_owned(), host_port.to_string()));
-            }
+            let labels = names::replica_labels(
+                &self.agent,
+                &job.service,
+                job.release_id,
+                replica,
+                publish.map(|(host_port, _)| host_port),
+            );
             let run = ContainerRun {
                 name: &name,
                 image: &job.image,
