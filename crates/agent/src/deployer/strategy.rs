@@ -12,17 +12,25 @@ use super::{Deployer, Found, Outcome, Started, StepError, Switched, free_port};
 use crate::names;
 
 impl Deployer {
+    /// What both strategies do first: pull, take up what an interrupted attempt of this release
+    /// left running ([`Deployer::resume`]), and report the start. Returns those containers, if
+    /// any, and the service's others (the previous version).
+    async fn begin(&self, job: &RolloutJob) -> Result<(Option<Vec<Started>>, Vec<Found>), Outcome> {
+        // Listing the host's containers takes as long as the pull of a small image: both at once.
+        let (pulled, found) = tokio::join!(self.pull(job), self.service_containers(job));
+        pulled.map_err(Outcome::PullFailed)?;
+        let (resumed, old) = self.resume(job, found).await;
+        self.step(job, ReleaseState::Starting).await;
+        Ok((resumed, old))
+    }
+
     /// Pull; start the new beside the old; health-check; move traffic. The old drains and
     /// stops once the server took the report ([`Deployer::commit`]).
     pub(super) async fn blue_green(
         &self,
         job: &RolloutJob,
     ) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
-        // Listing the host's containers takes as long as the pull of a small image: both at once.
-        let (pulled, found) = tokio::join!(self.pull(job), self.service_containers(job));
-        pulled.map_err(Outcome::PullFailed)?;
-        let (resumed, old) = self.resume(job, found).await;
-        self.step(job, ReleaseState::Starting).await;
+        let (resumed, old) = self.begin(job).await?;
         // Starting and checking take longer than the drain: the switch need not wait for it.
         let drain = self.drain_ahead(job).await;
         let starting = async {
@@ -65,10 +73,7 @@ impl Deployer {
         &self,
         job: &RolloutJob,
     ) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
-        let (pulled, found) = tokio::join!(self.pull(job), self.service_containers(job));
-        pulled.map_err(Outcome::PullFailed)?;
-        let (resumed, old) = self.resume(job, found).await;
-        self.step(job, ReleaseState::Starting).await;
+        let (resumed, old) = self.begin(job).await?;
         self.stop_previous(&old).await;
         let starting = match resumed {
             Some(started) => Ok(started),
