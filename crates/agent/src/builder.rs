@@ -10,14 +10,15 @@ use base64::Engine;
 use secrecy::SecretString;
 use tokio::time::Instant;
 use wharf_runtime::cgroup::{self, build_cgroup};
-use wharf_runtime::container::{ImageBuild, RegistryCredentials, Runtime, RuntimeKind};
+use wharf_runtime::engine::{ImageBuild, RegistryCredentials, Runtime, RuntimeKind};
 use wharf_runtime::git::fetch_commit_commands;
-use wharf_runtime::process::{self, CommandSpec, Interruption, RunOutcome};
+use wharf_runtime::process::{self, CommandSpec, Ended, RunOutcome, SpawnError, Streaming};
 use wharf_wire::{
     BuildJob, BuildState, BuiltImage, GetCloneCredentials, ReportBuildState, StepFailure,
 };
 
 use crate::logs::LogShipper;
+use crate::names;
 use crate::runner::{BuildContext, BuildRunner};
 
 /// The file in a build's work directory that names the cgroup of its containers.
@@ -259,15 +260,13 @@ impl ImageBuilder {
         let secret_files = write_secret_files(work, job).await?;
         let mut built = Ok(());
         for (index, target) in targets.iter().enumerate() {
-            let mut labels = vec![
-                ("wharf.service".to_owned(), job.service.name.clone()),
-                ("wharf.project".to_owned(), job.service.project.clone()),
-                ("wharf.commit".to_owned(), job.build.commit_sha.clone()),
-                ("wharf.build".to_owned(), build_id.to_string()),
-            ];
-            if let Some(component) = &target.component {
-                labels.push(("wharf.component".to_owned(), component.clone()));
-            }
+            let labels = names::image_labels(
+                &job.service.project,
+                &job.service.name,
+                &job.build.commit_sha,
+                build_id,
+                target.component.as_deref(),
+            );
             // The compose file's own arguments first; the service's variables win.
             let mut build_args = target.args.clone();
             build_args.extend(service_args.iter().cloned());
@@ -302,7 +301,7 @@ impl ImageBuilder {
                     break;
                 }
             };
-            let build = self.config.runtime.build(&ImageBuild {
+            let build = ImageBuild {
                 dockerfile: &dockerfile,
                 context: &build_context,
                 tag: &target.image,
@@ -310,10 +309,10 @@ impl ImageBuilder {
                 build_args: if labels_only { &[] } else { &build_args },
                 cgroup_parent: (podman && !labels_only).then_some(cgroup.as_str()),
                 secrets: if labels_only { &[] } else { &secret_files },
-            });
+            };
+            let to = streaming(context, logs, deadline);
             built = self
-                .step(context, logs, "build", &build, deadline)
-                .await
+                .step_ended("build", self.config.runtime.build(&build, &to).await)
                 .map(drop);
             if built.as_ref().is_err_and(is_storage_race) {
                 // Podman's storage can lose a cached layer to a concurrent removal between
@@ -321,8 +320,7 @@ impl ImageBuilder {
                 logs.note("Podman's layer cache changed under the build; building again")
                     .await;
                 built = self
-                    .step(context, logs, "build", &build, deadline)
-                    .await
+                    .step_ended("build", self.config.runtime.build(&build, &to).await)
                     .map(drop);
             }
             if podman {
@@ -365,11 +363,14 @@ impl ImageBuilder {
             let push = self
                 .config
                 .runtime
-                .push(&target.image, &digest_file, auth_file.as_deref());
-            pushed = self
-                .step(context, logs, "push", &push, deadline)
-                .await
-                .map(drop);
+                .push(
+                    &target.image,
+                    &digest_file,
+                    auth_file.as_deref(),
+                    &streaming(context, logs, deadline),
+                )
+                .await;
+            pushed = self.step_ended("push", push).map(drop);
             if pushed.is_err() {
                 break;
             }
@@ -403,35 +404,21 @@ impl ImageBuilder {
         })
     }
 
-    /// The digest of a pushed image: podman writes it to a file; docker keeps it in the image's
-    /// repo digests.
+    /// The digest the push of `image` gave.
     async fn pushed_digest(&self, image: &str, digest_file: &Path) -> StepResult<String> {
-        if let Ok(digest) = tokio::fs::read_to_string(digest_file).await {
-            return Ok(digest.trim().to_owned());
+        let no_digest = || format!("the push of {image} reported no digest");
+        match self.config.runtime.pushed_digest(image, digest_file).await {
+            Ok(Some(digest)) => Ok(digest),
+            Ok(None) => Err(failed(no_digest())),
+            Err(error) => Err(failed(format!("{}: {error}", no_digest()))),
         }
-        let inspect = self.config.runtime.repo_digests(image);
-        let (code, stdout, _) = process::output(&inspect, Duration::from_secs(60), 64 * 1024)
-            .await
-            .map_err(|error| failed(error.to_string()))?;
-        let repository = image.rsplit_once(':').map_or(image, |(name, _)| name);
-        stdout
-            .split_whitespace()
-            .filter(|_| code == 0)
-            .find_map(|reference| {
-                let (name, digest) = reference.split_once('@')?;
-                (name == repository).then(|| digest.to_owned())
-            })
-            .ok_or_else(|| failed(format!("the push of {image} reported no digest")))
     }
 
     async fn remove_local_tags(&self, tags: &[&str]) {
         for tag in tags {
-            let _ = process::output(
-                &self.config.runtime.remove_tag(tag),
-                Duration::from_secs(60),
-                64 * 1024,
-            )
-            .await;
+            if let Err(error) = self.config.runtime.remove_tag(tag).await {
+                tracing::debug!(tag, %error, "local tag not removed");
+            }
         }
     }
 
@@ -535,53 +522,43 @@ impl ImageBuilder {
         command: &CommandSpec,
         deadline: Instant,
     ) -> StepResult<RunOutcome> {
-        let shown = command.display();
-        logs.note(format!("$ {shown}")).await;
-        let outcome = process::run(command, logs.sender(), context.stop.clone(), deadline)
-            .await
-            .map_err(|error| failed(error.to_string()))?;
-        match outcome.interrupted {
-            Some(Interruption::Cancelled) => return Err(Stopped::Cancelled),
-            Some(Interruption::TimedOut) => {
-                return Err(Stopped::Failed {
-                    reason: format!(
-                        "the build took longer than {} s and was stopped during {step}",
-                        self.config.timeout.as_secs()
-                    ),
-                    failure: Some(StepFailure {
-                        step: step.to_owned(),
-                        command: Some(shown),
-                        exit_code: None,
-                        output_tail: outcome.tail.clone(),
-                    }),
-                });
-            }
-            None => {}
-        }
-        if outcome.success() {
-            return Ok(outcome);
-        }
-        let last = outcome
-            .tail
-            .iter()
-            .rev()
-            .find(|line| !line.trim().is_empty())
-            .cloned()
-            .unwrap_or_default();
-        Err(Stopped::Failed {
-            reason: format!(
-                "{step} failed (exit code {}): {}",
-                outcome
-                    .exit_code
-                    .map_or("none".to_owned(), |code| code.to_string()),
-                last.chars().take(300).collect::<String>()
+        let outcome = process::run(command, &streaming(context, logs, deadline)).await;
+        self.step_ended(step, outcome)
+    }
+
+    /// What a step's command's end means for the build: done, cancelled, or a failure that
+    /// names the step and says how its command ended.
+    fn step_ended(
+        &self,
+        step: &str,
+        outcome: Result<RunOutcome, SpawnError>,
+    ) -> StepResult<RunOutcome> {
+        let outcome = outcome.map_err(|error| failed(error.to_string()))?;
+        let failure = |outcome: &RunOutcome| StepFailure {
+            step: step.to_owned(),
+            command: Some(outcome.command.clone()),
+            exit_code: outcome.ended.exit_code(),
+            output_tail: outcome.tail.clone(),
+        };
+        let reason = match outcome.ended {
+            Ended::Exited(0) => return Ok(outcome),
+            Ended::Cancelled => return Err(Stopped::Cancelled),
+            Ended::TimedOut { .. } => format!(
+                "the build took longer than {} s and was stopped during {step}",
+                self.config.timeout.as_secs()
             ),
-            failure: Some(StepFailure {
-                step: step.to_owned(),
-                command: Some(shown),
-                exit_code: outcome.exit_code,
-                output_tail: outcome.tail.clone(),
-            }),
+            Ended::Exited(code) => format!(
+                "{step} failed (exit code {code}): {}",
+                outcome.last_line().chars().take(300).collect::<String>()
+            ),
+            Ended::Killed { signal } => format!(
+                "{step} failed (killed by signal {signal}): {}",
+                outcome.last_line().chars().take(300).collect::<String>()
+            ),
+        };
+        Err(Stopped::Failed {
+            reason,
+            failure: Some(failure(&outcome)),
         })
     }
 
@@ -605,14 +582,13 @@ impl ImageBuilder {
             wharf_runtime::railpack::build(program, &target.image, build_args, &target.context);
         self.step(context, logs, "build", &command, deadline)
             .await?;
-        let (code, _, _) = process::output(
-            &self.config.runtime.image_id(&target.image),
-            Duration::from_secs(60),
-            64 * 1024,
-        )
-        .await
-        .map_err(|error| failed(error.to_string()))?;
-        if code != 0 {
+        let found = self
+            .config
+            .runtime
+            .has_image(&target.image)
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        if !found {
             return Err(failed(format!(
                 "Railpack finished, but {} is not among {}'s images: Railpack hands its image to `docker load`, so `docker` must be the runtime Wharf builds with (with Podman, Debian's podman-docker)",
                 target.image,
@@ -645,6 +621,16 @@ impl ImageBuilder {
             }
         }
         Ok(None)
+    }
+}
+
+/// Where a step's command's output goes: the build's log, until the build stops or its time
+/// is up.
+fn streaming<'a>(context: &BuildContext, logs: &'a LogShipper, deadline: Instant) -> Streaming<'a> {
+    Streaming {
+        lines: logs.sender(),
+        stop: context.stop.clone(),
+        deadline,
     }
 }
 

@@ -8,6 +8,7 @@
 mod builder;
 mod deployer;
 mod logs;
+mod names;
 mod runner;
 
 use std::collections::HashMap;
@@ -25,8 +26,8 @@ use wharf_wire::{
 pub use builder::{BuilderConfig, ImageBuilder};
 pub use deployer::DeployConfig;
 pub use runner::{BuildContext, BuildRunner};
-pub use wharf_runtime::container::{RegistryCredentials, Runtime, RuntimeKind};
 pub use wharf_runtime::edge::EdgeConfig;
+pub use wharf_runtime::engine::{RegistryCredentials, Runtime, RuntimeKind};
 
 /// How the agent reaches its server and where it works.
 #[derive(Clone)]

@@ -7,10 +7,38 @@
 //! bounded memory.
 
 pub mod cgroup;
-pub mod container;
 pub mod edge;
+pub mod engine;
 pub mod files;
 pub mod git;
 pub mod process;
 pub mod railpack;
 pub mod registry;
+
+/// An error with its sources, one after the other (`error: cause: cause`): the whole story,
+/// since a library's own message alone is often only "error sending request".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_chain_shows_every_cause() {
+        let error = crate::process::SpawnError {
+            program: "caddy".to_owned(),
+            source: std::io::Error::other("permission denied"),
+        };
+        assert_eq!(
+            super::error_chain(&error),
+            "cannot run caddy: permission denied: permission denied"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use wharf_runtime::edge::{Edge, EdgeConfig, listener_migration_enabled};
+use wharf_runtime::error_chain;
 
 /// A loopback port held for one test: bound with `SO_REUSEPORT` but not listening. No bind to
 /// port 0 on this machine gets it while it is held, so tests running side by side cannot pick
@@ -93,21 +94,10 @@ async fn get(client: &reqwest::Client, edge: &str, host: &str) -> Result<(u16, S
         .header(reqwest::header::HOST, host)
         .send()
         .await
-        .map_err(|error| describe(&error))?;
+        .map_err(|error| error_chain(&error))?;
     let status = response.status().as_u16();
-    let body = response.text().await.map_err(|error| describe(&error))?;
+    let body = response.text().await.map_err(|error| error_chain(&error))?;
     Ok((status, body))
-}
-
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Waits until `check` holds, failing the test after `limit`.

@@ -16,16 +16,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wharf_domain::compose_deploy::{
     ComposeAllowances, ComposeHealthcheck, HealthTest, PortProtocol, StackPlan, StackService,
     VolumeSource, plan_stack, reaches_container_socket,
 };
-use wharf_runtime::container::{ContainerNetwork, ContainerRun, Mount, MountSource, PortPublish};
-use wharf_wire::EnvVarValue;
+use wharf_runtime::engine::{ContainerNetwork, ContainerRun, Mount, MountSource, PortPublish};
+use wharf_wire::{EnvVarValue, HealthSettings, ProbeResult, ReleaseState, RolloutJob};
 
-use super::*;
+use super::health::{PROBES_KEPT, Probe, Unhealthy};
+use super::{Deployer, Found, Outcome, Started, StepError, Switched, free_port};
+use crate::names;
 
 /// A stack ready to start: planned, its images pulled, its host paths resolved.
 struct PreparedStack {
@@ -144,13 +146,7 @@ impl Deployer {
             let mut all_running = true;
             for container in in_order.iter().filter(|found| !found.running) {
                 tracing::info!(container = %container.name, "starting a stopped member of a live stack");
-                if let Err(error) = self
-                    .cmd(
-                        self.config.runtime.start_container(&container.name),
-                        COMMAND_TIMEOUT,
-                    )
-                    .await
-                {
+                if let Err(error) = self.config.runtime.start_container(&container.name).await {
                     tracing::warn!(container = %container.name, %error, "cannot start it; the stack will be started afresh");
                     all_running = false;
                     break;
@@ -290,21 +286,20 @@ impl Deployer {
             .collect();
         Ok(PreparedStack {
             members,
-            network: stack_network(&self.agent, &job.service),
+            network: names::stack_network(&self.agent, &job.service),
             volumes,
         })
     }
 
     /// The ports an image declares with `EXPOSE` (TCP only).
     async fn exposed_ports(&self, image: &str) -> BTreeSet<u16> {
-        let json = self
-            .cmd(
-                self.config.runtime.image_exposed_ports(image),
-                COMMAND_TIMEOUT,
-            )
-            .await
-            .unwrap_or_default();
-        parse_exposed_ports(json.trim())
+        match self.config.runtime.image_exposed_ports(image).await {
+            Ok(ports) => ports,
+            Err(error) => {
+                tracing::debug!(image, %error, "the image's EXPOSE cannot be read");
+                BTreeSet::new()
+            }
+        }
     }
 
     /// The service's network and named volumes, created when missing.
@@ -314,72 +309,27 @@ impl Deployer {
         stack: &PreparedStack,
     ) -> Result<(), StepError> {
         self.ensure_network(job).await?;
-        let labels = self.resource_labels(job);
+        let labels = names::resource_labels(&self.agent, &job.service);
         for volume in &stack.volumes {
-            if self
-                .cmd(self.config.runtime.volume_inspect(volume), COMMAND_TIMEOUT)
-                .await
-                .is_err()
-            {
-                self.cmd(
-                    self.config.runtime.volume_create(volume, &labels),
-                    COMMAND_TIMEOUT,
-                )
+            self.config
+                .runtime
+                .ensure_volume(volume, &labels)
                 .await
                 .map_err(|error| {
                     StepError(format!("cannot create the volume {volume}: {error}"))
                 })?;
-            }
         }
         Ok(())
     }
 
     async fn ensure_network(&self, job: &RolloutJob) -> Result<(), StepError> {
-        let network = stack_network(&self.agent, &job.service);
-        if self
-            .cmd(
-                self.config.runtime.network_inspect(&network),
-                COMMAND_TIMEOUT,
-            )
+        let network = names::stack_network(&self.agent, &job.service);
+        self.config
+            .runtime
+            .ensure_network(&network, &names::resource_labels(&self.agent, &job.service))
             .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        let created = self
-            .cmd(
-                self.config
-                    .runtime
-                    .network_create(&network, &self.resource_labels(job)),
-                COMMAND_TIMEOUT,
-            )
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            // Created meanwhile by someone else: as good.
-            Err(_)
-                if self
-                    .cmd(
-                        self.config.runtime.network_inspect(&network),
-                        COMMAND_TIMEOUT,
-                    )
-                    .await
-                    .is_ok() =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(StepError(format!(
-                "cannot create the network {network}: {error}"
-            ))),
-        }
-    }
-
-    /// Labels of a stack's network and volumes, by which they are found.
-    fn resource_labels(&self, job: &RolloutJob) -> Vec<(String, String)> {
-        vec![
-            (LABEL_AGENT.to_owned(), self.agent.clone()),
-            (LABEL_SERVICE.to_owned(), job.service.clone()),
-        ]
+            .map(drop)
+            .map_err(|error| StepError(format!("cannot create the network {network}: {error}")))
     }
 
     /// Starts the members in order, each healthy before the next starts, then routes to the
@@ -474,7 +424,7 @@ impl Deployer {
         dir: &Path,
     ) -> Result<Started, StepError> {
         let spec = &member.service;
-        let name = member_container_name(&self.agent, &job.service, job.release_id, &spec.name);
+        let name = names::member_container(&self.agent, &job.service, job.release_id, &spec.name);
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|error| StepError(format!("cannot create {}: {error}", dir.display())))?;
@@ -527,16 +477,14 @@ impl Deployer {
                 }
                 _ => (None, None),
             };
-            let mut labels = vec![
-                (LABEL_AGENT.to_owned(), self.agent.clone()),
-                (LABEL_SERVICE.to_owned(), job.service.clone()),
-                (LABEL_RELEASE.to_owned(), job.release_id.to_string()),
-                (LABEL_COMPONENT.to_owned(), spec.name.clone()),
-                (LABEL_ORDER.to_owned(), member.order.to_string()),
-            ];
-            if let Some(port) = port {
-                labels.push((LABEL_PORT.to_owned(), port.to_string()));
-            }
+            let labels = names::member_labels(
+                &self.agent,
+                &job.service,
+                job.release_id,
+                &spec.name,
+                member.order,
+                port,
+            );
             let run = ContainerRun {
                 name: &name,
                 image: &spec.image,
@@ -554,18 +502,15 @@ impl Deployer {
                 cap_add: &spec.cap_add,
                 pid_host: spec.pid_host,
             };
-            match self
-                .cmd(self.config.runtime.run_container(&run), COMMAND_TIMEOUT)
-                .await
-            {
-                Ok(_) => {
+            match self.config.runtime.run_container(&run).await {
+                Ok(()) => {
                     let _ = tokio::fs::remove_file(&env_file).await;
                     return Ok(Started { name, port });
                 }
                 Err(error) => {
                     self.remove(&name).await;
-                    let retry = publish.is_some() && error.0.contains("address already in use");
-                    last_error = Some(error);
+                    let retry = publish.is_some() && error.is_address_in_use();
+                    last_error = Some(StepError::from(error));
                     if !retry {
                         break;
                     }
@@ -575,23 +520,6 @@ impl Deployer {
         let _ = tokio::fs::remove_file(&env_file).await;
         Err(last_error.unwrap_or_else(|| StepError("the container did not start".to_owned())))
     }
-}
-
-/// A member's container: the service's container name with the compose service's name.
-fn member_container_name(agent: &str, service: &str, release: i64, member: &str) -> String {
-    format!("wharf-{agent}-{service}-r{release}-{member}")
-}
-
-/// The network of a service's stack on this agent's host. It outlives releases, so the old
-/// and the new stack are on the same one.
-fn stack_network(agent: &str, service: &str) -> String {
-    format!("wharf-{agent}-{service}")
-}
-
-/// A named volume of a service's stack: it keeps its data from release to release. The agent's
-/// name keeps two agents on one host (and their tests) apart, as it does for containers.
-fn stack_volume(agent: &str, service: &str, volume: &str) -> String {
-    format!("wharf-{agent}-{service}-{volume}")
 }
 
 /// A member's mounts as the host sees them: named volumes scoped to the service, host paths
@@ -612,7 +540,7 @@ fn resolve_mounts(
             let source = match &mount.source {
                 VolumeSource::Anonymous => OwnedSource::Anonymous,
                 VolumeSource::Named(name) => {
-                    OwnedSource::Volume(stack_volume(agent, service, name))
+                    OwnedSource::Volume(names::stack_volume(agent, service, name))
                 }
                 VolumeSource::HostPath(path) => {
                     OwnedSource::HostPath(resolve_host_path(&subject, path, allow, home)?)
@@ -717,20 +645,6 @@ fn routed_member(
                 .join(", ")
         )),
     }
-}
-
-/// `{"8080/tcp":{}}` → 8080; `null` → nothing.
-fn parse_exposed_ports(json: &str) -> BTreeSet<u16> {
-    let ports: Option<BTreeMap<String, serde_json::Value>> =
-        serde_json::from_str(json).ok().flatten();
-    ports
-        .unwrap_or_default()
-        .keys()
-        .filter_map(|key| {
-            let (port, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
-            (protocol == "tcp").then(|| port.parse().ok()).flatten()
-        })
-        .collect()
 }
 
 /// How a member proves it is healthy: its compose `healthcheck` (run inside it), else its
@@ -844,16 +758,6 @@ mod tests {
         ]);
         let refusal = routed_member(&stack, 8080, &twice).unwrap_err();
         assert!(refusal.contains(r#""db", "api""#), "{refusal}");
-    }
-
-    #[test]
-    fn exposed_ports_are_read_from_image_inspect() {
-        assert_eq!(
-            parse_exposed_ports(r#"{"8080/tcp":{},"53/udp":{},"9000":{}}"#),
-            BTreeSet::from([8080, 9000])
-        );
-        assert!(parse_exposed_ports("null").is_empty());
-        assert!(parse_exposed_ports("").is_empty());
     }
 
     #[test]
@@ -1039,14 +943,5 @@ mod tests {
             resolve_host_path("s", link.to_str().unwrap(), &allowed, None).unwrap(),
             Path::new("/run")
         );
-    }
-
-    #[test]
-    fn stack_names_carry_the_agent_service_and_member() {
-        assert_eq!(
-            member_container_name("a1", "stack", 7, "web"),
-            "wharf-a1-stack-r7-web"
-        );
-        assert_eq!(stack_network("a1", "stack"), "wharf-a1-stack");
     }
 }

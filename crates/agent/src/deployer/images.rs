@@ -1,0 +1,123 @@
+//! A release's images: pulled with the release's registry login (else the agent's own) for
+//! the images Wharf built, and old images of a service removed past the newest `keep_images`.
+
+use wharf_domain::names::image_repository;
+use wharf_runtime::engine::RegistryCredentials;
+use wharf_wire::RolloutJob;
+
+use super::{Deployer, StepError};
+use crate::names;
+
+impl Deployer {
+    pub(super) async fn pull(&self, job: &RolloutJob) -> Result<(), StepError> {
+        self.pull_image(job, &job.image, true).await
+    }
+
+    /// Pulls `image`, with the release's registry login (else the agent's own) when
+    /// `with_login`: only images Wharf built get it, so no login goes to another registry.
+    pub(super) async fn pull_image(
+        &self,
+        job: &RolloutJob,
+        image: &str,
+        with_login: bool,
+    ) -> Result<(), StepError> {
+        let dir = self.job_dir(job);
+        let credentials = job
+            .registry_login
+            .as_ref()
+            .map(|login| RegistryCredentials {
+                username: login.username.clone(),
+                password: login.password.expose().to_owned().into(),
+            })
+            .or_else(|| self.config.registry_credentials.clone())
+            .filter(|_| with_login);
+        let auth_file = match &credentials {
+            Some(credentials) => {
+                let path = dir.join("auth").join("config.json");
+                tokio::fs::create_dir_all(dir.join("auth"))
+                    .await
+                    .map_err(|error| {
+                        StepError(format!("cannot create {}: {error}", dir.display()))
+                    })?;
+                let registry = image_registry(image);
+                wharf_runtime::files::write_private_file(
+                    &path,
+                    credentials.auth_file_json(registry).as_bytes(),
+                )
+                .map_err(|error| StepError(format!("cannot write the registry login: {error}")))?;
+                Some(path)
+            }
+            None => None,
+        };
+        let pulled = self.config.runtime.pull(image, auth_file.as_deref()).await;
+        let _ = tokio::fs::remove_dir_all(dir.join("auth")).await;
+        Ok(pulled?)
+    }
+
+    /// Keeps the images of the service's containers and the `keep_images` newest others;
+    /// removes older images that carry the service's build label. Nothing without Wharf's
+    /// labels is touched, and an image a container still uses stays.
+    pub(super) async fn cleanup_images(&self, job: &RolloutJob) {
+        let Ok(listing) = self
+            .config
+            .runtime
+            .images_labelled(names::IMAGE_LABEL_SERVICE, &job.service)
+            .await
+        else {
+            return;
+        };
+        // Only the service's own repository: a label alone could match another Wharf's images
+        // on a shared host.
+        let repository = image_repository(&job.image);
+        let mut images: Vec<(String, String)> = listing
+            .into_iter()
+            .filter(|image| image.repository == repository)
+            .map(|image| (image.id, image.created))
+            .collect();
+        images.sort_by(|a, b| b.1.cmp(&a.1));
+        images.dedup_by(|a, b| a.0 == b.0);
+        // The live image is the newest; it and `keep_images` more stay (per compose service,
+        // for a stack: each release of it built one image per compose service).
+        let per_release = job.compose_images.len().max(1);
+        let keep = (1 + job.settings.keep_images as usize) * per_release;
+        for (id, _) in images.iter().skip(keep) {
+            match self.config.runtime.remove_image(id).await {
+                Ok(()) => tracing::info!(service = %job.service, image = %id, "old image removed"),
+                Err(error) => tracing::debug!(image = %id, %error, "old image kept"),
+            }
+        }
+    }
+}
+
+/// The registry host of an image reference (`docker.io` when it names none).
+fn image_registry(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_are_read_from_image_references() {
+        assert_eq!(
+            image_registry("127.0.0.1:5000/p/web@sha256:00"),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(image_registry("ghcr.io/team/web:v1"), "ghcr.io");
+        assert_eq!(image_registry("library/busybox"), "docker.io");
+        assert_eq!(
+            image_repository("127.0.0.1:5000/p/web:v1@sha256:00"),
+            "127.0.0.1:5000/p/web"
+        );
+        assert_eq!(
+            image_repository("127.0.0.1:5000/p/web"),
+            "127.0.0.1:5000/p/web"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! Making the host run what the server says is live on it, and finding what runs: a
+//! restarted agent adopts its containers by label (their routes put back), starts stopped ones
+//! again and missing ones afresh, and removes those of no live release. A rollout takes up
+//! the containers an interrupted attempt of its own release left.
+
+use std::collections::BTreeSet;
+
+use wharf_wire::{Desired, RolloutJob};
+
+use super::{Deployer, Found, Started, StepError};
+use crate::names;
+
+impl Deployer {
+    /// Makes the host run what the server says is live on it: containers of live releases
+    /// that still run are adopted (their routes put back), stopped ones started again,
+    /// missing ones started afresh. Containers of releases still rolling out here stay for
+    /// their rollout to take up; those of anything else are removed.
+    pub(crate) async fn reconcile(&self, desired: Desired) {
+        let Desired {
+            live: desired,
+            rolling_out,
+        } = desired;
+        let found = match self.my_containers(None).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(%error, "cannot list this agent's containers; not reconciling");
+                return;
+            }
+        };
+        let wanted: BTreeSet<i64> = desired
+            .iter()
+            .map(|job| job.release_id)
+            .chain(rolling_out)
+            .collect();
+        for stray in found.iter().filter(|found| {
+            !found
+                .release
+                .is_some_and(|release| wanted.contains(&release))
+        }) {
+            tracing::info!(container = %stray.name, service = %stray.service, "removing a container of no live release");
+            self.remove(&stray.name).await;
+        }
+        for job in desired {
+            let mine: Vec<&Found> = found
+                .iter()
+                .filter(|found| found.release == Some(job.release_id))
+                .collect();
+            if job.compose_file.is_some() {
+                self.reconcile_stack(&job, &mine).await;
+                continue;
+            }
+            let mut running: Vec<Started> = Vec::new();
+            for container in &mine {
+                if !container.running {
+                    tracing::info!(container = %container.name, "starting a stopped container of a live release");
+                    if let Err(error) = self.config.runtime.start_container(&container.name).await {
+                        tracing::warn!(container = %container.name, %error, "cannot start it; it will be replaced");
+                        self.remove(&container.name).await;
+                        continue;
+                    }
+                }
+                running.push(container.started());
+            }
+            let outcome = if running.len() >= job.settings.replicas as usize {
+                tracing::info!(service = %job.service, release = job.release_id, containers = running.len(), "adopted the running release");
+                self.route(&job, &running).await
+            } else {
+                tracing::warn!(service = %job.service, release = job.release_id, "the live release is not running here; starting it");
+                for container in &running {
+                    self.remove(&container.name).await;
+                }
+                self.restore(&job).await
+            };
+            if let Err(error) = outcome {
+                tracing::error!(service = %job.service, release = job.release_id, %error, "cannot bring the live release back");
+            }
+        }
+    }
+
+    /// Starts a live release that is missing from the host, with no report (it is live already).
+    async fn restore(&self, job: &RolloutJob) -> Result<(), StepError> {
+        self.pull(job).await?;
+        let started = self.start_all(job).await?;
+        match self.wait_healthy(job, &started).await {
+            Ok(_) => self.route(job, &started).await,
+            Err(unhealthy) => {
+                for container in &started {
+                    self.remove(&container.name).await;
+                }
+                Err(StepError(unhealthy.reason))
+            }
+        }
+    }
+
+    async fn my_containers(&self, service: Option<&str>) -> Result<Vec<Found>, StepError> {
+        let found = self
+            .config
+            .runtime
+            .containers_labelled(names::LABEL_AGENT, &self.agent)
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(Found::from_state)
+            .filter(|found| service.is_none_or(|service| found.service == service))
+            .collect())
+    }
+
+    /// The service's containers on this host.
+    pub(super) async fn service_containers(&self, job: &RolloutJob) -> Vec<Found> {
+        match self.my_containers(Some(&job.service)).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the service's containers");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The service's containers on this host, split: those of this very release, left running
+    /// by an interrupted attempt (an agent that died or was cut off mid-rollout), are taken up
+    /// again (they may be serving already) when every replica is there and runs, else removed:
+    /// nothing runs twice. The others are the previous version.
+    pub(super) async fn resume(
+        &self,
+        job: &RolloutJob,
+        found: Vec<Found>,
+    ) -> (Option<Vec<Started>>, Vec<Found>) {
+        let (mine, old): (Vec<Found>, Vec<Found>) = found
+            .into_iter()
+            .partition(|found| found.release == Some(job.release_id));
+        let whole = mine.len() == job.settings.replicas as usize
+            && mine
+                .iter()
+                .all(|found| found.running && (job.port.is_none() || found.port.is_some()));
+        if whole {
+            tracing::info!(
+                release = job.release_id,
+                containers = mine.len(),
+                "taking up the containers an interrupted attempt started"
+            );
+            let started = mine.iter().map(Found::started).collect();
+            return (Some(started), old);
+        }
+        self.remove_leftovers(job, &mine).await;
+        (None, old)
+    }
+
+    /// Containers of this very release left by an interrupted attempt: nothing runs twice.
+    pub(super) async fn remove_leftovers(&self, job: &RolloutJob, found: &[Found]) {
+        for container in found
+            .iter()
+            .filter(|found| found.release == Some(job.release_id))
+        {
+            tracing::info!(container = %container.name, "removing what an interrupted attempt left");
+            self.remove(&container.name).await;
+        }
+    }
+}
