@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{mpsc, watch};
 
-use crate::process::{self, CommandSpec, Interruption, SpawnError, Stream};
+use crate::process::{self, CommandSpec, Ended, SpawnError};
 
 /// The commands that fetch `commit` from `url` into `dir`, in order. Each is a separate step so
 /// the caller can report which one failed.
@@ -81,6 +80,9 @@ pub enum BranchHeadError {
     NoSuchBranch { url: String, branch: String },
 }
 
+/// What `git ls-remote` of one branch may print: one line, or a few error lines.
+const LS_REMOTE_MAX_BYTES: usize = 64 * 1024;
+
 /// The commit `branch` points at in the repository at `url`, asked with `git ls-remote` from
 /// an argument vector, without credentials and never prompting for them, given up (the whole
 /// process group killed) after `timeout`.
@@ -93,45 +95,31 @@ pub async fn branch_head(
         .args(["ls-remote", "--", url, &format!("refs/heads/{branch}")])
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true");
-    let (lines, mut received) = mpsc::channel(16);
-    let (_keep_running, stop) = watch::channel(false);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let run = async move {
-        let outcome = process::run(&spec, &lines, stop, deadline).await;
-        drop(lines);
-        outcome
-    };
-    // Only the first word of the answer (the commit) and the last error line are kept.
-    let read = async {
-        let (mut commit, mut last_error) = (None, None);
-        while let Some(line) = received.recv().await {
-            match line.stream {
-                Stream::Stdout if commit.is_none() => {
-                    commit = line.text.split_whitespace().next().map(str::to_owned);
-                }
-                Stream::Stderr => last_error = Some(line.text),
-                _ => {}
-            }
+    let output = process::output(&spec, timeout, LS_REMOTE_MAX_BYTES).await?;
+    match output.ended {
+        Ended::TimedOut { .. } => {
+            return Err(BranchHeadError::TimedOut {
+                url: url.to_owned(),
+            });
         }
-        (commit, last_error)
-    };
-    let (outcome, (commit, last_error)) = tokio::join!(run, read);
-    let outcome = outcome?;
-    if outcome.interrupted == Some(Interruption::TimedOut) {
-        return Err(BranchHeadError::TimedOut {
-            url: url.to_owned(),
-        });
+        ended if !ended.success() => {
+            return Err(BranchHeadError::Failed {
+                url: url.to_owned(),
+                message: output.last_line(),
+            });
+        }
+        _ => {}
     }
-    if !outcome.success() {
-        return Err(BranchHeadError::Failed {
+    // The answer's first word is the commit.
+    output
+        .stdout
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
+        .ok_or_else(|| BranchHeadError::NoSuchBranch {
             url: url.to_owned(),
-            message: last_error.unwrap_or_default().chars().take(200).collect(),
-        });
-    }
-    commit.ok_or_else(|| BranchHeadError::NoSuchBranch {
-        url: url.to_owned(),
-        branch: branch.to_owned(),
-    })
+            branch: branch.to_owned(),
+        })
 }
 
 #[cfg(test)]
