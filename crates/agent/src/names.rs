@@ -1,40 +1,32 @@
-//! Every name the agent gives things on a host, in one place: the labels on the images it
-//! builds and on the containers, networks and volumes it runs, the names of those containers,
-//! networks and volumes, and the ids of the edge's routes. Labels are the agent's only memory
-//! of what it runs (a restarted agent finds its containers by them), so whatever writes or
-//! reads one goes through here.
+//! The labels the agent writes and reads, and where a stack's network and volumes live.
+//!
+//! Every name a host sees derives from a release's deploy identity (a service in one
+//! environment, [`DeployIdentity`]), which spells containers, networks, volumes and route ids.
+//! This module puts the identity's labels on what the agent runs and builds, reads them back
+//! (labels are the agent's only memory of what it runs: a restarted agent finds its containers
+//! by them), and decides which names a compose stack uses on a host where an earlier agent,
+//! which named things by service alone, left it running.
 
-/// The agent that runs a container, network or volume.
-pub(crate) const LABEL_AGENT: &str = "wharf.deploy.agent";
-/// The service a container, network or volume belongs to.
-pub(crate) const LABEL_SERVICE: &str = "wharf.deploy.service";
-/// The release a container runs.
-pub(crate) const LABEL_RELEASE: &str = "wharf.deploy.release";
-/// Which of a release's replicas a container is.
-pub(crate) const LABEL_REPLICA: &str = "wharf.deploy.replica";
-/// The loopback port a container's service port is published on, where the edge sends traffic.
-pub(crate) const LABEL_PORT: &str = "wharf.deploy.port";
-/// The compose service a container of a stack runs.
-pub(crate) const LABEL_COMPONENT: &str = "wharf.deploy.component";
-/// A stack member's place in the start order (0 first), so a stack stopped for a new one
-/// starts again in order.
-pub(crate) const LABEL_ORDER: &str = "wharf.deploy.order";
+use std::collections::{BTreeMap, BTreeSet};
 
-/// The service an image was built for; cleanup selects a service's old images by it.
-pub(crate) const IMAGE_LABEL_SERVICE: &str = "wharf.service";
-/// The project of the service an image was built for.
-pub(crate) const IMAGE_LABEL_PROJECT: &str = "wharf.project";
-/// The commit an image was built from.
-pub(crate) const IMAGE_LABEL_COMMIT: &str = "wharf.commit";
-/// The build that made an image.
-pub(crate) const IMAGE_LABEL_BUILD: &str = "wharf.build";
-/// The compose service an image of a compose build is for.
-pub(crate) const IMAGE_LABEL_COMPONENT: &str = "wharf.component";
-
-use std::collections::BTreeMap;
+use wharf_domain::identity::{DeployIdentity, image_labels as image, labels as label};
+use wharf_wire::RolloutJob;
 
 /// Labels as the engine takes them.
 pub(crate) type Labels = Vec<(String, String)>;
+
+/// The label that finds every container, network and volume of one agent.
+pub(crate) const LABEL_AGENT: &str = label::AGENT;
+/// The label that finds a service's images.
+pub(crate) const IMAGE_LABEL_SERVICE: &str = image::SERVICE;
+
+/// The deploy identity a rollout is for. The server checked the service's and the
+/// environment's names when it took them; a job whose names fail the check again is refused
+/// before the host is touched.
+pub(crate) fn identity(job: &RolloutJob) -> Result<DeployIdentity, String> {
+    DeployIdentity::new(&job.service, &job.environment)
+        .map_err(|error| format!("the rollout names no valid deploy identity: {error}"))
+}
 
 /// The labels of an image built for `service` of `project` from `commit` by build `build`
 /// (for the compose service `component`, in a compose build).
@@ -46,65 +38,62 @@ pub(crate) fn image_labels(
     component: Option<&str>,
 ) -> Labels {
     let mut labels = vec![
-        (IMAGE_LABEL_SERVICE.to_owned(), service.to_owned()),
-        (IMAGE_LABEL_PROJECT.to_owned(), project.to_owned()),
-        (IMAGE_LABEL_COMMIT.to_owned(), commit.to_owned()),
-        (IMAGE_LABEL_BUILD.to_owned(), build.to_string()),
+        (image::SERVICE.to_owned(), service.to_owned()),
+        (image::PROJECT.to_owned(), project.to_owned()),
+        (image::COMMIT.to_owned(), commit.to_owned()),
+        (image::BUILD.to_owned(), build.to_string()),
     ];
     if let Some(component) = component {
-        labels.push((IMAGE_LABEL_COMPONENT.to_owned(), component.to_owned()));
+        labels.push((image::COMPONENT.to_owned(), component.to_owned()));
     }
     labels
 }
 
-/// The labels of replica `replica` of `service`'s release `release`, run by `agent`, with
-/// the loopback port it is published on.
+/// The labels of replica `replica` of `identity`'s release `release`, run by `agent`, with the
+/// loopback port it is published on.
 pub(crate) fn replica_labels(
+    identity: &DeployIdentity,
     agent: &str,
-    service: &str,
     release: i64,
     replica: u32,
     port: Option<u16>,
 ) -> Labels {
-    let mut labels = release_labels(agent, service, release);
-    labels.push((LABEL_REPLICA.to_owned(), replica.to_string()));
+    let mut labels = release_labels(identity, agent, release);
+    labels.push((label::REPLICA.to_owned(), replica.to_string()));
     with_port(labels, port)
 }
 
 /// The labels of the container of compose service `member`, `order`th in its stack's start
-/// order, in `service`'s release `release`, run by `agent`, with the port the service's
+/// order, in `identity`'s release `release`, run by `agent`, with the port the service's
 /// traffic reaches it on.
 pub(crate) fn member_labels(
+    identity: &DeployIdentity,
     agent: &str,
-    service: &str,
     release: i64,
     member: &str,
     order: usize,
     port: Option<u16>,
 ) -> Labels {
-    let mut labels = release_labels(agent, service, release);
-    labels.push((LABEL_COMPONENT.to_owned(), member.to_owned()));
-    labels.push((LABEL_ORDER.to_owned(), order.to_string()));
+    let mut labels = release_labels(identity, agent, release);
+    labels.push((label::COMPONENT.to_owned(), member.to_owned()));
+    labels.push((label::ORDER.to_owned(), order.to_string()));
     with_port(labels, port)
 }
 
-/// The labels of a network or volume of `service`'s stack, run by `agent`.
-pub(crate) fn resource_labels(agent: &str, service: &str) -> Labels {
-    vec![
-        (LABEL_AGENT.to_owned(), agent.to_owned()),
-        (LABEL_SERVICE.to_owned(), service.to_owned()),
-    ]
+/// The labels of a network or volume of `identity`'s stack, run by `agent`.
+pub(crate) fn resource_labels(identity: &DeployIdentity, agent: &str) -> Labels {
+    identity.labels(agent)
 }
 
-fn release_labels(agent: &str, service: &str, release: i64) -> Labels {
-    let mut labels = resource_labels(agent, service);
-    labels.push((LABEL_RELEASE.to_owned(), release.to_string()));
+fn release_labels(identity: &DeployIdentity, agent: &str, release: i64) -> Labels {
+    let mut labels = identity.labels(agent);
+    labels.push((label::RELEASE.to_owned(), release.to_string()));
     labels
 }
 
 fn with_port(mut labels: Labels, port: Option<u16>) -> Labels {
     if let Some(port) = port {
-        labels.push((LABEL_PORT.to_owned(), port.to_string()));
+        labels.push((label::PORT.to_owned(), port.to_string()));
     }
     labels
 }
@@ -113,6 +102,8 @@ fn with_port(mut labels: Labels, port: Option<u16>) -> Labels {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContainerLabels {
     pub(crate) service: String,
+    /// The environment; `None` on a container an earlier agent started, which named none.
+    pub(crate) environment: Option<String>,
     pub(crate) release: Option<i64>,
     /// The loopback port the service's traffic reaches it on.
     pub(crate) port: Option<u16>,
@@ -126,40 +117,71 @@ pub(crate) struct ContainerLabels {
 /// which is none of Wharf's.
 pub(crate) fn read_container_labels(labels: &BTreeMap<String, String>) -> Option<ContainerLabels> {
     Some(ContainerLabels {
-        service: labels.get(LABEL_SERVICE)?.clone(),
-        release: labels.get(LABEL_RELEASE).and_then(|id| id.parse().ok()),
-        port: labels.get(LABEL_PORT).and_then(|port| port.parse().ok()),
-        component: labels.get(LABEL_COMPONENT).cloned(),
-        order: labels.get(LABEL_ORDER).and_then(|order| order.parse().ok()),
+        service: labels.get(label::SERVICE)?.clone(),
+        environment: labels.get(label::ENVIRONMENT).cloned(),
+        release: labels.get(label::RELEASE).and_then(|id| id.parse().ok()),
+        port: labels.get(label::PORT).and_then(|port| port.parse().ok()),
+        component: labels.get(label::COMPONENT).cloned(),
+        order: labels
+            .get(label::ORDER)
+            .and_then(|order| order.parse().ok()),
     })
 }
 
-/// The container of replica `replica` of `service`'s release `release`, run by `agent`.
-pub(crate) fn replica_container(agent: &str, service: &str, release: i64, replica: u32) -> String {
-    format!("wharf-{agent}-{service}-r{release}-{replica}")
+/// Where one identity's compose stack keeps its network and named volumes on this host.
+///
+/// They are the identity's own names, except where an earlier agent (which named a stack's
+/// network and volumes by service alone) left a stack that still runs: a network or volume of
+/// the earlier name is taken over, keeping its name and its data, when a container of this
+/// very identity uses it. One that no container of the identity uses could be another
+/// environment's, so it is left alone (and reported by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StackNames {
+    identity: DeployIdentity,
+    agent: String,
+    /// The network the stack's members join.
+    pub(crate) network: String,
+    /// The named volumes the identity's containers mount now.
+    in_use: BTreeSet<String>,
 }
 
-/// The container of compose service `member` in `service`'s release `release`, run by `agent`.
-pub(crate) fn member_container(agent: &str, service: &str, release: i64, member: &str) -> String {
-    format!("wharf-{agent}-{service}-r{release}-{member}")
-}
+impl StackNames {
+    /// The names for `identity`'s stack run by `agent`, given what the identity's containers on
+    /// the host (of any release) are attached to and mount.
+    pub(crate) fn new<'a>(
+        identity: &DeployIdentity,
+        agent: &str,
+        networks: impl IntoIterator<Item = &'a str>,
+        volumes: impl IntoIterator<Item = &'a str>,
+    ) -> StackNames {
+        let legacy_network = identity.legacy_network_name(agent);
+        let network = if networks.into_iter().any(|name| name == legacy_network) {
+            legacy_network
+        } else {
+            identity.network_name(agent)
+        };
+        StackNames {
+            identity: identity.clone(),
+            agent: agent.to_owned(),
+            network,
+            in_use: volumes.into_iter().map(str::to_owned).collect(),
+        }
+    }
 
-/// The network of `service`'s stack on `agent`'s host. It outlives releases, so the old and
-/// the new stack are on the same one.
-pub(crate) fn stack_network(agent: &str, service: &str) -> String {
-    format!("wharf-{agent}-{service}")
-}
+    /// The volume the compose file's named volume `volume` is on this host.
+    pub(crate) fn volume(&self, volume: &str) -> String {
+        let legacy = self.legacy_volume(volume);
+        if self.in_use.contains(&legacy) {
+            legacy
+        } else {
+            self.identity.volume_name(&self.agent, volume)
+        }
+    }
 
-/// The named volume `volume` of `service`'s stack: it keeps its data from release to release.
-/// The agent's name keeps two agents on one host (and their tests) apart, as it does for
-/// containers.
-pub(crate) fn stack_volume(agent: &str, service: &str, volume: &str) -> String {
-    format!("wharf-{agent}-{service}-{volume}")
-}
-
-/// The edge route of `service`.
-pub(crate) fn route_id(service: &str) -> String {
-    format!("wharf-{service}")
+    /// The name an earlier agent gave the compose file's named volume `volume`.
+    pub(crate) fn legacy_volume(&self, volume: &str) -> String {
+        self.identity.legacy_volume_name(&self.agent, volume)
+    }
 }
 
 #[cfg(test)]
@@ -173,19 +195,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn names_carry_the_agent_service_release_and_member() {
-        assert_eq!(replica_container("a1", "web", 7, 0), "wharf-a1-web-r7-0");
-        assert_eq!(
-            member_container("a1", "stack", 7, "web"),
-            "wharf-a1-stack-r7-web"
-        );
-        assert_eq!(stack_network("a1", "stack"), "wharf-a1-stack");
-        assert_eq!(
-            stack_volume("a1", "stack", "pgdata"),
-            "wharf-a1-stack-pgdata"
-        );
-        assert_eq!(route_id("web"), "wharf-web");
+    fn web() -> DeployIdentity {
+        DeployIdentity::new("web", "production").unwrap()
     }
 
     #[test]
@@ -204,28 +215,34 @@ mod tests {
             "wharf.component=db"
         );
         assert_eq!(
-            pairs(&replica_labels("a1", "web", 3, 1, Some(4100))),
+            pairs(&replica_labels(&web(), "a1", 3, 1, Some(4100))),
             [
                 "wharf.deploy.agent=a1",
                 "wharf.deploy.service=web",
+                "wharf.deploy.environment=production",
                 "wharf.deploy.release=3",
                 "wharf.deploy.replica=1",
                 "wharf.deploy.port=4100",
             ]
         );
         assert_eq!(
-            pairs(&member_labels("a1", "stack", 4, "db", 0, None)),
+            pairs(&member_labels(&web(), "a1", 4, "db", 0, None)),
             [
                 "wharf.deploy.agent=a1",
-                "wharf.deploy.service=stack",
+                "wharf.deploy.service=web",
+                "wharf.deploy.environment=production",
                 "wharf.deploy.release=4",
                 "wharf.deploy.component=db",
                 "wharf.deploy.order=0",
             ]
         );
         assert_eq!(
-            pairs(&resource_labels("a1", "stack")),
-            ["wharf.deploy.agent=a1", "wharf.deploy.service=stack"]
+            pairs(&resource_labels(&web(), "a1")),
+            [
+                "wharf.deploy.agent=a1",
+                "wharf.deploy.service=web",
+                "wharf.deploy.environment=production"
+            ]
         );
     }
 
@@ -236,9 +253,10 @@ mod tests {
     #[test]
     fn a_containers_labels_read_back_as_written() {
         assert_eq!(
-            read(replica_labels("a1", "web", 3, 0, Some(4100))),
+            read(replica_labels(&web(), "a1", 3, 0, Some(4100))),
             Some(ContainerLabels {
                 service: "web".to_owned(),
+                environment: Some("production".to_owned()),
                 release: Some(3),
                 port: Some(4100),
                 component: None,
@@ -246,9 +264,10 @@ mod tests {
             })
         );
         assert_eq!(
-            read(member_labels("a1", "stack", 4, "db", 0, None)),
+            read(member_labels(&web(), "a1", 4, "db", 0, None)),
             Some(ContainerLabels {
-                service: "stack".to_owned(),
+                service: "web".to_owned(),
+                environment: Some("production".to_owned()),
                 release: Some(4),
                 port: None,
                 component: Some("db".to_owned()),
@@ -257,10 +276,45 @@ mod tests {
         );
         let other = vec![("other".to_owned(), "label".to_owned())];
         assert_eq!(read(other), None);
-        let unreadable = vec![
-            (LABEL_SERVICE.to_owned(), "web".to_owned()),
-            (LABEL_RELEASE.to_owned(), "three".to_owned()),
+        // An earlier agent's container: no environment label.
+        let earlier = vec![
+            (label::SERVICE.to_owned(), "web".to_owned()),
+            (label::RELEASE.to_owned(), "three".to_owned()),
         ];
-        assert_eq!(read(unreadable).unwrap().release, None);
+        let earlier = read(earlier).unwrap();
+        assert_eq!(earlier.release, None);
+        assert_eq!(earlier.environment, None);
+    }
+
+    #[test]
+    fn a_stack_takes_over_only_what_its_own_containers_use() {
+        let identity = web();
+        // Nothing of an earlier agent's runs: the identity's own names.
+        let fresh = StackNames::new(&identity, "a1", [], []);
+        assert_eq!(fresh.network, "wharf.a1.web.production");
+        assert_eq!(fresh.volume("data"), "wharf.a1.web.production.data");
+
+        // A container of the identity still on the earlier network and volume: both are taken
+        // over under their names; a volume it does not mount gets the new name.
+        let taken = StackNames::new(
+            &identity,
+            "a1",
+            ["wharf-a1-web", "podman"],
+            ["wharf-a1-web-data"],
+        );
+        assert_eq!(taken.network, "wharf-a1-web");
+        assert_eq!(taken.volume("data"), "wharf-a1-web-data");
+        assert_eq!(taken.volume("cache"), "wharf.a1.web.production.cache");
+        assert_eq!(taken.legacy_volume("cache"), "wharf-a1-web-cache");
+
+        // The earlier name `wharf-a1-api-worker-db` was both `api`'s volume `worker-db` and
+        // `api-worker`'s volume `db`: whichever service's containers mount it keeps it, the
+        // other gets a volume of its own.
+        let api = DeployIdentity::new("api", "production").unwrap();
+        let api_worker = DeployIdentity::new("api-worker", "production").unwrap();
+        let mounted = StackNames::new(&api, "a1", [], ["wharf-a1-api-worker-db"]);
+        assert_eq!(mounted.volume("worker-db"), "wharf-a1-api-worker-db");
+        let other = StackNames::new(&api_worker, "a1", [], []);
+        assert_eq!(other.volume("db"), "wharf.a1.api-worker.production.db");
     }
 }

@@ -14,13 +14,3 @@ pub mod names;
 pub mod release;
 pub mod signature;
 pub mod webhook;
-
-/// The old path of the compose run view, whose items are in [`compose`] now.
-pub mod compose_deploy {
-    pub use crate::compose::{
-        ComposeAllowances, ComposeHealthcheck, ComposePermission, ComposeRefusal, ComposeSubject,
-        HealthTest, IGNORED_SERVICE_FIELDS, MAX_STACK_SERVICES, PortMapping, PortProtocol,
-        StackPlan, StackService, VolumeMount, VolumeSource, parse_compose_duration, plan_stack,
-        reaches_container_socket,
-    };
-}

@@ -18,24 +18,27 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use wharf_domain::compose_deploy::{
+use wharf_domain::compose::{
     ComposeAllowances, ComposeHealthcheck, HealthTest, PortProtocol, StackPlan, StackService,
     VolumeSource, plan_stack, reaches_container_socket,
 };
+use wharf_domain::identity::DeployIdentity;
 use wharf_runtime::engine::{ContainerNetwork, ContainerRun, Mount, MountSource, PortPublish};
 use wharf_wire::{EnvVarValue, HealthSettings, ProbeResult, ReleaseState, RolloutJob};
 
 use super::health::{PROBES_KEPT, Probe, Unhealthy};
 use super::{Deployer, Found, Outcome, Started, StepError, Switched, free_port};
-use crate::names;
+use crate::names::{self, StackNames};
 
 /// A stack ready to start: planned, its images pulled, its host paths resolved.
 struct PreparedStack {
+    /// The service and environment the stack runs for.
+    identity: DeployIdentity,
     /// In start order.
     members: Vec<Member>,
-    /// The service's network.
+    /// The stack's network.
     network: String,
-    /// The service's named volumes the members mount.
+    /// The stack's named volumes the members mount.
     volumes: BTreeSet<String>,
 }
 
@@ -85,21 +88,23 @@ impl Deployer {
         job: &RolloutJob,
         file: &str,
     ) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
+        let identity = names::identity(job).map_err(Outcome::Refused)?;
         let allow = ComposeAllowances::from_names(&job.settings.compose_allow);
         let plan = plan_stack(file, &job.compose_images, &allow)
             .map_err(|refusal| Outcome::Refused(refusal.to_string()))?;
+        let old = self.service_containers(job).await;
+        let names = self.stack_names(&identity, old.iter());
         let stack = self
-            .prepare_stack(job, plan, &allow)
+            .prepare_stack(job, identity, plan, &allow, &names)
             .await
             .map_err(Outcome::Refused)?;
-        let old = self.service_containers(job).await;
         self.remove_leftovers(job, &old).await;
         let old: Vec<Found> = old
             .into_iter()
             .filter(|found| found.release != Some(job.release_id))
             .collect();
         self.step(job, ReleaseState::Starting).await;
-        if let Err(error) = self.create_stack_resources(job, &stack).await {
+        if let Err(error) = self.create_stack_resources(&stack).await {
             return Err(Outcome::not_started(error));
         }
         self.stop_previous(&old).await;
@@ -117,16 +122,25 @@ impl Deployer {
 
     /// Puts a live stack back after the agent restarted: its containers are adopted when every
     /// member is there (stopped ones started again, in order), else it is started afresh.
-    pub(super) async fn reconcile_stack(&self, job: &RolloutJob, mine: &[&Found]) {
+    pub(super) async fn reconcile_stack(
+        &self,
+        job: &RolloutJob,
+        identity: &DeployIdentity,
+        mine: &[&Found],
+    ) {
         let file = job.compose_file.as_deref().unwrap_or_default();
         let allow = ComposeAllowances::from_names(&job.settings.compose_allow);
+        let names = self.stack_names(identity, mine.iter().copied());
         let members: Option<Vec<String>> = match plan_stack(file, &job.compose_images, &allow) {
-            Ok(plan) => Some(
-                plan.services
-                    .into_iter()
-                    .map(|member| member.name)
-                    .collect(),
-            ),
+            Ok(plan) => {
+                self.report_earlier_volumes(&plan, &names).await;
+                Some(
+                    plan.services
+                        .into_iter()
+                        .map(|member| member.name)
+                        .collect(),
+                )
+            }
             Err(refusal) => {
                 // It was allowed when it went live; what runs of it stays.
                 tracing::warn!(service = %job.service, release = job.release_id, %refusal, "the live stack's compose file is refused now; adopting what runs of it");
@@ -140,7 +154,7 @@ impl Deployer {
             }),
             None => !mine.is_empty(),
         };
-        if complete && self.ensure_network(job).await.is_ok() {
+        if complete && self.ensure_network(identity, &names.network).await.is_ok() {
             let mut in_order: Vec<&Found> = mine.to_vec();
             in_order.sort_by_key(|found| found.order);
             let mut all_running = true;
@@ -168,7 +182,10 @@ impl Deployer {
         for container in mine {
             self.remove(&container.name).await;
         }
-        if let Err(error) = self.restore_stack(job, file, &allow).await {
+        if let Err(error) = self
+            .restore_stack(job, identity, file, &allow, &names)
+            .await
+        {
             tracing::error!(service = %job.service, release = job.release_id, %error, "cannot bring the live stack back");
         }
     }
@@ -177,16 +194,18 @@ impl Deployer {
     async fn restore_stack(
         &self,
         job: &RolloutJob,
+        identity: &DeployIdentity,
         file: &str,
         allow: &ComposeAllowances,
+        names: &StackNames,
     ) -> Result<(), StepError> {
         let plan = plan_stack(file, &job.compose_images, allow)
             .map_err(|refusal| StepError(refusal.to_string()))?;
         let stack = self
-            .prepare_stack(job, plan, allow)
+            .prepare_stack(job, identity.clone(), plan, allow, names)
             .await
             .map_err(StepError)?;
-        self.create_stack_resources(job, &stack).await?;
+        self.create_stack_resources(&stack).await?;
         match self.start_stack(job, &stack, false).await {
             Ok(_) => Ok(()),
             Err(failure) => {
@@ -207,19 +226,15 @@ impl Deployer {
     async fn prepare_stack(
         &self,
         job: &RolloutJob,
+        identity: DeployIdentity,
         plan: StackPlan,
         allow: &ComposeAllowances,
+        names: &StackNames,
     ) -> Result<PreparedStack, String> {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let mut mounts = Vec::with_capacity(plan.services.len());
         for member in &plan.services {
-            mounts.push(resolve_mounts(
-                member,
-                &self.agent,
-                &job.service,
-                allow,
-                home.as_deref(),
-            )?);
+            mounts.push(resolve_mounts(member, names, allow, home.as_deref())?);
         }
 
         let built: BTreeSet<&str> = job
@@ -285,10 +300,51 @@ impl Deployer {
             })
             .collect();
         Ok(PreparedStack {
+            identity,
             members,
-            network: names::stack_network(&self.agent, &job.service),
+            network: names.network.clone(),
             volumes,
         })
+    }
+
+    /// Where `identity`'s stack keeps its network and volumes, given its containers on the
+    /// host: see [`StackNames`].
+    fn stack_names<'a>(
+        &self,
+        identity: &DeployIdentity,
+        containers: impl Iterator<Item = &'a Found> + Clone,
+    ) -> StackNames {
+        StackNames::new(
+            identity,
+            &self.agent,
+            containers
+                .clone()
+                .flat_map(|found| found.networks.iter().map(String::as_str)),
+            containers.flat_map(|found| found.volumes.iter().map(String::as_str)),
+        )
+    }
+
+    /// Says which volumes an earlier agent named for this service are left alone: no
+    /// container of this service and environment uses them, so they may be another
+    /// environment's; their data stays where it is.
+    async fn report_earlier_volumes(&self, plan: &StackPlan, names: &StackNames) {
+        let named: BTreeSet<&str> = plan
+            .services
+            .iter()
+            .flat_map(|member| &member.volumes)
+            .filter_map(|mount| match &mount.source {
+                VolumeSource::Named(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        for volume in named {
+            let earlier = names.legacy_volume(volume);
+            if names.volume(volume) != earlier
+                && matches!(self.config.runtime.volume_exists(&earlier).await, Ok(true))
+            {
+                tracing::warn!(volume = %earlier, uses = %names.volume(volume), "an earlier agent's volume is used by no container of this service and environment; it is left alone");
+            }
+        }
     }
 
     /// The ports an image declares with `EXPOSE` (TCP only).
@@ -302,14 +358,10 @@ impl Deployer {
         }
     }
 
-    /// The service's network and named volumes, created when missing.
-    async fn create_stack_resources(
-        &self,
-        job: &RolloutJob,
-        stack: &PreparedStack,
-    ) -> Result<(), StepError> {
-        self.ensure_network(job).await?;
-        let labels = names::resource_labels(&self.agent, &job.service);
+    /// The stack's network and named volumes, created when missing.
+    async fn create_stack_resources(&self, stack: &PreparedStack) -> Result<(), StepError> {
+        self.ensure_network(&stack.identity, &stack.network).await?;
+        let labels = names::resource_labels(&stack.identity, &self.agent);
         for volume in &stack.volumes {
             self.config
                 .runtime
@@ -322,11 +374,14 @@ impl Deployer {
         Ok(())
     }
 
-    async fn ensure_network(&self, job: &RolloutJob) -> Result<(), StepError> {
-        let network = names::stack_network(&self.agent, &job.service);
+    async fn ensure_network(
+        &self,
+        identity: &DeployIdentity,
+        network: &str,
+    ) -> Result<(), StepError> {
         self.config
             .runtime
-            .ensure_network(&network, &names::resource_labels(&self.agent, &job.service))
+            .ensure_network(network, &names::resource_labels(identity, &self.agent))
             .await
             .map(drop)
             .map_err(|error| StepError(format!("cannot create the network {network}: {error}")))
@@ -424,7 +479,9 @@ impl Deployer {
         dir: &Path,
     ) -> Result<Started, StepError> {
         let spec = &member.service;
-        let name = names::member_container(&self.agent, &job.service, job.release_id, &spec.name);
+        let name = stack
+            .identity
+            .container_name(&self.agent, job.release_id, &spec.name);
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|error| StepError(format!("cannot create {}: {error}", dir.display())))?;
@@ -478,8 +535,8 @@ impl Deployer {
                 _ => (None, None),
             };
             let labels = names::member_labels(
+                &stack.identity,
                 &self.agent,
-                &job.service,
                 job.release_id,
                 &spec.name,
                 member.order,
@@ -527,8 +584,7 @@ impl Deployer {
 /// checked again against the engine's socket, since a link can point anywhere.
 fn resolve_mounts(
     member: &StackService,
-    agent: &str,
-    service: &str,
+    names: &StackNames,
     allow: &ComposeAllowances,
     home: Option<&Path>,
 ) -> Result<Vec<OwnedMount>, String> {
@@ -539,9 +595,7 @@ fn resolve_mounts(
         .map(|mount| {
             let source = match &mount.source {
                 VolumeSource::Anonymous => OwnedSource::Anonymous,
-                VolumeSource::Named(name) => {
-                    OwnedSource::Volume(names::stack_volume(agent, service, name))
-                }
+                VolumeSource::Named(name) => OwnedSource::Volume(names.volume(name)),
                 VolumeSource::HostPath(path) => {
                     OwnedSource::HostPath(resolve_host_path(&subject, path, allow, home)?)
                 }
@@ -729,7 +783,7 @@ fn member_env(service: &[EnvVarValue], member: &[(String, String)]) -> Result<St
 mod tests {
     use std::time::Duration;
 
-    use wharf_domain::compose_deploy::{PortMapping, VolumeMount};
+    use wharf_domain::compose::{PortMapping, VolumeMount};
     use wharf_wire::SecretText;
 
     use super::*;
@@ -884,10 +938,11 @@ mod tests {
                 read_only: false,
             },
         ]);
+        let identity = DeployIdentity::new("stack", "production").unwrap();
+        let names = StackNames::new(&identity, "a1", [], []);
         let mounts = resolve_mounts(
             &member,
-            "a1",
-            "stack",
+            &names,
             &ComposeAllowances::default(),
             Some(dir.path()),
         )
@@ -897,7 +952,7 @@ mod tests {
             mounts,
             vec![
                 OwnedMount {
-                    source: OwnedSource::Volume("wharf-a1-stack-pgdata".to_owned()),
+                    source: OwnedSource::Volume("wharf.a1.stack.production.pgdata".to_owned()),
                     target: "/var/lib/postgresql".to_owned(),
                     read_only: false,
                 },

@@ -24,12 +24,14 @@ mod reconcile;
 mod routes;
 mod strategy;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
 use wharf_client::ApiClient;
+use wharf_domain::identity::DeployIdentity;
 use wharf_runtime::edge::{Edge, EdgeConfig};
 use wharf_runtime::engine::{ContainerState, EngineError, RegistryCredentials, Runtime};
 use wharf_wire::{ReleaseState, ReportRollout, RolloutJob, Strategy};
@@ -55,11 +57,18 @@ struct Found {
     name: String,
     running: bool,
     service: String,
+    /// Its environment: its label's, or for a container an earlier agent started (which named
+    /// none), the environment of its release when the server named that release live here.
+    environment: Option<String>,
     release: Option<i64>,
     port: Option<u16>,
     /// The compose service, for a member of a stack.
     component: Option<String>,
     order: Option<u32>,
+    /// The named volumes it mounts.
+    volumes: Vec<String>,
+    /// The networks it is attached to.
+    networks: Vec<String>,
 }
 
 impl Found {
@@ -70,11 +79,25 @@ impl Found {
             name: state.name,
             running: state.running,
             service: labels.service,
+            environment: labels.environment,
             release: labels.release,
             port: labels.port,
             component: labels.component,
             order: labels.order,
+            volumes: state.volumes,
+            networks: state.networks,
         })
+    }
+
+    /// Whether the container is `identity`'s, for a rollout of `release`: its service and
+    /// environment are the identity's, or (an earlier agent's container, its environment
+    /// unknown) it runs that very release.
+    fn belongs_to(&self, identity: &DeployIdentity, release: i64) -> bool {
+        self.service == identity.service()
+            && match &self.environment {
+                Some(environment) => environment == identity.environment(),
+                None => self.release == Some(release),
+            }
     }
 
     /// The container as one a rollout runs: its name and published port.
@@ -134,6 +157,10 @@ pub(crate) struct Deployer {
     /// Shared with the background tasks that retire old versions.
     edge: Arc<OnceCell<Edge>>,
     http: reqwest::Client,
+    /// Release → environment, for the containers an earlier agent started (their labels name
+    /// no environment): learned when the agent reconciles, from the releases the server names
+    /// live here. Rebuilt by every reconcile; nothing the server cannot give again.
+    earlier_environments: Arc<Mutex<HashMap<i64, String>>>,
 }
 
 impl Deployer {
@@ -149,6 +176,7 @@ impl Deployer {
             agent,
             work_dir,
             edge: Arc::new(OnceCell::new()),
+            earlier_environments: Arc::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
@@ -169,12 +197,13 @@ impl Deployer {
     /// delivers that, then calls [`Deployer::commit`] or [`Deployer::undo`].
     pub(crate) async fn run(&self, job: RolloutJob) -> Finished {
         let strategy = job.settings.strategy_for(job.port);
-        let outcome = match &job.compose_file {
-            Some(file) => {
+        let outcome = match (names::identity(&job), &job.compose_file) {
+            (Err(reason), _) => Err(Outcome::Refused(reason)),
+            (Ok(_), Some(file)) => {
                 tracing::info!(rollout = job.rollout_id, release = job.release_id, service = %job.service, images = job.compose_images.len(), "stack rollout started");
                 self.deploy_stack(&job, file).await
             }
-            None => {
+            (Ok(_), None) => {
                 tracing::info!(rollout = job.rollout_id, release = job.release_id, service = %job.service, image = %job.image, strategy = strategy.as_str(), "rollout started");
                 match strategy {
                     Strategy::BlueGreen => self.blue_green(&job).await,
@@ -298,6 +327,7 @@ impl Deployer {
             work_dir: self.work_dir.clone(),
             edge: self.edge.clone(),
             http: self.http.clone(),
+            earlier_environments: self.earlier_environments.clone(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use wharf_domain::identity::DeployIdentity;
 use wharf_wire::{Desired, RolloutJob};
 
 use super::{Deployer, Found, Started, StepError};
@@ -20,7 +21,7 @@ impl Deployer {
             live: desired,
             rolling_out,
         } = desired;
-        let found = match self.my_containers(None).await {
+        let found = match self.my_containers().await {
             Ok(found) => found,
             Err(error) => {
                 tracing::error!(%error, "cannot list this agent's containers; not reconciling");
@@ -32,6 +33,11 @@ impl Deployer {
             .map(|job| job.release_id)
             .chain(rolling_out)
             .collect();
+        self.learn_earlier_environments(&desired, &found);
+        let found: Vec<Found> = found
+            .into_iter()
+            .map(|found| self.with_environment(found))
+            .collect();
         for stray in found.iter().filter(|found| {
             !found
                 .release
@@ -40,13 +46,24 @@ impl Deployer {
             tracing::info!(container = %stray.name, service = %stray.service, "removing a container of no live release");
             self.remove(&stray.name).await;
         }
+        let mut routed = Vec::new();
         for job in desired {
+            let identity = match names::identity(&job) {
+                Ok(identity) => identity,
+                Err(error) => {
+                    tracing::error!(service = %job.service, release = job.release_id, %error, "not reconciling this release");
+                    continue;
+                }
+            };
+            if job.port.is_some() && !job.domains.is_empty() {
+                routed.push(identity.clone());
+            }
             let mine: Vec<&Found> = found
                 .iter()
                 .filter(|found| found.release == Some(job.release_id))
                 .collect();
             if job.compose_file.is_some() {
-                self.reconcile_stack(&job, &mine).await;
+                self.reconcile_stack(&job, &identity, &mine).await;
                 continue;
             }
             let mut running: Vec<Started> = Vec::new();
@@ -75,6 +92,63 @@ impl Deployer {
                 tracing::error!(service = %job.service, release = job.release_id, %error, "cannot bring the live release back");
             }
         }
+        self.remove_earlier_routes(&routed).await;
+    }
+
+    /// Remembers the environment of each release whose containers an earlier agent started
+    /// (no environment label): the server's live job for that release names it.
+    fn learn_earlier_environments(&self, desired: &[RolloutJob], found: &[Found]) {
+        let mut earlier = self
+            .earlier_environments
+            .lock()
+            .expect("the lock is never held across a panic");
+        earlier.clear();
+        for job in desired {
+            if found
+                .iter()
+                .any(|found| found.environment.is_none() && found.release == Some(job.release_id))
+            {
+                earlier.insert(job.release_id, job.environment.clone());
+            }
+        }
+    }
+
+    /// The container with its environment: its label's, else the one learned for its release.
+    fn with_environment(&self, mut found: Found) -> Found {
+        if found.environment.is_none()
+            && let Some(release) = found.release
+        {
+            found.environment = self
+                .earlier_environments
+                .lock()
+                .expect("the lock is never held across a panic")
+                .get(&release)
+                .cloned();
+        }
+        found
+    }
+
+    /// An earlier agent named a service's route by the service alone. Once the live releases
+    /// are routed under their identities' names, such a route would only shadow them.
+    async fn remove_earlier_routes(&self, routed: &[DeployIdentity]) {
+        let Some(edge) = self.edge.get() else {
+            return;
+        };
+        let earlier: BTreeSet<String> =
+            routed.iter().map(DeployIdentity::legacy_route_id).collect();
+        for route in earlier {
+            if !matches!(edge.route_upstreams(&route).await, Ok(Some(_))) {
+                continue;
+            }
+            match edge.remove_route(&route).await {
+                Ok(()) => {
+                    tracing::info!(%route, "removed a route an earlier agent named by service alone")
+                }
+                Err(error) => {
+                    tracing::warn!(%route, %error, "cannot remove an earlier agent's route")
+                }
+            }
+        }
     }
 
     /// Starts a live release that is missing from the host, with no report (it is live already).
@@ -92,23 +166,33 @@ impl Deployer {
         }
     }
 
-    async fn my_containers(&self, service: Option<&str>) -> Result<Vec<Found>, StepError> {
+    /// This agent's containers on the host, as their labels say (an earlier agent's without
+    /// the environment it did not label).
+    async fn my_containers(&self) -> Result<Vec<Found>, StepError> {
         let found = self
             .config
             .runtime
             .containers_labelled(names::LABEL_AGENT, &self.agent)
             .await?;
-        Ok(found
-            .into_iter()
-            .filter_map(Found::from_state)
-            .filter(|found| service.is_none_or(|service| found.service == service))
-            .collect())
+        Ok(found.into_iter().filter_map(Found::from_state).collect())
     }
 
-    /// The service's containers on this host.
+    /// The containers of the rollout's deploy identity on this host: of any of its releases,
+    /// never another service's or another environment's.
     pub(super) async fn service_containers(&self, job: &RolloutJob) -> Vec<Found> {
-        match self.my_containers(Some(&job.service)).await {
-            Ok(found) => found,
+        let identity = match names::identity(job) {
+            Ok(identity) => identity,
+            Err(error) => {
+                tracing::warn!(%error, "not looking for the rollout's containers");
+                return Vec::new();
+            }
+        };
+        match self.my_containers().await {
+            Ok(found) => found
+                .into_iter()
+                .map(|found| self.with_environment(found))
+                .filter(|found| found.belongs_to(&identity, job.release_id))
+                .collect(),
             Err(error) => {
                 tracing::warn!(%error, "cannot list the service's containers");
                 Vec::new()

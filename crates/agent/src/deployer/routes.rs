@@ -42,6 +42,7 @@ impl Deployer {
         if job.domains.is_empty() || job.port.is_none() {
             return Ok(());
         }
+        let identity = names::identity(job).map_err(StepError)?;
         let upstreams: Vec<String> = containers
             .iter()
             .filter_map(|container| container.port)
@@ -49,7 +50,7 @@ impl Deployer {
             .collect();
         self.edge()
             .await?
-            .set_route(&names::route_id(&job.service), &job.domains, &upstreams)
+            .set_route(&identity.route_id(), &job.domains, &upstreams)
             .await
             .map_err(|error| StepError(format!("cannot route traffic to the new version: {error}")))
     }

@@ -190,7 +190,8 @@ impl Deployer {
         replica: u32,
         env_file: &Path,
     ) -> Result<Started, StepError> {
-        let name = names::replica_container(&self.agent, &job.service, job.release_id, replica);
+        let identity = names::identity(job).map_err(StepError)?;
+        let name = identity.container_name(&self.agent, job.release_id, &replica.to_string());
         let mut last_error = None;
         // A free port can be taken by someone else between the look and the start: try again.
         for _ in 0..3 {
@@ -199,8 +200,8 @@ impl Deployer {
                 None => None,
             };
             let labels = names::replica_labels(
+                &identity,
                 &self.agent,
-                &job.service,
                 job.release_id,
                 replica,
                 publish.map(|(host_port, _)| host_port),

@@ -197,8 +197,9 @@ impl Route {
 }
 
 pub(super) fn check_id(id: &str) -> Result<(), EdgeError> {
-    let reason = if id.is_empty() || id.len() > 64 {
-        "a route id has 1 to 64 characters"
+    // A deploy identity's route id is `wharf.{service}.{environment}`: two DNS labels.
+    let reason = if id.is_empty() || id.len() > 255 {
+        "a route id has 1 to 255 characters"
     } else if !id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))

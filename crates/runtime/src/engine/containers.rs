@@ -18,8 +18,9 @@ const MAX_LOG_BYTES: usize = 64 * 1024;
 
 /// `container inspect --format`: name, status, exit code, then the labels as JSON,
 /// tab-separated.
-const CONTAINER_LINE: &str =
-    "{{.Name}}\t{{.State.Status}}\t{{.State.ExitCode}}\t{{json .Config.Labels}}";
+const CONTAINER_LINE: &str = "{{.Name}}\t{{.State.Status}}\t{{.State.ExitCode}}\t{{json .Config.Labels}}\t\
+     {{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}},{{end}}{{end}}\t\
+     {{range $name, $_ := .NetworkSettings.Networks}}{{$name}},{{end}}";
 
 /// A container as inspected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,10 @@ pub struct ContainerState {
     /// The exit code of its program's last run (0 while it never ended).
     pub exit_code: i64,
     pub labels: BTreeMap<String, String>,
+    /// The named volumes it mounts.
+    pub volumes: Vec<String>,
+    /// The networks it is attached to.
+    pub networks: Vec<String>,
 }
 
 /// A container to start, detached. The defaults are a plain container: the runtime's default
@@ -345,18 +350,30 @@ impl Runtime {
     }
 }
 
-/// One line of [`CONTAINER_LINE`]; a container without labels has `null` for them.
+/// One line of [`CONTAINER_LINE`]; a container without labels has `null` for them. Labels are
+/// JSON, which escapes tabs, and volume and network names hold neither tabs nor commas.
 fn parse_container_line(line: &str) -> Option<ContainerState> {
-    let mut fields = line.splitn(4, '\t');
+    let mut fields = line.splitn(6, '\t');
     let name = fields.next()?.trim_start_matches('/').to_owned();
     let status = fields.next()?;
     let exit_code = fields.next()?.trim().parse().ok()?;
     let labels: Option<BTreeMap<String, String>> = serde_json::from_str(fields.next()?).ok()?;
+    let list = |field: Option<&str>| -> Vec<String> {
+        field
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
     Some(ContainerState {
         name,
         running: status == "running",
         exit_code,
         labels: labels.unwrap_or_default(),
+        volumes: list(fields.next()),
+        networks: list(fields.next()),
     })
 }
 
@@ -544,6 +561,13 @@ mod tests {
         assert!(!stopped.running);
         assert_eq!(stopped.exit_code, 137);
         assert!(stopped.labels.is_empty());
+        assert!(stopped.volumes.is_empty() && stopped.networks.is_empty());
+        let member = parse_container_line(
+            "/wharf.a.web.production.r3.db\trunning\t0\tnull\twharf.a.web.production.data,cache,\twharf.a.web.production,podman,",
+        )
+        .unwrap();
+        assert_eq!(member.volumes, ["wharf.a.web.production.data", "cache"]);
+        assert_eq!(member.networks, ["wharf.a.web.production", "podman"]);
         assert_eq!(parse_container_line("db\texited"), None);
         assert_eq!(parse_container_line("db\texited\tx\tnull"), None);
     }

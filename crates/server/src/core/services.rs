@@ -1,7 +1,7 @@
 //! Services: their settings, checked before they are stored, and their variables, secret ones
 //! sealed before they reach the store.
 
-use wharf_domain::compose_deploy::ComposePermission;
+use wharf_domain::compose::ComposePermission;
 use wharf_domain::names::{
     BranchName, DnsLabel, RepoSource, check_domain, check_env_name, check_http_path,
     check_repo_path,
