@@ -516,7 +516,10 @@ async fn attached_networks(id: &str) -> Vec<String> {
     ])
     .await;
     assert!(inspected, "{err}");
-    out.lines().map(str::to_owned).collect()
+    out.lines()
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test]
