@@ -227,6 +227,35 @@ pub(super) fn upstreams_of(route: Value) -> Result<Vec<String>, serde_json::Erro
         .unwrap_or_default())
 }
 
+/// What the other routes keep once route `id` takes `hosts`: a host name answers to one route
+/// (the newest to claim it), never to an older route listed before it. For every other route
+/// that has one of `hosts`: its id, and the route without them, or `None` when none is left.
+pub(super) fn hosts_taken_from_others(
+    routes: &BTreeMap<String, Route>,
+    id: &str,
+    hosts: &[String],
+) -> Vec<(String, Option<Route>)> {
+    routes
+        .iter()
+        .filter(|(other, route)| {
+            other.as_str() != id && route.hosts.iter().any(|host| hosts.contains(host))
+        })
+        .map(|(other, route)| {
+            let kept: Vec<String> = route
+                .hosts
+                .iter()
+                .filter(|host| !hosts.contains(host))
+                .cloned()
+                .collect();
+            let left = (!kept.is_empty()).then(|| Route {
+                hosts: kept,
+                upstreams: route.upstreams.clone(),
+            });
+            (other.clone(), left)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +345,41 @@ mod tests {
         assert_eq!(stored["match"][0]["host"], json!(["a.test"]));
         assert_eq!(upstreams_of(stored).unwrap(), ["127.0.0.1:4100"]);
         assert!(upstreams_of(json!({"handle": []})).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_host_name_answers_to_the_newest_route_that_claims_it() {
+        let strings = |items: &[&str]| {
+            items
+                .iter()
+                .map(|item| (*item).to_owned())
+                .collect::<Vec<_>>()
+        };
+        let route = |hosts: &[&str]| {
+            Route::new("r", &strings(hosts), &strings(&["127.0.0.1:4100"])).unwrap()
+        };
+        let mut routes = BTreeMap::new();
+        routes.insert("wharf.web.production".to_owned(), route(&["web.test"]));
+        routes.insert(
+            "wharf.web.staging".to_owned(),
+            route(&["web.test", "staging.test"]),
+        );
+        routes.insert("wharf.api.production".to_owned(), route(&["api.test"]));
+        let taken = hosts_taken_from_others(&routes, "wharf.web.next", &strings(&["web.test"]));
+        assert_eq!(
+            taken,
+            [
+                ("wharf.web.production".to_owned(), None),
+                (
+                    "wharf.web.staging".to_owned(),
+                    Some(route(&["staging.test"]))
+                ),
+            ]
+        );
+        // A route that keeps its own hosts takes nothing from anyone.
+        assert!(
+            hosts_taken_from_others(&routes, "wharf.api.production", &strings(&["api.test"]))
+                .is_empty()
+        );
     }
 }

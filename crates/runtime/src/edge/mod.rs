@@ -320,6 +320,31 @@ impl Edge {
                 tracing::info!(route = id, ?hosts, ?upstreams, "route added");
             }
         }
+        // Caddy answers with the first route that matches: an older route with one of these
+        // host names would shadow this one.
+        for (other, left) in config::hosts_taken_from_others(&routes, id, hosts) {
+            match left {
+                Some(left) => {
+                    shared
+                        .change(
+                            Method::PATCH,
+                            &format!("/id/{other}"),
+                            Some(&route_json(&other, &left)),
+                        )
+                        .await?;
+                    routes.insert(other.clone(), left);
+                }
+                None => {
+                    if shared.admin.get_id(&other).await?.is_some() {
+                        shared
+                            .change(Method::DELETE, &format!("/id/{other}"), None)
+                            .await?;
+                    }
+                    routes.remove(&other);
+                }
+            }
+            tracing::info!(route = %other, taken_by = id, ?hosts, "host names moved to a newer route");
+        }
         Ok(())
     }
 
