@@ -547,13 +547,12 @@ impl ImageBuilder {
                 "the build took longer than {} s and was stopped during {step}",
                 self.config.timeout.as_secs()
             ),
-            Ended::Exited(code) => format!(
-                "{step} failed (exit code {code}): {}",
-                outcome.last_line().chars().take(300).collect::<String>()
-            ),
+            Ended::Exited(code) => {
+                format!("{step} failed (exit code {code}): {}", outcome.last_line())
+            }
             Ended::Killed { signal } => format!(
                 "{step} failed (killed by signal {signal}): {}",
-                outcome.last_line().chars().take(300).collect::<String>()
+                outcome.last_line()
             ),
         };
         Err(Stopped::Failed {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use wharf_wire::{ApiError, ApiRequest, Method};
+use wharf_wire::{ApiError, ApiRequest, Method, text};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,10 +95,7 @@ impl ApiClient {
                 .unwrap_or_else(|_| {
                     format!(
                         "the server answered {status}: {}",
-                        String::from_utf8_lossy(&bytes)
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
+                        text::clip(&String::from_utf8_lossy(&bytes), text::QUOTED_CHARS)
                     )
                 });
             return Err(ClientError::Api {

@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 pub use wharf_domain::deployment::DeploymentState;
+use wharf_wire::text;
 use wharf_wire::url_component;
 
 /// GitHub's public API.
@@ -725,7 +726,7 @@ impl GithubApp {
                         return Err(GithubError::Status {
                             status: status.as_u16(),
                             what: what.to_owned(),
-                            message: message.chars().take(300).collect(),
+                            message: text::clip(&message, text::QUOTED_CHARS),
                             rate_limited,
                             retry_after: wait,
                         });

@@ -19,6 +19,7 @@ mod registry_logins;
 mod release;
 mod secret;
 mod services;
+pub mod text;
 mod time;
 mod variables;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use wharf_runtime::process::Ended;
-use wharf_wire::{HealthSettings, ProbeResult, RolloutJob};
+use wharf_wire::{HealthSettings, ProbeResult, RolloutJob, text};
 
 use super::{Deployer, Started};
 
@@ -262,7 +262,7 @@ impl Deployer {
             {
                 lines.extend(
                     tail.into_iter()
-                        .map(|line| line.chars().take(500).collect::<String>()),
+                        .map(|line| text::clip_owned(line, text::LOG_LINE_CHARS)),
                 );
             }
         }

@@ -6,10 +6,9 @@ use wharf_domain::names::DnsLabel;
 use wharf_store::Store;
 use wharf_wire::{Agent, AgentCredentials, AgentSettings, CreateAgent, RegisterAgent};
 
-use crate::core::{Core, CoreError, clip, now_millis};
+use wharf_wire::text::{DETAIL_CHARS, clip};
 
-/// The most characters kept of an agent's version and host name.
-const MAX_AGENT_DETAIL_CHARS: usize = 200;
+use crate::core::{Core, CoreError, now_millis};
 
 impl Core {
     /// Creates an agent and issues its token.
@@ -64,11 +63,7 @@ impl Core {
                 "labels are letters, digits, '-' and '_', at most 63 each".to_owned(),
             ));
         }
-        let short = |value: &Option<String>| {
-            value
-                .as_deref()
-                .map(|text| clip(text, MAX_AGENT_DETAIL_CHARS))
-        };
+        let short = |value: &Option<String>| value.as_deref().map(|text| clip(text, DETAIL_CHARS));
         let agent = self
             .store
             .register_agent(

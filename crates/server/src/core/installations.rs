@@ -5,7 +5,9 @@ use wharf_store::InstallationChange;
 use wharf_wire::{RegistryLogin, RegistryLoginSet, SecretText, SetRegistryLogin};
 
 use crate::core::sealing::registry_login_context;
-use crate::core::{Core, CoreError, MAX_ECHOED_CHARS, clip, now_millis};
+use wharf_wire::text::{ECHOED_CHARS, clip};
+
+use crate::core::{Core, CoreError, now_millis};
 
 impl Core {
     /// GitHub's setup callback, with its `setup_action` and `installation_id` as given. Anyone
@@ -29,7 +31,7 @@ impl Core {
         if action != "install" && action != "update" {
             return Err(CoreError::Invalid(format!(
                 "unknown setup_action {:?}: expected install, update or request",
-                clip(action, MAX_ECHOED_CHARS)
+                clip(action, ECHOED_CHARS)
             )));
         }
         let installation_id: u64 = installation_id

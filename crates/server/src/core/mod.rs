@@ -26,6 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use wharf_github::GithubApp;
 use wharf_store::Store;
+use wharf_wire::text;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
@@ -97,20 +98,7 @@ pub(crate) fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// The most characters kept of a line an agent reports: a reason, a line of a rollout's log.
-const MAX_REPORTED_CHARS: usize = 2000;
-/// The most characters of a caller's input an error message repeats.
-pub(crate) const MAX_ECHOED_CHARS: usize = 40;
-
-/// The first `max_chars` characters of `text`.
-pub(crate) fn clip(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
-}
-
-/// A line an agent reports, cut to [`MAX_REPORTED_CHARS`].
+/// A line an agent reports, cut to [`text::REASON_CHARS`].
 fn clipped(text: String) -> String {
-    if text.chars().count() <= MAX_REPORTED_CHARS {
-        return text;
-    }
-    clip(&text, MAX_REPORTED_CHARS)
+    text::clip_owned(text, text::REASON_CHARS)
 }

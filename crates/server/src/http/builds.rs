@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::json;
 use wharf_wire::{Build, BuildLogs};
 
-use crate::core::{Core, MAX_ECHOED_CHARS, clip};
+use wharf_wire::text::{ECHOED_CHARS, clip};
+
+use crate::core::Core;
 use crate::http::HttpError;
 use crate::http::auth::Admin;
 
@@ -49,10 +51,7 @@ async fn list(
 /// Reads a build id from the path, answering 400 for anything but a positive integer.
 fn build_id(raw: &str) -> Result<i64, HttpError> {
     raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        HttpError::BadRequest(format!(
-            "invalid build id {:?}",
-            clip(raw, MAX_ECHOED_CHARS)
-        ))
+        HttpError::BadRequest(format!("invalid build id {:?}", clip(raw, ECHOED_CHARS)))
     })
 }
 
