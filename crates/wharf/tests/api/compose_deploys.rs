@@ -728,10 +728,7 @@ async fn a_stack_an_earlier_agent_named_by_service_alone_is_taken_up_without_a_r
         mounted_volumes(&members[0].0).await,
         [(old_volume.clone(), "/data".to_owned())]
     );
-    assert_eq!(
-        attached_networks(&members[0].0).await,
-        [old_network.clone()]
-    );
+    assert_eq!(attached_networks(&members[0].0).await, [old_network]);
     let (exists, _, _) = podman(&[
         "volume",
         "exists",
