@@ -1,0 +1,42 @@
+//! What an operator runs on a host beside the server and the agent: `backup` and `restore` of
+//! the SQLite database. Unlike the CLI verbs these work on the host itself, not through the
+//! REST API.
+//!
+//! As in the CLI, what a verb prints is made by pure functions in its module, unit-tested
+//! without a host; the verbs around them only gather what those functions read.
+
+mod backup;
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::config::StateArgs;
+
+/// The operator's verbs.
+#[derive(Subcommand)]
+pub enum OperationsCommand {
+    /// Write a consistent copy of the SQLite database to FILE, while the server runs. The secret
+    /// key is not in it: keep the key apart.
+    Backup {
+        /// The file to write; it must not exist.
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Restore a backup made by `wharf backup` into an empty data directory.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+/// Runs one operator verb.
+pub async fn run(command: OperationsCommand) -> anyhow::Result<()> {
+    match command {
+        OperationsCommand::Backup { file, state } => backup::backup(&file, &state).await,
+        OperationsCommand::Restore { file, state } => backup::restore(&file, &state).await,
+    }
+}
