@@ -1,6 +1,6 @@
 //! The `wharf` binary: `wharf server`, `wharf agent`, `wharf up` (both in one process on
 //! SQLite), the CLI verbs that talk to a server's REST API, and the operator's verbs that work
-//! on the host itself (`backup`, `restore`).
+//! on the host itself (`backup`, `restore`, `doctor`).
 
 mod cli;
 mod config;

@@ -1,11 +1,12 @@
 //! What an operator runs on a host beside the server and the agent: `backup` and `restore` of
-//! the SQLite database. Unlike the CLI verbs these work on the host itself, not through the
-//! REST API.
+//! the SQLite database, and `doctor`, which checks that this host can run Wharf. Unlike the CLI
+//! verbs these work on the host itself, not through the REST API.
 //!
 //! As in the CLI, what a verb prints is made by pure functions in its module, unit-tested
 //! without a host; the verbs around them only gather what those functions read.
 
 mod backup;
+mod doctor;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,8 @@ pub enum OperationsCommand {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Check that this host can run Wharf: one line per check, saying what to fix.
+    Doctor(Box<doctor::DoctorArgs>),
 }
 
 /// Runs one operator verb.
@@ -38,5 +41,6 @@ pub async fn run(command: OperationsCommand) -> anyhow::Result<()> {
     match command {
         OperationsCommand::Backup { file, state } => backup::backup(&file, &state).await,
         OperationsCommand::Restore { file, state } => backup::restore(&file, &state).await,
+        OperationsCommand::Doctor(args) => doctor::run(&args).await,
     }
 }
