@@ -1,6 +1,6 @@
 //! The `wharf` binary: `wharf server`, `wharf agent`, `wharf up` (both in one process on
 //! SQLite), the CLI verbs that talk to a server's REST API, and the operator's verbs that work
-//! on the host itself (`backup`, `restore`, `doctor`).
+//! on the host itself (`backup`, `restore`, `doctor`, `completions`).
 
 mod cli;
 mod config;
@@ -85,7 +85,9 @@ fn main() -> std::process::ExitCode {
                 run_up(server, build).await
             }
             Command::Client(command) => cli::run(command).await,
-            Command::Operations(command) => operations::run(command).await,
+            Command::Operations(command) => {
+                operations::run(command, <Cli as clap::CommandFactory>::command()).await
+            }
         }
     });
     match outcome {
