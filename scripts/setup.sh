@@ -118,6 +118,12 @@ need_registry() {
     need_packages docker-registry
 }
 
+# need_systemd_analyze: `systemd-analyze verify`, which the tests run on contrib/systemd's units;
+# it works without systemd running (Debian's systemd package).
+need_systemd_analyze() {
+    command -v systemd-analyze >/dev/null || need_packages systemd
+}
+
 # need_caddy: Caddy, the edge that routes apps by host name. Debian's package would start a
 # system service where systemd runs; Wharf's agent talks to whichever Caddy answers on
 # WHARF_CADDY_ADMIN, or starts its own.

@@ -1,8 +1,9 @@
 //! Running Wharf as an operator does: `wharf backup` of a running server's SQLite database,
 //! `wharf restore` into an empty data directory and a real `wharf server` started on it (with
-//! the kept key, and refused without it), and PostgreSQL sent to its own tools.
+//! the kept key, and refused without it), PostgreSQL sent to its own tools, and the systemd
+//! units checked by `systemd-analyze verify`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -307,4 +308,69 @@ async fn a_backup_without_a_database_says_so_and_writes_nothing() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("no database at"), "{}", run.stderr);
     assert!(!target.exists());
+}
+
+/// The repository's systemd units, with `ExecStart` pointing at the binary under test (verify
+/// checks that the program exists).
+fn units_for_verify(into: &Path) -> Vec<PathBuf> {
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/systemd");
+    ["wharf-server.service", "wharf-agent.service"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(contrib.join(name)).unwrap();
+            assert!(text.contains("ExecStart=/usr/local/bin/wharf "), "{name}");
+            let path = into.join(name);
+            std::fs::write(
+                &path,
+                text.replace("/usr/local/bin/wharf", env!("CARGO_BIN_EXE_wharf")),
+            )
+            .unwrap();
+            path
+        })
+        .collect()
+}
+
+/// `systemd-analyze verify FILES`: its exit code and what it said (it warns on stderr and
+/// still exits 0, so both count).
+async fn verify(units: &[PathBuf]) -> (i32, String) {
+    let output = tokio::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .args(units)
+        .output()
+        .await
+        .expect("systemd-analyze runs (Debian package systemd; scripts/test installs it)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), said)
+}
+
+#[tokio::test]
+async fn the_systemd_units_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let units = units_for_verify(dir.path());
+    let (code, said) = verify(&units).await;
+    assert_eq!(code, 0, "{said}");
+    for unit in &units {
+        let name = unit.file_name().unwrap().to_string_lossy();
+        assert!(!said.contains(name.as_ref()), "{said}");
+    }
+    // The agent's unit leaves Caddy and the containers running when the agent stops.
+    let agent = std::fs::read_to_string(&units[1]).unwrap();
+    assert!(
+        agent.lines().any(|line| line == "KillMode=process"),
+        "{agent}"
+    );
+
+    // And verify does see mistakes: the same unit with a misspelt setting is named.
+    let broken = dir.path().join("wharf-broken.service");
+    std::fs::write(
+        &broken,
+        agent.replace("KillMode=process", "KillMode=proces"),
+    )
+    .unwrap();
+    let (_, said) = verify(&[broken]).await;
+    assert!(said.contains("wharf-broken.service"), "{said}");
 }
