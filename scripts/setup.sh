@@ -46,6 +46,12 @@ need_rust() {
     fi
 }
 
+# cargo_target_dir: where cargo puts what it builds: CARGO_TARGET_DIR, a cargo config's
+# build.target-dir, or target/ in the workspace. Run from the workspace.
+cargo_target_dir() {
+    cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
+}
+
 # need_testdata: GitHub's OpenAPI description and webhook examples from npm.
 need_testdata() {
     command -v npm >/dev/null || need_packages nodejs npm
