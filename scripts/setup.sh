@@ -46,6 +46,12 @@ need_rust() {
     fi
 }
 
+# cargo_target_dir: where cargo puts what it builds: CARGO_TARGET_DIR, a cargo config's
+# build.target-dir, or target/ in the workspace. Run from the workspace.
+cargo_target_dir() {
+    cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
+}
+
 # need_testdata: GitHub's OpenAPI description and webhook examples from npm.
 need_testdata() {
     command -v npm >/dev/null || need_packages nodejs npm
@@ -116,6 +122,12 @@ CONF
 # need_registry: Debian's docker-registry (Distribution 2.8); tests start their own instances.
 need_registry() {
     need_packages docker-registry
+}
+
+# need_systemd_analyze: `systemd-analyze verify`, which the tests run on contrib/systemd's units;
+# it works without systemd running (Debian's systemd package).
+need_systemd_analyze() {
+    command -v systemd-analyze >/dev/null || need_packages systemd
 }
 
 # need_caddy: Caddy, the edge that routes apps by host name. Debian's package would start a

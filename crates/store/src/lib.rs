@@ -1,6 +1,6 @@
 //! Wharf's state: installations, repositories, projects, services, agents, webhook deliveries,
 //! the build queue and what GitHub was told of each build, in SQLite (the embedded default) or
-//! PostgreSQL.
+//! PostgreSQL; and backups of a SQLite database (`backup`).
 //!
 //! Architecture invariant: this is the only crate that speaks SQL. Both databases run the same
 //! statements (with `$1` placeholders, which SQLite accepts too) except where a database needs
@@ -12,6 +12,7 @@
 //! a clock and tests decide what "now" is.
 
 mod agents;
+mod backup;
 mod builds;
 mod deliveries;
 mod env;
@@ -30,11 +31,13 @@ use sqlx::sqlite::{
 };
 
 pub use agents::hash_token;
+pub use backup::{DatabaseContents, DatabaseSummary, restore_sqlite};
 pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
 pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
 pub use env::StoredEnv;
 pub use github_reports::{GithubReport, GithubReportEnd};
 pub use logs::AppendOutcome;
+pub use migrate::NEWEST_SCHEMA;
 pub use releases::{NO_HOSTS_REASON, NewRelease, RolloutRef, RolloutReport};
 pub use services::NewService;
 
@@ -71,6 +74,9 @@ pub enum StoreError {
     /// The database URL is not one Wharf knows.
     #[error("{0}")]
     Url(String),
+    /// A backup could not be made, or a file given as a backup cannot be restored.
+    #[error("{0}")]
+    Backup(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -111,6 +117,13 @@ macro_rules! in_transaction {
 
 pub(crate) use {in_transaction, on_pool};
 
+/// Whether opening a database may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    CreateWhenMissing,
+    Existing,
+}
+
 /// Which database a store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatabaseKind {
@@ -122,7 +135,20 @@ impl Store {
     /// Opens the database at `url` (`sqlite://PATH`, `sqlite:PATH` or `postgres://…`) and brings
     /// its schema up to date. A SQLite file is created when missing.
     pub async fn connect(url: &str) -> Result<Store> {
-        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = Store::open(url, Opening::CreateWhenMissing).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the database at `url` as it is, for what reads a database without running Wharf on
+    /// it (`wharf backup`, `wharf doctor`): its schema is not changed, and a SQLite file that does
+    /// not exist is [`StoreError::NotFound`] rather than created.
+    pub async fn open_existing(url: &str) -> Result<Store> {
+        Store::open(url, Opening::Existing).await
+    }
+
+    async fn open(url: &str, opening: Opening) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|error| {
                 StoreError::Url(format!(
                     "invalid PostgreSQL URL: {}",
@@ -134,20 +160,24 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
-            Store {
+            Ok(Store {
                 backend: Backend::Postgres(pool),
-            }
+            })
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|error| StoreError::Url(format!("invalid SQLite URL: {error}")))?;
-            Store::open_sqlite(options).await?
+            if opening == Opening::Existing && !options.get_filename().exists() {
+                return Err(StoreError::NotFound(format!(
+                    "no database at {}",
+                    options.get_filename().display()
+                )));
+            }
+            Store::open_sqlite(options).await
         } else {
-            return Err(StoreError::Url(
+            Err(StoreError::Url(
                 "unsupported database URL: expected sqlite://PATH or postgres://…".to_owned(),
-            ));
-        };
-        store.migrate().await?;
-        Ok(store)
+            ))
+        }
     }
 
     /// Opens (creating when missing) the SQLite file at `path`.

@@ -40,6 +40,9 @@ const MIGRATIONS: &[Migration] = &[
     migration!(9, "environments", "0009_environments"),
 ];
 
+/// The newest schema this version of Wharf knows: the number of its last migration.
+pub const NEWEST_SCHEMA: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK: i64 = 0x5748_4152_465f_4d49;
 

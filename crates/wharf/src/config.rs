@@ -127,12 +127,8 @@ pub struct ServerArgs {
     /// Where the HTTP API listens.
     #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8420")]
     pub listen: String,
-    /// Where Wharf keeps its data (the SQLite database when no database URL is given).
-    #[arg(long, env = "WHARF_DATA_DIR", default_value = ".wharf")]
-    pub data_dir: PathBuf,
-    /// sqlite://PATH or postgres://USER:PASSWORD@HOST/DB; a SQLite file in the data directory when unset.
-    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
     /// The admin bearer token of the REST API.
     #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -170,67 +166,19 @@ pub struct ServerArgs {
     /// How many times a build is handed out before an expired lease fails it.
     #[arg(long, env = "WHARF_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: i64,
-    /// The key secret values are sealed with: 64 hex digits (or base64 of 32 bytes). Unset: a key
-    /// kept in the data directory, made on first start. Server replicas must share one key.
-    #[arg(long, env = "WHARF_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
-    /// A file holding the secret key.
-    #[arg(long, env = "WHARF_SECRET_KEY_FILE")]
-    pub secret_key_file: Option<PathBuf>,
     /// An optional TOML file of settings (read before flags; see the README).
     #[arg(long, env = "WHARF_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
 impl ServerArgs {
-    /// The sealing key: given, or kept in the data directory (made on first start).
-    fn sealing_key(&self) -> anyhow::Result<wharf_server::SealingKey> {
-        use secrecy::ExposeSecret;
-        if let Some(key) = secret(
-            self.secret_key.clone(),
-            self.secret_key_file.clone(),
-            "the secret key",
-        )? {
-            return wharf_server::SealingKey::parse(key.expose_secret())
-                .context("WHARF_SECRET_KEY");
-        }
-        let path = self.data_dir.join("secret.key");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.data_dir)?;
-                let key = wharf_server::SealingKey::generate()?;
-                crate::write_private_file(&path, &key)?;
-                tracing::info!(path = %path.display(), "made a new secret key; keep it with the database");
-                key
-            }
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot read {}", path.display()));
-            }
-        };
-        wharf_server::SealingKey::parse(&text)
-            .with_context(|| format!("the key in {}", path.display()))
-    }
-
-    /// The database URL: the one given, or a SQLite file in the data directory.
-    pub fn database_url(&self) -> anyhow::Result<String> {
-        if let Some(url) = &self.database_url {
-            return Ok(url.clone());
-        }
-        std::fs::create_dir_all(&self.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                self.data_dir.display()
-            )
-        })?;
-        Ok(format!(
-            "sqlite://{}",
-            self.data_dir.join("wharf.db").display()
-        ))
-    }
-
-    /// Builds the server's configuration; `admin_token` is resolved by the caller.
-    pub fn server_config(&self, admin_token: SecretString) -> anyhow::Result<ServerConfig> {
+    /// Builds the server's configuration; `admin_token` is resolved by the caller, and
+    /// `sealed_values` counts the values in the database that the secret key must open.
+    pub fn server_config(
+        &self,
+        admin_token: SecretString,
+        sealed_values: i64,
+    ) -> anyhow::Result<ServerConfig> {
         if self.lease_seconds == 0 || self.lease_seconds > 3600 {
             bail!("--lease-seconds must be between 1 and 3600");
         }
@@ -249,7 +197,7 @@ impl ServerArgs {
         config.lease = Duration::from_secs(self.lease_seconds);
         config.max_attempts = self.max_attempts;
         config.github = self.github_settings()?;
-        config.sealing_key = std::sync::Arc::new(self.sealing_key()?);
+        config.sealing_key = std::sync::Arc::new(self.state.sealing_key(sealed_values)?);
         Ok(config)
     }
 
@@ -289,6 +237,147 @@ impl ServerArgs {
             app,
         }))
     }
+}
+
+/// Where Wharf's state is: the data directory, the database, and the secret key that opens the
+/// database's sealed values (`wharf server`, `wharf up`, `wharf backup`, `wharf restore`,
+/// `wharf doctor`).
+#[derive(Args, Debug, Clone)]
+pub struct StateArgs {
+    /// Where Wharf keeps its data (the SQLite database when no database URL is given).
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = ".wharf")]
+    pub data_dir: PathBuf,
+    /// sqlite://PATH or postgres://USER:PASSWORD@HOST/DB; a SQLite file in the data directory when unset.
+    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The key secret values are sealed with: 64 hex digits (or base64 of 32 bytes). Unset: a key
+    /// kept in the data directory, made on first start. Server replicas must share one key.
+    #[arg(long, env = "WHARF_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// A file holding the secret key.
+    #[arg(long, env = "WHARF_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, backed up and restored with PostgreSQL's own tools.
+    Postgres,
+}
+
+impl StateArgs {
+    /// The SQLite file in the data directory that holds the database when no URL names one.
+    pub fn default_database(&self) -> PathBuf {
+        self.data_dir.join("wharf.db")
+    }
+
+    /// Where the database is, read from the settings alone (nothing is created).
+    pub fn database_location(&self) -> anyhow::Result<DatabaseLocation> {
+        let Some(url) = &self.database_url else {
+            return Ok(DatabaseLocation::Sqlite(self.default_database()));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseLocation::Postgres);
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .context("WHARF_DATABASE_URL must be sqlite://PATH or postgres://…")?;
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        if path.is_empty() {
+            bail!("WHARF_DATABASE_URL names no SQLite file");
+        }
+        Ok(DatabaseLocation::Sqlite(PathBuf::from(path)))
+    }
+
+    /// The database URL: the one given, or a SQLite file in the data directory (which is created
+    /// when missing).
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                self.data_dir.display()
+            )
+        })?;
+        Ok(format!("sqlite://{}", self.default_database().display()))
+    }
+
+    /// The key file in the data directory, used when no key is given.
+    pub fn key_in_data_dir(&self) -> PathBuf {
+        self.data_dir.join("secret.key")
+    }
+
+    /// Where the secret key comes from, as an operator would look for it.
+    pub fn key_source(&self) -> KeySource {
+        if self
+            .secret_key
+            .as_deref()
+            .is_some_and(|key| !key.is_empty())
+        {
+            KeySource::Variable
+        } else if let Some(file) = &self.secret_key_file {
+            KeySource::File(file.clone())
+        } else {
+            KeySource::DataDir(self.key_in_data_dir())
+        }
+    }
+
+    /// The sealing key: given, or kept in the data directory. A key is made there on first start
+    /// only while the database holds no sealed values (`sealed_values`): a new key would not
+    /// open them, so a database restored without its key is refused instead.
+    fn sealing_key(&self, sealed_values: i64) -> anyhow::Result<wharf_server::SealingKey> {
+        use secrecy::ExposeSecret;
+        if let Some(key) = secret(
+            self.secret_key.clone(),
+            self.secret_key_file.clone(),
+            "the secret key",
+        )? {
+            return wharf_server::SealingKey::parse(key.expose_secret())
+                .context("WHARF_SECRET_KEY");
+        }
+        let path = self.key_in_data_dir();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && sealed_values > 0 => {
+                bail!(
+                    "the database holds {sealed_values} sealed value(s) but there is no secret key: \
+                     put the key they were sealed with at {} (mode 0600) or set \
+                     WHARF_SECRET_KEY_FILE; a backup does not carry the key, and a new one would \
+                     not open them",
+                    path.display()
+                );
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.data_dir)?;
+                let key = wharf_server::SealingKey::generate()?;
+                crate::write_private_file(&path, &key)?;
+                tracing::info!(path = %path.display(), "made a new secret key; keep it with the database");
+                key
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        wharf_server::SealingKey::parse(&text)
+            .with_context(|| format!("the key in {}", path.display()))
+    }
+}
+
+/// Where the secret key that opens the sealed values comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `WHARF_SECRET_KEY` (or `--secret-key`).
+    Variable,
+    /// The file `WHARF_SECRET_KEY_FILE` names.
+    File(PathBuf),
+    /// The key file in the data directory, made on first start.
+    DataDir(PathBuf),
 }
 
 /// Reads the admin token; `None` when neither the flag, the variable nor the file gives one.
@@ -354,7 +443,7 @@ pub struct BuildArgs {
     pub registry_password_file: Option<PathBuf>,
     /// Caddy's admin API, which routes the apps' host names; when none answers there and
     /// `caddy` is installed, the agent starts one itself.
-    #[arg(long, env = "WHARF_CADDY_ADMIN", default_value = "127.0.0.1:2019")]
+    #[arg(long, env = "WHARF_CADDY_ADMIN", default_value = wharf_runtime::edge::DEFAULT_ADMIN)]
     pub caddy_admin: String,
     /// Where the edge serves the apps (Caddy's listen syntax, such as `:80`).
     #[arg(long, env = "WHARF_EDGE_LISTEN", default_value = ":80")]

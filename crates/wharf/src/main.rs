@@ -1,8 +1,10 @@
 //! The `wharf` binary: `wharf server`, `wharf agent`, `wharf up` (both in one process on
-//! SQLite), and the CLI verbs that talk to a server's REST API.
+//! SQLite), the CLI verbs that talk to a server's REST API, and the operator's verbs that work
+//! on the host itself (`backup`, `restore`, `doctor`, `completions`).
 
 mod cli;
 mod config;
+mod operations;
 
 use std::time::Duration;
 
@@ -46,6 +48,8 @@ enum Command {
     },
     #[command(flatten)]
     Client(cli::ClientCommand),
+    #[command(flatten)]
+    Operations(operations::OperationsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +85,9 @@ fn main() -> std::process::ExitCode {
                 run_up(server, build).await
             }
             Command::Client(command) => cli::run(command).await,
+            Command::Operations(command) => {
+                operations::run(command, <Cli as clap::CommandFactory>::command()).await
+            }
         }
     });
     match outcome {
@@ -130,7 +137,7 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 }
 
 async fn open_store(args: &ServerArgs) -> anyhow::Result<Store> {
-    let url = args.database_url()?;
+    let url = args.state.database_url()?;
     Store::connect(&url)
         .await
         .context("cannot open the database")
@@ -142,7 +149,13 @@ async fn start_server(
     admin_token: SecretString,
     registry: Option<String>,
 ) -> anyhow::Result<wharf_server::RunningServer> {
-    let mut server_config = args.server_config(admin_token)?;
+    // A database restored from a backup has sealed values and no key yet: the server must not
+    // make a new one that cannot open them.
+    let summary = store.summary().await.context("cannot read the database")?;
+    let sealed_values = summary
+        .contents
+        .map_or(0, |contents| contents.sealed_values);
+    let mut server_config = args.server_config(admin_token, sealed_values)?;
     server_config.registry = registry;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -196,7 +209,7 @@ fn up_admin_token(args: &ServerArgs) -> anyhow::Result<SecretString> {
     if let Some(token) = config::admin_token(args)? {
         return Ok(token);
     }
-    let path = args.data_dir.join("admin-token");
+    let path = args.state.data_dir.join("admin-token");
     if let Ok(token) = std::fs::read_to_string(&path) {
         let token = token.trim().to_owned();
         if !token.is_empty() {
@@ -213,7 +226,7 @@ fn up_admin_token(args: &ServerArgs) -> anyhow::Result<SecretString> {
         "wharf_admin_{}",
         Alphanumeric.sample_string(&mut rand::rng(), 40)
     );
-    std::fs::create_dir_all(&args.data_dir)?;
+    std::fs::create_dir_all(&args.state.data_dir)?;
     write_private_file(&path, &token)?;
     eprintln!(
         "Admin token (shown once, kept in {}):\n\n    export WHARF_TOKEN={token}\n",
@@ -229,10 +242,10 @@ pub(crate) fn write_private_file(path: &std::path::Path, contents: &str) -> anyh
 }
 
 async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+    std::fs::create_dir_all(&args.state.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
-            args.data_dir.display()
+            args.state.data_dir.display()
         )
     })?;
     let admin_token = up_admin_token(&args)?;
@@ -243,7 +256,7 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     let mut local_registry = None;
     let mut builder_config = build.builder(None)?;
     if builder_config.registry.is_none() {
-        match LocalRegistry::start(&args.data_dir.join("registry"), LOCAL_REGISTRY).await {
+        match LocalRegistry::start(&args.state.data_dir.join("registry"), LOCAL_REGISTRY).await {
             Ok(registry) => {
                 eprintln!(
                     "Registry: {} (local, plain HTTP; set WHARF_REGISTRY to use another)",
@@ -262,15 +275,15 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     let server_url = format!("http://{}", server.addr);
     eprintln!(
         "Wharf is up: {server_url} (data in {})",
-        args.data_dir.display()
+        args.state.data_dir.display()
     );
     let shutdown = shutdown_signal();
-    let work_dir = config::default_work_dir(Some(&args.data_dir));
+    let work_dir = config::default_work_dir(Some(&args.state.data_dir));
     let agent_config = AgentConfig {
         server: server_url,
         token: SecretString::from(agent_token),
         labels: vec!["build".to_owned(), "deploy".to_owned()],
-        deploy: Some(build.deployer(&builder_config, args.data_dir.join("edge"))),
+        deploy: Some(build.deployer(&builder_config, args.state.data_dir.join("edge"))),
         work_dir,
         claim_wait: Duration::from_secs(25),
     };

@@ -419,3 +419,119 @@ async fn registry_login_reads_the_password_from_standard_input() {
     assert_eq!(username, "acme-builds");
     assert!(!sealed.contains("from-stdin-secret"));
 }
+
+/// A GitHub that accepts connections and never answers, as a blackholed route looks.
+async fn silent_github() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            held.push(connection);
+        }
+    });
+    url
+}
+
+/// Runs `wharf doctor` against `app`, with `env` besides `PATH` and `WHARF_SERVER`.
+async fn doctor(app: &TestApp, env: &[(&str, &str)]) -> (Run, std::time::Duration) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command
+        .arg("doctor")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WHARF_SERVER", &app.url);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let started = std::time::Instant::now();
+    let output = command.output().await.expect("wharf doctor runs");
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    (run, started.elapsed())
+}
+
+/// The line of `check` in the doctor's report.
+fn doctor_line<'a>(run: &'a Run, check: &str) -> &'a str {
+    run.stdout
+        .lines()
+        .find(|line| line.get(5..).is_some_and(|rest| rest.starts_with(check)))
+        .unwrap_or_else(|| panic!("no {check} line in:\n{}", run.stdout))
+}
+
+#[tokio::test]
+async fn doctor_checks_this_host_one_line_each_and_fails_on_what_must_be_fixed() {
+    let app = spawn_app().await;
+    let github = silent_github().await;
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let base = [
+        ("WHARF_DATA_DIR", data_dir.as_str()),
+        ("WHARF_GITHUB_API_URL", github.as_str()),
+    ];
+
+    // This machine is set up for Wharf (scripts/setup.sh): every required check passes, and a
+    // GitHub that never answers is a warning given up on within seconds.
+    let (run, took) = doctor(&app, &base).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    for check in [
+        "runtime",
+        "podman config",
+        "caddy",
+        "registry",
+        "server",
+        "data disk",
+    ] {
+        assert!(
+            doctor_line(&run, check).starts_with("ok "),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(
+        doctor_line(&run, "database").contains("no database yet"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        doctor_line(&run, "clock")
+            .starts_with(&format!("ok   clock         in step with {}", app.url)),
+        "{}",
+        run.stdout
+    );
+    let github_line = doctor_line(&run, "github");
+    assert!(github_line.starts_with("warn "), "{}", run.stdout);
+    assert!(
+        github_line.contains("no answer within 5 s"),
+        "{}",
+        run.stdout
+    );
+    // Far sooner than the minutes a connection to a silent address can hang without a deadline.
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    assert!(
+        run.stdout.trim_end().ends_with("this host can run Wharf."),
+        "{}",
+        run.stdout
+    );
+
+    // A database that cannot be reached fails its check, says what to fix, and exits with 1.
+    let mut broken = base.to_vec();
+    broken.push((
+        "WHARF_DATABASE_URL",
+        "postgres://wharf:pw@127.0.0.1:1/wharf",
+    ));
+    let (run, _) = doctor(&app, &broken).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let database = doctor_line(&run, "database");
+    assert!(database.starts_with("FAIL "), "{}", run.stdout);
+    assert!(
+        database.contains("check WHARF_DATABASE_URL"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains(":pw@"), "{}", run.stdout);
+    assert_eq!(run.stderr, "error: 1 check failed\n");
+}

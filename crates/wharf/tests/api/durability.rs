@@ -2,55 +2,21 @@
 //! SIGKILL the moment it answers, and a new process finds every accepted delivery and build.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{ADMIN_TOKEN, WEBHOOK_SECRET, push_payload, sha, sign, spawn_app};
-
-/// A `wharf server` child process and the address it listens on.
-struct ServerProcess {
-    child: tokio::process::Child,
-    url: String,
-}
+use crate::helpers::{
+    ADMIN_TOKEN, ServerProcess, listening_url, push_payload, sha, sign, spawn_app,
+    start_wharf_server,
+};
 
 async fn start_server_process(database_url: &str) -> ServerProcess {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .arg("server")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WHARF_LISTEN", "127.0.0.1:0")
-        .env("WHARF_DATABASE_URL", database_url)
-        .env("WHARF_SECRET_KEY", "ab".repeat(32))
-        .env("WHARF_TOKEN", ADMIN_TOKEN)
-        .env("WHARF_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("wharf server starts");
-    let url = listening_url(&mut child).await;
-    ServerProcess { child, url }
-}
-
-/// Reads a `wharf server`'s log until it says where it listens, then keeps draining the log so
-/// the server never blocks on a full pipe.
-async fn listening_url(child: &mut tokio::process::Child) -> String {
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.split("addr=").nth(1) {
-                return format!("http://{}", addr.split_whitespace().next().unwrap());
-            }
-        }
-        panic!("wharf server exited before listening");
-    })
+    start_wharf_server(&[
+        ("WHARF_DATABASE_URL", database_url),
+        ("WHARF_SECRET_KEY", &"ab".repeat(32)),
+    ])
     .await
-    .expect("wharf server listens within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    url
 }
 
 #[tokio::test]

@@ -3,12 +3,14 @@
 //! helpers to talk to it as GitHub, agents and users do.
 
 use std::io::Write;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use wharf_github::{AppConfig, GithubApp, RetryPolicy};
 use wharf_github_standin::{AppKey, GithubStandin, StandinConfig};
 use wharf_server::{Backoff, GithubSettings, RunningServer, ServerConfig};
@@ -355,4 +357,52 @@ pub fn push_payload(repo: &str, git_ref: &str, after: &str) -> Vec<u8> {
 /// A commit SHA made of one repeated hex digit.
 pub fn sha(digit: char) -> String {
     digit.to_string().repeat(40)
+}
+
+/// A `wharf server` child process and the address it listens on; killed when dropped.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub url: String,
+}
+
+/// Starts the real `wharf server` on a free port of 127.0.0.1 with the test admin token and
+/// webhook secret, `PATH`, and `env` alone; returns once it listens.
+pub async fn start_wharf_server(env: &[(&str, &str)]) -> ServerProcess {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command
+        .arg("server")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WHARF_LISTEN", "127.0.0.1:0")
+        .env("WHARF_TOKEN", ADMIN_TOKEN)
+        .env("WHARF_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wharf server starts");
+    let url = listening_url(&mut child).await;
+    ServerProcess { child, url }
+}
+
+/// Reads a `wharf server`'s log until it says where it listens, then keeps draining the log so
+/// the server never blocks on a full pipe.
+pub async fn listening_url(child: &mut tokio::process::Child) -> String {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                return format!("http://{}", addr.split_whitespace().next().unwrap());
+            }
+        }
+        panic!("wharf server exited before listening");
+    })
+    .await
+    .expect("wharf server listens within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    url
 }

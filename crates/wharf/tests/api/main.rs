@@ -10,6 +10,7 @@ mod durability;
 mod github_app;
 mod github_deployments;
 mod helpers;
+mod operations;
 mod parts;
 mod queue;
 mod webhooks;
