@@ -35,9 +35,13 @@ pub enum PayloadError {
 impl WebhookEvent {
     /// Reads the body of a delivery whose `X-GitHub-Event` header is `event`.
     pub fn parse(event: &str, body: &[u8]) -> Result<WebhookEvent, PayloadError> {
-        if event.is_empty()
+        // GitHub's event names are lowercase words joined by underscores, some with digits
+        // (`projects_v2_item`).
+        if !event.starts_with(|c: char| c.is_ascii_lowercase())
             || event.len() > 64
-            || !event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            || !event
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
             return Err(PayloadError::EventName(event.chars().take(64).collect()));
         }
@@ -503,8 +507,14 @@ mod tests {
             WebhookEvent::parse("star", b"not even json").unwrap(),
             WebhookEvent::Ignored("star".to_owned())
         );
+        assert_eq!(
+            WebhookEvent::parse("projects_v2_item", b"{}").unwrap(),
+            WebhookEvent::Ignored("projects_v2_item".to_owned())
+        );
         assert!(WebhookEvent::parse("", b"{}").is_err());
         assert!(WebhookEvent::parse("push;rm", b"{}").is_err());
+        assert!(WebhookEvent::parse("2fa", b"{}").is_err());
+        assert!(WebhookEvent::parse("Push", b"{}").is_err());
     }
 
     #[test]
