@@ -14,8 +14,9 @@ pub struct NewDelivery {
     pub id: String,
     pub event: String,
     pub action: Option<String>,
-    /// The logical event (for a push: repository, ref and commit), so a redelivery under a new id
-    /// is still recognised.
+    /// The logical event (for a push of a branch: repository, ref, the commits it moved
+    /// between and when; for other events: a hash of the body), so a redelivery or a replay
+    /// under a new id is still recognised.
     pub dedupe_key: Option<String>,
     /// The raw body, kept for inspection and replay.
     pub body: String,

@@ -39,10 +39,9 @@ impl Core {
             WebhookEvent::Installation(installation) => installation_effect(installation),
             WebhookEvent::InstallationRepositories(change) => repositories_effect(change),
         };
-        let dedupe_key = match event {
-            WebhookEvent::Push(push) => push.dedupe_key(),
-            _ => None,
-        };
+        // Known by what it did (a push of a branch) or by its signed body (everything else),
+        // so a delivery replayed under a new id is a duplicate.
+        let dedupe_key = Some(event.dedupe_key(body));
         // The body parsed as JSON, so it is UTF-8; this cannot fail, but is checked rather than
         // assumed.
         let text = std::str::from_utf8(body)

@@ -231,6 +231,144 @@ async fn a_repeated_delivery_or_a_redelivered_push_never_builds_twice() {
     assert_eq!(app.builds().await.len(), 1);
 }
 
+/// A push of `acme/web`'s main from `before` to `after`, taken by GitHub at `pushed_at`.
+fn push_between(before: &str, after: &str, pushed_at: i64) -> Vec<u8> {
+    let mut body: Value =
+        serde_json::from_slice(&push_payload("acme/web", "refs/heads/main", after)).unwrap();
+    body["before"] = json!(before);
+    body["repository"]["pushed_at"] = json!(pushed_at);
+    body.to_string().into_bytes()
+}
+
+#[tokio::test]
+async fn a_force_push_back_to_an_earlier_commit_builds_again_and_a_redelivery_does_not() {
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    let (a, b) = (sha('a'), sha('b'));
+    // A→B→A→B: the branch moves back and forth; the second and the fourth push move it
+    // between the same commits.
+    let pushes = [
+        push_between(&sha('0'), &a, 1_700_000_100),
+        push_between(&a, &b, 1_700_000_200),
+        push_between(&b, &a, 1_700_000_300),
+        push_between(&a, &b, 1_700_000_400),
+    ];
+    for (index, body) in pushes.iter().enumerate() {
+        let answer = app.webhook("push", &format!("push-{index}"), body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "push {index}: {}",
+            answer.text
+        );
+        assert_eq!(
+            answer.body["builds"].as_array().unwrap().len(),
+            1,
+            "push {index}"
+        );
+    }
+    let commits: Vec<Value> = app
+        .builds()
+        .await
+        .iter()
+        .map(|build| build["commit_sha"].clone())
+        .collect();
+    assert_eq!(commits, [json!(b), json!(a), json!(b), json!(a)]);
+    // GitHub's redelivery of any of them, under a new delivery id, builds nothing.
+    for (index, body) in pushes.iter().enumerate() {
+        let answer = app
+            .webhook("push", &format!("redelivery-{index}"), body)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "redelivery {index}: {}",
+            answer.text
+        );
+        assert!(
+            answer.body["outcome"]
+                .as_str()
+                .unwrap()
+                .starts_with("duplicate")
+        );
+    }
+    assert_eq!(app.builds().await.len(), 4);
+    assert_eq!(app.builds().await[0]["state"], "pending");
+}
+
+#[tokio::test]
+async fn a_captured_body_replayed_under_a_new_delivery_id_changes_nothing() {
+    let app = spawn_app().await;
+    let account = json!({"login": "acme", "id": 9, "type": "Organization"});
+    let web = json!({"id": 1, "name": "web", "full_name": "acme/web", "private": true});
+    let installation = |action: &str, updated_at: &str| {
+        json!({
+            "action": action,
+            "installation": {"id": 42, "account": account, "updated_at": updated_at},
+            "repositories": [web]
+        })
+        .to_string()
+    };
+    let roster = |action: &str, updated_at: &str| {
+        let (added, removed) = match action {
+            "added" => (json!([web]), json!([])),
+            _ => (json!([]), json!([web])),
+        };
+        json!({
+            "action": action,
+            "installation": {"id": 42, "account": account, "updated_at": updated_at},
+            "repositories_added": added,
+            "repositories_removed": removed
+        })
+        .to_string()
+    };
+    let deliver = |event: &'static str, id: &'static str, body: String| {
+        let app = &app;
+        async move {
+            let answer = app.webhook(event, id, body.as_bytes()).await;
+            assert!(answer.status.is_success(), "{id}: {}", answer.text);
+            answer
+        }
+    };
+    let installed = || async { app.store.installation_for_repo("acme/web").await.unwrap() };
+
+    // The App is installed, uninstalled and installed again.
+    deliver("installation", "i-1", installation("created", "t1")).await;
+    let uninstalled = installation("deleted", "t2");
+    deliver("installation", "i-2", uninstalled.clone()).await;
+    assert_eq!(installed().await, None);
+    deliver("installation", "i-3", installation("created", "t3")).await;
+    assert_eq!(installed().await, Some(42));
+    // Someone who captured the uninstallation sends it again under a new delivery id.
+    let replay = deliver("installation", "i-replayed", uninstalled).await;
+    assert!(
+        replay.body["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("duplicate"),
+        "{}",
+        replay.text
+    );
+    assert_eq!(installed().await, Some(42));
+
+    // The same for a repository taken from the installation and given back.
+    let removal = roster("removed", "t4");
+    deliver("installation_repositories", "r-1", removal.clone()).await;
+    assert_eq!(installed().await, None);
+    deliver("installation_repositories", "r-2", roster("added", "t5")).await;
+    assert_eq!(installed().await, Some(42));
+    let replay = deliver("installation_repositories", "r-replayed", removal).await;
+    assert!(
+        replay.body["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("duplicate"),
+        "{}",
+        replay.text
+    );
+    assert_eq!(installed().await, Some(42));
+}
+
 #[tokio::test]
 async fn deletions_tags_other_branches_and_untracked_repositories_build_nothing() {
     let app = spawn_app().await;
