@@ -33,6 +33,9 @@ pub struct ServerConfig {
     pub max_claim_wait: Duration,
     /// How often expired leases are looked for.
     pub lease_check_interval: Duration,
+    /// How often what the store holds only for a time (deploy-hook signatures past their
+    /// window) is removed.
+    pub housekeeping_interval: Duration,
     /// The most log text kept per build; later lines are dropped with a note.
     pub max_log_bytes: i64,
     /// Seals secret values before they are stored.
@@ -64,6 +67,7 @@ impl ServerConfig {
             max_attempts: 3,
             max_claim_wait: Duration::from_secs(30),
             lease_check_interval: Duration::from_secs(1),
+            housekeeping_interval: Duration::from_secs(60),
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             registry: None,
             github_retry: Backoff::default(),

@@ -16,6 +16,7 @@ mod builds;
 mod deliveries;
 mod env;
 mod github_reports;
+mod hook_signatures;
 mod logs;
 mod migrate;
 mod releases;

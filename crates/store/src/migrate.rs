@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "releases", "0007_releases"),
     migration!(8, "github_deployments", "0008_github_deployments"),
     migration!(9, "environments", "0009_environments"),
+    migration!(10, "hook_signatures", "0010_hook_signatures"),
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

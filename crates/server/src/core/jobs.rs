@@ -1,6 +1,7 @@
 //! The server's background tasks, started here: the periodic work (returning builds whose lease
-//! ran out to the queue, failing the rollouts of agents that stopped answering), the release
-//! scheduler and the GitHub reporter.
+//! ran out to the queue, failing the rollouts of agents that stopped answering; less often,
+//! housekeeping: forgetting deploy-hook signatures past their time), the release scheduler and
+//! the GitHub reporter.
 //!
 //! Every statement is atomic and harmless to repeat, so several server replicas may run this
 //! at once without coordinating.
@@ -30,10 +31,13 @@ pub(crate) fn start(core: &Core, shutdown: &watch::Receiver<bool>) -> Background
     ])
 }
 
-/// Lease expiry and abandoned rollouts, every `lease_check_interval`, until shutdown.
+/// Lease expiry and abandoned rollouts, every `lease_check_interval`, and housekeeping, every
+/// `housekeeping_interval`, until shutdown.
 async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(core.config.lease_check_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping = tokio::time::interval(core.config.housekeeping_interval);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let up_since = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -45,8 +49,22 @@ async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
                     abandon_rollouts(&core).await;
                 }
             }
+            _ = housekeeping.tick() => keep_house(&core).await,
             _ = stopped(&mut shutdown) => return,
         }
+    }
+}
+
+/// What the store holds only for a time: deploy-hook signatures past theirs are forgotten.
+async fn keep_house(core: &Core) {
+    match core
+        .store
+        .forget_expired_hook_signatures(now_millis())
+        .await
+    {
+        Ok(0) => {}
+        Ok(forgotten) => tracing::debug!(forgotten, "expired deploy-hook signatures forgotten"),
+        Err(error) => tracing::error!(%error, "forgetting expired deploy-hook signatures failed"),
     }
 }
 

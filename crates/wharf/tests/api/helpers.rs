@@ -78,6 +78,8 @@ pub struct TestApp {
     pub app_key: Option<AppKey>,
     pub logs: LogCapture,
     pub database_url: String,
+    /// What the server was started with, for replicas of it.
+    pub config: ServerConfig,
     /// Keeps the server running for the test's life.
     _server: RunningServer,
     _database: TestDatabase,
@@ -103,6 +105,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.lease = options.lease.unwrap_or(Duration::from_secs(30));
     config.max_attempts = options.max_attempts.unwrap_or(3);
     config.lease_check_interval = Duration::from_millis(50);
+    config.housekeeping_interval = Duration::from_millis(50);
     if let Some(max_log_bytes) = options.max_log_bytes {
         config.max_log_bytes = max_log_bytes;
     }
@@ -138,7 +141,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         });
         (None, None)
     };
-    let server = wharf_server::start(listener, store.clone(), config).expect("server starts");
+    let server =
+        wharf_server::start(listener, store.clone(), config.clone()).expect("server starts");
     TestApp {
         url,
         store,
@@ -147,6 +151,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         app_key,
         logs,
         database_url: database.url.clone(),
+        config,
         _server: server,
         _database: database,
     }
@@ -160,7 +165,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    async fn read(response: reqwest::Response) -> Answer {
+    pub async fn read(response: reqwest::Response) -> Answer {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -203,6 +208,16 @@ impl TestApp {
             request = request.header("x-hub-signature-256", signature);
         }
         Answer::read(request.send().await.expect("webhook request")).await
+    }
+
+    /// Starts another server on the same database with the same settings (another replica);
+    /// it runs until the returned handle is dropped.
+    pub async fn start_replica(&self) -> (String, RunningServer) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = wharf_server::start(listener, self.store.clone(), self.config.clone())
+            .expect("replica starts");
+        (url, server)
     }
 
     pub async fn get(&self, path: &str) -> Answer {
