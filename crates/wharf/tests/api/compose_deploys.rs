@@ -727,7 +727,7 @@ async fn a_stack_an_earlier_agent_named_by_service_alone_is_taken_up_without_a_r
     );
     assert_eq!(
         attached_networks(&members[0].0).await,
-        [old_network.clone()]
+        std::slice::from_ref(&old_network)
     );
     let (exists, _, _) = podman(&[
         "volume",
