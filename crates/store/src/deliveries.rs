@@ -18,7 +18,7 @@ pub struct NewDelivery {
     /// between and when; for other events: a hash of the body), so a redelivery or a replay
     /// under a new id is still recognised.
     pub dedupe_key: Option<String>,
-    /// The raw body, kept for inspection and replay.
+    /// The raw body, kept for inspection for the retention period, then removed.
     pub body: String,
 }
 
@@ -298,6 +298,36 @@ impl Store {
                 .await?
         });
         Ok(row.map(|(outcome,)| outcome))
+    }
+
+    /// The stored body of a delivery; `None` when the delivery is unknown or its body was
+    /// removed after the retention period.
+    pub async fn delivery_body(&self, id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = crate::on_pool!(self, pool => {
+            sqlx::query_as("SELECT body FROM deliveries WHERE id = $1 AND body <> ''")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(body,)| body))
+    }
+
+    /// Removes the bodies of at most `limit` deliveries received before `received_before`,
+    /// oldest first, and answers how many. The deliveries stay, with their deduplication keys,
+    /// so a removed body sent again is still a duplicate.
+    pub async fn remove_delivery_bodies(&self, received_before: i64, limit: i64) -> Result<u64> {
+        let removed = crate::on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE deliveries SET body = '' WHERE id IN (SELECT id FROM deliveries \
+                 WHERE body <> '' AND received_at < $1 ORDER BY received_at LIMIT $2)",
+            )
+            .bind(received_before)
+            .bind(limit)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(removed)
     }
 
     /// How many deliveries are stored.

@@ -39,6 +39,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(8, "github_deployments", "0008_github_deployments"),
     migration!(9, "environments", "0009_environments"),
     migration!(10, "hook_signatures", "0010_hook_signatures"),
+    migration!(11, "delivery_retention", "0011_delivery_retention"),
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

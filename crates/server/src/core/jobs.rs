@@ -1,7 +1,7 @@
 //! The server's background tasks, started here: the periodic work (returning builds whose lease
 //! ran out to the queue, failing the rollouts of agents that stopped answering; less often,
-//! housekeeping: forgetting deploy-hook signatures past their time), the release scheduler and
-//! the GitHub reporter.
+//! housekeeping: forgetting deploy-hook signatures past their time, removing webhook bodies
+//! past their retention), the release scheduler and the GitHub reporter.
 //!
 //! Every statement is atomic and harmless to repeat, so several server replicas may run this
 //! at once without coordinating.
@@ -55,16 +55,40 @@ async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// What the store holds only for a time: deploy-hook signatures past theirs are forgotten.
+/// The most webhook bodies one statement removes, so the write lock is never held long.
+const BODIES_PER_BATCH: i64 = 1000;
+
+/// What the store holds only for a time: deploy-hook signatures past theirs are forgotten, and
+/// webhook bodies older than the retention period are removed (their deliveries and
+/// deduplication keys stay), in batches until none is left.
 async fn keep_house(core: &Core) {
-    match core
-        .store
-        .forget_expired_hook_signatures(now_millis())
-        .await
-    {
+    let now = now_millis();
+    match core.store.forget_expired_hook_signatures(now).await {
         Ok(0) => {}
         Ok(forgotten) => tracing::debug!(forgotten, "expired deploy-hook signatures forgotten"),
         Err(error) => tracing::error!(%error, "forgetting expired deploy-hook signatures failed"),
+    }
+    let retention = i64::try_from(core.config.delivery_retention.as_millis()).unwrap_or(i64::MAX);
+    let received_before = now.saturating_sub(retention);
+    loop {
+        match core
+            .store
+            .remove_delivery_bodies(received_before, BODIES_PER_BATCH)
+            .await
+        {
+            Ok(removed) => {
+                if removed > 0 {
+                    tracing::info!(removed, "webhook bodies past their retention removed");
+                }
+                if removed < BODIES_PER_BATCH as u64 {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "removing webhook bodies past their retention failed");
+                return;
+            }
+        }
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Options {
     pub max_log_bytes: Option<i64>,
     /// How long the stand-in's installation tokens live (GitHub: an hour).
     pub github_token_ttl: Option<Duration>,
+    /// How long stored webhook bodies are kept (default 30 days).
+    pub delivery_retention: Option<Duration>,
 }
 
 pub struct TestApp {
@@ -106,6 +108,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.max_attempts = options.max_attempts.unwrap_or(3);
     config.lease_check_interval = Duration::from_millis(50);
     config.housekeeping_interval = Duration::from_millis(50);
+    if let Some(retention) = options.delivery_retention {
+        config.delivery_retention = retention;
+    }
     if let Some(max_log_bytes) = options.max_log_bytes {
         config.max_log_bytes = max_log_bytes;
     }

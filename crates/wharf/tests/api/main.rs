@@ -5,6 +5,7 @@
 mod builds;
 mod cli;
 mod compose_deploys;
+mod data_at_rest;
 mod deploy_hook;
 mod deploys;
 mod durability;

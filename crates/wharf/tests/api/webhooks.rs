@@ -1,10 +1,12 @@
 //! `POST /api/webhooks/github` through real HTTP: signatures, bad input, deduplication, what a
 //! push queues, and every real payload of every event GitHub sends.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{push_payload, sha, sign, spawn_app};
+use crate::helpers::{Options, push_payload, sha, sign, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_push_to_a_tracked_branch_queues_one_build_of_the_after_commit() {
@@ -367,6 +369,77 @@ async fn a_captured_body_replayed_under_a_new_delivery_id_changes_nothing() {
         replay.text
     );
     assert_eq!(installed().await, Some(42));
+}
+
+#[tokio::test]
+async fn bodies_past_their_retention_are_removed_and_still_cannot_be_replayed() {
+    let app = spawn_app_with(Options {
+        delivery_retention: Some(Duration::from_millis(300)),
+        ..Options::default()
+    })
+    .await;
+    app.create_service("web", "acme/web", "main").await;
+    let account = json!({"login": "acme", "id": 9, "type": "Organization"});
+    let created = json!({
+        "action": "created",
+        "installation": {"id": 42, "account": account},
+        "repositories": [{"id": 1, "full_name": "acme/web", "private": true}]
+    })
+    .to_string();
+    let deleted =
+        json!({"action": "deleted", "installation": {"id": 42, "account": account}}).to_string();
+    let push = push_payload("acme/web", "refs/heads/main", &sha('a'));
+    for (event, id, body) in [
+        ("installation", "old-created", created.as_bytes()),
+        ("installation", "old-deleted", deleted.as_bytes()),
+        ("push", "old-push", &push),
+    ] {
+        let answer = app.webhook(event, id, body).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{id}: {}", answer.text);
+    }
+    // The periodic jobs remove the bodies once they are older than the retention period.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for id in ["old-created", "old-deleted", "old-push"] {
+        while app.store.delivery_body(id).await.unwrap().is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the body of {id} was kept past its retention"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            app.store.delivery_outcome(id).await.unwrap().is_some(),
+            "{id}"
+        );
+    }
+    // The App is installed again; the old bodies sent again under new ids change nothing.
+    let again = json!({
+        "action": "created",
+        "installation": {"id": 42, "account": account, "updated_at": "later"},
+        "repositories": [{"id": 1, "full_name": "acme/web", "private": true}]
+    });
+    app.webhook("installation", "new-created", again.to_string().as_bytes())
+        .await;
+    for (event, id, body) in [
+        ("installation", "replayed-deleted", deleted.as_bytes()),
+        ("push", "replayed-push", &push),
+    ] {
+        let answer = app.webhook(event, id, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{id}: {}", answer.text);
+        assert!(
+            answer.body["outcome"]
+                .as_str()
+                .unwrap()
+                .starts_with("duplicate"),
+            "{id}: {}",
+            answer.text
+        );
+    }
+    assert_eq!(
+        app.store.installation_for_repo("acme/web").await.unwrap(),
+        Some(42)
+    );
+    assert_eq!(app.builds().await.len(), 1);
 }
 
 #[tokio::test]
