@@ -48,7 +48,10 @@ async fn send(url: &str, body: &str, timestamp: Option<&str>, signature: Option<
     if let Some(signature) = signature {
         request = request.header("x-hub-signature-256", signature);
     }
-    Answer::read(request.send().await.expect("the deploy hook answers")).await
+    let response = request.send().await.unwrap_or_else(|error| {
+        panic!("the deploy hook did not answer (timestamp {timestamp:?}): {error}")
+    });
+    Answer::read(response).await
 }
 
 async fn releases(app: &TestApp) -> Vec<Value> {
@@ -117,9 +120,10 @@ async fn a_request_needs_its_signing_time_within_300_seconds_of_the_servers_cloc
     let answer = send(&app.url, &body, Some(&now.to_string()), Some(&body_only)).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
 
-    // Signed too long ago, or too far ahead.
-    for skew in [-301, 301, -86_400] {
-        let time = now + skew;
+    // Signed too long ago, or too far ahead. (The domain's tests hold the exact bound, 300 s;
+    // here the server's clock moves on while the test runs, so the cases keep a margin.)
+    for skew in [-330, 330, -86_400] {
+        let time = unix_now() + skew;
         let signature = sign_timestamped(secret.as_bytes(), time, body.as_bytes());
         let answer = send(&app.url, &body, Some(&time.to_string()), Some(&signature)).await;
         assert_eq!(
