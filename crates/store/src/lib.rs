@@ -30,7 +30,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use agents::hash_token;
 pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
-pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
+pub use deliveries::{
+    DeliveryEffect, DeliveryOutcome, EarlierDelivery, InstallationChange, NewDelivery,
+};
 pub use env::StoredEnv;
 pub use github_reports::{GithubReport, GithubReportEnd};
 pub use logs::AppendOutcome;

@@ -40,6 +40,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(9, "environments", "0009_environments"),
     migration!(10, "hook_signatures", "0010_hook_signatures"),
     migration!(11, "delivery_retention", "0011_delivery_retention"),
+    migration!(12, "delivery_keys", "0012_delivery_keys"),
 ];
 
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.

@@ -100,6 +100,25 @@ async fn webhook_bodies_are_removed_after_their_retention_and_their_keys_kept() 
         store.delivery_outcome("d-0").await.unwrap().as_deref(),
         Some("stored")
     );
+    // A delivery an earlier Wharf stored keeps its body until it was keyed from it.
+    wharf_store::testing::insert_earlier_delivery(
+        &store,
+        "earlier",
+        "ping",
+        None,
+        "{}",
+        NOW - 60_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.remove_delivery_bodies(cutoff, 100).await.unwrap(), 0);
+    assert!(store.delivery_body("earlier").await.unwrap().is_some());
+    store
+        .rekey_deliveries(&[("earlier".to_owned(), Some("key-earlier".to_owned()))])
+        .await
+        .unwrap();
+    assert_eq!(store.remove_delivery_bodies(cutoff, 100).await.unwrap(), 1);
+    assert_eq!(store.delivery_body("earlier").await.unwrap(), None);
     for id in ["d-0", "d-0-again"] {
         let outcome = store
             .record_delivery(&delivery(id, "key-0"), &nothing, NOW)

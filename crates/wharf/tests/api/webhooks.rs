@@ -6,6 +6,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use wharf_store::testing::insert_earlier_delivery;
+
 use crate::helpers::{Options, push_payload, sha, sign, spawn_app, spawn_app_with};
 
 #[tokio::test]
@@ -440,6 +442,57 @@ async fn bodies_past_their_retention_are_removed_and_still_cannot_be_replayed() 
         Some(42)
     );
     assert_eq!(app.builds().await.len(), 1);
+}
+
+#[tokio::test]
+async fn bodies_an_earlier_wharf_stored_cannot_be_replayed_either() {
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    let account = json!({"login": "acme", "id": 9, "type": "Organization"});
+    let deleted =
+        json!({"action": "deleted", "installation": {"id": 42, "account": account}}).to_string();
+    let push = String::from_utf8(push_payload("acme/web", "refs/heads/main", &sha('a'))).unwrap();
+    // An earlier Wharf stored an uninstallation (known by its delivery id alone) and a push
+    // (known by repository, ref and `after`); the App was installed again since.
+    let old_push_key = format!("push:1296269:refs/heads/main:{}", sha('a'));
+    for (id, event, key, body) in [
+        ("earlier-deleted", "installation", None, &deleted),
+        ("earlier-push", "push", Some(old_push_key.as_str()), &push),
+    ] {
+        insert_earlier_delivery(&app.store, id, event, key, body, 1_700_000_000_000)
+            .await
+            .unwrap();
+    }
+    app.announce_installation(&["acme/web"]).await;
+    // The periodic jobs key them from their bodies.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !app.store.earlier_deliveries(10).await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the earlier deliveries were never keyed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (event, id, body) in [
+        ("installation", "replayed-deleted", &deleted),
+        ("push", "replayed-push", &push),
+    ] {
+        let answer = app.webhook(event, id, body.as_bytes()).await;
+        assert_eq!(answer.status, StatusCode::OK, "{id}: {}", answer.text);
+        assert!(
+            answer.body["outcome"]
+                .as_str()
+                .unwrap()
+                .starts_with("duplicate"),
+            "{id}: {}",
+            answer.text
+        );
+    }
+    assert_eq!(
+        app.store.installation_for_repo("acme/web").await.unwrap(),
+        Some(42)
+    );
+    assert!(app.builds().await.is_empty());
 }
 
 #[tokio::test]
