@@ -4,38 +4,39 @@
 
 use std::time::Duration;
 
-/// Go's units, in nanoseconds: what compose files may use.
-pub(crate) const GO_UNITS: &[(&str, u128)] = &[
-    ("ns", 1),
-    ("us", 1_000),
-    ("µs", 1_000),
-    ("μs", 1_000),
-    ("ms", 1_000_000),
-    ("s", 1_000_000_000),
-    ("m", 60 * 1_000_000_000),
-    ("h", 3_600 * 1_000_000_000),
-];
-
-/// Go's units and days (24 hours): what Wharf's settings may use.
-const SETTING_UNITS: &[(&str, u128)] = &[
-    ("ns", 1),
-    ("us", 1_000),
-    ("µs", 1_000),
-    ("μs", 1_000),
-    ("ms", 1_000_000),
-    ("s", 1_000_000_000),
-    ("m", 60 * 1_000_000_000),
-    ("h", 3_600 * 1_000_000_000),
-    ("d", 86_400 * 1_000_000_000),
-];
-
-/// Reads a duration setting, such as `30d`, `12h` or `1h30m`.
+/// Reads a duration setting, such as `30d`, `12h` or `1h30m`: Go's units and days.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    parse_with_units(text, SETTING_UNITS)
+    parse(text, Days::Allowed)
 }
 
-/// Reads a duration whose units are among `units`.
-pub(crate) fn parse_with_units(text: &str, units: &[(&str, u128)]) -> Option<Duration> {
+/// Reads a duration in Go's syntax, as compose files write them: no days.
+pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
+    parse(text, Days::Refused)
+}
+
+/// Whether `d` (24 hours) is a unit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Days {
+    Allowed,
+    Refused,
+}
+
+/// A unit's length in nanoseconds: Go's units (`ns`, `us` or `µs`, `ms`, `s`, `m`, `h`), and
+/// `d` when days are allowed.
+fn unit_nanos(unit: &str, days: Days) -> Option<u128> {
+    Some(match unit {
+        "ns" => 1,
+        "us" | "µs" | "μs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60 * 1_000_000_000,
+        "h" => 3_600 * 1_000_000_000,
+        "d" if days == Days::Allowed => 86_400 * 1_000_000_000,
+        _ => return None,
+    })
+}
+
+fn parse(text: &str, days: Days) -> Option<Duration> {
     if text == "0" {
         return Some(Duration::ZERO);
     }
@@ -57,10 +58,7 @@ pub(crate) fn parse_with_units(text: &str, units: &[(&str, u128)]) -> Option<Dur
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_end);
-        let unit_nanos = units
-            .iter()
-            .find(|(name, _)| *name == unit)
-            .map(|(_, nanos)| *nanos)?;
+        let unit_nanos = unit_nanos(unit, days)?;
         let whole: u128 = if whole.is_empty() {
             0
         } else {
@@ -102,6 +100,7 @@ mod tests {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
         // Compose files keep Go's units: no days.
-        assert_eq!(parse_with_units("1d", GO_UNITS), None);
+        assert_eq!(parse_go_duration("1d"), None);
+        assert_eq!(parse_go_duration("1h"), parse_duration("1h"));
     }
 }

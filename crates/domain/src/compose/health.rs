@@ -121,7 +121,7 @@ impl ServiceReader<'_> {
 /// Reads a compose duration (Go's syntax): one or more decimal numbers, each with a unit among
 /// `ns`, `us` (`µs`), `ms`, `s`, `m`, `h`, such as `1m30s`, `500ms` or `1.5h`; `0` alone is zero.
 pub fn parse_compose_duration(text: &str) -> Option<Duration> {
-    crate::duration::parse_with_units(text, crate::duration::GO_UNITS)
+    crate::duration::parse_go_duration(text)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wharf_domain::signature::{sign, sign_timestamped};
 
-use crate::helpers::{Answer, TestApp, spawn_app};
+use crate::helpers::{Answer, TestApp, spawn_app, wait_until};
 
 /// A server with the service `site` (its releases go to the agent `local`), its deploy secret,
 /// and the token of the agent `local`, which the test plays.
@@ -60,27 +60,6 @@ async fn releases(app: &TestApp) -> Vec<Value> {
     answer.body.as_array().unwrap().clone()
 }
 
-/// Claims the rollout waiting for agent `local` and reports it live, as an agent would.
-async fn go_live(app: &TestApp, agent: &str) {
-    let claimed = app
-        .post_as(agent, "/v1/agent/rollouts/claim", json!({"wait_ms": 10000}))
-        .await;
-    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.text);
-    let rollout = claimed.body["job"]["rollout_id"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("a rollout: {}", claimed.text));
-    for state in ["starting", "health_checking", "live"] {
-        let answer = app
-            .post_as(
-                agent,
-                &format!("/v1/agent/rollouts/{rollout}/state"),
-                json!({"state": state}),
-            )
-            .await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    }
-}
-
 /// Sends a request the server should take to `url`, plays the agent until it is live, and
 /// answers the hook's answer.
 async fn deploy_through(
@@ -96,7 +75,7 @@ async fn deploy_through(
         let (timestamp, signature) = (timestamp.to_owned(), signature.to_owned());
         async move { send(&url, &body, Some(&timestamp), Some(&signature)).await }
     });
-    go_live(app, agent).await;
+    app.roll_out_live(agent).await;
     let answer = hook.await.unwrap();
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.body["state"], "live", "{}", answer.text);
@@ -227,19 +206,17 @@ async fn signatures_past_their_window_are_forgotten_by_the_periodic_jobs() {
     );
     // Remembering it again fails while the store still holds it; once the periodic jobs
     // forgot it, it succeeds (and is forgotten again).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !app
-        .store
-        .remember_hook_signature(&expired, now_ms - 1)
-        .await
-        .unwrap()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the expired signature was never forgotten"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the expired signature is forgotten",
+        Duration::from_secs(10),
+        || async {
+            app.store
+                .remember_hook_signature(&expired, now_ms - 1)
+                .await
+                .unwrap()
+        },
+    )
+    .await;
     assert!(
         !app.store
             .remember_hook_signature(&current, now_ms + 600_000)

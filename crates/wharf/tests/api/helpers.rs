@@ -323,6 +323,29 @@ impl TestApp {
         answer.body
     }
 
+    /// Claims the rollout waiting for the agent whose token is `agent` and reports it live
+    /// through the agent API, as a real agent would; answers the rollout's id.
+    pub async fn roll_out_live(&self, agent: &str) -> i64 {
+        let claimed = self
+            .post_as(agent, "/v1/agent/rollouts/claim", json!({"wait_ms": 10000}))
+            .await;
+        assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.text);
+        let rollout = claimed.body["job"]["rollout_id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("a rollout to claim: {}", claimed.text));
+        for state in ["starting", "health_checking", "live"] {
+            let answer = self
+                .post_as(
+                    agent,
+                    &format!("/v1/agent/rollouts/{rollout}/state"),
+                    json!({"state": state}),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        }
+        rollout
+    }
+
     /// Waits until build `id` is in `state`, failing after `deadline`.
     pub async fn wait_for_build_state(&self, id: i64, state: &str, deadline: Duration) -> Value {
         let started = tokio::time::Instant::now();
@@ -337,6 +360,20 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Waits until `condition` holds, looking every 20 ms; fails saying `what` did not happen
+/// within `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = tokio::time::Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < deadline, "{what} within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

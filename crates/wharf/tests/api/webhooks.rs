@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use wharf_store::testing::insert_earlier_delivery;
 
-use crate::helpers::{Options, push_payload, sha, sign, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Answer, Options, push_payload, sha, sign, spawn_app, spawn_app_with, wait_until,
+};
 
 #[tokio::test]
 async fn a_push_to_a_tracked_branch_queues_one_build_of_the_after_commit() {
@@ -222,17 +224,24 @@ async fn a_repeated_delivery_or_a_redelivered_push_never_builds_twice() {
     let first = app.webhook("push", "d-1", &body).await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
     let same_id = app.webhook("push", "d-1", &body).await;
-    assert_eq!(same_id.status, StatusCode::OK);
-    assert!(
-        same_id.body["outcome"]
-            .as_str()
-            .unwrap()
-            .starts_with("duplicate")
-    );
+    assert_duplicate(&same_id, "the same delivery id");
     // GitHub's redelivery may carry a new delivery id: the push itself is recognised.
     let new_id = app.webhook("push", "d-2", &body).await;
     assert_eq!(new_id.status, StatusCode::OK);
     assert_eq!(app.builds().await.len(), 1);
+}
+
+/// Asserts that a delivery was answered as one seen before, which changes nothing.
+#[track_caller]
+fn assert_duplicate(answer: &Answer, what: &str) {
+    assert_eq!(answer.status, StatusCode::OK, "{what}: {}", answer.text);
+    assert!(
+        answer.body["outcome"]
+            .as_str()
+            .is_some_and(|outcome| outcome.starts_with("duplicate")),
+        "{what}: {}",
+        answer.text
+    );
 }
 
 /// A push of `acme/web`'s main from `before` to `after`, taken by GitHub at `pushed_at`.
@@ -283,18 +292,7 @@ async fn a_force_push_back_to_an_earlier_commit_builds_again_and_a_redelivery_do
         let answer = app
             .webhook("push", &format!("redelivery-{index}"), body)
             .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::OK,
-            "redelivery {index}: {}",
-            answer.text
-        );
-        assert!(
-            answer.body["outcome"]
-                .as_str()
-                .unwrap()
-                .starts_with("duplicate")
-        );
+        assert_duplicate(&answer, &format!("redelivery {index}"));
     }
     assert_eq!(app.builds().await.len(), 4);
     assert_eq!(app.builds().await[0]["state"], "pending");
@@ -345,14 +343,7 @@ async fn a_captured_body_replayed_under_a_new_delivery_id_changes_nothing() {
     assert_eq!(installed().await, Some(42));
     // Someone who captured the uninstallation sends it again under a new delivery id.
     let replay = deliver("installation", "i-replayed", uninstalled).await;
-    assert!(
-        replay.body["outcome"]
-            .as_str()
-            .unwrap()
-            .starts_with("duplicate"),
-        "{}",
-        replay.text
-    );
+    assert_duplicate(&replay, "the replay");
     assert_eq!(installed().await, Some(42));
 
     // The same for a repository taken from the installation and given back.
@@ -362,14 +353,7 @@ async fn a_captured_body_replayed_under_a_new_delivery_id_changes_nothing() {
     deliver("installation_repositories", "r-2", roster("added", "t5")).await;
     assert_eq!(installed().await, Some(42));
     let replay = deliver("installation_repositories", "r-replayed", removal).await;
-    assert!(
-        replay.body["outcome"]
-            .as_str()
-            .unwrap()
-            .starts_with("duplicate"),
-        "{}",
-        replay.text
-    );
+    assert_duplicate(&replay, "the replay");
     assert_eq!(installed().await, Some(42));
 }
 
@@ -400,15 +384,13 @@ async fn bodies_past_their_retention_are_removed_and_still_cannot_be_replayed() 
         assert_eq!(answer.status, StatusCode::ACCEPTED, "{id}: {}", answer.text);
     }
     // The periodic jobs remove the bodies once they are older than the retention period.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for id in ["old-created", "old-deleted", "old-push"] {
-        while app.store.delivery_body(id).await.unwrap().is_some() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the body of {id} was kept past its retention"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(
+            &format!("the body of {id} is removed"),
+            Duration::from_secs(10),
+            || async { app.store.delivery_body(id).await.unwrap().is_none() },
+        )
+        .await;
         assert!(
             app.store.delivery_outcome(id).await.unwrap().is_some(),
             "{id}"
@@ -427,15 +409,7 @@ async fn bodies_past_their_retention_are_removed_and_still_cannot_be_replayed() 
         ("push", "replayed-push", &push),
     ] {
         let answer = app.webhook(event, id, body).await;
-        assert_eq!(answer.status, StatusCode::OK, "{id}: {}", answer.text);
-        assert!(
-            answer.body["outcome"]
-                .as_str()
-                .unwrap()
-                .starts_with("duplicate"),
-            "{id}: {}",
-            answer.text
-        );
+        assert_duplicate(&answer, id);
     }
     assert_eq!(
         app.store.installation_for_repo("acme/web").await.unwrap(),
@@ -465,28 +439,18 @@ async fn bodies_an_earlier_wharf_stored_cannot_be_replayed_either() {
     }
     app.announce_installation(&["acme/web"]).await;
     // The periodic jobs key them from their bodies.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !app.store.earlier_deliveries(10).await.unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the earlier deliveries were never keyed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the earlier deliveries are keyed",
+        Duration::from_secs(10),
+        || async { app.store.earlier_deliveries(10).await.unwrap().is_empty() },
+    )
+    .await;
     for (event, id, body) in [
         ("installation", "replayed-deleted", &deleted),
         ("push", "replayed-push", &push),
     ] {
         let answer = app.webhook(event, id, body.as_bytes()).await;
-        assert_eq!(answer.status, StatusCode::OK, "{id}: {}", answer.text);
-        assert!(
-            answer.body["outcome"]
-                .as_str()
-                .unwrap()
-                .starts_with("duplicate"),
-            "{id}: {}",
-            answer.text
-        );
+        assert_duplicate(&answer, id);
     }
     assert_eq!(
         app.store.installation_for_repo("acme/web").await.unwrap(),
