@@ -6,6 +6,7 @@
 //! [`WebhookEvent::Ignored`] (the intake answers 2xx and does nothing).
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::names::{BranchName, CommitSha, NameError, RepoFullName};
 
@@ -35,9 +36,13 @@ pub enum PayloadError {
 impl WebhookEvent {
     /// Reads the body of a delivery whose `X-GitHub-Event` header is `event`.
     pub fn parse(event: &str, body: &[u8]) -> Result<WebhookEvent, PayloadError> {
-        if event.is_empty()
+        // GitHub's event names are lowercase words joined by underscores, some with digits
+        // (`projects_v2_item`).
+        if !event.starts_with(|c: char| c.is_ascii_lowercase())
             || event.len() > 64
-            || !event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            || !event
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
             return Err(PayloadError::EventName(event.chars().take(64).collect()));
         }
@@ -71,6 +76,25 @@ impl WebhookEvent {
             WebhookEvent::InstallationRepositories(_) => "installation_repositories",
             WebhookEvent::Ignored(name) => name,
         }
+    }
+
+    /// The key that makes a second delivery of the same event a duplicate, whatever its
+    /// `X-GitHub-Delivery` id (which a sender can choose freely). A push of a branch is known
+    /// by what it did ([`PushEvent::dedupe_key`]), so GitHub's redelivery of it is recognised
+    /// and a later push that moves the branch to a commit it held before is not. Every other
+    /// event is known by its signed body itself: replaying a captured body under a new
+    /// delivery id changes nothing.
+    pub fn dedupe_key(&self, body: &[u8]) -> String {
+        if let WebhookEvent::Push(push) = self
+            && let Some(key) = push.dedupe_key()
+        {
+            return key;
+        }
+        format!(
+            "body:{}:sha256:{}",
+            self.name(),
+            hex::encode(Sha256::digest(body))
+        )
     }
 
     /// The payload's `action`, for events that have one.
@@ -140,8 +164,13 @@ pub enum PushTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushEvent {
     pub git_ref: String,
+    /// The commit the ref pointed at before the push (all zeros when the push created it).
+    pub before: CommitSha,
     pub target: PushTarget,
     pub repository: WebhookRepository,
+    /// `repository.pushed_at`: when GitHub took the push, in its own words (Unix seconds in
+    /// push events). Two pushes with the same `before` and `after` differ by it.
+    pub pushed_at: Option<String>,
     pub installation_id: Option<u64>,
 }
 
@@ -149,17 +178,56 @@ pub struct PushEvent {
 struct RawPush {
     #[serde(rename = "ref")]
     git_ref: String,
+    before: String,
     after: String,
     #[serde(default)]
     deleted: bool,
-    repository: RawRepository,
+    repository: RawPushRepository,
     #[serde(default)]
     installation: Option<RawInstallationRef>,
+}
+
+#[derive(Deserialize)]
+struct RawPushRepository {
+    #[serde(flatten)]
+    repository: RawRepository,
+    #[serde(default)]
+    pushed_at: Option<RawPushedAt>,
+}
+
+/// GitHub writes `pushed_at` as Unix seconds in push events and as an RFC 3339 time elsewhere.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPushedAt {
+    Seconds(i64),
+    Text(String),
+}
+
+impl RawPushedAt {
+    fn check(self) -> Result<String, PayloadError> {
+        match self {
+            RawPushedAt::Seconds(seconds) => Ok(seconds.to_string()),
+            RawPushedAt::Text(text)
+                if !text.is_empty()
+                    && text.len() <= 40
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-:.+".contains(&b)) =>
+            {
+                Ok(text)
+            }
+            RawPushedAt::Text(_) => Err(PayloadError::Shape {
+                event: "push".to_owned(),
+                detail: "repository.pushed_at is not a time".to_owned(),
+            }),
+        }
+    }
 }
 
 impl PushEvent {
     fn from_raw(raw: RawPush) -> Result<PushEvent, PayloadError> {
         let after = CommitSha::parse(&raw.after)?;
+        let before = CommitSha::parse(&raw.before)?;
         let target = match BranchName::from_ref(&raw.git_ref)? {
             Some(branch) if raw.deleted || after.is_zero() => PushTarget::BranchDeleted { branch },
             Some(branch) => PushTarget::Branch { branch, after },
@@ -167,19 +235,31 @@ impl PushEvent {
         };
         Ok(PushEvent {
             git_ref: raw.git_ref,
+            before,
             target,
-            repository: raw.repository.check()?,
+            repository: raw.repository.repository.check()?,
+            pushed_at: raw
+                .repository
+                .pushed_at
+                .map(RawPushedAt::check)
+                .transpose()?,
             installation_id: raw.installation.map(|installation| installation.id),
         })
     }
 
-    /// The key that makes a second delivery of the same push a duplicate:
-    /// the repository, the ref and the commit it now points at.
+    /// The key that makes a second delivery of the same push of a branch a duplicate: the
+    /// repository, the ref, the commits it moved from and to, and when GitHub took the push.
+    /// A force-push back to an earlier commit (A→B→A, or A→B→A→B) is a new push and builds
+    /// again; GitHub's redelivery of one (the same body) is not.
     pub fn dedupe_key(&self) -> Option<String> {
         match &self.target {
             PushTarget::Branch { after, .. } => Some(format!(
-                "push:{}:{}:{}",
-                self.repository.id, self.git_ref, after
+                "push:{}:{}:{}:{}:{}",
+                self.repository.id,
+                self.git_ref,
+                self.before,
+                after,
+                self.pushed_at.as_deref().unwrap_or("")
             )),
             _ => None,
         }
@@ -439,8 +519,75 @@ mod tests {
         assert_eq!(push.installation_id, Some(42));
         assert_eq!(
             push.dedupe_key().unwrap(),
-            format!("push:7:refs/heads/main:{sha}")
+            format!("push:7:refs/heads/main:{}:{sha}:", "0".repeat(40))
         );
+    }
+
+    /// A push as GitHub sends it: from `before` to `after`, taken at `pushed_at`.
+    fn push_between(before: char, after: char, pushed_at: i64) -> Vec<u8> {
+        serde_json::json!({
+            "ref": "refs/heads/main",
+            "before": before.to_string().repeat(40),
+            "after": after.to_string().repeat(40),
+            "repository": {"id": 7, "full_name": "acme/web", "pushed_at": pushed_at},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn key(event: &str, body: &[u8]) -> String {
+        WebhookEvent::parse(event, body).unwrap().dedupe_key(body)
+    }
+
+    #[test]
+    fn a_push_back_to_an_earlier_commit_is_a_new_push() {
+        // A→B→A→B: every push is its own, though the second and the fourth move the branch
+        // between the same commits.
+        let pushes = [
+            push_between('0', 'a', 100),
+            push_between('a', 'b', 200),
+            push_between('b', 'a', 300),
+            push_between('a', 'b', 400),
+        ];
+        let keys: std::collections::BTreeSet<String> =
+            pushes.iter().map(|body| key("push", body)).collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        // A redelivery is the same body, and so the same push, even reformatted.
+        let body = &pushes[1];
+        let reformatted =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(body).unwrap())
+                .unwrap();
+        assert_eq!(key("push", body), key("push", &reformatted));
+        assert!(key("push", body).ends_with(":200"), "{}", key("push", body));
+    }
+
+    #[test]
+    fn other_events_are_known_by_their_body() {
+        let deleted = br#"{"action": "deleted", "installation": {"id": 42}}"#;
+        let again = br#"{"action": "deleted", "installation": {"id": 42}}"#;
+        let other = br#"{"action": "deleted", "installation": {"id": 43}}"#;
+        assert_eq!(key("installation", deleted), key("installation", again));
+        assert_ne!(key("installation", deleted), key("installation", other));
+        assert!(key("installation", deleted).starts_with("body:installation:sha256:"));
+        // The same bytes under another event name are another event.
+        assert_ne!(key("installation", deleted), key("star", deleted));
+        // Pushes that name no branch commit (tags, deletions) are known by their body too.
+        let tag = push("refs/tags/v1", &"b".repeat(40), false);
+        assert!(key("push", tag.as_bytes()).starts_with("body:push:sha256:"));
+    }
+
+    #[test]
+    fn pushed_at_is_a_time_or_nothing() {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&push_between('a', 'b', 1)).unwrap();
+        body["repository"]["pushed_at"] = serde_json::json!("2019-05-15T15:20:41Z");
+        assert!(key("push", body.to_string().as_bytes()).ends_with(":2019-05-15T15:20:41Z"));
+        body["repository"]["pushed_at"] = serde_json::Value::Null;
+        assert!(key("push", body.to_string().as_bytes()).ends_with(":"));
+        body["repository"]["pushed_at"] = serde_json::json!("a;b");
+        assert!(WebhookEvent::parse("push", body.to_string().as_bytes()).is_err());
+        body["repository"]["pushed_at"] = serde_json::json!(1.5);
+        assert!(WebhookEvent::parse("push", body.to_string().as_bytes()).is_err());
     }
 
     #[test]
@@ -503,8 +650,14 @@ mod tests {
             WebhookEvent::parse("star", b"not even json").unwrap(),
             WebhookEvent::Ignored("star".to_owned())
         );
+        assert_eq!(
+            WebhookEvent::parse("projects_v2_item", b"{}").unwrap(),
+            WebhookEvent::Ignored("projects_v2_item".to_owned())
+        );
         assert!(WebhookEvent::parse("", b"{}").is_err());
         assert!(WebhookEvent::parse("push;rm", b"{}").is_err());
+        assert!(WebhookEvent::parse("2fa", b"{}").is_err());
+        assert!(WebhookEvent::parse("Push", b"{}").is_err());
     }
 
     #[test]

@@ -13,6 +13,9 @@ use crate::core::sealing::SealingKey;
 /// The most log text kept per build.
 pub const DEFAULT_MAX_LOG_BYTES: i64 = 10 * 1024 * 1024;
 
+/// How long stored webhook bodies are kept by default: 30 days.
+pub const DEFAULT_DELIVERY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Everything the server needs to run, read from flags and the environment by the binary.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -33,6 +36,12 @@ pub struct ServerConfig {
     pub max_claim_wait: Duration,
     /// How often expired leases are looked for.
     pub lease_check_interval: Duration,
+    /// How often what the store holds only for a time (deploy-hook signatures past their
+    /// window, webhook bodies past their retention) is removed.
+    pub housekeeping_interval: Duration,
+    /// How long a stored webhook body is kept; then it is removed, and its delivery and
+    /// deduplication key stay.
+    pub delivery_retention: Duration,
     /// The most log text kept per build; later lines are dropped with a note.
     pub max_log_bytes: i64,
     /// Seals secret values before they are stored.
@@ -64,6 +73,8 @@ impl ServerConfig {
             max_attempts: 3,
             max_claim_wait: Duration::from_secs(30),
             lease_check_interval: Duration::from_secs(1),
+            housekeeping_interval: Duration::from_secs(60),
+            delivery_retention: DEFAULT_DELIVERY_RETENTION,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             registry: None,
             github_retry: Backoff::default(),

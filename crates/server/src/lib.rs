@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use wharf_store::Store;
 
-pub use config::{DEFAULT_MAX_LOG_BYTES, GithubSettings, ServerConfig};
+pub use config::{DEFAULT_DELIVERY_RETENTION, DEFAULT_MAX_LOG_BYTES, GithubSettings, ServerConfig};
 pub use core::github_deployments::Backoff;
 pub use core::sealing::{SealingError, SealingKey};
 pub use core::signals::Signal;

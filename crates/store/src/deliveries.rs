@@ -14,10 +14,11 @@ pub struct NewDelivery {
     pub id: String,
     pub event: String,
     pub action: Option<String>,
-    /// The logical event (for a push: repository, ref and commit), so a redelivery under a new id
-    /// is still recognised.
+    /// The logical event (for a push of a branch: repository, ref, the commits it moved
+    /// between and when; for other events: a hash of the body), so a redelivery or a replay
+    /// under a new id is still recognised.
     pub dedupe_key: Option<String>,
-    /// The raw body, kept for inspection and replay.
+    /// The raw body, kept for inspection for the retention period, then removed.
     pub body: String,
 }
 
@@ -55,6 +56,16 @@ pub struct InstallationChange {
     pub remove_repositories: Vec<i64>,
     /// What to record as the delivery's outcome.
     pub outcome: String,
+}
+
+/// A delivery stored before every delivery was keyed by what it did or by its body, to be
+/// keyed again from its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierDelivery {
+    pub id: String,
+    pub event: String,
+    /// Empty when the body was removed after the retention period.
+    pub body: String,
 }
 
 /// What storing a delivery did.
@@ -171,8 +182,8 @@ macro_rules! record_one {
             ),
         };
         let inserted = sqlx::query(
-            "INSERT INTO deliveries (id, event, action, dedupe_key, body, outcome, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO deliveries (id, event, action, dedupe_key, body, outcome, received_at, \
+             key_scheme) VALUES ($1, $2, $3, $4, $5, $6, $7, 2) ON CONFLICT DO NOTHING",
         )
         .bind(&delivery.id)
         .bind(&delivery.event)
@@ -297,6 +308,85 @@ impl Store {
                 .await?
         });
         Ok(row.map(|(outcome,)| outcome))
+    }
+
+    /// The stored body of a delivery; `None` when the delivery is unknown or its body was
+    /// removed after the retention period.
+    pub async fn delivery_body(&self, id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = crate::on_pool!(self, pool => {
+            sqlx::query_as("SELECT body FROM deliveries WHERE id = $1 AND body <> ''")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(body,)| body))
+    }
+
+    /// Removes the bodies of at most `limit` deliveries received before `received_before`,
+    /// oldest first, and answers how many. The deliveries stay, with their deduplication keys,
+    /// so a removed body sent again is still a duplicate; the body of an earlier delivery stays
+    /// until it was keyed from it.
+    pub async fn remove_delivery_bodies(&self, received_before: i64, limit: i64) -> Result<u64> {
+        let removed = crate::on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE deliveries SET body = '' WHERE id IN (SELECT id FROM deliveries \
+                 WHERE body <> '' AND received_at < $1 AND key_scheme = 2 \
+                 ORDER BY received_at LIMIT $2)",
+            )
+            .bind(received_before)
+            .bind(limit)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(removed)
+    }
+
+    /// At most `limit` deliveries stored before every delivery was keyed by what it did or by
+    /// its body, oldest first.
+    pub async fn earlier_deliveries(&self, limit: i64) -> Result<Vec<EarlierDelivery>> {
+        let rows: Vec<(String, String, String)> = crate::on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, event, body FROM deliveries WHERE key_scheme < 2 \
+                 ORDER BY received_at LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, event, body)| EarlierDelivery { id, event, body })
+            .collect())
+    }
+
+    /// Gives earlier deliveries their keys of today, `(delivery id, key)`, in one transaction;
+    /// `None` leaves a delivery's key as it was. A key another delivery holds already is left
+    /// with that one (which recognises the event as well). Either way the delivery is keyed.
+    pub async fn rekey_deliveries(&self, keys: &[(String, Option<String>)]) -> Result<()> {
+        in_transaction!(self, tx => {
+            for (id, key) in keys {
+                let rekeyed = match key {
+                    Some(key) => sqlx::query(
+                        "UPDATE deliveries SET dedupe_key = $2, key_scheme = 2 WHERE id = $1 \
+                         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE dedupe_key = $2)",
+                    )
+                    .bind(id)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+                    None => 0,
+                };
+                if rekeyed == 0 {
+                    sqlx::query("UPDATE deliveries SET key_scheme = 2 WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        });
+        Ok(())
     }
 
     /// How many deliveries are stored.

@@ -17,6 +17,7 @@ mod builds;
 mod deliveries;
 mod env;
 mod github_reports;
+mod hook_signatures;
 mod logs;
 mod migrate;
 mod releases;
@@ -26,14 +27,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use agents::hash_token;
 pub use backup::{DatabaseContents, DatabaseSummary, restore_sqlite};
 pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
-pub use deliveries::{DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery};
+pub use deliveries::{
+    DeliveryEffect, DeliveryOutcome, EarlierDelivery, InstallationChange, NewDelivery,
+};
 pub use env::StoredEnv;
 pub use github_reports::{GithubReport, GithubReportEnd};
 pub use logs::AppendOutcome;
@@ -74,6 +75,9 @@ pub enum StoreError {
     /// The database URL is not one Wharf knows.
     #[error("{0}")]
     Url(String),
+    /// The SQLite database file could not be created.
+    #[error("{0}")]
+    File(String),
     /// A backup could not be made, or a file given as a backup cannot be restored.
     #[error("{0}")]
     Backup(String),
@@ -131,11 +135,50 @@ pub enum DatabaseKind {
     Postgres,
 }
 
+/// How a SQLite commit reaches the disk (`PRAGMA synchronous`). Both keep every commit through
+/// a crash of the process; they differ on a power loss or a crash of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSynchronous {
+    /// The WAL is synced at checkpoints only: the last commits before a power loss may be lost
+    /// (the database stays consistent). Fast.
+    #[default]
+    Normal,
+    /// The WAL is synced at every commit: a commit survives a power loss. Slower.
+    Full,
+}
+
+impl std::str::FromStr for SqliteSynchronous {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<SqliteSynchronous, String> {
+        match text {
+            "normal" => Ok(SqliteSynchronous::Normal),
+            "full" => Ok(SqliteSynchronous::Full),
+            other => Err(format!(
+                "{other:?} is not a SQLite synchronous mode: use full or normal"
+            )),
+        }
+    }
+}
+
+/// How to open a store, beyond its URL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    /// How SQLite commits reach the disk; PostgreSQL has its own settings.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
 impl Store {
-    /// Opens the database at `url` (`sqlite://PATH`, `sqlite:PATH` or `postgres://…`) and brings
-    /// its schema up to date. A SQLite file is created when missing.
+    /// Opens the database at `url` (`sqlite://PATH`, `sqlite:PATH` or `postgres://…`) with the
+    /// default options and brings its schema up to date. A SQLite file is created when missing.
     pub async fn connect(url: &str) -> Result<Store> {
-        let store = Store::open(url, Opening::CreateWhenMissing).await?;
+        Store::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Opens the database at `url` with `options` and brings its schema up to date. A SQLite
+    /// file is created when missing, readable and writable by its owner only.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store> {
+        let store = Store::open(url, Opening::CreateWhenMissing, options).await?;
         store.migrate().await?;
         Ok(store)
     }
@@ -144,10 +187,10 @@ impl Store {
     /// it (`wharf backup`, `wharf doctor`): its schema is not changed, and a SQLite file that does
     /// not exist is [`StoreError::NotFound`] rather than created.
     pub async fn open_existing(url: &str) -> Result<Store> {
-        Store::open(url, Opening::Existing).await
+        Store::open(url, Opening::Existing, StoreOptions::default()).await
     }
 
-    async fn open(url: &str, opening: Opening) -> Result<Store> {
+    async fn open(url: &str, opening: Opening, options: StoreOptions) -> Result<Store> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|error| {
                 StoreError::Url(format!(
@@ -164,15 +207,22 @@ impl Store {
                 backend: Backend::Postgres(pool),
             })
         } else if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
+            let connect = SqliteConnectOptions::from_str(url)
                 .map_err(|error| StoreError::Url(format!("invalid SQLite URL: {error}")))?;
-            if opening == Opening::Existing && !options.get_filename().exists() {
-                return Err(StoreError::NotFound(format!(
-                    "no database at {}",
-                    options.get_filename().display()
-                )));
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            match opening {
+                Opening::Existing if !connect.get_filename().exists() => {
+                    return Err(StoreError::NotFound(format!(
+                        "no database at {}",
+                        connect.get_filename().display()
+                    )));
+                }
+                Opening::CreateWhenMissing if !in_memory => {
+                    create_private_file(connect.get_filename())?;
+                }
+                _ => {}
             }
-            Store::open_sqlite(options).await
+            Store::open_sqlite(connect, options.sqlite_synchronous).await
         } else {
             Err(StoreError::Url(
                 "unsupported database URL: expected sqlite://PATH or postgres://…".to_owned(),
@@ -180,21 +230,34 @@ impl Store {
         }
     }
 
-    /// Opens (creating when missing) the SQLite file at `path`.
+    /// Opens (creating when missing, readable by its owner only) the SQLite file at `path`.
     pub async fn open_sqlite_file(path: &std::path::Path) -> Result<Store> {
-        let store = Store::open_sqlite(SqliteConnectOptions::new().filename(path)).await?;
+        create_private_file(path)?;
+        let store = Store::open_sqlite(
+            SqliteConnectOptions::new().filename(path),
+            SqliteSynchronous::default(),
+        )
+        .await?;
         store.migrate().await?;
         Ok(store)
     }
 
-    async fn open_sqlite(options: SqliteConnectOptions) -> Result<Store> {
+    async fn open_sqlite(
+        options: SqliteConnectOptions,
+        synchronous: SqliteSynchronous,
+    ) -> Result<Store> {
         // WAL lets readers run beside the single writer. With synchronous=NORMAL a commit is in
         // the WAL file before it returns, so a crash of the process loses no committed write;
         // only a power loss can take the last commits, as for any WAL database in this mode.
+        // FULL syncs the WAL at every commit, so a power loss takes none.
+        let synchronous = match synchronous {
+            SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+            SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+        };
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -223,6 +286,18 @@ impl Store {
         }
     }
 
+    /// SQLite's `PRAGMA synchronous` as a connection of this store sees it (1 NORMAL, 2 FULL);
+    /// `None` on PostgreSQL.
+    pub async fn sqlite_synchronous(&self) -> Result<Option<i64>> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(pool).await?;
+                Ok(Some(mode))
+            }
+            Backend::Postgres(_) => Ok(None),
+        }
+    }
+
     /// Answers whether the database responds.
     pub async fn ping(&self) -> Result<()> {
         on_pool!(self, pool => {
@@ -234,6 +309,39 @@ impl Store {
     /// Closes every connection; used at shutdown.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Creates the SQLite database file at `path` when it is missing, readable and writable by its
+/// owner only; SQLite gives its WAL and shared-memory files the same mode. A file that exists
+/// is left as it is, with a warning when others may read it. A missing directory is left for
+/// SQLite to report.
+fn create_private_file(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(metadata) = std::fs::metadata(path)
+                && metadata.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+                    "the database file may be read by other users; `chmod 600` it"
+                );
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(StoreError::File(format!(
+            "cannot create the database file {}: {error}",
+            path.display()
+        ))),
     }
 }
 

@@ -38,6 +38,9 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "releases", "0007_releases"),
     migration!(8, "github_deployments", "0008_github_deployments"),
     migration!(9, "environments", "0009_environments"),
+    migration!(10, "hook_signatures", "0010_hook_signatures"),
+    migration!(11, "delivery_retention", "0011_delivery_retention"),
+    migration!(12, "delivery_keys", "0012_delivery_keys"),
 ];
 
 /// The newest schema this version of Wharf knows: the number of its last migration.

@@ -129,3 +129,29 @@ pub async fn set_release_state(
     });
     Ok(())
 }
+
+/// Stores a delivery as a Wharf from before every delivery was keyed by what it did or by its
+/// body did: with `dedupe_key` (a push's repository, ref and `after`, or none).
+pub async fn insert_earlier_delivery(
+    store: &Store,
+    id: &str,
+    event: &str,
+    dedupe_key: Option<&str>,
+    body: &str,
+    received_at: i64,
+) -> Result<()> {
+    crate::on_pool!(store, pool => {
+        sqlx::query(
+            "INSERT INTO deliveries (id, event, action, dedupe_key, body, outcome, received_at, \
+             key_scheme) VALUES ($1, $2, NULL, $3, $4, 'stored', $5, 1)",
+        )
+        .bind(id)
+        .bind(event)
+        .bind(dedupe_key)
+        .bind(body)
+        .bind(received_at)
+        .execute(pool)
+        .await?;
+    });
+    Ok(())
+}

@@ -12,6 +12,7 @@ use clap::Args;
 use secrecy::SecretString;
 use wharf_github::{AppConfig, DEFAULT_API_URL, GithubApp};
 use wharf_server::{GithubSettings, ServerConfig};
+use wharf_store::SqliteSynchronous;
 
 /// The keys a config file may hold; each maps to `WHARF_<KEY>`.
 const FILE_KEYS: &[&str] = &[
@@ -30,6 +31,8 @@ const FILE_KEYS: &[&str] = &[
     "github_api_url",
     "lease_seconds",
     "max_attempts",
+    "sqlite_synchronous",
+    "delivery_retention",
     "server",
     "agent_token",
     "agent_token_file",
@@ -166,9 +169,46 @@ pub struct ServerArgs {
     /// How many times a build is handed out before an expired lease fails it.
     #[arg(long, env = "WHARF_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: i64,
+    /// How a SQLite commit reaches the disk: normal (a power loss may take the last commits)
+    /// or full (every commit is synced: it survives a power loss; slower).
+    #[arg(long, env = "WHARF_SQLITE_SYNCHRONOUS", default_value = "normal")]
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// How long stored webhook bodies are kept, such as 30d or 12h; then they are removed and
+    /// only what deduplicates them stays.
+    #[arg(long, env = "WHARF_DELIVERY_RETENTION", default_value = "30d", value_parser = duration_setting)]
+    pub delivery_retention: Duration,
     /// An optional TOML file of settings (read before flags; see the README).
     #[arg(long, env = "WHARF_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// Reads a duration setting such as `30d`, `12h` or `90m`.
+fn duration_setting(text: &str) -> Result<Duration, String> {
+    wharf_domain::duration::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 30d, 12h or 90m"))
+}
+
+/// Creates the data directory (and its missing parents) readable by its owner only. One that
+/// exists is left as it is, with a warning when others may read it.
+pub fn create_data_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create the data directory {}", path.display()))?;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the data directory {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the data directory may be read by other users; `chmod 700` it"
+        );
+    }
+    Ok(())
 }
 
 impl ServerArgs {
@@ -196,6 +236,7 @@ impl ServerArgs {
         config.app_url_scheme = self.app_url_scheme.clone();
         config.lease = Duration::from_secs(self.lease_seconds);
         config.max_attempts = self.max_attempts;
+        config.delivery_retention = self.delivery_retention;
         config.github = self.github_settings()?;
         config.sealing_key = std::sync::Arc::new(self.state.sealing_key(sealed_values)?);
         Ok(config)
@@ -299,12 +340,7 @@ impl StateArgs {
         if let Some(url) = &self.database_url {
             return Ok(url.clone());
         }
-        std::fs::create_dir_all(&self.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                self.data_dir.display()
-            )
-        })?;
+        create_data_dir(&self.data_dir)?;
         Ok(format!("sqlite://{}", self.default_database().display()))
     }
 
@@ -354,7 +390,7 @@ impl StateArgs {
                 );
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.data_dir)?;
+                create_data_dir(&self.data_dir)?;
                 let key = wharf_server::SealingKey::generate()?;
                 crate::write_private_file(&path, &key)?;
                 tracing::info!(path = %path.display(), "made a new secret key; keep it with the database");

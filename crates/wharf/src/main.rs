@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use tokio::sync::watch;
 use wharf_agent::{AgentConfig, ImageBuilder};
 use wharf_runtime::registry::LocalRegistry;
-use wharf_store::Store;
+use wharf_store::{Store, StoreOptions};
 
 /// Where `wharf up` runs its own registry when none is configured.
 const LOCAL_REGISTRY: &str = "127.0.0.1:5000";
@@ -138,9 +138,22 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 
 async fn open_store(args: &ServerArgs) -> anyhow::Result<Store> {
     let url = args.state.database_url()?;
-    Store::connect(&url)
+    let options = StoreOptions {
+        sqlite_synchronous: args.sqlite_synchronous,
+    };
+    let store = Store::connect_with(&url, options)
         .await
-        .context("cannot open the database")
+        .context("cannot open the database")?;
+    // What SQLite itself says, so the log shows the mode in force.
+    if let Some(mode) = store.sqlite_synchronous().await? {
+        let synchronous = match mode {
+            2 => "full",
+            1 => "normal",
+            _ => "other",
+        };
+        tracing::info!(synchronous, "SQLite database opened");
+    }
+    Ok(store)
 }
 
 async fn start_server(
@@ -226,7 +239,7 @@ fn up_admin_token(args: &ServerArgs) -> anyhow::Result<SecretString> {
         "wharf_admin_{}",
         Alphanumeric.sample_string(&mut rand::rng(), 40)
     );
-    std::fs::create_dir_all(&args.state.data_dir)?;
+    config::create_data_dir(&args.state.data_dir)?;
     write_private_file(&path, &token)?;
     eprintln!(
         "Admin token (shown once, kept in {}):\n\n    export WHARF_TOKEN={token}\n",
@@ -242,12 +255,7 @@ pub(crate) fn write_private_file(path: &std::path::Path, contents: &str) -> anyh
 }
 
 async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.state.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            args.state.data_dir.display()
-        )
-    })?;
+    config::create_data_dir(&args.state.data_dir)?;
     let admin_token = up_admin_token(&args)?;
     let store = open_store(&args).await?;
     let agent_token = wharf_server::issue_agent_token(&store, wharf_wire::DEFAULT_HOST).await?;

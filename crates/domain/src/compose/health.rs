@@ -121,55 +121,7 @@ impl ServiceReader<'_> {
 /// Reads a compose duration (Go's syntax): one or more decimal numbers, each with a unit among
 /// `ns`, `us` (`µs`), `ms`, `s`, `m`, `h`, such as `1m30s`, `500ms` or `1.5h`; `0` alone is zero.
 pub fn parse_compose_duration(text: &str) -> Option<Duration> {
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    if text.is_empty() || text.len() > 64 {
-        return None;
-    }
-    let mut rest = text;
-    let mut total_nanos: u128 = 0;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (number, after) = rest.split_at(number_end);
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
-            return None;
-        }
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_end);
-        let unit_nanos: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60 * 1_000_000_000,
-            "h" => 3_600 * 1_000_000_000,
-            _ => return None,
-        };
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().ok()?
-        };
-        // Digits past nanoseconds of an hour change nothing; 18 keep the arithmetic in range.
-        let fraction = &fraction[..fraction.len().min(18)];
-        let fraction_nanos = if fraction.is_empty() {
-            0
-        } else {
-            fraction.parse::<u128>().ok()? * unit_nanos / 10u128.pow(fraction.len() as u32)
-        };
-        total_nanos = total_nanos
-            .checked_add(whole.checked_mul(unit_nanos)?)?
-            .checked_add(fraction_nanos)?;
-        rest = next;
-    }
-    let nanos = u64::try_from(total_nanos).ok()?;
-    Some(Duration::from_nanos(nanos))
+    crate::duration::parse_go_duration(text)
 }
 
 #[cfg(test)]

@@ -39,10 +39,9 @@ impl Core {
             WebhookEvent::Installation(installation) => installation_effect(installation),
             WebhookEvent::InstallationRepositories(change) => repositories_effect(change),
         };
-        let dedupe_key = match event {
-            WebhookEvent::Push(push) => push.dedupe_key(),
-            _ => None,
-        };
+        // Known by what it did (a push of a branch) or by its signed body (everything else),
+        // so a delivery replayed under a new id is a duplicate.
+        let dedupe_key = Some(event.dedupe_key(body));
         // The body parsed as JSON, so it is UTF-8; this cannot fail, but is checked rather than
         // assumed.
         let text = std::str::from_utf8(body)
@@ -63,6 +62,37 @@ impl Core {
             tracing::info!(delivery = delivery_id, event = event.name(), %outcome, "webhook delivery stored");
         }
         Ok(Some(outcome))
+    }
+}
+
+/// The most earlier deliveries keyed again in one transaction.
+const REKEY_BATCH: i64 = 500;
+
+impl Core {
+    /// Gives the deliveries an earlier Wharf stored the keys of today, derived from their
+    /// stored bodies as [`Core::record_delivery`] derives them, in batches until none is left;
+    /// answers how many. A body that no longer parses keeps its delivery's key as it was.
+    pub(crate) async fn rekey_earlier_deliveries(&self) -> Result<usize, StoreError> {
+        let mut rekeyed = 0;
+        loop {
+            let batch = self.store.earlier_deliveries(REKEY_BATCH).await?;
+            let keys: Vec<(String, Option<String>)> = batch
+                .iter()
+                .map(|delivery| {
+                    let body = delivery.body.as_bytes();
+                    let key = WebhookEvent::parse(&delivery.event, body)
+                        .ok()
+                        .filter(|event| !matches!(event, WebhookEvent::Ignored(_)))
+                        .map(|event| event.dedupe_key(body));
+                    (delivery.id.clone(), key)
+                })
+                .collect();
+            self.store.rekey_deliveries(&keys).await?;
+            rekeyed += keys.len();
+            if keys.len() < REKEY_BATCH as usize {
+                return Ok(rekeyed);
+            }
+        }
     }
 }
 

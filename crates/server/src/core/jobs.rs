@@ -1,6 +1,8 @@
 //! The server's background tasks, started here: the periodic work (returning builds whose lease
-//! ran out to the queue, failing the rollouts of agents that stopped answering), the release
-//! scheduler and the GitHub reporter.
+//! ran out to the queue, failing the rollouts of agents that stopped answering; less often,
+//! housekeeping: forgetting deploy-hook signatures past their time, keying deliveries an
+//! earlier Wharf stored, removing webhook bodies past their retention), the release scheduler
+//! and the GitHub reporter.
 //!
 //! Every statement is atomic and harmless to repeat, so several server replicas may run this
 //! at once without coordinating.
@@ -30,10 +32,13 @@ pub(crate) fn start(core: &Core, shutdown: &watch::Receiver<bool>) -> Background
     ])
 }
 
-/// Lease expiry and abandoned rollouts, every `lease_check_interval`, until shutdown.
+/// Lease expiry and abandoned rollouts, every `lease_check_interval`, and housekeeping, every
+/// `housekeeping_interval`, until shutdown.
 async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(core.config.lease_check_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping = tokio::time::interval(core.config.housekeeping_interval);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let up_since = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -45,7 +50,56 @@ async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
                     abandon_rollouts(&core).await;
                 }
             }
+            _ = housekeeping.tick() => keep_house(&core).await,
             _ = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// The most webhook bodies one statement removes, so the write lock is never held long.
+const BODIES_PER_BATCH: i64 = 1000;
+
+/// What the store holds only for a time: deploy-hook signatures past theirs are forgotten, and
+/// webhook bodies older than the retention period are removed (their deliveries and
+/// deduplication keys stay), in batches until none is left; before that, deliveries an earlier
+/// Wharf stored get their keys of today.
+async fn keep_house(core: &Core) {
+    let now = now_millis();
+    match core.store.forget_expired_hook_signatures(now).await {
+        Ok(0) => {}
+        Ok(forgotten) => tracing::debug!(forgotten, "expired deploy-hook signatures forgotten"),
+        Err(error) => tracing::error!(%error, "forgetting expired deploy-hook signatures failed"),
+    }
+    // Deliveries an earlier Wharf stored are keyed from their bodies (whose removal waits
+    // for it).
+    match core.rekey_earlier_deliveries().await {
+        Ok(0) => {}
+        Ok(rekeyed) => tracing::info!(rekeyed, "earlier webhook deliveries keyed by their bodies"),
+        Err(error) => {
+            tracing::error!(%error, "keying earlier webhook deliveries failed");
+            return;
+        }
+    }
+    let retention = i64::try_from(core.config.delivery_retention.as_millis()).unwrap_or(i64::MAX);
+    let received_before = now.saturating_sub(retention);
+    loop {
+        match core
+            .store
+            .remove_delivery_bodies(received_before, BODIES_PER_BATCH)
+            .await
+        {
+            Ok(removed) => {
+                if removed > 0 {
+                    tracing::info!(removed, "webhook bodies past their retention removed");
+                }
+                if removed < BODIES_PER_BATCH as u64 {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "removing webhook bodies past their retention failed");
+                return;
+            }
         }
     }
 }

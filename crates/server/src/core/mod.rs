@@ -16,7 +16,7 @@ mod installations;
 mod intake;
 pub(crate) mod jobs;
 mod release_scheduler;
-mod releases;
+pub(crate) mod releases;
 pub(crate) mod sealing;
 mod services;
 pub(crate) mod signals;

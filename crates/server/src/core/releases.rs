@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
 use wharf_domain::names::{check_image_ref, check_image_tag, image_repository};
-use wharf_domain::signature;
+use wharf_domain::signature::{self, MAX_TIMESTAMP_SKEW_SECONDS, SigningTime};
 use wharf_store::NewRelease;
 use wharf_wire::{
     BuildState, DeployHook, DeployHookAnswer, DeploySecret, DeployService, Release, ReleaseTrigger,
@@ -149,17 +149,21 @@ impl Core {
         })
     }
 
-    /// The CI deploy hook: `body` signed with the service's deploy secret (`signature` is the
-    /// `X-Hub-Signature-256` value). Only the service's name is read before the signature is
-    /// checked (it says whose secret signs the body); nothing else is looked at or acted on
-    /// until the signature matches. Answers once the release has an outcome, or with the
-    /// release still rolling out after the service's health deadline and room for the pull.
+    /// The CI deploy hook: `body` signed at a time with the service's deploy secret. The
+    /// signing time must be within [`MAX_TIMESTAMP_SKEW_SECONDS`] of the server's clock, and
+    /// then only the service's name is read before the signature is checked (it says whose
+    /// secret signs the body); nothing else is looked at or acted on until the signature
+    /// matches, and a request taken before is refused. Answers once the release has an
+    /// outcome, or with the release still rolling out after the service's health deadline and
+    /// room for the pull.
     pub async fn deploy_hook(
         &self,
         body: &[u8],
-        signature: Option<&[u8]>,
+        proof: HookProof<'_>,
     ) -> Result<DeployHookAnswer, CoreError> {
-        let service = self.hook_service(body, signature).await?;
+        let time = SigningTime::check(proof.timestamp, now_millis() / 1000)
+            .map_err(|error| CoreError::Refused(error.to_string()))?;
+        let service = self.hook_service(body, &time, proof.signature).await?;
         let request: DeployHook = serde_json::from_slice(body).map_err(|error| {
             CoreError::Invalid(format!("the body is not a deploy request: {error}"))
         })?;
@@ -205,11 +209,13 @@ impl Core {
         })
     }
 
-    /// The service a deploy hook's body names, once the body's signature proves it comes from
-    /// someone holding that service's deploy secret.
+    /// The service a deploy hook's body names, once the signature proves the request comes
+    /// from someone holding that service's deploy secret, and the store that no server took
+    /// this request before.
     async fn hook_service(
         &self,
         body: &[u8],
+        time: &SigningTime,
         signature: Option<&[u8]>,
     ) -> Result<Service, CoreError> {
         #[derive(Deserialize)]
@@ -240,7 +246,23 @@ impl Core {
             .config
             .sealing_key
             .open(&deploy_secret_context(service.id), &sealed)?;
-        signature::verify(secret.as_bytes(), body, signature).map_err(|_| refused())?;
+        signature::verify_timestamped(secret.as_bytes(), time, body, signature)
+            .map_err(|_| refused())?;
+        // The signature verified, so it is `sha256=` and 64 hex digits; in lowercase it names
+        // the request whatever case the digits were sent in.
+        let seen = String::from_utf8_lossy(signature.unwrap_or_default()).to_ascii_lowercase();
+        let expires_at = (time.seconds + 2 * MAX_TIMESTAMP_SKEW_SECONDS) * 1000;
+        if !self
+            .store
+            .remember_hook_signature(&seen, expires_at)
+            .await?
+        {
+            return Err(CoreError::Refused(
+                "this request was taken before: each deploy-hook request is good once (sign \
+                 every request with the time it is sent)"
+                    .to_owned(),
+            ));
+        }
         Ok(service)
     }
 
@@ -271,6 +293,14 @@ impl Core {
                 )
             })
     }
+}
+
+/// What a deploy-hook request carries to prove who sent it and when: its `X-Wharf-Timestamp`
+/// and `X-Hub-Signature-256` header values.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HookProof<'a> {
+    pub timestamp: Option<&'a [u8]>,
+    pub signature: Option<&'a [u8]>,
 }
 
 /// How long the hook waits for an outcome: the health deadline and room for the pull.

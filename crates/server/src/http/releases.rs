@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use wharf_domain::signature;
 use wharf_wire::{DeploySecret, DeployService, Release, ReleaseState, RollbackService};
 
 use crate::core::Core;
+use crate::core::releases::HookProof;
 use crate::http::HttpError;
 use crate::http::auth::Admin;
 use crate::http::error::JsonBody;
@@ -85,16 +87,21 @@ async fn rotate_secret(
     Ok(Json(core.rotate_deploy_secret(&name).await?))
 }
 
-/// `POST /deploy`: the CI deploy hook, authenticated by the signature of its body with the
-/// service's deploy secret. The answer waits for the rollout's outcome: 200 live, 422 when the
+/// `POST /deploy`: the CI deploy hook, authenticated by the signature of its time and body
+/// with the service's deploy secret, and good once. The answer waits for the rollout's outcome: 200 live, 422 when the
 /// image could not be pulled (nothing running was touched), 502 when the new version was
 /// unhealthy and rolled back, 409 when a newer release replaced it, 202 when it is still
 /// rolling out after the wait.
 async fn hook(State(core): State<Core>, headers: HeaderMap, body: Bytes) -> Response {
-    let signature = headers
-        .get("x-hub-signature-256")
-        .map(|value| value.as_bytes());
-    match core.deploy_hook(&body, signature).await {
+    let proof = HookProof {
+        timestamp: headers
+            .get(signature::TIMESTAMP_HEADER)
+            .map(|value| value.as_bytes()),
+        signature: headers
+            .get("x-hub-signature-256")
+            .map(|value| value.as_bytes()),
+    };
+    match core.deploy_hook(&body, proof).await {
         Ok(answer) => {
             let status = match answer.state {
                 ReleaseState::Live => StatusCode::OK,

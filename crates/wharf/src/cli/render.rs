@@ -211,7 +211,8 @@ pub(super) fn service_changed(service: &Service) -> String {
 pub(super) fn deploy_secret(service: &str, secret: &DeploySecret) -> String {
     format!(
         "The deploy secret of {service}, shown only now (the previous one no longer works):\n\n    {}\n\n\
-         Sign POST /deploy bodies with it (X-Hub-Signature-256: sha256=HMAC-SHA256 of the body).\n",
+         Sign each POST /deploy with it: X-Wharf-Timestamp: the Unix time in seconds, and\n\
+         X-Hub-Signature-256: sha256=HMAC-SHA256 of \"{{timestamp}}.{{body}}\".\n",
         secret.secret.expose()
     )
 }
@@ -573,13 +574,14 @@ warning: no cache
             ),
             (
                 deploy_secret("web", &secret),
-                r"
+                r#"
 The deploy secret of web, shown only now (the previous one no longer works):
 
     whsec_1
 
-Sign POST /deploy bodies with it (X-Hub-Signature-256: sha256=HMAC-SHA256 of the body).
-",
+Sign each POST /deploy with it: X-Wharf-Timestamp: the Unix time in seconds, and
+X-Hub-Signature-256: sha256=HMAC-SHA256 of "{timestamp}.{body}".
+"#,
             ),
             (
                 agent_created(&credentials),

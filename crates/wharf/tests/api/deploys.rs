@@ -817,9 +817,15 @@ async fn the_deploy_hook_answers_by_outcome() {
         let url = format!("{}/deploy", app.url);
         async move {
             let body = body.to_string();
-            let signature = wharf_domain::signature::sign(key.as_bytes(), body.as_bytes());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let signature =
+                wharf_domain::signature::sign_timestamped(key.as_bytes(), now, body.as_bytes());
             let response = client
                 .post(url)
+                .header("x-wharf-timestamp", now.to_string())
                 .header("x-hub-signature-256", signature)
                 .header("content-type", "application/json")
                 .body(body)
@@ -878,13 +884,8 @@ async fn the_deploy_hook_answers_by_outcome() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
     let (status, _, text) = hook(json!({"service": "site"}), secret.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
-    let response = reqwest::Client::new()
-        .post(format!("{}/deploy", app.url))
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (status, _, text) = hook(json!("not a deploy request"), secret.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert_eq!(
         releases(&app).await.len(),
         3,

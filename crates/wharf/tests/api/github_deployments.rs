@@ -410,23 +410,7 @@ async fn build_and_go_live(app: &TestApp, agent: &str, id: i64) {
         json!({"state": "completed", "image": "registry.test/default/web:x", "digest": "sha256:00"}),
     )
     .await;
-    let claimed = app
-        .post_as(agent, "/v1/agent/rollouts/claim", json!({"wait_ms": 10000}))
-        .await;
-    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.text);
-    let rollout = claimed.body["job"]["rollout_id"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("a rollout for build #{id}: {}", claimed.text));
-    for state in ["starting", "health_checking", "live"] {
-        let answer = app
-            .post_as(
-                agent,
-                &format!("/v1/agent/rollouts/{rollout}/state"),
-                json!({"state": state}),
-            )
-            .await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    }
+    app.roll_out_live(agent).await;
 }
 
 #[tokio::test]

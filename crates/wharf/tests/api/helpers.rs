@@ -70,6 +70,8 @@ pub struct Options {
     pub max_log_bytes: Option<i64>,
     /// How long the stand-in's installation tokens live (GitHub: an hour).
     pub github_token_ttl: Option<Duration>,
+    /// How long stored webhook bodies are kept (default 30 days).
+    pub delivery_retention: Option<Duration>,
 }
 
 pub struct TestApp {
@@ -80,6 +82,8 @@ pub struct TestApp {
     pub app_key: Option<AppKey>,
     pub logs: LogCapture,
     pub database_url: String,
+    /// What the server was started with, for replicas of it.
+    pub config: ServerConfig,
     /// Keeps the server running for the test's life.
     _server: RunningServer,
     _database: TestDatabase,
@@ -105,6 +109,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.lease = options.lease.unwrap_or(Duration::from_secs(30));
     config.max_attempts = options.max_attempts.unwrap_or(3);
     config.lease_check_interval = Duration::from_millis(50);
+    config.housekeeping_interval = Duration::from_millis(50);
+    if let Some(retention) = options.delivery_retention {
+        config.delivery_retention = retention;
+    }
     if let Some(max_log_bytes) = options.max_log_bytes {
         config.max_log_bytes = max_log_bytes;
     }
@@ -140,7 +148,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         });
         (None, None)
     };
-    let server = wharf_server::start(listener, store.clone(), config).expect("server starts");
+    let server =
+        wharf_server::start(listener, store.clone(), config.clone()).expect("server starts");
     TestApp {
         url,
         store,
@@ -149,6 +158,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         app_key,
         logs,
         database_url: database.url.clone(),
+        config,
         _server: server,
         _database: database,
     }
@@ -162,7 +172,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    async fn read(response: reqwest::Response) -> Answer {
+    pub async fn read(response: reqwest::Response) -> Answer {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -205,6 +215,16 @@ impl TestApp {
             request = request.header("x-hub-signature-256", signature);
         }
         Answer::read(request.send().await.expect("webhook request")).await
+    }
+
+    /// Starts another server on the same database with the same settings (another replica);
+    /// it runs until the returned handle is dropped.
+    pub async fn start_replica(&self) -> (String, RunningServer) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = wharf_server::start(listener, self.store.clone(), self.config.clone())
+            .expect("replica starts");
+        (url, server)
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -305,6 +325,29 @@ impl TestApp {
         answer.body
     }
 
+    /// Claims the rollout waiting for the agent whose token is `agent` and reports it live
+    /// through the agent API, as a real agent would; answers the rollout's id.
+    pub async fn roll_out_live(&self, agent: &str) -> i64 {
+        let claimed = self
+            .post_as(agent, "/v1/agent/rollouts/claim", json!({"wait_ms": 10000}))
+            .await;
+        assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.text);
+        let rollout = claimed.body["job"]["rollout_id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("a rollout to claim: {}", claimed.text));
+        for state in ["starting", "health_checking", "live"] {
+            let answer = self
+                .post_as(
+                    agent,
+                    &format!("/v1/agent/rollouts/{rollout}/state"),
+                    json!({"state": state}),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        }
+        rollout
+    }
+
     /// Waits until build `id` is in `state`, failing after `deadline`.
     pub async fn wait_for_build_state(&self, id: i64, state: &str, deadline: Duration) -> Value {
         let started = tokio::time::Instant::now();
@@ -319,6 +362,20 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Waits until `condition` holds, looking every 20 ms; fails saying `what` did not happen
+/// within `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = tokio::time::Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < deadline, "{what} within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -5,6 +5,8 @@
 mod builds;
 mod cli;
 mod compose_deploys;
+mod data_at_rest;
+mod deploy_hook;
 mod deploys;
 mod durability;
 mod github_app;

@@ -90,20 +90,16 @@ pub async fn inspect(runtime: &str) -> RuntimeFound {
     }
     let spec = CommandSpec::new(program).args(args.iter().copied());
     match output(&spec, INFO_TIMEOUT, INFO_MAX_BYTES).await {
-        Ok((0, stdout, _)) if program == "podman" => judge_podman_info(&stdout),
-        Ok((0, stdout, _)) => judge_docker_info(&stdout),
-        Ok((code, _, stderr)) => RuntimeFound {
+        Ok(info) if info.success() && program == "podman" => judge_podman_info(&info.stdout),
+        Ok(info) if info.success() => judge_docker_info(&info.stdout),
+        Ok(info) => RuntimeFound {
             verdict: Verdict::failed(
                 RUNTIME_CHECK,
                 format!(
-                    "`{}` failed ({}): {}; see the containers.conf line below",
+                    "`{}` {}: {}; see the containers.conf line below",
                     spec.display(),
-                    if code < 0 {
-                        "timed out".to_owned()
-                    } else {
-                        format!("exit {code}")
-                    },
-                    last_line(&stderr)
+                    info.ended,
+                    info.last_line()
                 ),
             ),
             image_store: None,
@@ -113,13 +109,6 @@ pub async fn inspect(runtime: &str) -> RuntimeFound {
             image_store: None,
         },
     }
-}
-
-fn last_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .map_or("no output", str::trim)
 }
 
 fn judge_podman_info(json: &str) -> RuntimeFound {

@@ -119,9 +119,17 @@ async fn caddy(http: &reqwest::Client, admin: &str) -> Verdict {
     )
     .await
     {
-        Ok((0, stdout, _)) => stdout.split_whitespace().next().unwrap_or("").to_owned(),
-        Ok((_, _, stderr)) => {
-            return Verdict::failed(CHECK, format!("`caddy version` failed: {}", stderr.trim()));
+        Ok(found) if found.success() => found
+            .stdout
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        Ok(found) => {
+            return Verdict::failed(
+                CHECK,
+                format!("`caddy version` {}: {}", found.ended, found.last_line()),
+            );
         }
         Err(error) => return Verdict::failed(CHECK, error.to_string()),
     };
@@ -381,16 +389,16 @@ async fn disk(check: &'static str, path: &Path) -> Verdict {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let spec = CommandSpec::new("df").arg("-Pk").arg(&existing);
     match output(&spec, PROGRAM_TIMEOUT, 64 * 1024).await {
-        Ok((0, stdout, _)) => match parse_df(&stdout) {
+        Ok(df) if df.success() => match parse_df(&df.stdout) {
             Some((available, mount)) => judge_disk(check, path, available, &mount),
             None => Verdict::failed(
                 check,
                 format!("`{}` printed what Wharf cannot read", spec.display()),
             ),
         },
-        Ok((_, _, stderr)) => Verdict::failed(
+        Ok(df) => Verdict::failed(
             check,
-            format!("`{}` failed: {}", spec.display(), stderr.trim()),
+            format!("`{}` {}: {}", spec.display(), df.ended, df.last_line()),
         ),
         Err(error) => Verdict::failed(check, error.to_string()),
     }

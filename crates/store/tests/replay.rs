@@ -1,0 +1,125 @@
+//! What the store remembers so that requests cannot be replayed, and for how long, on the
+//! backend the test run selects: deploy-hook signatures until their window has passed, and the
+//! keys of deliveries stored before every delivery had one.
+
+use wharf_store::testing::{TestDatabase, insert_earlier_delivery};
+use wharf_store::{DeliveryEffect, DeliveryOutcome, NewDelivery, Store};
+
+const NOW: i64 = 1_800_000_000_000;
+
+async fn store() -> (Store, TestDatabase) {
+    TestDatabase::create().await.expect("a fresh test database")
+}
+
+#[tokio::test]
+async fn a_hook_signature_is_taken_once_until_it_is_forgotten() {
+    let (store, _database) = store().await;
+    let signature = format!("sha256={}", "a".repeat(64));
+    let other = format!("sha256={}", "b".repeat(64));
+    assert!(
+        store
+            .remember_hook_signature(&signature, NOW + 600_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remember_hook_signature(&signature, NOW + 600_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remember_hook_signature(&other, NOW + 1_200_000)
+            .await
+            .unwrap()
+    );
+    // Nothing is forgotten before its time.
+    assert_eq!(
+        store
+            .forget_expired_hook_signatures(NOW + 600_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        !store
+            .remember_hook_signature(&signature, NOW + 600_000)
+            .await
+            .unwrap()
+    );
+    // Past it, only what expired is forgotten.
+    assert_eq!(
+        store
+            .forget_expired_hook_signatures(NOW + 600_001)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        !store
+            .remember_hook_signature(&other, NOW + 1_200_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remember_hook_signature(&signature, NOW + 1_800_000)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn earlier_deliveries_take_their_keys_of_today_once() {
+    let (store, _database) = store().await;
+    // Stored by an earlier Wharf: two with one body (a replay it took), and one whose key of
+    // today a later delivery holds already.
+    for (id, key, received_at) in [
+        ("old-1", None, NOW - 3_000),
+        ("old-2", None, NOW - 2_000),
+        ("old-3", Some("push:1:refs/heads/main:aaaa"), NOW - 1_000),
+    ] {
+        insert_earlier_delivery(&store, id, "installation", key, "{}", received_at)
+            .await
+            .unwrap();
+    }
+    let later = NewDelivery {
+        id: "new-1".to_owned(),
+        event: "push".to_owned(),
+        action: None,
+        dedupe_key: Some("key-c".to_owned()),
+        body: "{}".to_owned(),
+    };
+    let nothing = DeliveryEffect::Nothing {
+        outcome: "stored".to_owned(),
+    };
+    store.record_delivery(&later, &nothing, NOW).await.unwrap();
+
+    let earlier = store.earlier_deliveries(2).await.unwrap();
+    let ids: Vec<&str> = earlier
+        .iter()
+        .map(|delivery| delivery.id.as_str())
+        .collect();
+    assert_eq!(ids, ["old-1", "old-2"], "oldest first, as many as asked");
+    store
+        .rekey_deliveries(&[
+            ("old-1".to_owned(), Some("key-a".to_owned())),
+            ("old-2".to_owned(), Some("key-a".to_owned())),
+            ("old-3".to_owned(), Some("key-c".to_owned())),
+        ])
+        .await
+        .unwrap();
+    assert!(store.earlier_deliveries(10).await.unwrap().is_empty());
+    // The keys recognise the bodies sent again, whichever delivery holds them.
+    for key in ["key-a", "key-c"] {
+        let again = NewDelivery {
+            id: format!("again-{key}"),
+            dedupe_key: Some(key.to_owned()),
+            ..later.clone()
+        };
+        let outcome = store.record_delivery(&again, &nothing, NOW).await.unwrap();
+        assert!(matches!(outcome, DeliveryOutcome::Duplicate), "{key}");
+    }
+    assert_eq!(store.count_deliveries().await.unwrap(), 4);
+}
