@@ -159,7 +159,7 @@ pub(super) fn render(args: &Args, bench: &Bench, measured: &Measured) -> String 
     let _ = writeln!(
         out,
         "## Failed requests while the version changes\n\n\
-{swaps} swaps between A and B under load, (a) by Wharf (`POST /v1/services/site/deploy`, blue-green; each swap waits until the old container has drained and stopped, so all of every deploy is inside the window) and (b) by `bench/stop-start-deploy.sh` (the seed's deploy script: pull, stop the old container, start the new one on the same published port, probe, roll back on failure). Both behind the same Caddy route `wharf-site` (for (b) its upstream is pointed at the script's fixed port through Caddy's admin API, keeping Wharf's retry settings: `try_duration` 5 s, `try_interval` 100 ms). One load run per method, 1 s of load before the first swap and after the last.\n\n\
+{swaps} swaps between A and B under load, (a) by Wharf (`POST /v1/services/site/deploy`, blue-green; each swap waits until the old container has drained and stopped, so all of every deploy is inside the window) and (b) by `bench/stop-start-deploy.sh` (the seed's deploy script: pull, stop the old container, start the new one on the same published port, probe, roll back on failure). Both behind the same Caddy route (`wharf.site.production`) (for (b) its upstream is pointed at the script's fixed port through Caddy's admin API, keeping Wharf's retry settings: `try_duration` 5 s, `try_interval` 100 ms). One load run per method, 1 s of load before the first swap and after the last.\n\n\
 | | (a) Wharf blue-green | (b) stop-then-start script |\n|---|---:|---:|",
         swaps = args.swaps
     );

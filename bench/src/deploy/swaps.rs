@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
+use wharf_domain::identity::DeployIdentity;
 
 use super::scene::Bench;
 use super::{HEALTH_RETRIES, STOP_GRACE_S, STOP_START_SCRIPT};
@@ -129,7 +130,8 @@ impl Bench {
     /// Points Wharf's route for `site` at `127.0.0.1:port` through Caddy's admin API, keeping
     /// everything else of the route (its host match, its retry settings).
     pub(super) async fn point_route_at(&self, port: u16) -> anyhow::Result<()> {
-        let url = format!("http://{}/id/wharf-site", self.edge_admin);
+        let route = DeployIdentity::new("site", "production")?.route_id();
+        let url = format!("http://{}/id/{route}", self.edge_admin);
         let mut route: Value = self.scene.http.get(&url).send().await?.json().await?;
         route["handle"][0]["upstreams"] = json!([{"dial": format!("127.0.0.1:{port}")}]);
         let response = self.scene.http.patch(&url).json(&route).send().await?;
