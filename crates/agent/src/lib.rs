@@ -336,14 +336,27 @@ async fn register(
         hostname: std::fs::read_to_string("/etc/hostname")
             .ok()
             .map(|name| name.trim().to_owned()),
+        protocol: wharf_wire::protocol::AGENT_PROTOCOL,
     };
     let mut retry = Retry::new(Duration::from_millis(200));
     loop {
         match client.send(&request).await {
-            Ok(settings) => return Ok(Some(settings)),
+            Ok(settings) => {
+                wharf_wire::protocol::check_server_protocol(
+                    settings.protocol,
+                    settings.server_version.as_deref(),
+                    env!("CARGO_PKG_VERSION"),
+                )
+                .map_err(anyhow::Error::msg)?;
+                return Ok(Some(settings));
+            }
             Err(error @ ClientError::Api { status: 401, .. }) => {
                 anyhow::bail!("the server refused this agent's token: {error}")
             }
+            Err(ClientError::Api {
+                status: 426,
+                message,
+            }) => anyhow::bail!("the server refused this agent's version: {message}"),
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = retry.delay_ms(), "cannot register yet");
                 if !retry.wait(shutdown).await {

@@ -69,6 +69,13 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// A newer Wharf has migrated the database past the schema this version knows; it is left
+    /// untouched.
+    #[error(
+        "the database's schema is {found}, newer than this Wharf knows ({known}): a newer Wharf \
+         has run on it; run that version or a later one (Wharf never downgrades a database)"
+    )]
+    NewerSchema { found: i64, known: i64 },
     /// The store's writer has stopped (the server is shutting down).
     #[error("the store is shutting down")]
     Closed,

@@ -49,17 +49,33 @@ pub const NEWEST_SCHEMA: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 /// An arbitrary constant naming Wharf's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK: i64 = 0x5748_4152_465f_4d49;
 
+const NEWEST_APPLIED: &str = "SELECT MAX(version) FROM wharf_migrations";
+
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wharf_migrations (
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
 impl Store {
-    /// Applies every migration not yet applied.
+    /// Applies every migration not yet applied. A database a newer Wharf has migrated is refused
+    /// untouched ([`StoreError::NewerSchema`]): its newer steps may have changed what this
+    /// version reads and writes.
     pub async fn migrate(&self) -> Result<()> {
+        self.migrate_until(NEWEST_SCHEMA).await
+    }
+
+    /// Applies the migrations not yet applied, up to and including step `last`.
+    pub(crate) async fn migrate_until(&self, last: i64) -> Result<()> {
+        let steps = MIGRATIONS
+            .iter()
+            .filter(|migration| migration.version <= last);
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut connection = pool.acquire().await?;
                 connection.execute(CREATE_TABLE).await?;
-                for migration in MIGRATIONS {
+                let (newest,): (Option<i64>,) = sqlx::query_as(NEWEST_APPLIED)
+                    .fetch_one(&mut *connection)
+                    .await?;
+                refuse_newer(newest)?;
+                for migration in steps {
                     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                     let applied: Option<(i64,)> =
                         sqlx::query_as("SELECT version FROM wharf_migrations WHERE version = $1")
@@ -86,7 +102,11 @@ impl Store {
                     .await?;
                 let outcome = async {
                     connection.execute(CREATE_TABLE).await?;
-                    for migration in MIGRATIONS {
+                    let (newest,): (Option<i64>,) = sqlx::query_as(NEWEST_APPLIED)
+                        .fetch_one(&mut *connection)
+                        .await?;
+                    refuse_newer(newest)?;
+                    for migration in steps {
                         let applied: Option<(i64,)> = sqlx::query_as(
                             "SELECT version FROM wharf_migrations WHERE version = $1",
                         )
@@ -116,6 +136,17 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// Refuses a database whose schema is newer than this Wharf knows.
+fn refuse_newer(newest_applied: Option<i64>) -> Result<()> {
+    match newest_applied {
+        Some(found) if found > NEWEST_SCHEMA => Err(StoreError::NewerSchema {
+            found,
+            known: NEWEST_SCHEMA,
+        }),
+        _ => Ok(()),
     }
 }
 

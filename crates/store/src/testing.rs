@@ -29,6 +29,12 @@ pub fn backend_name() -> String {
 impl TestDatabase {
     /// Creates an empty database and opens a migrated store on it.
     pub async fn create() -> Result<(Store, TestDatabase)> {
+        TestDatabase::create_at_schema(crate::NEWEST_SCHEMA).await
+    }
+
+    /// Creates an empty database migrated only up to step `schema`, as an earlier Wharf left
+    /// it, for tests of upgrades.
+    pub async fn create_at_schema(schema: i64) -> Result<(Store, TestDatabase)> {
         match backend_name().as_str() {
             "postgres" => {
                 let admin_url = std::env::var("WHARF_TEST_POSTGRES_URL").map_err(|_| {
@@ -54,7 +60,7 @@ impl TestDatabase {
                         ));
                     }
                 };
-                let store = Store::connect(&url).await?;
+                let store = open_at_schema(&url, schema).await?;
                 Ok((
                     store,
                     TestDatabase {
@@ -68,7 +74,7 @@ impl TestDatabase {
                     StoreError::Url(format!("cannot create a temporary directory: {error}"))
                 })?;
                 let url = format!("sqlite://{}", dir.path().join("wharf.db").display());
-                let store = Store::connect(&url).await?;
+                let store = open_at_schema(&url, schema).await?;
                 Ok((
                     store,
                     TestDatabase {
@@ -82,6 +88,22 @@ impl TestDatabase {
             ))),
         }
     }
+}
+
+/// Opens (creating) the database at `url` and migrates it up to step `schema`.
+async fn open_at_schema(url: &str, schema: i64) -> Result<Store> {
+    let store = Store::open(url, crate::Opening::CreateWhenMissing, Default::default()).await?;
+    store.migrate_until(schema).await?;
+    Ok(store)
+}
+
+/// Runs `sql` (one or more statements) as it is, for a test that writes rows the way an
+/// earlier schema held them.
+pub async fn execute(store: &Store, sql: &str) -> Result<()> {
+    crate::on_pool!(store, pool => {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await?;
+    });
+    Ok(())
 }
 
 /// Stores a release of build `build_id` in `state`, as the release scheduler would, for tests

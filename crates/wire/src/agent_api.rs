@@ -18,6 +18,10 @@ pub struct RegisterAgent {
     pub version: Option<String>,
     #[serde(default)]
     pub hostname: Option<String>,
+    /// The agent protocol the agent speaks ([`crate::protocol`]); agents from before versions
+    /// were exchanged send none and speak version 1.
+    #[serde(default = "crate::protocol::unversioned_protocol")]
+    pub protocol: u32,
 }
 
 api_request!(RegisterAgent: Post "/v1/agent/register" -> AgentSettings);
@@ -30,6 +34,12 @@ pub struct AgentSettings {
     pub lease_ms: u64,
     /// How often the agent should heartbeat (well inside the lease).
     pub heartbeat_ms: u64,
+    /// The agent protocol the server speaks ([`crate::protocol`]).
+    #[serde(default = "crate::protocol::unversioned_protocol")]
+    pub protocol: u32,
+    /// The server's Wharf version, for messages about versions.
+    #[serde(default)]
+    pub server_version: Option<String>,
 }
 
 /// `POST /v1/agent/claim`: long-polls for a build to run.

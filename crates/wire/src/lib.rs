@@ -6,7 +6,7 @@
 //!
 //! One module per resource: `services`, `variables`, `builds`, `logs`, `agents`,
 //! `registry_logins`, `release` (releases, rollouts and what agents ask about them) and
-//! `agent_api` (what agents ask about builds); `api` holds what every request shares, `secret`
+//! `agent_api` (what agents ask about builds); `protocol` holds the agent protocol's version; `api` holds what every request shares, `secret`
 //! how secrets travel and `time` how times are written. Every item is re-exported here, so a
 //! type's path is `wharf_wire::Name` whichever module holds it.
 
@@ -15,6 +15,7 @@ mod agents;
 mod api;
 mod builds;
 mod logs;
+pub mod protocol;
 mod registry_logins;
 mod release;
 mod secret;

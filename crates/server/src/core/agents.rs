@@ -47,6 +47,8 @@ impl Core {
         agent: &Agent,
         request: &RegisterAgent,
     ) -> Result<AgentSettings, CoreError> {
+        wharf_wire::protocol::check_agent_protocol(request.protocol, SERVER_VERSION)
+            .map_err(CoreError::Incompatible)?;
         let labels: Vec<String> = request
             .labels
             .iter()
@@ -86,9 +88,14 @@ impl Core {
             lease_ms,
             // Heartbeats also carry cancellations to the agent, so they come often whatever the lease.
             heartbeat_ms: (lease_ms / 3).clamp(100, 2000),
+            protocol: wharf_wire::protocol::AGENT_PROTOCOL,
+            server_version: Some(SERVER_VERSION.to_owned()),
         })
     }
 }
+
+/// This server's Wharf version.
+const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A new agent token: a recognisable prefix and 40 random alphanumerics (about 238 bits).
 fn new_agent_token() -> String {

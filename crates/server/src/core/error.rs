@@ -20,6 +20,9 @@ pub(crate) enum CoreError {
     /// It cannot be done in the state things are in now.
     #[error("{0}")]
     Conflict(String),
+    /// The caller speaks a protocol version this server no longer serves.
+    #[error("{0}")]
+    Incompatible(String),
     /// GitHub or a repository's host failed or refused.
     #[error("{0}")]
     Upstream(String),

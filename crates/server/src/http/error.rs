@@ -20,6 +20,9 @@ pub(crate) enum HttpError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// 426: the client must be upgraded to talk to this server.
+    #[error("{0}")]
+    UpgradeRequired(String),
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -39,6 +42,7 @@ impl From<CoreError> for HttpError {
             CoreError::Refused(message) => HttpError::Unauthorized(message),
             CoreError::NotFound(message) => HttpError::NotFound(message),
             CoreError::Conflict(message) => HttpError::Conflict(message),
+            CoreError::Incompatible(message) => HttpError::UpgradeRequired(message),
             CoreError::Upstream(message) => HttpError::BadGateway(message),
             CoreError::Unavailable(message) => HttpError::Unavailable(message),
             CoreError::Sealing(error) => HttpError::Sealing(error),
@@ -54,6 +58,7 @@ impl IntoResponse for HttpError {
             HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
+            HttpError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             HttpError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             HttpError::Sealing(error) => {
                 tracing::error!(%error, "sealing");

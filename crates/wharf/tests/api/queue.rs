@@ -371,3 +371,57 @@ async fn a_running_agent_claims_and_reports_and_survives_a_server_restart_wait()
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn agents_of_neighbouring_protocol_versions_register_and_older_ones_are_told_to_upgrade() {
+    use wharf_wire::protocol::{AGENT_PROTOCOL, OLDEST_AGENT_PROTOCOL};
+
+    let app = spawn_app().await;
+    let token = app.create_agent("builder").await;
+
+    // An agent from before versions were exchanged sends none, and speaks the first protocol.
+    let unversioned = app
+        .post_as(&token, "/v1/agent/register", json!({"labels": ["build"]}))
+        .await;
+    assert_eq!(unversioned.status, StatusCode::OK, "{}", unversioned.text);
+    assert_eq!(unversioned.body["protocol"], json!(AGENT_PROTOCOL));
+    assert_eq!(
+        unversioned.body["server_version"],
+        json!(env!("CARGO_PKG_VERSION"))
+    );
+
+    // This version, and a newer one (which decides for itself), are served.
+    for protocol in [AGENT_PROTOCOL, AGENT_PROTOCOL + 1] {
+        let answer = app
+            .post_as(
+                &token,
+                "/v1/agent/register",
+                json!({"labels": ["build"], "protocol": protocol}),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "protocol {protocol}: {}",
+            answer.text
+        );
+    }
+
+    // One older than the oldest the server serves is told which side to upgrade.
+    let older = app
+        .post_as(
+            &token,
+            "/v1/agent/register",
+            json!({"labels": ["build"], "protocol": OLDEST_AGENT_PROTOCOL - 1}),
+        )
+        .await;
+    assert_eq!(older.status, StatusCode::UPGRADE_REQUIRED, "{}", older.text);
+    let message = older.body["error"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "upgrade the agent to Wharf {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{message}"
+    );
+}
