@@ -3,7 +3,7 @@
 //!
 //! The stand-in uses it to check every request body and query string that Wharf sends and every JSON
 //! response it answers against @octokit/openapi's `api.github.com.json`. Supported keywords: `$ref` (any local JSON pointer),
-//! `type` (a name or a list of names), `nullable`, `enum`, `required`, `properties`,
+//! `type` (a name or a list of names), `nullable`, `enum`, `const`, `required`, `properties`,
 //! `additionalProperties` (a boolean or a schema), `items`, `oneOf`, `anyOf`, `allOf`, `minLength`,
 //! `maxLength`, `minimum`, `maximum`, `exclusiveMinimum`/`exclusiveMaximum` (the 3.0 boolean form),
 //! `minItems`, `maxItems`, `uniqueItems`, `minProperties`, `maxProperties` and `format: date-time`.
@@ -416,6 +416,12 @@ impl Validator<'_> {
             ));
         }
 
+        if let Some(expected) = schema.get("const")
+            && !json_equal(expected, instance)
+        {
+            violations.push(format!("{location}: {instance} is not {expected}"));
+        }
+
         match instance {
             Value::String(text) => self.check_string(schema, text, location, violations),
             Value::Number(number) => {
@@ -776,6 +782,18 @@ mod tests {
         assert_eq!(violations.len(), 1);
         assert!(
             violations[0].starts_with("$: \"done\" is not one of"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn const_allows_its_value_alone() {
+        let schema = json!({"oneOf": [{"const": "push"}, {"const": "manual"}]});
+        assert!(check(schema.clone(), json!("manual")).is_empty());
+        let violations = check(schema, json!("retry"));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].starts_with("$: does not match any schema in oneOf"),
             "{violations:?}"
         );
     }

@@ -11,6 +11,7 @@ use crate::{
 
 /// `POST /v1/agent/register`: an agent announces itself with its token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RegisterAgent {
     #[serde(default)]
     pub labels: Vec<String>,
@@ -28,6 +29,7 @@ api_request!(RegisterAgent: Post "/v1/agent/register" -> AgentSettings);
 
 /// What the server tells a registering agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AgentSettings {
     pub agent: Agent,
     /// How long a claim's lease lasts without a heartbeat.
@@ -44,6 +46,7 @@ pub struct AgentSettings {
 
 /// `POST /v1/agent/claim`: long-polls for a build to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ClaimBuild {
     /// How long the server may hold the request open when no build waits (capped by the server).
     pub wait_ms: u64,
@@ -53,12 +56,14 @@ api_request!(ClaimBuild: Post "/v1/agent/claim" -> Claim);
 
 /// The answer to [`ClaimBuild`]: a job, or none when the wait ran out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Claim {
     pub job: Option<BuildJob>,
 }
 
 /// Everything an agent needs to run one build.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct BuildJob {
     pub build: Build,
     pub service: Service,
@@ -79,6 +84,7 @@ pub struct BuildJob {
 
 /// A build argument.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct BuildArg {
     pub name: String,
     pub value: String,
@@ -86,6 +92,7 @@ pub struct BuildArg {
 
 /// A build secret.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct BuildSecret {
     pub name: String,
     pub value: SecretText,
@@ -93,6 +100,7 @@ pub struct BuildSecret {
 
 /// `POST /v1/agent/heartbeat`: keeps the agent and the leases of its builds alive.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Heartbeat {
     /// The builds the agent is working on.
     #[serde(default)]
@@ -103,6 +111,7 @@ api_request!(Heartbeat: Post "/v1/agent/heartbeat" -> HeartbeatAnswer);
 
 /// The answer to [`Heartbeat`].
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct HeartbeatAnswer {
     /// Builds the agent must stop: cancelled, or no longer leased to it.
     pub stop: Vec<i64>,
@@ -110,6 +119,7 @@ pub struct HeartbeatAnswer {
 
 /// `POST /v1/agent/builds/{id}/state`: the leasing agent reports progress or the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReportBuildState {
     #[serde(skip)]
     pub id: i64,
@@ -149,6 +159,7 @@ api_request!(ReportBuildState: Post "/v1/agent/builds/{}/state" [id] -> Build);
 /// `POST /v1/agent/builds/{id}/clone-credentials`: what the leasing agent needs to fetch the
 /// commit of a repository reached through the GitHub App.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct GetCloneCredentials {
     #[serde(skip)]
     pub id: i64,
@@ -161,6 +172,7 @@ api_request!(
 /// A clone URL and the installation token that opens it. The token is short-lived; the agent
 /// passes it to git through the environment and never writes it anywhere.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CloneCredentials {
     pub clone_url: String,
     pub token: Option<SecretText>,

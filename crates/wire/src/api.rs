@@ -10,6 +10,13 @@ pub trait ApiRequest: Serialize {
     type Response: DeserializeOwned;
     /// The HTTP method.
     const METHOD: Method;
+    /// The path as a format string: each `{}` takes a field of the request, named in
+    /// [`ApiRequest::PATH_FIELDS`] in order; what follows a `?` is the query. The OpenAPI
+    /// document reads its path templates from it.
+    const PATH_FORMAT: &'static str;
+    /// The fields (as `field` or `outer.field`) whose values fill the `{}`s of
+    /// [`ApiRequest::PATH_FORMAT`], in order.
+    const PATH_FIELDS: &'static [&'static str];
     /// The path below the server's base URL, starting with `/`.
     fn path(&self) -> String;
 }
@@ -24,6 +31,8 @@ macro_rules! api_request {
         impl $crate::ApiRequest for $request {
             type Response = $response;
             const METHOD: $crate::Method = $crate::Method::$method;
+            const PATH_FORMAT: &'static str = $path;
+            const PATH_FIELDS: &'static [&'static str] = &[];
             fn path(&self) -> String {
                 $path.to_owned()
             }
@@ -33,6 +42,8 @@ macro_rules! api_request {
         impl $crate::ApiRequest for $request {
             type Response = $response;
             const METHOD: $crate::Method = $crate::Method::$method;
+            const PATH_FORMAT: &'static str = $path;
+            const PATH_FIELDS: &'static [&'static str] = &[$(stringify!($($field).+)),+];
             fn path(&self) -> String {
                 format!($path, $($crate::url_component(&self.$($field).+.to_string())),+)
             }
@@ -53,6 +64,7 @@ pub enum Method {
 
 /// The body of every error answer: one human-readable line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ApiError {
     pub error: String,
 }

@@ -8,6 +8,7 @@ use crate::{ApiRequest, Method, url_component};
 
 /// Where a build stands. The allowed moves between states live in `wharf-domain`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BuildState {
     Pending,
@@ -79,6 +80,7 @@ impl std::fmt::Display for BuildState {
 
 /// What caused a build.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BuildTrigger {
     /// A push to the service's tracked branch, delivered by a GitHub webhook.
@@ -111,6 +113,7 @@ impl BuildTrigger {
 
 /// A build of one commit of one service.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Build {
     pub id: i64,
     pub service: String,
@@ -161,6 +164,7 @@ pub struct Build {
 
 /// An image a build pushed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct BuiltImage {
     /// The compose service it is for; `None` for a service built from one Dockerfile.
     #[serde(default)]
@@ -172,6 +176,7 @@ pub struct BuiltImage {
 
 /// The step of a build that failed, with the command, its exit code and its last output lines.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct StepFailure {
     /// `clone`, `build`, `push`, …
     pub step: String,
@@ -184,6 +189,7 @@ pub struct StepFailure {
 
 /// `GET /v1/builds[?service=NAME]`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ListBuilds {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -194,6 +200,9 @@ pub struct ListBuilds {
 impl ApiRequest for ListBuilds {
     type Response = Vec<Build>;
     const METHOD: Method = Method::Get;
+    // The optional `service` is a query parameter of the request's own fields.
+    const PATH_FORMAT: &'static str = "/v1/builds";
+    const PATH_FIELDS: &'static [&'static str] = &[];
     fn path(&self) -> String {
         match &self.service {
             Some(service) => format!("/v1/builds?service={}", url_component(service)),
@@ -204,6 +213,7 @@ impl ApiRequest for ListBuilds {
 
 /// `GET /v1/builds/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ShowBuild {
     #[serde(skip)]
     pub id: i64,
@@ -213,6 +223,7 @@ api_request!(ShowBuild: Get "/v1/builds/{}" [id] -> Build);
 
 /// `POST /v1/builds/{id}/cancel`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CancelBuild {
     #[serde(skip)]
     pub id: i64,
@@ -222,6 +233,7 @@ api_request!(CancelBuild: Post "/v1/builds/{}/cancel" [id] -> Build);
 
 /// `POST /v1/builds/{id}/retry`: queues a new build of the same commit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RetryBuild {
     #[serde(skip)]
     pub id: i64,
@@ -231,6 +243,7 @@ api_request!(RetryBuild: Post "/v1/builds/{}/retry" [id] -> Build);
 
 /// `POST /v1/services/{name}/builds`: a manual build of a commit, or of the branch's head.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TriggerBuild {
     #[serde(skip)]
     pub service: String,

@@ -15,6 +15,8 @@ mod agents;
 mod api;
 mod builds;
 mod logs;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod protocol;
 mod registry_logins;
 mod release;

@@ -7,6 +7,7 @@ use crate::api::api_request;
 
 /// Which output a log line came from.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     Stdout,
@@ -33,6 +34,7 @@ impl LogStream {
 
 /// A line an agent sends.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct NewLogLine {
     pub stream: LogStream,
     pub text: String,
@@ -40,6 +42,7 @@ pub struct NewLogLine {
 
 /// `POST /v1/agent/builds/{id}/logs`: the leasing agent appends lines, in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AppendLogs {
     #[serde(skip)]
     pub id: i64,
@@ -48,6 +51,7 @@ pub struct AppendLogs {
 
 /// The answer to [`AppendLogs`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct AppendLogsAnswer {
     /// True once the build's log reached its size limit: further lines are dropped.
     pub truncated: bool,
@@ -57,6 +61,7 @@ api_request!(AppendLogs: Post "/v1/agent/builds/{}/logs" [id] -> AppendLogsAnswe
 
 /// A stored log line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct LogLine {
     /// 1, 2, 3… within the build.
     pub seq: i64,
@@ -67,6 +72,7 @@ pub struct LogLine {
 
 /// `GET /v1/builds/{id}/logs?after=SEQ`: the lines after `after`, and whether more can come.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct GetLogs {
     #[serde(skip)]
     pub id: i64,
@@ -79,6 +85,7 @@ pub struct GetLogs {
 
 /// The answer to [`GetLogs`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct BuildLogs {
     pub lines: Vec<LogLine>,
     pub state: BuildState,

@@ -7,6 +7,7 @@ use crate::api::api_request;
 
 /// A registry user and password.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RegistryLogin {
     pub username: String,
     pub password: SecretText,
@@ -15,6 +16,7 @@ pub struct RegistryLogin {
 /// `POST /v1/installations/{id}/registry-login`: the registry credentials that builds of one
 /// GitHub App installation push with. The password is sealed at rest and never shown again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct SetRegistryLogin {
     #[serde(skip)]
     pub installation_id: i64,
@@ -24,6 +26,7 @@ pub struct SetRegistryLogin {
 
 /// The answer to [`SetRegistryLogin`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RegistryLoginSet {
     pub installation_id: i64,
     pub username: String,

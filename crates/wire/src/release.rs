@@ -7,6 +7,7 @@ use crate::{RegistryLogin, SecretText};
 
 /// How a service is deployed; kept on the service and copied onto each release.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeploySettings {
     /// The environment releases go to (and GitHub deployments name).
     #[serde(default = "default_environment")]
@@ -104,6 +105,7 @@ impl DeploySettings {
 
 /// How a new version replaces the running one.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Start the new beside the old, health-check it, move traffic, drain and stop the old.
@@ -132,6 +134,7 @@ impl Strategy {
 /// with neither a port nor a `HEALTHCHECK` is healthy once it has kept running for the start
 /// period (at least one interval).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct HealthSettings {
     /// The HTTP status the probe expects.
     #[serde(default = "default_status")]
@@ -181,6 +184,7 @@ impl Default for HealthSettings {
 
 /// Where a release stands, on one host (a rollout) or as a whole.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseState {
     Pending,
@@ -249,6 +253,7 @@ impl std::fmt::Display for ReleaseState {
 
 /// What made a release.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseTrigger {
     /// A completed build of a service with auto-deploy on.
@@ -285,6 +290,7 @@ impl ReleaseTrigger {
 
 /// A version of a service for its environment: an image and the settings to run it with.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Release {
     pub id: i64,
     pub service: String,
@@ -311,6 +317,7 @@ pub struct Release {
 
 /// One release on one host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Rollout {
     pub id: i64,
     pub release_id: i64,
@@ -328,6 +335,7 @@ pub struct Rollout {
 
 /// One health probe.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ProbeResult {
     /// Milliseconds since the container started.
     pub after_ms: u64,
@@ -338,6 +346,7 @@ pub struct ProbeResult {
 
 /// `GET /v1/services/{name}/releases`, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ListReleases {
     #[serde(skip)]
     pub service: String,
@@ -347,6 +356,7 @@ api_request!(ListReleases: Get "/v1/services/{}/releases" [service] -> Vec<Relea
 
 /// `GET /v1/releases/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ShowRelease {
     #[serde(skip)]
     pub id: i64,
@@ -357,6 +367,7 @@ api_request!(ShowRelease: Get "/v1/releases/{}" [id] -> Release);
 /// `POST /v1/services/{name}/deploy`: a release without a rebuild, of the service's latest
 /// completed build, of a given build, or of a given image.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeployService {
     #[serde(skip)]
     pub service: String,
@@ -371,6 +382,7 @@ api_request!(DeployService: Post "/v1/services/{}/deploy" [service] -> Release);
 /// `POST /v1/services/{name}/rollback`: a release of an earlier release's image, by default
 /// the one live before the current one.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RollbackService {
     #[serde(skip)]
     pub service: String,
@@ -383,6 +395,7 @@ api_request!(RollbackService: Post "/v1/services/{}/rollback" [service] -> Relea
 /// `POST /v1/services/{name}/deploy-secret`: makes a new secret for the CI deploy hook and
 /// shows it once.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RotateDeploySecret {
     #[serde(skip)]
     pub service: String,
@@ -390,6 +403,7 @@ pub struct RotateDeploySecret {
 
 /// The answer to [`RotateDeploySecret`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeploySecret {
     pub secret: SecretText,
 }
@@ -398,6 +412,7 @@ api_request!(RotateDeploySecret: Post "/v1/services/{}/deploy-secret" [service] 
 
 /// The body of `POST /deploy`, the CI deploy hook.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeployHook {
     pub service: String,
     #[serde(default)]
@@ -409,6 +424,7 @@ pub struct DeployHook {
 
 /// The answer of `POST /deploy`, whatever the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeployHookAnswer {
     pub release: i64,
     pub state: ReleaseState,
@@ -418,6 +434,7 @@ pub struct DeployHookAnswer {
 
 /// A runtime variable with its value, as an agent receives it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct EnvVarValue {
     pub name: String,
     pub value: SecretText,
@@ -425,6 +442,7 @@ pub struct EnvVarValue {
 
 /// `POST /v1/agent/rollouts/claim`: waits up to `wait_ms` for a rollout for this host.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ClaimRollout {
     pub wait_ms: u64,
 }
@@ -433,12 +451,14 @@ api_request!(ClaimRollout: Post "/v1/agent/rollouts/claim" -> RolloutClaim);
 
 /// The answer to [`ClaimRollout`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RolloutClaim {
     pub job: Option<RolloutJob>,
 }
 
 /// Everything an agent needs to run one release on its host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RolloutJob {
     pub rollout_id: i64,
     pub release_id: i64,
@@ -467,11 +487,13 @@ pub struct RolloutJob {
 
 /// `GET /v1/agent/desired`: what this host should run now.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DesiredState {}
 
 /// What a host should run: its live releases, and the releases still to roll out there, whose
 /// containers (left by an interrupted attempt) the rollout takes up or removes itself.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Desired {
     /// One job per live release.
     pub live: Vec<RolloutJob>,
@@ -484,6 +506,7 @@ api_request!(DesiredState: Get "/v1/agent/desired" -> Desired);
 
 /// `POST /v1/agent/rollouts/{id}/state`: the agent reports progress or the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ReportRollout {
     #[serde(skip)]
     pub id: i64,

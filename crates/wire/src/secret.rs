@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A secret on the wire (a token, a password, a secret variable): plain text in JSON, and
 /// `[redacted]` in `Debug` output, so a logged request or answer never shows it.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct SecretText(String);
 

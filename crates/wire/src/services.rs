@@ -7,6 +7,7 @@ use crate::api::api_request;
 
 /// A service: one deployable thing built from one repository and branch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Service {
     pub id: i64,
     pub name: String,
@@ -41,6 +42,7 @@ impl Service {
 
 /// `POST /v1/services`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CreateService {
     pub name: String,
     /// Defaults to `default`.
@@ -71,6 +73,7 @@ api_request!(CreateService: Post "/v1/services" -> Service);
 
 /// `GET /v1/services/{name}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ShowService {
     #[serde(skip)]
     pub name: String,
@@ -81,6 +84,7 @@ api_request!(ShowService: Get "/v1/services/{}" [name] -> Service);
 /// `PUT /v1/services/{name}`: replaces a service's settings (all of them: read, change, put).
 /// The name and project stay; a change applies from the next build and the next release.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UpdateService {
     #[serde(flatten)]
     pub service: CreateService,
@@ -90,6 +94,7 @@ api_request!(UpdateService: Put "/v1/services/{}" [service.name] -> Service);
 
 /// `GET /v1/services`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ListServices {}
 
 api_request!(ListServices: Get "/v1/services" -> Vec<Service>);

@@ -8,6 +8,7 @@ use crate::api::api_request;
 
 /// A service's variable as the API shows it: secret values never leave the server.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct EnvVar {
     pub name: String,
     /// The value, or `null` for a secret.
@@ -20,6 +21,7 @@ pub struct EnvVar {
 
 /// `POST /v1/services/{name}/env`: sets (or replaces) one variable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct SetEnv {
     #[serde(skip)]
     pub service: String,
@@ -36,6 +38,7 @@ api_request!(SetEnv: Post "/v1/services/{}/env" [service] -> EnvVar);
 
 /// `GET /v1/services/{name}/env`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ListEnv {
     #[serde(skip)]
     pub service: String,
@@ -45,6 +48,7 @@ api_request!(ListEnv: Get "/v1/services/{}/env" [service] -> Vec<EnvVar>);
 
 /// `DELETE /v1/services/{name}/env/{var}`.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UnsetEnv {
     #[serde(skip)]
     pub service: String,

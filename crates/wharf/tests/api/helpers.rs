@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wharf_github::{AppConfig, GithubApp, RetryPolicy};
+use wharf_github_standin::schema::OpenApi;
 use wharf_github_standin::{AppKey, GithubStandin, StandinConfig};
 use wharf_server::{Backoff, GithubSettings, RunningServer, ServerConfig};
 use wharf_store::Store;
@@ -84,6 +85,9 @@ pub struct TestApp {
     pub database_url: String,
     /// What the server was started with, for replicas of it.
     pub config: ServerConfig,
+    /// The server's own OpenAPI document (`GET /v1/openapi.json`): every `/v1` exchange a test
+    /// makes through these helpers that the server accepts is checked against it.
+    pub api_document: Arc<OpenApi>,
     /// Keeps the server running for the test's life.
     _server: RunningServer,
     _database: TestDatabase,
@@ -150,10 +154,21 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     };
     let server =
         wharf_server::start(listener, store.clone(), config.clone()).expect("server starts");
+    let http = reqwest::Client::new();
+    let document: Value = http
+        .get(format!("{url}/v1/openapi.json"))
+        .send()
+        .await
+        .expect("GET /v1/openapi.json")
+        .json()
+        .await
+        .expect("the OpenAPI document is JSON");
+    let api_document = Arc::new(OpenApi::from_document(document).expect("an OpenAPI document"));
     TestApp {
         url,
         store,
-        http: reqwest::Client::new(),
+        api_document,
+        http,
         github,
         app_key,
         logs,
@@ -235,7 +250,59 @@ impl TestApp {
             .send()
             .await
             .expect("GET");
-        Answer::read(response).await
+        let answer = Answer::read(response).await;
+        self.check_against_document("GET", path, None, &answer);
+        answer
+    }
+
+    /// Panics with every difference between an exchange the server accepted (a 2xx) and the
+    /// server's OpenAPI document: an undocumented route or status, a request or an answer that
+    /// does not fit its schema. Refused requests are left alone: tests send broken ones on
+    /// purpose, and every error body is checked by the tests that expect it.
+    pub fn check_against_document(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&Value>,
+        answer: &Answer,
+    ) {
+        if !path_and_query.starts_with("/v1/") || !answer.status.is_success() {
+            return;
+        }
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let Some(operation) = self.api_document.find_operation(method, path) else {
+            panic!(
+                "{method} {path} answered {} but is not in /v1/openapi.json",
+                answer.status
+            );
+        };
+        // The tests' queries are plain names and numbers, so no percent-decoding is needed.
+        let query: Vec<(String, String)> = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        let mut violations = self.api_document.query_violations(operation, &query);
+        if method != "GET" && method != "DELETE" {
+            violations.extend(self.api_document.request_violations(operation, body));
+        }
+        if answer.body != Value::Null || !answer.text.is_empty() {
+            violations.extend(self.api_document.response_violations(
+                operation,
+                answer.status.as_u16(),
+                &answer.body,
+            ));
+        }
+        assert!(
+            violations.is_empty(),
+            "the exchange does not fit /v1/openapi.json:\n{}",
+            violations.join("\n")
+        );
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Answer {
@@ -267,7 +334,9 @@ impl TestApp {
             .send()
             .await
             .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
-        Answer::read(response).await
+        let answer = Answer::read(response).await;
+        self.check_against_document(method.as_str(), path, Some(&body), &answer);
+        answer
     }
 
     /// Creates a service through the API and returns its JSON.
