@@ -60,7 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let pool = generator.pool(args.pushes)?;
     let http = procs::http_client(4)?;
     let launch = WharfLaunch::fresh(&wharf_bin, dir.path(), &secret)?;
-    let mut wharf = start_tracking_server(&launch, &http, "claim").await?;
+    let mut wharf = start_tracking_server(&launch, &http, "claim", &[]).await?;
     let agent_token = wharf.add_agent(&http, "bench-agent").await?;
 
     let (claims_tx, mut claims) = mpsc::unbounded_channel::<anyhow::Result<(i64, Instant)>>();

@@ -126,7 +126,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let http = procs::http_client(args.connections)?;
 
     let launch = WharfLaunch::fresh(&wharf_bin, dir.path(), &secret)?;
-    let mut wharf = start_tracking_server(&launch, &http, "run").await?;
+    let mut wharf = start_tracking_server(&launch, &http, "run", &[]).await?;
 
     eprintln!("==> starting adnanh/webhook");
     let (mut webhook, webhook_url) = start_webhook(&webhook_bin, dir.path(), &secret).await?;

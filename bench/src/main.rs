@@ -8,6 +8,8 @@
 //! - `deploy`: failed requests through the edge while versions change (Wharf's blue-green
 //!   against a stop-then-start script), the way back from an unhealthy version, and push to
 //!   live against the raw shell pipeline.
+//! - `settings`: what a setting (`WHARF_SQLITE_SYNCHRONOUS=full`, say) or another build of Wharf
+//!   costs intake, in interleaved rounds against a baseline.
 //!
 //! All start the real `wharf server` binary as a child process on a temporary SQLite data
 //! directory and write a Markdown report. See bench/README.md.
@@ -25,6 +27,7 @@ mod load;
 mod payload;
 mod procs;
 mod report;
+mod settings;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +48,8 @@ enum Command {
     Build(build::Args),
     /// Failed requests during deploys, rollback, push to live, against plain scripts.
     Deploy(deploy::Args),
+    /// What a setting, or another build of Wharf, costs intake: interleaved rounds.
+    Settings(settings::Args),
 }
 
 #[tokio::main]
@@ -54,5 +59,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Claim(args) => claim::run(args).await,
         Command::Build(args) => build::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,
+        Command::Settings(args) => settings::run(args).await,
     }
 }

@@ -18,15 +18,17 @@ pub const REPO: &str = "acme/web";
 /// The branch every push updates; the benchmark's service tracks it.
 pub const BRANCH: &str = "main";
 
-/// Starts `launch` (its log `wharf-{label}.log`) and creates the service `web` that tracks
-/// [`REPO`] and [`BRANCH`], so that every push of the pool queues a build.
+/// Starts `launch` (its log `wharf-{label}.log`, with `extra_env` beside its own settings) and
+/// creates the service `web` that tracks [`REPO`] and [`BRANCH`], so that every push of the
+/// pool queues a build.
 pub async fn start_tracking_server(
     launch: &WharfLaunch,
     http: &reqwest::Client,
     label: &str,
+    extra_env: &[(&str, &str)],
 ) -> anyhow::Result<Wharf> {
     eprintln!("==> starting wharf server (SQLite in a temporary directory)");
-    let wharf = launch.start(http, label, &[]).await?;
+    let wharf = launch.start(http, label, extra_env).await?;
     wharf
         .admin_post(
             http,
