@@ -344,6 +344,10 @@ async fn register(
             Err(error @ ClientError::Api { status: 401, .. }) => {
                 anyhow::bail!("the server refused this agent's token: {error}")
             }
+            // A label the token does not allow (`WHARF_LABELS`): asking again changes nothing.
+            Err(error @ ClientError::Api { status: 403, .. }) => {
+                anyhow::bail!("the server refused this agent's labels: {error}")
+            }
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = retry.delay_ms(), "cannot register yet");
                 if !retry.wait(shutdown).await {

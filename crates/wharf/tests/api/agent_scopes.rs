@@ -4,8 +4,13 @@
 //! label names, and a revoked token is refused at once while its work goes back or fails and
 //! what was live stays live.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
+use secrecy::SecretString;
 use serde_json::{Value, json};
+use tokio::sync::watch;
+use wharf_agent::AgentConfig;
 
 use crate::helpers::{Answer, TestApp, sha, spawn_app};
 
@@ -248,4 +253,32 @@ async fn a_revoked_token_is_refused_and_its_work_returns_or_fails_while_the_live
     assert_eq!(again.body["requeued_builds"], json!([]));
     let unknown = app.post("/v1/agents/nobody/revoke", json!({})).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
+}
+
+#[tokio::test]
+async fn an_agent_asking_for_a_label_its_token_lacks_stops_saying_which() {
+    let app = spawn_app().await;
+    let token = app
+        .create_scoped_agent(json!({"name": "builder", "labels": ["build"]}))
+        .await;
+    let (_stop, stopped) = watch::channel(false);
+    let config = AgentConfig {
+        server: app.url.clone(),
+        token: SecretString::from(token),
+        labels: vec!["build".to_owned(), "deploy".to_owned()],
+        work_dir: std::env::temp_dir(),
+        claim_wait: Duration::from_secs(5),
+        deploy: None,
+    };
+    let builder = wharf_agent::ImageBuilder {
+        config: crate::parts::builder_config(None, Duration::from_secs(60)),
+    };
+    let ended = tokio::time::timeout(
+        Duration::from_secs(10),
+        wharf_agent::run(config, builder, stopped),
+    )
+    .await
+    .expect("the agent stops by itself");
+    let error = format!("{:#}", ended.expect_err("the agent stops with an error"));
+    assert!(error.contains("does not allow the label deploy"), "{error}");
 }
