@@ -69,6 +69,7 @@ api_request!(ListAgents: Get "/v1/agents" -> Vec<Agent>);
 /// to the queue and the rollouts it had not finished fail; what is live on its host stays so.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevokeAgent {
+    #[serde(skip)]
     pub name: String,
 }
 
