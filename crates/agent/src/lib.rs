@@ -357,6 +357,10 @@ async fn register(
                 status: 426,
                 message,
             }) => anyhow::bail!("the server refused this agent's version: {message}"),
+            // A label the token does not allow (`WHARF_LABELS`): asking again changes nothing.
+            Err(error @ ClientError::Api { status: 403, .. }) => {
+                anyhow::bail!("the server refused this agent's labels: {error}")
+            }
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = retry.delay_ms(), "cannot register yet");
                 if !retry.wait(shutdown).await {

@@ -1,11 +1,13 @@
 //! Wharf's rules, free of I/O: what a valid name, branch or commit is, how a GitHub webhook is
 //! authenticated and read, which moves a build may make between states, what of a compose
-//! file Wharf builds and runs, what a build's GitHub deployment shows, and durations as text.
+//! file Wharf builds and runs, what a build's GitHub deployment shows, what an agent's token
+//! allows, and durations as text.
 //!
 //! Architecture invariant: nothing here touches the network, the disk, a clock or a database.
 //! Callers pass in what the rules need (bytes, strings, the current state) and get a decision back,
 //! so every rule is tested with plain values.
 
+pub mod agents;
 pub mod build;
 pub mod compose;
 pub mod deployment;

@@ -162,6 +162,24 @@ macro_rules! leased_states {
 }
 pub(crate) use leased_states;
 
+/// The condition that the agent `$1` may take the build `b`: its token is not revoked, allows
+/// `build`, and serves the build's service (any service when it names no projects or services).
+macro_rules! agent_may_build {
+    () => {
+        concat!(
+            "EXISTS (SELECT 1 FROM agents a JOIN services s ON s.id = b.service_id \
+             JOIN projects p ON p.id = s.project_id \
+             WHERE a.id = $1 AND a.revoked_at IS NULL AND ",
+            $crate::agents::list_holds!("a.allowed_labels", "'build'"),
+            " AND ((a.projects = '' AND a.services = '') OR ",
+            $crate::agents::list_holds!("a.projects", "p.name"),
+            " OR ",
+            $crate::agents::list_holds!("a.services", "s.name"),
+            "))"
+        )
+    };
+}
+
 /// Inserts a pending build inside the open transaction `$tx` without superseding anything.
 /// Evaluates to the new build's id. Callers follow with [`supersede!`].
 ///
@@ -312,7 +330,8 @@ impl Store {
     }
 
     /// Claims the oldest pending build for `agent_id` under a lease of `lease_ms`, atomically:
-    /// however many agents claim at once, each build goes to exactly one.
+    /// however many agents claim at once, each build goes to exactly one. Only an agent whose
+    /// token allows `build` gets one, and only of a service its token serves.
     pub async fn claim_build(
         &self,
         agent_id: i64,
@@ -320,14 +339,20 @@ impl Store {
         now: i64,
     ) -> Result<Option<ClaimedBuild>> {
         let claim_sql = self.pick(
-            "UPDATE builds SET state = 'claimed', agent_id = $1, attempt = attempt + 1, \
-             lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL \
-             WHERE id = (SELECT id FROM builds WHERE state = 'pending' ORDER BY id LIMIT 1) \
-             AND state = 'pending' RETURNING id",
-            "UPDATE builds SET state = 'claimed', agent_id = $1, attempt = attempt + 1, \
-             lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL \
-             WHERE id = (SELECT id FROM builds WHERE state = 'pending' ORDER BY id LIMIT 1 \
-             FOR UPDATE SKIP LOCKED) AND state = 'pending' RETURNING id",
+            concat!(
+                "UPDATE builds SET state = 'claimed', agent_id = $1, attempt = attempt + 1, \
+                 lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL \
+                 WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
+                agent_may_build!(),
+                " ORDER BY b.id LIMIT 1) AND state = 'pending' RETURNING id"
+            ),
+            concat!(
+                "UPDATE builds SET state = 'claimed', agent_id = $1, attempt = attempt + 1, \
+                 lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL \
+                 WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
+                agent_may_build!(),
+                " ORDER BY b.id LIMIT 1 FOR UPDATE SKIP LOCKED) AND state = 'pending' RETURNING id"
+            ),
         );
         let lease_expires_at = now + lease_ms;
         let claimed: Option<(i64,)> = on_pool!(self, pool => {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-pub use agents::hash_token;
+pub use agents::{hash_token, revoked_reason};
 pub use backup::{DatabaseContents, DatabaseSummary, restore_sqlite};
 pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
 pub use deliveries::{

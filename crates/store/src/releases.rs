@@ -7,7 +7,8 @@
 //! its rollouts (see `wharf_domain::release::release_state`) in the same transaction as every
 //! change, so the two never disagree.
 
-use wharf_domain::release::{check_rollout_report, release_state};
+use wharf_domain::agents::{AgentScope, DEPLOY_LABEL, split_list};
+use wharf_domain::release::check_rollout_report;
 use wharf_wire::{
     DEFAULT_HOST, ProbeResult, Release, ReleaseState, ReleaseTrigger, Rollout, format_millis,
 };
@@ -149,6 +150,7 @@ macro_rules! unsettled_states {
         "('pending', 'pulling', 'starting', 'health_checking')"
     };
 }
+pub(crate) use unsettled_states;
 
 /// Derives a release's state from its rollouts and stores it: its reason from a rollout that
 /// ended that way, `live_at` the first time it is live, `finished_at` once it is settled.
@@ -161,12 +163,14 @@ macro_rules! refresh_release {
                 .bind(release_id)
                 .fetch_all(&mut *$tx)
                 .await?;
-        let states: Vec<ReleaseState> = rows
+        let states: Vec<wharf_wire::ReleaseState> = rows
             .iter()
-            .map(|(state, _)| ReleaseState::parse(state).unwrap_or(ReleaseState::Failed))
+            .map(|(state, _)| {
+                wharf_wire::ReleaseState::parse(state).unwrap_or(wharf_wire::ReleaseState::Failed)
+            })
             .collect();
         if !states.is_empty() {
-            let state = release_state(&states);
+            let state = wharf_domain::release::release_state(&states);
             let reason = rows
                 .iter()
                 .zip(&states)
@@ -188,6 +192,7 @@ macro_rules! refresh_release {
         }
     }};
 }
+pub(crate) use refresh_release;
 
 /// Inserts a release with a pending rollout per matching agent, superseding the service's
 /// pending releases in the same environment. Evaluates to the new release's id.
@@ -195,11 +200,19 @@ macro_rules! insert_release {
     ($tx:ident, $new:expr, $now:expr) => {{
         let new: &NewRelease = $new;
         let now: i64 = $now;
-        let agents: Vec<(i64, String, String)> =
-            sqlx::query_as("SELECT id, name, labels FROM agents ORDER BY id")
-                .fetch_all(&mut *$tx)
-                .await?;
-        let targets = matching_agents(&agents, &new.hosts);
+        let agents: Vec<HostRow> = sqlx::query_as(
+            "SELECT id, name, labels, allowed_labels, projects, services FROM agents \
+             WHERE revoked_at IS NULL ORDER BY id",
+        )
+        .fetch_all(&mut *$tx)
+        .await?;
+        let (service, project): (String, String) = sqlx::query_as(
+            "SELECT s.name, p.name FROM services s JOIN projects p ON p.id = s.project_id WHERE s.id = $1",
+        )
+        .bind(new.service_id)
+        .fetch_one(&mut *$tx)
+        .await?;
+        let targets = matching_agents(&agents, &new.hosts, &project, &service);
         let (state, reason, finished_at) = if targets.is_empty() {
             (
                 ReleaseState::Failed,
@@ -260,20 +273,41 @@ macro_rules! insert_release {
     }};
 }
 
-/// The agents a service's `hosts` name: by name, or `label:NAME` for every agent with that
-/// label; no hosts means the agent named `local`.
-fn matching_agents(agents: &[(i64, String, String)], hosts: &[String]) -> Vec<i64> {
+/// An agent as a possible host of a release: its name, the labels it registered with and what
+/// its token allows.
+#[derive(sqlx::FromRow)]
+struct HostRow {
+    id: i64,
+    name: String,
+    labels: String,
+    allowed_labels: String,
+    projects: String,
+    services: String,
+}
+
+/// The agents a service's `hosts` name: by name, or `label:NAME` for every agent registered
+/// with that label; no hosts means the agent named `local`. Only agents whose tokens allow
+/// `deploy` and serve the service (of `project`) run it, and a label counts only when the
+/// token allows it.
+fn matching_agents(agents: &[HostRow], hosts: &[String], project: &str, service: &str) -> Vec<i64> {
     let local = [DEFAULT_HOST.to_owned()];
     let hosts = if hosts.is_empty() { &local[..] } else { hosts };
     agents
         .iter()
-        .filter(|(_, name, labels)| {
-            hosts.iter().any(|host| match host.strip_prefix("label:") {
-                Some(label) => labels.split(',').any(|have| have == label),
-                None => host == name,
-            })
+        .filter(|agent| {
+            let scope =
+                AgentScope::from_stored(&agent.allowed_labels, &agent.projects, &agent.services);
+            scope.allows_label(DEPLOY_LABEL)
+                && scope.serves(project, service)
+                && hosts.iter().any(|host| match host.strip_prefix("label:") {
+                    Some(label) => {
+                        scope.allows_label(label)
+                            && split_list(&agent.labels).any(|have| have == label)
+                    }
+                    None => *host == agent.name,
+                })
         })
-        .map(|(id, _, _)| *id)
+        .map(|agent| agent.id)
         .collect()
 }
 
@@ -616,23 +650,48 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn host(id: i64, name: &str, labels: &str, allowed: &str, projects: &str) -> HostRow {
+        HostRow {
+            id,
+            name: name.to_owned(),
+            labels: labels.to_owned(),
+            allowed_labels: allowed.to_owned(),
+            projects: projects.to_owned(),
+            services: String::new(),
+        }
+    }
+
     #[test]
     fn hosts_match_by_name_or_label_and_default_to_local() {
         let agents = vec![
-            (1, "local".to_owned(), "build,deploy".to_owned()),
-            (2, "edge-1".to_owned(), "deploy,eu".to_owned()),
-            (3, "builder".to_owned(), "build".to_owned()),
+            host(1, "local", "build,deploy", "build,deploy", ""),
+            host(2, "edge-1", "deploy,eu", "deploy,eu", ""),
+            host(3, "builder", "build", "build,deploy", ""),
         ];
-        assert_eq!(matching_agents(&agents, &[]), vec![1]);
-        assert_eq!(matching_agents(&agents, &["edge-1".to_owned()]), vec![2]);
-        assert_eq!(
-            matching_agents(&agents, &["label:deploy".to_owned()]),
-            vec![1, 2]
-        );
-        assert_eq!(
-            matching_agents(&agents, &["label:eu".to_owned(), "builder".to_owned()]),
-            vec![2, 3]
-        );
-        assert!(matching_agents(&agents, &["label:gpu".to_owned()]).is_empty());
+        let matching = |hosts: &[&str]| {
+            let hosts: Vec<String> = hosts.iter().map(|host| (*host).to_owned()).collect();
+            matching_agents(&agents, &hosts, "shop", "web")
+        };
+        assert_eq!(matching(&[]), vec![1]);
+        assert_eq!(matching(&["edge-1"]), vec![2]);
+        assert_eq!(matching(&["label:deploy"]), vec![1, 2]);
+        assert_eq!(matching(&["label:eu", "builder"]), vec![2, 3]);
+        assert!(matching(&["label:gpu"]).is_empty());
+    }
+
+    #[test]
+    fn only_hosts_whose_tokens_allow_it_run_a_service() {
+        let agents = vec![
+            // Registered with a label its token does not allow (as stored before tokens had labels).
+            host(1, "edge-1", "deploy,eu", "deploy", ""),
+            // A token that builds but does not deploy.
+            host(2, "builder", "build", "build", ""),
+            // A token for the project `blog` only.
+            host(3, "edge-2", "deploy,eu", "deploy,eu", "blog"),
+            host(4, "edge-3", "deploy,eu", "deploy,eu", "shop"),
+        ];
+        let hosts = ["label:eu".to_owned(), "builder".to_owned()];
+        assert_eq!(matching_agents(&agents, &hosts, "shop", "web"), vec![4]);
+        assert_eq!(matching_agents(&agents, &hosts, "blog", "web"), vec![3]);
     }
 }

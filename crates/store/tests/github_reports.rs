@@ -2,6 +2,7 @@
 //! which builds are reported, how a reporter takes them under a lease, and how changes of a
 //! build or of its release make it due again.
 
+use wharf_domain::agents::AgentScope;
 use wharf_store::testing::{TestDatabase, insert_release, set_release_state};
 use wharf_store::{
     DeliveryEffect, GithubReportEnd, NewBuild, NewDelivery, NewService, StateReport, Store,
@@ -156,7 +157,7 @@ async fn a_taken_build_is_leased_and_a_change_during_its_pass_keeps_it_due() {
 
     // The build is claimed while the pass runs.
     let agent = store
-        .create_agent("a", &hash_token("a"), NOW)
+        .create_agent("a", &hash_token("a"), &AgentScope::default_token(), NOW)
         .await
         .unwrap()
         .id;

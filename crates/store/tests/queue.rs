@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use wharf_domain::agents::AgentScope;
 use wharf_store::testing::TestDatabase;
 use wharf_store::{
     BuildFilter, DeliveryEffect, DeliveryOutcome, InstallationChange, NewBuild, NewDelivery,
@@ -57,7 +58,7 @@ fn build_of(service_id: i64, sha: char) -> NewBuild {
 
 async fn agent(store: &Store, name: &str) -> i64 {
     store
-        .create_agent(name, &hash_token(name), NOW)
+        .create_agent(name, &hash_token(name), &AgentScope::default_token(), NOW)
         .await
         .unwrap()
         .id

@@ -1,6 +1,7 @@
 //! Releases on the backend the test run selects: hosts chosen by name or label, superseding,
 //! one rollout per host at a time, states derived from rollouts, restarts starting over.
 
+use wharf_domain::agents::AgentScope;
 use wharf_store::testing::TestDatabase;
 use wharf_store::{NewRelease, NewService, RolloutReport, Store, StoreError, hash_token};
 use wharf_wire::{ReleaseState, ReleaseTrigger};
@@ -34,12 +35,19 @@ async fn setup() -> (Store, TestDatabase, i64) {
 }
 
 async fn agent(store: &Store, name: &str, labels: &[&str]) -> i64 {
+    let labels: Vec<String> = labels.iter().map(|label| (*label).to_owned()).collect();
+    // The token allows building, deploying and the labels the agent registers with.
+    let allowed: Vec<String> = ["build", "deploy"]
+        .iter()
+        .map(|label| (*label).to_owned())
+        .chain(labels.iter().cloned())
+        .collect();
+    let scope = AgentScope::issue(&allowed, &[], &[]).unwrap();
     let id = store
-        .create_agent(name, &hash_token(name), NOW)
+        .create_agent(name, &hash_token(name), &scope, NOW)
         .await
         .unwrap()
         .id;
-    let labels: Vec<String> = labels.iter().map(|label| (*label).to_owned()).collect();
     store
         .register_agent(id, &labels, None, None, NOW)
         .await

@@ -223,6 +223,10 @@ pub fn document(version: &str) -> Value {
     // Agents and installations, as the admin sees them.
     document.request::<CreateAgent>(201, "Issue an agent's token (shown once)");
     document.request::<ListAgents>(200, "List the agents");
+    document.request::<RevokeAgent>(
+        200,
+        "Revoke an agent's token: its builds go back to the queue, its rollouts fail",
+    );
     document.request::<SetRegistryLogin>(200, "Set an installation's registry login");
     let no_body = document.responses(204, None);
     document.operation(

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use wharf_domain::agents::{AgentScope, BUILD_LABEL, LabelNotAllowed};
 use wharf_domain::names::RepoSource;
 use wharf_store::StateReport;
 use wharf_wire::{
@@ -17,12 +18,18 @@ use crate::core::{Core, CoreError, clipped, now_millis};
 
 impl Core {
     /// A build for `agent` to run under a lease, waiting up to `wait` (at most the server's
-    /// `max_claim_wait`) for one to be queued; `None` when none came.
+    /// `max_claim_wait`) for one to be queued; `None` when none came. Only a token that allows
+    /// `build` takes builds, and only of the services it serves (the store's claim sees to it).
     pub async fn claim_build(
         &self,
         agent: &Agent,
         wait: Duration,
     ) -> Result<Option<BuildJob>, CoreError> {
+        if !AgentScope::of(agent).allows_label(BUILD_LABEL) {
+            return Err(CoreError::Forbidden(
+                LabelNotAllowed(BUILD_LABEL.to_owned()).to_string(),
+            ));
+        }
         let _waiting = self.metrics.claim_waiting();
         long_poll(
             &self.signals.queue,

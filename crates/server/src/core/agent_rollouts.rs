@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use wharf_domain::agents::{AgentScope, DEPLOY_LABEL, LabelNotAllowed};
 use wharf_store::RolloutReport;
 use wharf_wire::{Agent, Desired, ReleaseState, ReportRollout, Rollout, RolloutJob};
 
@@ -12,12 +13,14 @@ use crate::core::{Core, CoreError, clipped, now_millis};
 
 impl Core {
     /// The next rollout for `agent`'s host, waiting up to `wait` (at most the server's
-    /// `max_claim_wait`) for one; `None` when none came.
+    /// `max_claim_wait`) for one; `None` when none came. Only a token that allows `deploy`
+    /// runs releases.
     pub async fn claim_rollout(
         &self,
         agent: &Agent,
         wait: Duration,
     ) -> Result<Option<RolloutJob>, CoreError> {
+        must_deploy(agent)?;
         long_poll(
             &self.signals.releases,
             wait.min(self.config.max_claim_wait),
@@ -35,14 +38,15 @@ impl Core {
                 return Ok(None);
             };
             self.signals.releases.notify();
-            match rollout_job(self, claimed).await {
+            match rollout_job(self, agent, claimed).await {
                 Ok(job) => {
                     tracing::info!(rollout = claimed.rollout_id, release = claimed.release_id, agent = %agent.name, "rollout claimed");
                     return Ok(Some(job));
                 }
                 Err(error) => {
-                    // Without its secrets the release cannot run: it fails with the reason, and
-                    // nothing on the host was touched.
+                    // Without its secrets, or on a host whose token does not serve the service,
+                    // the release cannot run: it fails with the reason, and nothing on the host
+                    // was touched.
                     tracing::error!(rollout = claimed.rollout_id, %error, "cannot hand out the rollout");
                     let report = RolloutReport {
                         agent_id: agent.id,
@@ -92,14 +96,32 @@ impl Core {
         Ok(rollout)
     }
 
-    /// What `agent`'s host should run now: a job for every release live on it, and the
-    /// releases still rolling out there.
+    /// What `agent`'s host should run now: a job for every release live on it that its token
+    /// serves, and the releases still rolling out there.
     pub async fn desired(&self, agent: &Agent) -> Result<Desired, CoreError> {
+        must_deploy(agent)?;
         let mut live = Vec::new();
         for rollout in self.store.live_rollouts(agent.id).await? {
-            live.push(rollout_job(self, rollout).await?);
+            match rollout_job(self, agent, rollout).await {
+                Ok(job) => live.push(job),
+                Err(CoreError::Forbidden(reason)) => {
+                    tracing::warn!(agent = %agent.name, release = rollout.release_id, %reason, "not handing out a live release");
+                }
+                Err(error) => return Err(error),
+            }
         }
         let rolling_out = self.store.rolling_out_releases(agent.id).await?;
         Ok(Desired { live, rolling_out })
+    }
+}
+
+/// Refuses an agent whose token does not allow `deploy`: it runs no release.
+fn must_deploy(agent: &Agent) -> Result<(), CoreError> {
+    if AgentScope::of(agent).allows_label(DEPLOY_LABEL) {
+        Ok(())
+    } else {
+        Err(CoreError::Forbidden(
+            LabelNotAllowed(DEPLOY_LABEL.to_owned()).to_string(),
+        ))
     }
 }

@@ -1,30 +1,54 @@
-//! Agents: issuing their tokens, finding an agent by its token, and registering one when it
-//! starts (a restarted agent's half-done rollouts start over).
+//! Agents: issuing their tokens with what each allows, finding an agent by its token,
+//! registering one when it starts (with no label its token lacks; a restarted agent's half-done
+//! rollouts start over), and revoking a token.
 
 use rand::distr::{Alphanumeric, SampleString};
+use wharf_domain::agents::{AgentScope, RegisterError};
 use wharf_domain::names::DnsLabel;
 use wharf_store::Store;
-use wharf_wire::{Agent, AgentCredentials, AgentSettings, CreateAgent, RegisterAgent};
+use wharf_wire::{
+    Agent, AgentCredentials, AgentSettings, CreateAgent, RegisterAgent, RevokedAgent,
+};
 
 use wharf_wire::text::{DETAIL_CHARS, clip};
 
 use crate::core::{Core, CoreError, now_millis};
 
 impl Core {
-    /// Creates an agent and issues its token.
+    /// Creates an agent and issues its token, allowing the labels asked for (default `build`
+    /// and `deploy`) for the projects and services asked for (default any).
     pub async fn create_agent(&self, request: &CreateAgent) -> Result<AgentCredentials, CoreError> {
         let name = DnsLabel::parse("agent name", &request.name)?;
+        let scope = AgentScope::issue(&request.labels, &request.projects, &request.services)
+            .map_err(CoreError::Invalid)?;
         let token = new_agent_token();
         let agent = self
             .store
             .create_agent(
                 name.as_str(),
                 &wharf_store::hash_token(&token),
+                &scope,
                 now_millis(),
             )
             .await?;
-        tracing::info!(agent = %agent.name, "agent token issued");
+        tracing::info!(agent = %agent.name, labels = ?agent.allowed_labels, projects = ?agent.projects, services = ?agent.services, "agent token issued");
         Ok(AgentCredentials { agent, token })
+    }
+
+    /// Revokes the token of the agent named `name` at once: its builds go back to the queue and
+    /// its unfinished rollouts fail; what is live on its host stays so.
+    pub async fn revoke_agent(&self, name: &str) -> Result<RevokedAgent, CoreError> {
+        let revoked = self.store.revoke_agent(name, now_millis()).await?;
+        tracing::warn!(agent = %name, builds = ?revoked.requeued_builds, rollouts = ?revoked.failed_rollouts, "agent token revoked");
+        if !revoked.requeued_builds.is_empty() {
+            self.signals.queue.notify();
+            self.signals.github_reports.notify();
+        }
+        if !revoked.failed_rollouts.is_empty() {
+            self.signals.releases.notify();
+            self.signals.github_reports.notify();
+        }
+        Ok(revoked)
     }
 
     pub async fn agents(&self) -> Result<Vec<Agent>, CoreError> {
@@ -49,22 +73,14 @@ impl Core {
     ) -> Result<AgentSettings, CoreError> {
         wharf_wire::protocol::check_agent_protocol(request.protocol, SERVER_VERSION)
             .map_err(CoreError::Incompatible)?;
-        let labels: Vec<String> = request
-            .labels
-            .iter()
-            .map(|label| label.trim().to_owned())
-            .filter(|label| !label.is_empty())
-            .collect();
-        if labels.iter().any(|label| {
-            label.len() > 63
-                || !label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        }) {
-            return Err(CoreError::Invalid(
-                "labels are letters, digits, '-' and '_', at most 63 each".to_owned(),
-            ));
-        }
+        // Registering narrows what the token allows; it never widens it.
+        let labels =
+            AgentScope::of(agent)
+                .register(&request.labels)
+                .map_err(|error| match error {
+                    RegisterError::Malformed(message) => CoreError::Invalid(message),
+                    RegisterError::NotAllowed(error) => CoreError::Forbidden(error.to_string()),
+                })?;
         let short = |value: &Option<String>| value.as_deref().map(|text| clip(text, DETAIL_CHARS));
         let agent = self
             .store
@@ -105,14 +121,17 @@ fn new_agent_token() -> String {
     )
 }
 
-/// Issues a fresh token for the agent named `name`, creating the agent when it does not exist.
+/// Issues a fresh token for the agent named `name`, creating the agent (allowed `build` and
+/// `deploy`, for any service) when it does not exist.
 pub(crate) async fn issue_agent_token(store: &Store, name: &str) -> anyhow::Result<String> {
     let token = new_agent_token();
     let hash = wharf_store::hash_token(&token);
     if store.agent_by_name(name).await?.is_some() {
         store.replace_agent_token(name, &hash).await?;
     } else {
-        store.create_agent(name, &hash, now_millis()).await?;
+        store
+            .create_agent(name, &hash, &AgentScope::default_token(), now_millis())
+            .await?;
     }
     Ok(token)
 }

@@ -14,6 +14,10 @@ pub(crate) enum CoreError {
     /// The caller could not prove it may do this (a wrong deploy-hook signature).
     #[error("{0}")]
     Refused(String),
+    /// The caller is who it says, but may not do this (an agent asking for a label its token
+    /// does not allow).
+    #[error("{0}")]
+    Forbidden(String),
     /// What was named does not exist.
     #[error("{0}")]
     NotFound(String),

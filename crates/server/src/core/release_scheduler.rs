@@ -7,9 +7,10 @@
 //! compare-and-set.
 
 use tokio::sync::watch;
+use wharf_domain::agents::AgentScope;
 use wharf_domain::names::image_repository;
 use wharf_store::{NewRelease, RolloutRef};
-use wharf_wire::{Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, Service};
+use wharf_wire::{Agent, Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, Service};
 
 use crate::core::{Core, CoreError, jobs, now_millis};
 
@@ -151,10 +152,21 @@ pub(crate) fn announce(core: &Core, release: &Release) {
     core.signals.github_reports.notify();
 }
 
-/// Everything the agent needs to run `rollout` on its host.
-pub(crate) async fn rollout_job(core: &Core, rollout: RolloutRef) -> Result<RolloutJob, CoreError> {
+/// Everything `agent` needs to run `rollout` on its host, when its token serves the release's
+/// service: checked before any secret is opened.
+pub(crate) async fn rollout_job(
+    core: &Core,
+    agent: &Agent,
+    rollout: RolloutRef,
+) -> Result<RolloutJob, CoreError> {
     let release = core.store.release(rollout.release_id).await?;
     let service = core.store.service_by_id(release.service_id).await?;
+    if !AgentScope::of(agent).serves(&service.project, &service.name) {
+        return Err(CoreError::Forbidden(format!(
+            "agent {}'s token does not serve the service {} (project {})",
+            agent.name, service.name, service.project
+        )));
+    }
     let build = match release.build_id {
         Some(id) => Some(core.store.build(id).await?),
         None => None,

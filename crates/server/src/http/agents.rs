@@ -1,11 +1,13 @@
-//! `/v1/agents`: issuing agent tokens and listing agents, and the registry login of an
-//! installation's builds (admin).
+//! `/v1/agents`: issuing agent tokens, listing agents and revoking a token, and the registry
+//! login of an installation's builds (admin).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use wharf_wire::{Agent, AgentCredentials, CreateAgent, RegistryLoginSet, SetRegistryLogin};
+use wharf_wire::{
+    Agent, AgentCredentials, CreateAgent, RegistryLoginSet, RevokedAgent, SetRegistryLogin,
+};
 
 use crate::core::Core;
 use crate::http::HttpError;
@@ -15,6 +17,7 @@ use crate::http::error::JsonBody;
 pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/v1/agents", post(create).get(list))
+        .route("/v1/agents/{name}/revoke", post(revoke))
         .route(
             "/v1/installations/{id}/registry-login",
             post(set_registry_login).delete(remove_registry_login),
@@ -54,4 +57,12 @@ async fn create(
 
 async fn list(_: Admin, State(core): State<Core>) -> Result<Json<Vec<Agent>>, HttpError> {
     Ok(Json(core.agents().await?))
+}
+
+async fn revoke(
+    _: Admin,
+    State(core): State<Core>,
+    Path(name): Path<String>,
+) -> Result<Json<RevokedAgent>, HttpError> {
+    Ok(Json(core.revoke_agent(&name).await?))
 }

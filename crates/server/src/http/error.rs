@@ -17,6 +17,8 @@ pub(crate) enum HttpError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -40,6 +42,7 @@ impl From<CoreError> for HttpError {
         match error {
             CoreError::Invalid(message) => HttpError::BadRequest(message),
             CoreError::Refused(message) => HttpError::Unauthorized(message),
+            CoreError::Forbidden(message) => HttpError::Forbidden(message),
             CoreError::NotFound(message) => HttpError::NotFound(message),
             CoreError::Conflict(message) => HttpError::Conflict(message),
             CoreError::Incompatible(message) => HttpError::UpgradeRequired(message),
@@ -56,6 +59,7 @@ impl IntoResponse for HttpError {
         let status = match &self {
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,

@@ -341,14 +341,32 @@ pub enum EnvCommand {
 
 #[derive(Subcommand)]
 pub enum AgentsCommand {
-    /// Issue a token for a new agent (shown once).
+    /// Issue a token for a new agent (shown once), saying what it may do.
     Create {
         name: String,
+        /// The labels the agent may register with (comma-separate): build to take builds,
+        /// deploy to run releases, others for services hosted on label:NAME; default: build,deploy.
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// A project whose services the agent may serve (repeat or comma-separate); with
+        /// neither --project nor --service, any service.
+        #[arg(long = "project", value_delimiter = ',')]
+        projects: Vec<String>,
+        /// A service the agent may serve (repeat or comma-separate).
+        #[arg(long = "service", value_delimiter = ',')]
+        services: Vec<String>,
         #[arg(long)]
         json: bool,
     },
-    /// List agents.
+    /// List agents: their labels, what their tokens allow, and whether they were revoked.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// End an agent's token at once: its builds go back to the queue, its unfinished
+    /// rollouts fail, and what is live on its host stays live.
+    Revoke {
+        name: String,
         #[arg(long)]
         json: bool,
     },

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use wharf_wire::{
     Agent, AgentCredentials, Build, DeploySecret, EnvVar, LogLine, LogStream, RegistryLoginSet,
-    Release, ReleaseState, Service,
+    Release, ReleaseState, RevokedAgent, Service,
 };
 
 /// One column of a table: its heading, and the cell a value fills it with.
@@ -76,9 +76,12 @@ pub(super) const VARIABLES: &[Column<EnvVar>] = &[
     ("UPDATED", |variable| variable.updated_at.clone()),
 ];
 
+/// Agents: the labels each registered with, what its token allows, and whether it was revoked.
 pub(super) const AGENTS: &[Column<Agent>] = &[
     ("NAME", |agent| agent.name.clone()),
     ("LABELS", |agent| agent.labels.join(",")),
+    ("ALLOWED", |agent| agent.allowed_labels.join(",")),
+    ("SERVES", served),
     ("VERSION", |agent| or_dash(agent.version.as_ref())),
     ("HOST", |agent| or_dash(agent.hostname.as_ref())),
     ("LAST SEEN", |agent| {
@@ -87,7 +90,18 @@ pub(super) const AGENTS: &[Column<Agent>] = &[
             .clone()
             .unwrap_or_else(|| "never".to_owned())
     }),
+    ("REVOKED", |agent| or_dash(agent.revoked_at.as_ref())),
 ];
+
+/// The services an agent's token serves: `any`, or its projects and services.
+fn served(agent: &Agent) -> String {
+    if agent.projects.is_empty() && agent.services.is_empty() {
+        return "any".to_owned();
+    }
+    let projects = agent.projects.iter().map(|name| format!("project:{name}"));
+    let services = agent.services.iter().map(|name| format!("service:{name}"));
+    projects.chain(services).collect::<Vec<_>>().join(",")
+}
 
 fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_owned(), |value| value.to_string())
@@ -279,13 +293,51 @@ pub(super) fn variable_removed(service: &str, name: &str) -> String {
     format!("Removed {name} from {service}\n")
 }
 
-/// A new agent's token, shown this once, with how to run the agent.
+/// A new agent's token, shown this once, with what it allows and how to run the agent.
 pub(super) fn agent_created(credentials: &AgentCredentials) -> String {
+    let agent = &credentials.agent;
     format!(
-        "Agent {} created. Its token is shown only now:\n\n    WHARF_AGENT_TOKEN={}\n\n\
-         Run it with: wharf agent --server URL --token \"$WHARF_AGENT_TOKEN\"\n",
-        credentials.agent.name, credentials.token
+        "Agent {} created; its token allows the labels {} for {}.\n\
+         The token is shown only now:\n\n    WHARF_AGENT_TOKEN={}\n\n\
+         Run it with: wharf agent --server URL --token \"$WHARF_AGENT_TOKEN\" --labels {}\n",
+        agent.name,
+        agent.allowed_labels.join(","),
+        match served(agent).as_str() {
+            "any" => "any service".to_owned(),
+            scope => scope.to_owned(),
+        },
+        credentials.token,
+        agent.allowed_labels.join(","),
     )
+}
+
+/// What revoking an agent's token did.
+pub(super) fn agent_revoked(revoked: &RevokedAgent) -> String {
+    let ids = |ids: &[i64]| {
+        ids.iter()
+            .map(|id| format!("#{id}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = format!(
+        "Revoked agent {}: its token no longer works.\n",
+        revoked.agent.name
+    );
+    if !revoked.requeued_builds.is_empty() {
+        let _ = writeln!(
+            text,
+            "Builds back in the queue: {}",
+            ids(&revoked.requeued_builds)
+        );
+    }
+    if !revoked.failed_rollouts.is_empty() {
+        let _ = writeln!(
+            text,
+            "Rollouts failed (what was live on its host stays live): {}",
+            ids(&revoked.failed_rollouts)
+        );
+    }
+    text
 }
 
 pub(super) fn registry_login_set(set: &RegistryLoginSet) -> String {
@@ -370,10 +422,33 @@ ID  STATE        TRIGGER  BUILD  IMAGE                                      CREA
         check(
             &list(&samples::agents(), false, AGENTS).unwrap(),
             r"
-NAME    LABELS        VERSION  HOST             LAST SEEN
-edge-a  build,deploy  0.1.0    edge-a.internal  2025-03-01T10:05:00Z
-edge-b                -        -                never
+NAME    LABELS        ALLOWED       SERVES                     VERSION  HOST             LAST SEEN             REVOKED
+edge-a  build,deploy  build,deploy  any                        0.1.0    edge-a.internal  2025-03-01T10:05:00Z  -
+edge-b                deploy,eu     project:shop,service:blog  -        -                never                 2025-03-01T11:00:00Z
 ",
+        );
+    }
+
+    #[test]
+    fn revoking_says_what_went_back_to_the_queue_and_what_failed() {
+        let mut revoked = RevokedAgent {
+            agent: samples::agents().remove(1),
+            requeued_builds: vec![12, 13],
+            failed_rollouts: vec![4],
+        };
+        check(
+            &agent_revoked(&revoked),
+            r"
+Revoked agent edge-b: its token no longer works.
+Builds back in the queue: #12, #13
+Rollouts failed (what was live on its host stays live): #4
+",
+        );
+        revoked.requeued_builds.clear();
+        revoked.failed_rollouts.clear();
+        check(
+            &agent_revoked(&revoked),
+            "Revoked agent edge-b: its token no longer works.\n",
         );
     }
 
@@ -416,7 +491,7 @@ DATABASE_URL  ********  yes     no     2025-03-01T09:11:00Z
         let none: [Agent; 0] = [];
         check(
             &list(&none, false, AGENTS).unwrap(),
-            "NAME  LABELS  VERSION  HOST  LAST SEEN\n",
+            "NAME  LABELS  ALLOWED  SERVES  VERSION  HOST  LAST SEEN  REVOKED\n",
         );
         check(&list(&none, true, AGENTS).unwrap(), "[]\n");
     }
@@ -435,10 +510,21 @@ DATABASE_URL  ********  yes     no     2025-03-01T09:11:00Z
     "id": 2,
     "name": "edge-b",
     "labels": [],
+    "allowed_labels": [
+      "deploy",
+      "eu"
+    ],
+    "projects": [
+      "shop"
+    ],
+    "services": [
+      "blog"
+    ],
     "version": null,
     "hostname": null,
     "created_at": "2025-03-01T08:30:00Z",
-    "last_seen_at": null
+    "last_seen_at": null,
+    "revoked_at": "2025-03-01T11:00:00Z"
   },
   "token": "wharf_agent_t0ken"
 }
@@ -558,6 +644,10 @@ warning: no cache
             agent: samples::agents().remove(0),
             token: "wharf_agent_t0ken".to_owned(),
         };
+        let scoped_credentials = AgentCredentials {
+            agent: samples::agents().remove(1),
+            token: "wharf_agent_t0ken".to_owned(),
+        };
         let secret = DeploySecret {
             secret: SecretText::new("whsec_1"),
         };
@@ -586,11 +676,23 @@ X-Hub-Signature-256: sha256=HMAC-SHA256 of "{timestamp}.{body}".
             (
                 agent_created(&credentials),
                 r#"
-Agent edge-a created. Its token is shown only now:
+Agent edge-a created; its token allows the labels build,deploy for any service.
+The token is shown only now:
 
     WHARF_AGENT_TOKEN=wharf_agent_t0ken
 
-Run it with: wharf agent --server URL --token "$WHARF_AGENT_TOKEN"
+Run it with: wharf agent --server URL --token "$WHARF_AGENT_TOKEN" --labels build,deploy
+"#,
+            ),
+            (
+                agent_created(&scoped_credentials),
+                r#"
+Agent edge-b created; its token allows the labels deploy,eu for project:shop,service:blog.
+The token is shown only now:
+
+    WHARF_AGENT_TOKEN=wharf_agent_t0ken
+
+Run it with: wharf agent --server URL --token "$WHARF_AGENT_TOKEN" --labels deploy,eu
 "#,
             ),
             (

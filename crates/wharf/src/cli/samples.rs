@@ -137,26 +137,35 @@ pub(super) fn rolled_back_release() -> Release {
     }
 }
 
-/// `edge-a`, seen, and `edge-b`, issued a token but never seen.
+/// `edge-a`, seen, with a token for any service, and `edge-b`, issued a token for the project
+/// `shop` and the service `blog` that deploys on `label:eu`, never seen, then revoked.
 pub(super) fn agents() -> Vec<Agent> {
     vec![
         Agent {
             id: 1,
             name: "edge-a".to_owned(),
             labels: vec!["build".to_owned(), "deploy".to_owned()],
+            allowed_labels: vec!["build".to_owned(), "deploy".to_owned()],
+            projects: Vec::new(),
+            services: Vec::new(),
             version: Some("0.1.0".to_owned()),
             hostname: Some("edge-a.internal".to_owned()),
             created_at: "2025-03-01T08:00:00Z".to_owned(),
             last_seen_at: Some("2025-03-01T10:05:00Z".to_owned()),
+            revoked_at: None,
         },
         Agent {
             id: 2,
             name: "edge-b".to_owned(),
             labels: Vec::new(),
+            allowed_labels: vec!["deploy".to_owned(), "eu".to_owned()],
+            projects: vec!["shop".to_owned()],
+            services: vec!["blog".to_owned()],
             version: None,
             hostname: None,
             created_at: "2025-03-01T08:30:00Z".to_owned(),
             last_seen_at: None,
+            revoked_at: Some("2025-03-01T11:00:00Z".to_owned()),
         },
     ]
 }

@@ -116,6 +116,73 @@ async fn services_and_builds_through_the_cli() {
 }
 
 #[tokio::test]
+async fn agents_are_issued_with_a_scope_listed_and_revoked_through_the_cli() {
+    let app = spawn_app().await;
+    let created = wharf(
+        &app,
+        &[
+            "agents",
+            "create",
+            "edge-eu",
+            "--labels",
+            "deploy,eu",
+            "--project",
+            "shop",
+            "--service",
+            "blog",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let created: Value = serde_json::from_str(&created.stdout).unwrap();
+    assert_eq!(created["agent"]["allowed_labels"], json!(["deploy", "eu"]));
+    assert_eq!(created["agent"]["projects"], json!(["shop"]));
+    assert_eq!(created["agent"]["services"], json!(["blog"]));
+    let plain = wharf(&app, &["agents", "create", "builder"]).await;
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert!(
+        plain
+            .stdout
+            .contains("allows the labels build,deploy for any service"),
+        "{}",
+        plain.stdout
+    );
+
+    let revoked = wharf(&app, &["agents", "revoke", "edge-eu"]).await;
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    assert_eq!(
+        revoked.stdout,
+        "Revoked agent edge-eu: its token no longer works.\n"
+    );
+    let table = wharf(&app, &["agents", "list"]).await;
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(
+        lines[0].contains("ALLOWED") && lines[0].contains("REVOKED"),
+        "{}",
+        table.stdout
+    );
+    let builder = lines
+        .iter()
+        .find(|line| line.starts_with("builder"))
+        .unwrap();
+    assert!(
+        builder.contains("build,deploy") && builder.trim_end().ends_with('-'),
+        "{builder}"
+    );
+    let edge = lines
+        .iter()
+        .find(|line| line.starts_with("edge-eu"))
+        .unwrap();
+    assert!(edge.contains("project:shop,service:blog"), "{edge}");
+    assert!(!edge.trim_end().ends_with('-'), "revoked: {edge}");
+
+    let missing = wharf(&app, &["agents", "revoke", "nobody"]).await;
+    assert_ne!(missing.code, 0);
+    assert!(missing.stderr.contains("nobody"), "{}", missing.stderr);
+}
+
+#[tokio::test]
 async fn a_service_changes_through_the_cli_and_keeps_its_name_and_project() {
     let app = spawn_app().await;
     let created = wharf(

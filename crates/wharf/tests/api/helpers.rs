@@ -243,10 +243,14 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Answer {
+        self.get_as(ADMIN_TOKEN, path).await
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> Answer {
         let response = self
             .http
             .get(format!("{}{path}", self.url))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(token)
             .send()
             .await
             .expect("GET");
@@ -374,9 +378,15 @@ impl TestApp {
         assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
     }
 
-    /// Issues an agent token through the API.
+    /// Issues an agent token through the API; it allows `build` and `deploy` for any service.
     pub async fn create_agent(&self, name: &str) -> String {
-        let answer = self.post("/v1/agents", json!({"name": name})).await;
+        self.create_scoped_agent(json!({"name": name})).await
+    }
+
+    /// Issues an agent token through the API from the whole request: its name, and the
+    /// `labels`, `projects` and `services` it allows.
+    pub async fn create_scoped_agent(&self, request: Value) -> String {
+        let answer = self.post("/v1/agents", request).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
         answer.body["token"].as_str().unwrap().to_owned()
     }
