@@ -27,10 +27,13 @@ pub struct NewDelivery {
 pub enum DeliveryEffect {
     /// Nothing: the outcome says why.
     Nothing { outcome: String },
-    /// Queue a build of `commit_sha` for every service tracking `repo_key` on `branch`.
+    /// Queue a build of `commit_sha` for every service tracking `repo_key` on `branch` that is
+    /// linked to the repository with GitHub's id `repository_id` (or to none yet: it is linked
+    /// to this one).
     QueueBuilds {
         repo_key: String,
         repo_full_name: String,
+        repository_id: i64,
         branch: String,
         commit_sha: String,
         installation_id: Option<i64>,
@@ -142,29 +145,75 @@ macro_rules! record_one {
         // The services a push builds are known before the delivery is stored, so the stored
         // row is written once, with its outcome.
         // Within one transaction the services of a (repository, branch) are looked up once.
-        let services: Vec<(i64, String)> = match effect {
-            DeliveryEffect::QueueBuilds { repo_key, branch, .. } => {
-                let key = (repo_key.clone(), branch.clone());
+        // Services linked to another repository of the same name (one deleted and created
+        // again, or given a renamed repository's old name) are not this push's: they are named
+        // in the outcome and build nothing.
+        let (services, others): (Vec<(i64, String)>, Vec<(String, i64)>) = match effect {
+            DeliveryEffect::QueueBuilds {
+                repo_key,
+                branch,
+                repository_id,
+                ..
+            } => {
+                let key = (repo_key.clone(), branch.clone(), *repository_id);
                 match $services.get(&key) {
-                    Some(found) => Vec::clone(found),
+                    Some(found) => Clone::clone(found),
                     None => {
-                        let found: Vec<(i64, String)> = sqlx::query_as(
-                            "SELECT id, name FROM services WHERE repo_key = $1 AND branch = $2 ORDER BY id",
+                        let tracking: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+                            "SELECT id, name, github_repository_id FROM services \
+                             WHERE repo_key = $1 AND branch = $2 ORDER BY id",
                         )
                         .bind(repo_key)
                         .bind(branch)
                         .fetch_all(&mut *$tx)
                         .await?;
+                        let mut found = (Vec::new(), Vec::new());
+                        for (id, name, linked) in tracking {
+                            match linked {
+                                Some(linked) if linked != *repository_id => {
+                                    found.1.push((name, linked))
+                                }
+                                Some(_) => found.0.push((id, name)),
+                                None => {
+                                    sqlx::query(
+                                        "UPDATE services SET github_repository_id = $1 \
+                                         WHERE id = $2 AND github_repository_id IS NULL",
+                                    )
+                                    .bind(*repository_id)
+                                    .bind(id)
+                                    .execute(&mut *$tx)
+                                    .await?;
+                                    found.0.push((id, name));
+                                }
+                            }
+                        }
                         $services.insert(key, found.clone());
                         found
                     }
                 }
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), Vec::new()),
         };
         let outcome = match effect {
             DeliveryEffect::Nothing { outcome } => outcome.clone(),
             DeliveryEffect::Installation(change) => change.outcome.clone(),
+            DeliveryEffect::QueueBuilds {
+                repo_full_name,
+                repository_id,
+                branch,
+                ..
+            } if services.is_empty() && !others.is_empty() => {
+                let named: Vec<String> = others
+                    .iter()
+                    .map(|(name, linked)| format!("{name} (linked to repository id {linked})"))
+                    .collect();
+                format!(
+                    "{repo_full_name} (repository id {repository_id}) on branch {branch} is not \
+                     the repository its services are linked to: {}; if the repository was \
+                     created again, `wharf service update NAME --relink-repository` links it",
+                    named.join(", ")
+                )
+            }
             DeliveryEffect::QueueBuilds {
                 repo_full_name,
                 branch,

@@ -42,6 +42,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(11, "delivery_retention", "0011_delivery_retention"),
     migration!(12, "delivery_keys", "0012_delivery_keys"),
     migration!(13, "agent_scopes", "0013_agent_scopes"),
+    migration!(14, "repository_ids", "0014_repository_ids"),
 ];
 
 /// The newest schema this version of Wharf knows: the number of its last migration.

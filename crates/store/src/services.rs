@@ -38,6 +38,7 @@ pub(crate) struct ServiceRow {
     domain: Option<String>,
     cancel_running: bool,
     deploy: Option<String>,
+    github_repository_id: Option<i64>,
     created_at: i64,
 }
 
@@ -63,6 +64,7 @@ impl From<ServiceRow> for Service {
                 .as_deref()
                 .and_then(|text| serde_json::from_str(text).ok())
                 .unwrap_or_default(),
+            repository_id: row.github_repository_id,
             created_at: format_millis(row.created_at),
         }
     }
@@ -72,7 +74,8 @@ impl From<ServiceRow> for Service {
 macro_rules! select_service {
     () => {
         "SELECT s.id, s.name, p.name AS project, s.repo, s.branch, s.dockerfile, s.context, \
-         s.compose, s.port, s.health_path, s.domain, s.cancel_running, s.deploy, s.created_at \
+         s.compose, s.port, s.health_path, s.domain, s.cancel_running, s.deploy, \
+         s.github_repository_id, s.created_at \
          FROM services s JOIN projects p ON p.id = s.project_id"
     };
 }
@@ -110,8 +113,9 @@ impl Store {
             let query = sqlx::query_as::<_, (i64,)>(
                 "INSERT INTO services (project_id, name, created_at, repo, repo_key, branch, \
                  dockerfile, context, compose, port, health_path, domain, cancel_running, deploy, \
-                 environment) \
-                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+                 environment, github_repository_id) \
+                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 (SELECT MAX(r.id) FROM repositories r WHERE r.repo_key = $5) \
                  FROM projects WHERE name = $1 \
                  RETURNING id",
             )
@@ -133,16 +137,23 @@ impl Store {
         self.service_by_id(id).await
     }
 
-    /// Replaces the settings of service `id` with `new`'s; its name and project stay.
-    pub async fn update_service(&self, id: i64, new: &NewService) -> Result<Service> {
+    /// Replaces the settings of service `id` with `new`'s; its name and project stay. The
+    /// service keeps the repository it is linked to while its repository's name stays; a new
+    /// name, or `relink`, links it again as creating it does (to the repository an installation
+    /// names now, or else to the first of its name that pushes).
+    pub async fn update_service(&self, id: i64, new: &NewService, relink: bool) -> Result<Service> {
         let updated = on_pool!(self, pool => {
             let query = sqlx::query(
-                "UPDATE services SET repo = $1, repo_key = $2, branch = $3, dockerfile = $4, \
+                "UPDATE services SET github_repository_id = CASE \
+                 WHEN COALESCE(repo_key, '') = COALESCE($2, '') AND NOT $14 THEN github_repository_id \
+                 ELSE (SELECT MAX(r.id) FROM repositories r WHERE r.repo_key = $2) END, \
+                 repo = $1, repo_key = $2, branch = $3, dockerfile = $4, \
                  context = $5, compose = $6, port = $7, health_path = $8, domain = $9, \
                  cancel_running = $10, deploy = $11, environment = $12 WHERE id = $13",
             );
             bind_settings!(query, new)
                 .bind(id)
+                .bind(relink)
                 .execute(pool)
                 .await?
                 .rows_affected()

@@ -95,6 +95,7 @@ async fn builds_of_a_tracked_github_branch_with_an_installation_are_reported() {
             },
             &DeliveryEffect::QueueBuilds {
                 repo_key: "acme/web".to_owned(),
+                repository_id: 1_000,
                 repo_full_name: "acme/web".to_owned(),
                 branch: "main".to_owned(),
                 commit_sha: "e".repeat(40),

@@ -246,7 +246,10 @@ async fn builds_are_for_the_environment_their_service_names() {
         cancel_running: false,
         deploy: settings.deploy.clone(),
     };
-    store.update_service(service_id, &changed).await.unwrap();
+    store
+        .update_service(service_id, &changed, false)
+        .await
+        .unwrap();
     let build = store
         .queue_build(&build_of(service_id, 'a'), NOW)
         .await
@@ -259,6 +262,7 @@ async fn deliveries_are_deduplicated_by_id_and_by_logical_event() {
     service(&store, "web", "Acme/Web", "main").await;
     let effect = DeliveryEffect::QueueBuilds {
         repo_key: "acme/web".to_owned(),
+        repository_id: 1_000,
         repo_full_name: "Acme/Web".to_owned(),
         branch: "main".to_owned(),
         commit_sha: "a".repeat(40),
@@ -309,6 +313,7 @@ async fn a_push_nobody_tracks_is_stored_with_that_outcome() {
     service(&store, "web", "acme/web", "main").await;
     let effect = DeliveryEffect::QueueBuilds {
         repo_key: "acme/web".to_owned(),
+        repository_id: 1_000,
         repo_full_name: "acme/web".to_owned(),
         branch: "develop".to_owned(),
         commit_sha: "b".repeat(40),
@@ -647,6 +652,7 @@ async fn a_batch_of_deliveries_is_stored_together_and_deduplicated_within_itself
             },
             DeliveryEffect::QueueBuilds {
                 repo_key: "acme/web".to_owned(),
+                repository_id: 1_000,
                 repo_full_name: "acme/web".to_owned(),
                 branch: "main".to_owned(),
                 commit_sha: digit.to_string().repeat(40),

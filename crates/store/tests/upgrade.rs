@@ -49,6 +49,8 @@ async fn a_database_of_the_first_schema_is_migrated_and_its_work_goes_on() {
     assert_eq!(service.branch, "main");
     assert_eq!(service.port, Some(8080));
     assert_eq!(service.domain.as_deref(), Some("web.example.com"));
+    // Linked to the one repository of its name the installation named.
+    assert_eq!(service.repository_id, Some(70));
 
     let builds = store.list_builds(&BuildFilter::default()).await.unwrap();
     assert_eq!(builds.len(), 2);

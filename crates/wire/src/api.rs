@@ -111,6 +111,7 @@ mod tests {
                 name: "api-2".into(),
                 ..Default::default()
             },
+            relink_repository: false,
         };
         assert_eq!(
             route(&update),

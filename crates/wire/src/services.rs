@@ -27,6 +27,11 @@ pub struct Service {
     /// How releases of the service are deployed.
     #[serde(default)]
     pub deploy: DeploySettings,
+    /// GitHub's id of the repository the service is linked to: pushes from another repository
+    /// of the same name (one deleted and created again, say) build nothing. `None` until an
+    /// installation names the repository or it first pushes.
+    #[serde(default)]
+    pub repository_id: Option<i64>,
     pub created_at: String,
 }
 
@@ -88,6 +93,11 @@ api_request!(ShowService: Get "/v1/services/{}" [name] -> Service);
 pub struct UpdateService {
     #[serde(flatten)]
     pub service: CreateService,
+    /// Link the service again to the repository its `repo` names now, even when GitHub's id
+    /// for that name changed (a repository deleted and created again). A new `repo` links
+    /// again by itself.
+    #[serde(default)]
+    pub relink_repository: bool,
 }
 
 api_request!(UpdateService: Put "/v1/services/{}" [service.name] -> Service);

@@ -180,6 +180,7 @@ fn push_effect(push: &PushEvent, max_attempts: i64) -> DeliveryEffect {
         PushTarget::Branch { branch, after } => DeliveryEffect::QueueBuilds {
             repo_key: push.repository.full_name.key(),
             repo_full_name: push.repository.full_name.to_string(),
+            repository_id: i64::try_from(push.repository.id).unwrap_or(i64::MAX),
             branch: branch.to_string(),
             commit_sha: after.to_string(),
             installation_id: push.installation_id.and_then(|id| i64::try_from(id).ok()),

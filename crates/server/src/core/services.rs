@@ -45,7 +45,10 @@ impl Core {
                 current.name, current.project, new.project
             )));
         }
-        let service = self.store.update_service(current.id, &new).await?;
+        let service = self
+            .store
+            .update_service(current.id, &new, request.relink_repository)
+            .await?;
         tracing::info!(service = %service.name, repo = %service.repo, branch = %service.branch, "service changed");
         Ok(service)
     }

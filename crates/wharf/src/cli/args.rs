@@ -163,6 +163,11 @@ pub enum ServiceCommand {
         /// Whether a newer push also cancels running builds.
         #[arg(long)]
         cancel_running: Option<bool>,
+        /// Link the service again to the repository of its name as GitHub knows it now, after
+        /// the repository was deleted and created again (pushes from it build nothing until
+        /// then).
+        #[arg(long)]
+        relink_repository: bool,
         #[arg(long)]
         json: bool,
     },

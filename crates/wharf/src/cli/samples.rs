@@ -28,6 +28,7 @@ pub(super) fn service() -> Service {
             },
             ..DeploySettings::default()
         },
+        repository_id: Some(4242),
         created_at: "2025-03-01T09:00:00Z".to_owned(),
     }
 }
@@ -51,6 +52,7 @@ pub(super) fn compose_service() -> Service {
             auto_deploy: false,
             ..DeploySettings::default()
         },
+        repository_id: Some(4242),
         created_at: "2025-03-02T09:00:00Z".to_owned(),
     }
 }

@@ -29,12 +29,14 @@ pub(super) async fn run(client: &ApiClient, command: ServiceCommand) -> anyhow::
             name,
             settings,
             cancel_running,
+            relink_repository,
             json,
         } => {
             let current = client.send(&ShowService { name }).await?;
             let service = client
                 .send(&UpdateService {
                     service: settings.changed_service(current, cancel_running)?,
+                    relink_repository,
                 })
                 .await?;
             emit(&render::one(&service, json, render::service_changed)?)

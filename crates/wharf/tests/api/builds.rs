@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp, push_payload, spawn_app_with};
+use crate::helpers::{Options, TestApp, push_payload, repository_id, spawn_app_with};
 use wharf_agent::BuilderConfig;
 
 use crate::parts::{
@@ -254,7 +254,7 @@ async fn failures_are_kept_on_the_build_and_the_agent_takes_the_next_one() {
     let added = json!({
         "action": "added",
         "installation": {"id": 42, "account": {"login": "acme", "type": "Organization"}},
-        "repositories_added": [{"id": 2, "full_name": "acme/docs", "private": true}],
+        "repositories_added": [{"id": repository_id("acme/docs"), "full_name": "acme/docs", "private": true}],
         "repositories_removed": []
     });
     app.webhook(

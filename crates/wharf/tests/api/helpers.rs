@@ -360,8 +360,7 @@ impl TestApp {
     pub async fn announce_installation(&self, repositories: &[&str]) {
         let repositories: Vec<Value> = repositories
             .iter()
-            .enumerate()
-            .map(|(index, name)| json!({"id": index + 1, "full_name": name, "private": true}))
+            .map(|name| json!({"id": repository_id(name), "full_name": name, "private": true}))
             .collect();
         let body = json!({
             "action": "created",
@@ -459,6 +458,19 @@ where
 }
 
 /// A push payload as GitHub sends it, with the fields Wharf reads and a realistic rest.
+/// The id GitHub gives repository `repo` in these tests: the same for a name wherever a test
+/// names it (pushes, installations), so a service is linked to the repository it tracks.
+pub fn repository_id(repo: &str) -> u64 {
+    // FNV-1a of the lowercase name, kept within GitHub's range of ids.
+    let hash = repo
+        .to_ascii_lowercase()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    1 + hash % 1_000_000_000
+}
+
 pub fn push_payload(repo: &str, git_ref: &str, after: &str) -> Vec<u8> {
     let zero = "0".repeat(40);
     json!({
@@ -473,7 +485,7 @@ pub fn push_payload(repo: &str, git_ref: &str, after: &str) -> Vec<u8> {
         "commits": [],
         "head_commit": null,
         "repository": {
-            "id": 1296269,
+            "id": repository_id(repo),
             "node_id": "MDEwOlJlcG9zaXRvcnkxMjk2MjY5",
             "name": repo.split('/').nth(1).unwrap(),
             "full_name": repo,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wharf_store::testing::insert_earlier_delivery;
 
 use crate::helpers::{
-    Answer, Options, push_payload, sha, sign, spawn_app, spawn_app_with, wait_until,
+    Answer, Options, push_payload, repository_id, sha, sign, spawn_app, spawn_app_with, wait_until,
 };
 
 #[tokio::test]
@@ -32,6 +32,105 @@ async fn a_push_to_a_tracked_branch_queues_one_build_of_the_after_commit() {
     assert_eq!(builds[0]["branch"], "main");
     assert_eq!(builds[0]["delivery_id"], "d-1");
     assert_eq!(answer.body["builds"], json!([builds[0]["id"]]));
+}
+
+/// A push of `repo` whose repository has GitHub's id `id`.
+fn push_from(repo: &str, id: u64, after: &str) -> Vec<u8> {
+    let mut body: Value = serde_json::from_slice(&push_payload(repo, "refs/heads/main", after))
+        .expect("the push payload is JSON");
+    body["repository"]["id"] = json!(id);
+    body.to_string().into_bytes()
+}
+
+#[tokio::test]
+async fn a_repository_created_again_under_a_services_name_does_not_inherit_the_service() {
+    let app = spawn_app().await;
+    // Linked by the first push of its name: the repository as it was then.
+    let service = app.create_service("web", "acme/web", "main").await;
+    assert_eq!(service["repository_id"], Value::Null);
+    let first = app
+        .webhook("push", "d-1", &push_from("acme/web", 100, &sha('a')))
+        .await;
+    assert_eq!(
+        first.body["builds"].as_array().unwrap().len(),
+        1,
+        "{}",
+        first.text
+    );
+    assert_eq!(app.get("/v1/services/web").await.body["repository_id"], 100);
+
+    // The repository is deleted and someone creates one of the same name: its pushes build
+    // nothing, and the delivery says why and what to do.
+    let impostor = app
+        .webhook("push", "d-2", &push_from("acme/web", 200, &sha('b')))
+        .await;
+    assert_eq!(impostor.status, StatusCode::ACCEPTED, "{}", impostor.text);
+    assert_eq!(impostor.body["builds"], json!([]), "{}", impostor.text);
+    let outcome = impostor.body["outcome"].as_str().unwrap();
+    assert!(outcome.contains("repository id 200"), "{outcome}");
+    assert!(
+        outcome.contains("web (linked to repository id 100)"),
+        "{outcome}"
+    );
+    assert!(outcome.contains("--relink-repository"), "{outcome}");
+    assert_eq!(app.builds().await.len(), 1);
+
+    // Changing other settings keeps the link.
+    let mut settings = app.get("/v1/services/web").await.body;
+    settings["port"] = json!(9090);
+    let changed = app.put("/v1/services/web", settings.clone()).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(changed.body["repository_id"], 100);
+    let still = app
+        .webhook("push", "d-3", &push_from("acme/web", 200, &sha('c')))
+        .await;
+    assert_eq!(still.body["builds"], json!([]), "{}", still.text);
+
+    // The admin links the service again; the repository of that name now builds.
+    settings["relink_repository"] = json!(true);
+    let relinked = app.put("/v1/services/web", settings).await;
+    assert_eq!(relinked.status, StatusCode::OK, "{}", relinked.text);
+    assert_eq!(relinked.body["repository_id"], Value::Null);
+    let now = app
+        .webhook("push", "d-4", &push_from("acme/web", 200, &sha('d')))
+        .await;
+    assert_eq!(
+        now.body["builds"].as_array().unwrap().len(),
+        1,
+        "{}",
+        now.text
+    );
+    assert_eq!(app.get("/v1/services/web").await.body["repository_id"], 200);
+}
+
+#[tokio::test]
+async fn a_service_of_a_repository_an_installation_names_is_linked_to_it_at_once() {
+    let app = spawn_app().await;
+    app.announce_installation(&["acme/web"]).await;
+    let service = app.create_service("web", "acme/web", "main").await;
+    assert_eq!(
+        service["repository_id"],
+        json!(repository_id("acme/web")),
+        "{service}"
+    );
+    // Another repository given the name (the first renamed away) never gets a first push.
+    let other = app
+        .webhook("push", "d-1", &push_from("acme/web", 7, &sha('a')))
+        .await;
+    assert_eq!(other.body["builds"], json!([]), "{}", other.text);
+    let own = app
+        .webhook(
+            "push",
+            "d-2",
+            &push_from("acme/web", repository_id("acme/web"), &sha('b')),
+        )
+        .await;
+    assert_eq!(
+        own.body["builds"].as_array().unwrap().len(),
+        1,
+        "{}",
+        own.text
+    );
 }
 
 #[tokio::test]
@@ -302,7 +401,7 @@ async fn a_force_push_back_to_an_earlier_commit_builds_again_and_a_redelivery_do
 async fn a_captured_body_replayed_under_a_new_delivery_id_changes_nothing() {
     let app = spawn_app().await;
     let account = json!({"login": "acme", "id": 9, "type": "Organization"});
-    let web = json!({"id": 1, "name": "web", "full_name": "acme/web", "private": true});
+    let web = json!({"id": repository_id("acme/web"), "name": "web", "full_name": "acme/web", "private": true});
     let installation = |action: &str, updated_at: &str| {
         json!({
             "action": action,
@@ -369,7 +468,7 @@ async fn bodies_past_their_retention_are_removed_and_still_cannot_be_replayed() 
     let created = json!({
         "action": "created",
         "installation": {"id": 42, "account": account},
-        "repositories": [{"id": 1, "full_name": "acme/web", "private": true}]
+        "repositories": [{"id": repository_id("acme/web"), "full_name": "acme/web", "private": true}]
     })
     .to_string();
     let deleted =
@@ -400,7 +499,7 @@ async fn bodies_past_their_retention_are_removed_and_still_cannot_be_replayed() 
     let again = json!({
         "action": "created",
         "installation": {"id": 42, "account": account, "updated_at": "later"},
-        "repositories": [{"id": 1, "full_name": "acme/web", "private": true}]
+        "repositories": [{"id": repository_id("acme/web"), "full_name": "acme/web", "private": true}]
     });
     app.webhook("installation", "new-created", again.to_string().as_bytes())
         .await;
@@ -428,7 +527,11 @@ async fn bodies_an_earlier_wharf_stored_cannot_be_replayed_either() {
     let push = String::from_utf8(push_payload("acme/web", "refs/heads/main", &sha('a'))).unwrap();
     // An earlier Wharf stored an uninstallation (known by its delivery id alone) and a push
     // (known by repository, ref and `after`); the App was installed again since.
-    let old_push_key = format!("push:1296269:refs/heads/main:{}", sha('a'));
+    let old_push_key = format!(
+        "push:{}:refs/heads/main:{}",
+        repository_id("acme/web"),
+        sha('a')
+    );
     for (id, event, key, body) in [
         ("earlier-deleted", "installation", None, &deleted),
         ("earlier-push", "push", Some(old_push_key.as_str()), &push),
@@ -533,7 +636,7 @@ async fn pull_requests_are_stored_and_routed_not_dropped() {
             "head": {"ref": "feature", "sha": sha('d'), "repo": {"id": 1}},
             "base": {"ref": "main", "sha": sha('e'), "repo": {"id": 1}}
         },
-        "repository": {"id": 1, "full_name": "acme/web", "private": true}
+        "repository": {"id": repository_id("acme/web"), "full_name": "acme/web", "private": true}
     });
     let answer = app
         .webhook("pull_request", "pr-1", body.to_string().as_bytes())
