@@ -41,7 +41,13 @@ const MIGRATIONS: &[Migration] = &[
     migration!(10, "hook_signatures", "0010_hook_signatures"),
     migration!(11, "delivery_retention", "0011_delivery_retention"),
     migration!(12, "delivery_keys", "0012_delivery_keys"),
+    migration!(14, "variable_members", "0014_variable_members"),
 ];
+
+/// Every schema this version of Wharf knows, oldest first.
+pub fn known_schemas() -> impl Iterator<Item = i64> {
+    MIGRATIONS.iter().map(|migration| migration.version)
+}
 
 /// The newest schema this version of Wharf knows: the number of its last migration.
 pub const NEWEST_SCHEMA: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
