@@ -442,6 +442,7 @@ pub struct EnvVarValue {
 
 /// A runtime variable for some members of a compose stack only, with its value.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ScopedEnvVarValue {
     pub name: String,
     pub value: SecretText,

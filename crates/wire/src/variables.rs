@@ -28,7 +28,8 @@ pub struct EnvVar {
 /// In JSON, a word (`"all"`, `"routed"`) or a list of compose service names (`["web"]`), so a
 /// member whose name is one of the words is still named by the list.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "MembersJson", into = "MembersJson")]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(from = "MembersJson", into = "MembersJson")]
 pub enum VariableMembers {
     /// Every member: what variables set before members were named reach.
     #[default]
@@ -82,25 +83,30 @@ impl std::fmt::Display for VariableMembers {
     }
 }
 
-/// How [`VariableMembers`] is written in JSON.
+/// How [`VariableMembers`] is written in JSON: a word, or a list of names.
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 enum MembersJson {
-    Word(String),
+    Word(MembersWord),
     Names(Vec<String>),
 }
 
-impl TryFrom<MembersJson> for VariableMembers {
-    type Error = String;
+/// The words [`VariableMembers`] has in JSON.
+#[derive(Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+enum MembersWord {
+    All,
+    Routed,
+}
 
-    fn try_from(json: MembersJson) -> Result<VariableMembers, String> {
+impl From<MembersJson> for VariableMembers {
+    fn from(json: MembersJson) -> VariableMembers {
         match json {
-            MembersJson::Word(word) if word == "all" => Ok(VariableMembers::All),
-            MembersJson::Word(word) if word == "routed" => Ok(VariableMembers::Routed),
-            MembersJson::Word(word) => Err(format!(
-                "members are \"all\", \"routed\" or a list of compose service names, not {word:?}"
-            )),
-            MembersJson::Names(names) => Ok(VariableMembers::Named(names)),
+            MembersJson::Word(MembersWord::All) => VariableMembers::All,
+            MembersJson::Word(MembersWord::Routed) => VariableMembers::Routed,
+            MembersJson::Names(names) => VariableMembers::Named(names),
         }
     }
 }
@@ -108,8 +114,8 @@ impl TryFrom<MembersJson> for VariableMembers {
 impl From<VariableMembers> for MembersJson {
     fn from(members: VariableMembers) -> MembersJson {
         match members {
-            VariableMembers::All => MembersJson::Word("all".to_owned()),
-            VariableMembers::Routed => MembersJson::Word("routed".to_owned()),
+            VariableMembers::All => MembersJson::Word(MembersWord::All),
+            VariableMembers::Routed => MembersJson::Word(MembersWord::Routed),
             VariableMembers::Named(names) => MembersJson::Names(names),
         }
     }
