@@ -1,7 +1,8 @@
 //! Per-service variables, and per-installation registry credentials. Secret values arrive sealed by the server and are stored only so;
-//! the store never sees them in the clear.
+//! the store never sees them in the clear. A variable's compose members are kept as JSON, NULL
+//! meaning every member (what variables from before members were named reach).
 
-use wharf_wire::format_millis;
+use wharf_wire::{VariableMembers, format_millis};
 
 use crate::{Result, Store, StoreError, on_pool};
 
@@ -15,20 +16,47 @@ pub struct StoredEnv {
     pub sealed: Option<String>,
     pub secret: bool,
     pub build: bool,
+    /// The compose members it reaches.
+    pub members: VariableMembers,
     pub updated_at: String,
 }
 
-type EnvRow = (String, Option<String>, Option<String>, bool, bool, i64);
+type EnvRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    bool,
+    bool,
+    Option<String>,
+    i64,
+);
+
+/// The `members` column for `members`: NULL for every member.
+fn members_column(members: &VariableMembers) -> Option<String> {
+    match members {
+        VariableMembers::All => None,
+        other => Some(serde_json::to_string(other).unwrap_or_default()),
+    }
+}
+
+/// The members a `members` column holds.
+fn members_from_column(column: Option<String>) -> Result<VariableMembers> {
+    match column {
+        None => Ok(VariableMembers::All),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|error| StoreError::Database(sqlx::Error::Decode(Box::new(error)))),
+    }
+}
 
 impl Store {
     /// Sets one variable of a service (replacing it when it exists).
     pub async fn set_env(&self, service_id: i64, variable: &StoredEnv, now: i64) -> Result<()> {
         on_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO service_env (service_id, name, value, sealed, secret, build, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                "INSERT INTO service_env (service_id, name, value, sealed, secret, build, updated_at, members) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (service_id, name) DO UPDATE SET value = $3, sealed = $4, secret = $5, \
-                 build = $6, updated_at = $7",
+                 build = $6, updated_at = $7, members = $8",
             )
             .bind(service_id)
             .bind(&variable.name)
@@ -37,6 +65,7 @@ impl Store {
             .bind(variable.secret)
             .bind(variable.build)
             .bind(now)
+            .bind(members_column(&variable.members))
             .execute(pool)
             .await?;
         });
@@ -63,26 +92,28 @@ impl Store {
     pub async fn list_env(&self, service_id: i64) -> Result<Vec<StoredEnv>> {
         let rows: Vec<EnvRow> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT name, value, sealed, secret, build, updated_at FROM service_env \
+                "SELECT name, value, sealed, secret, build, members, updated_at FROM service_env \
                  WHERE service_id = $1 ORDER BY name",
             )
             .bind(service_id)
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(
-                |(name, value, sealed, secret, build, updated_at)| StoredEnv {
-                    name,
-                    value,
-                    sealed,
-                    secret,
-                    build,
-                    updated_at: format_millis(updated_at),
+                |(name, value, sealed, secret, build, members, updated_at)| {
+                    Ok(StoredEnv {
+                        name,
+                        value,
+                        sealed,
+                        secret,
+                        build,
+                        members: members_from_column(members)?,
+                        updated_at: format_millis(updated_at),
+                    })
                 },
             )
-            .collect())
+            .collect()
     }
 }
 

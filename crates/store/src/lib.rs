@@ -38,7 +38,7 @@ pub use deliveries::{
 pub use env::StoredEnv;
 pub use github_reports::{GithubReport, GithubReportEnd};
 pub use logs::AppendOutcome;
-pub use migrate::NEWEST_SCHEMA;
+pub use migrate::{NEWEST_SCHEMA, known_schemas};
 pub use releases::{NO_HOSTS_REASON, NewRelease, RolloutRef, RolloutReport};
 pub use services::NewService;
 

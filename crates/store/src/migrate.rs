@@ -43,7 +43,13 @@ const MIGRATIONS: &[Migration] = &[
     migration!(12, "delivery_keys", "0012_delivery_keys"),
     migration!(13, "agent_scopes", "0013_agent_scopes"),
     migration!(14, "repository_ids", "0014_repository_ids"),
+    migration!(15, "variable_members", "0015_variable_members"),
 ];
+
+/// Every schema this version of Wharf knows, oldest first.
+pub fn known_schemas() -> impl Iterator<Item = i64> {
+    MIGRATIONS.iter().map(|migration| migration.version)
+}
 
 /// The newest schema this version of Wharf knows: the number of its last migration.
 pub const NEWEST_SCHEMA: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -46,6 +46,7 @@ async fn filled_store() -> (Store, TestDatabase) {
             sealed: secret.then(|| "v1:sealed-api-key".to_owned()),
             secret,
             build: false,
+            members: Default::default(),
             updated_at: String::new(),
         };
         store.set_env(service.id, &variable, NOW).await.unwrap();

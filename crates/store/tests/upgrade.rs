@@ -3,8 +3,8 @@
 //! newer Wharf has migrated is refused untouched, with a message saying what to run.
 
 use wharf_store::testing::{TestDatabase, execute};
-use wharf_store::{BuildFilter, NEWEST_SCHEMA, Store, StoreError};
-use wharf_wire::BuildState;
+use wharf_store::{BuildFilter, NEWEST_SCHEMA, Store, StoreError, known_schemas};
+use wharf_wire::{BuildState, VariableMembers};
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -84,7 +84,7 @@ async fn a_database_of_the_first_schema_is_migrated_and_its_work_goes_on() {
 
 #[tokio::test]
 async fn every_schema_of_an_earlier_wharf_is_migrated_to_today() {
-    for schema in 1..NEWEST_SCHEMA {
+    for schema in known_schemas().filter(|schema| *schema < NEWEST_SCHEMA) {
         let (store, _database) = TestDatabase::create_at_schema(schema).await.unwrap();
         assert_eq!(store.schema_version().await.unwrap(), Some(schema));
         store
@@ -126,4 +126,63 @@ async fn a_database_a_newer_wharf_migrated_is_refused_untouched() {
 
     let reopened = Store::open_existing(&database.url).await.unwrap();
     assert_eq!(reopened.schema_version().await.unwrap(), Some(newer));
+}
+
+/// The schema before variables named their compose members.
+const BEFORE_VARIABLE_MEMBERS: i64 = 12;
+
+#[tokio::test]
+async fn variables_set_before_members_were_named_reach_every_member_after_the_upgrade() {
+    let (store, _database) = TestDatabase::create_at_schema(BEFORE_VARIABLE_MEMBERS)
+        .await
+        .unwrap();
+    execute(&store, FIRST_SCHEMA_ROWS).await.unwrap();
+    execute(
+        &store,
+        "INSERT INTO service_env (service_id, name, value, sealed, secret, build, updated_at)
+             VALUES ((SELECT id FROM services WHERE name = 'web'), 'API_KEY', NULL, 'v1:sealed',
+                     TRUE, FALSE, 1700000000000),
+                    ((SELECT id FROM services WHERE name = 'web'), 'MODE', 'production', NULL,
+                     FALSE, FALSE, 1700000000000);",
+    )
+    .await
+    .unwrap();
+
+    store.migrate().await.expect("migrating the variables");
+    let service = store.service_by_name("web").await.unwrap();
+    let variables = store.list_env(service.id).await.unwrap();
+    let shape: Vec<(&str, &VariableMembers)> = variables
+        .iter()
+        .map(|variable| (variable.name.as_str(), &variable.members))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("API_KEY", &VariableMembers::All),
+            ("MODE", &VariableMembers::All)
+        ]
+    );
+
+    // Variables set now keep the members they name.
+    let web_only = VariableMembers::Named(vec!["web".to_owned(), "all".to_owned()]);
+    for (name, members) in [
+        ("API_KEY", web_only.clone()),
+        ("MODE", VariableMembers::Routed),
+    ] {
+        let mut variable = variables
+            .iter()
+            .find(|variable| variable.name == name)
+            .unwrap()
+            .clone();
+        variable.members = members;
+        store.set_env(service.id, &variable, NOW).await.unwrap();
+    }
+    let members: Vec<VariableMembers> = store
+        .list_env(service.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|variable| variable.members)
+        .collect();
+    assert_eq!(members, [web_only, VariableMembers::Routed]);
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::api_request;
-use crate::{RegistryLogin, SecretText};
+use crate::{RegistryLogin, SecretText, VariableMembers};
 
 /// How a service is deployed; kept on the service and copied onto each release.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -440,6 +440,16 @@ pub struct EnvVarValue {
     pub value: SecretText,
 }
 
+/// A runtime variable for some members of a compose stack only, with its value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct ScopedEnvVarValue {
+    pub name: String,
+    pub value: SecretText,
+    /// The members that receive it: `routed`, or names; never `all` (those are in `env`).
+    pub members: VariableMembers,
+}
+
 /// `POST /v1/agent/rollouts/claim`: waits up to `wait_ms` for a rollout for this host.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
@@ -474,8 +484,14 @@ pub struct RolloutJob {
     pub domains: Vec<String>,
     pub health_path: Option<String>,
     pub settings: DeploySettings,
-    /// The service's runtime variables, secrets opened for the agent.
+    /// The service's runtime variables for every container it runs, secrets opened for the
+    /// agent: all of them for a single-image service, those for all members for a stack.
     pub env: Vec<EnvVarValue>,
+    /// A compose stack's variables for some of its members only. They are apart from `env` so
+    /// that an agent from before members were named, which reads only `env`, gives them to no
+    /// member rather than to every one.
+    #[serde(default)]
+    pub scoped_env: Vec<ScopedEnvVarValue>,
     pub registry_login: Option<RegistryLogin>,
     /// The compose file of a compose release; the agent runs it with `compose_images`.
     #[serde(default)]

@@ -13,6 +13,12 @@
 //! The member that listens on the service's port is published on a free loopback port, and
 //! the service's route points there once every member is healthy. Named volumes are scoped to
 //! the service and outlive its releases; anonymous volumes go with their container.
+//!
+//! Each member receives the service's variables for every member and those that name it (by
+//! its compose name, or as `routed` when it is the member that takes the traffic), so a
+//! third-party image in the stack never sees a secret meant for another member. A variable that
+//! would reach no member (a name the file does not have, `routed` in a stack without a port)
+//! refuses the rollout rather than disappear.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -24,7 +30,9 @@ use wharf_domain::compose::{
 };
 use wharf_domain::identity::DeployIdentity;
 use wharf_runtime::engine::{ContainerNetwork, ContainerRun, Mount, MountSource, PortPublish};
-use wharf_wire::{EnvVarValue, HealthSettings, ProbeResult, ReleaseState, RolloutJob};
+use wharf_wire::{
+    HealthSettings, ProbeResult, ReleaseState, RolloutJob, ScopedEnvVarValue, VariableMembers,
+};
 
 use super::health::{PROBES_KEPT, Probe, Unhealthy};
 use super::{Deployer, Found, Outcome, Started, StepError, Switched, free_port};
@@ -48,7 +56,7 @@ struct Member {
     /// Its place in the start order, 0 first.
     order: usize,
     /// Its variables as an env file's text: the compose file's, then the service's Wharf
-    /// variables, which win.
+    /// variables that reach it, which win.
     env: String,
     mounts: Vec<OwnedMount>,
     probe: Probe,
@@ -231,6 +239,7 @@ impl Deployer {
         allow: &ComposeAllowances,
         names: &StackNames,
     ) -> Result<PreparedStack, String> {
+        check_scoped_env(&job.scoped_env, &plan, job.port.is_some())?;
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let mut mounts = Vec::with_capacity(plan.services.len());
         for member in &plan.services {
@@ -270,13 +279,14 @@ impl Deployer {
 
         let mut members = Vec::with_capacity(plan.services.len());
         for ((order, member), mounts) in plan.services.into_iter().enumerate().zip(mounts) {
+            let variables = wharf_variables(job, &member.name, routed.as_deref());
             let routed = routed.as_deref() == Some(member.name.as_str());
             let image_check = match &member.healthcheck {
                 Some(_) => None,
                 None => self.image_healthcheck(&member.image).await,
             };
             members.push(Member {
-                env: member_env(&job.env, &member.environment)
+                env: member_env(&variables, &member.environment)
                     .map_err(|error| format!("compose service {:?}: {error}", member.name))?,
                 probe: member_probe(
                     member.healthcheck.as_ref(),
@@ -751,23 +761,69 @@ fn member_health(service: &HealthSettings, check: Option<&ComposeHealthcheck>) -
     health
 }
 
-/// A member's env file: the compose file's variables, then the service's Wharf variables,
-/// which win over the file's of the same name.
-fn member_env(service: &[EnvVarValue], member: &[(String, String)]) -> Result<String, String> {
-    let mut text = String::new();
-    let wharf: BTreeSet<&str> = service
+/// Refuses variables scoped to members that would reach none: a name the compose file does not
+/// have, or `routed` when no member takes the service's traffic (it has no port, `routes` is
+/// false). With a port, planning finds the one member that takes the traffic or refuses.
+fn check_scoped_env(
+    scoped: &[ScopedEnvVarValue],
+    plan: &StackPlan,
+    routes: bool,
+) -> Result<(), String> {
+    for variable in scoped {
+        match &variable.members {
+            VariableMembers::All => {}
+            VariableMembers::Routed if !routes => {
+                return Err(format!(
+                    "variable {} is for the member that takes the service's traffic, but the service has no port: name its members (wharf env set … --member NAME, or --member all)",
+                    variable.name
+                ));
+            }
+            VariableMembers::Routed => {}
+            VariableMembers::Named(names) => {
+                if let Some(missing) = names
+                    .iter()
+                    .find(|name| !plan.services.iter().any(|member| &&member.name == name))
+                {
+                    return Err(format!(
+                        "variable {} is for the compose service {missing:?}, which the compose file does not have",
+                        variable.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The service's variables that reach the member `member` (`routed` names the member that
+/// takes the traffic): those for every member, and those that name it.
+fn wharf_variables<'a>(
+    job: &'a RolloutJob,
+    member: &str,
+    routed: Option<&str>,
+) -> Vec<(&'a str, &'a str)> {
+    let every = job
+        .env
         .iter()
-        .map(|variable| variable.name.as_str())
-        .collect();
+        .map(|variable| (variable.name.as_str(), variable.value.expose()));
+    let named = job
+        .scoped_env
+        .iter()
+        .filter(|variable| variable.members.includes(member, routed))
+        .map(|variable| (variable.name.as_str(), variable.value.expose()));
+    every.chain(named).collect()
+}
+
+/// A member's env file: the compose file's variables, then the service's Wharf variables that
+/// reach it, which win over the file's of the same name.
+fn member_env(service: &[(&str, &str)], member: &[(String, String)]) -> Result<String, String> {
+    let mut text = String::new();
+    let wharf: BTreeSet<&str> = service.iter().map(|(name, _)| *name).collect();
     let file = member
         .iter()
         .filter(|(name, _)| !wharf.contains(name.as_str()))
         .map(|(name, value)| (name.as_str(), value.as_str()));
-    let variables = file.chain(
-        service
-            .iter()
-            .map(|variable| (variable.name.as_str(), variable.value.expose())),
-    );
+    let variables = file.chain(service.iter().copied());
     for (name, value) in variables {
         if value.contains('\n') {
             return Err(format!(
@@ -784,7 +840,7 @@ mod tests {
     use std::time::Duration;
 
     use wharf_domain::compose::{PortMapping, VolumeMount};
-    use wharf_wire::SecretText;
+    use wharf_wire::{EnvVarValue, SecretText};
 
     use super::*;
 
@@ -881,10 +937,7 @@ mod tests {
 
     #[test]
     fn wharf_variables_win_over_the_compose_files() {
-        let service = vec![EnvVarValue {
-            name: "MODE".to_owned(),
-            value: SecretText::new("production".to_owned()),
-        }];
+        let service = vec![("MODE", "production")];
         let member = vec![
             ("MODE".to_owned(), "dev".to_owned()),
             ("PORT".to_owned(), "8080".to_owned()),
@@ -895,6 +948,67 @@ mod tests {
         );
         let broken = vec![("A".to_owned(), "x\ny".to_owned())];
         assert!(member_env(&[], &broken).unwrap_err().contains("line break"));
+    }
+
+    /// A stack's job with a variable for every member, one for `web`, and one for the member
+    /// that takes the traffic.
+    fn job_with_variables() -> RolloutJob {
+        let variable = |name: &str| EnvVarValue {
+            name: name.to_owned(),
+            value: SecretText::new(format!("{name}-value")),
+        };
+        let scoped = |name: &str, members: VariableMembers| ScopedEnvVarValue {
+            name: name.to_owned(),
+            value: SecretText::new(format!("{name}-value")),
+            members,
+        };
+        RolloutJob {
+            rollout_id: 1,
+            release_id: 1,
+            service: "stack".to_owned(),
+            environment: "production".to_owned(),
+            project: "default".to_owned(),
+            image: String::new(),
+            port: Some(8080),
+            domains: Vec::new(),
+            health_path: None,
+            settings: Default::default(),
+            env: vec![variable("MODE")],
+            scoped_env: vec![
+                scoped("TOKEN", VariableMembers::Named(vec!["web".to_owned()])),
+                scoped("SESSION_KEY", VariableMembers::Routed),
+            ],
+            registry_login: None,
+            compose_file: None,
+            compose_images: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_member_gets_the_variables_for_every_member_and_those_that_name_it() {
+        let job = job_with_variables();
+        let names = |member: &str, routed: Option<&str>| -> Vec<&str> {
+            let variables = wharf_variables(&job, member, routed);
+            variables.into_iter().map(|(name, _)| name).collect()
+        };
+        assert_eq!(names("web", Some("web")), ["MODE", "TOKEN", "SESSION_KEY"]);
+        assert_eq!(names("worker", Some("web")), ["MODE"]);
+        assert_eq!(names("worker", Some("worker")), ["MODE", "SESSION_KEY"]);
+    }
+
+    #[test]
+    fn a_variable_that_would_reach_no_member_refuses_the_rollout() {
+        let job = job_with_variables();
+        let stack = plan("services:\n  web:\n    image: web\n  worker:\n    image: worker\n");
+        assert!(check_scoped_env(&job.scoped_env, &stack, true).is_ok());
+        let refusal = check_scoped_env(&job.scoped_env, &stack, false).unwrap_err();
+        assert!(
+            refusal.contains("SESSION_KEY") && refusal.contains("no port"),
+            "{refusal}"
+        );
+        let renamed = plan("services:\n  app:\n    image: web\n");
+        let refusal = check_scoped_env(&job.scoped_env, &renamed, true).unwrap_err();
+        assert!(refusal.contains(r#"compose service "web""#), "{refusal}");
     }
 
     fn member_with(volumes: Vec<VolumeMount>) -> StackService {

@@ -10,7 +10,10 @@ use tokio::sync::watch;
 use wharf_domain::agents::AgentScope;
 use wharf_domain::names::image_repository;
 use wharf_store::{NewRelease, RolloutRef};
-use wharf_wire::{Agent, Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, Service};
+use wharf_wire::{
+    Agent, Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, ScopedEnvVarValue, SecretText,
+    Service, VariableMembers,
+};
 
 use crate::core::{Core, CoreError, jobs, now_millis};
 
@@ -182,6 +185,7 @@ pub(crate) async fn rollout_job(
         Some((file, build)) => (Some(file), compose_images(build)),
         None => (None, Vec::new()),
     };
+    let (env, scoped_env) = runtime_env(core, service.id, compose_file.is_some()).await?;
     Ok(RolloutJob {
         rollout_id: rollout.rollout_id,
         release_id: release.id,
@@ -192,7 +196,8 @@ pub(crate) async fn rollout_job(
         port: service.port,
         domains: service.host_names().map(str::to_owned).collect(),
         health_path: service.health_path.clone(),
-        env: runtime_env(core, service.id).await?,
+        env,
+        scoped_env,
         settings: service.deploy,
         registry_login,
         compose_file,
@@ -200,16 +205,36 @@ pub(crate) async fn rollout_job(
     })
 }
 
-/// The service's variables with their values, secrets opened, for the containers it runs.
-async fn runtime_env(core: &Core, service_id: i64) -> Result<Vec<EnvVarValue>, CoreError> {
+/// The service's variables with their values, secrets opened, for the containers it runs:
+/// those for every container, and a stack's for some of its members only. A service that is
+/// not a stack runs one container, which gets them all.
+async fn runtime_env(
+    core: &Core,
+    service_id: i64,
+    stack: bool,
+) -> Result<(Vec<EnvVarValue>, Vec<ScopedEnvVarValue>), CoreError> {
     let mut env = Vec::new();
+    let mut scoped_env = Vec::new();
     for variable in core.store.list_env(service_id).await? {
-        if let Some(value) = core.variable_value(service_id, &variable)? {
-            env.push(EnvVarValue {
+        let Some(value) = core.variable_value(service_id, &variable)? else {
+            continue;
+        };
+        let value = SecretText::new(value);
+        match variable.members {
+            VariableMembers::All => env.push(EnvVarValue {
                 name: variable.name,
-                value: wharf_wire::SecretText::new(value),
-            });
+                value,
+            }),
+            _ if !stack => env.push(EnvVarValue {
+                name: variable.name,
+                value,
+            }),
+            members => scoped_env.push(ScopedEnvVarValue {
+                name: variable.name,
+                value,
+                members,
+            }),
         }
     }
-    Ok(env)
+    Ok((env, scoped_env))
 }

@@ -7,7 +7,10 @@ use wharf_domain::names::{
     check_repo_path,
 };
 use wharf_store::{NewService, StoredEnv};
-use wharf_wire::{CreateService, DeploySettings, EnvVar, Service, SetEnv, Strategy, UpdateService};
+use wharf_wire::{
+    CreateService, DeploySettings, EnvVar, Service, SetEnv, Strategy, UpdateService,
+    VariableMembers,
+};
 
 use crate::core::sealing::variable_context;
 use crate::core::{Core, CoreError, now_millis};
@@ -61,7 +64,10 @@ impl Core {
         Ok(self.store.service_by_name(name).await?)
     }
 
-    /// Sets a variable of the service `service_name`; a secret one is sealed first.
+    /// Sets a variable of the service `service_name`; a secret one is sealed first. Without
+    /// members named, a variable that exists keeps its members and a new one reaches the
+    /// member that takes the service's traffic (`routed`, which the agent resolves when it plans
+    /// the stack).
     pub async fn set_variable(
         &self,
         service_name: &str,
@@ -86,18 +92,37 @@ impl Core {
         } else {
             (Some(value.to_owned()), None)
         };
+        let members = match &request.members {
+            Some(members) => checked_members(members)?,
+            None => self
+                .store
+                .list_env(service.id)
+                .await?
+                .into_iter()
+                .find(|existing| existing.name == request.name)
+                .map_or(VariableMembers::Routed, |existing| existing.members),
+        };
+        if members == VariableMembers::Routed && service.compose.is_some() && service.port.is_none()
+        {
+            return Err(CoreError::Invalid(format!(
+                "service {} has no port, so no member of its stack takes its traffic: say which \
+                 members get {} (--member NAME, or --member all)",
+                service.name, request.name
+            )));
+        }
         let variable = StoredEnv {
             name: request.name.clone(),
             value,
             sealed,
             secret: request.secret,
             build: request.build,
+            members,
             updated_at: String::new(),
         };
         self.store
             .set_env(service.id, &variable, now_millis())
             .await?;
-        tracing::info!(service = %service.name, variable = %request.name, secret = request.secret, "variable set");
+        tracing::info!(service = %service.name, variable = %request.name, secret = request.secret, members = %variable.members, "variable set");
         let stored = self
             .store
             .list_env(service.id)
@@ -158,8 +183,29 @@ fn shown(variable: StoredEnv) -> EnvVar {
         },
         secret: variable.secret,
         build: variable.build,
+        members: variable.members,
         updated_at: variable.updated_at,
     }
+}
+
+/// The members a request names, each a compose service name (a DNS label), none twice.
+fn checked_members(members: &VariableMembers) -> Result<VariableMembers, CoreError> {
+    if let VariableMembers::Named(names) = members {
+        if names.is_empty() {
+            return Err(CoreError::Invalid(
+                "name at least one member, or \"all\"".to_owned(),
+            ));
+        }
+        for (index, name) in names.iter().enumerate() {
+            DnsLabel::parse("compose service name", name)?;
+            if names[..index].contains(name) {
+                return Err(CoreError::Invalid(format!(
+                    "the member {name} is named twice"
+                )));
+            }
+        }
+    }
+    Ok(members.clone())
 }
 
 /// Checks every field and gives the store what it stores.

@@ -331,6 +331,12 @@ pub enum EnvCommand {
         /// Also give it to image builds (a build argument, or a build secret with --secret).
         #[arg(long)]
         build: bool,
+        /// The compose members that get it (repeat for several), `all`, or `routed` (the member
+        /// that takes the service's traffic: a new variable's default; a variable set again
+        /// keeps its members). A service that is not a compose stack gives its one container
+        /// every variable.
+        #[arg(long = "member", value_name = "NAME")]
+        members: Vec<String>,
         #[arg(long)]
         json: bool,
     },

@@ -73,6 +73,7 @@ pub(super) const VARIABLES: &[Column<EnvVar>] = &[
     }),
     ("SECRET", |variable| yes_or_no(variable.secret)),
     ("BUILD", |variable| yes_or_no(variable.build)),
+    ("MEMBERS", |variable| variable.members.to_string()),
     ("UPDATED", |variable| variable.updated_at.clone()),
 ];
 
@@ -286,7 +287,10 @@ pub(super) fn release_moved(state: ReleaseState) -> String {
 
 pub(super) fn variable_set(service: &str, variable: &EnvVar) -> String {
     let secret = if variable.secret { " (secret)" } else { "" };
-    format!("Set {} on {service}{secret}\n", variable.name)
+    format!(
+        "Set {} on {service}{secret}; members: {}\n",
+        variable.name, variable.members
+    )
 }
 
 pub(super) fn variable_removed(service: &str, name: &str) -> String {
@@ -458,9 +462,10 @@ Rollouts failed (what was live on its host stays live): #4
         check(
             &list(&variables, false, VARIABLES).unwrap(),
             r"
-NAME          VALUE     SECRET  BUILD  UPDATED
-LOG_LEVEL     debug     no      yes    2025-03-01T09:10:00Z
-DATABASE_URL  ********  yes     no     2025-03-01T09:11:00Z
+NAME          VALUE     SECRET  BUILD  MEMBERS      UPDATED
+LOG_LEVEL     debug     no      yes    all          2025-03-01T09:10:00Z
+DATABASE_URL  ********  yes     no     web,migrate  2025-03-01T09:11:00Z
+SESSION_KEY   ********  yes     no     routed       2025-03-01T09:12:00Z
 ",
         );
         check(
@@ -472,6 +477,7 @@ DATABASE_URL  ********  yes     no     2025-03-01T09:11:00Z
     "value": "debug",
     "secret": false,
     "build": true,
+    "members": "all",
     "updated_at": "2025-03-01T09:10:00Z"
   },
   {
@@ -479,7 +485,19 @@ DATABASE_URL  ********  yes     no     2025-03-01T09:11:00Z
     "value": null,
     "secret": true,
     "build": false,
+    "members": [
+      "web",
+      "migrate"
+    ],
     "updated_at": "2025-03-01T09:11:00Z"
+  },
+  {
+    "name": "SESSION_KEY",
+    "value": null,
+    "secret": true,
+    "build": false,
+    "members": "routed",
+    "updated_at": "2025-03-01T09:12:00Z"
   }
 ]
 "#,
@@ -697,11 +715,11 @@ Run it with: wharf agent --server URL --token "$WHARF_AGENT_TOKEN" --labels depl
             ),
             (
                 variable_set("web", &plain_variable),
-                "Set LOG_LEVEL on web\n",
+                "Set LOG_LEVEL on web; members: all\n",
             ),
             (
                 variable_set("web", &secret_variable),
-                "Set DATABASE_URL on web (secret)\n",
+                "Set DATABASE_URL on web (secret); members: web,migrate\n",
             ),
             (
                 variable_removed("web", "LOG_LEVEL"),

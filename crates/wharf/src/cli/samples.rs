@@ -2,7 +2,7 @@
 
 use wharf_wire::{
     Agent, Build, BuildState, BuildTrigger, DeploySettings, EnvVar, HealthSettings, Release,
-    ReleaseState, ReleaseTrigger, Service,
+    ReleaseState, ReleaseTrigger, Service, VariableMembers,
 };
 
 /// `web` of project `shop`: a Dockerfile service with a port, a domain and one host.
@@ -180,6 +180,7 @@ pub(super) fn variables() -> Vec<EnvVar> {
             value: Some("debug".to_owned()),
             secret: false,
             build: true,
+            members: VariableMembers::All,
             updated_at: "2025-03-01T09:10:00Z".to_owned(),
         },
         EnvVar {
@@ -187,7 +188,16 @@ pub(super) fn variables() -> Vec<EnvVar> {
             value: None,
             secret: true,
             build: false,
+            members: VariableMembers::Named(vec!["web".to_owned(), "migrate".to_owned()]),
             updated_at: "2025-03-01T09:11:00Z".to_owned(),
+        },
+        EnvVar {
+            name: "SESSION_KEY".to_owned(),
+            value: None,
+            secret: true,
+            build: false,
+            members: VariableMembers::Routed,
+            updated_at: "2025-03-01T09:12:00Z".to_owned(),
         },
     ]
 }

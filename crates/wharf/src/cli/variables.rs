@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use wharf_client::ApiClient;
-use wharf_wire::{ListEnv, SecretText, SetEnv, UnsetEnv};
+use wharf_wire::{ListEnv, SecretText, SetEnv, UnsetEnv, VariableMembers};
 
 use super::args::EnvCommand;
 use super::render::{self, emit};
@@ -15,9 +15,11 @@ pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Resu
             assignment,
             secret,
             build,
+            members,
             json,
         } => {
             let (name, value) = assignment.split_once('=').context("expected NAME=VALUE")?;
+            let members = VariableMembers::from_flags(&members).map_err(anyhow::Error::msg)?;
             let variable = client
                 .send(&SetEnv {
                     service: service.clone(),
@@ -25,6 +27,7 @@ pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Resu
                     value: SecretText::new(value),
                     secret,
                     build,
+                    members,
                 })
                 .await?;
             emit(&render::one(&variable, json, |variable| {

@@ -738,3 +738,180 @@ async fn a_stack_an_earlier_agent_named_by_service_alone_is_taken_up_without_a_r
     assert!(!exists, "no second volume was made beside the adopted one");
     agent.stop().await;
 }
+
+/// The names of the variables container `id` runs with.
+async fn container_variables(id: &str) -> Vec<String> {
+    let (inspected, out, err) = podman(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        id,
+    ])
+    .await;
+    assert!(inspected, "{err}");
+    let variables: Vec<String> = serde_json::from_str(out.trim()).unwrap();
+    variables
+        .into_iter()
+        .filter_map(|variable| variable.split_once('=').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+/// Sets a variable of `service` through the API and returns it as the API shows it.
+async fn set_variable(app: &TestApp, service: &str, body: Value) -> Value {
+    let answer = app.post(&format!("/v1/services/{service}/env"), body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.body
+}
+
+#[tokio::test]
+async fn a_secret_reaches_only_the_members_it_names() {
+    let agent_name = format!("cmp-env-{:x}", rand::random::<u16>());
+    let service = "stack-env";
+    let app = app_with_repository("scoped").await;
+    create_stack_service(
+        &app,
+        service,
+        "scoped",
+        &agent_name,
+        json!({"port": 8080, "domain": "stack-env.test"}),
+    )
+    .await;
+
+    // A secret as an earlier Wharf stored it, naming no members.
+    set_variable(
+        &app,
+        service,
+        json!({"name": "EARLIER_KEY", "value": "earlier-value", "secret": true}),
+    )
+    .await;
+    wharf_store::testing::execute(
+        &app.store,
+        "UPDATE service_env SET members = NULL WHERE name = 'EARLIER_KEY'",
+    )
+    .await
+    .unwrap();
+    let web_token = set_variable(
+        &app,
+        service,
+        json!({"name": "WEB_TOKEN", "value": "web-value", "secret": true, "members": ["web"]}),
+    )
+    .await;
+    assert_eq!(web_token["members"], json!(["web"]));
+    // Set again without members, it keeps them.
+    let web_token = set_variable(
+        &app,
+        service,
+        json!({"name": "WEB_TOKEN", "value": "web-value-2", "secret": true}),
+    )
+    .await;
+    assert_eq!(web_token["members"], json!(["web"]));
+    let routed = set_variable(
+        &app,
+        service,
+        json!({"name": "SESSION_KEY", "value": "session-value", "secret": true}),
+    )
+    .await;
+    assert_eq!(routed["members"], "routed", "a new variable's default");
+    set_variable(
+        &app,
+        service,
+        json!({"name": "QUEUE_NAME", "value": "jobs", "members": ["worker"]}),
+    )
+    .await;
+    let listed = app.get(&format!("/v1/services/{service}/env")).await.body;
+    let members: Vec<(&str, &Value)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|variable| (variable["name"].as_str().unwrap(), &variable["members"]))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            ("EARLIER_KEY", &json!("all")),
+            ("QUEUE_NAME", &json!(["worker"])),
+            ("SESSION_KEY", &json!("routed")),
+            ("WEB_TOKEN", &json!(["web"])),
+        ]
+    );
+
+    let registry = Registry::start().await;
+    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+    let builds = push(
+        &app,
+        "scoped",
+        &stack_files("from worker", "index.html"),
+        "push-1",
+    )
+    .await;
+    let live = wait_for_release_of(&app, service, builds[0]).await;
+    assert_eq!(live["state"], "live", "{live}");
+    let containers = wait_for_stack(&agent_name, service, &live["id"]).await;
+    let wharf_variables = |mut names: Vec<String>| {
+        names.retain(|name| {
+            ["EARLIER_KEY", "QUEUE_NAME", "SESSION_KEY", "WEB_TOKEN"].contains(&name.as_str())
+        });
+        names.sort();
+        names
+    };
+    let web = wharf_variables(container_variables(&containers[0].0).await);
+    let worker = wharf_variables(container_variables(&containers[1].0).await);
+    assert_eq!(
+        (containers[0].1.as_str(), containers[1].1.as_str()),
+        ("web", "worker")
+    );
+    assert_eq!(
+        web,
+        ["EARLIER_KEY", "SESSION_KEY", "WEB_TOKEN"],
+        "web, which takes the traffic, gets its own secrets and the earlier one"
+    );
+    assert_eq!(
+        worker,
+        ["EARLIER_KEY", "QUEUE_NAME"],
+        "worker gets none of web's secrets"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_stack_without_a_port_needs_its_variables_members_named() {
+    let app = app_with_repository("portless").await;
+    create_stack_service(&app, "portless", "portless", "local", json!({})).await;
+    let answer = app
+        .post(
+            "/v1/services/portless/env",
+            json!({"name": "TOKEN", "value": "x", "secret": true}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
+    assert!(answer.text.contains("--member"), "{}", answer.text);
+    for members in [json!("all"), json!(["worker"])] {
+        let answer = app
+            .post(
+                "/v1/services/portless/env",
+                json!({"name": "TOKEN", "value": "x", "secret": true, "members": members}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    }
+    for members in [
+        json!([]),
+        json!(["Not_A_Name"]),
+        json!(["web", "web"]),
+        json!("web"),
+    ] {
+        let answer = app
+            .post(
+                "/v1/services/portless/env",
+                json!({"name": "TOKEN", "value": "x", "members": members}),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{members}: {}",
+            answer.text
+        );
+    }
+}
