@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(10, "hook_signatures", "0010_hook_signatures"),
     migration!(11, "delivery_retention", "0011_delivery_retention"),
     migration!(12, "delivery_keys", "0012_delivery_keys"),
+    migration!(19, "notifications", "0019_notifications"),
 ];
 
 /// The newest schema this version of Wharf knows: the number of its last migration.
