@@ -379,7 +379,7 @@ pub enum NotifyCommand {
         #[arg(long, value_name = "URL")]
         discord: Option<String>,
         /// The webhook's signing secret.
-        #[arg(long, requires = "webhook")]
+        #[arg(long, conflicts_with_all = ["slack", "discord"])]
         secret: Option<String>,
         /// Only these events (comma-separated): build.failed, release.live, release.failed,
         /// release.rolled_back, rollout.stuck, agent.offline, agent.online. Default: all.

@@ -482,9 +482,9 @@ ID  STATE        TRIGGER  BUILD  IMAGE                                      CREA
         check(
             &list(&sinks, false, SINKS).unwrap(),
             r"
-NAME  KIND     URL                           EVENTS                    SERVICES  PENDING  DEAD
-ops   webhook  https://ops.example.com/wharf  all                       all       0        2
-team  slack    https://hooks.slack.com/…     release.live,build.failed  web       1        0
+NAME  KIND     URL                            EVENTS                     SERVICES  PENDING  DEAD
+ops   webhook  https://ops.example.com/wharf  all                        all       0        2
+team  slack    https://hooks.slack.com/…      release.live,build.failed  web       1        0
 ",
         );
         let deliveries = vec![NotificationDelivery {
