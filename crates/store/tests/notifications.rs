@@ -5,10 +5,12 @@
 
 use wharf_store::testing::{TestDatabase, insert_release, set_release_state};
 use wharf_store::{
-    DeliveryEnd, NewBuild, NewService, NewSink, StateReport, Store, StoredSink, hash_token,
+    DeliveryEnd, NewBuild, NewRelease, NewService, NewSink, StateReport, Store, StoredSink,
+    hash_token,
 };
 use wharf_wire::{
-    BuildState, BuildTrigger, NotificationDeliveryState, NotificationEvent, ReleaseState, SinkKind,
+    BuildState, BuildTrigger, NotificationDeliveryState, NotificationEvent, ReleaseState,
+    ReleaseTrigger, SinkKind,
 };
 
 const NOW: i64 = 1_800_000_000_000;
@@ -483,4 +485,79 @@ async fn deliveries_are_leased_retried_given_up_on_and_retried_again() {
     assert!(!store.remove_sink("hook").await.unwrap());
     assert!(store.notification_message(id).await.unwrap().is_none());
     assert_eq!(store.sinks().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rollout_whose_agent_went_silent_is_reported_stuck_and_its_release_failed() {
+    use NotificationEvent::*;
+    let (store, _db) = store().await;
+    let web = service(&store, "web").await;
+    let everything = sink(&store, "everything", Vec::new(), &[]).await;
+    let agent = store
+        .create_agent("local", &hash_token("local"), NOW)
+        .await
+        .unwrap()
+        .id;
+    store
+        .register_agent(agent, &[], None, None, NOW)
+        .await
+        .unwrap();
+    let release = store
+        .create_release(
+            &NewRelease {
+                service_id: web,
+                environment: "production".to_owned(),
+                build_id: None,
+                image: "registry.test/web:1".to_owned(),
+                trigger: ReleaseTrigger::Manual,
+                rollback_of: None,
+                hosts: Vec::new(),
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .abandon_rollouts(NOW + LEASE, NOW + 2 * LEASE)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .abandon_rollouts(NOW + 2 * LEASE, NOW + 3 * LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .fan_out_notifications(NOW + 3 * LEASE, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        messages(&store, &everything).await,
+        [
+            (RolloutStuck, "sent".to_owned()),
+            (ReleaseFailed, "sent".to_owned())
+        ]
+    );
+    let stuck = store
+        .sink_deliveries(everything.id, false, 10)
+        .await
+        .unwrap()[1]
+        .clone();
+    let message = store.notification_message(stuck.id).await.unwrap().unwrap();
+    assert_eq!(message.release_id, Some(release.id));
+    assert_eq!(message.agent.as_deref(), Some("local"));
+    assert!(
+        message
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not answering"),
+        "{:?}",
+        message.reason
+    );
 }
