@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wharf_domain::signature::{SigningTime, verify_timestamped};
 
-use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{Options, TestApp, sha, spawn_app, spawn_app_with, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -586,4 +586,69 @@ async fn sinks_are_added_tested_listed_and_removed_through_the_cli() {
         unknown.contains("no notification sink named team"),
         "{unknown}"
     );
+}
+
+#[tokio::test]
+async fn a_stuck_build_is_told_once_and_its_failure_with_a_link_to_its_page() {
+    let app = spawn_app_with(Options {
+        lease: Some(Duration::from_millis(300)),
+        max_attempts: Some(2),
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let added = app
+        .post(
+            "/v1/notifications",
+            json!({"name": "builds", "kind": "webhook", "url": receiver.url,
+                   "events": ["rollout.stuck", "build.failed"], "secret": "shared-secret"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    assert!(added.body["generated_secret"].is_null());
+    app.create_service("web", "https://git.example.com/acme/web", "main")
+        .await;
+    let build = app
+        .post("/v1/services/web/builds", json!({"ref": sha('a')}))
+        .await
+        .body;
+    let id = build["id"].as_i64().unwrap();
+    // Two agents claim the build in turn and go silent; each lease runs out.
+    for name in ["lost", "also-lost"] {
+        let token = app.create_agent(name).await;
+        let claim = app
+            .post_as(&token, "/v1/agent/claim", json!({"wait_ms": 5000}))
+            .await;
+        assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
+    }
+    app.wait_for_build_state(id, "failed", Duration::from_secs(10))
+        .await;
+
+    let received = receiver.wait_for(2).await;
+    for request in &received {
+        verify(request, "shared-secret");
+    }
+    let stuck = received[0].json();
+    assert_eq!(stuck["event"], "rollout.stuck");
+    assert_eq!(stuck["build"], id);
+    let failed = received[1].json();
+    assert_eq!(failed["event"], "build.failed");
+    assert_eq!(failed["commit"], sha('a'));
+    assert_eq!(failed["url"], format!("{}/builds/{id}", app.url));
+    assert!(
+        failed["reason"].as_str().unwrap().contains("lease expired"),
+        "{failed}"
+    );
+    wait_until(
+        "both messages are recorded as delivered",
+        DEADLINE,
+        || async {
+            deliveries(&app, "builds", false)
+                .await
+                .iter()
+                .all(|delivery| delivery["state"] == "delivered")
+        },
+    )
+    .await;
+    assert_eq!(deliveries(&app, "builds", false).await.len(), 2);
 }
