@@ -54,6 +54,17 @@ pub struct ServerConfig {
     /// How often the GitHub reporter looks for builds due for a report besides its wake-ups
     /// (retries after a backoff, changes made by other server replicas).
     pub github_report_interval: Duration,
+    /// How long the notifications' delivery loop waits after a failed attempt at a message,
+    /// unless the sink said (`Retry-After`).
+    pub notification_retry: Backoff,
+    /// Attempts at one message before it becomes a dead letter.
+    pub notification_max_attempts: i64,
+    /// How often the delivery loop looks for events and due messages besides its wake-ups.
+    pub notification_interval: Duration,
+    /// How long one attempt at a message may take.
+    pub notification_timeout: Duration,
+    /// How long a server holds a message it sends before another may take it.
+    pub notification_lease: Duration,
 }
 
 impl ServerConfig {
@@ -79,6 +90,14 @@ impl ServerConfig {
             registry: None,
             github_retry: Backoff::default(),
             github_report_interval: Duration::from_secs(1),
+            notification_retry: Backoff {
+                first: Duration::from_secs(5),
+                max: Duration::from_secs(3600),
+            },
+            notification_max_attempts: 10,
+            notification_interval: Duration::from_secs(1),
+            notification_timeout: Duration::from_secs(10),
+            notification_lease: Duration::from_secs(60),
         }
     }
 }

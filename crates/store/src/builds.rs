@@ -62,6 +62,10 @@ pub struct LeaseExpiry {
     pub failed: Vec<i64>,
 }
 
+/// What a `rollout.stuck` event says of a build whose lease ran out.
+pub const STUCK_BUILD_REASON: &str =
+    "the agent running it stopped answering and its lease expired; it went back to the queue";
+
 /// The reason kept on a build that ran out of attempts.
 pub const LEASE_EXHAUSTED_REASON: &str =
     "the agent running it stopped answering and its lease expired on the last allowed attempt";
@@ -492,6 +496,20 @@ impl Store {
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
+            // A build whose agent went silent is reported stuck, once.
+            for (id,) in &requeued {
+                sqlx::query(
+                    "INSERT INTO notification_events (event, service_id, environment, build_id, \
+                     reason, dedupe_key, created_at) SELECT 'rollout.stuck', service_id, environment, \
+                     id, $1, 'build-stuck:' || id, $2 FROM builds WHERE id = $3 \
+                     ON CONFLICT (dedupe_key) DO NOTHING",
+                )
+                .bind(STUCK_BUILD_REASON)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
             LeaseExpiry {
                 requeued: requeued.into_iter().map(|(id,)| id).collect(),
                 failed: failed.into_iter().map(|(id,)| id).collect(),

@@ -1,5 +1,5 @@
 //! Wharf's state: installations, repositories, projects, services, agents, webhook deliveries,
-//! the build queue and what GitHub was told of each build, in SQLite (the embedded default) or
+//! the build queue, what GitHub was told of each build and the notifications' outbox, in SQLite (the embedded default) or
 //! PostgreSQL; and backups of a SQLite database (`backup`).
 //!
 //! Architecture invariant: this is the only crate that speaks SQL. Both databases run the same
@@ -20,6 +20,7 @@ mod github_reports;
 mod hook_signatures;
 mod logs;
 mod migrate;
+mod notifications;
 mod releases;
 mod services;
 
@@ -39,6 +40,7 @@ pub use env::StoredEnv;
 pub use github_reports::{GithubReport, GithubReportEnd};
 pub use logs::AppendOutcome;
 pub use migrate::{NEWEST_SCHEMA, known_schemas};
+pub use notifications::{DeliveryEnd, NewSink, NotificationMessage, StoredSink};
 pub use releases::{NO_HOSTS_REASON, NewRelease, RolloutRef, RolloutReport};
 pub use services::NewService;
 

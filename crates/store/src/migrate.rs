@@ -44,6 +44,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(13, "agent_scopes", "0013_agent_scopes"),
     migration!(14, "repository_ids", "0014_repository_ids"),
     migration!(15, "variable_members", "0015_variable_members"),
+    migration!(16, "notifications", "0016_notifications"),
 ];
 
 /// Every schema this version of Wharf knows, oldest first.

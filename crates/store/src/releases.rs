@@ -518,7 +518,20 @@ impl Store {
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-            for (_, release_id) in &abandoned {
+            for (rollout_id, release_id) in &abandoned {
+                // A rollout whose agent went silent is reported stuck, once.
+                sqlx::query(
+                    "INSERT INTO notification_events (event, service_id, environment, build_id, \
+                     release_id, agent_id, reason, dedupe_key, created_at) \
+                     SELECT 'rollout.stuck', r.service_id, r.environment, r.build_id, r.id, \
+                     o.agent_id, o.reason, 'rollout-stuck:' || o.id, $1 \
+                     FROM rollouts o JOIN releases r ON r.id = o.release_id WHERE o.id = $2 \
+                     ON CONFLICT (dedupe_key) DO NOTHING",
+                )
+                .bind(now)
+                .bind(rollout_id)
+                .execute(&mut *tx)
+                .await?;
                 refresh_release!(tx, *release_id, now);
             }
             abandoned

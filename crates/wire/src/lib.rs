@@ -5,7 +5,7 @@
 //! sends any of them through one generic function and the compiler checks the pairing.
 //!
 //! One module per resource: `services`, `variables`, `builds`, `logs`, `agents`,
-//! `registry_logins`, `release` (releases, rollouts and what agents ask about them) and
+//! `registry_logins`, `notifications` (sinks, events and deliveries), `release` (releases, rollouts and what agents ask about them) and
 //! `agent_api` (what agents ask about builds); `protocol` holds the agent protocol's version; `api` holds what every request shares, `secret`
 //! how secrets travel and `time` how times are written. Every item is re-exported here, so a
 //! type's path is `wharf_wire::Name` whichever module holds it.
@@ -15,6 +15,7 @@ mod agents;
 mod api;
 mod builds;
 mod logs;
+mod notifications;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod protocol;
@@ -31,6 +32,7 @@ pub use agents::*;
 pub use api::*;
 pub use builds::*;
 pub use logs::*;
+pub use notifications::*;
 pub use registry_logins::*;
 pub use release::*;
 pub use secret::*;

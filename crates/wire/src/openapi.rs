@@ -240,6 +240,17 @@ pub fn document(version: &str) -> Value {
         }),
     );
 
+    // Notifications.
+    document.request::<CreateSink>(
+        201,
+        "Add a notification sink (a generated secret shown once)",
+    );
+    document.request::<ListSinks>(200, "List the notification sinks");
+    document.request::<RemoveSink>(200, "Remove a notification sink and its deliveries");
+    document.request::<TestSink>(200, "Send a sink a test message");
+    document.request::<ListSinkDeliveries>(200, "List a sink's messages, newest first");
+    document.request::<RetrySink>(200, "Make a sink's dead messages pending again");
+
     // The agent protocol.
     document.request::<RegisterAgent>(200, "Register an agent as it starts");
     document.request::<ClaimBuild>(200, "Claim a build, waiting for one");

@@ -1,8 +1,8 @@
 //! The server's background tasks, started here: the periodic work (returning builds whose lease
 //! ran out to the queue, failing the rollouts of agents that stopped answering; less often,
 //! housekeeping: forgetting deploy-hook signatures past their time, keying deliveries an
-//! earlier Wharf stored, removing webhook bodies past their retention), the release scheduler
-//! and the GitHub reporter.
+//! earlier Wharf stored, removing webhook bodies past their retention; reporting silent agents
+//! offline), the release scheduler, the GitHub reporter and the notifications' delivery loop.
 //!
 //! Every statement is atomic and harmless to repeat, so several server replicas may run this
 //! at once without coordinating.
@@ -10,7 +10,7 @@
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::core::{Core, github_deployments, now_millis, release_scheduler};
+use crate::core::{Core, github_deployments, notifications, now_millis, release_scheduler};
 
 /// The background tasks of one server; dropping this stops them.
 pub(crate) struct BackgroundTasks(Vec<JoinHandle<()>>);
@@ -29,6 +29,7 @@ pub(crate) fn start(core: &Core, shutdown: &watch::Receiver<bool>) -> Background
         tokio::spawn(run_periodic(core.clone(), shutdown.clone())),
         tokio::spawn(release_scheduler::run(core.clone(), shutdown.clone())),
         tokio::spawn(github_deployments::run(core.clone(), shutdown.clone())),
+        tokio::spawn(notifications::delivery::run(core.clone(), shutdown.clone())),
     ])
 }
 
@@ -48,6 +49,7 @@ async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
                 // silent: they get one lease to be heard from again.
                 if up_since.elapsed() >= core.config.lease {
                     abandon_rollouts(&core).await;
+                    mark_agents_offline(&core).await;
                 }
             }
             _ = housekeeping.tick() => keep_house(&core).await,
@@ -120,6 +122,21 @@ async fn abandon_rollouts(core: &Core) {
     }
 }
 
+/// Agents not heard from for a lease are reported offline, once; the store's trigger reports
+/// them online when they are heard from again.
+async fn mark_agents_offline(core: &Core) {
+    let now = now_millis();
+    let silent_since = now - core.config.lease.as_millis() as i64;
+    match core.store.mark_agents_offline(silent_since, now).await {
+        Ok(agents) if agents.is_empty() => {}
+        Ok(agents) => {
+            tracing::warn!(agents = ?agents, "agents not heard from for a lease are offline");
+            core.signals.notifications.notify();
+        }
+        Err(error) => tracing::error!(%error, "looking for silent agents failed"),
+    }
+}
+
 /// One pass of lease expiry.
 async fn expire_leases(core: &Core) {
     match core.store.expire_leases(now_millis()).await {
@@ -137,6 +154,7 @@ async fn expire_leases(core: &Core) {
                 core.signals.queue.notify();
             }
             if !expiry.requeued.is_empty() || !expiry.failed.is_empty() {
+                core.signals.notifications.notify();
                 core.signals.logs.notify();
                 core.signals.github_reports.notify();
             }

@@ -1,6 +1,6 @@
 //! The server's core: what Wharf does, whoever asks. The REST API (`http/`) and later edges
 //! (the dashboard) parse a request, call the core and answer; the background tasks (lease
-//! expiry, the release scheduler, the GitHub reporter) run here too, started by `jobs`.
+//! expiry, the release scheduler, the GitHub reporter, the notifications' delivery loop) run here too, started by `jobs`.
 //!
 //! Architecture invariant: nothing here knows HTTP. The core never imports from an edge and
 //! answers with its own [`CoreError`], which each edge maps to its own answers. The store and
@@ -15,6 +15,7 @@ pub(crate) mod github_deployments;
 mod installations;
 mod intake;
 pub(crate) mod jobs;
+pub(crate) mod notifications;
 mod release_scheduler;
 pub(crate) mod releases;
 pub(crate) mod sealing;

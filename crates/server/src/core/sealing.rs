@@ -105,6 +105,16 @@ pub(crate) fn registry_login_context(installation_id: i64) -> String {
     format!("registry-login/{installation_id}")
 }
 
+/// The context a notification sink's URL is sealed under.
+pub(crate) fn notification_url_context(sink: &str) -> String {
+    format!("notification-url/{sink}")
+}
+
+/// The context a webhook sink's signing secret is sealed under.
+pub(crate) fn notification_secret_context(sink: &str) -> String {
+    format!("notification-secret/{sink}")
+}
+
 /// The context a service's deploy-hook secret is sealed under.
 pub(crate) fn deploy_secret_context(service_id: i64) -> String {
     format!("deploy-secret/{service_id}")

@@ -33,6 +33,10 @@ pub(crate) struct Signals {
     /// (The store's triggers already made the build due; this makes the reporter look now
     /// rather than at its next periodic look.)
     pub github_reports: Signal,
+    /// A test message was asked for or dead messages retried: wakes the notifications'
+    /// delivery loop (which also wakes with `github_reports`, rung whenever a build or a
+    /// release changes).
+    pub notifications: Signal,
 }
 
 /// Wakes the tasks waiting for something to change.

@@ -9,6 +9,7 @@ mod builds;
 mod error;
 mod github_setup;
 mod health;
+mod notifications;
 mod openapi;
 mod releases;
 mod services;
@@ -29,6 +30,7 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(agents::router())
         .merge(agent_api::router())
         .merge(releases::router())
+        .merge(notifications::router())
         .merge(health::router())
         .merge(openapi::router())
         .fallback(|| async { HttpError::NotFound("no such endpoint".to_owned()) })

@@ -37,6 +37,7 @@ mod tests {
         ("builds.rs", include_str!("builds.rs")),
         ("github_setup.rs", include_str!("github_setup.rs")),
         ("health.rs", include_str!("health.rs")),
+        ("notifications.rs", include_str!("notifications.rs")),
         ("openapi.rs", include_str!("openapi.rs")),
         ("releases.rs", include_str!("releases.rs")),
         ("services.rs", include_str!("services.rs")),

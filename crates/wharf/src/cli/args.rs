@@ -128,6 +128,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Add, list, test and remove notification sinks; see and retry their messages.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 #[derive(Subcommand)]
@@ -381,6 +388,58 @@ pub enum AgentsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum NotifyCommand {
+    /// Add a sink: a webhook (signed with a secret, generated and shown once when not given),
+    /// a Slack or a Discord webhook URL. A value of `-` is read from standard input, so a URL
+    /// holding a token or a secret need not show in the process list.
+    #[command(group(clap::ArgGroup::new("sink").required(true).args(["webhook", "slack", "discord"])))]
+    Add {
+        name: String,
+        /// A URL that gets Wharf's signed JSON.
+        #[arg(long, value_name = "URL")]
+        webhook: Option<String>,
+        /// A Slack incoming webhook's URL.
+        #[arg(long, value_name = "URL")]
+        slack: Option<String>,
+        /// A Discord webhook's URL.
+        #[arg(long, value_name = "URL")]
+        discord: Option<String>,
+        /// The webhook's signing secret.
+        #[arg(long, conflicts_with_all = ["slack", "discord"])]
+        secret: Option<String>,
+        /// Only these events (comma-separated): build.failed, release.live, release.failed,
+        /// release.rolled_back, rollout.stuck, agent.offline, agent.online. Default: all.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Only this service's events (repeatable). Default: every service's, and the agents'.
+        #[arg(long)]
+        service: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the sinks.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a sink a test message.
+    Test { name: String },
+    /// Remove a sink and its messages.
+    Remove { name: String },
+    /// A sink's messages, newest first.
+    Deliveries {
+        name: String,
+        /// Only dead ones and those whose last attempt failed.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a sink's dead messages again.
+    Retry { name: String },
 }
 
 /// Reads a client command line as `wharf` does (without the program's name).

@@ -6,6 +6,7 @@
 mod agents;
 mod args;
 mod builds;
+mod notify;
 mod registry;
 mod releases;
 mod render;
@@ -69,5 +70,9 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             command,
             connection,
         } => agents::run(&connection.client()?, command).await,
+        ClientCommand::Notify {
+            command,
+            connection,
+        } => notify::run(&connection.client()?, command).await,
     }
 }

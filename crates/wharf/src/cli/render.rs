@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 use wharf_wire::{
-    Agent, AgentCredentials, Build, DeploySecret, EnvVar, LogLine, LogStream, RegistryLoginSet,
-    Release, ReleaseState, RevokedAgent, Service,
+    Agent, AgentCredentials, Build, DeploySecret, EnvVar, LogLine, LogStream, NotificationDelivery,
+    NotificationSink, RegistryLoginSet, Release, ReleaseState, RevokedAgent, Service, SinkCreated,
+    SinkRetried, SinkTested,
 };
 
 /// One column of a table: its heading, and the cell a value fills it with.
@@ -103,6 +104,48 @@ fn served(agent: &Agent) -> String {
     let services = agent.services.iter().map(|name| format!("service:{name}"));
     projects.chain(services).collect::<Vec<_>>().join(",")
 }
+
+/// Notification sinks; their URLs come without what may hold a token.
+pub(super) const SINKS: &[Column<NotificationSink>] = &[
+    ("NAME", |sink| sink.name.clone()),
+    ("KIND", |sink| sink.kind.as_str().to_owned()),
+    ("URL", |sink| sink.url.clone()),
+    ("EVENTS", |sink| {
+        if sink.events.is_empty() {
+            "all".to_owned()
+        } else {
+            let names: Vec<&str> = sink.events.iter().map(|event| event.as_str()).collect();
+            names.join(",")
+        }
+    }),
+    ("SERVICES", |sink| {
+        if sink.services.is_empty() {
+            "all".to_owned()
+        } else {
+            sink.services.join(",")
+        }
+    }),
+    ("PENDING", |sink| sink.pending.to_string()),
+    ("DEAD", |sink| sink.dead.to_string()),
+];
+
+/// How much of a delivery's last error its row shows.
+const DELIVERY_ERROR_CHARS: usize = 60;
+
+/// A sink's messages.
+pub(super) const SINK_DELIVERIES: &[Column<NotificationDelivery>] = &[
+    ("ID", |delivery| delivery.id.to_string()),
+    ("EVENT", |delivery| delivery.event.as_str().to_owned()),
+    ("SERVICE", |delivery| or_dash(delivery.service.as_ref())),
+    ("STATE", |delivery| delivery.state.to_string()),
+    ("ATTEMPTS", |delivery| delivery.attempts.to_string()),
+    ("STATUS", |delivery| or_dash(delivery.last_status)),
+    ("CREATED", |delivery| delivery.created_at.clone()),
+    ("ERROR", |delivery| {
+        let error = delivery.last_error.as_deref().unwrap_or_default();
+        error.chars().take(DELIVERY_ERROR_CHARS).collect()
+    }),
+];
 
 fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_owned(), |value| value.to_string())
@@ -344,6 +387,49 @@ pub(super) fn agent_revoked(revoked: &RevokedAgent) -> String {
     text
 }
 
+/// A new sink; a generated signing secret is shown this once.
+pub(super) fn sink_created(created: &SinkCreated) -> String {
+    let sink = &created.sink;
+    let mut text = format!(
+        "Added {} sink {} ({})\n",
+        sink.kind.as_str(),
+        sink.name,
+        sink.url
+    );
+    if let Some(secret) = &created.generated_secret {
+        let _ = write!(
+            text,
+            "Its signing secret is shown only now:\n\n    {}\n\n\
+             Check each message's X-Wharf-Signature-256 with it (the HMAC-SHA256 of \
+             \"{{X-Wharf-Timestamp}}.{{body}}\").\n",
+            secret.expose()
+        );
+    }
+    text
+}
+
+pub(super) fn sink_tested(tested: &SinkTested) -> String {
+    format!(
+        "A test message for {} is on its way (see wharf notify deliveries {})\n",
+        tested.sink, tested.sink
+    )
+}
+
+pub(super) fn sink_removed(name: &str) -> String {
+    format!("Removed sink {name}\n")
+}
+
+pub(super) fn sink_retried(retried: &SinkRetried) -> String {
+    match retried.retried {
+        0 => format!("{} has no dead messages\n", retried.sink),
+        1 => format!("1 dead message of {} will be sent again\n", retried.sink),
+        count => format!(
+            "{count} dead messages of {} will be sent again\n",
+            retried.sink
+        ),
+    }
+}
+
 pub(super) fn registry_login_set(set: &RegistryLoginSet) -> String {
     format!(
         "Builds of installation {} push as {}\n",
@@ -418,6 +504,86 @@ ID  STATE        TRIGGER  BUILD  IMAGE                                      CREA
 4   rolled_back  manual          registry.example.com/shop/web:hotfix       2025-03-01T10:02:01Z  unhealthy: GET /healthz answered 503
 3   live         build    7      registry.example.com/shop/web@sha256:5e1f  2025-03-01T10:02:01Z
 ",
+        );
+    }
+
+    #[test]
+    fn sinks_and_their_messages() {
+        use wharf_wire::{NotificationDeliveryState, NotificationEvent, SinkKind};
+        let sinks = vec![
+            NotificationSink {
+                name: "ops".to_owned(),
+                kind: SinkKind::Webhook,
+                url: "https://ops.example.com/wharf".to_owned(),
+                events: Vec::new(),
+                services: Vec::new(),
+                pending: 0,
+                dead: 2,
+                created_at: "2025-03-01T09:00:00Z".to_owned(),
+            },
+            NotificationSink {
+                name: "team".to_owned(),
+                kind: SinkKind::Slack,
+                url: "https://hooks.slack.com/…".to_owned(),
+                events: vec![
+                    NotificationEvent::ReleaseLive,
+                    NotificationEvent::BuildFailed,
+                ],
+                services: vec!["web".to_owned()],
+                pending: 1,
+                dead: 0,
+                created_at: "2025-03-01T09:01:00Z".to_owned(),
+            },
+        ];
+        check(
+            &list(&sinks, false, SINKS).unwrap(),
+            r"
+NAME  KIND     URL                            EVENTS                     SERVICES  PENDING  DEAD
+ops   webhook  https://ops.example.com/wharf  all                        all       0        2
+team  slack    https://hooks.slack.com/…      release.live,build.failed  web       1        0
+",
+        );
+        let deliveries = vec![NotificationDelivery {
+            id: 9,
+            message_id: "0f3a".to_owned(),
+            event: NotificationEvent::ReleaseRolledBack,
+            service: Some("web".to_owned()),
+            disposition: "sent".to_owned(),
+            state: NotificationDeliveryState::Dead,
+            attempts: 10,
+            last_status: Some(500),
+            last_error: Some("the sink answered 500 Internal Server Error".to_owned()),
+            created_at: "2025-03-01T09:02:00Z".to_owned(),
+            delivered_at: None,
+        }];
+        check(
+            &list(&deliveries, false, SINK_DELIVERIES).unwrap(),
+            r"
+ID  EVENT                SERVICE  STATE  ATTEMPTS  STATUS  CREATED               ERROR
+9   release.rolled_back  web      dead   10        500     2025-03-01T09:02:00Z  the sink answered 500 Internal Server Error
+",
+        );
+        let created = SinkCreated {
+            sink: sinks[0].clone(),
+            generated_secret: Some(SecretText::new("whn_abc")),
+        };
+        check(
+            &sink_created(&created),
+            r#"
+Added webhook sink ops (https://ops.example.com/wharf)
+Its signing secret is shown only now:
+
+    whn_abc
+
+Check each message's X-Wharf-Signature-256 with it (the HMAC-SHA256 of "{X-Wharf-Timestamp}.{body}").
+"#,
+        );
+        check(
+            &sink_retried(&SinkRetried {
+                sink: "ops".to_owned(),
+                retried: 2,
+            }),
+            "2 dead messages of ops will be sent again\n",
         );
     }
 

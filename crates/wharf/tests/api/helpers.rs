@@ -73,6 +73,8 @@ pub struct Options {
     pub github_token_ttl: Option<Duration>,
     /// How long stored webhook bodies are kept (default 30 days).
     pub delivery_retention: Option<Duration>,
+    /// Attempts at a notification before it is a dead letter (default 10).
+    pub notification_max_attempts: Option<i64>,
 }
 
 pub struct TestApp {
@@ -89,7 +91,7 @@ pub struct TestApp {
     /// makes through these helpers that the server accepts is checked against it.
     pub api_document: Arc<OpenApi>,
     /// Keeps the server running for the test's life.
-    _server: RunningServer,
+    _server: Option<RunningServer>,
     _database: TestDatabase,
 }
 
@@ -110,6 +112,15 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         max: Duration::from_millis(500),
     };
     config.github_report_interval = Duration::from_millis(100);
+    // Notifications are looked for and retried fast too.
+    config.notification_retry = Backoff {
+        first: Duration::from_millis(50),
+        max: Duration::from_millis(500),
+    };
+    config.notification_interval = Duration::from_millis(50);
+    if let Some(attempts) = options.notification_max_attempts {
+        config.notification_max_attempts = attempts;
+    }
     config.lease = options.lease.unwrap_or(Duration::from_secs(30));
     config.max_attempts = options.max_attempts.unwrap_or(3);
     config.lease_check_interval = Duration::from_millis(50);
@@ -174,7 +185,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         logs,
         database_url: database.url.clone(),
         config,
-        _server: server,
+        _server: Some(server),
         _database: database,
     }
 }
@@ -240,6 +251,22 @@ impl TestApp {
         let server = wharf_server::start(listener, self.store.clone(), self.config.clone())
             .expect("replica starts");
         (url, server)
+    }
+
+    /// Stops the server and starts it again on the same database with the same settings, as a
+    /// restart of the process does; `url` names the new one.
+    pub async fn restart_server(&mut self) {
+        if let Some(server) = self._server.take() {
+            tokio::time::timeout(Duration::from_secs(30), server.stop())
+                .await
+                .expect("the server stops within 30 s")
+                .expect("the server stops cleanly");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.url = format!("http://{}", listener.local_addr().unwrap());
+        let server = wharf_server::start(listener, self.store.clone(), self.config.clone())
+            .expect("the server starts again");
+        self._server = Some(server);
     }
 
     pub async fn get(&self, path: &str) -> Answer {

@@ -13,6 +13,7 @@ mod durability;
 mod github_app;
 mod github_deployments;
 mod helpers;
+mod notifications;
 mod operations;
 mod parts;
 mod queue;
