@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(10, "hook_signatures", "0010_hook_signatures"),
     migration!(11, "delivery_retention", "0011_delivery_retention"),
     migration!(12, "delivery_keys", "0012_delivery_keys"),
+    migration!(15, "build_network", "0015_build_network"),
 ];
 
 /// The newest schema this version of Wharf knows: the number of its last migration.

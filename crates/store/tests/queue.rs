@@ -32,6 +32,7 @@ async fn service(store: &Store, name: &str, repo: &str, branch: &str) -> i64 {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                build_network: Default::default(),
                 deploy: Default::default(),
             },
             NOW,
@@ -82,6 +83,7 @@ async fn service_names_are_unique_and_projects_are_created_on_demand() {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                build_network: Default::default(),
                 deploy: Default::default(),
             },
             NOW,
@@ -243,6 +245,7 @@ async fn builds_are_for_the_environment_their_service_names() {
         health_path: None,
         domain: None,
         cancel_running: false,
+        build_network: Default::default(),
         deploy: settings.deploy.clone(),
     };
     store.update_service(service_id, &changed).await.unwrap();
