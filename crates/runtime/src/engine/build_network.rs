@@ -187,6 +187,13 @@ async fn guard(family: Family, interface: &str) -> Result<(), EngineError> {
         };
         if rule.first {
             let listing = filter(family, &["-S", rule.chain]).await?.succeeded()?;
+            // A hook for the bridge of an earlier build network (removed, and made again under
+            // another interface name) would catch whatever network takes that name next.
+            for stale in stale_hooks(&listing.stdout, &rule) {
+                let mut delete = vec!["-D".to_owned()];
+                delete.extend(stale.split_whitespace().skip(1).map(str::to_owned));
+                filter_owned(family, &delete).await?.succeeded()?;
+            }
             let wanted = format!("-A {} {}", rule.chain, rule.spec.join(" "));
             if first_rule(&listing.stdout, rule.chain) == Some(wanted.as_str()) {
                 continue;
@@ -201,6 +208,22 @@ async fn guard(family: Family, interface: &str) -> Result<(), EngineError> {
         }
     }
     Ok(())
+}
+
+/// The hooks in `hook`'s chain that jump to its target from another interface, as `-S` lists
+/// them.
+fn stale_hooks<'a>(listing: &'a str, hook: &Rule) -> Vec<&'a str> {
+    let target = hook.spec.last().map(String::as_str).unwrap_or_default();
+    let wanted = format!("-A {} {}", hook.chain, hook.spec.join(" "));
+    listing
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            matches!(words[..], ["-A", chain, "-i", _, "-j", jump] if chain == hook.chain && jump == target)
+                && *line != wanted
+        })
+        .collect()
 }
 
 /// The first rule of `chain` in the output of `-S chain`.
@@ -261,6 +284,17 @@ mod tests {
         assert!(
             v6.iter()
                 .any(|rule| rule.spec.contains(&"fe80::/10".to_owned()))
+        );
+    }
+
+    #[test]
+    fn hooks_of_an_earlier_bridge_are_stale() {
+        let hook = &guard_rules(Family::V4, "cni-podman3")[4];
+        let listing = "-P INPUT ACCEPT\n-A INPUT -i cni-podman1 -j WHARF-BUILD-IN\n\
+            -A INPUT -i cni-podman3 -j WHARF-BUILD-IN\n-A INPUT -i cni-podman1 -j ACCEPT\n";
+        assert_eq!(
+            stale_hooks(listing, hook),
+            ["-A INPUT -i cni-podman1 -j WHARF-BUILD-IN"]
         );
     }
 
