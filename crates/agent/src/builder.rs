@@ -612,6 +612,10 @@ impl ImageBuilder {
     ) -> StepResult<PathBuf> {
         let command =
             wharf_runtime::railpack::build(program, &target.image, build_args, &target.context);
+        logs.note(
+            "Railpack builds in BuildKit: its steps run on BuildKit's network, not Wharf's build network",
+        )
+        .await;
         self.step(context, logs, "build", &command, deadline)
             .await?;
         let found = self
