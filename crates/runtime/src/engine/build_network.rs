@@ -20,6 +20,8 @@ const INPUT_CHAIN: &str = "WHARF-BUILD-IN";
 const FORWARD_CHAIN: &str = "WHARF-BUILD-OUT";
 /// The option a Docker bridge network's interface name is given by.
 const DOCKER_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+/// The interface name of the build network's bridge under Docker.
+const DOCKER_BRIDGE: &str = "wharf-build0";
 
 /// One of the host's packet filters: iptables for IPv4, ip6tables for IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +109,7 @@ impl Runtime {
             if self.kind == RuntimeKind::Docker {
                 spec = spec
                     .arg("--opt")
-                    .arg(format!("{DOCKER_BRIDGE_NAME}={BUILD_NETWORK}0"));
+                    .arg(format!("{DOCKER_BRIDGE_NAME}={DOCKER_BRIDGE}"));
             }
             let created = self.execute(spec.arg("--").arg(BUILD_NETWORK), COMMAND_TIMEOUT);
             if let Err(error) = created.await
@@ -117,10 +119,12 @@ impl Runtime {
             }
         }
         let interface = self.build_bridge().await?;
-        guard(Family::V4, &interface).await?;
+        // Docker's bridge always has the same name, so only Podman's can leave stale hooks.
+        let remove_stale = self.kind == RuntimeKind::Podman;
+        guard(Family::V4, &interface, remove_stale).await?;
         // A host without IPv6 has nothing to guard there.
         if std::path::Path::new("/proc/net/if_inet6").exists() {
-            guard(Family::V6, &interface).await?;
+            guard(Family::V6, &interface, remove_stale).await?;
         }
         Ok(BUILD_NETWORK)
     }
@@ -167,8 +171,8 @@ fn bridge_interface(kind: RuntimeKind, text: &str) -> Option<String> {
 }
 
 /// Sets the rules of `family` that guard `interface`, each unless it is there already; the
-/// hooks are moved back to the head of `INPUT` and `FORWARD` when something went ahead of them.
-async fn guard(family: Family, interface: &str) -> Result<(), EngineError> {
+/// hooks go back to the head of `INPUT` and `FORWARD` when something went ahead of them.
+async fn guard(family: Family, interface: &str, remove_stale: bool) -> Result<(), EngineError> {
     for chain in [INPUT_CHAIN, FORWARD_CHAIN] {
         // `-N` fails when the chain exists; the listing then says it does.
         let created = filter(family, &["-N", chain]).await?;
@@ -189,7 +193,12 @@ async fn guard(family: Family, interface: &str) -> Result<(), EngineError> {
             let listing = filter(family, &["-S", rule.chain]).await?.succeeded()?;
             // A hook for the bridge of an earlier build network (removed, and made again under
             // another interface name) would catch whatever network takes that name next.
-            for stale in stale_hooks(&listing.stdout, &rule) {
+            let stale = if remove_stale {
+                stale_hooks(&listing.stdout, &rule)
+            } else {
+                Vec::new()
+            };
+            for stale in stale {
                 let mut delete = vec!["-D".to_owned()];
                 delete.extend(stale.split_whitespace().skip(1).map(str::to_owned));
                 filter_owned(family, &delete).await?.succeeded()?;
@@ -198,10 +207,8 @@ async fn guard(family: Family, interface: &str) -> Result<(), EngineError> {
             if first_rule(&listing.stdout, rule.chain) == Some(wanted.as_str()) {
                 continue;
             }
-            // Elsewhere in the chain, or missing: remove every copy, then insert it first.
-            while filter_owned(family, &with("-C")).await?.success() {
-                filter_owned(family, &with("-D")).await?.succeeded()?;
-            }
+            // Missing, or something went ahead of it: insert it first. A copy further down is
+            // left, since removing it first would leave builds unguarded for a moment.
             filter_owned(family, &with("-I")).await?.succeeded()?;
         } else if !filter_owned(family, &with("-C")).await?.success() {
             filter_owned(family, &with("-A")).await?.succeeded()?;
@@ -211,7 +218,7 @@ async fn guard(family: Family, interface: &str) -> Result<(), EngineError> {
 }
 
 /// The hooks in `hook`'s chain that jump to its target from another interface, as `-S` lists
-/// them.
+/// them; a Docker agent's bridge on the same host (always `wharf-build0`) is not one.
 fn stale_hooks<'a>(listing: &'a str, hook: &Rule) -> Vec<&'a str> {
     let target = hook.spec.last().map(String::as_str).unwrap_or_default();
     let wanted = format!("-A {} {}", hook.chain, hook.spec.join(" "));
@@ -220,7 +227,8 @@ fn stale_hooks<'a>(listing: &'a str, hook: &Rule) -> Vec<&'a str> {
         .map(str::trim)
         .filter(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
-            matches!(words[..], ["-A", chain, "-i", _, "-j", jump] if chain == hook.chain && jump == target)
+            matches!(words[..], ["-A", chain, "-i", interface, "-j", jump]
+                if chain == hook.chain && jump == target && interface != DOCKER_BRIDGE)
                 && *line != wanted
         })
         .collect()
@@ -291,7 +299,8 @@ mod tests {
     fn hooks_of_an_earlier_bridge_are_stale() {
         let hook = &guard_rules(Family::V4, "cni-podman3")[4];
         let listing = "-P INPUT ACCEPT\n-A INPUT -i cni-podman1 -j WHARF-BUILD-IN\n\
-            -A INPUT -i cni-podman3 -j WHARF-BUILD-IN\n-A INPUT -i cni-podman1 -j ACCEPT\n";
+            -A INPUT -i cni-podman3 -j WHARF-BUILD-IN\n-A INPUT -i cni-podman1 -j ACCEPT\n\
+            -A INPUT -i wharf-build0 -j WHARF-BUILD-IN\n";
         assert_eq!(
             stale_hooks(listing, hook),
             ["-A INPUT -i cni-podman1 -j WHARF-BUILD-IN"]
