@@ -474,5 +474,23 @@ mod tests {
             "unknown strategy \"sideways\": use blue-green or recreate"
         );
         assert!(changed(samples::service(), &["--strategy", "sideways"]).is_err());
+        let refused = changed(samples::service(), &["--build-network", "closed"]).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "--build-network is isolated or open, not \"closed\""
+        );
+        let open = created(&[
+            "web",
+            "--repo",
+            "a/b",
+            "--branch",
+            "main",
+            "--build-network",
+            "open",
+        ])
+        .unwrap();
+        assert_eq!(open.build_network, BuildNetwork::Open);
+        let default = created(&["web", "--repo", "a/b", "--branch", "main"]).unwrap();
+        assert_eq!(default.build_network, BuildNetwork::Isolated);
     }
 }
