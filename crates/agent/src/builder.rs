@@ -14,7 +14,8 @@ use wharf_runtime::engine::{ImageBuild, RegistryCredentials, Runtime, RuntimeKin
 use wharf_runtime::git::fetch_commit_commands;
 use wharf_runtime::process::{self, CommandSpec, Ended, RunOutcome, SpawnError, Streaming};
 use wharf_wire::{
-    BuildJob, BuildState, BuiltImage, GetCloneCredentials, ReportBuildState, StepFailure,
+    BuildJob, BuildNetwork, BuildState, BuiltImage, GetCloneCredentials, ReportBuildState,
+    StepFailure,
 };
 
 use crate::logs::LogShipper;
@@ -258,6 +259,7 @@ impl ImageBuilder {
             .map(|arg| (arg.name.clone(), arg.value.clone()))
             .collect();
         let secret_files = write_secret_files(work, job).await?;
+        let network = self.build_network(job, logs).await?;
         let mut built = Ok(());
         for (index, target) in targets.iter().enumerate() {
             let labels = names::image_labels(
@@ -309,6 +311,7 @@ impl ImageBuilder {
                 build_args: if labels_only { &[] } else { &build_args },
                 cgroup_parent: (podman && !labels_only).then_some(cgroup.as_str()),
                 secrets: if labels_only { &[] } else { &secret_files },
+                network,
             };
             let to = streaming(context, logs, deadline);
             built = self
@@ -514,6 +517,36 @@ impl ImageBuilder {
     }
 
     /// Runs one command of a step, streaming its output; a failure names the step.
+    /// The network the build's `RUN` steps join: for an isolated build, Wharf's build network,
+    /// made to exist with its firewall rules first (a build never runs isolated in name only).
+    async fn build_network(
+        &self,
+        job: &BuildJob,
+        logs: &LogShipper,
+    ) -> StepResult<Option<&'static str>> {
+        match job.service.build_network {
+            BuildNetwork::Open => Ok(None),
+            BuildNetwork::Isolated => {
+                let network = self
+                    .config
+                    .runtime
+                    .ensure_build_network()
+                    .await
+                    .map_err(|error| {
+                        failed(format!(
+                            "cannot set up the isolated build network: {}; the agent needs iptables and ip6tables as root, or the service can build with --build-network open",
+                            wharf_runtime::error_chain(&error)
+                        ))
+                    })?;
+                logs.note(format!(
+                    "RUN steps join the isolated build network {network}: the internet, not this host nor link-local addresses"
+                ))
+                .await;
+                Ok(Some(network))
+            }
+        }
+    }
+
     async fn step(
         &self,
         context: &BuildContext,
@@ -579,6 +612,10 @@ impl ImageBuilder {
     ) -> StepResult<PathBuf> {
         let command =
             wharf_runtime::railpack::build(program, &target.image, build_args, &target.context);
+        logs.note(
+            "Railpack builds in BuildKit: its steps run on BuildKit's network, not Wharf's build network",
+        )
+        .await;
         self.step(context, logs, "build", &command, deadline)
             .await?;
         let found = self

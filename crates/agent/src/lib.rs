@@ -91,6 +91,7 @@ pub async fn run<R: BuildRunner>(
                 client.clone(),
                 settings.agent.name.clone(),
                 config.work_dir.clone(),
+                &config.server,
             ),
             config.claim_wait,
             shutdown.clone(),

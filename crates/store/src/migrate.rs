@@ -45,6 +45,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(14, "repository_ids", "0014_repository_ids"),
     migration!(15, "variable_members", "0015_variable_members"),
     migration!(16, "notifications", "0016_notifications"),
+    migration!(17, "build_network", "0017_build_network"),
 ];
 
 /// Every schema this version of Wharf knows, oldest first.

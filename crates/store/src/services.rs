@@ -1,6 +1,6 @@
 //! Projects and services.
 
-use wharf_wire::{DeploySettings, Service, format_millis};
+use wharf_wire::{BuildNetwork, DeploySettings, Service, format_millis};
 
 use crate::{Result, Store, StoreError, in_transaction, is_unique_violation, on_pool};
 
@@ -20,6 +20,7 @@ pub struct NewService {
     pub health_path: Option<String>,
     pub domain: Option<String>,
     pub cancel_running: bool,
+    pub build_network: BuildNetwork,
     pub deploy: DeploySettings,
 }
 
@@ -37,6 +38,7 @@ pub(crate) struct ServiceRow {
     health_path: Option<String>,
     domain: Option<String>,
     cancel_running: bool,
+    build_network: String,
     deploy: Option<String>,
     github_repository_id: Option<i64>,
     created_at: i64,
@@ -57,6 +59,8 @@ impl From<ServiceRow> for Service {
             health_path: row.health_path,
             domain: row.domain,
             cancel_running: row.cancel_running,
+            // A name from a newer Wharf reads as the default, the safer of the two.
+            build_network: BuildNetwork::parse(&row.build_network).unwrap_or_default(),
             // Written by this code from a `DeploySettings`; unknown fields of a newer version
             // are ignored, missing ones take their defaults.
             deploy: row
@@ -74,14 +78,14 @@ impl From<ServiceRow> for Service {
 macro_rules! select_service {
     () => {
         "SELECT s.id, s.name, p.name AS project, s.repo, s.branch, s.dockerfile, s.context, \
-         s.compose, s.port, s.health_path, s.domain, s.cancel_running, s.deploy, \
+         s.compose, s.port, s.health_path, s.domain, s.cancel_running, s.build_network, s.deploy, \
          s.github_repository_id, s.created_at \
          FROM services s JOIN projects p ON p.id = s.project_id"
     };
 }
 
 /// Binds a service's settings: repo, repo_key, branch, dockerfile, context, compose, port,
-/// health_path, domain, cancel_running, deploy, environment, in that order. Creating and changing a service
+/// health_path, domain, cancel_running, deploy, environment, build_network, in that order. Creating and changing a service
 /// name these columns in the same order.
 macro_rules! bind_settings {
     ($query:expr, $new:expr) => {
@@ -98,6 +102,7 @@ macro_rules! bind_settings {
             .bind($new.cancel_running)
             .bind(serde_json::to_string(&$new.deploy).expect("settings serialize"))
             .bind(&$new.deploy.environment)
+            .bind($new.build_network.as_str())
     };
 }
 
@@ -113,8 +118,8 @@ impl Store {
             let query = sqlx::query_as::<_, (i64,)>(
                 "INSERT INTO services (project_id, name, created_at, repo, repo_key, branch, \
                  dockerfile, context, compose, port, health_path, domain, cancel_running, deploy, \
-                 environment, github_repository_id) \
-                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 environment, build_network, github_repository_id) \
+                 SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
                  (SELECT MAX(r.id) FROM repositories r WHERE r.repo_key = $5) \
                  FROM projects WHERE name = $1 \
                  RETURNING id",
@@ -145,11 +150,12 @@ impl Store {
         let updated = on_pool!(self, pool => {
             let query = sqlx::query(
                 "UPDATE services SET github_repository_id = CASE \
-                 WHEN COALESCE(repo_key, '') = COALESCE($2, '') AND NOT $14 THEN github_repository_id \
+                 WHEN COALESCE(repo_key, '') = COALESCE($2, '') AND NOT $15 THEN github_repository_id \
                  ELSE (SELECT MAX(r.id) FROM repositories r WHERE r.repo_key = $2) END, \
                  repo = $1, repo_key = $2, branch = $3, dockerfile = $4, \
                  context = $5, compose = $6, port = $7, health_path = $8, domain = $9, \
-                 cancel_running = $10, deploy = $11, environment = $12 WHERE id = $13",
+                 cancel_running = $10, deploy = $11, environment = $12, build_network = $13 \
+                 WHERE id = $14",
             );
             bind_settings!(query, new)
                 .bind(id)

@@ -27,6 +27,7 @@ async fn service(store: &Store, name: &str, project: &str) -> i64 {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                build_network: Default::default(),
                 deploy: Default::default(),
             },
             NOW,

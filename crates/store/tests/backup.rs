@@ -33,6 +33,7 @@ async fn filled_store() -> (Store, TestDatabase) {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                build_network: Default::default(),
                 deploy: Default::default(),
             },
             NOW,

@@ -34,6 +34,7 @@ async fn service(store: &Store, name: &str, repo: &str) -> i64 {
                 health_path: None,
                 domain: Some(format!("{name}.example.com")),
                 cancel_running: false,
+                build_network: Default::default(),
                 deploy: Default::default(),
             },
             NOW,

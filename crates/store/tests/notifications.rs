@@ -38,6 +38,7 @@ async fn service(store: &Store, name: &str) -> i64 {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                build_network: Default::default(),
                 deploy: Default::default(),
             },
             NOW,

@@ -33,6 +33,7 @@ async fn service(store: &Store, name: &str, repo: &str, branch: &str) -> i64 {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                build_network: Default::default(),
                 deploy: Default::default(),
             },
             NOW,
@@ -83,6 +84,7 @@ async fn service_names_are_unique_and_projects_are_created_on_demand() {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                build_network: Default::default(),
                 deploy: Default::default(),
             },
             NOW,
@@ -244,6 +246,7 @@ async fn builds_are_for_the_environment_their_service_names() {
         health_path: None,
         domain: None,
         cancel_running: false,
+        build_network: Default::default(),
         deploy: settings.deploy.clone(),
     };
     store

@@ -25,6 +25,7 @@ async fn setup() -> (Store, TestDatabase, i64) {
                 health_path: None,
                 domain: None,
                 cancel_running: false,
+                build_network: Default::default(),
                 deploy: Default::default(),
             },
             NOW,

@@ -552,6 +552,7 @@ impl BuildArgs {
             },
             registry_credentials: builder.registry_credentials.clone(),
             stop_grace: Duration::from_secs(self.stop_grace),
+            registry: builder.registry.clone(),
         }
     }
 }

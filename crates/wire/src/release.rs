@@ -39,7 +39,7 @@ pub struct DeploySettings {
     #[serde(default = "default_keep_images")]
     pub keep_images: u32,
     /// What a compose file may ask for on the host: `privileged`, `cap_add`, `host_bind`,
-    /// `socket`, `host_network`, `host_pid`.
+    /// `socket`, `host_network`, `host_pid`, `publish` (ports beyond the host's loopback).
     #[serde(default)]
     pub compose_allow: Vec<String>,
     /// More host names routed to the service besides its `domain` (which GitHub shows).

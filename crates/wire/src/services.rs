@@ -24,6 +24,9 @@ pub struct Service {
     /// A newer push cancels running builds too, not only pending ones.
     #[serde(default)]
     pub cancel_running: bool,
+    /// What the build's `RUN` steps may reach over the network.
+    #[serde(default)]
+    pub build_network: BuildNetwork,
     /// How releases of the service are deployed.
     #[serde(default)]
     pub deploy: DeploySettings,
@@ -33,6 +36,37 @@ pub struct Service {
     #[serde(default)]
     pub repository_id: Option<i64>,
     pub created_at: String,
+}
+
+/// What a build's `RUN` steps may reach over the network.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildNetwork {
+    /// The internet, but not the build host's own addresses (Wharf's API, Caddy's admin API,
+    /// the registry, anything else listening there) nor link-local addresses such as a cloud
+    /// metadata service.
+    #[default]
+    Isolated,
+    /// Whatever the container engine's default network reaches, the host included.
+    Open,
+}
+
+impl BuildNetwork {
+    pub const ALL: [BuildNetwork; 2] = [BuildNetwork::Isolated, BuildNetwork::Open];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildNetwork::Isolated => "isolated",
+            BuildNetwork::Open => "open",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<BuildNetwork> {
+        BuildNetwork::ALL
+            .into_iter()
+            .find(|network| network.as_str() == name)
+    }
 }
 
 impl Service {
@@ -69,6 +103,9 @@ pub struct CreateService {
     pub domain: Option<String>,
     #[serde(default)]
     pub cancel_running: bool,
+    /// `isolated` when absent.
+    #[serde(default)]
+    pub build_network: BuildNetwork,
     /// Deploy settings; the defaults of [`DeploySettings`] when absent.
     #[serde(default)]
     pub deploy: Option<DeploySettings>,

@@ -25,10 +25,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use wharf_domain::compose::{
-    ComposeAllowances, ComposeHealthcheck, HealthTest, PortProtocol, StackPlan, StackService,
-    VolumeSource, plan_stack, reaches_container_socket,
+    ComposeAllowances, ComposeHealthcheck, HealthTest, PortProtocol, ReservedPort, StackPlan,
+    StackService, VolumeSource, plan_stack, reaches_container_socket,
 };
 use wharf_domain::identity::DeployIdentity;
+use wharf_runtime::edge::EdgeConfig;
 use wharf_runtime::engine::{ContainerNetwork, ContainerRun, Mount, MountSource, PortPublish};
 use wharf_wire::{
     HealthSettings, ProbeResult, ReleaseState, RolloutJob, ScopedEnvVarValue, VariableMembers,
@@ -98,7 +99,7 @@ impl Deployer {
     ) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
         let identity = names::identity(job).map_err(Outcome::Refused)?;
         let allow = ComposeAllowances::from_names(&job.settings.compose_allow);
-        let plan = plan_stack(file, &job.compose_images, &allow)
+        let plan = plan_stack(file, &job.compose_images, &allow, &self.reserved_ports)
             .map_err(|refusal| Outcome::Refused(refusal.to_string()))?;
         let old = self.service_containers(job).await;
         let names = self.stack_names(&identity, old.iter());
@@ -139,7 +140,12 @@ impl Deployer {
         let file = job.compose_file.as_deref().unwrap_or_default();
         let allow = ComposeAllowances::from_names(&job.settings.compose_allow);
         let names = self.stack_names(identity, mine.iter().copied());
-        let members: Option<Vec<String>> = match plan_stack(file, &job.compose_images, &allow) {
+        let members: Option<Vec<String>> = match plan_stack(
+            file,
+            &job.compose_images,
+            &allow,
+            &self.reserved_ports,
+        ) {
             Ok(plan) => {
                 self.report_earlier_volumes(&plan, &names).await;
                 Some(
@@ -207,7 +213,7 @@ impl Deployer {
         allow: &ComposeAllowances,
         names: &StackNames,
     ) -> Result<(), StepError> {
-        let plan = plan_stack(file, &job.compose_images, allow)
+        let plan = plan_stack(file, &job.compose_images, allow, &self.reserved_ports)
             .map_err(|refusal| StepError(refusal.to_string()))?;
         let stack = self
             .prepare_stack(job, identity.clone(), plan, allow, names)
@@ -664,6 +670,38 @@ fn resolve_host_path(
     Ok(resolved)
 }
 
+/// The host ports Wharf listens on, which no compose file may publish: the server's API (by
+/// the port of the URL the agent reaches it at), Caddy's admin API, the edge's HTTP port and
+/// HTTPS's 443, and the registry's port.
+pub(super) fn wharf_ports(
+    server: &str,
+    edge: &EdgeConfig,
+    registry: Option<&str>,
+) -> Vec<ReservedPort> {
+    let port_of = |address: &str| {
+        let address = address.split('/').next().unwrap_or(address);
+        address.rsplit_once(':')?.1.parse::<u16>().ok()
+    };
+    let server_port = reqwest::Url::parse(server)
+        .ok()
+        .and_then(|url| url.port_or_known_default());
+    [
+        (server_port, "Wharf's API"),
+        (port_of(&edge.admin), "Caddy's admin API"),
+        (port_of(&edge.listen), "Wharf's edge (HTTP)"),
+        (Some(443), "Wharf's edge (HTTPS)"),
+        (registry.and_then(port_of), "Wharf's registry"),
+    ]
+    .into_iter()
+    .filter_map(|(port, owner)| {
+        Some(ReservedPort {
+            port: port?,
+            owner: owner.to_owned(),
+        })
+    })
+    .collect()
+}
+
 /// The member that takes the service's traffic on `port`: the one whose `ports:` lists it,
 /// else the one whose image declares it with `EXPOSE`. More than one, or none, is a refusal:
 /// Wharf does not guess where traffic goes.
@@ -845,7 +883,40 @@ mod tests {
     use super::*;
 
     fn plan(file: &str) -> StackPlan {
-        plan_stack(file, &[], &ComposeAllowances::default()).unwrap()
+        plan_stack(file, &[], &ComposeAllowances::default(), &[]).unwrap()
+    }
+
+    #[test]
+    fn wharf_s_own_ports_are_read_from_its_addresses() {
+        let mut edge = EdgeConfig::new("/tmp/edge");
+        edge.admin = "127.0.0.1:2019".to_owned();
+        edge.listen = ":80".to_owned();
+        let ports = |server, registry| {
+            wharf_ports(server, &edge, registry)
+                .into_iter()
+                .map(|reserved| (reserved.port, reserved.owner))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ports("http://127.0.0.1:8420", Some("127.0.0.1:5000")),
+            [
+                (8420, "Wharf's API".to_owned()),
+                (2019, "Caddy's admin API".to_owned()),
+                (80, "Wharf's edge (HTTP)".to_owned()),
+                (443, "Wharf's edge (HTTPS)".to_owned()),
+                (5000, "Wharf's registry".to_owned()),
+            ]
+        );
+        let without = ports(
+            "https://wharf.example.com",
+            Some("registry.example.com/acme"),
+        );
+        assert_eq!(without[0], (443, "Wharf's API".to_owned()));
+        assert_eq!(
+            without.len(),
+            4,
+            "a registry without a port is not on this host's ports"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 use wharf_client::ApiClient;
+use wharf_domain::compose::ReservedPort;
 use wharf_domain::identity::DeployIdentity;
 use wharf_runtime::edge::{Edge, EdgeConfig};
 use wharf_runtime::engine::{ContainerState, EngineError, RegistryCredentials, Runtime};
@@ -49,6 +50,8 @@ pub struct DeployConfig {
     pub registry_credentials: Option<RegistryCredentials>,
     /// How long a stopped container gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
+    /// The registry builds push to (`host:port`), whose port no compose file may publish.
+    pub registry: Option<String>,
 }
 
 /// A container of this agent, as found on the host.
@@ -161,6 +164,8 @@ pub(crate) struct Deployer {
     /// no environment): learned when the agent reconciles, from the releases the server names
     /// live here. Rebuilt by every reconcile; nothing the server cannot give again.
     earlier_environments: Arc<Mutex<HashMap<i64, String>>>,
+    /// The host ports Wharf listens on, which no compose file may publish.
+    reserved_ports: Vec<ReservedPort>,
 }
 
 impl Deployer {
@@ -169,8 +174,10 @@ impl Deployer {
         client: ApiClient,
         agent: String,
         work_dir: PathBuf,
+        server: &str,
     ) -> Deployer {
         Deployer {
+            reserved_ports: compose::wharf_ports(server, &config.edge, config.registry.as_deref()),
             config,
             client,
             agent,
@@ -328,6 +335,7 @@ impl Deployer {
             edge: self.edge.clone(),
             http: self.http.clone(),
             earlier_environments: self.earlier_environments.clone(),
+            reserved_ports: self.reserved_ports.clone(),
         }
     }
 

@@ -34,7 +34,7 @@ pub use host_paths::reaches_container_socket;
 pub use permissions::{ComposeAllowances, ComposePermission};
 pub use refusal::{ComposeRefusal, ComposeSubject};
 pub use run::{
-    ComposeHealthcheck, HealthTest, MAX_STACK_SERVICES, PortMapping, PortProtocol, StackPlan,
-    StackService, VolumeMount, VolumeSource, plan_stack,
+    ComposeHealthcheck, HealthTest, MAX_STACK_SERVICES, PortMapping, PortProtocol, ReservedPort,
+    StackPlan, StackService, VolumeMount, VolumeSource, plan_stack,
 };
 pub use service::IGNORED_SERVICE_FIELDS;

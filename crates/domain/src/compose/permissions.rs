@@ -16,16 +16,20 @@ pub enum ComposePermission {
     HostNetwork,
     /// `pid: host`.
     HostPid,
+    /// A port published on an address other than the host's loopback (`ports: ["8080:80"]`
+    /// publishes on 127.0.0.1 without it).
+    Publish,
 }
 
 impl ComposePermission {
-    pub const ALL: [ComposePermission; 6] = [
+    pub const ALL: [ComposePermission; 7] = [
         ComposePermission::Privileged,
         ComposePermission::CapAdd,
         ComposePermission::HostBind,
         ComposePermission::Socket,
         ComposePermission::HostNetwork,
         ComposePermission::HostPid,
+        ComposePermission::Publish,
     ];
 
     /// The name in the deploy settings' `compose_allow`.
@@ -37,6 +41,7 @@ impl ComposePermission {
             ComposePermission::Socket => "socket",
             ComposePermission::HostNetwork => "host_network",
             ComposePermission::HostPid => "host_pid",
+            ComposePermission::Publish => "publish",
         }
     }
 
@@ -57,6 +62,7 @@ pub struct ComposeAllowances {
     pub socket: bool,
     pub host_network: bool,
     pub host_pid: bool,
+    pub publish: bool,
 }
 
 impl ComposeAllowances {
@@ -81,6 +87,7 @@ impl ComposeAllowances {
             ComposePermission::Socket => self.socket,
             ComposePermission::HostNetwork => self.host_network,
             ComposePermission::HostPid => self.host_pid,
+            ComposePermission::Publish => self.publish,
         }
     }
 
@@ -92,6 +99,7 @@ impl ComposeAllowances {
             ComposePermission::Socket => &mut self.socket,
             ComposePermission::HostNetwork => &mut self.host_network,
             ComposePermission::HostPid => &mut self.host_pid,
+            ComposePermission::Publish => &mut self.publish,
         }
     }
 }
@@ -285,6 +293,7 @@ mod tests {
                 socket: true,
                 host_network: true,
                 host_pid: true,
+                publish: true,
             }
         );
         for permission in ComposePermission::ALL {

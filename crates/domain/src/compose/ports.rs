@@ -1,12 +1,14 @@
-//! A compose service's `ports:`, in short (`"127.0.0.1:8080:80/tcp"`) and long syntax.
+//! A compose service's `ports:`, in short (`"127.0.0.1:8080:80/tcp"`) and long syntax, and
+//! where the host publishes them: on its loopback address unless the service's owner allowed
+//! `publish`, and never on a port Wharf itself listens on.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde_yaml_ng::{Mapping, Value};
 
 use super::refusal::set_entries;
 use super::service::ServiceReader;
-use super::{ComposeRefusal, PortMapping, PortProtocol};
+use super::{ComposePermission, ComposeRefusal, PortMapping, PortProtocol};
 use crate::names::quote;
 
 impl ServiceReader<'_> {
@@ -26,7 +28,42 @@ impl ServiceReader<'_> {
                     "expected \"HOST:CONTAINER\" or a mapping with target:",
                 )),
             })
+            .map(|mapping| self.published_where(mapping?))
             .collect()
+    }
+
+    /// Where the host publishes `mapping`. A port Wharf listens on is refused whatever the
+    /// allowances say. Without `publish`, a port is published on 127.0.0.1 when the file names
+    /// no address, and an address other than a loopback one is refused: a compose file must
+    /// not open a port to the network by itself (the edge routes the service's traffic).
+    fn published_where(&self, mut mapping: PortMapping) -> Result<PortMapping, ComposeRefusal> {
+        if let Some(host_port) = mapping.host_port
+            && let Some(reserved) = self
+                .reserved
+                .iter()
+                .find(|reserved| reserved.port == host_port)
+        {
+            return Err(ComposeRefusal::ReservedPort {
+                subject: self.subject.clone(),
+                port: host_port,
+                owner: reserved.owner.clone(),
+            });
+        }
+        if self.allow.publish {
+            return Ok(mapping);
+        }
+        match mapping.host_ip {
+            None => mapping.host_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Some(ip) if ip.is_loopback() => {}
+            Some(ip) => self.require(
+                ComposePermission::Publish,
+                format!(
+                    "container port {} published on {ip}, beyond the host's loopback",
+                    mapping.container_port
+                ),
+            )?,
+        }
+        Ok(mapping)
     }
 
     /// `"80"`, `"8080:80"`, `"127.0.0.1:8080:80"`, `"[::1]:8080:80"`, `"127.0.0.1::80"`, each
@@ -154,13 +191,14 @@ mod tests {
     use crate::compose::testing::*;
     use crate::compose::*;
 
+    /// How each syntax reads, as a service allowed `publish` gets it: as written.
     #[test]
     fn ports() {
         let port = |text: &str| {
             web(
                 &format!("    ports:\n      - {text}\n"),
                 "",
-                &ComposeAllowances::default(),
+                &allow(&["publish"]),
             )
             .map(|service| service.ports[0])
         };
@@ -215,5 +253,110 @@ mod tests {
         ] {
             assert!(port(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod publishing {
+    use crate::compose::testing::*;
+    use crate::compose::*;
+
+    fn reserved() -> Vec<ReservedPort> {
+        [
+            (8420, "Wharf's API"),
+            (2019, "Caddy's admin API"),
+            (80, "the edge"),
+        ]
+        .map(|(port, owner)| ReservedPort {
+            port,
+            owner: owner.to_owned(),
+        })
+        .to_vec()
+    }
+
+    fn plan(text: &str, allowances: &ComposeAllowances) -> Result<PortMapping, ComposeRefusal> {
+        let file =
+            format!("services:\n  web:\n    image: nginx:1.27\n    ports:\n      - {text}\n");
+        plan_stack(&file, &[], allowances, &reserved()).map(|plan| plan.services[0].ports[0])
+    }
+
+    fn on(ip: Option<&str>, mapping: PortMapping) -> (Option<IpAddr>, Option<u16>, u16) {
+        assert_eq!(mapping.host_ip, ip.map(|ip| ip.parse().unwrap()));
+        (mapping.host_ip, mapping.host_port, mapping.container_port)
+    }
+
+    use std::net::IpAddr;
+
+    #[test]
+    fn without_publish_ports_are_published_on_loopback_only() {
+        let none = ComposeAllowances::default();
+        for (text, ip, host_port) in [
+            ("\"8080:80\"", "127.0.0.1", Some(8080)),
+            ("\"80\"", "127.0.0.1", None),
+            ("{target: 80, published: 8080}", "127.0.0.1", Some(8080)),
+            ("\"127.0.0.1:8080:80\"", "127.0.0.1", Some(8080)),
+            ("\"127.0.0.2:8080:80\"", "127.0.0.2", Some(8080)),
+            ("\"[::1]:8080:80\"", "::1", Some(8080)),
+        ] {
+            let mapping = plan(text, &none).unwrap();
+            assert_eq!(on(Some(ip), mapping).1, host_port, "{text}");
+        }
+        for text in [
+            "\"0.0.0.0:8080:80\"",
+            "\"192.0.2.7:8080:80\"",
+            "\"[::]:8080:80\"",
+            "{target: 80, published: 8080, host_ip: 0.0.0.0}",
+        ] {
+            let refused = plan(text, &none).unwrap_err();
+            assert_eq!(
+                denied_permission(&refused),
+                Some(ComposePermission::Publish),
+                "{text}: {refused}"
+            );
+            assert!(
+                refused.to_string().starts_with(
+                    "compose service \"web\" asks for container port 80 published on "
+                ),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_publish_ports_are_published_as_written() {
+        let publish = allow(&["publish"]);
+        on(None, plan("\"8080:80\"", &publish).unwrap());
+        on(
+            Some("0.0.0.0"),
+            plan("\"0.0.0.0:8080:80\"", &publish).unwrap(),
+        );
+        on(
+            Some("192.0.2.7"),
+            plan("\"192.0.2.7:8080:80\"", &publish).unwrap(),
+        );
+    }
+
+    #[test]
+    fn wharf_s_own_ports_are_refused_whatever_is_allowed() {
+        for allowances in [ComposeAllowances::default(), all_allowed()] {
+            for (text, port, owner) in [
+                ("\"8420:80\"", 8420, "Wharf's API"),
+                ("\"127.0.0.1:2019:2019\"", 2019, "Caddy's admin API"),
+                ("{target: 8080, published: 80}", 80, "the edge"),
+                ("\"80:8080/udp\"", 80, "the edge"),
+            ] {
+                let refused = plan(text, &allowances).unwrap_err();
+                assert_eq!(
+                    refused.to_string(),
+                    format!(
+                        "compose service \"web\" publishes host port {port}, where {owner} listens; Wharf never lets a compose file take it"
+                    ),
+                    "{text}"
+                );
+            }
+        }
+        // The engine picks a free port when none is given, and a container port is the
+        // container's own.
+        assert!(plan("\"2019\"", &ComposeAllowances::default()).is_ok());
     }
 }

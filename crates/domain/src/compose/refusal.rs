@@ -52,6 +52,14 @@ pub enum ComposeRefusal {
         what: String,
         permission: ComposePermission,
     },
+    #[error(
+        "{subject} publishes host port {port}, where {owner} listens; Wharf never lets a compose file take it"
+    )]
+    ReservedPort {
+        subject: ComposeSubject,
+        port: u16,
+        owner: String,
+    },
     #[error("{subject} sets {field}, which Wharf does not support: {advice}")]
     Unsupported {
         subject: ComposeSubject,

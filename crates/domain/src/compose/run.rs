@@ -102,7 +102,8 @@ pub struct PortMapping {
     pub container_port: u16,
     /// `None` publishes on a port the engine picks (compose's `"8080"` form).
     pub host_port: Option<u16>,
-    /// `None` publishes on every address of the host.
+    /// `None` publishes on every address of the host, which only a service allowed `publish`
+    /// gets: without it a port is published on 127.0.0.1.
     pub host_ip: Option<IpAddr>,
     pub protocol: PortProtocol,
 }
@@ -111,6 +112,15 @@ pub struct PortMapping {
 pub enum PortProtocol {
     Tcp,
     Udp,
+}
+
+/// A host port Wharf itself listens on, which no compose file may publish: the server's API,
+/// Caddy's admin API, the edge's HTTP and HTTPS ports, the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedPort {
+    pub port: u16,
+    /// What listens there, as refusals name it ("Caddy's admin API").
+    pub owner: String,
 }
 
 /// A mount into the container. Paths hold no `:`, `,` or control characters, so the runtime can
@@ -172,11 +182,13 @@ impl HealthTest {
 ///
 /// `images` maps compose service names to the pinned images the build pushed (for example
 /// `reg/p/s/web@sha256:…`). A service with `build:` must have an entry; a service with only
-/// `image:` keeps its image (an entry for it is not used).
+/// `image:` keeps its image (an entry for it is not used). `reserved` are the host's ports Wharf
+/// listens on, which no service may publish, whatever its allowances.
 pub fn plan_stack(
     text: &str,
     images: &[(String, String)],
     allow: &ComposeAllowances,
+    reserved: &[ReservedPort],
 ) -> Result<StackPlan, ComposeRefusal> {
     let root = ComposeFile::parse(text).and_then(ComposeFile::merged)?;
     let Some(root) = root.as_mapping() else {
@@ -222,6 +234,7 @@ pub fn plan_stack(
             subject: ComposeSubject::Service(name.to_owned()),
             allow,
             volumes: &volumes,
+            reserved,
         };
         if DnsLabel::parse("compose service name", name).is_err() {
             return Err(reader.invalid(
@@ -307,7 +320,7 @@ networks:
 
     #[test]
     fn plans_a_realistic_stack_in_start_order() {
-        let plan = plan_stack(STACK, &images(), &ComposeAllowances::default()).unwrap();
+        let plan = plan_stack(STACK, &images(), &ComposeAllowances::default(), &[]).unwrap();
         let names: Vec<&str> = plan
             .services
             .iter()
@@ -361,9 +374,10 @@ networks:
             [PortMapping {
                 container_port: 3000,
                 host_port: Some(8080),
-                host_ip: None,
+                host_ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
                 protocol: PortProtocol::Tcp,
-            }]
+            }],
+            "published on loopback only: the service is not allowed publish"
         );
         assert_eq!(
             web.environment,
@@ -411,7 +425,7 @@ networks:
     #[test]
     fn built_services_need_their_image_and_others_keep_theirs() {
         let text = "services:\n  web:\n    build: .\n  db:\n    image: postgres:17\n";
-        let refusal = plan_stack(text, &[], &ComposeAllowances::default()).unwrap_err();
+        let refusal = plan_stack(text, &[], &ComposeAllowances::default(), &[]).unwrap_err();
         assert_eq!(
             refusal,
             ComposeRefusal::NotBuilt {
@@ -426,7 +440,7 @@ networks:
             ("web".to_owned(), "reg/p/s/web@sha256:1".to_owned()),
             ("db".to_owned(), "reg/p/s/db@sha256:2".to_owned()),
         ];
-        let plan = plan_stack(text, &pinned, &ComposeAllowances::default()).unwrap();
+        let plan = plan_stack(text, &pinned, &ComposeAllowances::default(), &[]).unwrap();
         assert_eq!(plan.services[0].image, "reg/p/s/web@sha256:1");
         assert_eq!(plan.services[1].image, "postgres:17");
 
@@ -434,6 +448,7 @@ networks:
             "services:\n  web:\n    ports: [\"80\"]\n",
             &[],
             &ComposeAllowances::default(),
+            &[],
         );
         assert!(
             matches!(neither, Err(ComposeRefusal::Invalid { .. })),
@@ -442,7 +457,7 @@ networks:
         for image in ["--privileged", "a b", "", "x;y"] {
             let text = format!("services:\n  web:\n    image: {image:?}\n");
             assert!(
-                plan_stack(&text, &[], &ComposeAllowances::default()).is_err(),
+                plan_stack(&text, &[], &ComposeAllowances::default(), &[]).is_err(),
                 "{image}"
             );
         }
@@ -452,7 +467,7 @@ networks:
     fn the_refusal_names_the_service_the_field_and_the_setting() {
         let text = "services:\n  web:\n    image: nginx\n  db:\n    image: postgres:17\n    privileged: true\n";
         assert_eq!(
-            plan_stack(text, &[], &ComposeAllowances::default())
+            plan_stack(text, &[], &ComposeAllowances::default(), &[])
                 .unwrap_err()
                 .to_string(),
             "compose service \"db\" asks for privileged mode; Wharf refuses it unless the service's deploy settings allow \"privileged\""
@@ -567,37 +582,37 @@ networks:
     fn the_file_as_a_whole() {
         let none = ComposeAllowances::default();
         assert_eq!(
-            plan_stack(&"#".repeat(MAX_COMPOSE_BYTES + 1), &[], &none),
+            plan_stack(&"#".repeat(MAX_COMPOSE_BYTES + 1), &[], &none, &[]),
             Err(ComposeRefusal::TooLarge)
         );
         assert!(matches!(
-            plan_stack("services: [", &[], &none),
+            plan_stack("services: [", &[], &none, &[]),
             Err(ComposeRefusal::NotYaml(_))
         ));
         assert!(matches!(
-            plan_stack("- a\n- b\n", &[], &none),
+            plan_stack("- a\n- b\n", &[], &none, &[]),
             Err(ComposeRefusal::Invalid { .. })
         ));
         assert_eq!(
-            plan_stack("services: {}\n", &[], &none),
+            plan_stack("services: {}\n", &[], &none, &[]),
             Err(ComposeRefusal::NoServices)
         );
         assert_eq!(
-            plan_stack("volumes: {}\n", &[], &none),
+            plan_stack("volumes: {}\n", &[], &none, &[]),
             Err(ComposeRefusal::NoServices)
         );
         let many: String = (0..=MAX_STACK_SERVICES)
             .map(|index| format!("  s{index}:\n    image: x\n"))
             .collect();
         assert_eq!(
-            plan_stack(&format!("services:\n{many}"), &[], &none),
+            plan_stack(&format!("services:\n{many}"), &[], &none, &[]),
             Err(ComposeRefusal::TooManyServices {
                 count: MAX_STACK_SERVICES + 1
             })
         );
         for name in ["Web", "web_1", "-web", "a.b"] {
             let text = format!("services:\n  {name}:\n    image: x\n");
-            let refused = plan_stack(&text, &[], &none).unwrap_err();
+            let refused = plan_stack(&text, &[], &none, &[]).unwrap_err();
             assert!(
                 refused
                     .to_string()
@@ -610,6 +625,7 @@ networks:
             "services:\n  web:\n    image: x\n    privileged: false\n    privileged: true\n",
             &[],
             &none,
+            &[],
         );
         assert!(
             matches!(repeated, Err(ComposeRefusal::NotYaml(_))),
@@ -620,6 +636,7 @@ networks:
             "x-base: &base\n  privileged: true\nservices:\n  web:\n    <<: *base\n    image: x\n",
             &[],
             &none,
+            &[],
         );
         assert_eq!(
             merged.as_ref().map_err(denied_permission),
@@ -635,7 +652,7 @@ networks:
         }
         bomb.push_str("services:\n  web:\n    image: x\n");
         assert!(matches!(
-            plan_stack(&bomb, &[], &none),
+            plan_stack(&bomb, &[], &none, &[]),
             Err(ComposeRefusal::NotYaml(_))
         ));
     }

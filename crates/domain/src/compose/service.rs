@@ -10,7 +10,10 @@ use super::host_paths::check_container_path;
 use super::refusal::{advice_for, invalid, mapping_key, set_entries, unsupported};
 use super::volumes::DeclaredVolume;
 use super::words::split_words;
-use super::{ComposeAllowances, ComposePermission, ComposeRefusal, ComposeSubject, StackService};
+use super::{
+    ComposeAllowances, ComposePermission, ComposeRefusal, ComposeSubject, ReservedPort,
+    StackService,
+};
 use crate::names::{check_env_name, quote};
 
 /// Service fields Wharf ignores on purpose: Wharf decides them itself (names, restarts,
@@ -38,6 +41,8 @@ pub(super) struct ServiceReader<'a> {
     pub(super) subject: ComposeSubject,
     pub(super) allow: &'a ComposeAllowances,
     pub(super) volumes: &'a BTreeMap<String, DeclaredVolume>,
+    /// The host's ports Wharf listens on.
+    pub(super) reserved: &'a [ReservedPort],
 }
 
 impl ServiceReader<'_> {
@@ -517,6 +522,7 @@ mod tests {
             "services:\n  web:\n    image: ${REGISTRY}/web\n",
             &[],
             &all_allowed(),
+            &[],
         )
         .unwrap_err();
         assert!(

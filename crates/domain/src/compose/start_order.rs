@@ -91,7 +91,7 @@ mod tests {
     #[test]
     fn start_order_follows_dependencies_and_otherwise_the_file() {
         let text = "services:\n  a:\n    image: x\n    depends_on: [d]\n  b:\n    image: x\n  c:\n    image: x\n    depends_on: [a, b]\n  d:\n    image: x\n";
-        let plan = plan_stack(text, &[], &ComposeAllowances::default()).unwrap();
+        let plan = plan_stack(text, &[], &ComposeAllowances::default(), &[]).unwrap();
         let names: Vec<&str> = plan
             .services
             .iter()
@@ -116,13 +116,14 @@ mod tests {
                 "compose service \"b\" depends on itself through depends_on: b → c → b",
             ),
         ] {
-            let refusal = plan_stack(text, &[], &ComposeAllowances::default()).unwrap_err();
+            let refusal = plan_stack(text, &[], &ComposeAllowances::default(), &[]).unwrap_err();
             assert_eq!(refusal.to_string(), message);
         }
         let unknown = plan_stack(
             "services:\n  a:\n    image: x\n    depends_on: [ghost]\n",
             &[],
             &ComposeAllowances::default(),
+            &[],
         )
         .unwrap_err();
         assert_eq!(

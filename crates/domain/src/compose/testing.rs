@@ -24,7 +24,7 @@ pub(super) fn web(
     allowances: &ComposeAllowances,
 ) -> Result<StackService, ComposeRefusal> {
     let text = format!("services:\n  web:\n    image: nginx:1.27\n{settings}{extra}");
-    plan_stack(&text, &[], allowances).map(|mut plan| plan.services.remove(0))
+    plan_stack(&text, &[], allowances, &[]).map(|mut plan| plan.services.remove(0))
 }
 
 pub(super) fn refusal(

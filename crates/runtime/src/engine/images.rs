@@ -19,6 +19,9 @@ pub struct ImageBuild<'a> {
     /// Build secrets: (id, file holding the value). `RUN --mount=type=secret,id=ID` reads them;
     /// they never become a layer or a build argument.
     pub secrets: &'a [(String, PathBuf)],
+    /// The engine network `RUN` steps join ([`Runtime::ensure_build_network`] for an isolated
+    /// build); `None` leaves them on the engine's default network.
+    pub network: Option<&'a str>,
 }
 
 /// An image found by label.
@@ -57,7 +60,12 @@ impl Runtime {
         // --force-rm: intermediate containers go even when a step fails.
         let mut spec = self.command().args(["build", "--force-rm"]);
         if self.kind == RuntimeKind::Podman {
-            spec = spec.args(["--format", "docker"]);
+            // `RUN` steps may not forge packets (raw sockets: ping, ARP and address spoofing on
+            // the build's network). Docker's `build` has no such flag.
+            spec = spec.args(["--format", "docker", "--cap-drop", "NET_RAW"]);
+        }
+        if let Some(network) = build.network {
+            spec = spec.arg("--network").arg(network);
         }
         spec = spec
             .arg("--file")
@@ -278,10 +286,13 @@ mod tests {
             build_args: &[],
             cgroup_parent: Some("wharf-build-7-00"),
             secrets: &[("TOKEN".to_owned(), "/w/secrets/secret-0".into())],
+            network: Some("wharf-build"),
         };
         let podman_build = args(&podman.build_command(&build)).join(" ");
         assert!(
-            podman_build.starts_with("podman build --force-rm --format docker"),
+            podman_build.starts_with(
+                "podman build --force-rm --format docker --cap-drop NET_RAW --network wharf-build"
+            ),
             "{podman_build}"
         );
         assert!(podman_build.contains("--secret id=TOKEN,src=/w/secrets/secret-0"));
@@ -289,10 +300,12 @@ mod tests {
         assert!(podman_build.ends_with("-- /w/src"));
         let docker_build = args(&docker.build_command(&ImageBuild {
             cgroup_parent: None,
+            network: None,
             ..build
         }))
         .join(" ");
         assert!(!docker_build.contains("--format"), "{docker_build}");
+        assert!(!docker_build.contains("--network"), "{docker_build}");
         let auth = Some(Path::new("/w/auth/config.json"));
         assert_eq!(
             args(&podman.push_command("r/p/s:abc", Path::new("/w/d"), auth)).join(" "),

@@ -8,6 +8,7 @@
 //! - `containers`: run, stop, start, remove, inspect, exec and logs.
 //! - `resources`: networks and volumes.
 
+mod build_network;
 mod containers;
 mod images;
 mod resources;
@@ -15,6 +16,7 @@ mod resources;
 use std::path::Path;
 use std::time::Duration;
 
+pub use build_network::BUILD_NETWORK;
 pub use containers::{
     ContainerNetwork, ContainerRun, ContainerState, Mount, MountSource, PortPublish,
 };

@@ -257,6 +257,7 @@ fn validate(request: &CreateService) -> Result<NewService, CoreError> {
         health_path: request.health_path.clone(),
         domain: request.domain.clone(),
         cancel_running: request.cancel_running,
+        build_network: request.build_network,
         deploy,
     })
 }

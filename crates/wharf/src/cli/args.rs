@@ -227,6 +227,11 @@ pub struct ServiceFlags {
     /// The host name that routes to it.
     #[arg(long)]
     pub(super) domain: Option<String>,
+    /// What a build's RUN steps may reach: isolated (the internet, not the build host nor
+    /// link-local addresses; the default) or open (the engine's default network, the host
+    /// included).
+    #[arg(long)]
+    pub(super) build_network: Option<String>,
     #[command(flatten)]
     pub(super) deploy: DeployFlags,
 }
@@ -274,7 +279,7 @@ pub struct DeployFlags {
     #[arg(long)]
     pub(super) keep_images: Option<u32>,
     /// What a compose file may ask for: privileged, cap_add, host_bind, socket, host_network,
-    /// host_pid ('' for nothing).
+    /// host_pid, publish ('' for nothing).
     #[arg(long, value_delimiter = ',')]
     pub(super) compose_allow: Option<Vec<String>>,
     /// More host names routed to the service besides --domain (repeat or comma-separate; ''

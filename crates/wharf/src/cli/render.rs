@@ -226,7 +226,7 @@ pub(super) fn service_summary(service: &Service) -> String {
     };
     let names: Vec<&str> = service.host_names().collect();
     format!(
-        "Service {} (project {})\n  repository   {} (branch {})\n  build        {}\n  port         {}\n  \
+        "Service {} (project {})\n  repository   {} (branch {})\n  build        {}, network {}\n  port         {}\n  \
          host names   {}\n  environment  {} on {} ({} per host), auto-deploy {}\n  health       {} \
          (every {} ms, healthy within {} ms)\n",
         service.name,
@@ -239,6 +239,7 @@ pub(super) fn service_summary(service: &Service) -> String {
             .map(|compose| format!("compose file {compose}"))
             .or_else(|| service.dockerfile.clone())
             .unwrap_or_else(|| "Dockerfile or Containerfile at the root".to_owned()),
+        service.build_network.as_str(),
         or_dash(service.port),
         or_dash((!names.is_empty()).then(|| names.join(", "))),
         deploy.environment,
@@ -734,7 +735,7 @@ SESSION_KEY   ********  yes     no     routed       2025-03-01T09:12:00Z
             r"
 Service web (project shop)
   repository   acme/web (branch main)
-  build        docker/Dockerfile
+  build        docker/Dockerfile, network isolated
   port         8080
   host names   web.example.com
   environment  production on edge-a (1 per host), auto-deploy on
@@ -746,7 +747,7 @@ Service web (project shop)
             r"
 Service worker (project default)
   repository   https://git.example.com/acme/worker (branch release)
-  build        compose file compose.yml
+  build        compose file compose.yml, network open
   port         -
   host names   -
   environment  production on local (1 per host), auto-deploy off

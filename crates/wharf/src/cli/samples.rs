@@ -1,8 +1,8 @@
 //! API values as a server answers them, for the unit tests of what the CLI sends and prints.
 
 use wharf_wire::{
-    Agent, Build, BuildState, BuildTrigger, DeploySettings, EnvVar, HealthSettings, Release,
-    ReleaseState, ReleaseTrigger, Service, VariableMembers,
+    Agent, Build, BuildNetwork, BuildState, BuildTrigger, DeploySettings, EnvVar, HealthSettings,
+    Release, ReleaseState, ReleaseTrigger, Service, VariableMembers,
 };
 
 /// `web` of project `shop`: a Dockerfile service with a port, a domain and one host.
@@ -20,6 +20,7 @@ pub(super) fn service() -> Service {
         health_path: Some("/healthz".to_owned()),
         domain: Some("web.example.com".to_owned()),
         cancel_running: false,
+        build_network: BuildNetwork::Isolated,
         deploy: DeploySettings {
             hosts: vec!["edge-a".to_owned()],
             health: HealthSettings {
@@ -48,6 +49,7 @@ pub(super) fn compose_service() -> Service {
         health_path: None,
         domain: None,
         cancel_running: true,
+        build_network: BuildNetwork::Open,
         deploy: DeploySettings {
             auto_deploy: false,
             ..DeploySettings::default()

@@ -3,8 +3,8 @@
 use anyhow::Context;
 use wharf_client::ApiClient;
 use wharf_wire::{
-    CreateService, DeploySettings, ListServices, RotateDeploySecret, Service, ShowService,
-    Strategy, UpdateService,
+    BuildNetwork, CreateService, DeploySettings, ListServices, RotateDeploySecret, Service,
+    ShowService, Strategy, UpdateService,
 };
 
 use super::args::{DeployFlags, ServiceCommand, ServiceFlags};
@@ -84,6 +84,7 @@ impl ServiceFlags {
             health_path: self.health_path,
             domain: self.domain,
             cancel_running,
+            build_network: build_network(self.build_network, BuildNetwork::default())?,
             deploy: Some(self.deploy.apply(DeploySettings::default())?),
         })
     }
@@ -117,8 +118,18 @@ impl ServiceFlags {
             health_path: optional(self.health_path, current.health_path),
             domain: optional(self.domain, current.domain),
             cancel_running: cancel_running.unwrap_or(current.cancel_running),
+            build_network: build_network(self.build_network, current.build_network)?,
             deploy: Some(self.deploy.apply(current.deploy)?),
         })
+    }
+}
+
+/// The `--build-network` given, else `current`.
+fn build_network(given: Option<String>, current: BuildNetwork) -> anyhow::Result<BuildNetwork> {
+    match given {
+        None => Ok(current),
+        Some(name) => BuildNetwork::parse(&name)
+            .with_context(|| format!("--build-network is isolated or open, not {name:?}")),
     }
 }
 
@@ -167,7 +178,7 @@ fn set<T>(setting: &mut T, given: Option<T>) {
 #[cfg(test)]
 mod tests {
     use clap::error::ErrorKind;
-    use wharf_wire::{CreateService, DeploySettings, Service, Strategy};
+    use wharf_wire::{BuildNetwork, CreateService, DeploySettings, Service, Strategy};
 
     use crate::cli::args::{ClientCommand, ServiceCommand, parse};
     use crate::cli::samples;
@@ -225,6 +236,7 @@ mod tests {
             health_path: service.health_path,
             domain: service.domain,
             cancel_running: service.cancel_running,
+            build_network: service.build_network,
             deploy: Some(service.deploy),
         }
     }
@@ -249,8 +261,11 @@ mod tests {
 
     #[test]
     fn update_sets_what_is_given_clears_what_is_given_empty_and_keeps_the_rest() {
-        let cases: [(&[&str], Change); 11] = [
+        let cases: [(&[&str], Change); 12] = [
             (&[], |_| {}),
+            (&["--build-network", "open"], |service| {
+                service.build_network = BuildNetwork::Open;
+            }),
             (&["--repo", "acme/site", "--branch", "release"], |service| {
                 service.repo = "acme/site".to_owned();
                 service.branch = "release".to_owned();
@@ -461,5 +476,23 @@ mod tests {
             "unknown strategy \"sideways\": use blue-green or recreate"
         );
         assert!(changed(samples::service(), &["--strategy", "sideways"]).is_err());
+        let refused = changed(samples::service(), &["--build-network", "closed"]).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "--build-network is isolated or open, not \"closed\""
+        );
+        let open = created(&[
+            "web",
+            "--repo",
+            "a/b",
+            "--branch",
+            "main",
+            "--build-network",
+            "open",
+        ])
+        .unwrap();
+        assert_eq!(open.build_network, BuildNetwork::Open);
+        let default = created(&["web", "--repo", "a/b", "--branch", "main"]).unwrap();
+        assert_eq!(default.build_network, BuildNetwork::Isolated);
     }
 }

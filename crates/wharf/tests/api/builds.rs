@@ -1173,3 +1173,135 @@ async fn a_repository_without_a_dockerfile_is_built_by_railpack_where_the_agent_
     let args = std::fs::read_to_string(tools.path().join("railpack.args")).unwrap();
     assert!(!args.contains(secret), "{args}");
 }
+
+/// An interface (one end of a veth pair: this machine's kernel has no dummy interfaces)
+/// holding the cloud metadata address, 169.254.169.254, as a cloud host answers it; removed
+/// when dropped.
+struct MetadataAddress {
+    interface: String,
+}
+
+impl MetadataAddress {
+    fn add() -> MetadataAddress {
+        let interface = format!("wmeta{:x}", rand::random::<u16>());
+        let peer = format!("{interface}p");
+        for args in [
+            vec![
+                "link", "add", &interface, "type", "veth", "peer", "name", &peer,
+            ],
+            vec!["addr", "add", "169.254.169.254/32", "dev", &interface],
+            vec!["link", "set", &peer, "up"],
+            vec!["link", "set", &interface, "up"],
+        ] {
+            let status = std::process::Command::new("ip")
+                .args(&args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args:?}");
+        }
+        MetadataAddress { interface }
+    }
+}
+
+impl Drop for MetadataAddress {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", &self.interface])
+            .status();
+    }
+}
+
+/// A `containers.conf` like this host's, whose containers get `NET_RAW` by default, as some
+/// hosts' do: a build must drop it itself.
+fn containers_conf_granting_net_raw(dir: &std::path::Path) -> std::path::PathBuf {
+    let host = std::fs::read_to_string("/etc/containers/containers.conf").unwrap_or_default();
+    let capabilities = "default_capabilities = [\"CHOWN\", \"DAC_OVERRIDE\", \"FOWNER\", \"FSETID\", \"KILL\", \"NET_BIND_SERVICE\", \"SETFCAP\", \"SETGID\", \"SETPCAP\", \"SETUID\", \"SYS_CHROOT\", \"NET_RAW\"]";
+    let conf = if host.contains("[containers]") {
+        host.replacen("[containers]", &format!("[containers]\n{capabilities}"), 1)
+    } else {
+        format!("{host}\n[containers]\n{capabilities}\n")
+    };
+    let path = dir.join("containers.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn run_steps_have_no_raw_sockets_and_reach_the_host_only_on_the_open_build_network() {
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = containers_conf_granting_net_raw(conf_dir.path());
+    // SAFETY: nextest runs each test in a process of its own, and nothing in this one reads
+    // the environment yet: the app, the agent and their podman commands start below.
+    unsafe { std::env::set_var("CONTAINERS_CONF", &conf) };
+    // A service listening on every address of the host, as Wharf's API, Caddy's admin API or
+    // a registry might, and the metadata address cloud hosts answer on.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut connection, _)) = listener.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = connection.write_all(b"wharf-test-host\n").await;
+        }
+    });
+    let _metadata = MetadataAddress::add();
+
+    let app = app_with_repository().await;
+    let registry = Registry::start().await;
+    let _agent =
+        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let probe = format!(
+        "probe() {{ if echo | /bin/busybox nc -w 5 \"$2\" {port} | /bin/busybox grep -q wharf-test-host; then echo \"$1 reached\"; else echo \"$1 unreachable\"; fi; }}\n\
+         gateway=$(/bin/busybox ip route | /bin/busybox awk '/^default/ {{print $3}}')\n\
+         probe host \"$gateway\"\n\
+         probe metadata 169.254.169.254\n\
+         if /bin/busybox ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1; then echo 'raw sockets: yes'; else echo 'raw sockets: no'; fi\n"
+    );
+    let dockerfile = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nCOPY probe.sh /probe.sh\n\
+RUN [\"/bin/busybox\", \"sh\", \"/probe.sh\"]\n";
+    let files = [
+        ("Dockerfile", dockerfile.as_bytes()),
+        ("probe.sh", probe.as_bytes()),
+        ("busybox", &busybox()),
+    ];
+
+    // By default a build is isolated: the internet, not the host nor link-local addresses.
+    let service = app.get("/v1/services/web").await;
+    assert_eq!(
+        service.body["build_network"], "isolated",
+        "{}",
+        service.text
+    );
+    let (id, _) = push(&app, &files, "push-isolated").await;
+    let build = app
+        .wait_for_build_state(id, "completed", BUILD_DEADLINE)
+        .await;
+    let log = log_text(&app, id).await;
+    for line in [
+        "host unreachable",
+        "metadata unreachable",
+        "raw sockets: no",
+    ] {
+        assert!(
+            log.lines().any(|logged| logged == line),
+            "{line:?} missing from build #{id}: {build}\n{log}"
+        );
+    }
+
+    // `open` gives the engine's default network, the host included; raw sockets stay off.
+    let mut open = service.body.clone();
+    open["build_network"] = json!("open");
+    let changed = app.put("/v1/services/web", open).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(changed.body["build_network"], "open");
+    let (id, _) = push(&app, &files, "push-open").await;
+    let build = app
+        .wait_for_build_state(id, "completed", BUILD_DEADLINE)
+        .await;
+    let log = log_text(&app, id).await;
+    for line in ["host reached", "metadata reached", "raw sockets: no"] {
+        assert!(
+            log.lines().any(|logged| logged == line),
+            "{line:?} missing from build #{id}: {build}\n{log}"
+        );
+    }
+}

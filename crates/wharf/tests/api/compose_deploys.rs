@@ -488,6 +488,57 @@ async fn a_compose_file_asking_for_privileged_mode_runs_only_where_the_service_a
     agent.stop().await;
 }
 
+#[tokio::test]
+async fn compose_ports_are_published_on_loopback_unless_the_service_allows_publish() {
+    let agent_name = format!("cmp-ports-{:x}", rand::random::<u16>());
+    let app = app_with_repository("ports").await;
+    create_stack_service(&app, "ports-local", "ports", &agent_name, json!({})).await;
+    create_stack_service(
+        &app,
+        "ports-public",
+        "ports",
+        &agent_name,
+        json!({"deploy": {"compose_allow": ["publish"]}}),
+    )
+    .await;
+    let registry = Registry::start().await;
+    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+    // "9000" publishes the container's port on a host port the engine picks, on every address
+    // of the host as compose reads it.
+    let compose = "services:\n  tool:\n    build: ./tool\n    ports: [\"9000\"]\n    command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"9000\"]\n";
+    let files = vec![
+        ("compose.yml".to_owned(), compose.as_bytes().to_vec()),
+        (
+            "tool/Dockerfile".to_owned(),
+            b"FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n".to_vec(),
+        ),
+        ("tool/busybox".to_owned(), busybox()),
+    ];
+    let builds = push(&app, "ports", &files, "push-1").await;
+    assert_eq!(builds.len(), 2);
+    for (service, address) in [("ports-local", "127.0.0.1"), ("ports-public", "0.0.0.0")] {
+        let mut build = None;
+        for id in &builds {
+            if app.build(*id).await["service"] == service {
+                build = Some(*id);
+            }
+        }
+        let release = wait_for_release_of(&app, service, build.unwrap()).await;
+        assert_eq!(release["state"], "live", "{release}");
+        let containers = stack_containers(&agent_name, service).await;
+        assert_eq!(containers.len(), 1, "{containers:?}");
+        let (ported, published, err) = podman(&["port", &containers[0].0, "9000/tcp"]).await;
+        assert!(ported, "{err}");
+        let published: Vec<&str> = published.lines().filter(|line| !line.is_empty()).collect();
+        assert_eq!(published.len(), 1, "{service}: {published:?}");
+        assert!(
+            published[0].starts_with(&format!("{address}:")),
+            "{service} publishes on {published:?}, not on {address} only"
+        );
+    }
+    agent.stop().await;
+}
+
 /// (name, destination) of each named volume container `id` mounts.
 async fn mounted_volumes(id: &str) -> Vec<(String, String)> {
     let (inspected, out, err) = podman(&[

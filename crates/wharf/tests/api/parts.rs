@@ -146,6 +146,7 @@ pub fn deploy_config(edge_dir: &std::path::Path) -> (DeployConfig, String, Strin
         },
         registry_credentials: None,
         stop_grace: Duration::from_secs(1),
+        registry: None,
     };
     (config, admin, listen)
 }
