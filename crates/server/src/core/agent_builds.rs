@@ -212,8 +212,9 @@ impl Core {
         })
     }
 
-    /// Where `agent` clones the build `id` from, with a short-lived installation token for a
-    /// GitHub repository.
+    /// Where `agent` clones the build `id` from, with a short-lived token for a GitHub
+    /// repository: a clone token that reads that one repository's contents and nothing else. The
+    /// installation's own token, which reports deployments, never reaches an agent.
     pub async fn clone_credentials(
         &self,
         agent: &Agent,
@@ -249,7 +250,7 @@ impl Core {
             .await
             .map_err(|error| CoreError::Upstream(error.to_string()))?;
         let token = app
-            .installation_token(installation_id)
+            .clone_token(installation_id, repository.id)
             .await
             .map_err(|error| CoreError::Upstream(error.to_string()))?;
         Ok(CloneCredentials {
