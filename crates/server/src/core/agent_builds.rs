@@ -54,7 +54,7 @@ impl Core {
                 RepoSource::GitHub(_) => None,
             };
             let registry_login = match claimed.build.installation_id {
-                Some(installation_id) => self.registry_login(installation_id).await?,
+                Some(installation_id) => self.registry_login(installation_id, None).await?,
                 None => None,
             };
             let (build_args, build_secrets) = match self.build_variables(service.id).await {

@@ -893,6 +893,7 @@ async fn a_registry_that_wants_credentials_gets_them_and_refuses_an_agent_withou
 
     let mut config = builder_config(Some(&registry.address), BUILD_DEADLINE);
     config.registry_credentials = Some(wharf_agent::RegistryCredentials {
+        registry: registry.address.clone(),
         username: "pusher".to_owned(),
         password: secrecy::SecretString::from(password),
     });
