@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use secrecy::SecretString;
 use tokio::time::Instant;
+use wharf_domain::names::registry_host;
 use wharf_runtime::cgroup::{self, build_cgroup};
 use wharf_runtime::engine::{ImageBuild, RegistryCredentials, Runtime, RuntimeKind};
 use wharf_runtime::git::fetch_commit_commands;
@@ -20,6 +21,7 @@ use wharf_wire::{
 
 use crate::logs::LogShipper;
 use crate::names;
+use crate::registry_logins::login_for;
 use crate::runner::{BuildContext, BuildRunner};
 
 /// The file in a build's work directory that names the cgroup of its containers.
@@ -33,7 +35,8 @@ pub struct BuilderConfig {
     pub registry: Option<String>,
     /// The longest a whole build may take before it is killed.
     pub timeout: Duration,
-    /// Credentials for the registry, when it asks for them.
+    /// The agent's own login for `registry` (it names that registry's host), when the registry
+    /// asks for one; no other registry gets it.
     pub registry_credentials: Option<RegistryCredentials>,
     /// Railpack's CLI, which builds repositories that have no Dockerfile; `None` when the
     /// agent has none.
@@ -342,34 +345,30 @@ impl ImageBuilder {
         built?;
 
         self.report(context, build_id, BuildState::Pushing).await?;
-        // The installation's own login, when it has one, else the agent's.
-        let credentials = job
-            .registry_login
-            .as_ref()
-            .map(|login| RegistryCredentials {
-                username: login.username.clone(),
-                password: SecretString::from(login.password.expose()),
-            })
-            .or_else(|| self.config.registry_credentials.clone());
-        let auth_file = match &credentials {
-            Some(credentials) => {
-                let path = work.join("auth").join("config.json");
-                write_private(&path, &credentials.auth_file_json(registry)).await?;
-                Some(path)
-            }
-            None => None,
-        };
         let mut images = Vec::new();
         let mut pushed = Ok(());
         for (index, target) in targets.iter().enumerate() {
             let digest_file = work.join(format!("digest-{index}"));
+            // The installation's login when it has one, else the agent's; either only for the
+            // registry it belongs to (the one this agent pushes to, when the server names none).
+            let credentials = login_for(
+                &target.image,
+                job.registry_login.as_ref(),
+                Some(registry_host(registry)),
+                self.config.registry_credentials.as_ref(),
+            );
+            let auth_file = work.join("auth").join("config.json");
+            let _ = tokio::fs::remove_file(&auth_file).await;
+            if let Some(credentials) = &credentials {
+                write_private(&auth_file, &credentials.auth_file_json()).await?;
+            }
             let push = self
                 .config
                 .runtime
                 .push(
                     &target.image,
                     &digest_file,
-                    auth_file.as_deref(),
+                    credentials.as_ref().map(|_| auth_file.as_path()),
                     &streaming(context, logs, deadline),
                 )
                 .await;
@@ -390,11 +389,7 @@ impl ImageBuilder {
                 }
             }
         }
-        if let Some(auth_file) = &auth_file
-            && let Some(dir) = auth_file.parent()
-        {
-            let _ = tokio::fs::remove_dir_all(dir).await;
-        }
+        let _ = tokio::fs::remove_dir_all(work.join("auth")).await;
         // The local tags go whatever happened, and before the build is reported: a release on
         // this host pulls the image by digest at once, and an untag after that pull would take
         // the repository's name (which cleanup finds images by) from the image. The layers stay

@@ -9,6 +9,7 @@ mod builder;
 mod deployer;
 mod logs;
 mod names;
+mod registry_logins;
 mod runner;
 
 use std::collections::HashMap;

@@ -368,6 +368,30 @@ pub fn image_repository(image: &str) -> &str {
     }
 }
 
+/// The registry host of an image reference (`docker.io` when it names none): the first part
+/// of the name when it looks like a host (holds a `.` or a `:`, or is `localhost`).
+pub fn image_registry(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if looks_like_registry_host(first) => first,
+        _ => "docker.io",
+    }
+}
+
+/// The registry host of a registry setting such as `WHARF_REGISTRY` (`host[:port][/prefix]`),
+/// the host of every image pushed under it.
+pub fn registry_host(registry: &str) -> &str {
+    let first = registry.split('/').next().unwrap_or(registry);
+    if looks_like_registry_host(first) {
+        first
+    } else {
+        "docker.io"
+    }
+}
+
+fn looks_like_registry_host(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost"
+}
+
 /// An image tag: letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, at most 128.
 pub fn check_image_tag(value: &str) -> Result<(), NameError> {
     let valid = !value.is_empty()
@@ -571,7 +595,22 @@ mod tests {
 
 #[cfg(test)]
 mod image_tests {
-    use super::image_repository;
+    use super::{image_registry, image_repository, registry_host};
+
+    #[test]
+    fn the_registry_of_an_image_or_a_setting_is_its_host() {
+        assert_eq!(
+            image_registry("127.0.0.1:5000/p/web@sha256:00"),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(image_registry("ghcr.io/team/web:v1"), "ghcr.io");
+        assert_eq!(image_registry("localhost/web:v1"), "localhost");
+        assert_eq!(image_registry("library/busybox"), "docker.io");
+        assert_eq!(image_registry("busybox"), "docker.io");
+        assert_eq!(registry_host("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(registry_host("ghcr.io/team"), "ghcr.io");
+        assert_eq!(registry_host("team"), "docker.io");
+    }
 
     #[test]
     fn the_repository_of_an_image_drops_its_tag_or_digest_but_not_a_port() {

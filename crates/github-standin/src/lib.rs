@@ -181,6 +181,17 @@ impl RecordedRequest {
     }
 }
 
+/// What an issued installation token reaches, as recorded when the stand-in issued it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenScope {
+    pub installation_id: u64,
+    /// The repositories (`owner/name`) the token was limited to, or None for all of the
+    /// installation's repositories.
+    pub repositories: Option<Vec<String>>,
+    /// Each permission the token holds and its level (`read`, `write`).
+    pub permissions: Vec<(String, String)>,
+}
+
 /// A running stand-in. Dropping it stops the server: it stops accepting connections at once, closes
 /// idle keep-alive connections, and finishes requests in flight.
 pub struct GithubStandin {
@@ -450,6 +461,28 @@ impl GithubStandin {
     /// Installation tokens issued so far (the secret strings), in issue order.
     pub fn issued_tokens(&self) -> Vec<String> {
         self.shared.lock().issued_tokens.clone()
+    }
+
+    /// What the issued token `token` reaches (None for a token the stand-in never issued).
+    pub fn token_scope(&self, token: &str) -> Option<TokenScope> {
+        let state = self.shared.lock();
+        let issued = state.tokens.get(token)?;
+        let repositories = issued.repository_ids.as_ref().map(|ids| {
+            ids.iter()
+                .filter_map(|id| state.repository_by_id(*id))
+                .map(Repository::full_name)
+                .collect()
+        });
+        let permissions = issued
+            .permissions
+            .iter()
+            .map(|(name, level)| (name.clone(), level.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        Some(TokenScope {
+            installation_id: issued.installation_id,
+            repositories,
+            permissions,
+        })
     }
 
     /// Makes the next `n` requests whose path starts with `path_prefix` answer with `status`. A 403 or

@@ -1,7 +1,11 @@
 //! Wharf's client for the GitHub App: it signs App JWTs, exchanges them for installation
-//! access tokens (cached per installation and renewed before they expire), and makes the few
-//! REST calls Wharf needs: installations, repositories, branch heads, and deployments with their
-//! statuses.
+//! access tokens (cached and renewed before they expire), and makes the few REST calls Wharf
+//! needs: installations, repositories, branch heads, and deployments with their statuses.
+//!
+//! Two kinds of token are asked for and cached apart: the installation's own token, with every
+//! permission the installation grants, which only this client's calls use; and clone tokens
+//! ([`GithubApp::clone_token`]), limited to one repository and `contents: read`, which are the
+//! only tokens Wharf hands to agents.
 //!
 //! Architecture invariant: tokens and the private key never leave this crate except as
 //! [`SecretString`]; no error, log line or `Debug` output contains them. Requests that fail
@@ -240,8 +244,44 @@ pub struct GithubApp {
     key: Arc<EncodingKey>,
     api_url: String,
     http: reqwest::Client,
-    tokens: Arc<Mutex<HashMap<u64, CachedToken>>>,
+    tokens: Arc<Mutex<HashMap<TokenScope, CachedToken>>>,
     retry: RetryPolicy,
+}
+
+/// What a cached token reaches: the whole installation with all its permissions, or one
+/// repository's contents, read-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TokenScope {
+    /// The installation's own token, for the calls this client makes (never handed out).
+    Installation(u64),
+    /// A clone token: `contents: read` on one repository of the installation.
+    RepositoryContents {
+        installation_id: u64,
+        repository_id: u64,
+    },
+}
+
+impl TokenScope {
+    /// What the token request asks GitHub for: nothing narrower than the installation for its
+    /// own token; one repository and `contents: read` for a clone token.
+    fn request_body(self) -> Option<serde_json::Value> {
+        match self {
+            TokenScope::Installation(_) => None,
+            TokenScope::RepositoryContents { repository_id, .. } => Some(serde_json::json!({
+                "repository_ids": [repository_id],
+                "permissions": {"contents": "read"},
+            })),
+        }
+    }
+
+    fn installation_id(self) -> u64 {
+        match self {
+            TokenScope::Installation(id) => id,
+            TokenScope::RepositoryContents {
+                installation_id, ..
+            } => installation_id,
+        }
+    }
 }
 
 /// How failed requests are retried.
@@ -414,24 +454,50 @@ impl GithubApp {
             .map_err(|error| GithubError::Config(format!("cannot sign the App JWT: {error}")))
     }
 
-    /// An installation token, from the cache while it has more than a safe margin left.
+    /// The installation's own token, from the cache while it has more than a safe margin left.
+    /// It carries every permission the installation grants and is used only by this client's
+    /// own calls; never hand it to anyone (see [`GithubApp::clone_token`]).
     pub async fn installation_token(
         &self,
         installation_id: u64,
     ) -> Result<InstallationToken, GithubError> {
+        self.token(TokenScope::Installation(installation_id)).await
+    }
+
+    /// A token that can read one repository's contents (clone and fetch it) and nothing else:
+    /// asked for with `repository_ids: [repository_id]` and `permissions: {contents: read}`, and
+    /// cached apart from the installation's own token. This is the token agents get.
+    pub async fn clone_token(
+        &self,
+        installation_id: u64,
+        repository_id: u64,
+    ) -> Result<InstallationToken, GithubError> {
+        self.token(TokenScope::RepositoryContents {
+            installation_id,
+            repository_id,
+        })
+        .await
+    }
+
+    /// A token of `scope`, from the cache while it has more than a safe margin left.
+    async fn token(&self, scope: TokenScope) -> Result<InstallationToken, GithubError> {
         let mut tokens = self.tokens.lock().await;
-        if let Some(cached) = tokens.get(&installation_id)
+        if let Some(cached) = tokens.get(&scope)
             && cached.is_fresh(now_seconds())
         {
             return Ok(cached.token.clone());
         }
         let issued_at = now_seconds();
+        let body = scope.request_body();
         let answer: TokenAnswer = self
             .call(
                 Method::POST,
-                &format!("/app/installations/{installation_id}/access_tokens"),
+                &format!(
+                    "/app/installations/{}/access_tokens",
+                    scope.installation_id()
+                ),
                 Credential::App,
-                None,
+                body.as_ref(),
                 "an installation token",
             )
             .await?;
@@ -449,7 +515,7 @@ impl GithubApp {
             expires_at,
         };
         tokens.insert(
-            installation_id,
+            scope,
             CachedToken {
                 token: token.clone(),
                 issued_at,
@@ -460,7 +526,10 @@ impl GithubApp {
 
     /// Forgets a cached token (after GitHub refused it).
     pub async fn forget_token(&self, installation_id: u64) {
-        self.tokens.lock().await.remove(&installation_id);
+        self.tokens
+            .lock()
+            .await
+            .remove(&TokenScope::Installation(installation_id));
     }
 
     /// Looks an installation up with the App JWT.

@@ -507,8 +507,15 @@ impl BuildArgs {
             self.registry_password_file.clone(),
             "the registry password",
         )?;
+        let registry = registry.or_else(|| self.registry.clone());
         let registry_credentials = match (&self.registry_username, password) {
+            // The login belongs to the registry images are pushed to, and goes to no other.
             (Some(username), Some(password)) => Some(wharf_agent::RegistryCredentials {
+                registry: wharf_domain::names::registry_host(registry.as_deref().context(
+                    "WHARF_REGISTRY_USERNAME needs WHARF_REGISTRY: a registry login is given \
+                     only to the registry it belongs to",
+                )?)
+                .to_owned(),
                 username: username.clone(),
                 password,
             }),
@@ -527,7 +534,7 @@ impl BuildArgs {
                 kind,
                 insecure_registry: self.registry_insecure,
             },
-            registry: registry.or_else(|| self.registry.clone()),
+            registry,
             timeout: Duration::from_secs(self.build_timeout),
             registry_credentials,
             railpack,

@@ -5,10 +5,15 @@ use serde::{Deserialize, Serialize};
 use crate::SecretText;
 use crate::api::api_request;
 
-/// A registry user and password.
+/// A registry user and password, and the registry they belong to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RegistryLogin {
+    /// The registry host (`host[:port]`) the login belongs to: the agent hands it to the
+    /// engine for images of that registry only. None in a build job (the registry the agent
+    /// pushes to) and from servers before this field (the registry of the release's image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
     pub username: String,
     pub password: SecretText,
 }

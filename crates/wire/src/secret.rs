@@ -34,6 +34,7 @@ mod tests {
     #[test]
     fn secrets_travel_as_plain_json_but_never_show_in_debug() {
         let login = RegistryLogin {
+            registry: None,
             username: "builder".to_owned(),
             password: SecretText::new("hunter2"),
         };

@@ -1,12 +1,13 @@
 //! A release's images: pulled with the release's registry login (else the agent's own) for
-//! the images Wharf built, and old images of a service removed past the newest `keep_images`.
+//! the images Wharf built, each login only for its own registry, and old images of a service
+//! removed past the newest `keep_images`.
 
-use wharf_domain::names::image_repository;
-use wharf_runtime::engine::RegistryCredentials;
+use wharf_domain::names::{image_registry, image_repository};
 use wharf_wire::RolloutJob;
 
 use super::{Deployer, StepError};
 use crate::names;
+use crate::registry_logins::login_for;
 
 impl Deployer {
     pub(super) async fn pull(&self, job: &RolloutJob) -> Result<(), StepError> {
@@ -14,7 +15,8 @@ impl Deployer {
     }
 
     /// Pulls `image`, with the release's registry login (else the agent's own) when
-    /// `with_login`: only images Wharf built get it, so no login goes to another registry.
+    /// `with_login` and the login belongs to the image's registry: only images Wharf built get
+    /// one, and an image of another registry is pulled with none.
     pub(super) async fn pull_image(
         &self,
         job: &RolloutJob,
@@ -22,15 +24,22 @@ impl Deployer {
         with_login: bool,
     ) -> Result<(), StepError> {
         let dir = self.job_dir(job);
-        let credentials = job
-            .registry_login
-            .as_ref()
-            .map(|login| RegistryCredentials {
-                username: login.username.clone(),
-                password: login.password.expose().to_owned().into(),
+        // A login from an earlier server names no registry: it was sent only with a build's
+        // release, whose images are in the registry the build pushed to.
+        let released = job
+            .compose_images
+            .first()
+            .map_or(job.image.as_str(), |(_, image)| image.as_str());
+        let credentials = with_login
+            .then(|| {
+                login_for(
+                    image,
+                    job.registry_login.as_ref(),
+                    Some(image_registry(released)),
+                    self.config.registry_credentials.as_ref(),
+                )
             })
-            .or_else(|| self.config.registry_credentials.clone())
-            .filter(|_| with_login);
+            .flatten();
         let auth_file = match &credentials {
             Some(credentials) => {
                 let path = dir.join("auth").join("config.json");
@@ -39,10 +48,9 @@ impl Deployer {
                     .map_err(|error| {
                         StepError(format!("cannot create {}: {error}", dir.display()))
                     })?;
-                let registry = image_registry(image);
                 wharf_runtime::files::write_private_file(
                     &path,
-                    credentials.auth_file_json(registry).as_bytes(),
+                    credentials.auth_file_json().as_bytes(),
                 )
                 .map_err(|error| StepError(format!("cannot write the registry login: {error}")))?;
                 Some(path)
@@ -89,28 +97,12 @@ impl Deployer {
     }
 }
 
-/// The registry host of an image reference (`docker.io` when it names none).
-fn image_registry(image: &str) -> &str {
-    match image.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            first
-        }
-        _ => "docker.io",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn registries_are_read_from_image_references() {
-        assert_eq!(
-            image_registry("127.0.0.1:5000/p/web@sha256:00"),
-            "127.0.0.1:5000"
-        );
-        assert_eq!(image_registry("ghcr.io/team/web:v1"), "ghcr.io");
-        assert_eq!(image_registry("library/busybox"), "docker.io");
+    fn repositories_are_read_from_image_references() {
         assert_eq!(
             image_repository("127.0.0.1:5000/p/web:v1@sha256:00"),
             "127.0.0.1:5000/p/web"

@@ -46,7 +46,8 @@ pub struct DeployConfig {
     pub runtime: Runtime,
     /// The Caddy the agent routes through (and starts when none answers).
     pub edge: EdgeConfig,
-    /// The agent's own registry login, for pulls; a release's installation login wins.
+    /// The agent's own registry login, for pulls from its registry only; a release's
+    /// installation login wins.
     pub registry_credentials: Option<RegistryCredentials>,
     /// How long a stopped container gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,

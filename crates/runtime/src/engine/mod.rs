@@ -56,9 +56,11 @@ impl RuntimeKind {
     }
 }
 
-/// Credentials for the registry; the password never appears in `Debug` output.
+/// A login for one registry; the password never appears in `Debug` output.
 #[derive(Clone)]
 pub struct RegistryCredentials {
+    /// The registry host (`host[:port]`) the login belongs to: the only one its auth file names.
+    pub registry: String,
     pub username: String,
     pub password: secrecy::SecretString,
 }
@@ -66,6 +68,7 @@ pub struct RegistryCredentials {
 impl std::fmt::Debug for RegistryCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryCredentials")
+            .field("registry", &self.registry)
             .field("username", &self.username)
             .field("password", &"[redacted]")
             .finish()
@@ -73,8 +76,9 @@ impl std::fmt::Debug for RegistryCredentials {
 }
 
 impl RegistryCredentials {
-    /// The auth file podman (`--authfile`) and docker (`config.json`) read.
-    pub fn auth_file_json(&self, registry: &str) -> String {
+    /// The auth file podman (`--authfile`) and docker (`config.json`) read: this login for its
+    /// own registry, and nothing else.
+    pub fn auth_file_json(&self) -> String {
         use base64::Engine;
         use secrecy::ExposeSecret;
         let auth = base64::engine::general_purpose::STANDARD.encode(format!(
@@ -84,7 +88,7 @@ impl RegistryCredentials {
         ));
         format!(
             "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
-            registry.replace('"', "")
+            self.registry.replace(['"', '\\'], "")
         )
     }
 }

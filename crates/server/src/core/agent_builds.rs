@@ -61,7 +61,7 @@ impl Core {
                 RepoSource::GitHub(_) => None,
             };
             let registry_login = match claimed.build.installation_id {
-                Some(installation_id) => self.registry_login(installation_id).await?,
+                Some(installation_id) => self.registry_login(installation_id, None).await?,
                 None => None,
             };
             let (build_args, build_secrets) = match self.build_variables(service.id).await {
@@ -219,8 +219,9 @@ impl Core {
         })
     }
 
-    /// Where `agent` clones the build `id` from, with a short-lived installation token for a
-    /// GitHub repository.
+    /// Where `agent` clones the build `id` from, with a short-lived token for a GitHub
+    /// repository: a clone token that reads that one repository's contents and nothing else. The
+    /// installation's own token, which reports deployments, never reaches an agent.
     pub async fn clone_credentials(
         &self,
         agent: &Agent,
@@ -256,7 +257,7 @@ impl Core {
             .await
             .map_err(|error| CoreError::Upstream(error.to_string()))?;
         let token = app
-            .installation_token(installation_id)
+            .clone_token(installation_id, repository.id)
             .await
             .map_err(|error| CoreError::Upstream(error.to_string()))?;
         Ok(CloneCredentials {

@@ -122,10 +122,12 @@ impl Core {
             .await?)
     }
 
-    /// The registry login of an installation, opened for the agent that builds or deploys for it.
+    /// The registry login of an installation, opened for the agent that builds or deploys for it,
+    /// for the registry host `registry` (None: the registry the agent pushes to).
     pub(crate) async fn registry_login(
         &self,
         installation_id: i64,
+        registry: Option<&str>,
     ) -> Result<Option<RegistryLogin>, CoreError> {
         let Some((username, sealed)) = self.store.registry_credentials(installation_id).await?
         else {
@@ -136,6 +138,7 @@ impl Core {
             .sealing_key
             .open(&registry_login_context(installation_id), &sealed)?;
         Ok(Some(RegistryLogin {
+            registry: registry.map(str::to_owned),
             username,
             password: SecretText::new(password),
         }))

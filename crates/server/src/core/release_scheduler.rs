@@ -8,7 +8,7 @@
 
 use tokio::sync::watch;
 use wharf_domain::agents::AgentScope;
-use wharf_domain::names::image_repository;
+use wharf_domain::names::{image_registry, image_repository};
 use wharf_store::{NewRelease, RolloutRef};
 use wharf_wire::{
     Agent, Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, ScopedEnvVarValue, SecretText,
@@ -174,8 +174,19 @@ pub(crate) async fn rollout_job(
         Some(id) => Some(core.store.build(id).await?),
         None => None,
     };
-    let registry_login = match build.as_ref().and_then(|build| build.installation_id) {
-        Some(installation_id) => core.registry_login(installation_id).await?,
+    // The build's installation login goes with the release of its images, for the registry
+    // they were pushed to and no other: a release of an image alone gets none.
+    let pushed_to = build.as_ref().and_then(|build| {
+        let image = build
+            .image
+            .as_deref()
+            .or_else(|| build.images.first().map(|image| image.image.as_str()))?;
+        Some((build.installation_id?, image_registry(image)))
+    });
+    let registry_login = match pushed_to {
+        Some((installation_id, registry)) => {
+            core.registry_login(installation_id, Some(registry)).await?
+        }
         None => None,
     };
     let compose = build

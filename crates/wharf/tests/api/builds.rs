@@ -893,6 +893,7 @@ async fn a_registry_that_wants_credentials_gets_them_and_refuses_an_agent_withou
 
     let mut config = builder_config(Some(&registry.address), BUILD_DEADLINE);
     config.registry_credentials = Some(wharf_agent::RegistryCredentials {
+        registry: registry.address.clone(),
         username: "pusher".to_owned(),
         password: secrecy::SecretString::from(password),
     });
@@ -1025,6 +1026,8 @@ async fn an_installations_registry_login_is_used_for_its_builds() {
         assert!(!answer.text.contains(password));
     }
     // The agent itself has no credentials: the installation's login is what opens the registry.
+    // The host `local`, where releases go by default, is played through the agent API below.
+    let host = app.create_agent("local").await;
     let _agent =
         start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
     let files: [(&str, &[u8]); 3] = [
@@ -1037,6 +1040,45 @@ async fn an_installations_registry_login_is_used_for_its_builds() {
         .await;
     assert!(!log_text(&app, id).await.contains(password));
     assert!(!app.logs.text().contains(password));
+
+    // The build's release carries the login for the registry the build pushed to, and a
+    // release of an image alone (here of another registry) carries none.
+    let claimed = app
+        .post_as(&host, "/v1/agent/rollouts/claim", json!({"wait_ms": 10000}))
+        .await;
+    let login = &claimed.body["job"]["registry_login"];
+    assert_eq!(
+        login["registry"],
+        registry.address.as_str(),
+        "{}",
+        claimed.text
+    );
+    assert_eq!(login["username"], "acme-builds");
+    let rollout = claimed.body["job"]["rollout_id"].as_i64().unwrap();
+    for state in ["starting", "health_checking", "live"] {
+        app.post_as(
+            &host,
+            &format!("/v1/agent/rollouts/{rollout}/state"),
+            json!({"state": state}),
+        )
+        .await;
+    }
+    let deployed = app
+        .post(
+            "/v1/services/web/deploy",
+            json!({"image": "other.example/acme/web:1"}),
+        )
+        .await;
+    assert_eq!(deployed.status, StatusCode::CREATED, "{}", deployed.text);
+    let claimed = app
+        .post_as(&host, "/v1/agent/rollouts/claim", json!({"wait_ms": 10000}))
+        .await;
+    assert_eq!(claimed.body["job"]["image"], "other.example/acme/web:1");
+    assert!(
+        claimed.body["job"]["registry_login"].is_null(),
+        "{}",
+        claimed.text
+    );
 
     // Without it, the push is refused again.
     let removed = reqwest::Client::new()

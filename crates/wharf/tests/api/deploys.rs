@@ -13,8 +13,8 @@ use tokio::sync::Mutex;
 
 use crate::helpers::{Options, TestApp, push_payload, spawn_app_with};
 use crate::parts::{
-    DeployAgent, Registry, busybox, free_port, podman, remove_agent_containers, start_deploy_agent,
-    stop_caddy,
+    DeployAgent, RecordingRegistry, Registry, builder_config, busybox, free_port, podman,
+    remove_agent_containers, start_deploy_agent, start_deploy_agent_with, stop_caddy,
 };
 
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -171,6 +171,54 @@ async fn deploy_image(app: &TestApp, image: &str) -> Value {
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
     let id = answer.body["id"].as_i64().unwrap();
     wait_for_release(app, |release| release["id"] == id).await
+}
+
+#[tokio::test]
+async fn a_registry_login_goes_only_to_the_registry_it_belongs_to() {
+    let name = format!("dep-login-{:x}", rand::random::<u16>());
+    let app = app_with_site(&name, json!({})).await;
+    // Wharf's registry, whose login the agent holds, and another one; both want a login and
+    // keep what each request brought.
+    let own = RecordingRegistry::start().await;
+    let other = RecordingRegistry::start().await;
+    let login = wharf_agent::RegistryCredentials {
+        registry: own.address.clone(),
+        username: "agent".to_owned(),
+        password: secrecy::SecretString::from("agent-login-6502"),
+    };
+    // The header the login makes, as the engine sends it: `Basic` and the auth file's entry.
+    let auth_file: Value = serde_json::from_str(&login.auth_file_json()).unwrap();
+    let with_login = format!(
+        "Basic {}",
+        auth_file["auths"][&own.address]["auth"].as_str().unwrap()
+    );
+    // The engine answers a challenge it has no login for with an empty one (`:`).
+    let without_login =
+        |header: &Option<String>| header.is_none() || header.as_deref() == Some("Basic Og==");
+    let mut builder = builder_config(Some(&own.address), DEADLINE);
+    builder.registry_credentials = Some(login);
+    let token = app.create_agent(&name).await;
+    let agent = start_deploy_agent_with(&app, &name, token, builder).await;
+
+    // A deploy of another registry's image pulls it with no login: that registry never sees one.
+    let elsewhere = deploy_image(&app, &format!("{}/team/web:1", other.address)).await;
+    assert_ne!(elsewhere["state"], "live", "{elsewhere}");
+    let sent = other.authorizations();
+    assert!(!sent.is_empty(), "the other registry was never asked");
+    assert!(
+        sent.iter().all(without_login),
+        "a login reached another registry: {sent:?}"
+    );
+
+    // The agent's own registry gets its login when asked for it.
+    let home = deploy_image(&app, &format!("{}/default/site:1", own.address)).await;
+    assert_ne!(home["state"], "live", "{home}");
+    let sent = own.authorizations();
+    assert!(
+        sent.contains(&Some(with_login)),
+        "the agent's own registry never got its login: {sent:?}"
+    );
+    agent.stop().await;
 }
 
 /// What the edge answers for `site.test`.

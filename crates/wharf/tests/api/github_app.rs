@@ -1,5 +1,6 @@
 //! The GitHub App against the stand-in: the setup callback, installation tokens (cached,
-//! renewed, never leaked), clone credentials for the leasing agent, and branch resolution.
+//! renewed, never leaked), clone credentials for the leasing agent (which reach the build's
+//! repository and nothing else), and branch resolution.
 
 use std::time::Duration;
 
@@ -298,6 +299,93 @@ async fn the_leasing_agent_gets_clone_credentials_and_nothing_leaks() {
         .unwrap()
         .to_owned();
     assert!(!logs.contains(&private_key));
+    assert!(
+        github.schema_violations().is_empty(),
+        "{:?}",
+        github.schema_violations()
+    );
+}
+
+/// Whether the agent's own fetch of `commit` from `url` works with `token`.
+async fn agent_fetch_works(url: &str, commit: &str, token: &SecretString) -> bool {
+    let checkout = tempfile::tempdir().unwrap();
+    for command in
+        wharf_runtime::git::fetch_commit_commands(checkout.path(), url, commit, Some(token))
+    {
+        let output = wharf_runtime::process::output(&command, Duration::from_secs(60), 64 * 1024)
+            .await
+            .unwrap();
+        if !output.success() {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn the_clone_credentials_of_a_build_reach_its_repository_and_nothing_else() {
+    let app = app_with_github().await;
+    let github = standin(&app);
+    github.add_installation(42, "acme");
+    github.add_repository(42, "acme/web").unwrap();
+    github.add_repository(42, "acme/secret").unwrap();
+    let head = github
+        .commit_files(
+            "acme/web",
+            "main",
+            &[("Dockerfile", b"FROM scratch\n")],
+            "first",
+        )
+        .unwrap();
+    let secret_head = github
+        .commit_files("acme/secret", "main", &[("key", b"hidden\n")], "first")
+        .unwrap();
+    app.announce_installation(&["acme/web", "acme/secret"])
+        .await;
+    app.create_service("web", "acme/web", "main").await;
+    let build = app.post("/v1/services/web/builds", json!({})).await;
+    assert_eq!(build.status, StatusCode::CREATED, "{}", build.text);
+    let id = build.body["id"].as_i64().unwrap();
+    let agent = app.create_agent("builder").await;
+    app.post_as(&agent, "/v1/agent/claim", json!({"wait_ms": 1000}))
+        .await;
+    let credentials = app
+        .post_as(
+            &agent,
+            &format!("/v1/agent/builds/{id}/clone-credentials"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(credentials.status, StatusCode::OK, "{}", credentials.text);
+    let token = SecretString::from(credentials.body["token"].as_str().unwrap());
+
+    // The token fetches the build's commit, as the agent does, and nothing of the installation's
+    // other repository.
+    assert!(agent_fetch_works(&github.clone_url("acme/web"), &head, &token).await);
+    assert!(
+        !agent_fetch_works(&github.clone_url("acme/secret"), &secret_head, &token).await,
+        "the clone token reached another repository of the installation"
+    );
+
+    // It cannot report a deployment: that is the server's own token's work.
+    let deployment = reqwest::Client::new()
+        .post(format!("{}/repos/acme/web/deployments", github.api_url()))
+        .header("Authorization", format!("token {}", token.expose_secret()))
+        .header("Accept", "application/vnd.github+json")
+        .header("User-Agent", "wharf-test")
+        .json(&json!({"ref": head, "environment": "production", "auto_merge": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deployment.status(), StatusCode::FORBIDDEN);
+
+    // GitHub issued it for that one repository, to read its contents only.
+    let scope = github.token_scope(token.expose_secret()).unwrap();
+    assert_eq!(scope.repositories, Some(vec!["acme/web".to_owned()]));
+    assert_eq!(
+        scope.permissions,
+        vec![("contents".to_owned(), "read".to_owned())]
+    );
     assert!(
         github.schema_violations().is_empty(),
         "{:?}",

@@ -34,6 +34,84 @@ impl Registry {
     }
 }
 
+/// A registry that asks every request for a login (401 with a Basic challenge) and keeps the
+/// `Authorization` header each request brought: what a registry learns of the logins sent.
+pub struct RecordingRegistry {
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    authorizations: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RecordingRegistry {
+    pub async fn start() -> RecordingRegistry {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let authorizations = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = authorizations.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    let read = async {
+                        while !head.windows(4).any(|window| window == b"\r\n\r\n")
+                            && head.len() < 64 * 1024
+                        {
+                            match stream.read(&mut buffer).await {
+                                Ok(0) | Err(_) => return false,
+                                Ok(count) => head.extend_from_slice(&buffer[..count]),
+                            }
+                        }
+                        true
+                    };
+                    let complete = tokio::time::timeout(Duration::from_secs(10), read)
+                        .await
+                        .unwrap_or(false);
+                    // A TLS hello (the engine tries HTTPS first) is no HTTP request.
+                    if !complete || !head.starts_with(b"GET ") && !head.starts_with(b"HEAD ") {
+                        return;
+                    }
+                    let text = String::from_utf8_lossy(&head);
+                    let authorization = text.lines().find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("authorization")
+                            .then(|| value.trim().to_owned())
+                    });
+                    recorded.lock().unwrap().push(authorization);
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 401 Unauthorized\r\n\
+WWW-Authenticate: Basic realm=\"registry\"\r\n\
+Docker-Distribution-Api-Version: registry/2.0\r\n\
+Content-Type: application/json\r\n\
+Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+                        )
+                        .await;
+                });
+            }
+        });
+        RecordingRegistry {
+            address,
+            authorizations,
+            task,
+        }
+    }
+
+    /// The `Authorization` header of every HTTP request so far (None: it brought none).
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.authorizations.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RecordingRegistry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// An agent with the real builder, running until the returned sender says stop.
 pub struct RunningAgent {
     pub stop: watch::Sender<bool>,
@@ -163,8 +241,20 @@ pub async fn start_deploy_agent_with_token(
     token: String,
     registry: Option<&str>,
 ) -> DeployAgent {
+    let builder = builder_config(registry, Duration::from_secs(180));
+    start_deploy_agent_with(app, name, token, builder).await
+}
+
+/// Starts a deploy agent with the builder settings given; it pulls with their registry login.
+pub async fn start_deploy_agent_with(
+    app: &TestApp,
+    name: &str,
+    token: String,
+    builder: BuilderConfig,
+) -> DeployAgent {
     let edge_dir = tempfile::tempdir().unwrap();
-    let (deploy, admin, listen) = deploy_config(edge_dir.path());
+    let (mut deploy, admin, listen) = deploy_config(edge_dir.path());
+    deploy.registry_credentials = builder.registry_credentials.clone();
     let work_dir = tempfile::tempdir().unwrap();
     let (stop, stopped) = watch::channel(false);
     let agent_config = AgentConfig {
@@ -177,9 +267,7 @@ pub async fn start_deploy_agent_with_token(
     };
     let task = tokio::spawn(wharf_agent::run(
         agent_config,
-        ImageBuilder {
-            config: builder_config(registry, Duration::from_secs(180)),
-        },
+        ImageBuilder { config: builder },
         stopped,
     ));
     DeployAgent {
