@@ -1,7 +1,8 @@
 //! Turning a claimed build into an image in the registry: fetch exactly the commit, build it
-//! with Podman (or Docker), push it as `{registry}/{project}/{service}:{commit}`, and report
-//! each step as it happens. A failure of the user's build is data (the failing step, its
-//! command, exit code and last output lines, kept on the build), not an error of the agent.
+//! with Podman (or Docker), push it as `{registry}/{project}/{service}:{commit}` to the registry
+//! the server named when the agent registered, and report each step as it happens. A failure
+//! of the user's build is data (the failing step, its command, exit code and last output lines,
+//! secrets masked, kept on the build), not an error of the agent.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use wharf_wire::{
 };
 
 use crate::logs::LogShipper;
+use crate::masking::{mask, mask_failure};
 use crate::names;
 use crate::runner::{BuildContext, BuildRunner};
 
@@ -28,8 +30,6 @@ pub const CGROUP_FILE: &str = "cgroup";
 #[derive(Debug, Clone)]
 pub struct BuilderConfig {
     pub runtime: Runtime,
-    /// Where images go, such as `127.0.0.1:5000` or `registry.example.com`.
-    pub registry: Option<String>,
     /// The longest a whole build may take before it is killed.
     pub timeout: Duration,
     /// Credentials for the registry, when it asks for them.
@@ -120,8 +120,14 @@ impl BuildRunner for ImageBuilder {
                     compose_file: result.compose_file,
                     ..ReportBuildState::new(build_id, BuildState::Completed)
                 };
-                if let Err(error) = context.client.send(&request).await {
-                    tracing::warn!(build = build_id, %error, "the server did not take the result");
+                match context.client.send(&request).await {
+                    Ok(build) if build.state == BuildState::Failed => {
+                        tracing::warn!(build = build_id, reason = build.reason.as_deref().unwrap_or(""), "the server refused the build's result and failed it");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(build = build_id, %error, "the server did not take the result");
+                    }
                 }
             }
             Err(Stopped::Cancelled) => {
@@ -129,8 +135,8 @@ impl BuildRunner for ImageBuilder {
             }
             Err(Stopped::Failed { reason, failure }) => {
                 let request = ReportBuildState {
-                    reason: Some(crate::logs::mask(&reason, &secrets)),
-                    failure,
+                    reason: Some(mask(&reason, &secrets)),
+                    failure: failure.map(|failure| mask_failure(failure, &secrets)),
                     ..ReportBuildState::new(build_id, BuildState::Failed)
                 };
                 if let Err(error) = context.client.send(&request).await {
@@ -151,9 +157,9 @@ impl ImageBuilder {
         secrets: &mut Vec<String>,
     ) -> StepResult<BuildResult> {
         let build_id = job.build.id;
-        let registry = self.config.registry.clone().ok_or_else(|| {
+        let registry = context.registry.clone().ok_or_else(|| {
             failed(format!(
-                "agent {} has no registry to push to: set WHARF_REGISTRY",
+                "the server named no registry for agent {} to push to: set WHARF_REGISTRY on the server (and upgrade a server older than this agent)",
                 context.agent_name
             ))
         })?;
@@ -358,11 +364,13 @@ impl ImageBuilder {
         };
         let mut images = Vec::new();
         let mut pushed = Ok(());
+        let pusher = Runtime {
+            insecure_registry: self.config.runtime.insecure_registry || context.registry_insecure,
+            ..self.config.runtime.clone()
+        };
         for (index, target) in targets.iter().enumerate() {
             let digest_file = work.join(format!("digest-{index}"));
-            let push = self
-                .config
-                .runtime
+            let push = pusher
                 .push(
                     &target.image,
                     &digest_file,

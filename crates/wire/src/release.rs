@@ -438,6 +438,14 @@ pub struct DeployHookAnswer {
 pub struct EnvVarValue {
     pub name: String,
     pub value: SecretText,
+    /// Whether the value is a secret, which the agent masks in what it reports; servers that
+    /// did not say are taken to mean every value is.
+    #[serde(default = "secret_by_default")]
+    pub secret: bool,
+}
+
+fn secret_by_default() -> bool {
+    true
 }
 
 /// `POST /v1/agent/rollouts/claim`: waits up to `wait_ms` for a rollout for this host.

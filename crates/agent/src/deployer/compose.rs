@@ -884,6 +884,7 @@ mod tests {
         let service = vec![EnvVarValue {
             name: "MODE".to_owned(),
             value: SecretText::new("production".to_owned()),
+            secret: false,
         }];
         let member = vec![
             ("MODE".to_owned(), "dev".to_owned()),

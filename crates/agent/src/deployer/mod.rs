@@ -235,6 +235,11 @@ impl Deployer {
                 ..ReportRollout::new(job.rollout_id, ReleaseState::RolledBack)
             },
         };
+        // Reasons, probe results and log tails hold what the service's programs printed.
+        let report = crate::masking::mask_rollout_report(
+            report,
+            &crate::masking::rollout_secrets(&job, self.config.registry_credentials.as_ref()),
+        );
         tracing::info!(rollout = job.rollout_id, state = %report.state, reason = report.reason.as_deref().unwrap_or(""), "rollout ended");
         Finished {
             job,

@@ -196,6 +196,7 @@ async fn runtime_env(core: &Core, service_id: i64) -> Result<Vec<EnvVarValue>, C
             env.push(EnvVarValue {
                 name: variable.name,
                 value: wharf_wire::SecretText::new(value),
+                secret: variable.secret,
             });
         }
     }

@@ -43,8 +43,8 @@ pub async fn check_all(args: &DoctorArgs) -> Vec<Verdict> {
         caddy(&http, &args.agent.caddy_admin),
         registry(
             &http,
-            args.agent.registry.as_deref(),
-            args.agent.registry_insecure
+            args.registry.as_deref(),
+            args.registry_insecure
         ),
         database(&args.state),
         async {
