@@ -122,7 +122,11 @@ impl BuildRunner for ImageBuilder {
                 };
                 match context.client.send(&request).await {
                     Ok(build) if build.state == BuildState::Failed => {
-                        tracing::warn!(build = build_id, reason = build.reason.as_deref().unwrap_or(""), "the server refused the build's result and failed it");
+                        tracing::warn!(
+                            build = build_id,
+                            reason = build.reason.as_deref().unwrap_or(""),
+                            "the server refused the build's result and failed it"
+                        );
                     }
                     Ok(_) => {}
                     Err(error) => {

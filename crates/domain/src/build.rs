@@ -100,7 +100,10 @@ pub fn check_built_images(
     expected: &ExpectedImages<'_>,
     reported: &ReportedImages<'_>,
 ) -> Result<Vec<BuiltImage>, String> {
-    let base = format!("{}/{}/{}", expected.registry, expected.project, expected.service);
+    let base = format!(
+        "{}/{}/{}",
+        expected.registry, expected.project, expected.service
+    );
     // Agents from before compose builds reported one image and digest alone.
     let images: Vec<BuiltImage> = match (reported.images, reported.image, reported.digest) {
         ([], Some(image), Some(digest)) => vec![BuiltImage {
@@ -224,7 +227,13 @@ pub fn is_sha256_digest(value: &str) -> bool {
 fn shortened(text: &str) -> String {
     text.chars()
         .take(200)
-        .map(|character| if character.is_control() { '?' } else { character })
+        .map(|character| {
+            if character.is_control() {
+                '?'
+            } else {
+                character
+            }
+        })
         .collect()
 }
 
@@ -270,7 +279,6 @@ mod tests {
         }
     }
 
-
     const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
     fn digest(digit: char) -> String {
@@ -295,7 +303,11 @@ mod tests {
         }]
     }
 
-    fn check(expected: &ExpectedImages<'_>, images: &[BuiltImage], compose_file: Option<&str>) -> Result<Vec<BuiltImage>, String> {
+    fn check(
+        expected: &ExpectedImages<'_>,
+        images: &[BuiltImage],
+        compose_file: Option<&str>,
+    ) -> Result<Vec<BuiltImage>, String> {
         check_built_images(
             expected,
             &ReportedImages {
@@ -324,14 +336,38 @@ mod tests {
         .unwrap();
         assert_eq!(kept, single(&good, &digest('b')));
         for (image, digest_text, reason) in [
-            (format!("registry.example.com:5000/acme/api:{COMMIT}"), digest('a'), "this build pushes"),
-            (format!("evil.example.com/acme/web:{COMMIT}"), digest('a'), "this build pushes"),
-            (format!("registry.example.com:5000/other/web:{COMMIT}"), digest('a'), "this build pushes"),
-            (format!("registry.example.com:5000/acme/web:{}", "f".repeat(40)), digest('a'), "this build pushes"),
-            (format!("registry.example.com:5000/acme/web/x:{COMMIT}"), digest('a'), "this build pushes"),
+            (
+                format!("registry.example.com:5000/acme/api:{COMMIT}"),
+                digest('a'),
+                "this build pushes",
+            ),
+            (
+                format!("evil.example.com/acme/web:{COMMIT}"),
+                digest('a'),
+                "this build pushes",
+            ),
+            (
+                format!("registry.example.com:5000/other/web:{COMMIT}"),
+                digest('a'),
+                "this build pushes",
+            ),
+            (
+                format!("registry.example.com:5000/acme/web:{}", "f".repeat(40)),
+                digest('a'),
+                "this build pushes",
+            ),
+            (
+                format!("registry.example.com:5000/acme/web/x:{COMMIT}"),
+                digest('a'),
+                "this build pushes",
+            ),
             (good.clone(), "sha256:00".to_owned(), "not sha256:"),
             (good.clone(), digest('A'), "not sha256:"),
-            (good.clone(), format!("sha512:{}", "a".repeat(64)), "not sha256:"),
+            (
+                good.clone(),
+                format!("sha512:{}", "a".repeat(64)),
+                "not sha256:",
+            ),
         ] {
             let refused = check(&expected(None), &single(&image, &digest_text), None).unwrap_err();
             assert!(refused.contains(reason), "{image} {digest_text}: {refused}");
@@ -344,7 +380,10 @@ mod tests {
             Some("services:\n  web:\n    build: .\n"),
         )
         .unwrap_err();
-        assert!(refused.contains("compose file for web, which is not built from one"), "{refused}");
+        assert!(
+            refused.contains("compose file for web, which is not built from one"),
+            "{refused}"
+        );
     }
 
     #[test]
@@ -358,9 +397,18 @@ mod tests {
         let compose = expected(Some("compose.yml"));
         assert!(check(&compose, &[image("web"), image("worker")], Some(file)).is_ok());
         for (images, reason) in [
-            (vec![image("web")], "no image for the compose service worker"),
-            (vec![image("web"), image("worker"), image("db")], "not a service with a build: section"),
-            (vec![image("web"), image("web"), image("worker")], "two images"),
+            (
+                vec![image("web")],
+                "no image for the compose service worker",
+            ),
+            (
+                vec![image("web"), image("worker"), image("db")],
+                "not a service with a build: section",
+            ),
+            (
+                vec![image("web"), image("web"), image("worker")],
+                "two images",
+            ),
         ] {
             let refused = check(&compose, &images, Some(file)).unwrap_err();
             assert!(refused.contains(reason), "{refused}");

@@ -17,7 +17,8 @@ use crate::core::signals::long_poll;
 use crate::core::{Core, CoreError, clipped, now_millis};
 
 /// The reason a build fails with when the server has no registry.
-const NO_REGISTRY_REASON: &str = "the server has no registry for builds to push to: set WHARF_REGISTRY on the server";
+const NO_REGISTRY_REASON: &str =
+    "the server has no registry for builds to push to: set WHARF_REGISTRY on the server";
 
 impl Core {
     /// A build for `agent` to run under a lease, waiting up to `wait` (at most the server's
@@ -55,7 +56,10 @@ impl Core {
             if self.config.registry.is_none() {
                 // Nowhere to push, and nothing to check a pushed image against: the build fails
                 // with the reason, and this agent looks for other work.
-                tracing::error!(build = claimed.build.id, "no registry: set WHARF_REGISTRY on the server");
+                tracing::error!(
+                    build = claimed.build.id,
+                    "no registry: set WHARF_REGISTRY on the server"
+                );
                 self.fail_claimed_build(agent, claimed.build.id, NO_REGISTRY_REASON.to_owned())
                     .await?;
                 continue;
@@ -238,7 +242,9 @@ impl Core {
             .as_ref()
             .is_some_and(|text| text.len() > wharf_domain::compose::MAX_COMPOSE_BYTES)
         {
-            return Ok(Err("the agent reported a compose file that is too large".to_owned()));
+            return Ok(Err(
+                "the agent reported a compose file that is too large".to_owned()
+            ));
         }
         let build = self.store.build(id).await?;
         let service = self.store.service_by_id(build.service_id).await?;

@@ -73,7 +73,15 @@ pub struct Options {
     pub github_token_ttl: Option<Duration>,
     /// How long stored webhook bodies are kept (default 30 days).
     pub delivery_retention: Option<Duration>,
+    /// The server's registry (`WHARF_REGISTRY`, plain HTTP): tests whose agents push or pull
+    /// start one first. Default: `registry.test`, which nothing answers.
+    pub registry: Option<String>,
+    /// Start the server with no registry at all.
+    pub without_registry: bool,
 }
+
+/// The registry a test server names when the test gives none.
+pub const TEST_REGISTRY: &str = "registry.test";
 
 pub struct TestApp {
     pub url: String,
@@ -119,6 +127,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     if let Some(max_log_bytes) = options.max_log_bytes {
         config.max_log_bytes = max_log_bytes;
+    }
+    if !options.without_registry {
+        config.registry = Some(options.registry.unwrap_or_else(|| TEST_REGISTRY.to_owned()));
+        config.registry_insecure = true;
     }
     let (github, app_key) = if options.github {
         let key = AppKey::generate().expect("openssl generates an RSA key");

@@ -41,11 +41,7 @@ pub async fn check_all(args: &DoctorArgs) -> Vec<Verdict> {
     let (runtime, caddy, registry, database, server, github) = tokio::join!(
         podman::inspect(&args.agent.runtime),
         caddy(&http, &args.agent.caddy_admin),
-        registry(
-            &http,
-            args.registry.as_deref(),
-            args.registry_insecure
-        ),
+        registry(&http, args.registry.as_deref(), args.registry_insecure),
         database(&args.state),
         async {
             match server {
