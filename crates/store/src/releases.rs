@@ -375,7 +375,9 @@ impl Store {
     }
 
     /// Records a step or the outcome of a rollout, reported by the agent running it. A rollout
-    /// going live supersedes the service's older live rollouts on the same host.
+    /// going live supersedes the service's older live rollouts on the same host. A report whose
+    /// compare-and-set changed no row (the rollout moved since it was read, such as failed by
+    /// [`Store::abandon_rollouts`]) is a conflict, and nothing else changes.
     pub async fn report_rollout(&self, report: &RolloutReport, now: i64) -> Result<Rollout> {
         in_transaction!(self, tx => {
             let current: Option<(i64, i64, String, i64, String)> = sqlx::query_as(

@@ -278,8 +278,7 @@ async fn a_live_report_racing_the_lease_job_is_refused_and_the_previous_release_
         .get(&format!("/v1/releases/{}", second.body["id"]))
         .await;
     assert_eq!(
-        second.body["rollouts"][0]["state"],
-        "failed",
+        second.body["rollouts"][0]["state"], "failed",
         "{}",
         second.text
     );
