@@ -144,7 +144,7 @@ async fn registry(http: &reqwest::Client, registry: Option<&str>, insecure: bool
             Verdict::ok(
                 CHECK,
                 "WHARF_REGISTRY is not set: `wharf up` runs docker-registry on 127.0.0.1:5000 \
-                 (a `wharf agent` needs WHARF_REGISTRY)",
+                 (a `wharf server` needs WHARF_REGISTRY; agents learn it from the server)",
             )
         } else {
             Verdict::failed(
