@@ -504,7 +504,7 @@ pub struct ServerProcess {
 }
 
 /// Starts the real `wharf server` on a free port of 127.0.0.1 with the test admin token and
-/// webhook secret, `PATH`, and `env` alone; returns once it listens.
+/// webhook secret, the test registry, `PATH`, and `env` alone; returns once it listens.
 pub async fn start_wharf_server(env: &[(&str, &str)]) -> ServerProcess {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
     command
@@ -513,7 +513,8 @@ pub async fn start_wharf_server(env: &[(&str, &str)]) -> ServerProcess {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("WHARF_LISTEN", "127.0.0.1:0")
         .env("WHARF_TOKEN", ADMIN_TOKEN)
-        .env("WHARF_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET);
+        .env("WHARF_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("WHARF_REGISTRY", TEST_REGISTRY);
     for (key, value) in env {
         command.env(key, value);
     }
