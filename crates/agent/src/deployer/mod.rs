@@ -312,6 +312,12 @@ impl Deployer {
         for attempt in 1..=5 {
             match self.client.send(&report).await {
                 Ok(_) => return,
+                // The server will not take it however often it is sent (the rollout moved on):
+                // the final report hears the same, and decides what the host does.
+                Err(error) if crate::is_refusal(error.status()) => {
+                    tracing::warn!(rollout = report.id, state = %report.state, %error, "the server refused the rollout's state");
+                    return;
+                }
                 Err(error) if attempt == 5 => {
                     tracing::error!(rollout = report.id, state = %report.state, %error, "cannot report the rollout's state");
                 }
