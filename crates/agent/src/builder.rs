@@ -1,7 +1,8 @@
 //! Turning a claimed build into an image in the registry: fetch exactly the commit, build it
-//! with Podman (or Docker), push it as `{registry}/{project}/{service}:{commit}`, and report
-//! each step as it happens. A failure of the user's build is data (the failing step, its
-//! command, exit code and last output lines, kept on the build), not an error of the agent.
+//! with Podman (or Docker), push it as `{registry}/{project}/{service}:{commit}` to the registry
+//! the server named when the agent registered, and report each step as it happens. A failure
+//! of the user's build is data (the failing step, its command, exit code and last output lines,
+//! secrets masked, kept on the build), not an error of the agent.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use wharf_wire::{
 };
 
 use crate::logs::LogShipper;
+use crate::masking::{mask, mask_failure};
 use crate::names;
 use crate::registry_logins::login_for;
 use crate::runner::{BuildContext, BuildRunner};
@@ -31,8 +33,6 @@ pub const CGROUP_FILE: &str = "cgroup";
 #[derive(Debug, Clone)]
 pub struct BuilderConfig {
     pub runtime: Runtime,
-    /// Where images go, such as `127.0.0.1:5000` or `registry.example.com`.
-    pub registry: Option<String>,
     /// The longest a whole build may take before it is killed.
     pub timeout: Duration,
     /// The agent's own login for `registry` (it names that registry's host), when the registry
@@ -124,8 +124,18 @@ impl BuildRunner for ImageBuilder {
                     compose_file: result.compose_file,
                     ..ReportBuildState::new(build_id, BuildState::Completed)
                 };
-                if let Err(error) = context.client.send(&request).await {
-                    tracing::warn!(build = build_id, %error, "the server did not take the result");
+                match context.client.send(&request).await {
+                    Ok(build) if build.state == BuildState::Failed => {
+                        tracing::warn!(
+                            build = build_id,
+                            reason = build.reason.as_deref().unwrap_or(""),
+                            "the server refused the build's result and failed it"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(build = build_id, %error, "the server did not take the result");
+                    }
                 }
             }
             Err(Stopped::Cancelled) => {
@@ -133,8 +143,8 @@ impl BuildRunner for ImageBuilder {
             }
             Err(Stopped::Failed { reason, failure }) => {
                 let request = ReportBuildState {
-                    reason: Some(crate::logs::mask(&reason, &secrets)),
-                    failure,
+                    reason: Some(mask(&reason, &secrets)),
+                    failure: failure.map(|failure| mask_failure(failure, &secrets)),
                     ..ReportBuildState::new(build_id, BuildState::Failed)
                 };
                 if let Err(error) = context.client.send(&request).await {
@@ -155,9 +165,9 @@ impl ImageBuilder {
         secrets: &mut Vec<String>,
     ) -> StepResult<BuildResult> {
         let build_id = job.build.id;
-        let registry = self.config.registry.clone().ok_or_else(|| {
+        let registry = context.registry.clone().ok_or_else(|| {
             failed(format!(
-                "agent {} has no registry to push to: set WHARF_REGISTRY",
+                "the server named no registry for agent {} to push to: set WHARF_REGISTRY on the server (and upgrade a server older than this agent)",
                 context.agent_name
             ))
         })?;
@@ -347,6 +357,10 @@ impl ImageBuilder {
         self.report(context, build_id, BuildState::Pushing).await?;
         let mut images = Vec::new();
         let mut pushed = Ok(());
+        let pusher = Runtime {
+            insecure_registry: self.config.runtime.insecure_registry || context.registry_insecure,
+            ..self.config.runtime.clone()
+        };
         for (index, target) in targets.iter().enumerate() {
             let digest_file = work.join(format!("digest-{index}"));
             // The installation's login when it has one, else the agent's; either only for the
@@ -362,9 +376,7 @@ impl ImageBuilder {
             if let Some(credentials) = &credentials {
                 write_private(&auth_file, &credentials.auth_file_json()).await?;
             }
-            let push = self
-                .config
-                .runtime
+            let push = pusher
                 .push(
                     &target.image,
                     &digest_file,

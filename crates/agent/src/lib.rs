@@ -8,6 +8,7 @@
 mod builder;
 mod deployer;
 mod logs;
+mod masking;
 mod names;
 mod registry_logins;
 mod runner;
@@ -75,6 +76,7 @@ pub async fn run<R: BuildRunner>(
     tracing::info!(
         agent = %settings.agent.name,
         server = %config.server,
+        registry = settings.registry.as_deref().unwrap_or("none"),
         "agent registered; waiting for builds"
     );
     let active: ActiveBuilds = Arc::new(Mutex::new(HashMap::new()));
@@ -88,7 +90,31 @@ pub async fn run<R: BuildRunner>(
         (Some(deploy), true) => Some(tokio::spawn(deploy_loop(
             client.clone(),
             deployer::Deployer::new(
-                deploy.clone(),
+                DeployConfig {
+                    runtime: Runtime {
+                        // Pulls of what builds pushed speak plain HTTP when the server says so.
+                        insecure_registry: deploy.runtime.insecure_registry
+                            || settings.registry_insecure,
+                        ..deploy.runtime.clone()
+                    },
+                    // The agent's own login belongs to the registry the server names.
+                    registry_credentials: deploy.registry_credentials.clone().map(|own| {
+                        if !own.registry.is_empty() {
+                            return own;
+                        }
+                        RegistryCredentials {
+                            registry: settings
+                                .registry
+                                .as_deref()
+                                .map(wharf_domain::names::registry_host)
+                                .unwrap_or_default()
+                                .to_owned(),
+                            ..own
+                        }
+                    }),
+                    registry: settings.registry.clone(),
+                    ..deploy.clone()
+                },
                 client.clone(),
                 settings.agent.name.clone(),
                 config.work_dir.clone(),
@@ -144,6 +170,8 @@ async fn build_loop<R: BuildRunner>(
                     stop,
                     work_dir: config.work_dir.clone(),
                     agent_name: settings.agent.name.clone(),
+                    registry: settings.registry.clone(),
+                    registry_insecure: settings.registry_insecure,
                 };
                 runner.run(job, context).await;
                 lock(active).remove(&build_id);

@@ -10,6 +10,8 @@ use wharf_client::ApiClient;
 use wharf_runtime::process::{OutputLine, Stream};
 use wharf_wire::{AppendLogs, LogStream, NewLogLine};
 
+use crate::masking::mask;
+
 const BATCH_LINES: usize = 500;
 const BATCH_DELAY: Duration = Duration::from_millis(200);
 
@@ -48,17 +50,6 @@ impl LogShipper {
         drop(self.sender);
         let _ = self.task.await;
     }
-}
-
-/// Replaces every occurrence of a secret with `***`.
-pub fn mask(text: &str, secrets: &[String]) -> String {
-    let mut masked = text.to_owned();
-    for secret in secrets.iter().filter(|secret| secret.len() >= 4) {
-        if masked.contains(secret.as_str()) {
-            masked = masked.replace(secret.as_str(), "***");
-        }
-    }
-    masked
 }
 
 async fn ship(
@@ -116,19 +107,4 @@ fn push(batch: &mut Vec<NewLogLine>, line: OutputLine, secrets: &[String], full:
         stream,
         text: mask(&line.text, secrets),
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask;
-
-    #[test]
-    fn masks_every_occurrence_of_every_secret() {
-        let secrets = vec!["ghs_abcdef".to_owned(), "hunter22".to_owned()];
-        assert_eq!(
-            mask("token ghs_abcdef and ghs_abcdef, pw hunter22", &secrets),
-            "token *** and ***, pw ***"
-        );
-        assert_eq!(mask("nothing here", &secrets), "nothing here");
-    }
 }

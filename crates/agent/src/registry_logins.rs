@@ -27,9 +27,21 @@ pub(crate) fn login_for(
                 password: SecretString::from(login.password.expose()),
             })
     });
+    // The agent's own login names no registry until the server names its own: then it
+    // belongs to the registry the agent pushes to.
     from_server.or_else(|| {
-        own.filter(|own| own.registry.eq_ignore_ascii_case(registry))
-            .cloned()
+        own.filter(|own| {
+            let belongs_to = if own.registry.is_empty() {
+                default_registry.unwrap_or_default()
+            } else {
+                own.registry.as_str()
+            };
+            !belongs_to.is_empty() && belongs_to.eq_ignore_ascii_case(registry)
+        })
+        .map(|own| RegistryCredentials {
+            registry: registry.to_owned(),
+            ..own.clone()
+        })
     })
 }
 

@@ -18,6 +18,10 @@ pub struct BuildContext {
     pub work_dir: PathBuf,
     /// This agent's name, for messages.
     pub agent_name: String,
+    /// The registry the server named when the agent registered; `None` when it named none.
+    pub registry: Option<String>,
+    /// Talk plain HTTP to that registry.
+    pub registry_insecure: bool,
 }
 
 /// Runs one claimed build to its end.

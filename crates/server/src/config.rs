@@ -46,9 +46,12 @@ pub struct ServerConfig {
     pub max_log_bytes: i64,
     /// Seals secret values before they are stored.
     pub sealing_key: Arc<SealingKey>,
-    /// The registry builds push to (`WHARF_REGISTRY`), for deploy hooks that name only a
-    /// commit (`image_sha`); without it the service's last pushed image tells.
+    /// The registry builds push to (`WHARF_REGISTRY`), without a trailing `/`: handed to agents
+    /// when they register, checked in every completed build's report, and used by deploy hooks
+    /// that name only a commit (`image_sha`). Without it, builds fail when an agent claims them.
     pub registry: Option<String>,
+    /// Agents talk plain HTTP to the registry (`WHARF_REGISTRY_INSECURE`).
+    pub registry_insecure: bool,
     /// How long the GitHub reporter waits after failed passes over a build, unless GitHub said.
     pub github_retry: Backoff,
     /// How often the GitHub reporter looks for builds due for a report besides its wake-ups
@@ -88,6 +91,7 @@ impl ServerConfig {
             delivery_retention: DEFAULT_DELIVERY_RETENTION,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             registry: None,
+            registry_insecure: false,
             github_retry: Backoff::default(),
             github_report_interval: Duration::from_secs(1),
             notification_retry: Backoff {

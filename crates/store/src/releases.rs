@@ -409,7 +409,9 @@ impl Store {
     }
 
     /// Records a step or the outcome of a rollout, reported by the agent running it. A rollout
-    /// going live supersedes the service's older live rollouts on the same host.
+    /// going live supersedes the service's older live rollouts on the same host. A report whose
+    /// compare-and-set changed no row (the rollout moved since it was read, such as failed by
+    /// [`Store::abandon_rollouts`]) is a conflict, and nothing else changes.
     pub async fn report_rollout(&self, report: &RolloutReport, now: i64) -> Result<Rollout> {
         in_transaction!(self, tx => {
             let current: Option<(i64, i64, String, i64, String)> = sqlx::query_as(
@@ -433,7 +435,7 @@ impl Store {
                 StoreError::Conflict(format!("rollout #{}: {error}", report.rollout_id))
             })?;
             let settled = report.state.is_settled();
-            sqlx::query(
+            let changed = sqlx::query(
                 "UPDATE rollouts SET state = $1, reason = COALESCE($2, reason), \
                  probes = COALESCE($3, probes), log_tail = COALESCE($4, log_tail), updated_at = $5, \
                  finished_at = $6 WHERE id = $7 AND state = $8",
@@ -447,7 +449,16 @@ impl Store {
             .bind(report.rollout_id)
             .bind(from.as_str())
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                // The rollout moved since it was read (the lease job gave up on it, say): the
+                // report is not taken, and nothing else changes with it.
+                return Err(StoreError::Conflict(format!(
+                    "rollout #{} is no longer {from}: the report was not taken",
+                    report.rollout_id
+                )));
+            }
             if report.state == ReleaseState::Live {
                 let older: Vec<(i64, i64)> = sqlx::query_as(
                     "SELECT o.id, o.release_id FROM rollouts o JOIN releases r ON r.id = o.release_id \

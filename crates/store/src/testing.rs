@@ -177,3 +177,67 @@ pub async fn insert_earlier_delivery(
     });
     Ok(())
 }
+
+/// A transaction of its own that moved a rollout to `failed` and has not committed yet, as
+/// the lease job's would be while a report of the rollout comes in: on PostgreSQL it holds the
+/// rollout's row, on SQLite the database's write lock.
+pub struct UncommittedRolloutFailure {
+    commit: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl UncommittedRolloutFailure {
+    /// Commits the change.
+    pub async fn commit(self) -> Result<()> {
+        let _ = self.commit.send(());
+        self.task.await.map_err(|error| {
+            crate::StoreError::Conflict(format!("the transaction's task: {error}"))
+        })?
+    }
+}
+
+/// Moves rollout `rollout_id` to `failed` in a transaction that stays open until
+/// [`UncommittedRolloutFailure::commit`].
+pub async fn fail_rollout_uncommitted(
+    store: &Store,
+    rollout_id: i64,
+    now: i64,
+) -> Result<UncommittedRolloutFailure> {
+    let (ready, begun) = tokio::sync::oneshot::channel::<()>();
+    let (commit, committed) = tokio::sync::oneshot::channel::<()>();
+    let store = store.clone();
+    let task = tokio::spawn(async move {
+        crate::in_transaction!(store, tx => {
+            sqlx::query(
+                "UPDATE rollouts SET state = 'failed', reason = 'abandoned', updated_at = $1, \
+                 finished_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(rollout_id)
+            .execute(&mut *tx)
+            .await?;
+            let _ = ready.send(());
+            let _ = committed.await;
+        });
+        Ok(())
+    });
+    let _ = begun.await;
+    Ok(UncommittedRolloutFailure { commit, task })
+}
+
+/// Whether another session's statement waits for a lock right now. PostgreSQL tells; SQLite
+/// cannot, and answers true.
+pub async fn statement_waits_for_lock(store: &Store) -> Result<bool> {
+    match &store.backend {
+        crate::Backend::Sqlite(_) => Ok(true),
+        crate::Backend::Postgres(pool) => {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND datname = current_database()",
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok(waiting > 0)
+        }
+    }
+}

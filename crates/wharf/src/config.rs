@@ -177,6 +177,15 @@ pub struct ServerArgs {
     /// only what deduplicates them stays.
     #[arg(long, env = "WHARF_DELIVERY_RETENTION", default_value = "30d", value_parser = duration_setting)]
     pub delivery_retention: Duration,
+    /// The registry builds push to, as {registry}/{project}/{service}:{commit}; agents are told
+    /// when they register, and every build's reported images are checked against it. Without
+    /// one, builds fail (`wharf up` runs a local registry when none is set).
+    #[arg(long, env = "WHARF_REGISTRY")]
+    pub registry: Option<String>,
+    /// Agents talk plain HTTP to the registry (only for a registry on the agents' machine or a
+    /// private network).
+    #[arg(long, env = "WHARF_REGISTRY_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub registry_insecure: bool,
     /// An optional TOML file of settings (read before flags; see the README).
     #[arg(long, env = "WHARF_CONFIG")]
     pub config: Option<PathBuf>,
@@ -238,8 +247,28 @@ impl ServerArgs {
         config.max_attempts = self.max_attempts;
         config.delivery_retention = self.delivery_retention;
         config.github = self.github_settings()?;
+        config.registry = self.registry()?;
+        config.registry_insecure = self.registry_insecure;
         config.sealing_key = std::sync::Arc::new(self.state.sealing_key(sealed_values)?);
         Ok(config)
+    }
+
+    /// The registry setting without a trailing `/`; `None` when unset or empty.
+    fn registry(&self) -> anyhow::Result<Option<String>> {
+        let Some(registry) = self
+            .registry
+            .as_deref()
+            .map(|registry| registry.trim().trim_end_matches('/'))
+            .filter(|registry| !registry.is_empty())
+        else {
+            return Ok(None);
+        };
+        if registry.contains("://") || wharf_domain::names::check_image_ref(registry).is_err() {
+            bail!(
+                "WHARF_REGISTRY must be a registry's host, such as registry.example.com or 127.0.0.1:5000 (without a scheme)"
+            );
+        }
+        Ok(Some(registry.to_owned()))
     }
 
     fn github_settings(&self) -> anyhow::Result<Option<GithubSettings>> {
@@ -459,12 +488,6 @@ pub struct BuildArgs {
     /// The container runtime: podman or docker.
     #[arg(long, env = "WHARF_RUNTIME", default_value = "podman")]
     pub runtime: String,
-    /// The registry images are pushed to, as {registry}/{project}/{service}:{commit}.
-    #[arg(long, env = "WHARF_REGISTRY")]
-    pub registry: Option<String>,
-    /// Talk plain HTTP to the registry (only for a registry on this machine or a private network).
-    #[arg(long, env = "WHARF_REGISTRY_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
-    pub registry_insecure: bool,
     /// The longest a build may take, in seconds, before it is killed.
     #[arg(long, env = "WHARF_BUILD_TIMEOUT", default_value_t = 1800)]
     pub build_timeout: u64,
@@ -496,7 +519,7 @@ pub struct BuildArgs {
 
 impl BuildArgs {
     /// The builder these flags describe.
-    pub fn builder(&self, registry: Option<String>) -> anyhow::Result<wharf_agent::BuilderConfig> {
+    pub fn builder(&self) -> anyhow::Result<wharf_agent::BuilderConfig> {
         let kind = wharf_agent::RuntimeKind::parse(&self.runtime)
             .with_context(|| format!("unknown runtime {:?}: use podman or docker", self.runtime))?;
         if self.build_timeout == 0 {
@@ -507,15 +530,11 @@ impl BuildArgs {
             self.registry_password_file.clone(),
             "the registry password",
         )?;
-        let registry = registry.or_else(|| self.registry.clone());
         let registry_credentials = match (&self.registry_username, password) {
-            // The login belongs to the registry images are pushed to, and goes to no other.
+            // The login belongs to the registry the server names when the agent registers
+            // (left empty until then), and goes to no other.
             (Some(username), Some(password)) => Some(wharf_agent::RegistryCredentials {
-                registry: wharf_domain::names::registry_host(registry.as_deref().context(
-                    "WHARF_REGISTRY_USERNAME needs WHARF_REGISTRY: a registry login is given \
-                     only to the registry it belongs to",
-                )?)
-                .to_owned(),
+                registry: String::new(),
                 username: username.clone(),
                 password,
             }),
@@ -530,11 +549,11 @@ impl BuildArgs {
             );
         }
         Ok(wharf_agent::BuilderConfig {
+            // Plain HTTP to the registry is the server's to say (`WHARF_REGISTRY_INSECURE`).
             runtime: wharf_agent::Runtime {
                 kind,
-                insecure_registry: self.registry_insecure,
+                insecure_registry: false,
             },
-            registry,
             timeout: Duration::from_secs(self.build_timeout),
             registry_credentials,
             railpack,
@@ -559,7 +578,8 @@ impl BuildArgs {
             },
             registry_credentials: builder.registry_credentials.clone(),
             stop_grace: Duration::from_secs(self.stop_grace),
-            registry: builder.registry.clone(),
+            // The server names its registry when the agent registers.
+            registry: None,
         }
     }
 }

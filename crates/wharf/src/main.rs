@@ -156,11 +156,16 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The registry `wharf up` runs itself: its address, for a server that has none configured.
+struct UpRegistry {
+    address: String,
+}
+
 async fn start_server(
     args: &ServerArgs,
     store: Store,
     admin_token: SecretString,
-    registry: Option<String>,
+    local_registry: Option<UpRegistry>,
 ) -> anyhow::Result<wharf_server::RunningServer> {
     // A database restored from a backup has sealed values and no key yet: the server must not
     // make a new one that cannot open them.
@@ -169,7 +174,10 @@ async fn start_server(
         .contents
         .map_or(0, |contents| contents.sealed_values);
     let mut server_config = args.server_config(admin_token, sealed_values)?;
-    server_config.registry = registry;
+    if let Some(local) = local_registry {
+        server_config.registry = Some(local.address);
+        server_config.registry_insecure = true;
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -181,11 +189,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         "no admin token: set WHARF_TOKEN (or WHARF_TOKEN_FILE); `wharf up` generates one for you",
     )?;
     let store = open_store(&args).await?;
-    // The same variable agents push to, for deploy hooks that name only a commit.
-    let registry = std::env::var("WHARF_REGISTRY")
-        .ok()
-        .filter(|value| !value.is_empty());
-    let server = start_server(&args, store, admin_token, registry).await?;
+    let server = start_server(&args, store, admin_token, None).await?;
     let mut shutdown = shutdown_signal();
     let handle = server.shutdown_handle();
     tokio::spawn(async move {
@@ -202,7 +206,12 @@ async fn run_agent(args: AgentArgs, build: BuildArgs) -> anyhow::Result<()> {
         .work_dir
         .clone()
         .unwrap_or_else(|| config::default_work_dir(None));
-    let builder_config = build.builder(None)?;
+    let builder_config = build.builder()?;
+    if std::env::var_os("WHARF_REGISTRY").is_some() {
+        tracing::warn!(
+            "WHARF_REGISTRY is the server's setting: this agent pushes to the registry the server names"
+        );
+    }
     let agent_config = AgentConfig {
         server: args.server.clone(),
         token,
@@ -262,16 +271,18 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     // With no registry configured, `wharf up` runs one on this machine (its data in the data
     // directory), so a first push has somewhere to go.
     let mut local_registry = None;
-    let mut builder_config = build.builder(None)?;
-    if builder_config.registry.is_none() {
+    let mut up_registry = None;
+    let builder_config = build.builder()?;
+    if args.registry.as_deref().is_none_or(str::is_empty) {
         match LocalRegistry::start(&args.state.data_dir.join("registry"), LOCAL_REGISTRY).await {
             Ok(registry) => {
                 eprintln!(
                     "Registry: {} (local, plain HTTP; set WHARF_REGISTRY to use another)",
                     registry.address
                 );
-                builder_config.registry = Some(registry.address.clone());
-                builder_config.runtime.insecure_registry = true;
+                up_registry = Some(UpRegistry {
+                    address: registry.address.clone(),
+                });
                 local_registry = Some(registry);
             }
             Err(error) => eprintln!(
@@ -279,7 +290,7 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
             ),
         }
     }
-    let server = start_server(&args, store, admin_token, builder_config.registry.clone()).await?;
+    let server = start_server(&args, store, admin_token, up_registry).await?;
     let server_url = format!("http://{}", server.addr);
     eprintln!(
         "Wharf is up: {server_url} (data in {})",

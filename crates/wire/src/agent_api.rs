@@ -42,6 +42,14 @@ pub struct AgentSettings {
     /// The server's Wharf version, for messages about versions.
     #[serde(default)]
     pub server_version: Option<String>,
+    /// The registry builds push to, `{registry}/{project}/{service}[/{component}]:{commit}`
+    /// (`WHARF_REGISTRY` on the server). `None` from a server that has none, whose builds fail,
+    /// and from servers before the registry was the server's setting.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// Talk plain HTTP to that registry (a registry on the host or a private network).
+    #[serde(default)]
+    pub registry_insecure: bool,
 }
 
 /// `POST /v1/agent/claim`: long-polls for a build to run.

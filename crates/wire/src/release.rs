@@ -438,6 +438,14 @@ pub struct DeployHookAnswer {
 pub struct EnvVarValue {
     pub name: String,
     pub value: SecretText,
+    /// Whether the value is a secret, which the agent masks in what it reports; servers that
+    /// did not say are taken to mean every value is.
+    #[serde(default = "secret_by_default")]
+    pub secret: bool,
+}
+
+fn secret_by_default() -> bool {
+    true
 }
 
 /// A runtime variable for some members of a compose stack only, with its value.
@@ -448,6 +456,9 @@ pub struct ScopedEnvVarValue {
     pub value: SecretText,
     /// The members that receive it: `routed`, or names; never `all` (those are in `env`).
     pub members: VariableMembers,
+    /// Whether the value is a secret, masked in what the agent reports (see [`EnvVarValue`]).
+    #[serde(default = "secret_by_default")]
+    pub secret: bool,
 }
 
 /// `POST /v1/agent/rollouts/claim`: waits up to `wait_ms` for a rollout for this host.

@@ -1027,11 +1027,13 @@ mod tests {
         let variable = |name: &str| EnvVarValue {
             name: name.to_owned(),
             value: SecretText::new(format!("{name}-value")),
+            secret: true,
         };
         let scoped = |name: &str, members: VariableMembers| ScopedEnvVarValue {
             name: name.to_owned(),
             value: SecretText::new(format!("{name}-value")),
             members,
+            secret: true,
         };
         RolloutJob {
             rollout_id: 1,

@@ -243,6 +243,11 @@ impl Deployer {
                 ..ReportRollout::new(job.rollout_id, ReleaseState::RolledBack)
             },
         };
+        // Reasons, probe results and log tails hold what the service's programs printed.
+        let report = crate::masking::mask_rollout_report(
+            report,
+            &crate::masking::rollout_secrets(&job, self.config.registry_credentials.as_ref()),
+        );
         tracing::info!(rollout = job.rollout_id, state = %report.state, reason = report.reason.as_deref().unwrap_or(""), "rollout ended");
         Finished {
             job,
@@ -315,6 +320,12 @@ impl Deployer {
         for attempt in 1..=5 {
             match self.client.send(&report).await {
                 Ok(_) => return,
+                // The server will not take it however often it is sent (the rollout moved on):
+                // the final report hears the same, and decides what the host does.
+                Err(error) if crate::is_refusal(error.status()) => {
+                    tracing::warn!(rollout = report.id, state = %report.state, %error, "the server refused the rollout's state");
+                    return;
+                }
                 Err(error) if attempt == 5 => {
                     tracing::error!(rollout = report.id, state = %report.state, %error, "cannot report the rollout's state");
                 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use wharf_domain::agents::{AgentScope, BUILD_LABEL, LabelNotAllowed};
+use wharf_domain::build::{ExpectedImages, ReportedImages, check_built_images};
 use wharf_domain::names::RepoSource;
 use wharf_store::StateReport;
 use wharf_wire::{
@@ -15,6 +16,10 @@ use wharf_wire::{
 
 use crate::core::signals::long_poll;
 use crate::core::{Core, CoreError, clipped, now_millis};
+
+/// The reason a build fails with when the server has no registry.
+const NO_REGISTRY_REASON: &str =
+    "the server has no registry for builds to push to: set WHARF_REGISTRY on the server";
 
 impl Core {
     /// A build for `agent` to run under a lease, waiting up to `wait` (at most the server's
@@ -55,6 +60,17 @@ impl Core {
             self.signals.github_reports.notify();
             self.metrics
                 .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);
+            if self.config.registry.is_none() {
+                // Nowhere to push, and nothing to check a pushed image against: the build fails
+                // with the reason, and this agent looks for other work.
+                tracing::error!(
+                    build = claimed.build.id,
+                    "no registry: set WHARF_REGISTRY on the server"
+                );
+                self.fail_claimed_build(agent, claimed.build.id, NO_REGISTRY_REASON.to_owned())
+                    .await?;
+                continue;
+            }
             let service = self.store.service_by_id(claimed.build.service_id).await?;
             let clone_url = match RepoSource::parse(&service.repo)? {
                 RepoSource::PublicUrl(url) => Some(url),
@@ -70,18 +86,8 @@ impl Core {
                     // The build cannot run without its secrets: it fails with the reason, and
                     // this agent looks for other work.
                     tracing::error!(build = claimed.build.id, %error, "cannot hand out the build's secrets");
-                    let report = StateReport {
-                        agent_id: agent.id,
-                        build_id: claimed.build.id,
-                        state: BuildState::Failed,
-                        reason: Some(format!("{error}")),
-                        image: None,
-                        digest: None,
-                        failure: None,
-                        images: Vec::new(),
-                        compose_file: None,
-                    };
-                    self.store.report_build_state(&report, now_millis()).await?;
+                    self.fail_claimed_build(agent, claimed.build.id, format!("{error}"))
+                        .await?;
                     continue;
                 }
             };
@@ -96,6 +102,27 @@ impl Core {
                 registry_login,
             }));
         }
+    }
+
+    /// Fails a build `agent` holds with `reason`, as if the agent had reported it.
+    async fn fail_claimed_build(
+        &self,
+        agent: &Agent,
+        build_id: i64,
+        reason: String,
+    ) -> Result<Build, CoreError> {
+        let report = StateReport {
+            agent_id: agent.id,
+            build_id,
+            state: BuildState::Failed,
+            reason: Some(clipped(reason)),
+            image: None,
+            digest: None,
+            failure: None,
+            images: Vec::new(),
+            compose_file: None,
+        };
+        Ok(self.store.report_build_state(&report, now_millis()).await?)
     }
 
     /// The service's build-time variables: plain ones as build arguments, secret ones opened
@@ -151,35 +178,46 @@ impl Core {
         Ok(HeartbeatAnswer { stop })
     }
 
-    /// Records how the build `id` that `agent` holds is doing.
+    /// Records how the build `id` that `agent` holds is doing. A report of the build completed
+    /// is checked first (the images are the ones this build pushes, to the server's registry,
+    /// with sha256 digests; a compose file only for a compose service): a report that fails the
+    /// check fails the build with the reason, and the answer is that failed build.
     pub async fn report_build_state(
         &self,
         agent: &Agent,
         id: i64,
         request: ReportBuildState,
     ) -> Result<Build, CoreError> {
-        let build = self
-            .store
-            .report_build_state(
-                &StateReport {
-                    agent_id: agent.id,
-                    build_id: id,
-                    state: request.state,
-                    reason: request.reason.map(clipped),
-                    image: request.image,
-                    digest: request.digest,
-                    failure: request.failure.map(|mut failure| {
-                        failure.output_tail.truncate(100);
-                        failure
-                    }),
-                    images: request.images.into_iter().take(100).collect(),
-                    compose_file: request
-                        .compose_file
-                        .filter(|text| text.len() <= wharf_domain::compose::MAX_COMPOSE_BYTES),
-                },
-                now_millis(),
-            )
-            .await?;
+        let mut report = StateReport {
+            agent_id: agent.id,
+            build_id: id,
+            state: request.state,
+            reason: request.reason.map(clipped),
+            image: request.image,
+            digest: request.digest,
+            failure: request.failure.map(|mut failure| {
+                failure.output_tail.truncate(100);
+                failure
+            }),
+            images: request.images,
+            compose_file: request.compose_file,
+        };
+        if report.state == BuildState::Completed
+            && let Err(reason) = self.check_completed_report(id, &report).await?
+        {
+            tracing::warn!(build = id, agent = %agent.name, %reason, "a completed build's report was refused; the build fails");
+            report = StateReport {
+                state: BuildState::Failed,
+                reason: Some(clipped(format!("the agent's report was refused: {reason}"))),
+                image: None,
+                digest: None,
+                failure: None,
+                images: Vec::new(),
+                compose_file: None,
+                ..report
+            };
+        }
+        let build = self.store.report_build_state(&report, now_millis()).await?;
         self.signals.logs.notify();
         if build.state == BuildState::Completed {
             self.signals.releases.notify();
@@ -187,6 +225,50 @@ impl Core {
         self.signals.github_reports.notify();
         tracing::info!(build = id, agent = %agent.name, state = %build.state, "build state reported");
         Ok(build)
+    }
+
+    /// Checks a report of build `id` completed against what the build must have pushed; the
+    /// inner `Err` is the reason the build fails with. On success the report holds the images
+    /// as checked.
+    async fn check_completed_report(
+        &self,
+        id: i64,
+        report: &StateReport,
+    ) -> Result<Result<(), String>, CoreError> {
+        let Some(registry) = &self.config.registry else {
+            return Ok(Err(NO_REGISTRY_REASON.to_owned()));
+        };
+        if report.images.len() > 100 {
+            return Ok(Err(format!(
+                "the agent reported {} images; a build pushes at most 100",
+                report.images.len()
+            )));
+        }
+        if report
+            .compose_file
+            .as_ref()
+            .is_some_and(|text| text.len() > wharf_domain::compose::MAX_COMPOSE_BYTES)
+        {
+            return Ok(Err(
+                "the agent reported a compose file that is too large".to_owned()
+            ));
+        }
+        let build = self.store.build(id).await?;
+        let service = self.store.service_by_id(build.service_id).await?;
+        let expected = ExpectedImages {
+            registry,
+            project: &service.project,
+            service: &service.name,
+            commit: &build.commit_sha,
+            compose: service.compose.as_deref(),
+        };
+        let reported = ReportedImages {
+            image: report.image.as_deref(),
+            digest: report.digest.as_deref(),
+            images: &report.images,
+            compose_file: report.compose_file.as_deref(),
+        };
+        Ok(check_built_images(&expected, &reported).map(drop))
     }
 
     /// Stores log lines of the build `id` that `agent` holds, up to the server's limit.

@@ -106,6 +106,8 @@ impl Core {
             heartbeat_ms: (lease_ms / 3).clamp(100, 2000),
             protocol: wharf_wire::protocol::AGENT_PROTOCOL,
             server_version: Some(SERVER_VERSION.to_owned()),
+            registry: self.config.registry.clone(),
+            registry_insecure: self.config.registry_insecure,
         })
     }
 }

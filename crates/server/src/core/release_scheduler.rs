@@ -235,15 +235,18 @@ async fn runtime_env(
             VariableMembers::All => env.push(EnvVarValue {
                 name: variable.name,
                 value,
+                secret: variable.secret,
             }),
             _ if !stack => env.push(EnvVarValue {
                 name: variable.name,
                 value,
+                secret: variable.secret,
             }),
             members => scoped_env.push(ScopedEnvVarValue {
                 name: variable.name,
                 value,
                 members,
+                secret: variable.secret,
             }),
         }
     }

@@ -271,7 +271,7 @@ async fn an_agent_asking_for_a_label_its_token_lacks_stops_saying_which() {
         deploy: None,
     };
     let builder = wharf_agent::ImageBuilder {
-        config: crate::parts::builder_config(None, Duration::from_secs(60)),
+        config: crate::parts::builder_config(Duration::from_secs(60)),
     };
     let ended = tokio::time::timeout(
         Duration::from_secs(10),

@@ -144,9 +144,9 @@ async fn log_text(app: &TestApp, id: i64) -> String {
 
 #[tokio::test]
 async fn a_push_becomes_an_image_in_the_registry_that_runs() {
-    let app = app_with_repository().await;
     let registry = Registry::start().await;
-    let agent = start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let app = app_with_repository_and(registry.options()).await;
+    let agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let busybox = busybox();
     let (id, commit) = push(
         &app,
@@ -212,10 +212,9 @@ async fn a_push_becomes_an_image_in_the_registry_that_runs() {
 
 #[tokio::test]
 async fn failures_are_kept_on_the_build_and_the_agent_takes_the_next_one() {
-    let app = app_with_repository().await;
     let registry = Registry::start().await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let app = app_with_repository_and(registry.options()).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
 
     // A Dockerfile whose RUN step fails.
     let broken = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo about to fail; exit 7\"]\n";
@@ -317,13 +316,17 @@ async fn failures_are_kept_on_the_build_and_the_agent_takes_the_next_one() {
 
 #[tokio::test]
 async fn a_registry_that_is_down_fails_the_push_step() {
-    let app = app_with_repository().await;
     // A port nothing listens on: bind one, learn it, and let it go.
     let address = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().to_string()
     };
-    let _agent = start_builder_agent(&app, "builder", Some(&address), BUILD_DEADLINE).await;
+    let app = app_with_repository_and(Options {
+        registry: Some(address),
+        ..Options::default()
+    })
+    .await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let (id, _) = push(
         &app,
         &[
@@ -341,14 +344,14 @@ async fn a_registry_that_is_down_fails_the_push_step() {
 #[tokio::test]
 async fn an_installation_token_that_expires_during_a_long_build_is_renewed_for_the_next() {
     // Tokens live 3 s here (an hour on GitHub); the build takes longer than that.
+    let registry = Registry::start().await;
     let app = app_with_repository_and(Options {
+        registry: Some(registry.address.clone()),
         github_token_ttl: Some(Duration::from_secs(3)),
         ..Options::default()
     })
     .await;
-    let registry = Registry::start().await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let long = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
 RUN [\"/bin/busybox\", \"sleep\", \"4\"]\nCOPY index.html /index.html\n";
     let (first, _) = push(
@@ -393,9 +396,9 @@ RUN [\"/bin/busybox\", \"sleep\", \"4\"]\nCOPY index.html /index.html\n";
 
 #[tokio::test]
 async fn a_cancel_stops_the_build_within_seconds() {
-    let app = app_with_repository().await;
     let registry = Registry::start().await;
-    let agent = start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let app = app_with_repository_and(registry.options()).await;
+    let agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     // A sleep of a length no other test uses, so its process can be looked for.
     let slow = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo sleeping; sleep 6071\"]\n";
     let (id, _) = push(
@@ -429,10 +432,9 @@ async fn a_cancel_stops_the_build_within_seconds() {
 
 #[tokio::test]
 async fn logs_follow_live_over_sse_and_the_cli() {
-    let app = app_with_repository().await;
     let registry = Registry::start().await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let app = app_with_repository_and(registry.options()).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let (id, _) = push(
         &app,
         &[
@@ -508,15 +510,12 @@ fn spawn_agent_process(
     app: &TestApp,
     token: &str,
     work_dir: &std::path::Path,
-    registry: &str,
 ) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
         .arg("agent")
         .env("WHARF_SERVER", &app.url)
         .env("WHARF_AGENT_TOKEN", token)
         .env("WHARF_WORK_DIR", work_dir)
-        .env("WHARF_REGISTRY", registry)
-        .env("WHARF_REGISTRY_INSECURE", "true")
         .env("WHARF_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -527,17 +526,18 @@ fn spawn_agent_process(
 
 #[tokio::test]
 async fn an_agent_killed_mid_build_loses_its_lease_and_cleans_up_when_it_restarts() {
+    let registry = Registry::start().await;
     let app = app_with_repository_and(Options {
+        registry: Some(registry.address.clone()),
         lease: Some(Duration::from_secs(2)),
         max_attempts: Some(1),
         ..Options::default()
     })
     .await;
-    let registry = Registry::start().await;
     let token = app.create_agent("mortal").await;
     let work_dir = tempfile::tempdir().unwrap();
 
-    let mut agent = spawn_agent_process(&app, &token, work_dir.path(), &registry.address);
+    let mut agent = spawn_agent_process(&app, &token, work_dir.path());
     let slow = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo sleeping; sleep 6072\"]\n";
     let (id, _) = push(
         &app,
@@ -563,7 +563,7 @@ async fn an_agent_killed_mid_build_loses_its_lease_and_cleans_up_when_it_restart
 
     // The restarted agent kills what its dead self left running and removes its work directory,
     // then takes new builds.
-    let _agent = spawn_agent_process(&app, &token, work_dir.path(), &registry.address);
+    let _agent = spawn_agent_process(&app, &token, work_dir.path());
     let leftover = work_dir.path().join(format!("build-{id}"));
     let started = tokio::time::Instant::now();
     while leftover.exists() || process_running("sleep 6072") {
@@ -589,14 +589,14 @@ async fn an_agent_killed_mid_build_loses_its_lease_and_cleans_up_when_it_restart
 
 #[tokio::test]
 async fn a_build_that_prints_100_mb_keeps_a_capped_log_and_the_agent_stays_up() {
+    let registry = Registry::start().await;
     let app = app_with_repository_and(Options {
+        registry: Some(registry.address.clone()),
         max_log_bytes: Some(1024 * 1024),
         ..Options::default()
     })
     .await;
-    let registry = Registry::start().await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let loud = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
 RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox yes 0123456789abcdef0123456789abcdef0123456789abcdef | /bin/busybox head -c 100000000\"]\n";
     let (id, _) = push(
@@ -639,10 +639,9 @@ RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox yes 0123456789abcdef012345
 
 #[tokio::test]
 async fn build_arguments_and_secrets_reach_the_build_and_secrets_go_nowhere_else() {
-    let app = app_with_repository().await;
     let registry = Registry::start().await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let app = app_with_repository_and(registry.options()).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let secret = "s3cret-value-0123";
     for (body, expected) in [
         (
@@ -763,11 +762,45 @@ RUN --mount=type=secret,id=TOKEN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busyb
 }
 
 #[tokio::test]
-async fn paths_that_lead_out_of_the_repository_fail_the_build() {
+async fn a_failed_build_that_prints_a_secret_keeps_it_masked_in_its_failure() {
+    // The build fails before it pushes: the server's registry need not answer.
     let app = app_with_repository().await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
+    let secret = "leaky-s3cret-4711";
+    let answer = app
+        .post(
+            "/v1/services/web/env",
+            json!({"name": "TOKEN", "value": secret, "secret": true, "build": true}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let dockerfile = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\n\
+RUN --mount=type=secret,id=TOKEN [\"/bin/busybox\", \"sh\", \"-c\", \"echo the secret is $(/bin/busybox cat /run/secrets/TOKEN); exit 3\"]\n";
+    let (id, _) = push(
+        &app,
+        &[
+            ("Dockerfile", dockerfile.as_bytes()),
+            ("busybox", &busybox()),
+        ],
+        "push-1",
+    )
+    .await;
+    let build = app.wait_for_build_state(id, "failed", BUILD_DEADLINE).await;
+    assert_eq!(build["failure"]["step"], "build", "{build}");
+    let tail = build["failure"]["output_tail"].to_string();
+    assert!(tail.contains("the secret is ***"), "{tail}");
+    assert!(
+        !build.to_string().contains(secret),
+        "the secret is in the failed build: {build}"
+    );
+    assert!(!log_text(&app, id).await.contains(secret));
+}
+
+#[tokio::test]
+async fn paths_that_lead_out_of_the_repository_fail_the_build() {
     let registry = Registry::start().await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let app = app_with_repository_and(registry.options()).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let github = app.github.as_ref().unwrap();
     // A Dockerfile that is a symbolic link to a file outside the repository.
     let commit = github
@@ -793,15 +826,14 @@ async fn paths_that_lead_out_of_the_repository_fail_the_build() {
 
 #[tokio::test]
 async fn a_service_that_asks_for_it_has_its_running_build_cancelled_by_a_newer_push() {
-    let app = app_with_repository().await;
+    let registry = Registry::start().await;
+    let app = app_with_repository_and(registry.options()).await;
     app.post(
         "/v1/services",
         json!({"name": "eager", "repo": "acme/web", "branch": "main", "cancel_running": true}),
     )
     .await;
-    let registry = Registry::start().await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let slow = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo sleeping; sleep 6073\"]\n";
     let github = app.github.as_ref().unwrap();
     let commit = github
@@ -860,7 +892,6 @@ async fn a_service_that_asks_for_it_has_its_running_build_cancelled_by_a_newer_p
 
 #[tokio::test]
 async fn a_registry_that_wants_credentials_gets_them_and_refuses_an_agent_without() {
-    let app = app_with_repository().await;
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
     let password = "registry-pass-4711";
@@ -876,10 +907,14 @@ async fn a_registry_that_wants_credentials_gets_them_and_refuses_an_agent_withou
     )
     .await
     .unwrap();
+    let app = app_with_repository_and(Options {
+        registry: Some(registry.address.clone()),
+        ..Options::default()
+    })
+    .await;
 
     // Without credentials the push is refused, and the build says so.
-    let anonymous =
-        start_builder_agent(&app, "anonymous", Some(&registry.address), BUILD_DEADLINE).await;
+    let anonymous = start_builder_agent(&app, "anonymous", BUILD_DEADLINE).await;
     let files: [(&str, &[u8]); 3] = [
         ("Dockerfile", DOCKERFILE.as_bytes()),
         ("busybox", &busybox()),
@@ -891,7 +926,7 @@ async fn a_registry_that_wants_credentials_gets_them_and_refuses_an_agent_withou
     anonymous.stop.send(true).unwrap();
     let _ = anonymous.task.await;
 
-    let mut config = builder_config(Some(&registry.address), BUILD_DEADLINE);
+    let mut config = builder_config(BUILD_DEADLINE);
     config.registry_credentials = Some(wharf_agent::RegistryCredentials {
         registry: registry.address.clone(),
         username: "pusher".to_owned(),
@@ -908,16 +943,15 @@ async fn a_registry_that_wants_credentials_gets_them_and_refuses_an_agent_withou
 
 #[tokio::test]
 async fn a_compose_service_builds_every_service_with_a_build_section() {
-    let app = app_with_repository().await;
+    let registry = Registry::start().await;
+    let app = app_with_repository_and(registry.options()).await;
     app.post(
         "/v1/services",
         json!({"name": "stack", "repo": "acme/web", "branch": "main", "compose": "deploy/compose.yml"}),
     )
     .await;
     // Only the compose service runs here: the plain `web` service is cancelled below.
-    let registry = Registry::start().await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let compose = "services:\n  web:\n    build: ../web\n  worker:\n    build:\n      context: ../worker\n      dockerfile: Worker.Dockerfile\n      args:\n        ROLE: worker\n  db:\n    image: docker.io/library/postgres:15\n";
     let web = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nCMD [\"/bin/busybox\", \"echo\", \"web\"]\n";
     let worker = "FROM scratch\nCOPY --chmod=755 busybox /bin/busybox\nARG ROLE\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo $ROLE > /role\"]\n";
@@ -989,7 +1023,6 @@ async fn a_compose_service_builds_every_service_with_a_build_section() {
 
 #[tokio::test]
 async fn an_installations_registry_login_is_used_for_its_builds() {
-    let app = app_with_repository().await;
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
     let password = "installation-pass-2718";
@@ -1005,6 +1038,11 @@ async fn an_installations_registry_login_is_used_for_its_builds() {
     )
     .await
     .unwrap();
+    let app = app_with_repository_and(Options {
+        registry: Some(registry.address.clone()),
+        ..Options::default()
+    })
+    .await;
     for (body, expected) in [
         (
             json!({"username": "", "password": "x"}),
@@ -1028,8 +1066,7 @@ async fn an_installations_registry_login_is_used_for_its_builds() {
     // The agent itself has no credentials: the installation's login is what opens the registry.
     // The host `local`, where releases go by default, is played through the agent API below.
     let host = app.create_agent("local").await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let files: [(&str, &[u8]); 3] = [
         ("Dockerfile", DOCKERFILE.as_bytes()),
         ("busybox", &busybox()),
@@ -1120,8 +1157,8 @@ exec podman build --format docker --file "$0.Dockerfile" --tag "$name" "$dir"
 #[tokio::test]
 async fn a_repository_without_a_dockerfile_is_built_by_railpack_where_the_agent_has_it() {
     use std::os::unix::fs::PermissionsExt;
-    let app = app_with_repository().await;
     let registry = Registry::start().await;
+    let app = app_with_repository_and(registry.options()).await;
     let tools = tempfile::tempdir().unwrap();
     let railpack = tools.path().join("railpack");
     std::fs::write(&railpack, RAILPACK_STAND_IN).unwrap();
@@ -1132,7 +1169,7 @@ async fn a_repository_without_a_dockerfile_is_built_by_railpack_where_the_agent_
         token,
         BuilderConfig {
             railpack: Some(railpack.clone()),
-            ..builder_config(Some(&registry.address), BUILD_DEADLINE)
+            ..builder_config(BUILD_DEADLINE)
         },
     )
     .await;
@@ -1287,10 +1324,9 @@ async fn run_steps_have_no_raw_sockets_and_reach_the_host_only_on_the_open_build
     });
     let _metadata = MetadataAddress::add();
 
-    let app = app_with_repository().await;
     let registry = Registry::start().await;
-    let _agent =
-        start_builder_agent(&app, "builder", Some(&registry.address), BUILD_DEADLINE).await;
+    let app = app_with_repository_and(registry.options()).await;
+    let _agent = start_builder_agent(&app, "builder", BUILD_DEADLINE).await;
     let probe = format!(
         "probe() {{ if echo | /bin/busybox nc -w 5 \"$2\" {port} | /bin/busybox grep -q wharf-test-host; then echo \"$1 reached\"; else echo \"$1 unreachable\"; fi; }}\n\
          gateway=$(/bin/busybox ip route | /bin/busybox awk '/^default/ {{print $3}}')\n\

@@ -17,10 +17,10 @@ use crate::parts::{
 const DEADLINE: Duration = Duration::from_secs(240);
 
 /// A server with the GitHub stand-in holding `acme/{repo}`.
-async fn app_with_repository(repo: &str) -> TestApp {
+async fn app_with_repository_and(repo: &str, options: Options) -> TestApp {
     let app = spawn_app_with(Options {
         github: true,
-        ..Options::default()
+        ..options
     })
     .await;
     let github = app.github.as_ref().unwrap();
@@ -285,7 +285,8 @@ async fn wait_for_members(
 async fn a_compose_stack_goes_live_by_host_name_and_is_adopted_after_an_agent_restart() {
     let agent_name = format!("cmp-live-{:x}", rand::random::<u16>());
     let service = "stack-live";
-    let app = app_with_repository("stack").await;
+    let registry = Registry::start().await;
+    let app = app_with_repository_and("stack", registry.options()).await;
     create_stack_service(
         &app,
         service,
@@ -294,11 +295,8 @@ async fn a_compose_stack_goes_live_by_host_name_and_is_adopted_after_an_agent_re
         json!({"port": 8080, "domain": "stack-live.test"}),
     )
     .await;
-    let registry = Registry::start().await;
     let token = app.create_agent(&agent_name).await;
-    let agent =
-        start_deploy_agent_with_token(&app, &agent_name, token.clone(), Some(&registry.address))
-            .await;
+    let agent = start_deploy_agent_with_token(&app, &agent_name, token.clone()).await;
 
     let builds = push(
         &app,
@@ -342,8 +340,7 @@ async fn a_compose_stack_goes_live_by_host_name_and_is_adopted_after_an_agent_re
     // A restarted agent adopts the running stack: the same containers, routed again (through
     // a Caddy on new ports: the test stopped the old agent's).
     agent.stop_keeping_containers().await;
-    let agent =
-        start_deploy_agent_with_token(&app, &agent_name, token, Some(&registry.address)).await;
+    let agent = start_deploy_agent_with_token(&app, &agent_name, token).await;
     wait_for_answer(&agent, "stack-live.test", "from worker one").await;
     assert_eq!(
         wait_for_stack(&agent_name, service, &live["id"]).await,
@@ -359,7 +356,8 @@ async fn a_compose_stack_goes_live_by_host_name_and_is_adopted_after_an_agent_re
 async fn a_member_that_fails_its_health_check_rolls_the_whole_stack_back() {
     let agent_name = format!("cmp-sick-{:x}", rand::random::<u16>());
     let service = "stack-sick";
-    let app = app_with_repository("sick").await;
+    let registry = Registry::start().await;
+    let app = app_with_repository_and("sick", registry.options()).await;
     create_stack_service(
         &app,
         service,
@@ -368,8 +366,7 @@ async fn a_member_that_fails_its_health_check_rolls_the_whole_stack_back() {
         json!({"port": 8080, "domain": "stack-sick.test"}),
     )
     .await;
-    let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+    let agent = start_deploy_agent(&app, &agent_name).await;
 
     let first = push(&app, "sick", &stack_files("steady", "index.html"), "push-1").await;
     let live = wait_for_release_of(&app, service, first[0]).await;
@@ -417,7 +414,8 @@ async fn a_member_that_fails_its_health_check_rolls_the_whole_stack_back() {
 #[tokio::test]
 async fn a_compose_file_asking_for_privileged_mode_runs_only_where_the_service_allows_it() {
     let agent_name = format!("cmp-priv-{:x}", rand::random::<u16>());
-    let app = app_with_repository("root").await;
+    let registry = Registry::start().await;
+    let app = app_with_repository_and("root", registry.options()).await;
     // Two services of one repository, one of which allows privileged mode.
     create_stack_service(&app, "root-refused", "root", &agent_name, json!({})).await;
     create_stack_service(
@@ -428,8 +426,7 @@ async fn a_compose_file_asking_for_privileged_mode_runs_only_where_the_service_a
         json!({"deploy": {"compose_allow": ["privileged"]}}),
     )
     .await;
-    let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+    let agent = start_deploy_agent(&app, &agent_name).await;
     let compose = "services:\n  tool:\n    build: ./tool\n    privileged: true\n    command: [\"/bin/busybox\", \"sleep\", \"600\"]\n";
     let files = vec![
         ("compose.yml".to_owned(), compose.as_bytes().to_vec()),
@@ -491,7 +488,8 @@ async fn a_compose_file_asking_for_privileged_mode_runs_only_where_the_service_a
 #[tokio::test]
 async fn compose_ports_are_published_on_loopback_unless_the_service_allows_publish() {
     let agent_name = format!("cmp-ports-{:x}", rand::random::<u16>());
-    let app = app_with_repository("ports").await;
+    let registry = Registry::start().await;
+    let app = app_with_repository_and("ports", registry.options()).await;
     create_stack_service(&app, "ports-local", "ports", &agent_name, json!({})).await;
     create_stack_service(
         &app,
@@ -501,8 +499,7 @@ async fn compose_ports_are_published_on_loopback_unless_the_service_allows_publi
         json!({"deploy": {"compose_allow": ["publish"]}}),
     )
     .await;
-    let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+    let agent = start_deploy_agent(&app, &agent_name).await;
     // "9000" publishes the container's port on a host port the engine picks, on every address
     // of the host as compose reads it.
     let compose = "services:\n  tool:\n    build: ./tool\n    ports: [\"9000\"]\n    command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"9000\"]\n";
@@ -576,7 +573,8 @@ async fn attached_networks(id: &str) -> Vec<String> {
 #[tokio::test]
 async fn services_whose_names_run_together_never_share_a_volume() {
     let agent_name = format!("cmp-vol-{:x}", rand::random::<u16>());
-    let app = app_with_repository("vols").await;
+    let registry = Registry::start().await;
+    let app = app_with_repository_and("vols", registry.options()).await;
     // `api` with the volume `worker-db` and `api-worker` with the volume `db`: Wharf's earlier
     // names gave both `wharf-{agent}-api-worker-db`.
     create_stack_service(
@@ -595,8 +593,7 @@ async fn services_whose_names_run_together_never_share_a_volume() {
         json!({"compose": "worker.yml"}),
     )
     .await;
-    let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+    let agent = start_deploy_agent(&app, &agent_name).await;
     let stack = |volume: &str| {
         format!(
             "services:\n  tool:\n    build: ./tool\n    command: [\"/bin/busybox\", \"sleep\", \"600\"]\n    volumes:\n      - {volume}:/state\nvolumes:\n  {volume}:\n"
@@ -644,7 +641,8 @@ async fn a_stack_an_earlier_agent_named_by_service_alone_is_taken_up_without_a_r
     let agent_name = format!("cmp-old-{:x}", rand::random::<u16>());
     let service = "stack-old";
     let host = "stack-old.test";
-    let app = app_with_repository("old").await;
+    let registry = Registry::start().await;
+    let app = app_with_repository_and("old", registry.options()).await;
     create_stack_service(
         &app,
         service,
@@ -653,11 +651,8 @@ async fn a_stack_an_earlier_agent_named_by_service_alone_is_taken_up_without_a_r
         json!({"port": 8080, "domain": host}),
     )
     .await;
-    let registry = Registry::start().await;
     let token = app.create_agent(&agent_name).await;
-    let agent =
-        start_deploy_agent_with_token(&app, &agent_name, token.clone(), Some(&registry.address))
-            .await;
+    let agent = start_deploy_agent_with_token(&app, &agent_name, token.clone()).await;
     // `web` serves its volume; the image's page fills the volume when the volume is new.
     let files = |page: &str| {
         vec![
@@ -759,8 +754,7 @@ async fn a_stack_an_earlier_agent_named_by_service_alone_is_taken_up_without_a_r
     let old_id = old_id.trim().to_owned();
 
     // The new agent adopts the running container as it is, and routes to it.
-    let agent =
-        start_deploy_agent_with_token(&app, &agent_name, token, Some(&registry.address)).await;
+    let agent = start_deploy_agent_with_token(&app, &agent_name, token).await;
     wait_for_answer(&agent, host, "kept").await;
     let adopted = wait_for_members(&agent_name, service, &live["id"], &["web"]).await;
     assert_eq!(
@@ -819,7 +813,8 @@ async fn set_variable(app: &TestApp, service: &str, body: Value) -> Value {
 async fn a_secret_reaches_only_the_members_it_names() {
     let agent_name = format!("cmp-env-{:x}", rand::random::<u16>());
     let service = "stack-env";
-    let app = app_with_repository("scoped").await;
+    let registry = Registry::start().await;
+    let app = app_with_repository_and("scoped", registry.options()).await;
     create_stack_service(
         &app,
         service,
@@ -887,8 +882,7 @@ async fn a_secret_reaches_only_the_members_it_names() {
         ]
     );
 
-    let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+    let agent = start_deploy_agent(&app, &agent_name).await;
     let builds = push(
         &app,
         "scoped",
@@ -927,7 +921,7 @@ async fn a_secret_reaches_only_the_members_it_names() {
 
 #[tokio::test]
 async fn a_stack_without_a_port_needs_its_variables_members_named() {
-    let app = app_with_repository("portless").await;
+    let app = app_with_repository_and("portless", Options::default()).await;
     create_stack_service(&app, "portless", "portless", "local", json!({})).await;
     let answer = app
         .post(

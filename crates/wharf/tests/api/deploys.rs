@@ -80,10 +80,6 @@ async fn push_files(registry: &Registry, name: &str, files: Vec<(String, Vec<u8>
 
 /// A server with the GitHub stand-in holding `acme/site`, and a service `site` on it with a
 /// port, a domain and quick health settings.
-async fn app_with_site(agent: &str, extra: Value) -> TestApp {
-    app_with_site_and(agent, extra, Options::default()).await
-}
-
 async fn app_with_site_and(agent: &str, extra: Value, options: Options) -> TestApp {
     let app = spawn_app_with(Options {
         github: true,
@@ -176,11 +172,19 @@ async fn deploy_image(app: &TestApp, image: &str) -> Value {
 #[tokio::test]
 async fn a_registry_login_goes_only_to_the_registry_it_belongs_to() {
     let name = format!("dep-login-{:x}", rand::random::<u16>());
-    let app = app_with_site(&name, json!({})).await;
     // Wharf's registry, whose login the agent holds, and another one; both want a login and
     // keep what each request brought.
     let own = RecordingRegistry::start().await;
     let other = RecordingRegistry::start().await;
+    let app = app_with_site_and(
+        &name,
+        json!({}),
+        Options {
+            registry: Some(own.address.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
     let login = wharf_agent::RegistryCredentials {
         registry: own.address.clone(),
         username: "agent".to_owned(),
@@ -195,7 +199,7 @@ async fn a_registry_login_goes_only_to_the_registry_it_belongs_to() {
     // The engine answers a challenge it has no login for with an empty one (`:`).
     let without_login =
         |header: &Option<String>| header.is_none() || header.as_deref() == Some("Basic Og==");
-    let mut builder = builder_config(Some(&own.address), DEADLINE);
+    let mut builder = builder_config(DEADLINE);
     builder.registry_credentials = Some(login);
     let token = app.create_agent(&name).await;
     let agent = start_deploy_agent_with(&app, &name, token, builder).await;
@@ -387,9 +391,9 @@ struct Scene {
 
 async fn scene(prefix: &str, extra: Value) -> Scene {
     let name = format!("{prefix}-{:x}", rand::random::<u16>());
-    let app = app_with_site(&name, extra).await;
     let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &name, None).await;
+    let app = app_with_site_and(&name, extra, registry.options()).await;
+    let agent = start_deploy_agent(&app, &name).await;
     Scene {
         name,
         app,
@@ -401,9 +405,9 @@ async fn scene(prefix: &str, extra: Value) -> Scene {
 #[tokio::test]
 async fn a_push_goes_live_by_host_name_and_the_next_replaces_it_without_a_failed_request() {
     let agent_name = format!("dep-push-{:x}", rand::random::<u16>());
-    let app = app_with_site(&agent_name, json!({"keep_images": 0})).await;
     let registry = Registry::start().await;
-    let agent = start_deploy_agent(&app, &agent_name, Some(&registry.address)).await;
+    let app = app_with_site_and(&agent_name, json!({"keep_images": 0}), registry.options()).await;
+    let agent = start_deploy_agent(&app, &agent_name).await;
 
     let first_build = push_site(&app, "version one", "push-1").await;
     app.wait_for_build_state(first_build, "completed", DEADLINE)
@@ -614,7 +618,6 @@ fn spawn_deploy_agent(
         .env("WHARF_AGENT_TOKEN", token)
         .env("WHARF_LABELS", "deploy")
         .env("WHARF_WORK_DIR", work_dir)
-        .env("WHARF_REGISTRY_INSECURE", "true")
         .env("WHARF_CADDY_ADMIN", &edge.admin)
         .env("WHARF_EDGE_LISTEN", &edge.listen)
         .env("WHARF_STOP_GRACE", "1")
@@ -646,8 +649,16 @@ impl ProcessScene {
         options: Options,
     ) -> (ProcessScene, tokio::process::Child) {
         let name = format!("{prefix}-{:x}", rand::random::<u16>());
-        let app = app_with_site_and(&name, extra, options).await;
         let registry = Registry::start().await;
+        let app = app_with_site_and(
+            &name,
+            extra,
+            Options {
+                registry: Some(registry.address.clone()),
+                ..options
+            },
+        )
+        .await;
         let token = app.create_agent(&name).await;
         let first = push_image(&registry, "site", "before", true).await;
         let mut scene = ProcessScene {

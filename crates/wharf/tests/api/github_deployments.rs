@@ -403,11 +403,16 @@ async fn a_live_release_is_a_success_with_the_service_address_and_a_replaced_one
 /// reports it live.
 async fn build_and_go_live(app: &TestApp, agent: &str, id: i64) {
     claim(app, agent, id).await;
+    let commit = app.build(id).await["commit_sha"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     report(
         app,
         agent,
         id,
-        json!({"state": "completed", "image": "registry.test/default/web:x", "digest": "sha256:00"}),
+        json!({"state": "completed", "image": format!("registry.test/default/web:{commit}"),
+               "digest": format!("sha256:{}", "0".repeat(64))}),
     )
     .await;
     app.roll_out_live(agent).await;

@@ -75,7 +75,15 @@ pub struct Options {
     pub delivery_retention: Option<Duration>,
     /// Attempts at a notification before it is a dead letter (default 10).
     pub notification_max_attempts: Option<i64>,
+    /// The server's registry (`WHARF_REGISTRY`, plain HTTP): tests whose agents push or pull
+    /// start one first. Default: `registry.test`, which nothing answers.
+    pub registry: Option<String>,
+    /// Start the server with no registry at all.
+    pub without_registry: bool,
 }
+
+/// The registry a test server names when the test gives none.
+pub const TEST_REGISTRY: &str = "registry.test";
 
 pub struct TestApp {
     pub url: String,
@@ -130,6 +138,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     if let Some(max_log_bytes) = options.max_log_bytes {
         config.max_log_bytes = max_log_bytes;
+    }
+    if !options.without_registry {
+        config.registry = Some(options.registry.unwrap_or_else(|| TEST_REGISTRY.to_owned()));
+        config.registry_insecure = true;
     }
     let (github, app_key) = if options.github {
         let key = AppKey::generate().expect("openssl generates an RSA key");
@@ -541,7 +553,7 @@ pub struct ServerProcess {
 }
 
 /// Starts the real `wharf server` on a free port of 127.0.0.1 with the test admin token and
-/// webhook secret, `PATH`, and `env` alone; returns once it listens.
+/// webhook secret, the test registry, `PATH`, and `env` alone; returns once it listens.
 pub async fn start_wharf_server(env: &[(&str, &str)]) -> ServerProcess {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
     command
@@ -550,7 +562,8 @@ pub async fn start_wharf_server(env: &[(&str, &str)]) -> ServerProcess {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("WHARF_LISTEN", "127.0.0.1:0")
         .env("WHARF_TOKEN", ADMIN_TOKEN)
-        .env("WHARF_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET);
+        .env("WHARF_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("WHARF_REGISTRY", TEST_REGISTRY);
     for (key, value) in env {
         command.env(key, value);
     }

@@ -2,6 +2,7 @@
 //! database of the backend this run tests, the GitHub stand-in where GitHub is involved, and
 //! the real `wharf` binary for the CLI.
 
+mod agent_reports;
 mod agent_scopes;
 mod builds;
 mod cli;

@@ -251,8 +251,8 @@ async fn a_backup_restored_with_its_key_gives_back_services_releases_and_sealed_
     assert_eq!(
         rollout["job"]["env"],
         json!([
-            {"name": "API_KEY", "value": "runtime-s3cret"},
-            {"name": "NPM_TOKEN", "value": "build-s3cret"}
+            {"name": "API_KEY", "value": "runtime-s3cret", "secret": true},
+            {"name": "NPM_TOKEN", "value": "build-s3cret", "secret": true}
         ]),
         "{rollout}"
     );

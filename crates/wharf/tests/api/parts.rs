@@ -10,7 +10,7 @@ use wharf_agent::{
 };
 use wharf_runtime::registry::LocalRegistry;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Options, TestApp};
 
 /// A registry (Distribution 2.8) on 127.0.0.1, storing into a temporary directory.
 pub struct Registry {
@@ -30,6 +30,14 @@ impl Registry {
             address: registry.address.clone(),
             _registry: registry,
             _dir: dir,
+        }
+    }
+
+    /// Settings for a test server whose registry this is.
+    pub fn options(&self) -> Options {
+        Options {
+            registry: Some(self.address.clone()),
+            ..Options::default()
         }
     }
 }
@@ -119,28 +127,22 @@ pub struct RunningAgent {
     pub work_dir: tempfile::TempDir,
 }
 
-/// The builder the tests use: Podman, plain HTTP to the test registry.
-pub fn builder_config(registry: Option<&str>, timeout: Duration) -> BuilderConfig {
+/// The builder the tests use: Podman; the registry is the server's, plain HTTP.
+pub fn builder_config(timeout: Duration) -> BuilderConfig {
     BuilderConfig {
         runtime: Runtime {
             kind: RuntimeKind::Podman,
-            insecure_registry: true,
+            insecure_registry: false,
         },
-        registry: registry.map(str::to_owned),
         timeout,
         registry_credentials: None,
         railpack: None,
     }
 }
 
-pub async fn start_builder_agent(
-    app: &TestApp,
-    name: &str,
-    registry: Option<&str>,
-    timeout: Duration,
-) -> RunningAgent {
+pub async fn start_builder_agent(app: &TestApp, name: &str, timeout: Duration) -> RunningAgent {
     let token = app.create_agent(name).await;
-    start_agent_with(app, token, builder_config(registry, timeout)).await
+    start_agent_with(app, token, builder_config(timeout)).await
 }
 
 /// Starts an agent with its own token and builder settings.
@@ -207,14 +209,15 @@ pub struct DeployAgent {
     _edge_dir: tempfile::TempDir,
 }
 
-/// How a test agent deploys: Podman, plain HTTP to the test registry, an edge on free ports.
+/// How a test agent deploys: Podman, an edge on free ports (plain HTTP to the registry is the
+/// server's to say).
 pub fn deploy_config(edge_dir: &std::path::Path) -> (DeployConfig, String, String) {
     let admin = format!("127.0.0.1:{}", free_port());
     let listen = format!("127.0.0.1:{}", free_port());
     let config = DeployConfig {
         runtime: Runtime {
             kind: RuntimeKind::Podman,
-            insecure_registry: true,
+            insecure_registry: false,
         },
         edge: EdgeConfig {
             admin: admin.clone(),
@@ -229,9 +232,9 @@ pub fn deploy_config(edge_dir: &std::path::Path) -> (DeployConfig, String, Strin
     (config, admin, listen)
 }
 
-pub async fn start_deploy_agent(app: &TestApp, name: &str, registry: Option<&str>) -> DeployAgent {
+pub async fn start_deploy_agent(app: &TestApp, name: &str) -> DeployAgent {
     let token = app.create_agent(name).await;
-    start_deploy_agent_with_token(app, name, token, registry).await
+    start_deploy_agent_with_token(app, name, token).await
 }
 
 /// Starts a deploy agent with a token issued before, as a restarted agent would.
@@ -239,9 +242,8 @@ pub async fn start_deploy_agent_with_token(
     app: &TestApp,
     name: &str,
     token: String,
-    registry: Option<&str>,
 ) -> DeployAgent {
-    let builder = builder_config(registry, Duration::from_secs(180));
+    let builder = builder_config(Duration::from_secs(180));
     start_deploy_agent_with(app, name, token, builder).await
 }
 

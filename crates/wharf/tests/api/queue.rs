@@ -328,7 +328,11 @@ async fn cancel_and_retry_follow_the_build_states() {
 
 #[tokio::test]
 async fn a_running_agent_claims_and_reports_and_survives_a_server_restart_wait() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(Options {
+        without_registry: true,
+        ..Options::default()
+    })
+    .await;
     app.create_service("web", "https://git.example.com/acme/web", "main")
         .await;
     let token = app.create_agent("runner").await;
@@ -341,9 +345,9 @@ async fn a_running_agent_claims_and_reports_and_survives_a_server_restart_wait()
         claim_wait: Duration::from_secs(5),
         deploy: None,
     };
-    // An agent with no registry to push to fails each build at once, saying so.
+    // A server with no registry to push to fails each build as it is claimed, saying so.
     let builder = wharf_agent::ImageBuilder {
-        config: crate::parts::builder_config(None, Duration::from_secs(60)),
+        config: crate::parts::builder_config(Duration::from_secs(60)),
     };
     let agent = tokio::spawn(wharf_agent::run(config, builder, stopped));
     let id = app
@@ -356,7 +360,10 @@ async fn a_running_agent_claims_and_reports_and_survives_a_server_restart_wait()
         .wait_for_build_state(id, "failed", Duration::from_secs(10))
         .await;
     assert!(
-        failed["reason"].as_str().unwrap().contains("no registry"),
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the server has no registry for builds to push to: set WHARF_REGISTRY"),
         "{failed}"
     );
     assert_eq!(failed["agent"], "runner");

@@ -26,9 +26,15 @@ pub struct DoctorArgs {
     pub server: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
-    /// The runtime, the registry and Caddy, as the agent's flags name them.
+    /// The runtime and Caddy, as the agent's flags name them.
     #[command(flatten)]
     pub agent: BuildArgs,
+    /// The registry builds push to, as the server's flag names it.
+    #[arg(long, env = "WHARF_REGISTRY")]
+    pub registry: Option<String>,
+    /// Plain HTTP to the registry.
+    #[arg(long, env = "WHARF_REGISTRY_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub registry_insecure: bool,
     /// GitHub's API.
     #[arg(long, env = "WHARF_GITHUB_API_URL", default_value = DEFAULT_API_URL)]
     pub github_api_url: String,

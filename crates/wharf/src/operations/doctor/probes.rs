@@ -41,11 +41,7 @@ pub async fn check_all(args: &DoctorArgs) -> Vec<Verdict> {
     let (runtime, caddy, registry, database, server, github) = tokio::join!(
         podman::inspect(&args.agent.runtime),
         caddy(&http, &args.agent.caddy_admin),
-        registry(
-            &http,
-            args.agent.registry.as_deref(),
-            args.agent.registry_insecure
-        ),
+        registry(&http, args.registry.as_deref(), args.registry_insecure),
         database(&args.state),
         async {
             match server {
@@ -148,7 +144,7 @@ async fn registry(http: &reqwest::Client, registry: Option<&str>, insecure: bool
             Verdict::ok(
                 CHECK,
                 "WHARF_REGISTRY is not set: `wharf up` runs docker-registry on 127.0.0.1:5000 \
-                 (a `wharf agent` needs WHARF_REGISTRY)",
+                 (a `wharf server` needs WHARF_REGISTRY; agents learn it from the server)",
             )
         } else {
             Verdict::failed(
