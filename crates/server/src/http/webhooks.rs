@@ -4,14 +4,19 @@
 //! The signature is checked over the raw bytes before anything is parsed. A 2xx means the
 //! delivery and everything it caused are committed to the store, so a crash right after the
 //! answer loses nothing. Events Wharf does not use are answered 200 and not stored.
+//!
+//! The body is read here, with a deadline (`webhook_body_timeout`: 408 past it) and the size
+//! GitHub allows (413 past it), so a slow sender cannot hold memory or a turn for long; the
+//! route's turns ([`super::limits`]) bound how many bodies are in memory at once.
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use wharf_domain::signature;
@@ -26,30 +31,72 @@ use crate::metrics::DeliveryLabel;
 pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 
 pub(crate) fn router() -> Router<Core> {
-    Router::new().route(
-        "/api/webhooks/github",
-        post(receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
-    )
+    Router::new().route("/api/webhooks/github", post(receive))
 }
 
-async fn receive(State(core): State<Core>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(State(core): State<Core>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(&core, &headers, body).await {
+        Ok(body) => body,
+        Err(response) => {
+            core.metrics.count_delivery(None, DeliveryLabel::BadRequest);
+            return response;
+        }
+    };
     match handle(&core, &headers, &body).await {
         Ok(response) => response,
-        Err((label, error)) => {
-            core.metrics
-                .count_delivery(&event_name(&headers, label), label);
+        Err(Failure {
+            label,
+            signed,
+            error,
+        }) => {
+            // The event header names the metric's event only once the signature vouched for it.
+            let event = signed.then(|| header(&headers, "x-github-event")).flatten();
+            core.metrics.count_delivery(event, label);
             error.into_response()
         }
     }
 }
 
-/// The event name for metrics: trusted only once the signature was good.
-fn event_name(headers: &HeaderMap, label: DeliveryLabel) -> String {
-    match label {
-        DeliveryLabel::BadSignature => "unknown".to_owned(),
-        _ => header(headers, "x-github-event")
-            .unwrap_or("unknown")
-            .to_owned(),
+/// Reads the whole body within the deadline and GitHub's size limit.
+async fn read_body(core: &Core, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({"error": format!("a webhook body is at most {MAX_WEBHOOK_BYTES} bytes")})),
+        )
+            .into_response()
+    };
+    let declared = header(headers, "content-length").and_then(|length| length.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_WEBHOOK_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut chunks = body.into_data_stream();
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let read = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|error| {
+                HttpError::BadRequest(format!("the body could not be read: {error}"))
+                    .into_response()
+            })?;
+            if bytes.len() + chunk.len() > MAX_WEBHOOK_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    let deadline = core.config.limits.webhook_body_timeout;
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(())) => Ok(Bytes::from(bytes)),
+        Ok(Err(response)) => Err(response),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            Json(json!({"error": format!(
+                "the body took longer than {} s to arrive",
+                deadline.as_secs_f64()
+            )})),
+        )
+            .into_response()),
     }
 }
 
@@ -57,7 +104,22 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
-type Failure = (DeliveryLabel, HttpError);
+/// A delivery that was not taken: how it counts, whether its signature was good, the answer.
+struct Failure {
+    label: DeliveryLabel,
+    signed: bool,
+    error: HttpError,
+}
+
+impl Failure {
+    fn signed(label: DeliveryLabel, error: HttpError) -> Failure {
+        Failure {
+            label,
+            signed: true,
+            error,
+        }
+    }
+}
 
 async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Response, Failure> {
     let secret = core
@@ -65,13 +127,12 @@ async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Respon
         .github
         .as_ref()
         .and_then(|github| github.webhook_secret.as_ref())
-        .ok_or_else(|| {
-            (
-                DeliveryLabel::Error,
-                HttpError::Unavailable(
-                    "webhooks are not accepted: WHARF_GITHUB_WEBHOOK_SECRET is not set".to_owned(),
-                ),
-            )
+        .ok_or_else(|| Failure {
+            label: DeliveryLabel::Error,
+            signed: false,
+            error: HttpError::Unavailable(
+                "webhooks are not accepted: WHARF_GITHUB_WEBHOOK_SECRET is not set".to_owned(),
+            ),
         })?;
     signature::verify(
         secret.expose_secret().as_bytes(),
@@ -80,14 +141,15 @@ async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Respon
             .get("x-hub-signature-256")
             .map(|value| value.as_bytes()),
     )
-    .map_err(|error| {
-        (
-            DeliveryLabel::BadSignature,
-            HttpError::Unauthorized(error.to_string()),
-        )
+    .map_err(|error| Failure {
+        label: DeliveryLabel::BadSignature,
+        signed: false,
+        error: HttpError::Unauthorized(error.to_string()),
     })?;
 
-    let bad = |message: String| (DeliveryLabel::BadRequest, HttpError::BadRequest(message));
+    let bad = |message: String| {
+        Failure::signed(DeliveryLabel::BadRequest, HttpError::BadRequest(message))
+    };
     let event_name = header(headers, "x-github-event")
         .ok_or_else(|| bad("missing X-GitHub-Event header".to_owned()))?;
     let delivery_id = header(headers, "x-github-delivery")
@@ -109,7 +171,7 @@ async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Respon
                 CoreError::Invalid(_) => DeliveryLabel::BadRequest,
                 _ => DeliveryLabel::Error,
             };
-            (label, HttpError::from(error))
+            Failure::signed(label, HttpError::from(error))
         })?;
     let (label, status, answer) = match outcome {
         None => (
@@ -128,6 +190,6 @@ async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Respon
             json!({"delivery": delivery_id, "outcome": outcome, "builds": build_ids}),
         ),
     };
-    core.metrics.count_delivery(event.name(), label);
+    core.metrics.count_delivery(Some(event.name()), label);
     Ok((status, Json(answer)).into_response())
 }

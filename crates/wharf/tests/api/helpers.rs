@@ -18,7 +18,7 @@ use wharf_server::{Backoff, GithubSettings, RunningServer, ServerConfig};
 use wharf_store::Store;
 use wharf_store::testing::TestDatabase;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 pub const APP_ID: u64 = 4242;
 
