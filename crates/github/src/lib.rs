@@ -18,7 +18,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::watch;
 pub use wharf_domain::deployment::DeploymentState;
 use wharf_wire::text;
 use wharf_wire::url_component;
@@ -27,7 +27,7 @@ use wharf_wire::url_component;
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
 /// What went wrong talking to GitHub. Never holds a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GithubError {
     /// The App's settings cannot work (a key that is not an RSA PEM, say).
     #[error("GitHub App configuration: {0}")]
@@ -240,8 +240,38 @@ pub struct GithubApp {
     key: Arc<EncodingKey>,
     api_url: String,
     http: reqwest::Client,
-    tokens: Arc<Mutex<HashMap<u64, CachedToken>>>,
+    tokens: Arc<std::sync::Mutex<HashMap<u64, TokenSlot>>>,
     retry: RetryPolicy,
+}
+
+/// What the cache holds for one installation: a token, or a request for one under way that
+/// every caller who needs the token meanwhile waits on, so concurrent callers make one request.
+/// The map's lock is never held across a request: one installation's slow request delays no
+/// other installation.
+enum TokenSlot {
+    Cached(CachedToken),
+    Requesting(watch::Receiver<Option<Result<InstallationToken, GithubError>>>),
+}
+
+/// Clears an installation's `Requesting` slot if its request is abandoned (the caller who made
+/// it was cancelled), so the next caller makes a new one instead of waiting forever.
+struct RequestInFlight<'a> {
+    tokens: &'a std::sync::Mutex<HashMap<u64, TokenSlot>>,
+    installation_id: u64,
+    finished: bool,
+}
+
+impl Drop for RequestInFlight<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Ok(mut tokens) = self.tokens.lock()
+            && matches!(tokens.get(&self.installation_id), Some(TokenSlot::Requesting(_)))
+        {
+            tokens.remove(&self.installation_id);
+        }
+    }
 }
 
 /// How failed requests are retried.
@@ -385,7 +415,7 @@ impl GithubApp {
             key: Arc::new(key),
             api_url: config.api_url.trim_end_matches('/').to_owned(),
             http,
-            tokens: Arc::new(Mutex::new(HashMap::new())),
+            tokens: Arc::new(std::sync::Mutex::new(HashMap::new())),
             retry: RetryPolicy::default(),
         })
     }
@@ -414,18 +444,76 @@ impl GithubApp {
             .map_err(|error| GithubError::Config(format!("cannot sign the App JWT: {error}")))
     }
 
-    /// An installation token, from the cache while it has more than a safe margin left.
+    /// An installation token, from the cache while it has more than a safe margin left. Callers
+    /// that need one installation's token at the same time share one request to GitHub.
     pub async fn installation_token(
         &self,
         installation_id: u64,
     ) -> Result<InstallationToken, GithubError> {
-        let mut tokens = self.tokens.lock().await;
-        if let Some(cached) = tokens.get(&installation_id)
-            && cached.is_fresh(now_seconds())
-        {
-            return Ok(cached.token.clone());
+        loop {
+            let answer = {
+                let mut tokens = self
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                match tokens.get(&installation_id) {
+                    Some(TokenSlot::Cached(cached)) if cached.is_fresh(now_seconds()) => {
+                        return Ok(cached.token.clone());
+                    }
+                    Some(TokenSlot::Requesting(answer)) => Err(answer.clone()),
+                    _ => {
+                        let (sender, receiver) = watch::channel(None);
+                        tokens.insert(installation_id, TokenSlot::Requesting(receiver));
+                        Ok(sender)
+                    }
+                }
+            };
+            match answer {
+                Ok(sender) => {
+                    let mut in_flight = RequestInFlight {
+                        tokens: &self.tokens,
+                        installation_id,
+                        finished: false,
+                    };
+                    let issued_at = now_seconds();
+                    let result = self.request_installation_token(installation_id).await;
+                    {
+                        let mut tokens = self
+                            .tokens
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        match &result {
+                            Ok(token) => tokens.insert(
+                                installation_id,
+                                TokenSlot::Cached(CachedToken {
+                                    token: token.clone(),
+                                    issued_at,
+                                }),
+                            ),
+                            Err(_) => tokens.remove(&installation_id),
+                        };
+                    }
+                    in_flight.finished = true;
+                    let _ = sender.send(Some(result.clone()));
+                    return result;
+                }
+                Err(mut answer) => {
+                    // The caller that made the request is gone without an answer: ask again.
+                    if let Ok(result) = answer.wait_for(Option::is_some).await
+                        && let Some(result) = result.as_ref()
+                    {
+                        return result.clone();
+                    }
+                }
+            }
         }
-        let issued_at = now_seconds();
+    }
+
+    /// Asks GitHub for a new installation token.
+    async fn request_installation_token(
+        &self,
+        installation_id: u64,
+    ) -> Result<InstallationToken, GithubError> {
         let answer: TokenAnswer = self
             .call(
                 Method::POST,
@@ -444,23 +532,21 @@ impl GithubApp {
             what: "an installation token".to_owned(),
             detail: "expires_at is not an RFC 3339 time".to_owned(),
         })?;
-        let token = InstallationToken {
+        Ok(InstallationToken {
             token: SecretString::from(answer.token),
             expires_at,
-        };
-        tokens.insert(
-            installation_id,
-            CachedToken {
-                token: token.clone(),
-                issued_at,
-            },
-        );
-        Ok(token)
+        })
     }
 
-    /// Forgets a cached token (after GitHub refused it).
+    /// Forgets a cached token (after GitHub refused it); a request under way is left to finish.
     pub async fn forget_token(&self, installation_id: u64) {
-        self.tokens.lock().await.remove(&installation_id);
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if matches!(tokens.get(&installation_id), Some(TokenSlot::Cached(_))) {
+            tokens.remove(&installation_id);
+        }
     }
 
     /// Looks an installation up with the App JWT.
