@@ -267,7 +267,10 @@ impl Drop for RequestInFlight<'_> {
             return;
         }
         if let Ok(mut tokens) = self.tokens.lock()
-            && matches!(tokens.get(&self.installation_id), Some(TokenSlot::Requesting(_)))
+            && matches!(
+                tokens.get(&self.installation_id),
+                Some(TokenSlot::Requesting(_))
+            )
         {
             tokens.remove(&self.installation_id);
         }

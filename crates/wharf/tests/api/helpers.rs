@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use wharf_github::{AppConfig, GithubApp, RetryPolicy};
 use wharf_github_standin::schema::OpenApi;
 use wharf_github_standin::{AppKey, GithubStandin, StandinConfig};
-use wharf_server::{Backoff, GithubSettings, RunningServer, ServerConfig};
+use wharf_server::{Backoff, GithubSettings, RequestLimits, RunningServer, ServerConfig};
 use wharf_store::Store;
 use wharf_store::testing::TestDatabase;
 
@@ -73,6 +73,8 @@ pub struct Options {
     pub github_token_ttl: Option<Duration>,
     /// How long stored webhook bodies are kept (default 30 days).
     pub delivery_retention: Option<Duration>,
+    /// The limits the HTTP edge puts on its callers (default: a real server's).
+    pub limits: Option<RequestLimits>,
 }
 
 pub struct TestApp {
@@ -116,6 +118,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.housekeeping_interval = Duration::from_millis(50);
     if let Some(retention) = options.delivery_retention {
         config.delivery_retention = retention;
+    }
+    if let Some(limits) = options.limits {
+        config.limits = limits;
     }
     if let Some(max_log_bytes) = options.max_log_bytes {
         config.max_log_bytes = max_log_bytes;

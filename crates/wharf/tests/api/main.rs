@@ -12,6 +12,7 @@ mod durability;
 mod github_app;
 mod github_deployments;
 mod helpers;
+mod limits;
 mod operations;
 mod parts;
 mod queue;
