@@ -67,8 +67,9 @@ pub struct RequestLimits {
     /// The longest any request may take, except long-polls, event streams and the deploy
     /// hook's wait for its rollout; past it the caller gets 503.
     pub request_timeout: Duration,
-    /// The longest a webhook's body may take to arrive; past it the caller gets 408.
-    pub webhook_body_timeout: Duration,
+    /// The longest the body of a webhook or a deploy hook may take to arrive; past it the
+    /// caller gets 408.
+    pub body_timeout: Duration,
     /// How many webhooks are read and handled at once; more wait for a turn (they are not
     /// refused), so bodies of up to 25 MB take at most this many times that in memory.
     pub webhook_concurrency: usize,
@@ -88,7 +89,7 @@ impl Default for RequestLimits {
     fn default() -> RequestLimits {
         RequestLimits {
             request_timeout: Duration::from_secs(30),
-            webhook_body_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
             webhook_concurrency: 8,
             failed_authentications_per_minute: 20,
             setup_calls_per_minute: 10,

@@ -306,8 +306,9 @@ pub struct StateArgs {
     #[arg(long, env = "WHARF_DATA_DIR", default_value = ".wharf")]
     pub data_dir: PathBuf,
     /// sqlite://PATH or postgres://USER:PASSWORD@HOST/DB; a SQLite file in the data directory when unset.
-    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    /// Kept secret: a PostgreSQL URL may hold a password.
+    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true, value_parser = secret_value)]
+    pub database_url: Option<SecretString>,
     /// The key secret values are sealed with: 64 hex digits (or base64 of 32 bytes). Unset: a key
     /// kept in the data directory, made on first start. Server replicas must share one key.
     #[arg(long, env = "WHARF_SECRET_KEY", hide_env_values = true, value_parser = secret_value)]
@@ -337,6 +338,7 @@ impl StateArgs {
         let Some(url) = &self.database_url else {
             return Ok(DatabaseLocation::Sqlite(self.default_database()));
         };
+        let url = url.expose_secret();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(DatabaseLocation::Postgres);
         }
@@ -355,7 +357,7 @@ impl StateArgs {
     /// when missing).
     pub fn database_url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.database_url {
-            return Ok(url.clone());
+            return Ok(url.expose_secret().to_owned());
         }
         create_data_dir(&self.data_dir)?;
         Ok(format!("sqlite://{}", self.default_database().display()))
@@ -632,6 +634,8 @@ mod tests {
             "webhook-secret-that-must-not-show",
             "--secret-key",
             "secret-key-that-must-not-show",
+            "--database-url",
+            "postgres://wharf:password-that-must-not-show@db/wharf",
         ])
         .expect("the server's flags parse");
         let agent = Agent::try_parse_from([

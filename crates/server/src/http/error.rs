@@ -23,6 +23,12 @@ pub(crate) enum HttpError {
     /// 426: the client must be upgraded to talk to this server.
     #[error("{0}")]
     UpgradeRequired(String),
+    /// 408: the request's body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 413: the request's body is larger than the route takes.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// 429: the client is past a limit; it may try again after `retry_after`.
     #[error("{message}")]
     TooManyRequests {
@@ -65,6 +71,8 @@ impl IntoResponse for HttpError {
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            HttpError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             HttpError::Sealing(error) => {

@@ -21,10 +21,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::config::{RequestLimits, TrustedProxies};
@@ -210,6 +213,47 @@ pub(crate) async fn bound_each_route(
             timeout.as_secs_f64()
         ))
         .into_response(),
+    }
+}
+
+/// Reads a whole request body of at most `max_bytes` (413 past it) that arrives within
+/// `deadline` (408 past it): for routes whose body may come from anyone, so that a slow sender
+/// cannot hold memory or a turn for long.
+pub(crate) async fn read_body_within(
+    headers: &HeaderMap,
+    body: Body,
+    max_bytes: usize,
+    deadline: Duration,
+) -> Result<Bytes, HttpError> {
+    let too_large = || HttpError::PayloadTooLarge(format!("the body is at most {max_bytes} bytes"));
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok())
+        .and_then(|length| length.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_bytes as u64) {
+        return Err(too_large());
+    }
+    let mut chunks = body.into_data_stream();
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let read = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|error| {
+                HttpError::BadRequest(format!("the body could not be read: {error}"))
+            })?;
+            if bytes.len() + chunk.len() > max_bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(())) => Ok(Bytes::from(bytes)),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(HttpError::RequestTimeout(format!(
+            "the body took longer than {} s to arrive",
+            deadline.as_secs_f64()
+        ))),
     }
 }
 

@@ -5,7 +5,7 @@
 //! delivery and everything it caused are committed to the store, so a crash right after the
 //! answer loses nothing. Events Wharf does not use are answered 200 and not stored.
 //!
-//! The body is read here, with a deadline (`webhook_body_timeout`: 408 past it) and the size
+//! The body is read here, with a deadline (`body_timeout`: 408 past it) and the size
 //! GitHub allows (413 past it), so a slow sender cannot hold memory or a turn for long; the
 //! route's turns ([`super::limits`]) bound how many bodies are in memory at once.
 
@@ -16,7 +16,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use wharf_domain::signature;
@@ -25,6 +24,7 @@ use wharf_store::DeliveryOutcome;
 
 use crate::core::{Core, CoreError};
 use crate::http::HttpError;
+use crate::http::limits::read_body_within;
 use crate::metrics::DeliveryLabel;
 
 /// GitHub caps webhook payloads at 25 MB.
@@ -35,11 +35,12 @@ pub(crate) fn router() -> Router<Core> {
 }
 
 async fn receive(State(core): State<Core>, headers: HeaderMap, body: Body) -> Response {
-    let body = match read_body(&core, &headers, body).await {
+    let deadline = core.config.limits.body_timeout;
+    let body = match read_body_within(&headers, body, MAX_WEBHOOK_BYTES, deadline).await {
         Ok(body) => body,
-        Err(response) => {
+        Err(error) => {
             core.metrics.count_delivery(None, DeliveryLabel::BadRequest);
-            return response;
+            return error.into_response();
         }
     };
     match handle(&core, &headers, &body).await {
@@ -54,49 +55,6 @@ async fn receive(State(core): State<Core>, headers: HeaderMap, body: Body) -> Re
             core.metrics.count_delivery(event, label);
             error.into_response()
         }
-    }
-}
-
-/// Reads the whole body within the deadline and GitHub's size limit.
-async fn read_body(core: &Core, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
-    let too_large = || {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Json(json!({"error": format!("a webhook body is at most {MAX_WEBHOOK_BYTES} bytes")})),
-        )
-            .into_response()
-    };
-    let declared = header(headers, "content-length").and_then(|length| length.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_WEBHOOK_BYTES as u64) {
-        return Err(too_large());
-    }
-    let mut chunks = body.into_data_stream();
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    let read = async {
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|error| {
-                HttpError::BadRequest(format!("the body could not be read: {error}"))
-                    .into_response()
-            })?;
-            if bytes.len() + chunk.len() > MAX_WEBHOOK_BYTES {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(())
-    };
-    let deadline = core.config.limits.webhook_body_timeout;
-    match tokio::time::timeout(deadline, read).await {
-        Ok(Ok(())) => Ok(Bytes::from(bytes)),
-        Ok(Err(response)) => Err(response),
-        Err(_) => Err((
-            StatusCode::REQUEST_TIMEOUT,
-            Json(json!({"error": format!(
-                "the body took longer than {} s to arrive",
-                deadline.as_secs_f64()
-            )})),
-        )
-            .into_response()),
     }
 }
 

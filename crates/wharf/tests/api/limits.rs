@@ -104,16 +104,23 @@ async fn an_untrusted_peer_cannot_escape_the_limit_with_x_forwarded_for() {
 /// Starts a webhook whose body never finishes arriving; returns the open connection. (Its
 /// signature does not matter: it is checked only once the whole body is in.)
 async fn start_slow_upload(app: &TestApp) -> TcpStream {
+    start_slow_post(app, "/api/webhooks/github", 20 * 1024 * 1024).await
+}
+
+/// Starts a POST to `path` that announces `length` bytes of body and sends a few.
+async fn start_slow_post(app: &TestApp, path: &str, length: usize) -> TcpStream {
     let address = app.url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).await.unwrap();
     let head = format!(
-        "POST /api/webhooks/github HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
          x-github-event: ping\r\nx-github-delivery: slow\r\nx-hub-signature-256: {FORGED}\r\n\
-         content-length: {}\r\n\r\n",
-        20 * 1024 * 1024
+         x-wharf-timestamp: 1\r\ncontent-length: {length}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&[b' '; 64 * 1024]).await.unwrap();
+    stream
+        .write_all(&vec![b' '; length.min(64 * 1024) / 2])
+        .await
+        .unwrap();
     stream
 }
 
@@ -138,7 +145,7 @@ async fn status_line(stream: &mut TcpStream) -> String {
 #[tokio::test]
 async fn a_slow_webhook_body_is_cut_off_and_holds_up_nobody() {
     let app = app_with(RequestLimits {
-        webhook_body_timeout: Duration::from_secs(2),
+        body_timeout: Duration::from_secs(2),
         ..RequestLimits::default()
     })
     .await;
@@ -158,10 +165,24 @@ async fn a_slow_webhook_body_is_cut_off_and_holds_up_nobody() {
 }
 
 #[tokio::test]
+async fn a_slow_deploy_hook_body_is_cut_off_though_the_hook_may_wait_for_its_rollout() {
+    let app = app_with(RequestLimits {
+        body_timeout: Duration::from_millis(500),
+        ..RequestLimits::default()
+    })
+    .await;
+    let mut slow = start_slow_post(&app, "/deploy", 32 * 1024).await;
+    let status = tokio::time::timeout(Duration::from_secs(20), status_line(&mut slow))
+        .await
+        .expect("the slow hook is answered");
+    assert!(status.contains(" 408 "), "{status}");
+}
+
+#[tokio::test]
 async fn webhooks_past_the_concurrency_limit_wait_for_a_turn_and_are_not_refused() {
     let app = app_with(RequestLimits {
         webhook_concurrency: 1,
-        webhook_body_timeout: Duration::from_millis(500),
+        body_timeout: Duration::from_millis(500),
         ..RequestLimits::default()
     })
     .await;
