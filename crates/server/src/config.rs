@@ -89,7 +89,7 @@ impl Default for RequestLimits {
     fn default() -> RequestLimits {
         RequestLimits {
             request_timeout: Duration::from_secs(30),
-            body_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(20),
             webhook_concurrency: 8,
             failed_authentications_per_minute: 20,
             setup_calls_per_minute: 10,

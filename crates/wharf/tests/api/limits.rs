@@ -243,7 +243,10 @@ async fn long_polls_outlive_the_request_timeout() {
         ..RequestLimits::default()
     })
     .await;
-    let token = app.create_agent("a1").await;
+    // Issued straight from the store: only the claim goes through the short timeout.
+    let token = wharf_server::issue_agent_token(&app.store, "a1")
+        .await
+        .unwrap();
     let started = Instant::now();
     let answer = app
         .post_as(&token, "/v1/agent/claim", json!({"wait_ms": 800}))
