@@ -654,6 +654,22 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_read_and_checked() {
+        let server =
+            Server::try_parse_from(["wharf", "--trusted-proxies", "10.0.0.0/8, 192.0.2.7"])
+                .unwrap();
+        assert!(
+            server
+                .server
+                .trusted_proxies
+                .contains("10.9.8.7".parse().unwrap())
+        );
+        assert!(Server::try_parse_from(["wharf", "--trusted-proxies", "proxy.example"]).is_err());
+        let none = Server::try_parse_from(["wharf"]).unwrap();
+        assert_eq!(none.server.trusted_proxies, TrustedProxies::default());
+    }
+
+    #[test]
     fn short_admin_tokens_are_refused() {
         assert!(check_admin_token(&SecretString::from("x".repeat(31))).is_err());
         assert!(check_admin_token(&SecretString::from("x".repeat(32))).is_ok());
