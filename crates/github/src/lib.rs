@@ -22,7 +22,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::watch;
 pub use wharf_domain::deployment::DeploymentState;
 use wharf_wire::text;
 use wharf_wire::url_component;
@@ -31,7 +31,7 @@ use wharf_wire::url_component;
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
 /// What went wrong talking to GitHub. Never holds a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GithubError {
     /// The App's settings cannot work (a key that is not an RSA PEM, say).
     #[error("GitHub App configuration: {0}")]
@@ -244,7 +244,7 @@ pub struct GithubApp {
     key: Arc<EncodingKey>,
     api_url: String,
     http: reqwest::Client,
-    tokens: Arc<Mutex<HashMap<TokenScope, CachedToken>>>,
+    tokens: Arc<std::sync::Mutex<HashMap<TokenScope, TokenSlot>>>,
     retry: RetryPolicy,
 }
 
@@ -280,6 +280,36 @@ impl TokenScope {
             TokenScope::RepositoryContents {
                 installation_id, ..
             } => installation_id,
+        }
+    }
+}
+
+/// What the cache holds for one token scope: a token, or a request for one under way that
+/// every caller who needs the token meanwhile waits on, so concurrent callers make one request.
+/// The map's lock is never held across a request: one installation's slow request delays no
+/// other installation.
+enum TokenSlot {
+    Cached(CachedToken),
+    Requesting(watch::Receiver<Option<Result<InstallationToken, GithubError>>>),
+}
+
+/// Clears an installation's `Requesting` slot if its request is abandoned (the caller who made
+/// it was cancelled), so the next caller makes a new one instead of waiting forever.
+struct RequestInFlight<'a> {
+    tokens: &'a std::sync::Mutex<HashMap<TokenScope, TokenSlot>>,
+    scope: TokenScope,
+    finished: bool,
+}
+
+impl Drop for RequestInFlight<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Ok(mut tokens) = self.tokens.lock()
+            && matches!(tokens.get(&self.scope), Some(TokenSlot::Requesting(_)))
+        {
+            tokens.remove(&self.scope);
         }
     }
 }
@@ -425,7 +455,7 @@ impl GithubApp {
             key: Arc::new(key),
             api_url: config.api_url.trim_end_matches('/').to_owned(),
             http,
-            tokens: Arc::new(Mutex::new(HashMap::new())),
+            tokens: Arc::new(std::sync::Mutex::new(HashMap::new())),
             retry: RetryPolicy::default(),
         })
     }
@@ -479,15 +509,70 @@ impl GithubApp {
         .await
     }
 
-    /// A token of `scope`, from the cache while it has more than a safe margin left.
+    /// A token of `scope`, from the cache while it has more than a safe margin left. Callers
+    /// that need the same token at the same time share one request to GitHub.
     async fn token(&self, scope: TokenScope) -> Result<InstallationToken, GithubError> {
-        let mut tokens = self.tokens.lock().await;
-        if let Some(cached) = tokens.get(&scope)
-            && cached.is_fresh(now_seconds())
-        {
-            return Ok(cached.token.clone());
+        loop {
+            let answer = {
+                let mut tokens = self
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                match tokens.get(&scope) {
+                    Some(TokenSlot::Cached(cached)) if cached.is_fresh(now_seconds()) => {
+                        return Ok(cached.token.clone());
+                    }
+                    Some(TokenSlot::Requesting(answer)) => Err(answer.clone()),
+                    _ => {
+                        let (sender, receiver) = watch::channel(None);
+                        tokens.insert(scope, TokenSlot::Requesting(receiver));
+                        Ok(sender)
+                    }
+                }
+            };
+            match answer {
+                Ok(sender) => {
+                    let mut in_flight = RequestInFlight {
+                        tokens: &self.tokens,
+                        scope,
+                        finished: false,
+                    };
+                    let issued_at = now_seconds();
+                    let result = self.request_token(scope).await;
+                    {
+                        let mut tokens = self
+                            .tokens
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        match &result {
+                            Ok(token) => tokens.insert(
+                                scope,
+                                TokenSlot::Cached(CachedToken {
+                                    token: token.clone(),
+                                    issued_at,
+                                }),
+                            ),
+                            Err(_) => tokens.remove(&scope),
+                        };
+                    }
+                    in_flight.finished = true;
+                    let _ = sender.send(Some(result.clone()));
+                    return result;
+                }
+                Err(mut answer) => {
+                    // The caller that made the request is gone without an answer: ask again.
+                    if let Ok(result) = answer.wait_for(Option::is_some).await
+                        && let Some(result) = result.as_ref()
+                    {
+                        return result.clone();
+                    }
+                }
+            }
         }
-        let issued_at = now_seconds();
+    }
+
+    /// Asks GitHub for a new token of `scope`.
+    async fn request_token(&self, scope: TokenScope) -> Result<InstallationToken, GithubError> {
         let body = scope.request_body();
         let answer: TokenAnswer = self
             .call(
@@ -510,26 +595,22 @@ impl GithubApp {
             what: "an installation token".to_owned(),
             detail: "expires_at is not an RFC 3339 time".to_owned(),
         })?;
-        let token = InstallationToken {
+        Ok(InstallationToken {
             token: SecretString::from(answer.token),
             expires_at,
-        };
-        tokens.insert(
-            scope,
-            CachedToken {
-                token: token.clone(),
-                issued_at,
-            },
-        );
-        Ok(token)
+        })
     }
 
-    /// Forgets a cached token (after GitHub refused it).
+    /// Forgets a cached token (after GitHub refused it); a request under way is left to finish.
     pub async fn forget_token(&self, installation_id: u64) {
-        self.tokens
+        let mut tokens = self
+            .tokens
             .lock()
-            .await
-            .remove(&TokenScope::Installation(installation_id));
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let scope = TokenScope::Installation(installation_id);
+        if matches!(tokens.get(&scope), Some(TokenSlot::Cached(_))) {
+            tokens.remove(&scope);
+        }
     }
 
     /// Looks an installation up with the App JWT.

@@ -1,6 +1,7 @@
 //! What the server is told at start: [`ServerConfig`], read from flags and the environment by
 //! the binary, and the GitHub App's settings.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +69,108 @@ pub struct ServerConfig {
     pub notification_timeout: Duration,
     /// How long a server holds a message it sends before another may take it.
     pub notification_lease: Duration,
+    /// The limits the HTTP edge puts on its callers.
+    pub limits: RequestLimits,
+}
+
+/// What the HTTP edge allows its callers: how long a request may take, how many webhooks are
+/// read at once, and how many failed authentications a client gets. Every limit is per server
+/// process; none is shared state, so each holds for each replica.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// The longest any request may take, except long-polls, event streams and the deploy
+    /// hook's wait for its rollout; past it the caller gets 503.
+    pub request_timeout: Duration,
+    /// The longest the body of a webhook or a deploy hook may take to arrive; past it the
+    /// caller gets 408.
+    pub body_timeout: Duration,
+    /// How many webhooks are read and handled at once; more wait for a turn (they are not
+    /// refused), so bodies of up to 25 MB take at most this many times that in memory.
+    pub webhook_concurrency: usize,
+    /// How many failed authentications a client gets in a minute; past them its further failing
+    /// requests get 429 (requests that authenticate still pass).
+    pub failed_authentications_per_minute: u32,
+    /// How many calls of the GitHub App's setup callback a client gets in a minute; past them
+    /// it gets 429.
+    pub setup_calls_per_minute: u32,
+    /// How many setup callbacks are handled at once; more wait for a turn.
+    pub setup_concurrency: usize,
+    /// The proxies whose `X-Forwarded-For` names the client (`WHARF_TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl Default for RequestLimits {
+    fn default() -> RequestLimits {
+        RequestLimits {
+            request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(20),
+            webhook_concurrency: 8,
+            failed_authentications_per_minute: 20,
+            setup_calls_per_minute: 10,
+            setup_concurrency: 2,
+            trusted_proxies: TrustedProxies::default(),
+        }
+    }
+}
+
+/// Addresses and networks of the reverse proxies in front of the server. A request whose peer is
+/// one of them is attributed to the right-most address in its `X-Forwarded-For` that is not;
+/// any other request's `X-Forwarded-For` is ignored, since its sender could write anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    networks: Vec<(IpAddr, u8)>,
+}
+
+impl TrustedProxies {
+    /// Reads a comma-separated list of addresses (`10.0.0.7`) and networks (`10.0.0.0/8`,
+    /// `fd00::/8`); spaces around the items are allowed, empty items skipped.
+    pub fn parse(text: &str) -> Result<TrustedProxies, String> {
+        let mut networks = Vec::new();
+        for item in text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let (address, prefix) = match item.split_once('/') {
+                Some((address, prefix)) => (address, Some(prefix)),
+                None => (item, None),
+            };
+            let address: IpAddr = address.parse().map_err(|_| {
+                format!("{item:?} is not an IP address or network such as 10.0.0.0/8")
+            })?;
+            let bits = if address.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => bits,
+                Some(prefix) => prefix
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|prefix| *prefix <= bits)
+                    .ok_or_else(|| {
+                        format!("{item:?} has a prefix length that is not 0 to {bits}")
+                    })?,
+            };
+            networks.push((address, prefix));
+        }
+        Ok(TrustedProxies { networks })
+    }
+
+    /// True when `address` is one of the proxies.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.networks
+            .iter()
+            .any(|(network, prefix)| match (network, address) {
+                (IpAddr::V4(network), IpAddr::V4(address)) => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                    u32::from(*network) & mask == u32::from(address) & mask
+                }
+                (IpAddr::V6(network), IpAddr::V6(address)) => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(*prefix)).unwrap_or(0);
+                    u128::from(*network) & mask == u128::from(address) & mask
+                }
+                _ => false,
+            })
+    }
 }
 
 impl ServerConfig {
@@ -102,6 +205,7 @@ impl ServerConfig {
             notification_interval: Duration::from_secs(1),
             notification_timeout: Duration::from_secs(10),
             notification_lease: Duration::from_secs(60),
+            limits: RequestLimits::default(),
         }
     }
 }
@@ -113,4 +217,29 @@ pub struct GithubSettings {
     pub webhook_secret: Option<SecretString>,
     /// The App client; `None` when only a webhook secret is configured.
     pub app: Option<GithubApp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_match_addresses_and_networks() {
+        let proxies = TrustedProxies::parse(" 10.0.0.0/8, 192.168.1.7 ,fd00::/8,").unwrap();
+        for trusted in ["10.1.2.3", "192.168.1.7", "fd00::1", "::ffff:10.0.0.1"] {
+            assert!(proxies.contains(trusted.parse().unwrap()), "{trusted}");
+        }
+        for untrusted in ["11.0.0.1", "192.168.1.8", "fe80::1", "127.0.0.1"] {
+            assert!(!proxies.contains(untrusted.parse().unwrap()), "{untrusted}");
+        }
+        assert!(
+            TrustedProxies::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(!TrustedProxies::default().contains("127.0.0.1".parse().unwrap()));
+        for wrong in ["10.0.0.0/33", "proxy.example", "10.0.0.1/x", "::/129"] {
+            assert!(TrustedProxies::parse(wrong).is_err(), "{wrong}");
+        }
+    }
 }

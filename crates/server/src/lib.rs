@@ -19,7 +19,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use wharf_store::Store;
 
-pub use config::{DEFAULT_DELIVERY_RETENTION, DEFAULT_MAX_LOG_BYTES, GithubSettings, ServerConfig};
+pub use config::{
+    DEFAULT_DELIVERY_RETENTION, DEFAULT_MAX_LOG_BYTES, GithubSettings, RequestLimits, ServerConfig,
+    TrustedProxies,
+};
 pub use core::github_deployments::Backoff;
 pub use core::sealing::{SealingError, SealingKey};
 pub use core::signals::Signal;
@@ -75,7 +78,9 @@ async fn run(
     let background = core::jobs::start(&core, &shutdown);
     let router = http::router(core);
     tracing::info!(addr = %listener.local_addr()?, "wharf server listening");
-    axum::serve(listener, router)
+    // The peer's address identifies the client for the limits on failed authentication.
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(async move { core::jobs::stopped(&mut shutdown).await })
         .await?;
     drop(background);

@@ -12,11 +12,20 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
 ];
 
+/// The events Wharf reads, each its own value of the deliveries' `event` label.
+const DELIVERY_EVENTS: [&str; 5] = [
+    "ping",
+    "push",
+    "pull_request",
+    "installation",
+    "installation_repositories",
+];
+
 /// The server's counters.
 #[derive(Default)]
 pub struct Metrics {
-    /// Webhook deliveries by (event, outcome).
-    deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Webhook deliveries by (event, outcome); both labels are from fixed sets.
+    deliveries: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Time from a build being queued to its claim.
     claim_latency: Mutex<Histogram>,
     /// Claim requests waiting for work right now.
@@ -68,18 +77,20 @@ impl DeliveryLabel {
 }
 
 impl Metrics {
-    /// Counts one delivery. `event` is only trusted after the signature check; before it, pass "unknown".
-    pub fn count_delivery(&self, event: &str, outcome: DeliveryLabel) {
-        let event =
-            if event.len() <= 64 && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                event
-            } else {
-                "invalid"
-            };
+    /// Counts one delivery. `event` is the event's name once its signature was checked, else
+    /// `None` ("unknown"); a label is never a value a caller chose: events Wharf does not read
+    /// are counted as "other".
+    pub fn count_delivery(&self, event: Option<&str>, outcome: DeliveryLabel) {
+        let event = match event {
+            None => "unknown",
+            Some(name) => DELIVERY_EVENTS
+                .iter()
+                .find(|known| **known == name)
+                .copied()
+                .unwrap_or("other"),
+        };
         if let Ok(mut deliveries) = self.deliveries.lock() {
-            *deliveries
-                .entry((event.to_owned(), outcome.as_str()))
-                .or_default() += 1;
+            *deliveries.entry((event, outcome.as_str())).or_default() += 1;
         }
     }
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use wharf_github::{AppConfig, DEFAULT_API_URL, GithubApp};
-use wharf_server::{GithubSettings, ServerConfig};
+use wharf_server::{GithubSettings, ServerConfig, TrustedProxies};
 use wharf_store::SqliteSynchronous;
 
 /// The keys a config file may hold; each maps to `WHARF_<KEY>`.
@@ -33,6 +33,7 @@ const FILE_KEYS: &[&str] = &[
     "max_attempts",
     "sqlite_synchronous",
     "delivery_retention",
+    "trusted_proxies",
     "server",
     "agent_token",
     "agent_token_file",
@@ -103,14 +104,19 @@ pub fn load_config_file(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads a secret flag or variable into a [`SecretString`], which `Debug` never shows.
+pub fn secret_value(text: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(text))
+}
+
 /// Reads a secret given directly or through a file; the file wins only when the value is absent.
 pub fn secret(
-    value: Option<String>,
+    value: Option<SecretString>,
     file: Option<PathBuf>,
     what: &str,
 ) -> anyhow::Result<Option<SecretString>> {
     match (value, file) {
-        (Some(value), _) if !value.is_empty() => Ok(Some(SecretString::from(value))),
+        (Some(value), _) if !value.expose_secret().is_empty() => Ok(Some(value)),
         (_, Some(path)) => {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {what} from {}", path.display()))?;
@@ -133,8 +139,8 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub state: StateArgs,
     /// The admin bearer token of the REST API.
-    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true, value_parser = secret_value)]
+    pub token: Option<SecretString>,
     /// A file holding the admin token.
     #[arg(long, env = "WHARF_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -149,14 +155,14 @@ pub struct ServerArgs {
     #[arg(long, env = "WHARF_GITHUB_APP_ID")]
     pub github_app_id: Option<u64>,
     /// The App's private key: PEM text, or base64 of it.
-    #[arg(long, env = "WHARF_GITHUB_APP_PRIVATE_KEY", hide_env_values = true)]
-    pub github_app_private_key: Option<String>,
+    #[arg(long, env = "WHARF_GITHUB_APP_PRIVATE_KEY", hide_env_values = true, value_parser = secret_value)]
+    pub github_app_private_key: Option<SecretString>,
     /// A file holding the App's private key.
     #[arg(long, env = "WHARF_GITHUB_APP_PRIVATE_KEY_FILE")]
     pub github_app_private_key_file: Option<PathBuf>,
     /// The secret GitHub signs webhooks with.
-    #[arg(long, env = "WHARF_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
-    pub github_webhook_secret: Option<String>,
+    #[arg(long, env = "WHARF_GITHUB_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret_value)]
+    pub github_webhook_secret: Option<SecretString>,
     /// A file holding the webhook secret.
     #[arg(long, env = "WHARF_GITHUB_WEBHOOK_SECRET_FILE")]
     pub github_webhook_secret_file: Option<PathBuf>,
@@ -186,9 +192,19 @@ pub struct ServerArgs {
     /// private network).
     #[arg(long, env = "WHARF_REGISTRY_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
     pub registry_insecure: bool,
+    /// The reverse proxies in front of the server, comma-separated addresses or networks
+    /// (10.0.0.0/8): a request from one of them is attributed to the client its
+    /// X-Forwarded-For names, for the limit on failed authentication.
+    #[arg(long, env = "WHARF_TRUSTED_PROXIES", default_value = "", value_parser = trusted_proxies_setting)]
+    pub trusted_proxies: TrustedProxies,
     /// An optional TOML file of settings (read before flags; see the README).
     #[arg(long, env = "WHARF_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// Reads `WHARF_TRUSTED_PROXIES`.
+fn trusted_proxies_setting(text: &str) -> Result<TrustedProxies, String> {
+    TrustedProxies::parse(text)
 }
 
 /// Reads a duration setting such as `30d`, `12h` or `90m`.
@@ -246,6 +262,7 @@ impl ServerArgs {
         config.lease = Duration::from_secs(self.lease_seconds);
         config.max_attempts = self.max_attempts;
         config.delivery_retention = self.delivery_retention;
+        config.limits.trusted_proxies = self.trusted_proxies.clone();
         config.github = self.github_settings()?;
         config.registry = self.registry()?;
         config.registry_insecure = self.registry_insecure;
@@ -318,12 +335,13 @@ pub struct StateArgs {
     #[arg(long, env = "WHARF_DATA_DIR", default_value = ".wharf")]
     pub data_dir: PathBuf,
     /// sqlite://PATH or postgres://USER:PASSWORD@HOST/DB; a SQLite file in the data directory when unset.
-    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    /// Kept secret: a PostgreSQL URL may hold a password.
+    #[arg(long, env = "WHARF_DATABASE_URL", hide_env_values = true, value_parser = secret_value)]
+    pub database_url: Option<SecretString>,
     /// The key secret values are sealed with: 64 hex digits (or base64 of 32 bytes). Unset: a key
     /// kept in the data directory, made on first start. Server replicas must share one key.
-    #[arg(long, env = "WHARF_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
+    #[arg(long, env = "WHARF_SECRET_KEY", hide_env_values = true, value_parser = secret_value)]
+    pub secret_key: Option<SecretString>,
     /// A file holding the secret key.
     #[arg(long, env = "WHARF_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
@@ -349,6 +367,7 @@ impl StateArgs {
         let Some(url) = &self.database_url else {
             return Ok(DatabaseLocation::Sqlite(self.default_database()));
         };
+        let url = url.expose_secret();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(DatabaseLocation::Postgres);
         }
@@ -367,7 +386,7 @@ impl StateArgs {
     /// when missing).
     pub fn database_url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.database_url {
-            return Ok(url.clone());
+            return Ok(url.expose_secret().to_owned());
         }
         create_data_dir(&self.data_dir)?;
         Ok(format!("sqlite://{}", self.default_database().display()))
@@ -382,8 +401,8 @@ impl StateArgs {
     pub fn key_source(&self) -> KeySource {
         if self
             .secret_key
-            .as_deref()
-            .is_some_and(|key| !key.is_empty())
+            .as_ref()
+            .is_some_and(|key| !key.expose_secret().is_empty())
         {
             KeySource::Variable
         } else if let Some(file) = &self.secret_key_file {
@@ -397,7 +416,6 @@ impl StateArgs {
     /// only while the database holds no sealed values (`sealed_values`): a new key would not
     /// open them, so a database restored without its key is refused instead.
     fn sealing_key(&self, sealed_values: i64) -> anyhow::Result<wharf_server::SealingKey> {
-        use secrecy::ExposeSecret;
         if let Some(key) = secret(
             self.secret_key.clone(),
             self.secret_key_file.clone(),
@@ -445,13 +463,33 @@ pub enum KeySource {
     DataDir(PathBuf),
 }
 
+/// The fewest characters an admin token may have: one that short is still beyond guessing.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 /// Reads the admin token; `None` when neither the flag, the variable nor the file gives one.
+/// A token shorter than [`MIN_ADMIN_TOKEN_CHARS`] is refused.
 pub fn admin_token(args: &ServerArgs) -> anyhow::Result<Option<SecretString>> {
-    secret(
+    let token = secret(
         args.token.clone(),
         args.token_file.clone(),
         "the admin token",
-    )
+    )?;
+    if let Some(token) = &token {
+        check_admin_token(token)?;
+    }
+    Ok(token)
+}
+
+/// Refuses an admin token shorter than [`MIN_ADMIN_TOKEN_CHARS`].
+pub fn check_admin_token(token: &SecretString) -> anyhow::Result<()> {
+    let length = token.expose_secret().chars().count();
+    if length < MIN_ADMIN_TOKEN_CHARS {
+        bail!(
+            "the admin token (WHARF_TOKEN) has {length} characters; it needs at least \
+             {MIN_ADMIN_TOKEN_CHARS} (make one with `openssl rand -hex 32`)"
+        );
+    }
+    Ok(())
 }
 
 /// The agent's flags (`wharf agent`).
@@ -461,8 +499,8 @@ pub struct AgentArgs {
     #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:8420")]
     pub server: String,
     /// The token the server issued for this agent (`wharf agents create NAME`).
-    #[arg(long, env = "WHARF_AGENT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "WHARF_AGENT_TOKEN", hide_env_values = true, value_parser = secret_value)]
+    pub token: Option<SecretString>,
     /// A file holding the agent token.
     #[arg(long, env = "WHARF_AGENT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -495,8 +533,8 @@ pub struct BuildArgs {
     #[arg(long, env = "WHARF_REGISTRY_USERNAME")]
     pub registry_username: Option<String>,
     /// That user's password (or token).
-    #[arg(long, env = "WHARF_REGISTRY_PASSWORD", hide_env_values = true)]
-    pub registry_password: Option<String>,
+    #[arg(long, env = "WHARF_REGISTRY_PASSWORD", hide_env_values = true, value_parser = secret_value)]
+    pub registry_password: Option<SecretString>,
     /// A file holding the registry password.
     #[arg(long, env = "WHARF_REGISTRY_PASSWORD_FILE")]
     pub registry_password_file: Option<PathBuf>,
@@ -589,5 +627,79 @@ pub fn default_work_dir(data_dir: Option<&Path>) -> PathBuf {
     match data_dir {
         Some(dir) => dir.join("work"),
         None => std::env::temp_dir().join("wharf-agent"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Server {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[derive(Parser, Debug)]
+    struct Agent {
+        #[command(flatten)]
+        agent: AgentArgs,
+        #[command(flatten)]
+        build: BuildArgs,
+    }
+
+    #[test]
+    fn debug_output_of_the_settings_shows_no_secret() {
+        let server = Server::try_parse_from([
+            "wharf",
+            "--token",
+            "admin-token-that-must-not-show-0123456789",
+            "--github-app-private-key",
+            "private-key-that-must-not-show",
+            "--github-webhook-secret",
+            "webhook-secret-that-must-not-show",
+            "--secret-key",
+            "secret-key-that-must-not-show",
+            "--database-url",
+            "postgres://wharf:password-that-must-not-show@db/wharf",
+        ])
+        .expect("the server's flags parse");
+        let agent = Agent::try_parse_from([
+            "wharf",
+            "--token",
+            "agent-token-that-must-not-show",
+            "--registry-username",
+            "robot",
+            "--registry-password",
+            "registry-password-that-must-not-show",
+        ])
+        .expect("the agent's flags parse");
+        let shown = format!("{server:?} {agent:?}");
+        assert!(shown.contains("robot"), "{shown}");
+        assert!(!shown.contains("must-not-show"), "{shown}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_read_and_checked() {
+        let server =
+            Server::try_parse_from(["wharf", "--trusted-proxies", "10.0.0.0/8, 192.0.2.7"])
+                .unwrap();
+        assert!(
+            server
+                .server
+                .trusted_proxies
+                .contains("10.9.8.7".parse().unwrap())
+        );
+        assert!(Server::try_parse_from(["wharf", "--trusted-proxies", "proxy.example"]).is_err());
+        let none = Server::try_parse_from(["wharf"]).unwrap();
+        assert_eq!(none.server.trusted_proxies, TrustedProxies::default());
+    }
+
+    #[test]
+    fn short_admin_tokens_are_refused() {
+        assert!(check_admin_token(&SecretString::from("x".repeat(31))).is_err());
+        assert!(check_admin_token(&SecretString::from("x".repeat(32))).is_ok());
     }
 }

@@ -235,12 +235,15 @@ fn up_admin_token(args: &ServerArgs) -> anyhow::Result<SecretString> {
     if let Ok(token) = std::fs::read_to_string(&path) {
         let token = token.trim().to_owned();
         if !token.is_empty() {
+            let token = SecretString::from(token);
+            config::check_admin_token(&token)
+                .with_context(|| format!("the admin token in {}", path.display()))?;
             eprintln!(
                 "Admin token: in {} (export WHARF_TOKEN=$(cat {}))",
                 path.display(),
                 path.display()
             );
-            return Ok(SecretString::from(token));
+            return Ok(token);
         }
     }
     use rand::distr::{Alphanumeric, SampleString};

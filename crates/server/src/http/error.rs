@@ -25,6 +25,18 @@ pub(crate) enum HttpError {
     /// 426: the client must be upgraded to talk to this server.
     #[error("{0}")]
     UpgradeRequired(String),
+    /// 408: the request's body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 413: the request's body is larger than the route takes.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 429: the client is past a limit; it may try again after `retry_after`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
@@ -63,6 +75,9 @@ impl IntoResponse for HttpError {
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            HttpError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            HttpError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             HttpError::Sealing(error) => {
                 tracing::error!(%error, "sealing");
@@ -73,6 +88,10 @@ impl IntoResponse for HttpError {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+        };
+        let retry_after = match &self {
+            HttpError::TooManyRequests { retry_after, .. } => Some(retry_after.as_secs()),
+            _ => None,
         };
         let mut response = (
             status,
@@ -85,6 +104,12 @@ impl IntoResponse for HttpError {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
             );
         }
         response

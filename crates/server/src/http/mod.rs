@@ -9,6 +9,7 @@ mod builds;
 mod error;
 mod github_setup;
 mod health;
+mod limits;
 mod notifications;
 mod openapi;
 mod releases;
@@ -16,12 +17,16 @@ mod services;
 mod webhooks;
 
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 
 use crate::core::Core;
 
 pub(crate) use error::HttpError;
 
+/// Every route, under the limits of [`limits`]: the time bound inside (it sees which route
+/// matched), the count of failed authentications outside (it sees every answer).
 pub(crate) fn router(core: Core) -> Router {
+    let limits = limits::Limits::new(&core.config.limits);
     Router::new()
         .merge(webhooks::router())
         .merge(github_setup::router())
@@ -34,5 +39,7 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .fallback(|| async { HttpError::NotFound("no such endpoint".to_owned()) })
+        .layer(from_fn_with_state(limits.clone(), limits::bound_each_route))
+        .layer(from_fn_with_state(limits, limits::refuse_repeated_failures))
         .with_state(core)
 }

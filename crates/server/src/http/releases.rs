@@ -1,8 +1,8 @@
 //! Releases over HTTP: listing them, deploying and rolling back without a rebuild, the
 //! service's CI deploy-hook secret, and the hook itself (`POST /deploy`).
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use crate::core::releases::HookProof;
 use crate::http::HttpError;
 use crate::http::auth::Admin;
 use crate::http::error::JsonBody;
+use crate::http::limits::read_body_within;
 
 /// A deploy hook body names a service and an image: small.
 const MAX_HOOK_BYTES: usize = 64 * 1024;
@@ -27,10 +28,7 @@ pub(crate) fn router() -> Router<Core> {
         .route("/v1/services/{name}/deploy", post(deploy))
         .route("/v1/services/{name}/rollback", post(rollback))
         .route("/v1/services/{name}/deploy-secret", post(rotate_secret))
-        .route(
-            "/deploy",
-            post(hook).layer(DefaultBodyLimit::max(MAX_HOOK_BYTES)),
-        )
+        .route("/deploy", post(hook))
 }
 
 #[derive(Deserialize)]
@@ -92,7 +90,13 @@ async fn rotate_secret(
 /// image could not be pulled (nothing running was touched), 502 when the new version was
 /// unhealthy and rolled back, 409 when a newer release replaced it, 202 when it is still
 /// rolling out after the wait.
-async fn hook(State(core): State<Core>, headers: HeaderMap, body: Bytes) -> Response {
+async fn hook(State(core): State<Core>, headers: HeaderMap, body: Body) -> Response {
+    // The route is not under the request timeout (it waits for the rollout): its body is.
+    let deadline = core.config.limits.body_timeout;
+    let body = match read_body_within(&headers, body, MAX_HOOK_BYTES, deadline).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
     let proof = HookProof {
         timestamp: headers
             .get(signature::TIMESTAMP_HEADER)

@@ -4,11 +4,15 @@
 //! The signature is checked over the raw bytes before anything is parsed. A 2xx means the
 //! delivery and everything it caused are committed to the store, so a crash right after the
 //! answer loses nothing. Events Wharf does not use are answered 200 and not stored.
+//!
+//! The body is read here, with a deadline (`body_timeout`: 408 past it) and the size
+//! GitHub allows (413 past it), so a slow sender cannot hold memory or a turn for long; the
+//! route's turns ([`super::limits`]) bound how many bodies are in memory at once.
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -20,36 +24,37 @@ use wharf_store::DeliveryOutcome;
 
 use crate::core::{Core, CoreError};
 use crate::http::HttpError;
+use crate::http::limits::read_body_within;
 use crate::metrics::DeliveryLabel;
 
 /// GitHub caps webhook payloads at 25 MB.
 pub(crate) const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
 
 pub(crate) fn router() -> Router<Core> {
-    Router::new().route(
-        "/api/webhooks/github",
-        post(receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
-    )
+    Router::new().route("/api/webhooks/github", post(receive))
 }
 
-async fn receive(State(core): State<Core>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(State(core): State<Core>, headers: HeaderMap, body: Body) -> Response {
+    let deadline = core.config.limits.body_timeout;
+    let body = match read_body_within(&headers, body, MAX_WEBHOOK_BYTES, deadline).await {
+        Ok(body) => body,
+        Err(error) => {
+            core.metrics.count_delivery(None, DeliveryLabel::BadRequest);
+            return error.into_response();
+        }
+    };
     match handle(&core, &headers, &body).await {
         Ok(response) => response,
-        Err((label, error)) => {
-            core.metrics
-                .count_delivery(&event_name(&headers, label), label);
+        Err(Failure {
+            label,
+            signed,
+            error,
+        }) => {
+            // The event header names the metric's event only once the signature vouched for it.
+            let event = signed.then(|| header(&headers, "x-github-event")).flatten();
+            core.metrics.count_delivery(event, label);
             error.into_response()
         }
-    }
-}
-
-/// The event name for metrics: trusted only once the signature was good.
-fn event_name(headers: &HeaderMap, label: DeliveryLabel) -> String {
-    match label {
-        DeliveryLabel::BadSignature => "unknown".to_owned(),
-        _ => header(headers, "x-github-event")
-            .unwrap_or("unknown")
-            .to_owned(),
     }
 }
 
@@ -57,7 +62,22 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
-type Failure = (DeliveryLabel, HttpError);
+/// A delivery that was not taken: how it counts, whether its signature was good, the answer.
+struct Failure {
+    label: DeliveryLabel,
+    signed: bool,
+    error: HttpError,
+}
+
+impl Failure {
+    fn signed(label: DeliveryLabel, error: HttpError) -> Failure {
+        Failure {
+            label,
+            signed: true,
+            error,
+        }
+    }
+}
 
 async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Response, Failure> {
     let secret = core
@@ -65,13 +85,12 @@ async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Respon
         .github
         .as_ref()
         .and_then(|github| github.webhook_secret.as_ref())
-        .ok_or_else(|| {
-            (
-                DeliveryLabel::Error,
-                HttpError::Unavailable(
-                    "webhooks are not accepted: WHARF_GITHUB_WEBHOOK_SECRET is not set".to_owned(),
-                ),
-            )
+        .ok_or_else(|| Failure {
+            label: DeliveryLabel::Error,
+            signed: false,
+            error: HttpError::Unavailable(
+                "webhooks are not accepted: WHARF_GITHUB_WEBHOOK_SECRET is not set".to_owned(),
+            ),
         })?;
     signature::verify(
         secret.expose_secret().as_bytes(),
@@ -80,14 +99,15 @@ async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Respon
             .get("x-hub-signature-256")
             .map(|value| value.as_bytes()),
     )
-    .map_err(|error| {
-        (
-            DeliveryLabel::BadSignature,
-            HttpError::Unauthorized(error.to_string()),
-        )
+    .map_err(|error| Failure {
+        label: DeliveryLabel::BadSignature,
+        signed: false,
+        error: HttpError::Unauthorized(error.to_string()),
     })?;
 
-    let bad = |message: String| (DeliveryLabel::BadRequest, HttpError::BadRequest(message));
+    let bad = |message: String| {
+        Failure::signed(DeliveryLabel::BadRequest, HttpError::BadRequest(message))
+    };
     let event_name = header(headers, "x-github-event")
         .ok_or_else(|| bad("missing X-GitHub-Event header".to_owned()))?;
     let delivery_id = header(headers, "x-github-delivery")
@@ -109,7 +129,7 @@ async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Respon
                 CoreError::Invalid(_) => DeliveryLabel::BadRequest,
                 _ => DeliveryLabel::Error,
             };
-            (label, HttpError::from(error))
+            Failure::signed(label, HttpError::from(error))
         })?;
     let (label, status, answer) = match outcome {
         None => (
@@ -128,6 +148,6 @@ async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Respon
             json!({"delivery": delivery_id, "outcome": outcome, "builds": build_ids}),
         ),
     };
-    core.metrics.count_delivery(event.name(), label);
+    core.metrics.count_delivery(Some(event.name()), label);
     Ok((status, Json(answer)).into_response())
 }

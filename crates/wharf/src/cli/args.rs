@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use wharf_client::ApiClient;
 
 /// Where the server is and how to authenticate.
@@ -17,8 +17,14 @@ pub struct Connection {
     )]
     pub(super) server: String,
     /// The admin token.
-    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true, global = true)]
-    pub(super) token: Option<String>,
+    #[arg(
+        long,
+        env = "WHARF_TOKEN",
+        hide_env_values = true,
+        global = true,
+        value_parser = crate::config::secret_value
+    )]
+    pub(super) token: Option<SecretString>,
 }
 
 impl Connection {
@@ -26,9 +32,9 @@ impl Connection {
         let token = self
             .token
             .clone()
-            .filter(|token| !token.is_empty())
+            .filter(|token| !token.expose_secret().is_empty())
             .context("no token: set WHARF_TOKEN (wharf up prints one and keeps it in .wharf/admin-token)")?;
-        Ok(ApiClient::new(&self.server, SecretString::from(token))?)
+        Ok(ApiClient::new(&self.server, token)?)
     }
 }
 

@@ -102,7 +102,7 @@ async fn settings_come_from_a_toml_file_and_its_mistakes_are_named() {
     std::fs::write(
         &good,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ntoken = \"from-the-file\"\nmax_attempts = 5\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ntoken = \"from-the-file-0123456789-0123456789\"\nmax_attempts = 5\n",
             dir.path().join("data").display()
         ),
     )
@@ -119,7 +119,7 @@ async fn settings_come_from_a_toml_file_and_its_mistakes_are_named() {
     let url = listening_url(&mut child).await;
     let listed = reqwest::Client::new()
         .get(format!("{url}/v1/services"))
-        .bearer_auth("from-the-file")
+        .bearer_auth("from-the-file-0123456789-0123456789")
         .send()
         .await
         .unwrap();

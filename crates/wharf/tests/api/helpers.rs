@@ -14,11 +14,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use wharf_github::{AppConfig, GithubApp, RetryPolicy};
 use wharf_github_standin::schema::OpenApi;
 use wharf_github_standin::{AppKey, GithubStandin, StandinConfig};
-use wharf_server::{Backoff, GithubSettings, RunningServer, ServerConfig};
+use wharf_server::{Backoff, GithubSettings, RequestLimits, RunningServer, ServerConfig};
 use wharf_store::Store;
 use wharf_store::testing::TestDatabase;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 pub const APP_ID: u64 = 4242;
 
@@ -80,6 +80,8 @@ pub struct Options {
     pub registry: Option<String>,
     /// Start the server with no registry at all.
     pub without_registry: bool,
+    /// The limits the HTTP edge puts on its callers (default: a real server's).
+    pub limits: Option<RequestLimits>,
 }
 
 /// The registry a test server names when the test gives none.
@@ -135,6 +137,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     config.housekeeping_interval = Duration::from_millis(50);
     if let Some(retention) = options.delivery_retention {
         config.delivery_retention = retention;
+    }
+    if let Some(limits) = options.limits {
+        config.limits = limits;
     }
     if let Some(max_log_bytes) = options.max_log_bytes {
         config.max_log_bytes = max_log_bytes;

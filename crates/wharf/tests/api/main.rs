@@ -14,6 +14,7 @@ mod durability;
 mod github_app;
 mod github_deployments;
 mod helpers;
+mod limits;
 mod notifications;
 mod operations;
 mod parts;

@@ -213,7 +213,11 @@ async fn database(state: &StateArgs) -> Verdict {
             )
         }
         Ok(DatabaseLocation::Postgres) => (
-            state.database_url.clone().unwrap_or_default(),
+            state
+                .database_url
+                .as_ref()
+                .map(|url| secrecy::ExposeSecret::expose_secret(url).to_owned())
+                .unwrap_or_default(),
             "PostgreSQL (WHARF_DATABASE_URL)".to_owned(),
         ),
     };
