@@ -101,7 +101,7 @@ drop_test_databases() {
 # Podman 4.3 on Debian 12 uses CNI networks; the dnsname plugin lets the containers of a
 # compose stack reach each other by name on the stack's network.
 need_podman() {
-    need_packages podman runc busybox-static uidmap golang-github-containernetworking-plugin-dnsname
+    need_packages podman runc busybox-static uidmap iptables iproute2 golang-github-containernetworking-plugin-dnsname
     local conf=/etc/containers/containers.conf
     if ! grep -q 'wharf: podman settings' "$conf" 2>/dev/null; then
         log "configuring Podman ($conf)"
