@@ -28,7 +28,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{RequestLimits, TrustedProxies};
 use crate::http::HttpError;
@@ -61,7 +61,11 @@ pub(crate) struct Limits {
     config: RequestLimits,
     failed_authentications: ClientWindows,
     setup_calls: ClientWindows,
-    webhook_turns: Semaphore,
+    /// Turns at reading a webhook's body: a turn ends when the body has been read (or
+    /// dropped), so slow or large uploads are bounded while the commit that follows is not
+    /// (the delivery writer commits every delivery waiting at once, so holding turns across it
+    /// would shrink its batches).
+    webhook_turns: Arc<Semaphore>,
     setup_turns: Semaphore,
 }
 
@@ -71,7 +75,7 @@ impl Limits {
             config: config.clone(),
             failed_authentications: ClientWindows::default(),
             setup_calls: ClientWindows::default(),
-            webhook_turns: Semaphore::new(config.webhook_concurrency.max(1)),
+            webhook_turns: Arc::new(Semaphore::new(config.webhook_concurrency.max(1))),
             setup_turns: Semaphore::new(config.setup_concurrency.max(1)),
         })
     }
@@ -186,8 +190,15 @@ pub(crate) async fn bound_each_route(
     {
         return next.run(request).await;
     }
+    let mut request = request;
     let turns = match path.as_str() {
-        WEBHOOK_ROUTE if method == Method::POST => Some(&limits.webhook_turns),
+        WEBHOOK_ROUTE if method == Method::POST => {
+            // A closed semaphore never happens (none is closed).
+            if let Ok(turn) = limits.webhook_turns.clone().acquire_owned().await {
+                request = request.map(|body| body_holding_turn(body, turn));
+            }
+            None
+        }
         SETUP_ROUTE => {
             let client = client_address(&request, &limits.config.trusted_proxies);
             let allowed = limits.config.setup_calls_per_minute;
@@ -214,6 +225,16 @@ pub(crate) async fn bound_each_route(
         ))
         .into_response(),
     }
+}
+
+/// `body`, which gives `turn` back once it has been read to its end, or dropped.
+fn body_holding_turn(body: Body, turn: OwnedSemaphorePermit) -> Body {
+    let end = futures_util::stream::once(async move {
+        drop(turn);
+        None::<Result<Bytes, axum::Error>>
+    })
+    .filter_map(|item| async move { item });
+    Body::from_stream(body.into_data_stream().chain(end))
 }
 
 /// Reads a whole request body of at most `max_bytes` (413 past it) that arrives within
