@@ -341,7 +341,8 @@ pub enum EnvCommand {
     /// Set a variable (replacing it when it exists).
     Set {
         service: String,
-        /// NAME=VALUE
+        /// NAME=VALUE, or NAME alone to read the value from standard input (so a secret stays
+        /// out of the process list and the shell's history).
         assignment: String,
         /// Keep the value secret: sealed at rest, never shown again, masked in build logs.
         #[arg(long)]

@@ -6,6 +6,7 @@
 mod agents;
 mod args;
 mod builds;
+mod input;
 mod notify;
 mod registry;
 mod releases;

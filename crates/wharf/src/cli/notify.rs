@@ -72,13 +72,7 @@ fn from_stdin_when_dash(value: String, what: &str) -> anyhow::Result<String> {
     if value != "-" {
         return Ok(value);
     }
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .with_context(|| format!("cannot read {what} from standard input"))?;
-    let line = line.trim_end_matches(['\n', '\r']).to_owned();
-    anyhow::ensure!(!line.is_empty(), "no {what} on standard input");
-    Ok(line)
+    super::input::line(what)
 }
 
 /// The events named on the command line.

@@ -1,7 +1,6 @@
 //! `wharf registry-login`: the registry login that one GitHub App installation's builds push
 //! with.
 
-use anyhow::Context;
 use wharf_client::ApiClient;
 use wharf_wire::{SecretText, SetRegistryLogin};
 
@@ -14,12 +13,7 @@ pub(super) async fn login(
     installation: i64,
     username: String,
 ) -> anyhow::Result<()> {
-    let mut password = String::new();
-    std::io::stdin()
-        .read_line(&mut password)
-        .context("cannot read the password from standard input")?;
-    let password = password.trim_end_matches(['\n', '\r']).to_owned();
-    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    let password = super::input::line("the password")?;
     let set = client
         .send(&SetRegistryLogin {
             installation_id: installation,

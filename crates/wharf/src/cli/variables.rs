@@ -1,10 +1,10 @@
 //! `wharf env`: set, list and unset a service's variables.
 
-use anyhow::Context;
 use wharf_client::ApiClient;
 use wharf_wire::{ListEnv, SecretText, SetEnv, UnsetEnv, VariableMembers};
 
 use super::args::EnvCommand;
+use super::input;
 use super::render::{self, emit};
 
 /// Runs one `wharf env` verb.
@@ -18,12 +18,17 @@ pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Resu
             members,
             json,
         } => {
-            let (name, value) = assignment.split_once('=').context("expected NAME=VALUE")?;
+            // `NAME` alone takes its value from standard input, so a secret need not appear on
+            // the command line.
+            let (name, value) = match assignment.split_once('=') {
+                Some((name, value)) => (name.to_owned(), value.to_owned()),
+                None => (assignment.clone(), input::all("the value")?),
+            };
             let members = VariableMembers::from_flags(&members).map_err(anyhow::Error::msg)?;
             let variable = client
                 .send(&SetEnv {
                     service: service.clone(),
-                    name: name.to_owned(),
+                    name,
                     value: SecretText::new(value),
                     secret,
                     build,

@@ -455,36 +455,84 @@ async fn health_and_metrics() {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn registry_login_reads_the_password_from_standard_input() {
+/// Runs the real `wharf` binary with `input` on its standard input.
+async fn wharf_with_input(app: &TestApp, args: &[&str], input: &[u8]) -> Run {
     use tokio::io::AsyncWriteExt;
-    let app = spawn_app().await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["registry-login", "42", "--username", "acme-builds"])
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("WHARF_SERVER", &app.url)
         .env("WHARF_TOKEN", ADMIN_TOKEN)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"from-stdin-secret\n")
-        .await
-        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
     let output = child.wait_with_output().await.unwrap();
-    assert!(output.status.success());
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn registry_login_reads_the_password_from_standard_input() {
+    let app = spawn_app().await;
+    let run = wharf_with_input(
+        &app,
+        &["registry-login", "42", "--username", "acme-builds"],
+        b"from-stdin-secret\n",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
+        run.stdout,
         "Builds of installation 42 push as acme-builds\n"
     );
     let (username, sealed) = app.store.registry_credentials(42).await.unwrap().unwrap();
     assert_eq!(username, "acme-builds");
     assert!(!sealed.contains("from-stdin-secret"));
+}
+
+#[tokio::test]
+async fn a_variable_named_alone_takes_its_value_from_standard_input() {
+    let app = spawn_app().await;
+    app.create_service("web", "acme/web", "main").await;
+    // A value of several lines (a key, say) keeps them; one final line ending goes.
+    let plain = wharf_with_input(&app, &["env", "set", "web", "GREETING"], b"hello\nworld\n").await;
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    let secret = wharf_with_input(
+        &app,
+        &["env", "set", "web", "API_KEY", "--secret"],
+        b"stdin-secret-8086\n",
+    )
+    .await;
+    assert_eq!(secret.code, 0, "{}", secret.stderr);
+    assert!(
+        !secret.stdout.contains("stdin-secret-8086"),
+        "{}",
+        secret.stdout
+    );
+
+    let listed = wharf(&app, &["env", "list", "web", "--json"]).await;
+    let variables: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let named = |name: &str| {
+        variables
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|variable| variable["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {variables}"))
+    };
+    assert_eq!(named("GREETING")["value"], "hello\nworld");
+    assert_eq!(named("API_KEY")["secret"], true);
+    assert!(!listed.stdout.contains("stdin-secret-8086"));
 }
 
 /// A GitHub that accepts connections and never answers, as a blackholed route looks.
