@@ -79,11 +79,15 @@ pub async fn run<R: BuildRunner>(
         registry = settings.registry.as_deref().unwrap_or("none"),
         "agent registered; waiting for builds"
     );
+    // The loops stop when the caller says so, or when the server refuses the token.
+    let refusal = TokenRefusal::new();
+    let mut shutdown = refusal.following(shutdown);
     let active: ActiveBuilds = Arc::new(Mutex::new(HashMap::new()));
     let heartbeats = tokio::spawn(heartbeat_loop(
         client.clone(),
         active.clone(),
         Duration::from_millis(settings.heartbeat_ms),
+        refusal.clone(),
         shutdown.clone(),
     ));
     let deploys = match (&config.deploy, config.deploys()) {
@@ -121,19 +125,82 @@ pub async fn run<R: BuildRunner>(
                 &config.server,
             ),
             config.claim_wait,
+            refusal.clone(),
             shutdown.clone(),
         ))),
         _ => None,
     };
     if config.builds() {
-        build_loop(&client, &config, &settings, runner, &active, &mut shutdown).await;
+        build_loop(
+            &client,
+            &config,
+            &settings,
+            runner,
+            &active,
+            &refusal,
+            &mut shutdown,
+        )
+        .await;
     }
     if let Some(deploys) = deploys {
         let _ = deploys.await;
     }
     heartbeats.abort();
+    if let Some(reason) = refusal.reason() {
+        anyhow::bail!(
+            "the server no longer takes this agent's token ({reason}): it was revoked or \
+             replaced; ask the admin for a new one (`wharf agents create`)"
+        );
+    }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The server refusing the agent's token (401: revoked or replaced), which no retry mends:
+/// the first loop to meet it records why and stops every loop.
+#[derive(Clone)]
+struct TokenRefusal {
+    stop: Arc<watch::Sender<bool>>,
+    reason: Arc<std::sync::OnceLock<String>>,
+}
+
+impl TokenRefusal {
+    fn new() -> TokenRefusal {
+        TokenRefusal {
+            stop: Arc::new(watch::channel(false).0),
+            reason: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// A stop signal that turns true when `shutdown` does or when the token is refused.
+    fn following(&self, mut shutdown: watch::Receiver<bool>) -> watch::Receiver<bool> {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            stopped(&mut shutdown).await;
+            let _ = stop.send(true);
+        });
+        self.stop.subscribe()
+    }
+
+    /// True, and every loop told to stop, when `error` is the server refusing the token.
+    fn refused(&self, error: &ClientError) -> bool {
+        let ClientError::Api {
+            status: 401,
+            message,
+        } = error
+        else {
+            return false;
+        };
+        if self.reason.set(message.clone()).is_ok() {
+            tracing::error!(%message, "the server refused this agent's token; stopping");
+        }
+        let _ = self.stop.send(true);
+        true
+    }
+
+    fn reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
+    }
 }
 
 /// Claims builds and runs them, one at a time, until shutdown.
@@ -143,6 +210,7 @@ async fn build_loop<R: BuildRunner>(
     settings: &AgentSettings,
     runner: R,
     active: &ActiveBuilds,
+    refusal: &TokenRefusal,
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let mut retry = Retry::new(Duration::from_millis(250));
@@ -176,6 +244,7 @@ async fn build_loop<R: BuildRunner>(
                 runner.run(job, context).await;
                 lock(active).remove(&build_id);
             }
+            Err(error) if refusal.refused(&error) => break,
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = retry.delay_ms(), "claim failed");
                 if !retry.wait(shutdown).await {
@@ -193,10 +262,11 @@ async fn deploy_loop(
     client: ApiClient,
     deployer: deployer::Deployer,
     claim_wait: Duration,
+    refusal: TokenRefusal,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if converge(&client, &deployer, &mut shutdown).await {
-        run_rollouts(&client, &deployer, claim_wait, &mut shutdown).await;
+    if converge(&client, &deployer, &refusal, &mut shutdown).await {
+        run_rollouts(&client, &deployer, claim_wait, &refusal, &mut shutdown).await;
     }
     deployer.shutdown().await;
 }
@@ -205,6 +275,7 @@ async fn run_rollouts(
     client: &ApiClient,
     deployer: &deployer::Deployer,
     claim_wait: Duration,
+    refusal: &TokenRefusal,
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let mut retry = Retry::new(Duration::from_millis(250));
@@ -225,7 +296,7 @@ async fn run_rollouts(
                     Delivery::Taken => deployer.commit(finished).await,
                     Delivery::Refused => {
                         deployer.undo(finished).await;
-                        if !converge(client, deployer, shutdown).await {
+                        if !converge(client, deployer, refusal, shutdown).await {
                             break;
                         }
                     }
@@ -233,6 +304,7 @@ async fn run_rollouts(
                     Delivery::Stopped => break,
                 }
             }
+            Err(error) if refusal.refused(&error) => break,
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = retry.delay_ms(), "rollout claim failed");
                 if !retry.wait(shutdown).await {
@@ -248,6 +320,7 @@ async fn run_rollouts(
 async fn converge(
     client: &ApiClient,
     deployer: &deployer::Deployer,
+    refusal: &TokenRefusal,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let mut retry = Retry::new(Duration::from_millis(250));
@@ -261,6 +334,7 @@ async fn converge(
                 deployer.reconcile(desired).await;
                 return true;
             }
+            Err(error) if refusal.refused(&error) => return false,
             Err(error) => {
                 tracing::warn!(%error, "cannot read what this host should run; retrying");
                 if !retry.wait(shutdown).await {
@@ -405,6 +479,7 @@ async fn heartbeat_loop(
     client: ApiClient,
     active: ActiveBuilds,
     every: Duration,
+    refusal: TokenRefusal,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
@@ -425,6 +500,7 @@ async fn heartbeat_loop(
                     }
                 }
             }
+            Err(error) if refusal.refused(&error) => return,
             Err(error) => tracing::warn!(%error, "heartbeat failed"),
         }
     }

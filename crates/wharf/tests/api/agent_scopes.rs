@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use wharf_agent::AgentConfig;
 
-use crate::helpers::{Answer, TestApp, sha, spawn_app};
+use crate::helpers::{Answer, TestApp, sha, spawn_app, wait_until};
 
 /// A service of `project` built from a public URL (no GitHub App needed), deploying to `hosts`.
 async fn service(app: &TestApp, name: &str, project: &str, hosts: &[&str]) {
@@ -281,4 +281,45 @@ async fn an_agent_asking_for_a_label_its_token_lacks_stops_saying_which() {
     .expect("the agent stops by itself");
     let error = format!("{:#}", ended.expect_err("the agent stops with an error"));
     assert!(error.contains("does not allow the label deploy"), "{error}");
+}
+
+#[tokio::test]
+async fn a_running_agent_whose_token_is_revoked_stops_saying_why() {
+    let app = spawn_app().await;
+    let token = app
+        .create_scoped_agent(json!({"name": "builder", "labels": ["build"]}))
+        .await;
+    let (_stop, stopped) = watch::channel(false);
+    let work_dir = tempfile::tempdir().unwrap();
+    let config = AgentConfig {
+        server: app.url.clone(),
+        token: SecretString::from(token),
+        labels: vec!["build".to_owned()],
+        work_dir: work_dir.path().to_path_buf(),
+        claim_wait: Duration::from_secs(5),
+        deploy: None,
+    };
+    let builder = wharf_agent::ImageBuilder {
+        config: crate::parts::builder_config(Duration::from_secs(60)),
+    };
+    let agent = tokio::spawn(wharf_agent::run(config, builder, stopped));
+    // The agent registers, then waits in a claim.
+    wait_until("the agent registers", Duration::from_secs(10), || async {
+        app.get("/v1/agents").await.body[0]["last_seen_at"].is_string()
+    })
+    .await;
+    let revoked = app.post("/v1/agents/builder/revoke", json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+
+    // Its next claim or heartbeat is refused, and it stops instead of retrying forever.
+    let ended = tokio::time::timeout(Duration::from_secs(20), agent)
+        .await
+        .expect("the agent stops by itself")
+        .unwrap();
+    let error = format!("{:#}", ended.expect_err("the agent stops with an error"));
+    assert!(
+        error.contains("no longer takes this agent's token"),
+        "{error}"
+    );
+    assert!(error.contains("wharf agents create"), "{error}");
 }
