@@ -54,6 +54,10 @@ pub async fn check_all(args: &DoctorArgs) -> Vec<Verdict> {
     let mut verdicts = vec![runtime.verdict];
     if args.agent.runtime == "podman" {
         verdicts.push(podman::check_settings());
+        verdicts.push(judge_build_firewall(
+            find_program(Path::new("iptables")).is_some(),
+            find_program(Path::new("ip6tables")).is_some(),
+        ));
     }
     verdicts.extend([caddy, registry, database]);
     let mut clock_reading = None;
@@ -72,6 +76,31 @@ pub async fn check_all(args: &DoctorArgs) -> Vec<Verdict> {
     }
     verdicts.push(github);
     verdicts
+}
+
+/// Isolated builds (the default) run on a Podman network the agent guards with iptables and
+/// ip6tables; without them such builds fail.
+fn judge_build_firewall(iptables: bool, ip6tables: bool) -> Verdict {
+    const CHECK: &str = "build network";
+    let missing: Vec<&str> = [("iptables", iptables), ("ip6tables", ip6tables)]
+        .into_iter()
+        .filter(|(_, found)| !found)
+        .map(|(program, _)| program)
+        .collect();
+    if missing.is_empty() {
+        return Verdict::ok(
+            CHECK,
+            "iptables and ip6tables are installed: isolated builds keep RUN steps off this host",
+        );
+    }
+    Verdict::failed(
+        CHECK,
+        format!(
+            "{} not installed: isolated builds (the default) fail without it; apt-get install \
+             iptables, or build the services with --build-network open",
+            missing.join(" and ")
+        ),
+    )
 }
 
 /// Why a request got no answer, in a few words.
@@ -458,6 +487,32 @@ fn judge_github(api_url: &str, answer: Result<u16, String>) -> Verdict {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn isolated_builds_need_iptables_and_ip6tables() {
+        assert!(
+            judge_build_firewall(true, true)
+                .detail
+                .starts_with("iptables and ip6tables are installed")
+        );
+        assert_eq!(judge_build_firewall(true, true).status, Status::Ok);
+        let missing = judge_build_firewall(true, false);
+        assert_eq!(missing.status, Status::Failed);
+        assert!(
+            missing.detail.starts_with("ip6tables not installed"),
+            "{}",
+            missing.detail
+        );
+        assert!(missing.detail.contains("--build-network open"));
+        let both = judge_build_firewall(false, false);
+        assert!(
+            both.detail
+                .starts_with("iptables and ip6tables not installed"),
+            "{}",
+            both.detail
+        );
+    }
+
     use super::super::Status;
     use super::*;
 
