@@ -374,3 +374,77 @@ async fn the_systemd_units_pass_systemd_analyze_verify() {
     let (_, said) = verify(&[broken]).await;
     assert!(said.contains("wharf-broken.service"), "{said}");
 }
+
+/// `wharf up`, the README's first command: the server, an agent that builds and deploys, and
+/// the admin token, in one process on a fresh data directory.
+#[tokio::test]
+async fn wharf_up_runs_the_server_and_a_local_agent_on_a_fresh_data_directory() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let edge = format!("127.0.0.1:{}", crate::parts::free_port());
+    let admin = format!("127.0.0.1:{}", crate::parts::free_port());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("up")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WHARF_DATA_DIR", &data_dir)
+        .env("WHARF_LISTEN", "127.0.0.1:0")
+        .env("WHARF_EDGE_LISTEN", &edge)
+        .env("WHARF_CADDY_ADMIN", &admin)
+        // A registry named, so that the test does not take the local one's fixed port.
+        .env("WHARF_REGISTRY", "registry.test")
+        .env("WHARF_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = crate::helpers::listening_url(&mut child).await;
+
+    // The admin token is made, kept readable by its owner only, and long enough.
+    let token_file = data_dir.join("admin-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let token = token.trim();
+    assert!(
+        token.len() >= 32,
+        "a short admin token: {} characters",
+        token.len()
+    );
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // The local agent registers to build and deploy.
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let agent = loop {
+        let agents: Value = http
+            .get(format!("{url}/v1/agents"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let local = agents
+            .as_array()
+            .and_then(|agents| agents.iter().find(|agent| agent["name"] == "local"))
+            .filter(|agent| agent["last_seen_at"].is_string())
+            .cloned();
+        if let Some(local) = local {
+            break local;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the local agent never registered: {agents}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(agent["labels"], json!(["build", "deploy"]));
+    let health = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
