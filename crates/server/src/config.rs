@@ -84,8 +84,9 @@ pub struct RequestLimits {
     /// The longest the body of a webhook or a deploy hook may take to arrive; past it the
     /// caller gets 408.
     pub body_timeout: Duration,
-    /// How many webhooks are read and handled at once; more wait for a turn (they are not
-    /// refused), so bodies of up to 25 MB take at most this many times that in memory.
+    /// How many webhook bodies are read at once; more wait for a turn (they are not refused),
+    /// so bodies of up to 25 MB being read take at most this many times that in memory. A turn
+    /// ends when its body has been read: storing the delivery is not limited.
     pub webhook_concurrency: usize,
     /// How many failed authentications a client gets in a minute; past them its further failing
     /// requests get 429 (requests that authenticate still pass).

@@ -171,8 +171,9 @@ pub(crate) async fn refuse_repeated_failures(
     ))
 }
 
-/// Bounds each request's time, except on long-lived routes, and makes webhooks and setup
-/// callbacks wait for a turn first (the wait is not counted against the time).
+/// Bounds each request's time, except on long-lived routes, and makes webhooks wait for a turn
+/// at reading their body and setup callbacks for a turn at the whole call (the wait is not
+/// counted against the time).
 pub(crate) async fn bound_each_route(
     State(limits): State<Arc<Limits>>,
     request: Request,
