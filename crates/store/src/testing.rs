@@ -90,6 +90,27 @@ impl TestDatabase {
     }
 }
 
+/// The settings of a service `name` of GitHub repository `repo` tracking `main`, with port 8080
+/// and every other setting at its default; tests change what they need with `..`.
+pub fn new_service(name: &str, repo: &str) -> crate::NewService {
+    crate::NewService {
+        name: name.to_owned(),
+        project: "default".to_owned(),
+        repo: repo.to_owned(),
+        repo_key: Some(repo.to_ascii_lowercase()),
+        branch: "main".to_owned(),
+        dockerfile: None,
+        context: None,
+        compose: None,
+        port: Some(8080),
+        health_path: None,
+        domain: None,
+        cancel_running: false,
+        build_network: Default::default(),
+        deploy: Default::default(),
+    }
+}
+
 /// Opens (creating) the database at `url` and migrates it up to step `schema`.
 async fn open_at_schema(url: &str, schema: i64) -> Result<Store> {
     let store = Store::open(url, crate::Opening::CreateWhenMissing, Default::default()).await?;

@@ -4,7 +4,7 @@
 //! to the queue and fails its unfinished rollouts while what was live stays live.
 
 use wharf_domain::agents::AgentScope;
-use wharf_store::testing::TestDatabase;
+use wharf_store::testing::{TestDatabase, new_service};
 use wharf_store::{NewBuild, NewRelease, NewService, RolloutReport, Store, hash_token};
 use wharf_wire::{BuildState, BuildTrigger, ReleaseState, ReleaseTrigger};
 
@@ -15,20 +15,8 @@ async fn service(store: &Store, name: &str, project: &str) -> i64 {
     store
         .create_service(
             &NewService {
-                name: name.to_owned(),
                 project: project.to_owned(),
-                repo: format!("acme/{name}"),
-                repo_key: Some(format!("acme/{name}")),
-                branch: "main".to_owned(),
-                dockerfile: None,
-                context: None,
-                compose: None,
-                port: Some(8080),
-                health_path: None,
-                domain: None,
-                cancel_running: false,
-                build_network: Default::default(),
-                deploy: Default::default(),
+                ..new_service(name, &format!("acme/{name}"))
             },
             NOW,
         )

@@ -5,10 +5,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use wharf_store::testing::TestDatabase;
+use wharf_store::testing::{TestDatabase, new_service};
 use wharf_store::{
-    DatabaseContents, NEWEST_SCHEMA, NewRelease, NewService, Store, StoreError, StoredEnv,
-    restore_sqlite,
+    DatabaseContents, NEWEST_SCHEMA, NewRelease, Store, StoreError, StoredEnv, restore_sqlite,
 };
 use wharf_wire::ReleaseTrigger;
 
@@ -19,25 +18,7 @@ const NOW: i64 = 1_800_000_000_000;
 async fn filled_store() -> (Store, TestDatabase) {
     let (store, database) = TestDatabase::create().await.expect("a fresh test database");
     let service = store
-        .create_service(
-            &NewService {
-                name: "web".to_owned(),
-                project: "default".to_owned(),
-                repo: "acme/web".to_owned(),
-                repo_key: Some("acme/web".to_owned()),
-                branch: "main".to_owned(),
-                dockerfile: None,
-                context: None,
-                compose: None,
-                port: Some(8080),
-                health_path: None,
-                domain: None,
-                cancel_running: false,
-                build_network: Default::default(),
-                deploy: Default::default(),
-            },
-            NOW,
-        )
+        .create_service(&new_service("web", "acme/web"), NOW)
         .await
         .unwrap();
     for (name, secret) in [("MODE", false), ("API_KEY", true)] {

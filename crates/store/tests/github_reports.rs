@@ -3,7 +3,7 @@
 //! build or of its release make it due again.
 
 use wharf_domain::agents::AgentScope;
-use wharf_store::testing::{TestDatabase, insert_release, set_release_state};
+use wharf_store::testing::{TestDatabase, insert_release, new_service, set_release_state};
 use wharf_store::{
     DeliveryEffect, GithubReportEnd, NewBuild, NewDelivery, NewService, StateReport, Store,
     hash_token,
@@ -22,20 +22,9 @@ async fn service(store: &Store, name: &str, repo: &str) -> i64 {
     store
         .create_service(
             &NewService {
-                name: name.to_owned(),
-                project: "default".to_owned(),
-                repo: repo.to_owned(),
                 repo_key,
-                branch: "main".to_owned(),
-                dockerfile: None,
-                context: None,
-                compose: None,
-                port: Some(8080),
-                health_path: None,
                 domain: Some(format!("{name}.example.com")),
-                cancel_running: false,
-                build_network: Default::default(),
-                deploy: Default::default(),
+                ..new_service(name, repo)
             },
             NOW,
         )

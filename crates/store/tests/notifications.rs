@@ -4,10 +4,9 @@
 //! again on request.
 
 use wharf_domain::agents::AgentScope;
-use wharf_store::testing::{TestDatabase, insert_release, set_release_state};
+use wharf_store::testing::{TestDatabase, insert_release, new_service, set_release_state};
 use wharf_store::{
-    DeliveryEnd, NewBuild, NewRelease, NewService, NewSink, StateReport, Store, StoredSink,
-    hash_token,
+    DeliveryEnd, NewBuild, NewRelease, NewSink, StateReport, Store, StoredSink, hash_token,
 };
 use wharf_wire::{
     BuildState, BuildTrigger, NotificationDeliveryState, NotificationEvent, ReleaseState,
@@ -24,25 +23,7 @@ async fn store() -> (Store, TestDatabase) {
 
 async fn service(store: &Store, name: &str) -> i64 {
     store
-        .create_service(
-            &NewService {
-                name: name.to_owned(),
-                project: "default".to_owned(),
-                repo: format!("acme/{name}"),
-                repo_key: Some(format!("acme/{name}")),
-                branch: "main".to_owned(),
-                dockerfile: None,
-                context: None,
-                compose: None,
-                port: Some(8080),
-                health_path: None,
-                domain: None,
-                cancel_running: false,
-                build_network: Default::default(),
-                deploy: Default::default(),
-            },
-            NOW,
-        )
+        .create_service(&new_service(name, &format!("acme/{name}")), NOW)
         .await
         .unwrap()
         .id

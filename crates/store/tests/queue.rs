@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use wharf_domain::agents::AgentScope;
-use wharf_store::testing::TestDatabase;
+use wharf_store::testing::{TestDatabase, new_service};
 use wharf_store::{
     BuildFilter, DeliveryEffect, DeliveryOutcome, InstallationChange, NewBuild, NewDelivery,
     NewService, StateReport, Store, StoreError, hash_token,
@@ -21,20 +21,8 @@ async fn service(store: &Store, name: &str, repo: &str, branch: &str) -> i64 {
     store
         .create_service(
             &NewService {
-                name: name.to_owned(),
-                project: "default".to_owned(),
-                repo: repo.to_owned(),
-                repo_key: Some(repo.to_ascii_lowercase()),
                 branch: branch.to_owned(),
-                dockerfile: None,
-                context: None,
-                compose: None,
-                port: Some(8080),
-                health_path: None,
-                domain: None,
-                cancel_running: false,
-                build_network: Default::default(),
-                deploy: Default::default(),
+                ..new_service(name, repo)
             },
             NOW,
         )
@@ -72,20 +60,9 @@ async fn service_names_are_unique_and_projects_are_created_on_demand() {
     let again = store
         .create_service(
             &NewService {
-                name: "web".to_owned(),
                 project: "other".to_owned(),
-                repo: "acme/web".to_owned(),
-                repo_key: Some("acme/web".to_owned()),
-                branch: "main".to_owned(),
-                dockerfile: None,
-                context: None,
-                compose: None,
                 port: None,
-                health_path: None,
-                domain: None,
-                cancel_running: false,
-                build_network: Default::default(),
-                deploy: Default::default(),
+                ..new_service("web", "acme/web")
             },
             NOW,
         )
@@ -234,20 +211,11 @@ async fn builds_are_for_the_environment_their_service_names() {
     let mut settings = store.service_by_id(service_id).await.unwrap();
     settings.deploy.environment = "staging".to_owned();
     let changed = NewService {
-        name: settings.name.clone(),
         project: settings.project.clone(),
-        repo: settings.repo.clone(),
-        repo_key: Some(settings.repo.to_ascii_lowercase()),
         branch: settings.branch.clone(),
-        dockerfile: None,
-        context: None,
-        compose: None,
         port: settings.port,
-        health_path: None,
-        domain: None,
-        cancel_running: false,
-        build_network: Default::default(),
         deploy: settings.deploy.clone(),
+        ..new_service(&settings.name, &settings.repo)
     };
     store
         .update_service(service_id, &changed, false)

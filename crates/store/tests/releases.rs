@@ -2,8 +2,8 @@
 //! one rollout per host at a time, states derived from rollouts, restarts starting over.
 
 use wharf_domain::agents::AgentScope;
-use wharf_store::testing::TestDatabase;
-use wharf_store::{NewRelease, NewService, RolloutReport, Store, StoreError, hash_token};
+use wharf_store::testing::{TestDatabase, new_service};
+use wharf_store::{NewRelease, RolloutReport, Store, StoreError, hash_token};
 use wharf_wire::{ReleaseState, ReleaseTrigger};
 
 const NOW: i64 = 1_800_000_000_000;
@@ -11,25 +11,7 @@ const NOW: i64 = 1_800_000_000_000;
 async fn setup() -> (Store, TestDatabase, i64) {
     let (store, database) = TestDatabase::create().await.expect("a fresh test database");
     let service = store
-        .create_service(
-            &NewService {
-                name: "web".to_owned(),
-                project: "default".to_owned(),
-                repo: "acme/web".to_owned(),
-                repo_key: Some("acme/web".to_owned()),
-                branch: "main".to_owned(),
-                dockerfile: None,
-                context: None,
-                compose: None,
-                port: Some(8080),
-                health_path: None,
-                domain: None,
-                cancel_running: false,
-                build_network: Default::default(),
-                deploy: Default::default(),
-            },
-            NOW,
-        )
+        .create_service(&new_service("web", "acme/web"), NOW)
         .await
         .unwrap();
     (store, database, service.id)
