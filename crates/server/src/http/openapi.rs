@@ -3,24 +3,23 @@
 //! the REST API serves: every `/v1` route is in the document, and the document names none
 //! that is not served.
 
-use std::sync::Arc;
-
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::header;
 use axum::routing::get;
 
 use crate::core::Core;
 
 pub(crate) fn router() -> Router<Core> {
-    let document: Arc<str> = wharf_wire::openapi::document(env!("CARGO_PKG_VERSION"))
-        .to_string()
-        .into();
+    // Made once; each answer shares the bytes.
+    let document =
+        Bytes::from(wharf_wire::openapi::document(env!("CARGO_PKG_VERSION")).to_string());
     Router::new().route(
         "/v1/openapi.json",
         get(move || async move {
             (
                 [(header::CONTENT_TYPE, "application/json")],
-                document.to_string(),
+                document.clone(),
             )
         }),
     )
