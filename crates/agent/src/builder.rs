@@ -95,6 +95,10 @@ fn failed(reason: impl Into<String>) -> Stopped {
 }
 
 impl BuildRunner for ImageBuilder {
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.config.timeout)
+    }
+
     async fn run(&self, job: BuildJob, context: BuildContext) {
         let build_id = job.build.id;
         let work = context.work_dir.join(format!("build-{build_id}"));

@@ -220,6 +220,7 @@ async fn build_loop<R: BuildRunner>(
         }
         let request = ClaimBuild {
             wait_ms: config.claim_wait.as_millis() as u64,
+            build_timeout_ms: runner.timeout().map(|timeout| timeout.as_millis() as u64),
         };
         let answer = tokio::select! {
             answer = client.send_with_timeout(&request, config.claim_wait + Duration::from_secs(15)) => answer,

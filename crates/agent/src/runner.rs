@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use wharf_client::ApiClient;
@@ -27,4 +28,10 @@ pub struct BuildContext {
 /// Runs one claimed build to its end.
 pub trait BuildRunner: Send + Sync + 'static {
     fn run(&self, job: BuildJob, context: BuildContext) -> impl Future<Output = ()> + Send;
+
+    /// How long a build may run before the runner stops it, which the agent tells the server
+    /// when it claims; `None`: no limit of the runner's own.
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
 }

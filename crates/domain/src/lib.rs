@@ -1,7 +1,8 @@
 //! Wharf's rules, free of I/O: what a valid name, branch or commit is, how a GitHub webhook is
 //! authenticated and read, which moves a build may make between states, what of a compose
 //! file Wharf builds and runs, what a build's GitHub deployment shows, what an agent's token
-//! allows, which notifications are sent and which kept quiet, and durations as text.
+//! allows, which notifications are sent and which kept quiet, when work in progress is stuck, and
+//! durations as text.
 //!
 //! Architecture invariant: nothing here touches the network, the disk, a clock or a database.
 //! Callers pass in what the rules need (bytes, strings, the current state) and get a decision back,
@@ -17,4 +18,5 @@ pub mod names;
 pub mod notification;
 pub mod release;
 pub mod signature;
+pub mod stuck;
 pub mod webhook;

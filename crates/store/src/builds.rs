@@ -345,15 +345,15 @@ impl Store {
         let claim_sql = self.pick(
             concat!(
                 "UPDATE builds SET state = 'claimed', agent_id = $1, attempt = attempt + 1, \
-                 lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL \
-                 WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
+                 lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL, \
+                 deadline_at = NULL WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
                 agent_may_build!(),
                 " ORDER BY b.id LIMIT 1) AND state = 'pending' RETURNING id"
             ),
             concat!(
                 "UPDATE builds SET state = 'claimed', agent_id = $1, attempt = attempt + 1, \
-                 lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL \
-                 WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
+                 lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL, \
+                 deadline_at = NULL WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
                 agent_may_build!(),
                 " ORDER BY b.id LIMIT 1 FOR UPDATE SKIP LOCKED) AND state = 'pending' RETURNING id"
             ),

@@ -14,6 +14,7 @@
 mod agents;
 mod backup;
 mod builds;
+mod deadlines;
 mod deliveries;
 mod env;
 mod github_reports;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use agents::{hash_token, revoked_reason};
 pub use backup::{DatabaseContents, DatabaseSummary, restore_sqlite};
 pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
+pub use deadlines::Overdue;
 pub use deliveries::{
     DeliveryEffect, DeliveryOutcome, EarlierDelivery, InstallationChange, NewDelivery,
 };

@@ -46,6 +46,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(15, "variable_members", "0015_variable_members"),
     migration!(16, "notifications", "0016_notifications"),
     migration!(17, "build_network", "0017_build_network"),
+    migration!(21, "deadlines", "0021_deadlines"),
 ];
 
 /// Every schema this version of Wharf knows, oldest first.

@@ -143,6 +143,7 @@ macro_rules! rolling_out_states {
         "('pulling', 'starting', 'health_checking')"
     };
 }
+pub(crate) use rolling_out_states;
 
 /// The states of a rollout not settled yet (pending or rolling out), as an SQL list.
 macro_rules! unsettled_states {
@@ -387,7 +388,8 @@ impl Store {
     pub async fn claim_rollout(&self, agent_id: i64, now: i64) -> Result<Option<RolloutRef>> {
         let claimed = in_transaction!(self, tx => {
             let claimed: Option<(i64, i64)> = sqlx::query_as(concat!(
-                "UPDATE rollouts SET state = 'pulling', updated_at = $2 WHERE state = 'pending' AND id = \
+                "UPDATE rollouts SET state = 'pulling', updated_at = $2, deadline_at = NULL \
+                 WHERE state = 'pending' AND id = \
                  (SELECT id FROM rollouts WHERE agent_id = $1 AND state = 'pending' ORDER BY id LIMIT 1) \
                  AND NOT EXISTS (SELECT 1 FROM rollouts WHERE agent_id = $1 AND state IN ",
                 rolling_out_states!(),

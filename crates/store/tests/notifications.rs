@@ -351,6 +351,135 @@ async fn a_build_whose_agent_went_silent_is_reported_stuck_once() {
 }
 
 #[tokio::test]
+async fn work_past_its_deadline_is_reported_stuck_once_and_work_within_it_is_not() {
+    use NotificationEvent::*;
+    let (store, _db) = store().await;
+    let web = service(&store, "web").await;
+    let everything = sink(&store, "everything", Vec::new(), &[]).await;
+    let agent = store
+        .create_agent(
+            "local",
+            &hash_token("local"),
+            &AgentScope::default_token(),
+            NOW,
+        )
+        .await
+        .unwrap()
+        .id;
+    store.queue_build(&build_of(web), NOW).await.unwrap();
+    let build = store.claim_build(agent, LEASE, NOW).await.unwrap().unwrap();
+    store
+        .register_agent(agent, &[], None, None, NOW)
+        .await
+        .unwrap();
+    store
+        .set_build_deadline(build.build.id, agent, NOW + 10 * MINUTE)
+        .await
+        .unwrap();
+    let release = store
+        .create_release(
+            &NewRelease {
+                service_id: web,
+                environment: "production".to_owned(),
+                build_id: None,
+                image: "registry.test/web:1".to_owned(),
+                trigger: ReleaseTrigger::Manual,
+                rollback_of: None,
+                hosts: Vec::new(),
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    let rollout = store.claim_rollout(agent, NOW).await.unwrap().unwrap();
+    assert_eq!(rollout.release_id, release.id);
+    store
+        .set_rollout_deadline(rollout.rollout_id, NOW + 20 * MINUTE)
+        .await
+        .unwrap();
+
+    assert!(
+        store
+            .report_overdue(NOW + 10 * MINUTE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is past its deadline yet"
+    );
+    let overdue = store.report_overdue(NOW + 11 * MINUTE).await.unwrap();
+    assert_eq!(overdue.builds, [build.build.id]);
+    assert!(overdue.releases.is_empty());
+    let overdue = store.report_overdue(NOW + 21 * MINUTE).await.unwrap();
+    assert!(overdue.builds.is_empty(), "the build was told already");
+    assert_eq!(overdue.releases, [release.id]);
+    assert!(
+        store
+            .report_overdue(NOW + 30 * MINUTE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "each is told once"
+    );
+
+    store
+        .fan_out_notifications(NOW + 30 * MINUTE, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        messages(&store, &everything).await,
+        [
+            (RolloutStuck, "sent".to_owned()),
+            (RolloutStuck, "sent".to_owned())
+        ]
+    );
+    let deliveries = store
+        .sink_deliveries(everything.id, false, 10)
+        .await
+        .unwrap();
+    let rollout_message = store
+        .notification_message(deliveries[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rollout_message.release_id, Some(release.id));
+    assert!(
+        rollout_message
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("past its deadline"),
+        "{:?}",
+        rollout_message.reason
+    );
+    let build_message = store
+        .notification_message(deliveries[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(build_message.build_id, Some(build.build.id));
+    assert_eq!(build_message.agent.as_deref(), Some("local"));
+
+    // A build that is taken again gets a new deadline, and none when its agent names none.
+    store.queue_build(&build_of(web), NOW).await.unwrap();
+    store.expire_leases(NOW + 40 * MINUTE).await.unwrap();
+    let again = store
+        .claim_build(agent, LEASE, NOW + 40 * MINUTE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .report_overdue(NOW + 1000 * MINUTE)
+            .await
+            .unwrap()
+            .builds
+            .is_empty(),
+        "build #{} has no deadline",
+        again.build.id
+    );
+}
+
+#[tokio::test]
 async fn deliveries_are_leased_retried_given_up_on_and_retried_again() {
     let (store, _db) = store().await;
     let hook = sink(&store, "hook", Vec::new(), &[]).await;

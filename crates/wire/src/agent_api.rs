@@ -58,6 +58,10 @@ pub struct AgentSettings {
 pub struct ClaimBuild {
     /// How long the server may hold the request open when no build waits (capped by the server).
     pub wait_ms: u64,
+    /// The agent's build timeout: the server reports a build still running past it (and a
+    /// lease's grace) as stuck. Absent from agents that predate it.
+    #[serde(default)]
+    pub build_timeout_ms: Option<u64>,
 }
 
 api_request!(ClaimBuild: Post "/v1/agent/claim" -> Claim);

@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 use wharf_domain::agents::{AgentScope, BUILD_LABEL, LabelNotAllowed};
 use wharf_domain::build::{ExpectedImages, ReportedImages, check_built_images};
 use wharf_domain::names::RepoSource;
+use wharf_domain::stuck::build_deadline;
 use wharf_store::StateReport;
 use wharf_wire::{
     Agent, AppendLogs, AppendLogsAnswer, Build, BuildArg, BuildJob, BuildSecret, BuildState,
@@ -25,10 +26,13 @@ impl Core {
     /// A build for `agent` to run under a lease, waiting up to `wait` (at most the server's
     /// `max_claim_wait`) for one to be queued; `None` when none came. Only a token that allows
     /// `build` takes builds, and only of the services it serves (the store's claim sees to it).
+    /// A build taken by an agent that names its build `timeout` must end by then, and a lease's
+    /// grace, or it is reported stuck.
     pub async fn claim_build(
         &self,
         agent: &Agent,
         wait: Duration,
+        timeout: Option<Duration>,
     ) -> Result<Option<BuildJob>, CoreError> {
         if !AgentScope::of(agent).allows_label(BUILD_LABEL) {
             return Err(CoreError::Forbidden(
@@ -39,7 +43,7 @@ impl Core {
         long_poll(
             &self.signals.queue,
             wait.min(self.config.max_claim_wait),
-            move || self.hand_out_build(agent),
+            move || self.hand_out_build(agent, timeout),
             Option::is_some,
         )
         .await
@@ -47,16 +51,23 @@ impl Core {
 
     /// One look at the queue: the oldest build `agent` may take, with what it needs to run it.
     /// A build whose secrets cannot be handed out fails with the reason, and the next is taken.
-    async fn hand_out_build(&self, agent: &Agent) -> Result<Option<BuildJob>, CoreError> {
+    async fn hand_out_build(
+        &self,
+        agent: &Agent,
+        timeout: Option<Duration>,
+    ) -> Result<Option<BuildJob>, CoreError> {
         let lease_ms = self.config.lease.as_millis() as i64;
         loop {
-            let Some(claimed) = self
-                .store
-                .claim_build(agent.id, lease_ms, now_millis())
-                .await?
-            else {
+            let now = now_millis();
+            let Some(claimed) = self.store.claim_build(agent.id, lease_ms, now).await? else {
                 return Ok(None);
             };
+            if let Some(timeout) = timeout {
+                let deadline = build_deadline(now, timeout, self.config.lease);
+                self.store
+                    .set_build_deadline(claimed.build.id, agent.id, deadline)
+                    .await?;
+            }
             self.signals.github_reports.notify();
             self.metrics
                 .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use wharf_domain::agents::{AgentScope, DEPLOY_LABEL, LabelNotAllowed};
+use wharf_domain::stuck::rollout_deadline;
 use wharf_store::RolloutReport;
 use wharf_wire::{Agent, Desired, ReleaseState, ReportRollout, Rollout, RolloutJob};
 
@@ -34,12 +35,20 @@ impl Core {
     /// whose job cannot be made fails with the reason, and the next is taken.
     async fn hand_out_rollout(&self, agent: &Agent) -> Result<Option<RolloutJob>, CoreError> {
         loop {
-            let Some(claimed) = self.store.claim_rollout(agent.id, now_millis()).await? else {
+            let now = now_millis();
+            let Some(claimed) = self.store.claim_rollout(agent.id, now).await? else {
                 return Ok(None);
             };
             self.signals.releases.notify();
             match rollout_job(self, agent, claimed).await {
                 Ok(job) => {
+                    let health_deadline = Duration::from_millis(job.settings.health.deadline_ms);
+                    self.store
+                        .set_rollout_deadline(
+                            claimed.rollout_id,
+                            rollout_deadline(now, health_deadline),
+                        )
+                        .await?;
                     tracing::info!(rollout = claimed.rollout_id, release = claimed.release_id, agent = %agent.name, "rollout claimed");
                     return Ok(Some(job));
                 }

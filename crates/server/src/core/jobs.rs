@@ -1,5 +1,6 @@
 //! The server's background tasks, started here: the periodic work (returning builds whose lease
-//! ran out to the queue, failing the rollouts of agents that stopped answering; less often,
+//! ran out to the queue, reporting work past its deadline stuck, failing the rollouts of agents
+//! that stopped answering; less often,
 //! housekeeping: forgetting deploy-hook signatures past their time, keying deliveries an
 //! earlier Wharf stored, removing webhook bodies past their retention; reporting silent agents
 //! offline), the release scheduler, the GitHub reporter and the notifications' delivery loop.
@@ -45,6 +46,7 @@ async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = ticker.tick() => {
                 expire_leases(&core).await;
+                report_overdue(&core).await;
                 // Agents whose heartbeats went unanswered while this server was down are not
                 // silent: they get one lease to be heard from again.
                 if up_since.elapsed() >= core.config.lease {
@@ -134,6 +136,22 @@ async fn mark_agents_offline(core: &Core) {
             core.signals.notifications.notify();
         }
         Err(error) => tracing::error!(%error, "looking for silent agents failed"),
+    }
+}
+
+/// Builds and rollouts still in progress past their deadline are reported stuck, once each.
+async fn report_overdue(core: &Core) {
+    match core.store.report_overdue(now_millis()).await {
+        Ok(overdue) if overdue.is_empty() => {}
+        Ok(overdue) => {
+            tracing::warn!(
+                builds = ?overdue.builds,
+                releases = ?overdue.releases,
+                "still in progress past the deadline: reported stuck"
+            );
+            core.signals.notifications.notify();
+        }
+        Err(error) => tracing::error!(%error, "looking for work past its deadline failed"),
     }
 }
 

@@ -303,7 +303,8 @@ pub(crate) struct HookProof<'a> {
     pub signature: Option<&'a [u8]>,
 }
 
-/// How long the hook waits for an outcome: the health deadline and room for the pull.
+/// How long the hook waits for an outcome: the health deadline and room for the pull, as long
+/// as a rollout may take before it is stuck.
 fn hook_wait(service: &Service) -> Duration {
-    Duration::from_millis(service.deploy.health.deadline_ms) + Duration::from_secs(600)
+    Duration::from_millis(service.deploy.health.deadline_ms) + wharf_domain::stuck::PULL_ALLOWANCE
 }

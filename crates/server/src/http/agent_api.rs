@@ -48,7 +48,8 @@ async fn claim(
     JsonBody(request): JsonBody<ClaimBuild>,
 ) -> Result<Json<Claim>, HttpError> {
     let wait = Duration::from_millis(request.wait_ms);
-    let job = core.claim_build(&agent, wait).await?;
+    let timeout = request.build_timeout_ms.map(Duration::from_millis);
+    let job = core.claim_build(&agent, wait, timeout).await?;
     Ok(Json(Claim { job }))
 }
 

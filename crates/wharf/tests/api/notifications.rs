@@ -652,3 +652,87 @@ async fn a_stuck_build_is_told_once_and_its_failure_with_a_link_to_its_page() {
     .await;
     assert_eq!(deliveries(&app, "builds", false).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_build_past_its_agents_timeout_is_told_stuck_once_while_its_agent_still_answers() {
+    let app = spawn_app_with(Options {
+        lease: Some(Duration::from_secs(1)),
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let added = app
+        .post(
+            "/v1/notifications",
+            json!({"name": "stuck", "kind": "webhook", "url": receiver.url,
+                   "events": ["rollout.stuck"], "secret": "shared-secret"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    app.create_service("web", "https://git.example.com/acme/web", "main")
+        .await;
+    let id = app
+        .post("/v1/services/web/builds", json!({"ref": sha('a')}))
+        .await
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let token = app.create_agent("slow").await;
+    let claim = app
+        .post_as(
+            &token,
+            "/v1/agent/claim",
+            json!({"wait_ms": 5000, "build_timeout_ms": 200}),
+        )
+        .await;
+    assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
+
+    // The agent keeps its lease but never ends the build: past its timeout and a lease's grace,
+    // the build is stuck.
+    let received = {
+        let heartbeats = async {
+            loop {
+                let beat = app
+                    .post_as(&token, "/v1/agent/heartbeat", json!({"builds": [id]}))
+                    .await;
+                assert_eq!(beat.status, StatusCode::OK, "{}", beat.text);
+                assert_eq!(beat.body["stop"], json!([]), "{}", beat.text);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::select! {
+            received = receiver.wait_for(1) => received,
+            () = heartbeats => unreachable!(),
+        }
+    };
+    verify(&received[0], "shared-secret");
+    let stuck = received[0].json();
+    assert_eq!(stuck["event"], "rollout.stuck");
+    assert_eq!(stuck["build"], id);
+    assert!(
+        stuck["reason"]
+            .as_str()
+            .unwrap()
+            .contains("past its deadline"),
+        "{stuck}"
+    );
+    let build = app.get(&format!("/v1/builds/{id}")).await;
+    assert_eq!(
+        build.body["state"], "claimed",
+        "the build is left to its agent"
+    );
+    // Once: later passes of the check find it told already.
+    wait_until("the message is delivered", DEADLINE, || async {
+        deliveries(&app, "stuck", false)
+            .await
+            .iter()
+            .all(|delivery| delivery["state"] == "delivered")
+    })
+    .await;
+    for _ in 0..3 {
+        app.post_as(&token, "/v1/agent/heartbeat", json!({"builds": [id]}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(deliveries(&app, "stuck", false).await.len(), 1);
+}
