@@ -8,6 +8,8 @@
 //! - `deploy`: failed requests through the edge while versions change (Wharf's blue-green
 //!   against a stop-then-start script), the way back from an unhealthy version, and push to
 //!   live against the raw shell pipeline.
+//! - `notify`: an event's message reaching a webhook sink, and a burst of events to a sink that
+//!   fails half the time, none lost.
 //! - `settings`: what a setting (`WHARF_SQLITE_SYNCHRONOUS=full`, say) or another build of Wharf
 //!   costs intake, in interleaved rounds against a baseline.
 //!
@@ -24,6 +26,7 @@ mod edge_load;
 mod github_scene;
 mod intake;
 mod load;
+mod notify;
 mod payload;
 mod procs;
 mod report;
@@ -50,6 +53,8 @@ enum Command {
     Deploy(deploy::Args),
     /// What a setting, or another build of Wharf, costs intake: interleaved rounds.
     Settings(settings::Args),
+    /// Event to message at a webhook sink; a burst to a sink that fails half the time.
+    Notify(notify::Args),
 }
 
 #[tokio::main]
@@ -60,5 +65,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Build(args) => build::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,
         Command::Settings(args) => settings::run(args).await,
+        Command::Notify(args) => notify::run(args).await,
     }
 }
