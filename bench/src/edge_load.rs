@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::report::percentile;
+
 /// A request answered 200 this long after it was due was held up (the edge retrying a stopped
 /// upstream), though it did not fail. Well above what a busy 2-core machine adds by itself
 /// (the report shows the latency before each deploy for comparison).
@@ -300,15 +302,6 @@ fn join_counts(counts: &BTreeMap<String, usize>) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
 /// The requests due before `start_ms`.

@@ -128,8 +128,7 @@ struct Round(Vec<f64>);
 
 impl Round {
     fn percentile(&self, p: f64) -> f64 {
-        let index = ((self.0.len() as f64 * p).ceil() as usize).clamp(1, self.0.len()) - 1;
-        self.0[index]
+        report::percentile(&self.0, p).unwrap_or(f64::NAN)
     }
 }
 
@@ -358,11 +357,9 @@ fn render(args: &Args, wharf_bin: &std::path::Path, rounds: &[Round], burst: &Bu
             args.rounds, args.events, args.burst
         ),
     );
-    let p50: Vec<f64> = rounds.iter().map(|round| round.percentile(0.5)).collect();
-    let p99: Vec<f64> = rounds.iter().map(|round| round.percentile(0.99)).collect();
-    let mut sorted = p99.clone();
-    let median_p99 = report::median(&mut sorted);
-    let worst_p99 = p99.iter().copied().fold(0.0, f64::max);
+    let p50: Vec<f64> = rounds.iter().map(|round| round.percentile(50.0)).collect();
+    let p99: Vec<f64> = rounds.iter().map(|round| round.percentile(99.0)).collect();
+    let (median_p99, worst_p99) = report::median_and_worst(&p99, false);
     let goal_ms = P99_GOAL.as_secs_f64() * 1000.0;
     let _ = writeln!(
         out,

@@ -171,6 +171,27 @@ pub fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// The median and the worst of `values`; the worst is the lowest when `higher_is_better`.
+pub fn median_and_worst(values: &[f64], higher_is_better: bool) -> (f64, f64) {
+    let mut sorted = values.to_vec();
+    let median = median(&mut sorted);
+    let worst = if higher_is_better {
+        sorted.first().copied().unwrap_or(f64::NAN)
+    } else {
+        sorted.last().copied().unwrap_or(f64::NAN)
+    };
+    (median, worst)
+}
+
 /// `yes`/`no` for a goal.
 pub fn met(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**not met**" }

@@ -202,18 +202,6 @@ fn p99(phase: &Phase) -> f64 {
     phase.percentile_ms(99.0).unwrap_or(f64::NAN)
 }
 
-/// The median and the worst of `values`; the worst is the lowest when `higher_is_better`.
-fn median_and_worst(values: &[f64], higher_is_better: bool) -> (f64, f64) {
-    let mut sorted = values.to_vec();
-    let median = report::median(&mut sorted);
-    let worst = if higher_is_better {
-        sorted.first().copied().unwrap_or(f64::NAN)
-    } else {
-        sorted.last().copied().unwrap_or(f64::NAN)
-    };
-    (median, worst)
-}
-
 fn render(args: &Args, default_bin: &Path, variants: &[Variant], rounds: &[Vec<Round>]) -> String {
     let mut out = String::new();
     report::header(
@@ -241,7 +229,7 @@ fn render(args: &Args, default_bin: &Path, variants: &[Variant], rounds: &[Vec<R
         "\n| Variant | Saturation throughput, median (worst) | ÷ baseline, median (worst) | Saturation p99, median (worst) | Fixed-rate p99, median (worst) | ÷ baseline, median (worst) | Errors |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     let column = |rounds: &[Round], pick: fn(&Round) -> f64, higher: bool| {
-        median_and_worst(&rounds.iter().map(pick).collect::<Vec<_>>(), higher)
+        report::median_and_worst(&rounds.iter().map(pick).collect::<Vec<_>>(), higher)
     };
     let base = &rounds[0];
     let (base_tp, base_tp_worst) = column(base, |r| r.throughput, true);
@@ -318,7 +306,10 @@ mod tests {
 
     #[test]
     fn the_worst_round_is_the_lowest_throughput_and_the_longest_latency() {
-        assert_eq!(median_and_worst(&[3.0, 1.0, 2.0], true), (2.0, 1.0));
-        assert_eq!(median_and_worst(&[3.0, 1.0, 2.0], false), (2.0, 3.0));
+        assert_eq!(report::median_and_worst(&[3.0, 1.0, 2.0], true), (2.0, 1.0));
+        assert_eq!(
+            report::median_and_worst(&[3.0, 1.0, 2.0], false),
+            (2.0, 3.0)
+        );
     }
 }
