@@ -4,6 +4,7 @@
 use wharf_domain::build::{TransitionError, check_agent_report, check_cancel};
 use wharf_wire::{Build, BuildState, BuildTrigger, BuiltImage, StepFailure, format_millis};
 
+use crate::deadlines::report_builds_stuck;
 use crate::{Result, Store, StoreError, in_transaction, on_pool};
 
 /// A build to queue.
@@ -498,12 +499,7 @@ impl Store {
             .await?;
             // A build whose agent went silent is reported stuck, once.
             for (id,) in &requeued {
-                sqlx::query(
-                    "INSERT INTO notification_events (event, service_id, environment, build_id, \
-                     reason, dedupe_key, created_at) SELECT 'rollout.stuck', service_id, environment, \
-                     id, $1, 'build-stuck:' || id, $2 FROM builds WHERE id = $3 \
-                     ON CONFLICT (dedupe_key) DO NOTHING",
-                )
+                sqlx::query(report_builds_stuck!("id = $3"))
                 .bind(STUCK_BUILD_REASON)
                 .bind(now)
                 .bind(id)

@@ -1,13 +1,49 @@
 //! Deadlines of builds and rollouts in progress (`wharf_domain::stuck` says how they are set),
-//! and the pass that reports work past its deadline as `rollout.stuck`, once each: the same
-//! `dedupe_key` as a report of its agent's silence, so a build or rollout is told stuck once,
-//! whichever way it got stuck first.
+//! the pass that reports work past its deadline as `rollout.stuck`, and the statements every
+//! `rollout.stuck` report is written with (lease expiry and abandoned rollouts use them too):
+//! one `dedupe_key` per build or rollout, so each is told stuck once, whichever way it got
+//! stuck first.
 
 use wharf_domain::stuck::{OVERDUE_BUILD_REASON, OVERDUE_ROLLOUT_REASON};
 
 use crate::builds::leased_states;
 use crate::releases::rolling_out_states;
 use crate::{Result, Store, in_transaction, on_pool};
+
+/// The statement that reports the builds matching `$where` stuck, with reason `$1` at `$2`, each
+/// once (`build-stuck:{id}`).
+macro_rules! report_builds_stuck {
+    ($where:expr) => {
+        concat!(
+            "INSERT INTO notification_events (event, service_id, environment, build_id, \
+             agent_id, reason, dedupe_key, created_at) \
+             SELECT 'rollout.stuck', service_id, environment, id, agent_id, $1, \
+             'build-stuck:' || id, $2 FROM builds WHERE ",
+            $where,
+            " ON CONFLICT (dedupe_key) DO NOTHING"
+        )
+    };
+}
+pub(crate) use report_builds_stuck;
+
+/// The statement that reports the rollouts `o` matching `$where` stuck, with reason `$reason`
+/// at `$at` (SQL expressions), each once (`rollout-stuck:{id}`).
+macro_rules! report_rollouts_stuck {
+    ($reason:expr, $at:expr, $where:expr) => {
+        concat!(
+            "INSERT INTO notification_events (event, service_id, environment, build_id, \
+             release_id, agent_id, reason, dedupe_key, created_at) \
+             SELECT 'rollout.stuck', r.service_id, r.environment, r.build_id, r.id, o.agent_id, ",
+            $reason,
+            ", 'rollout-stuck:' || o.id, ",
+            $at,
+            " FROM rollouts o JOIN releases r ON r.id = o.release_id WHERE ",
+            $where,
+            " ON CONFLICT (dedupe_key) DO NOTHING"
+        )
+    };
+}
+pub(crate) use report_rollouts_stuck;
 
 /// The work a pass found past its deadline and reported stuck.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,26 +97,28 @@ impl Store {
     pub async fn report_overdue(&self, now: i64) -> Result<Overdue> {
         let overdue = in_transaction!(self, tx => {
             let builds: Vec<(i64,)> = sqlx::query_as(concat!(
-                "INSERT INTO notification_events (event, service_id, environment, build_id, \
-                 agent_id, reason, dedupe_key, created_at) \
-                 SELECT 'rollout.stuck', service_id, environment, id, agent_id, $1, \
-                 'build-stuck:' || id, $2 FROM builds WHERE state IN ",
-                leased_states!(),
-                " AND deadline_at < $2 ON CONFLICT (dedupe_key) DO NOTHING RETURNING build_id"
+                report_builds_stuck!(concat!(
+                    "state IN ",
+                    leased_states!(),
+                    " AND deadline_at < $2"
+                )),
+                " RETURNING build_id"
             ))
             .bind(OVERDUE_BUILD_REASON)
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
             let releases: Vec<(i64,)> = sqlx::query_as(concat!(
-                "INSERT INTO notification_events (event, service_id, environment, build_id, \
-                 release_id, agent_id, reason, dedupe_key, created_at) \
-                 SELECT 'rollout.stuck', r.service_id, r.environment, r.build_id, r.id, \
-                 o.agent_id, $1, 'rollout-stuck:' || o.id, $2 \
-                 FROM rollouts o JOIN releases r ON r.id = o.release_id WHERE o.state IN ",
-                rolling_out_states!(),
-                " AND o.deadline_at < $2 ON CONFLICT (dedupe_key) DO NOTHING \
-                 RETURNING release_id"
+                report_rollouts_stuck!(
+                    "$1",
+                    "$2",
+                    concat!(
+                        "o.state IN ",
+                        rolling_out_states!(),
+                        " AND o.deadline_at < $2"
+                    )
+                ),
+                " RETURNING release_id"
             ))
             .bind(OVERDUE_ROLLOUT_REASON)
             .bind(now)

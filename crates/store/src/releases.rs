@@ -13,6 +13,7 @@ use wharf_wire::{
     DEFAULT_HOST, ProbeResult, Release, ReleaseState, ReleaseTrigger, Rollout, format_millis,
 };
 
+use crate::deadlines::report_rollouts_stuck;
 use crate::{Result, Store, StoreError, in_transaction, on_pool};
 
 /// A release to create.
@@ -533,14 +534,7 @@ impl Store {
             .await?;
             for (rollout_id, release_id) in &abandoned {
                 // A rollout whose agent went silent is reported stuck, once.
-                sqlx::query(
-                    "INSERT INTO notification_events (event, service_id, environment, build_id, \
-                     release_id, agent_id, reason, dedupe_key, created_at) \
-                     SELECT 'rollout.stuck', r.service_id, r.environment, r.build_id, r.id, \
-                     o.agent_id, o.reason, 'rollout-stuck:' || o.id, $1 \
-                     FROM rollouts o JOIN releases r ON r.id = o.release_id WHERE o.id = $2 \
-                     ON CONFLICT (dedupe_key) DO NOTHING",
-                )
+                sqlx::query(report_rollouts_stuck!("o.reason", "$1", "o.id = $2"))
                 .bind(now)
                 .bind(rollout_id)
                 .execute(&mut *tx)
