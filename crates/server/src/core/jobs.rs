@@ -1,7 +1,6 @@
 //! The server's background tasks, started here: the periodic work (returning builds whose lease
-//! ran out to the queue, reporting work past its deadline stuck, failing the rollouts of agents
-//! that stopped answering; less often,
-//! housekeeping: forgetting deploy-hook signatures past their time, keying deliveries an
+//! ran out to the queue, failing the rollouts of agents that stopped answering; less often,
+//! reporting work past its deadline stuck and housekeeping: forgetting deploy-hook signatures past their time, keying deliveries an
 //! earlier Wharf stored, removing webhook bodies past their retention; reporting silent agents
 //! offline), the release scheduler, the GitHub reporter and the notifications' delivery loop.
 //!
@@ -46,7 +45,6 @@ async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = ticker.tick() => {
                 expire_leases(&core).await;
-                report_overdue(&core).await;
                 // Agents whose heartbeats went unanswered while this server was down are not
                 // silent: they get one lease to be heard from again.
                 if up_since.elapsed() >= core.config.lease {
@@ -54,7 +52,12 @@ async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
                     mark_agents_offline(&core).await;
                 }
             }
-            _ = housekeeping.tick() => keep_house(&core).await,
+            _ = housekeeping.tick() => {
+                // Deadlines are minutes long: a report a housekeeping interval late is on time,
+                // and the store's writer is not taken every lease check for it.
+                report_overdue(&core).await;
+                keep_house(&core).await;
+            }
             _ = stopped(&mut shutdown) => return,
         }
     }
