@@ -62,6 +62,19 @@ async fn messages(store: &Store, sink: &StoredSink) -> Vec<(NotificationEvent, S
         .collect()
 }
 
+/// A release of an image by hand to the service's default host.
+fn manual_release(service_id: i64) -> NewRelease {
+    NewRelease {
+        service_id,
+        environment: "production".to_owned(),
+        build_id: None,
+        image: "registry.test/web:1".to_owned(),
+        trigger: ReleaseTrigger::Manual,
+        rollback_of: None,
+        hosts: Vec::new(),
+    }
+}
+
 fn build_of(service_id: i64) -> NewBuild {
     NewBuild {
         service_id,
@@ -377,18 +390,7 @@ async fn work_past_its_deadline_is_reported_stuck_once_and_work_within_it_is_not
         .await
         .unwrap();
     let release = store
-        .create_release(
-            &NewRelease {
-                service_id: web,
-                environment: "production".to_owned(),
-                build_id: None,
-                image: "registry.test/web:1".to_owned(),
-                trigger: ReleaseTrigger::Manual,
-                rollback_of: None,
-                hosts: Vec::new(),
-            },
-            NOW,
-        )
+        .create_release(&manual_release(web), NOW)
         .await
         .unwrap();
     let rollout = store.claim_rollout(agent, NOW).await.unwrap().unwrap();
@@ -630,18 +632,7 @@ async fn a_rollout_whose_agent_went_silent_is_reported_stuck_and_its_release_fai
         .await
         .unwrap();
     let release = store
-        .create_release(
-            &NewRelease {
-                service_id: web,
-                environment: "production".to_owned(),
-                build_id: None,
-                image: "registry.test/web:1".to_owned(),
-                trigger: ReleaseTrigger::Manual,
-                rollback_of: None,
-                hosts: Vec::new(),
-            },
-            NOW,
-        )
+        .create_release(&manual_release(web), NOW)
         .await
         .unwrap();
     assert_eq!(
