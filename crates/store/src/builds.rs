@@ -336,25 +336,28 @@ impl Store {
 
     /// Claims the oldest pending build for `agent_id` under a lease of `lease_ms`, atomically:
     /// however many agents claim at once, each build goes to exactly one. Only an agent whose
-    /// token allows `build` gets one, and only of a service its token serves.
+    /// token allows `build` gets one, and only of a service its token serves. The build must be
+    /// over by `deadline_at` (`wharf_domain::stuck::build_deadline`), or has no deadline but its
+    /// lease.
     pub async fn claim_build(
         &self,
         agent_id: i64,
         lease_ms: i64,
+        deadline_at: Option<i64>,
         now: i64,
     ) -> Result<Option<ClaimedBuild>> {
         let claim_sql = self.pick(
             concat!(
                 "UPDATE builds SET state = 'claimed', agent_id = $1, attempt = attempt + 1, \
                  lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL, \
-                 deadline_at = NULL WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
+                 deadline_at = $4 WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
                 agent_may_build!(),
                 " ORDER BY b.id LIMIT 1) AND state = 'pending' RETURNING id"
             ),
             concat!(
                 "UPDATE builds SET state = 'claimed', agent_id = $1, attempt = attempt + 1, \
                  lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL, \
-                 deadline_at = NULL WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
+                 deadline_at = $4 WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
                 agent_may_build!(),
                 " ORDER BY b.id LIMIT 1 FOR UPDATE SKIP LOCKED) AND state = 'pending' RETURNING id"
             ),
@@ -365,6 +368,7 @@ impl Store {
                 .bind(agent_id)
                 .bind(lease_expires_at)
                 .bind(now)
+                .bind(deadline_at)
                 .fetch_optional(pool)
                 .await?
         });

@@ -1,4 +1,5 @@
-//! Deadlines of builds and rollouts in progress (`wharf_domain::stuck` says how they are set),
+//! Deadlines of rollouts in progress (a build's is set by its claim; `wharf_domain::stuck` says
+//! how both are set),
 //! the pass that reports work past its deadline as `rollout.stuck`, and the statements every
 //! `rollout.stuck` report is written with (lease expiry and abandoned rollouts use them too):
 //! one `dedupe_key` per build or rollout, so each is told stuck once, whichever way it got
@@ -60,23 +61,6 @@ impl Overdue {
 }
 
 impl Store {
-    /// Sets when the build `id`, which `agent_id` holds, must have ended; a build the agent no
-    /// longer holds is left alone.
-    pub async fn set_build_deadline(&self, id: i64, agent_id: i64, deadline_at: i64) -> Result<()> {
-        on_pool!(self, pool => {
-            sqlx::query(concat!(
-                "UPDATE builds SET deadline_at = $1 WHERE id = $2 AND agent_id = $3 AND state IN ",
-                leased_states!()
-            ))
-            .bind(deadline_at)
-            .bind(id)
-            .bind(agent_id)
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
-    }
-
     /// Sets when the rollout `id` must have ended; a rollout already over is left alone.
     pub async fn set_rollout_deadline(&self, id: i64, deadline_at: i64) -> Result<()> {
         on_pool!(self, pool => {

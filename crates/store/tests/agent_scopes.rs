@@ -70,7 +70,7 @@ async fn agent(
 
 async fn claim(store: &Store, agent_id: i64) -> Option<i64> {
     store
-        .claim_build(agent_id, LEASE, NOW)
+        .claim_build(agent_id, LEASE, None, NOW)
         .await
         .unwrap()
         .map(|claimed| claimed.build.id)

@@ -153,7 +153,7 @@ async fn a_taken_build_is_leased_and_a_change_during_its_pass_keeps_it_due() {
         .unwrap()
         .id;
     store
-        .claim_build(agent, 30_000, NOW + 5)
+        .claim_build(agent, 30_000, None, NOW + 5)
         .await
         .unwrap()
         .unwrap();

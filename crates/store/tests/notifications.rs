@@ -105,7 +105,7 @@ async fn outcomes_become_one_event_each_through_the_triggers() {
         .unwrap()
         .id;
     store
-        .claim_build(agent, LEASE, NOW + 1)
+        .claim_build(agent, LEASE, None, NOW + 1)
         .await
         .unwrap()
         .unwrap();
@@ -349,7 +349,11 @@ async fn a_build_whose_agent_went_silent_is_reported_stuck_once() {
         .id;
     for attempt in 0..2 {
         let at = NOW + attempt * 10 * LEASE;
-        store.claim_build(agent, LEASE, at).await.unwrap().unwrap();
+        store
+            .claim_build(agent, LEASE, None, at)
+            .await
+            .unwrap()
+            .unwrap();
         let expiry = store.expire_leases(at + 2 * LEASE).await.unwrap();
         assert_eq!(expiry.requeued.len(), 1);
     }
@@ -380,13 +384,13 @@ async fn work_past_its_deadline_is_reported_stuck_once_and_work_within_it_is_not
         .unwrap()
         .id;
     store.queue_build(&build_of(web), NOW).await.unwrap();
-    let build = store.claim_build(agent, LEASE, NOW).await.unwrap().unwrap();
-    store
-        .register_agent(agent, &[], None, None, NOW)
+    let build = store
+        .claim_build(agent, LEASE, Some(NOW + 10 * MINUTE), NOW)
         .await
+        .unwrap()
         .unwrap();
     store
-        .set_build_deadline(build.build.id, agent, NOW + 10 * MINUTE)
+        .register_agent(agent, &[], None, None, NOW)
         .await
         .unwrap();
     let release = store
@@ -465,7 +469,7 @@ async fn work_past_its_deadline_is_reported_stuck_once_and_work_within_it_is_not
     store.queue_build(&build_of(web), NOW).await.unwrap();
     store.expire_leases(NOW + 40 * MINUTE).await.unwrap();
     let again = store
-        .claim_build(agent, LEASE, NOW + 40 * MINUTE)
+        .claim_build(agent, LEASE, None, NOW + 40 * MINUTE)
         .await
         .unwrap()
         .unwrap();

@@ -101,7 +101,7 @@ async fn concurrent_claimers_never_share_a_build() {
         claimers.push(tokio::spawn(async move {
             let mut claimed = Vec::new();
             while let Some(claim) = store
-                .claim_build(agent_id, 60_000, NOW + 1_000)
+                .claim_build(agent_id, 60_000, None, NOW + 1_000)
                 .await
                 .unwrap()
             {
@@ -134,7 +134,7 @@ async fn a_newer_build_supersedes_older_pending_ones_but_not_running_ones() {
         .await
         .unwrap();
     let running = store
-        .claim_build(agent_id, 60_000, NOW)
+        .claim_build(agent_id, 60_000, None, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -326,7 +326,7 @@ async fn expired_leases_requeue_then_fail_when_attempts_run_out() {
         .unwrap();
 
     let claim = store
-        .claim_build(agent_id, 1_000, NOW)
+        .claim_build(agent_id, 1_000, None, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -342,7 +342,7 @@ async fn expired_leases_requeue_then_fail_when_attempts_run_out() {
     assert_eq!(requeued.agent, None);
 
     let claim = store
-        .claim_build(agent_id, 1_000, NOW + 2_000)
+        .claim_build(agent_id, 1_000, None, NOW + 2_000)
         .await
         .unwrap()
         .unwrap();
@@ -369,12 +369,12 @@ async fn heartbeats_renew_leases_and_tell_agents_what_to_stop() {
         .await
         .unwrap();
     store
-        .claim_build(agent_id, 1_000, NOW)
+        .claim_build(agent_id, 1_000, None, NOW)
         .await
         .unwrap()
         .unwrap();
     store
-        .claim_build(agent_id, 1_000, NOW)
+        .claim_build(agent_id, 1_000, None, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -419,7 +419,7 @@ async fn only_the_leasing_agent_reports_and_only_allowed_moves() {
         .await
         .unwrap();
     store
-        .claim_build(owner, 60_000, NOW)
+        .claim_build(owner, 60_000, None, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -559,7 +559,7 @@ async fn logs_are_appended_in_order_by_the_holder_only_and_capped() {
             .is_err()
     );
     store
-        .claim_build(owner, 60_000, NOW)
+        .claim_build(owner, 60_000, None, NOW)
         .await
         .unwrap()
         .unwrap();

@@ -71,7 +71,7 @@ async fn a_database_of_the_first_schema_is_migrated_and_its_work_goes_on() {
         .unwrap()
         .expect("the agent's token still authenticates");
     let claimed = store
-        .claim_build(agent.id, 60_000, NOW)
+        .claim_build(agent.id, 60_000, None, NOW)
         .await
         .unwrap()
         .expect("the pending build is claimed");

@@ -59,15 +59,14 @@ impl Core {
         let lease_ms = self.config.lease.as_millis() as i64;
         loop {
             let now = now_millis();
-            let Some(claimed) = self.store.claim_build(agent.id, lease_ms, now).await? else {
+            let deadline = timeout.map(|timeout| build_deadline(now, timeout, self.config.lease));
+            let Some(claimed) = self
+                .store
+                .claim_build(agent.id, lease_ms, deadline, now)
+                .await?
+            else {
                 return Ok(None);
             };
-            if let Some(timeout) = timeout {
-                let deadline = build_deadline(now, timeout, self.config.lease);
-                self.store
-                    .set_build_deadline(claimed.build.id, agent.id, deadline)
-                    .await?;
-            }
             self.signals.github_reports.notify();
             self.metrics
                 .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);
