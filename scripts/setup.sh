@@ -119,6 +119,31 @@ CONF
     fi
 }
 
+# clear_test_containers: removes what deploy tests of an earlier, interrupted run left in Podman
+# (containers, networks, volumes of test agents, named `dep-…` or `cmp-…`). A test killed before
+# its cleanup leaves its container's port forwarding behind, and a later test that binds the same
+# loopback port would be answered by that dead container instead of its own server.
+clear_test_containers() {
+    local kind item labels
+    for kind in container network volume; do
+        labels=.Labels
+        if [[ $kind == container ]]; then labels=.Config.Labels; fi
+        if [[ $kind == container ]]; then
+            podman ps --all --quiet --filter label=wharf.deploy.agent
+        else
+            podman "$kind" ls --quiet --filter label=wharf.deploy.agent
+        fi 2>/dev/null | while read -r item; do
+            [[ "$(podman "$kind" inspect --format "{{index $labels \"wharf.deploy.agent\"}}" "$item")" =~ \
+                ^(dep|cmp)-[a-z]+-[0-9a-f]+$ ]] || continue
+            if [[ $kind == container ]]; then
+                podman rm --force --volumes --time 0 "$item" >/dev/null 2>&1 || true
+            else
+                podman "$kind" rm "$item" >/dev/null 2>&1 || true
+            fi
+        done || true
+    done
+}
+
 # need_registry: Debian's docker-registry (Distribution 2.8); tests start their own instances.
 need_registry() {
     need_packages docker-registry
