@@ -20,7 +20,7 @@ use wharf_wire::{
     StepFailure,
 };
 
-use crate::logs::LogShipper;
+use crate::logs::{LogShipper, LogTarget};
 use crate::masking::{mask, mask_failure};
 use crate::names;
 use crate::registry_logins::login_for;
@@ -206,7 +206,11 @@ impl ImageBuilder {
         if let Some(login) = &job.registry_login {
             secrets.push(login.password.expose().to_owned());
         }
-        let logs = LogShipper::start(context.client.clone(), build_id, secrets.clone());
+        let logs = LogShipper::start(
+            context.client.clone(),
+            LogTarget::Build(build_id),
+            secrets.clone(),
+        );
         let outcome = self
             .steps(job, context, work, deadline, &registry, &url, token, &logs)
             .await;

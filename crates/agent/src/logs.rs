@@ -1,31 +1,54 @@
-//! Shipping a build's output to the server while it runs: lines are batched (up to 500, or
-//! every 200 ms), secrets are masked before they leave the agent, and memory stays bounded
-//! whatever a build prints: the channel is bounded (a slow server slows the build's output),
-//! and once the server says the log is full, lines are dropped here instead of sent.
+//! Shipping a log to the server while its work runs (a build's output, or a rollout's deploy
+//! log): lines are batched (up to 500, or every 200 ms), secrets are masked before they leave
+//! the agent, and memory stays bounded whatever a build prints: the channel is bounded (a slow
+//! server slows the build's output), and once the server says the log is full, lines are
+//! dropped here instead of sent.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wharf_client::ApiClient;
 use wharf_runtime::process::{OutputLine, Stream};
-use wharf_wire::{AppendLogs, LogStream, NewLogLine};
+use wharf_wire::{AppendLogs, AppendLogsAnswer, AppendRolloutLogs, LogStream, NewLogLine};
 
 use crate::masking::mask;
 
 const BATCH_LINES: usize = 500;
 const BATCH_DELAY: Duration = Duration::from_millis(200);
 
-/// The sending side of a build's log.
+/// Whose log lines are shipped to.
+#[derive(Debug, Clone, Copy)]
+pub enum LogTarget {
+    /// A build's log, while the agent holds the build.
+    Build(i64),
+    /// The deploy log of a rollout's release, while the agent runs the rollout.
+    Rollout(i64),
+}
+
+impl LogTarget {
+    async fn send(
+        self,
+        client: &ApiClient,
+        lines: Vec<NewLogLine>,
+    ) -> Result<AppendLogsAnswer, wharf_client::ClientError> {
+        match self {
+            LogTarget::Build(id) => client.send(&AppendLogs { id, lines }).await,
+            LogTarget::Rollout(id) => client.send(&AppendRolloutLogs { id, lines }).await,
+        }
+    }
+}
+
+/// The sending side of a log.
 pub struct LogShipper {
     sender: mpsc::Sender<OutputLine>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl LogShipper {
-    /// Starts shipping lines of build `build_id`; every value in `secrets` is masked.
-    pub fn start(client: ApiClient, build_id: i64, secrets: Vec<String>) -> LogShipper {
+    /// Starts shipping lines to `target`; every value in `secrets` is masked.
+    pub fn start(client: ApiClient, target: LogTarget, secrets: Vec<String>) -> LogShipper {
         let (sender, receiver) = mpsc::channel(1024);
-        let task = tokio::spawn(ship(client, build_id, secrets, receiver));
+        let task = tokio::spawn(ship(client, target, secrets, receiver));
         LogShipper { sender, task }
     }
 
@@ -54,7 +77,7 @@ impl LogShipper {
 
 async fn ship(
     client: ApiClient,
-    build_id: i64,
+    target: LogTarget,
     secrets: Vec<String>,
     mut receiver: mpsc::Receiver<OutputLine>,
 ) {
@@ -72,25 +95,16 @@ async fn ship(
             }
         }
         if !batch.is_empty() {
-            let request = AppendLogs {
-                id: build_id,
-                lines: std::mem::take(&mut batch),
-            };
-            match client.send(&request).await {
+            match target.send(&client, std::mem::take(&mut batch)).await {
                 Ok(answer) => full = answer.truncated,
                 Err(error) => {
-                    tracing::warn!(build = build_id, %error, "could not ship log lines");
+                    tracing::warn!(?target, %error, "could not ship log lines");
                 }
             }
         }
     }
     if !batch.is_empty() && !full {
-        let _ = client
-            .send(&AppendLogs {
-                id: build_id,
-                lines: batch,
-            })
-            .await;
+        let _ = target.send(&client, batch).await;
     }
 }
 

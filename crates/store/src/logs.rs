@@ -1,9 +1,66 @@
-//! Build logs: lines appended by the agent that holds the build, in order, up to a size limit
-//! per build, after which one note says the log was cut and further lines are dropped.
+//! Logs: a build's lines, appended by the agent that holds the build, and a release's deploy
+//! log, appended by the agents rolling it out; in order, up to a size limit per build or
+//! release, after which one note says the log was cut and further lines are dropped.
 
-use wharf_wire::{LogLine, LogStream, NewLogLine, format_millis};
+use wharf_wire::{LogLine, LogStream, NewLogLine, ReleaseState, format_millis};
 
 use crate::{Result, Store, StoreError, in_transaction, on_pool};
+
+/// Stores `$lines` after line `$seq` of a log holding `$log_bytes` bytes, through `$insert` (which
+/// binds the owner's id, the line's number, stream, text and time as `$1`…`$5`, then `$extra`),
+/// up to `$max_bytes`; at the limit, a note says so and the rest is dropped. Gives the lines
+/// stored and whether the limit was reached.
+macro_rules! store_lines {
+    ($tx:ident, $insert:expr, $owner:expr, $seq:expr, $log_bytes:expr, $lines:expr, $max_bytes:expr, $now:expr $(, $extra:expr)*) => {{
+        let mut seq = $seq;
+        let mut log_bytes = $log_bytes;
+        let mut stored = 0;
+        let mut truncated = false;
+        for line in $lines {
+            seq += 1;
+            let size = line_bytes(line);
+            let (stream, text) = if log_bytes + size > $max_bytes {
+                truncated = true;
+                ("wharf", limit_note($max_bytes))
+            } else {
+                (line.stream.as_str(), line.text.clone())
+            };
+            sqlx::query($insert)
+                .bind($owner)
+                .bind(seq)
+                .bind(stream)
+                .bind(text)
+                .bind($now)
+                $(.bind($extra))*
+                .execute(&mut *$tx)
+                .await?;
+            if truncated {
+                break;
+            }
+            log_bytes += size;
+            stored += 1;
+        }
+        (stored, truncated)
+    }};
+}
+
+/// The bytes a line counts for against a log's limit.
+fn line_bytes(line: &NewLogLine) -> i64 {
+    line.text.len() as i64 + 1
+}
+
+/// The bytes the first `stored` of `lines` count for.
+fn stored_bytes(lines: &[NewLogLine], stored: usize) -> i64 {
+    lines.iter().take(stored).map(line_bytes).sum()
+}
+
+/// The note that ends a log cut at its limit.
+fn limit_note(max_bytes: i64) -> String {
+    format!(
+        "The log reached its limit of {} MiB; later lines are not kept.",
+        max_bytes / (1024 * 1024)
+    )
+}
 
 /// What appending did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +88,7 @@ impl Store {
             .bind(build_id)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((mut log_bytes, truncated, state, holder)) = row else {
+            let Some((log_bytes, truncated, state, holder)) = row else {
                 return Err(StoreError::NotFound(format!("no build #{build_id}")));
             };
             let leased = matches!(state.as_str(), "claimed" | "cloning" | "building" | "pushing");
@@ -43,45 +100,18 @@ impl Store {
             if truncated {
                 return Ok(AppendOutcome { stored: 0, truncated: true });
             }
-            let (mut seq,): (i64,) =
+            let (seq,): (i64,) =
                 sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM build_logs WHERE build_id = $1")
                     .bind(build_id)
                     .fetch_one(&mut *tx)
                     .await?;
-            let mut stored = 0;
-            let mut now_truncated = false;
-            for line in lines {
-                let size = line.text.len() as i64 + 1;
-                seq += 1;
-                if log_bytes + size > max_bytes {
-                    sqlx::query(
-                        "INSERT INTO build_logs (build_id, seq, stream, line, at) VALUES ($1, $2, 'wharf', $3, $4)",
-                    )
-                    .bind(build_id)
-                    .bind(seq)
-                    .bind(format!(
-                        "The log reached its limit of {} MiB; later lines are not kept.",
-                        max_bytes / (1024 * 1024)
-                    ))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    now_truncated = true;
-                    break;
-                }
-                sqlx::query("INSERT INTO build_logs (build_id, seq, stream, line, at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(build_id)
-                    .bind(seq)
-                    .bind(line.stream.as_str())
-                    .bind(&line.text)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                log_bytes += size;
-                stored += 1;
-            }
+            let (stored, now_truncated) = store_lines!(
+                tx,
+                "INSERT INTO build_logs (build_id, seq, stream, line, at) VALUES ($1, $2, $3, $4, $5)",
+                build_id, seq, log_bytes, lines, max_bytes, now
+            );
             sqlx::query("UPDATE builds SET log_bytes = $1, log_truncated = $2 WHERE id = $3")
-                .bind(log_bytes)
+                .bind(log_bytes + stored_bytes(lines, stored))
                 .bind(now_truncated)
                 .bind(build_id)
                 .execute(&mut *tx)
@@ -89,6 +119,110 @@ impl Store {
             AppendOutcome { stored, truncated: now_truncated }
         });
         Ok(outcome)
+    }
+
+    /// Appends lines to the deploy log of rollout `rollout_id`'s release if `agent_id` runs the
+    /// rollout now; stops at `max_bytes` of stored text per release and records a note saying so.
+    pub async fn append_release_logs(
+        &self,
+        rollout_id: i64,
+        agent_id: i64,
+        lines: &[NewLogLine],
+        max_bytes: i64,
+        now: i64,
+    ) -> Result<AppendOutcome> {
+        let outcome = in_transaction!(self, tx => {
+            // Taking the release's row first makes appends of its hosts wait on each other, so
+            // each numbers its lines after the other's.
+            let rollout: Option<(i64, i64, String)> =
+                sqlx::query_as("SELECT release_id, agent_id, state FROM rollouts WHERE id = $1")
+                    .bind(rollout_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((release_id, holder, state)) = rollout else {
+                return Err(StoreError::NotFound(format!("no rollout #{rollout_id}")));
+            };
+            let rolling_out = ReleaseState::parse(&state).is_some_and(ReleaseState::is_rolling_out);
+            if holder != agent_id || !rolling_out {
+                return Err(StoreError::Conflict(format!(
+                    "rollout #{rollout_id} is not in progress on this agent (it is {state})"
+                )));
+            }
+            // Taking the release's row first makes appends of its hosts wait on each other, so
+            // each numbers its lines after the other's.
+            let (log_bytes, truncated): (i64, bool) = sqlx::query_as(
+                "UPDATE releases SET log_bytes = log_bytes WHERE id = $1 \
+                 RETURNING log_bytes, log_truncated",
+            )
+            .bind(release_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if truncated {
+                return Ok(AppendOutcome { stored: 0, truncated: true });
+            }
+            let (seq,): (i64,) = sqlx::query_as(
+                "SELECT COALESCE(MAX(seq), 0) FROM release_logs WHERE release_id = $1",
+            )
+            .bind(release_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let (stored, now_truncated) = store_lines!(
+                tx,
+                "INSERT INTO release_logs (release_id, seq, stream, line, at, rollout_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                release_id, seq, log_bytes, lines, max_bytes, now, rollout_id
+            );
+            sqlx::query("UPDATE releases SET log_bytes = $1, log_truncated = $2 WHERE id = $3")
+                .bind(log_bytes + stored_bytes(lines, stored))
+                .bind(now_truncated)
+                .bind(release_id)
+                .execute(&mut *tx)
+                .await?;
+            AppendOutcome { stored, truncated: now_truncated }
+        });
+        Ok(outcome)
+    }
+
+    /// The lines of a release's deploy log after `after`, at most `limit`, each naming its host;
+    /// and whether the log reached its limit.
+    pub async fn release_logs_after(
+        &self,
+        release_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<LogLine>, bool)> {
+        let rows: Vec<(i64, String, String, i64, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT l.seq, l.stream, l.line, l.at, a.name FROM release_logs l \
+                 JOIN rollouts o ON o.id = l.rollout_id JOIN agents a ON a.id = o.agent_id \
+                 WHERE l.release_id = $1 AND l.seq > $2 ORDER BY l.seq LIMIT $3",
+            )
+            .bind(release_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        let truncated: Option<(bool,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT log_truncated FROM releases WHERE id = $1")
+                .bind(release_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some((truncated,)) = truncated else {
+            return Err(StoreError::NotFound(format!("no release #{release_id}")));
+        };
+        let lines = rows
+            .into_iter()
+            .map(|(seq, stream, text, at, host)| LogLine {
+                seq,
+                stream: LogStream::parse(&stream).unwrap_or(LogStream::Wharf),
+                text,
+                at: format_millis(at),
+                host: Some(host),
+            })
+            .collect();
+        Ok((lines, truncated))
     }
 
     /// The lines of a build's log after `after`, at most `limit`.
@@ -111,6 +245,7 @@ impl Store {
                 stream: LogStream::parse(&stream).unwrap_or(LogStream::Wharf),
                 text,
                 at: format_millis(at),
+                host: None,
             })
             .collect())
     }

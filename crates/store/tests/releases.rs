@@ -4,7 +4,7 @@
 use wharf_domain::agents::AgentScope;
 use wharf_store::testing::{TestDatabase, new_service};
 use wharf_store::{NewRelease, RolloutReport, Store, StoreError, hash_token};
-use wharf_wire::{ReleaseState, ReleaseTrigger};
+use wharf_wire::{LogStream, NewLogLine, ReleaseState, ReleaseTrigger};
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -63,16 +63,7 @@ fn report(agent_id: i64, rollout_id: i64, state: ReleaseState) -> RolloutReport 
 
 async fn go_live(store: &Store, agent_id: i64) -> i64 {
     let claimed = store.claim_rollout(agent_id, NOW).await.unwrap().unwrap();
-    for state in [
-        ReleaseState::Starting,
-        ReleaseState::HealthChecking,
-        ReleaseState::Live,
-    ] {
-        store
-            .report_rollout(&report(agent_id, claimed.rollout_id, state), NOW)
-            .await
-            .unwrap();
-    }
+    go_live_claimed(store, agent_id, claimed.rollout_id).await;
     claimed.release_id
 }
 
@@ -337,4 +328,109 @@ async fn a_rollout_of_an_agent_that_stopped_answering_fails_and_the_live_release
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error}");
+}
+
+#[tokio::test]
+async fn a_release_log_takes_lines_only_from_hosts_rolling_it_out_in_one_order() {
+    let (store, _db, web) = setup().await;
+    let a = agent(&store, "edge-a", &["deploy", "eu"]).await;
+    let b = agent(&store, "edge-b", &["deploy", "eu"]).await;
+    let stranger = agent(&store, "elsewhere", &["deploy"]).await;
+    let created = store
+        .create_release(&release(web, "r/web:1", &["label:eu"]), NOW)
+        .await
+        .unwrap();
+    let line = |text: &str| NewLogLine {
+        stream: LogStream::Wharf,
+        text: text.to_owned(),
+    };
+    let (on_a, on_b) = (created.rollouts[0].id, created.rollouts[1].id);
+    // Not claimed yet: its host may not write.
+    assert!(matches!(
+        store
+            .append_release_logs(on_a, a, &[line("early")], 1000, NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.claim_rollout(a, NOW).await.unwrap().unwrap();
+    store.claim_rollout(b, NOW).await.unwrap().unwrap();
+    // Another agent cannot write into a rollout that is not its own.
+    assert!(matches!(
+        store
+            .append_release_logs(on_a, stranger, &[line("forged")], 1000, NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .append_release_logs(i64::MAX, a, &[line("x")], 1000, NOW)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let first = store
+        .append_release_logs(on_a, a, &[line("pull: a"), line("started a")], 60, NOW)
+        .await
+        .unwrap();
+    assert_eq!((first.stored, first.truncated), (2, false));
+    store
+        .append_release_logs(on_b, b, &[line("pull: b")], 60, NOW)
+        .await
+        .unwrap();
+    // 26 bytes stored of 60; 40 more do not fit: the note says so and the host learns it.
+    let cut = store
+        .append_release_logs(on_a, a, &[line(&"x".repeat(39))], 60, NOW)
+        .await
+        .unwrap();
+    assert_eq!((cut.stored, cut.truncated), (0, true));
+    let (lines, truncated) = store.release_logs_after(created.id, 0, 100).await.unwrap();
+    assert!(truncated);
+    let seen: Vec<(i64, &str, &str)> = lines
+        .iter()
+        .map(|line| (line.seq, line.host.as_deref().unwrap(), line.text.as_str()))
+        .collect();
+    assert_eq!(
+        seen[..3],
+        [
+            (1, "edge-a", "pull: a"),
+            (2, "edge-a", "started a"),
+            (3, "edge-b", "pull: b")
+        ]
+    );
+    assert_eq!(lines.len(), 4);
+    assert!(lines[3].text.contains("limit"));
+    assert_eq!(
+        store
+            .release_logs_after(created.id, 3, 100)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
+    // A rollout that ended takes no more lines.
+    go_live_claimed(&store, a, on_a).await;
+    assert!(matches!(
+        store
+            .append_release_logs(on_a, a, &[line("late")], 1000, NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.release_logs_after(i64::MAX, 0, 100).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Reports the claimed rollout `rollout_id` of `agent_id` live.
+async fn go_live_claimed(store: &Store, agent_id: i64, rollout_id: i64) {
+    for state in [
+        ReleaseState::Starting,
+        ReleaseState::HealthChecking,
+        ReleaseState::Live,
+    ] {
+        store
+            .report_rollout(&report(agent_id, rollout_id, state), NOW)
+            .await
+            .unwrap();
+    }
 }

@@ -87,6 +87,40 @@ impl Document {
         }
     }
 
+    /// Adds a log's server-sent event stream at `template` (its `{id}` the build or release),
+    /// which ends when `ends_when`.
+    fn log_stream(&mut self, template: &str, operation_id: &str, summary: &str, ends_when: &str) {
+        let log_line = self.generator.subschema_for::<crate::LogLine>();
+        let error = self.generator.subschema_for::<ApiError>();
+        self.operation(
+            Method::Get,
+            template,
+            json!({
+                "operationId": operation_id,
+                "summary": summary,
+                "description": format!(
+                    "Each `line` event's data is a log line as JSON, its id the line's sequence \
+                     number; a reconnect with `Last-Event-ID` resumes after it. A `done` event, \
+                     whose data names the final state, closes the stream when {ends_when}."
+                ),
+                "parameters": [
+                    path_parameter("id"),
+                    query_parameter("after", json!({"type": "integer", "format": "int64"})),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the event stream",
+                        "content": {"text/event-stream": {"schema": log_line}},
+                    },
+                    "default": {
+                        "description": "an error",
+                        "content": {"application/json": {"schema": error}},
+                    },
+                },
+            }),
+        );
+    }
+
     /// Adds an operation written by hand.
     fn operation(&mut self, method: Method, template: &str, operation: Value) {
         self.add(
@@ -179,32 +213,11 @@ pub fn document(version: &str) -> Value {
     document.request::<CancelBuild>(200, "Cancel a build");
     document.request::<RetryBuild>(201, "Build a finished build's commit again");
     document.request::<GetLogs>(200, "A page of a build's log, waiting for lines");
-    let log_line = document.generator.subschema_for::<LogLine>();
-    let error = document.generator.subschema_for::<ApiError>();
-    document.operation(
-        Method::Get,
+    document.log_stream(
         "/v1/builds/{id}/logs/stream",
-        json!({
-            "operationId": "StreamLogs",
-            "summary": "A build's log as server-sent events, live until the build ends",
-            "description": "Each `line` event's data is a log line as JSON, its id the line's \
-                sequence number; a reconnect with `Last-Event-ID` resumes after it. An `end` \
-                event closes the stream when the build has finished.",
-            "parameters": [
-                path_parameter("id"),
-                query_parameter("after", json!({"type": "integer", "format": "int64"})),
-            ],
-            "responses": {
-                "200": {
-                    "description": "the event stream",
-                    "content": {"text/event-stream": {"schema": log_line}},
-                },
-                "default": {
-                    "description": "an error",
-                    "content": {"application/json": {"schema": error}},
-                },
-            },
-        }),
+        "StreamLogs",
+        "A build's log as server-sent events, live until the build ends",
+        "the build has finished",
     );
 
     // Releases.
@@ -216,6 +229,16 @@ pub fn document(version: &str) -> Value {
         limit(),
     );
     document.request::<ShowRelease>(200, "Show a release with its rollouts");
+    document.request::<GetReleaseLogs>(
+        200,
+        "A page of a release's deploy log, every host's lines, waiting for lines",
+    );
+    document.log_stream(
+        "/v1/releases/{id}/logs/stream",
+        "StreamReleaseLogs",
+        "A release's deploy log as server-sent events, live until it has settled on every host",
+        "the release has settled on every host",
+    );
     document.request::<DeployService>(201, "Release a built commit or an image");
     document.request::<RollbackService>(201, "Release an earlier release's image again");
     document.request::<RotateDeploySecret>(200, "Make a new deploy-hook secret (shown once)");
@@ -257,6 +280,10 @@ pub fn document(version: &str) -> Value {
     document.request::<Heartbeat>(200, "Renew the leases of the builds an agent runs");
     document.request::<ReportBuildState>(200, "Report a held build's step or outcome");
     document.request::<AppendLogs>(200, "Append lines to a held build's log");
+    document.request::<AppendRolloutLogs>(
+        200,
+        "Append lines to the deploy log of a rollout in progress",
+    );
     document.request::<GetCloneCredentials>(200, "A held build's clone URL and token");
     document.request::<ClaimRollout>(200, "Claim a rollout for the agent's host");
     document.request::<ReportRollout>(200, "Report a held rollout's step or outcome");

@@ -116,7 +116,7 @@ impl Deployer {
         if let Err(error) = self.create_stack_resources(&stack).await {
             return Err(Outcome::not_started(error));
         }
-        self.stop_previous(&old).await;
+        self.stop_previous(job, &old).await;
         match self.start_stack(job, &stack, true).await {
             Ok(probes) => Ok((probes, Switched { beside: false, old })),
             Err(failure) => {
@@ -438,6 +438,7 @@ impl Deployer {
             let offset = begun.elapsed().as_millis() as u64;
             match self
                 .wait_until_healthy(
+                    job,
                     &member.probe,
                     &member.health,
                     std::slice::from_ref(&container),
@@ -578,10 +579,13 @@ impl Deployer {
             match self.config.runtime.run_container(&run).await {
                 Ok(()) => {
                     let _ = tokio::fs::remove_file(&env_file).await;
+                    let on = port.map_or(String::new(), |port| format!(" on 127.0.0.1:{port}"));
+                    self.note(job, format!("started {name}{on}"));
                     return Ok(Started { name, port });
                 }
                 Err(error) => {
                     self.remove(&name).await;
+                    self.note(job, format!("{name} did not start: {error}"));
                     let retry = publish.is_some() && error.is_address_in_use();
                     last_error = Some(StepError::from(error));
                     if !retry {

@@ -48,14 +48,15 @@ impl Deployer {
         started: &[Started],
     ) -> Result<Vec<ProbeResult>, Unhealthy> {
         let probe = self.probe_for(job).await;
-        self.wait_until_healthy(&probe, &job.settings.health, started)
+        self.wait_until_healthy(job, &probe, &job.settings.health, started)
             .await
     }
 
     /// Waits until every container in `started` passes `probe`, timed by `health`, or
-    /// decides it is unhealthy.
+    /// decides it is unhealthy. Every probe goes into `job`'s deploy log.
     pub(super) async fn wait_until_healthy(
         &self,
+        job: &RolloutJob,
         probe: &Probe,
         health: &HealthSettings,
         started: &[Started],
@@ -107,6 +108,20 @@ impl Deployer {
                     detail.clone()
                 },
             });
+            if let Some(last) = probes.last() {
+                let verdict = if last.healthy {
+                    "healthy"
+                } else {
+                    "not healthy"
+                };
+                self.note(
+                    job,
+                    format!(
+                        "probe after {} ms: {verdict}: {}",
+                        last.after_ms, last.detail
+                    ),
+                );
+            }
             if probes.len() > PROBES_KEPT {
                 probes.remove(0);
             }

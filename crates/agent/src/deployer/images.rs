@@ -57,8 +57,22 @@ impl Deployer {
             }
             None => None,
         };
+        let login = if credentials.is_some() {
+            " with the registry login"
+        } else {
+            ""
+        };
+        self.note(job, format!("pull: {image}{login}"));
+        let begun = std::time::Instant::now();
         let pulled = self.config.runtime.pull(image, auth_file.as_deref()).await;
         let _ = tokio::fs::remove_dir_all(dir.join("auth")).await;
+        match &pulled {
+            Ok(()) => self.note(
+                job,
+                format!("pulled {image} in {:.1} s", begun.elapsed().as_secs_f64()),
+            ),
+            Err(error) => self.note(job, format!("the pull of {image} failed: {error}")),
+        }
         Ok(pulled?)
     }
 

@@ -18,6 +18,7 @@
 //!   recreate-style, started and health-checked one by one).
 
 mod compose;
+mod deploy_log;
 mod health;
 mod images;
 mod reconcile;
@@ -37,6 +38,7 @@ use wharf_runtime::edge::{Edge, EdgeConfig};
 use wharf_runtime::engine::{ContainerState, EngineError, RegistryCredentials, Runtime};
 use wharf_wire::{ReleaseState, ReportRollout, RolloutJob, Strategy};
 
+use self::deploy_log::DeployLogs;
 use self::health::Unhealthy;
 use crate::names;
 
@@ -167,6 +169,9 @@ pub(crate) struct Deployer {
     earlier_environments: Arc<Mutex<HashMap<i64, String>>>,
     /// The host ports Wharf listens on, which no compose file may publish.
     reserved_ports: Vec<ReservedPort>,
+    /// Where the notes of each rollout running here go: its release's deploy log, while
+    /// [`Deployer::run`] runs it.
+    deploy_logs: DeployLogs,
 }
 
 impl Deployer {
@@ -185,6 +190,7 @@ impl Deployer {
             work_dir,
             edge: Arc::new(OnceCell::new()),
             earlier_environments: Arc::default(),
+            deploy_logs: DeployLogs::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
@@ -204,6 +210,9 @@ impl Deployer {
     /// Runs one claimed rollout to its end, reporting every step but the last: the caller
     /// delivers that, then calls [`Deployer::commit`] or [`Deployer::undo`].
     pub(crate) async fn run(&self, job: RolloutJob) -> Finished {
+        let secrets =
+            crate::masking::rollout_secrets(&job, self.config.registry_credentials.as_ref());
+        let log = self.deploy_logs.open(&self.client, &job, secrets.clone());
         let strategy = job.settings.strategy_for(job.port);
         let outcome = match (names::identity(&job), &job.compose_file) {
             (Err(reason), _) => Err(Outcome::Refused(reason)),
@@ -244,11 +253,12 @@ impl Deployer {
             },
         };
         // Reasons, probe results and log tails hold what the service's programs printed.
-        let report = crate::masking::mask_rollout_report(
-            report,
-            &crate::masking::rollout_secrets(&job, self.config.registry_credentials.as_ref()),
-        );
+        let report = crate::masking::mask_rollout_report(report, &secrets);
         tracing::info!(rollout = job.rollout_id, state = %report.state, reason = report.reason.as_deref().unwrap_or(""), "rollout ended");
+        self.note_outcome(&job, &report, switched.as_ref());
+        // The log is complete before the report that ends the rollout: readers take the
+        // rollout's end as the end of its lines.
+        self.deploy_logs.close(job.rollout_id, log).await;
         Finished {
             job,
             report,
@@ -312,6 +322,7 @@ impl Deployer {
 
     /// Reports a step; a report that cannot reach the server is logged, not fatal.
     async fn step(&self, job: &RolloutJob, state: ReleaseState) {
+        self.note(job, format!("step: {state}"));
         self.report(ReportRollout::new(job.rollout_id, state)).await;
     }
 
@@ -348,6 +359,7 @@ impl Deployer {
             http: self.http.clone(),
             earlier_environments: self.earlier_environments.clone(),
             reserved_ports: self.reserved_ports.clone(),
+            deploy_logs: self.deploy_logs.clone(),
         }
     }
 

@@ -222,6 +222,13 @@ impl Deployer {
                 containers = mine.len(),
                 "taking up the containers an interrupted attempt started"
             );
+            self.note(
+                job,
+                format!(
+                    "taking up the {} container(s) an interrupted attempt started",
+                    mine.len()
+                ),
+            );
             let started = mine.iter().map(Found::started).collect();
             return (Some(started), old);
         }
@@ -236,6 +243,13 @@ impl Deployer {
             .filter(|found| found.release == Some(job.release_id))
         {
             tracing::info!(container = %container.name, "removing what an interrupted attempt left");
+            self.note(
+                job,
+                format!(
+                    "removing {}, left by an interrupted attempt",
+                    container.name
+                ),
+            );
             self.remove(&container.name).await;
         }
     }

@@ -52,6 +52,17 @@ impl Deployer {
             .await?
             .set_route(&identity.route_id(), &job.domains, &upstreams)
             .await
-            .map_err(|error| StepError(format!("cannot route traffic to the new version: {error}")))
+            .map_err(|error| {
+                StepError(format!("cannot route traffic to the new version: {error}"))
+            })?;
+        self.note(
+            job,
+            format!(
+                "traffic for {} goes to {}",
+                job.domains.join(", "),
+                upstreams.join(", ")
+            ),
+        );
+        Ok(())
     }
 }

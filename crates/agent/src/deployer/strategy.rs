@@ -43,13 +43,17 @@ impl Deployer {
         let started = started.map_err(Outcome::not_started)?;
         self.step(job, ReleaseState::HealthChecking).await;
         let healthy = self
-            .wait_until_healthy(&probe, &job.settings.health, &started)
+            .wait_until_healthy(job, &probe, &job.settings.health, &started)
             .await;
         let probes = match healthy {
             Ok(probes) => probes,
             Err(unhealthy) => {
                 drop(drain);
                 // The old version never stopped serving: only the new one goes.
+                self.note(
+                    job,
+                    format!("unhealthy: {}; removing the new version", unhealthy.reason),
+                );
                 for container in &started {
                     self.remove(&container.name).await;
                 }
@@ -74,7 +78,7 @@ impl Deployer {
         job: &RolloutJob,
     ) -> Result<(Vec<ProbeResult>, Switched), Outcome> {
         let (resumed, old) = self.begin(job).await?;
-        self.stop_previous(&old).await;
+        self.stop_previous(job, &old).await;
         let starting = match resumed {
             Some(started) => Ok(started),
             None => self.start_all(job).await,
@@ -87,7 +91,10 @@ impl Deployer {
                         Ok(()) => Ok(probes),
                         Err(error) => Err((started, Outcome::not_started(error))),
                     },
-                    Err(unhealthy) => Err((started, Outcome::RolledBack(unhealthy))),
+                    Err(unhealthy) => {
+                        self.note(job, format!("unhealthy: {}", unhealthy.reason));
+                        Err((started, Outcome::RolledBack(unhealthy)))
+                    }
                 }
             }
             Err(error) => Err((Vec::new(), Outcome::not_started(error))),
@@ -107,10 +114,14 @@ impl Deployer {
     }
 
     /// Stops the containers that ran before a recreate, dependents first.
-    pub(super) async fn stop_previous(&self, old: &[Found]) {
+    pub(super) async fn stop_previous(&self, job: &RolloutJob, old: &[Found]) {
         let mut running: Vec<&Found> = old.iter().filter(|found| found.running).collect();
         running.sort_by_key(|found| std::cmp::Reverse(found.order));
         for container in running {
+            self.note(
+                job,
+                format!("stop the previous version: {}", container.name),
+            );
             let _ = self
                 .config
                 .runtime
@@ -126,6 +137,10 @@ impl Deployer {
         previous.sort_by_key(|found| found.order);
         let mut restored = Vec::new();
         for container in previous {
+            self.note(
+                job,
+                format!("start the previous version again: {}", container.name),
+            );
             match self.config.runtime.start_container(&container.name).await {
                 Ok(()) => restored.push(container.started()),
                 Err(error) => {
@@ -216,6 +231,13 @@ impl Deployer {
             };
             match self.config.runtime.run_container(&run).await {
                 Ok(()) => {
+                    let on = match publish {
+                        Some((host, container)) => {
+                            format!(" on 127.0.0.1:{host} (its port {container})")
+                        }
+                        None => String::new(),
+                    };
+                    self.note(job, format!("started {name}{on}"));
                     return Ok(Started {
                         name,
                         port: publish.map(|(host, _)| host),
@@ -223,6 +245,7 @@ impl Deployer {
                 }
                 Err(error) => {
                     self.remove(&name).await;
+                    self.note(job, format!("{name} did not start: {error}"));
                     let retry = error.is_address_in_use();
                     last_error = Some(StepError(format!("cannot start the new version: {error}")));
                     if !retry {

@@ -12,7 +12,8 @@ use wharf_domain::stuck::build_deadline;
 use wharf_store::StateReport;
 use wharf_wire::{
     Agent, AppendLogs, AppendLogsAnswer, Build, BuildArg, BuildJob, BuildSecret, BuildState,
-    CloneCredentials, Heartbeat, HeartbeatAnswer, ReportBuildState, SecretText, format_millis,
+    CloneCredentials, Heartbeat, HeartbeatAnswer, NewLogLine, ReportBuildState, SecretText,
+    format_millis,
 };
 
 use crate::core::signals::long_poll;
@@ -288,11 +289,7 @@ impl Core {
         id: i64,
         request: &AppendLogs,
     ) -> Result<AppendLogsAnswer, CoreError> {
-        if request.lines.len() > 10_000 {
-            return Err(CoreError::Invalid(
-                "at most 10,000 lines per request".to_owned(),
-            ));
-        }
+        check_log_batch(&request.lines)?;
         let outcome = self
             .store
             .append_logs(
@@ -358,4 +355,14 @@ impl Core {
             expires_at: Some(format_millis(token.expires_at * 1000)),
         })
     }
+}
+
+/// Refuses a batch of log lines larger than an agent ever sends at once.
+pub(crate) fn check_log_batch(lines: &[NewLogLine]) -> Result<(), CoreError> {
+    if lines.len() > 10_000 {
+        return Err(CoreError::Invalid(
+            "at most 10,000 lines per request".to_owned(),
+        ));
+    }
+    Ok(())
 }

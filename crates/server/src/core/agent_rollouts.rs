@@ -6,8 +6,12 @@ use std::time::Duration;
 use wharf_domain::agents::{AgentScope, DEPLOY_LABEL, LabelNotAllowed};
 use wharf_domain::stuck::rollout_deadline;
 use wharf_store::RolloutReport;
-use wharf_wire::{Agent, Desired, ReleaseState, ReportRollout, Rollout, RolloutJob};
+use wharf_wire::{
+    Agent, AppendLogsAnswer, AppendRolloutLogs, Desired, ReleaseState, ReportRollout, Rollout,
+    RolloutJob,
+};
 
+use crate::core::agent_builds::check_log_batch;
 use crate::core::release_scheduler::rollout_job;
 use crate::core::signals::long_poll;
 use crate::core::{Core, CoreError, clipped, now_millis};
@@ -71,6 +75,34 @@ impl Core {
         }
     }
 
+    /// Stores deploy-log lines of the rollout `id` that `agent` runs now, in its release's log,
+    /// up to the server's limit.
+    pub async fn append_rollout_logs(
+        &self,
+        agent: &Agent,
+        id: i64,
+        request: &AppendRolloutLogs,
+    ) -> Result<AppendLogsAnswer, CoreError> {
+        must_deploy(agent)?;
+        check_log_batch(&request.lines)?;
+        let outcome = self
+            .store
+            .append_release_logs(
+                id,
+                agent.id,
+                &request.lines,
+                self.config.max_log_bytes,
+                now_millis(),
+            )
+            .await?;
+        if outcome.stored > 0 || outcome.truncated {
+            self.signals.logs.notify();
+        }
+        Ok(AppendLogsAnswer {
+            truncated: outcome.truncated,
+        })
+    }
+
     /// Records how the rollout `id` that `agent` runs is doing.
     pub async fn report_rollout(
         &self,
@@ -101,6 +133,7 @@ impl Core {
             .await?;
         self.signals.releases.notify();
         self.signals.github_reports.notify();
+        self.signals.logs.notify();
         tracing::info!(rollout = id, release = rollout.release_id, agent = %agent.name, state = %rollout.state, reason = rollout.reason.as_deref().unwrap_or(""), "rollout state reported");
         Ok(rollout)
     }

@@ -13,7 +13,7 @@ use crate::core::signals::long_poll;
 use crate::core::{Core, CoreError, now_millis};
 
 /// How many lines one page of a log carries at most.
-const LOG_PAGE: i64 = 2000;
+pub(crate) const LOG_PAGE: i64 = 2000;
 /// How long `git ls-remote` may take to name a public repository's branch head.
 const LS_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 

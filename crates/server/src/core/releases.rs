@@ -10,10 +10,11 @@ use wharf_domain::names::{check_image_ref, check_image_tag, image_repository};
 use wharf_domain::signature::{self, MAX_TIMESTAMP_SKEW_SECONDS, SigningTime};
 use wharf_store::NewRelease;
 use wharf_wire::{
-    BuildState, DeployHook, DeployHookAnswer, DeploySecret, DeployService, Release, ReleaseTrigger,
-    RollbackService, SecretText, Service,
+    BuildState, DeployHook, DeployHookAnswer, DeploySecret, DeployService, Release, ReleaseLogs,
+    ReleaseTrigger, RollbackService, SecretText, Service,
 };
 
+use crate::core::builds::LOG_PAGE;
 use crate::core::release_scheduler::{announce, image_release, new_release};
 use crate::core::sealing::deploy_secret_context;
 use crate::core::signals::long_poll;
@@ -33,6 +34,43 @@ impl Core {
 
     pub async fn release(&self, id: i64) -> Result<Release, CoreError> {
         Ok(self.store.release(id).await?)
+    }
+
+    /// One page of the release's deploy log after line `after`, and whether the log is
+    /// complete: the release and each of its rollouts have settled (agents write their lines
+    /// before they report a rollout's end).
+    pub async fn release_log_page(&self, id: i64, after: i64) -> Result<ReleaseLogs, CoreError> {
+        // The states are read before the lines: a rollout seen settled has all its lines stored.
+        let release = self.store.release(id).await?;
+        let (lines, truncated) = self.store.release_logs_after(id, after, LOG_PAGE).await?;
+        let settled = release.state.is_settled()
+            && release
+                .rollouts
+                .iter()
+                .all(|rollout| rollout.state.is_settled());
+        Ok(ReleaseLogs {
+            complete: settled && (lines.len() as i64) < LOG_PAGE,
+            lines,
+            state: release.state,
+            truncated,
+        })
+    }
+
+    /// The next page of the release's deploy log after line `after`, waiting up to `wait`
+    /// while no new line has come and the release rolls out.
+    pub async fn follow_release_log(
+        &self,
+        id: i64,
+        after: i64,
+        wait: Duration,
+    ) -> Result<ReleaseLogs, CoreError> {
+        long_poll(
+            &self.signals.logs,
+            wait,
+            move || self.release_log_page(id, after),
+            |page| !page.lines.is_empty() || page.complete,
+        )
+        .await
     }
 
     /// Releases a build of the service (its newest completed one unless named) or an image.

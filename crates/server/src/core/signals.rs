@@ -1,5 +1,5 @@
-//! Wake-up signals: "a build was queued" for the claims waiting on the queue, "a build's log or
-//! state changed" for the readers following a log, "a release moved" for the scheduler, the
+//! Wake-up signals: "a build was queued" for the claims waiting on the queue, "a log or its
+//! build's or release's state changed" for the readers following a log, "a release moved" for the scheduler, the
 //! agents waiting for rollouts and the deploy hooks, "a reported build changed" for the GitHub
 //! reporter.
 //!
@@ -24,7 +24,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 pub(crate) struct Signals {
     /// A build was queued or returned to the queue: wakes the agents' claims.
     pub queue: Signal,
-    /// A build's log grew or its state changed: wakes the log followers.
+    /// A build's or a release's log grew, or its state (or a rollout's) changed: wakes the log
+    /// followers.
     pub logs: Signal,
     /// Builds completed, releases created, rollouts moved: wakes the release scheduler, the
     /// agents waiting for rollouts and the deploy hooks waiting for an outcome.

@@ -1,6 +1,6 @@
 //! `/v1/agent/…`: what agents call, authenticated by their own tokens: register, claim a build
 //! by long-poll, heartbeat, report progress, fetch clone credentials, claim and report
-//! rollouts, and ask what their host should run.
+//! rollouts and append to their deploy logs, and ask what their host should run.
 
 use std::time::Duration;
 
@@ -8,9 +8,9 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use wharf_wire::{
-    AgentSettings, AppendLogs, AppendLogsAnswer, Build, Claim, ClaimBuild, ClaimRollout,
-    CloneCredentials, Desired, Heartbeat, HeartbeatAnswer, RegisterAgent, ReportBuildState,
-    ReportRollout, Rollout, RolloutClaim,
+    AgentSettings, AppendLogs, AppendLogsAnswer, AppendRolloutLogs, Build, Claim, ClaimBuild,
+    ClaimRollout, CloneCredentials, Desired, Heartbeat, HeartbeatAnswer, RegisterAgent,
+    ReportBuildState, ReportRollout, Rollout, RolloutClaim,
 };
 
 use crate::core::Core;
@@ -31,6 +31,7 @@ pub(crate) fn router() -> Router<Core> {
         )
         .route("/v1/agent/rollouts/claim", post(claim_rollout))
         .route("/v1/agent/rollouts/{id}/state", post(report_rollout))
+        .route("/v1/agent/rollouts/{id}/logs", post(append_rollout_logs))
         .route("/v1/agent/desired", get(desired))
 }
 
@@ -95,6 +96,15 @@ async fn claim_rollout(
     let wait = Duration::from_millis(request.wait_ms);
     let job = core.claim_rollout(&agent, wait).await?;
     Ok(Json(RolloutClaim { job }))
+}
+
+async fn append_rollout_logs(
+    AgentIdentity(agent): AgentIdentity,
+    State(core): State<Core>,
+    Path(id): Path<i64>,
+    JsonBody(request): JsonBody<AppendRolloutLogs>,
+) -> Result<Json<AppendLogsAnswer>, HttpError> {
+    Ok(Json(core.append_rollout_logs(&agent, id, &request).await?))
 }
 
 async fn report_rollout(

@@ -10,6 +10,7 @@ mod error;
 mod github_setup;
 mod health;
 mod limits;
+mod logs;
 mod notifications;
 mod openapi;
 mod releases;

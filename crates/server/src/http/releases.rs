@@ -1,15 +1,21 @@
-//! Releases over HTTP: listing them, deploying and rolling back without a rebuild, the
+//! Releases over HTTP: listing them, their deploy logs (a page or a live stream), deploying and rolling back without a rebuild, the
 //! service's CI deploy-hook secret, and the hook itself (`POST /deploy`).
+
+use std::convert::Infallible;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::Stream;
 use serde::Deserialize;
 use wharf_domain::signature;
-use wharf_wire::{DeploySecret, DeployService, Release, ReleaseState, RollbackService};
+use wharf_wire::{
+    DeploySecret, DeployService, Release, ReleaseLogs, ReleaseState, RollbackService,
+};
 
 use crate::core::Core;
 use crate::core::releases::HookProof;
@@ -17,6 +23,7 @@ use crate::http::HttpError;
 use crate::http::auth::Admin;
 use crate::http::error::JsonBody;
 use crate::http::limits::read_body_within;
+use crate::http::logs::{LogsQuery, MAX_LOG_WAIT, log_events, resume_after};
 
 /// A deploy hook body names a service and an image: small.
 const MAX_HOOK_BYTES: usize = 64 * 1024;
@@ -25,6 +32,8 @@ pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/v1/services/{name}/releases", get(list))
         .route("/v1/releases/{id}", get(show))
+        .route("/v1/releases/{id}/logs", get(logs))
+        .route("/v1/releases/{id}/logs/stream", get(stream_logs))
         .route("/v1/services/{name}/deploy", post(deploy))
         .route("/v1/services/{name}/rollback", post(rollback))
         .route("/v1/services/{name}/deploy-secret", post(rotate_secret))
@@ -51,6 +60,33 @@ async fn show(
     Path(id): Path<i64>,
 ) -> Result<Json<Release>, HttpError> {
     Ok(Json(core.release(id).await?))
+}
+
+async fn logs(
+    _: Admin,
+    State(core): State<Core>,
+    Path(id): Path<i64>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Json<ReleaseLogs>, HttpError> {
+    Ok(Json(
+        core.follow_release_log(id, query.after, query.wait())
+            .await?,
+    ))
+}
+
+/// The release's deploy log as server-sent events (see [`log_events`]).
+async fn stream_logs(
+    _: Admin,
+    State(core): State<Core>,
+    Path(id): Path<i64>,
+    Query(query): Query<LogsQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, HttpError> {
+    core.release(id).await?;
+    Ok(log_events(resume_after(&headers, &query), move |after| {
+        let core = core.clone();
+        async move { core.follow_release_log(id, after, MAX_LOG_WAIT).await }
+    }))
 }
 
 async fn deploy(

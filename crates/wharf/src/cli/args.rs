@@ -84,10 +84,17 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Print a build's log; with -f, follow it live until the build ends.
+    /// Print a build's log, or with --release a release's deploy log (every host's lines);
+    /// with -f, follow it live until the build ends or the release has settled.
     Logs {
-        id: i64,
-        /// Keep printing new lines until the build finishes (exits 1 if it did not complete).
+        /// The build.
+        #[arg(required_unless_present = "release", conflicts_with = "release")]
+        id: Option<i64>,
+        /// The release whose deploy log to print instead.
+        #[arg(long, value_name = "ID")]
+        release: Option<i64>,
+        /// Keep printing new lines until the build finishes or the release settles (exits 1 if
+        /// the build did not complete, or the release failed or was rolled back).
         #[arg(short, long)]
         follow: bool,
         #[command(flatten)]

@@ -37,9 +37,19 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         } => builds::run(&connection.client()?, command).await,
         ClientCommand::Logs {
             id,
+            release: Some(release),
+            follow,
+            connection,
+        } if id.is_none() => releases::print_logs(&connection.client()?, release, follow).await,
+        ClientCommand::Logs {
+            id: Some(id),
+            release: None,
             follow,
             connection,
         } => builds::print_logs(&connection.client()?, id, follow).await,
+        ClientCommand::Logs { .. } => {
+            anyhow::bail!("name a build, or a release with --release, but not both")
+        }
         ClientCommand::RegistryLogin {
             installation,
             username,

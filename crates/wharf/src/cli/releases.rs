@@ -1,9 +1,11 @@
-//! `wharf deploy`, `wharf rollback` and `wharf releases`: make a release without a build, go
-//! back to an earlier one, list them; deploy and rollback follow the release to its outcome.
+//! `wharf deploy`, `wharf rollback`, `wharf releases` and `wharf logs --release`: make a release
+//! without a build, go back to an earlier one, list them, print or follow a release's deploy
+//! log; deploy and rollback follow the release to its outcome.
 
 use wharf_client::ApiClient;
 use wharf_wire::{
-    DeployService, ListReleases, Release, ReleaseState, RollbackService, ShowRelease,
+    DeployService, GetReleaseLogs, ListReleases, Release, ReleaseState, RollbackService,
+    ShowRelease,
 };
 
 use super::args::WaitFlags;
@@ -76,5 +78,29 @@ async fn follow_release(
             )
         }
         _ => Ok(()),
+    }
+}
+
+/// Prints a release's deploy log page by page, each line after its host; following waits on the
+/// server for new lines until the release has settled on every host.
+pub(super) async fn print_logs(client: &ApiClient, id: i64, follow: bool) -> anyhow::Result<()> {
+    let mut after = 0;
+    loop {
+        let request = GetReleaseLogs {
+            id,
+            after,
+            wait_ms: if follow { 25_000 } else { 0 },
+        };
+        let page = client
+            .send_with_timeout(&request, std::time::Duration::from_secs(60))
+            .await?;
+        after = page.lines.last().map_or(after, |line| line.seq);
+        emit(&render::log_lines(&page.lines))?;
+        if page.lines.is_empty() && (!follow || page.complete) {
+            if follow && matches!(page.state, ReleaseState::Failed | ReleaseState::RolledBack) {
+                anyhow::bail!("release #{id} ended {}", page.state);
+            }
+            return Ok(());
+        }
     }
 }

@@ -311,7 +311,11 @@ pub(super) fn log_lines(lines: &[LogLine]) -> String {
             LogStream::Wharf => "==> ",
             _ => "",
         };
-        let _ = writeln!(out, "{arrow}{}", line.text);
+        let host = line
+            .host
+            .as_ref()
+            .map_or(String::new(), |host| format!("[{host}] "));
+        let _ = writeln!(out, "{host}{arrow}{}", line.text);
     }
     out
 }
@@ -803,6 +807,7 @@ Build #8
             stream,
             text: text.to_owned(),
             at: "2025-03-01T10:00:02Z".to_owned(),
+            host: None,
         };
         let lines = [
             line(1, LogStream::Wharf, "build: podman build ."),
