@@ -214,6 +214,17 @@ impl Deployer {
             crate::masking::rollout_secrets(&job, self.config.registry_credentials.as_ref());
         let log = self.deploy_logs.open(&self.client, &job, secrets.clone());
         let strategy = job.settings.strategy_for(job.port);
+        let how = match &job.compose_file {
+            Some(_) => "a compose stack".to_owned(),
+            None => strategy.as_str().to_owned(),
+        };
+        self.note(
+            &job,
+            format!(
+                "release #{} of {} ({}) on {}: {}, {how}",
+                job.release_id, job.service, job.environment, self.agent, job.image
+            ),
+        );
         let outcome = match (names::identity(&job), &job.compose_file) {
             (Err(reason), _) => Err(Outcome::Refused(reason)),
             (Ok(_), Some(file)) => {

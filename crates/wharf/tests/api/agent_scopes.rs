@@ -323,3 +323,116 @@ async fn a_running_agent_whose_token_is_revoked_stops_saying_why() {
     );
     assert!(error.contains("wharf agents create"), "{error}");
 }
+
+#[tokio::test]
+async fn a_deploy_log_takes_lines_only_from_the_host_running_the_rollout_and_streams_to_its_end() {
+    let app = spawn_app().await;
+    service(&app, "web", "shop", &["edge-1"]).await;
+    let edge = app.create_agent("edge-1").await;
+    let other = app.create_agent("other").await;
+    let builder = app
+        .create_scoped_agent(json!({"name": "builder", "labels": ["build"]}))
+        .await;
+    let release = deploy(&app, "web", "registry.test/shop/web:v1").await;
+    let rollout = release["rollouts"][0]["id"].as_i64().unwrap();
+    let append = |token: &str, text: &str| {
+        let body = json!({"lines": [{"stream": "wharf", "text": text}]});
+        let path = format!("/v1/agent/rollouts/{rollout}/logs");
+        let token = token.to_owned();
+        let app = &app;
+        async move { app.post_as(&token, &path, body).await }
+    };
+    // Before its host has claimed it, nobody writes; then only its host does.
+    let early = append(&edge, "early").await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.text);
+    let claimed = claim_rollout(&app, &edge).await;
+    assert_eq!(
+        claimed.body["job"]["rollout_id"], rollout,
+        "{}",
+        claimed.text
+    );
+    let forged = append(&other, "forged").await;
+    assert_eq!(forged.status, StatusCode::CONFLICT, "{}", forged.text);
+    let undeploying = append(&builder, "forged").await;
+    assert_eq!(
+        undeploying.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        undeploying.text
+    );
+    let unauthenticated = app
+        .post_as(
+            "not-a-token",
+            &format!("/v1/agent/rollouts/{rollout}/logs"),
+            json!({"lines": []}),
+        )
+        .await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+    // An admin token is no agent's.
+    let admin = app
+        .post(
+            &format!("/v1/agent/rollouts/{rollout}/logs"),
+            json!({"lines": [{"stream": "wharf", "text": "forged"}]}),
+        )
+        .await;
+    assert_eq!(admin.status, StatusCode::UNAUTHORIZED, "{}", admin.text);
+    let taken = append(&edge, "pull: registry.test/shop/web:v1").await;
+    assert_eq!(taken.status, StatusCode::OK, "{}", taken.text);
+    assert_eq!(taken.body["truncated"], false);
+
+    // Followed live: the line so far, then what comes until the rollout ends, then the end.
+    let id = release["id"].as_i64().unwrap();
+    let mut stream = app
+        .http
+        .get(format!("{}/v1/releases/{id}/logs/stream", app.url))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut read_until = async |needle: &str, seen: &mut String| {
+        while !seen.contains(needle) {
+            let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} in the stream: {seen}"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("the stream ended before {needle:?}: {seen}"));
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    read_until("pull: registry.test", &mut seen).await;
+    assert!(seen.contains("\"host\":\"edge-1\""), "{seen}");
+    assert!(!seen.contains("forged"), "{seen}");
+    let later = append(&edge, "live: release").await;
+    assert_eq!(later.status, StatusCode::OK, "{}", later.text);
+    read_until("live: release", &mut seen).await;
+    for state in ["starting", "health_checking", "live"] {
+        let answer = app
+            .post_as(
+                &edge,
+                &format!("/v1/agent/rollouts/{rollout}/state"),
+                json!({"state": state}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    }
+    read_until("event: done", &mut seen).await;
+    assert!(seen.contains("\"state\":\"live\""), "{seen}");
+    // The rollout is over: its host writes no more.
+    let late = append(&edge, "late").await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.text);
+    let page = app.get(&format!("/v1/releases/{id}/logs")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.body["complete"], true, "{}", page.text);
+    let texts: Vec<&str> = page.body["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["pull: registry.test/shop/web:v1", "live: release"]);
+    let missing = app.get("/v1/releases/999999/logs").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+}

@@ -169,6 +169,37 @@ async fn deploy_image(app: &TestApp, image: &str) -> Value {
     wait_for_release(app, |release| release["id"] == id).await
 }
 
+/// The release's deploy log, complete (the release has settled): each line's host and text.
+async fn release_log(app: &TestApp, id: i64) -> Vec<(String, String)> {
+    let answer = app.get(&format!("/v1/releases/{id}/logs")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.body["complete"], true, "{}", answer.text);
+    answer.body["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| {
+            (
+                line["host"].as_str().unwrap().to_owned(),
+                line["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `log` holds lines starting with each of `starts`, in that order, each written by
+/// `host`.
+fn assert_log_tells(log: &[(String, String)], host: &str, starts: &[&str]) {
+    assert!(log.iter().all(|(by, _)| by == host), "{log:?}");
+    let mut rest = log.iter();
+    for start in starts {
+        assert!(
+            rest.any(|(_, text)| text.starts_with(start)),
+            "no {start:?} in order in the deploy log: {log:#?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_registry_login_goes_only_to_the_registry_it_belongs_to() {
     let name = format!("dep-login-{:x}", rand::random::<u16>());
@@ -484,6 +515,22 @@ async fn an_unhealthy_version_is_rolled_back_while_the_old_one_answers_every_req
     let live = deploy_image(&app, &good).await;
     assert_eq!(live["state"], "live", "{live}");
     wait_for_answer(&agent, "steady").await;
+    let log = release_log(&app, live["id"].as_i64().unwrap()).await;
+    assert_log_tells(
+        &log,
+        &agent_name,
+        &[
+            "release #",
+            &format!("pull: {good}"),
+            "pulled ",
+            "step: starting",
+            "started ",
+            "step: health_checking",
+            "probe after ",
+            "traffic for site.test goes to 127.0.0.1:",
+            "live: release #",
+        ],
+    );
 
     let load = Load::start(&agent);
     let rolled_back = deploy_image(&app, &sick).await;
@@ -493,6 +540,28 @@ async fn an_unhealthy_version_is_rolled_back_while_the_old_one_answers_every_req
     assert!(
         reason.contains("404"),
         "the reason names the failing probe: {reason}"
+    );
+    // The deploy log tells every probe and why the new version went.
+    let log = release_log(&app, rolled_back["id"].as_i64().unwrap()).await;
+    assert_log_tells(
+        &log,
+        &agent_name,
+        &[
+            &format!("pull: {sick}"),
+            "started ",
+            "probe after ",
+            "unhealthy: ",
+            "rolled back: ",
+        ],
+    );
+    assert!(
+        log.iter()
+            .any(|(_, text)| text.starts_with("probe after ") && text.contains("404")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter().any(|(_, text)| text.starts_with("traffic for")),
+        "traffic never moved to the unhealthy version: {log:#?}"
     );
     let rollout = &rolled_back["rollouts"][0];
     assert!(
@@ -1052,6 +1121,21 @@ async fn the_cli_deploys_lists_and_rolls_back_without_a_rebuild() {
         String::from_utf8_lossy(&output.stderr)
     );
     wait_for_answer(&agent, "one").await;
+
+    // Each release's deploy log, every line after its host.
+    let output = wharf(&["logs", "--release", "1"]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains(&format!("[{name}] ==> pull: {one}"))
+            && printed.contains(&format!("[{name}] ==> live: release #1")),
+        "{printed}"
+    );
+    assert!(!printed.contains("s3cr3t"), "{printed}");
 
     let output = wharf(&["releases", "site", "--json"]).await;
     assert!(output.status.success());
