@@ -36,11 +36,12 @@ pub(crate) struct SmtpServer {
 impl SmtpServer {
     /// Reads `smtp://[USER@]HOST[:PORT]`. A user holding `@` is written as it is
     /// (`smtp://wharf@example.com@mail.example.com`) or with `%40`. A password in the URL is
-    /// refused: it would show wherever the URL does.
+    /// refused: it would show wherever the URL does. Errors never repeat the URL, which may
+    /// hold one.
     pub fn parse(text: &str) -> Result<SmtpServer, String> {
         let invalid = || {
             format!(
-                "{text:?} is not an SMTP server: use smtp://[USER@]HOST[:PORT] (STARTTLS, port {DEFAULT_PORT} by default)"
+                "the email sink's URL must name an SMTP server: smtp://[USER@]HOST[:PORT] (STARTTLS, port {DEFAULT_PORT} by default)"
             )
         };
         let Some(rest) = text.strip_prefix("smtp://") else {
@@ -120,7 +121,9 @@ pub(crate) fn check_addresses(addresses: &EmailAddresses) -> Result<(), String> 
 
 /// The subject: what happened to which service in which environment, marked as Wharf's.
 pub(super) fn subject(message: &Message) -> String {
-    format!("[Wharf] {}", message.title())
+    let title = message.title();
+    let what = title.strip_prefix("Wharf: ").unwrap_or(&title);
+    format!("[Wharf] {what}")
 }
 
 /// One word for the outcome, shown above the details.
@@ -308,7 +311,7 @@ pub(super) async fn send(
     let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server.host)
         .port(server.port)
         .tls(Tls::Required(tls))
-        .hello_name(ClientId::Domain(mailer.domain.to_owned()))
+        .hello_name(client_id(mailer.domain))
         .timeout(Some(mailer.timeout));
     if let Some(user) = &server.user {
         transport = transport.credentials(Credentials::new(
@@ -341,6 +344,15 @@ pub(super) async fn send(
                 mailer.timeout.as_secs()
             ),
         ),
+    }
+}
+
+/// How Wharf names itself in `EHLO`: its host name, or an address literal.
+fn client_id(domain: &str) -> ClientId {
+    match domain.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(address)) => ClientId::Ipv4(address),
+        Ok(std::net::IpAddr::V6(address)) => ClientId::Ipv6(address),
+        Err(_) => ClientId::Domain(domain.to_owned()),
     }
 }
 
@@ -386,6 +398,8 @@ mod tests {
         let password = SmtpServer::parse("smtp://user:hunter2@mail.example.com").unwrap_err();
         assert!(password.contains("standard input"), "{password}");
         assert!(!password.contains("hunter2"), "{password}");
+        let other = SmtpServer::parse("https://user:hunter2@mail.example.com").unwrap_err();
+        assert!(!other.contains("hunter2"), "{other}");
         for invalid in [
             "https://mail.example.com",
             "smtps://mail.example.com",
