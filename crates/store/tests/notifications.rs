@@ -9,8 +9,8 @@ use wharf_store::{
     DeliveryEnd, NewBuild, NewRelease, NewSink, StateReport, Store, StoredSink, hash_token,
 };
 use wharf_wire::{
-    BuildState, BuildTrigger, EmailAddresses, NotificationDeliveryState, NotificationEvent, ReleaseState,
-    ReleaseTrigger, SinkKind,
+    BuildState, BuildTrigger, EmailAddresses, NotificationDeliveryState, NotificationEvent,
+    ReleaseState, ReleaseTrigger, SinkKind,
 };
 
 const NOW: i64 = 1_800_000_000_000;
@@ -689,7 +689,10 @@ async fn a_rollout_whose_agent_went_silent_is_reported_stuck_and_its_release_fai
 async fn an_email_sink_keeps_its_addresses_and_its_server_sealed() {
     let (store, _db) = store().await;
     let addresses = EmailAddresses {
-        to: vec!["ops@example.com".to_owned(), "oncall@example.com".to_owned()],
+        to: vec![
+            "ops@example.com".to_owned(),
+            "oncall@example.com".to_owned(),
+        ],
         from: "Wharf <wharf@example.com>".to_owned(),
     };
     let created = store
@@ -727,11 +730,7 @@ async fn an_email_sink_keeps_its_addresses_and_its_server_sealed() {
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
-    let message = store
-        .notification_message(taken[0])
-        .await
-        .unwrap()
-        .unwrap();
+    let message = store.notification_message(taken[0]).await.unwrap().unwrap();
     assert_eq!(message.sink_kind, SinkKind::Email);
     assert_eq!(message.email.as_ref(), Some(&addresses));
     assert_eq!(message.url_sealed, "sealed-smtp-url");

@@ -116,8 +116,8 @@ impl SinkKind {
             SinkKind::Discord,
             SinkKind::Email,
         ]
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
     }
 }
 

@@ -205,10 +205,9 @@ mod tests {
     #[test]
     fn an_email_sink_names_its_recipients_sender_and_server() {
         let Ok(ClientCommand::Notify {
-            command:
-                NotifyCommand::Add {
-                    email, from, smtp, ..
-                },
+            command: NotifyCommand::Add {
+                email, from, smtp, ..
+            },
             ..
         }) = parse(&[
             "notify",
@@ -251,7 +250,9 @@ mod tests {
             parse(&["notify", "add", "x", "--smtp", "smtp://h"]).is_err(),
             "a server needs an address to write to"
         );
-        assert!(smtp_names_user("smtp://wharf@example.com@mail.example.com:587"));
+        assert!(smtp_names_user(
+            "smtp://wharf@example.com@mail.example.com:587"
+        ));
         assert!(!smtp_names_user("smtp://mail.example.com"));
     }
 }

@@ -38,20 +38,56 @@ impl Certificates {
         .unwrap();
         let steps: [&[&str]; 3] = [
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", &path("ca.key"), "-out", &path("ca.pem"), "-days", "2", "-subj",
-                "/CN=Wharf test mail CA", "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &path("ca.key"),
+                "-out",
+                &path("ca.pem"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Wharf test mail CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
             ],
             &[
-                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", &path("server.key"), "-out", &path("server.csr"), "-subj",
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &path("server.key"),
+                "-out",
+                &path("server.csr"),
+                "-subj",
                 "/CN=127.0.0.1",
             ],
             &[
-                "x509", "-req", "-in", &path("server.csr"), "-CA", &path("ca.pem"), "-CAkey",
-                &path("ca.key"), "-CAcreateserial", "-out", &path("server.pem"), "-days", "2",
-                "-extfile", &path("server.ext"),
+                "x509",
+                "-req",
+                "-in",
+                &path("server.csr"),
+                "-CA",
+                &path("ca.pem"),
+                "-CAkey",
+                &path("ca.key"),
+                "-CAcreateserial",
+                "-out",
+                &path("server.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &path("server.ext"),
             ],
         ];
         for args in steps {
@@ -65,11 +101,10 @@ impl Certificates {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(path("server.pem"))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path("server.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
         let key = PrivateKeyDer::from_pem_file(path("server.key")).unwrap();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let server = rustls::ServerConfig::builder_with_provider(provider)
@@ -182,15 +217,26 @@ async fn session(
             return Ok(());
         };
         state.lock().unwrap().commands.push((false, line.clone()));
-        let verb = line.split(' ').next().unwrap_or_default().to_ascii_uppercase();
+        let verb = line
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
         match verb.as_str() {
             "EHLO" if starttls => {
-                reply(&mut plain, "250-mail.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n").await?
+                reply(
+                    &mut plain,
+                    "250-mail.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+                )
+                .await?
             }
             // Without STARTTLS, offer AUTH in the clear, as a careless server would.
             "EHLO" => {
-                reply(&mut plain, "250-mail.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
-                    .await?
+                reply(
+                    &mut plain,
+                    "250-mail.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n",
+                )
+                .await?
             }
             "STARTTLS" if starttls => {
                 reply(&mut plain, "220 2.0.0 Ready to start TLS\r\n").await?;
@@ -201,7 +247,11 @@ async fn session(
                 return Ok(());
             }
             _ => {
-                reply(&mut plain, "530 5.7.0 Must issue a STARTTLS command first\r\n").await?
+                reply(
+                    &mut plain,
+                    "530 5.7.0 Must issue a STARTTLS command first\r\n",
+                )
+                .await?
             }
         }
     }
@@ -224,7 +274,11 @@ async fn secured<S: AsyncRead + AsyncWrite + Unpin>(
     let mechanisms = state.lock().unwrap().mechanisms;
     let (mut mail_from, mut rcpt_to) = (String::new(), Vec::new());
     while let Some(line) = read_line(&mut stream).await? {
-        let verb = line.split(' ').next().unwrap_or_default().to_ascii_uppercase();
+        let verb = line
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
         if verb != "AUTH" {
             state.lock().unwrap().commands.push((true, line.clone()));
         }
@@ -567,13 +621,20 @@ async fn a_failed_build_is_mailed_over_starttls_with_both_parts_and_a_link_to_it
         .unwrap()
         .to_owned();
     assert_eq!(letter.header("X-Wharf-Delivery"), delivery);
-    assert_eq!(letter.header("Message-ID"), format!("<{delivery}@127.0.0.1>"));
+    assert_eq!(
+        letter.header("Message-ID"),
+        format!("<{delivery}@127.0.0.1>")
+    );
     let page = format!("{}/builds/{id}", app.url);
     assert!(letter.plain.contains(&page), "{}", letter.plain);
     assert!(letter.plain.contains("the Dockerfile's RUN step failed"));
     assert!(letter.plain.contains(&format!("Commit: {}", sha('e'))));
     assert!(letter.plain.contains("Environment: production"));
-    assert!(letter.html.contains(&format!("<a href=\"{page}\">")), "{}", letter.html);
+    assert!(
+        letter.html.contains(&format!("<a href=\"{page}\">")),
+        "{}",
+        letter.html
+    );
     assert!(letter.html.contains("the Dockerfile&#39;s RUN step failed"));
 
     // The password went to AUTH, over TLS, and nowhere else.
@@ -591,7 +652,11 @@ async fn a_failed_build_is_mailed_over_starttls_with_both_parts_and_a_link_to_it
         .filter(|(tls, _)| !tls)
         .map(|(_, line)| line.as_str())
         .collect();
-    assert_eq!(before_tls.len(), 2, "EHLO and STARTTLS only: {before_tls:?}");
+    assert_eq!(
+        before_tls.len(),
+        2,
+        "EHLO and STARTTLS only: {before_tls:?}"
+    );
     assert_eq!(before_tls[0], "EHLO [127.0.0.1]");
     assert_eq!(before_tls[1], "STARTTLS");
     for (_, line) in &commands {
@@ -600,7 +665,10 @@ async fn a_failed_build_is_mailed_over_starttls_with_both_parts_and_a_link_to_it
     assert!(!message.data.contains(PASSWORD));
     assert!(!app.logs.text().contains(PASSWORD));
     wait_until("the message is recorded as delivered", DEADLINE, || async {
-        deliveries(&app, "mail").await[0]["state"] == "delivered"
+        deliveries(&app, "mail")
+            .await
+            .first()
+            .is_some_and(|delivery| delivery["state"] == "delivered")
     })
     .await;
     let delivered = &deliveries(&app, "mail").await[0];
@@ -633,7 +701,10 @@ async fn a_mail_server_that_answers_451_first_gets_the_message_once() {
     assert_eq!(letter.header("Subject"), "[Wharf] a test message");
     assert_eq!(letter.header("X-Wharf-Event"), "test");
     wait_until("the message is recorded as delivered", DEADLINE, || async {
-        deliveries(&app, "mail").await[0]["state"] == "delivered"
+        deliveries(&app, "mail")
+            .await
+            .first()
+            .is_some_and(|delivery| delivery["state"] == "delivered")
     })
     .await;
     let deliveries = deliveries(&app, "mail").await;
@@ -643,8 +714,16 @@ async fn a_mail_server_that_answers_451_first_gets_the_message_once() {
     assert_eq!(
         logins,
         [
-            ("LOGIN".to_owned(), "relay".to_owned(), "relay-password".to_owned()),
-            ("LOGIN".to_owned(), "relay".to_owned(), "relay-password".to_owned()),
+            (
+                "LOGIN".to_owned(),
+                "relay".to_owned(),
+                "relay-password".to_owned()
+            ),
+            (
+                "LOGIN".to_owned(),
+                "relay".to_owned(),
+                "relay-password".to_owned()
+            ),
         ],
         "each attempt logs in over TLS"
     );
@@ -670,17 +749,29 @@ async fn a_mail_servers_refusal_is_a_dead_letter_at_once() {
     )
     .await;
     let app = app_trusting(&certificates).await;
-    add_email_sink(&app, "mail", &format!("smtp://127.0.0.1:{}", server.port), None).await;
+    add_email_sink(
+        &app,
+        "mail",
+        &format!("smtp://127.0.0.1:{}", server.port),
+        None,
+    )
+    .await;
     app.post("/v1/notifications/mail/test", json!({})).await;
     wait_until("the refused message is dead", DEADLINE, || async {
-        deliveries(&app, "mail").await.first().map(|d| d["state"].clone()) == Some(json!("dead"))
+        deliveries(&app, "mail")
+            .await
+            .first()
+            .is_some_and(|delivery| delivery["state"] == "dead")
     })
     .await;
     let dead = &deliveries(&app, "mail").await[0];
     assert_eq!(dead["attempts"], 1, "{dead}");
     assert_eq!(dead["last_status"], 550, "{dead}");
     assert!(
-        dead["last_error"].as_str().unwrap().contains("No such user"),
+        dead["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("No such user"),
         "{dead}"
     );
     // Without a user in the URL, nothing logs in.
@@ -708,7 +799,10 @@ async fn a_mail_server_without_starttls_never_gets_the_password() {
     add_email_sink(&app, "mail", &url, Some("never-in-clear")).await;
     app.post("/v1/notifications/mail/test", json!({})).await;
     wait_until("an attempt fails", DEADLINE, || async {
-        deliveries(&app, "mail").await[0]["last_error"].is_string()
+        deliveries(&app, "mail")
+            .await
+            .first()
+            .is_some_and(|delivery| delivery["last_error"].is_string())
     })
     .await;
     let delivery = &deliveries(&app, "mail").await[0];
@@ -765,7 +859,12 @@ async fn email_sinks_are_checked_when_added() {
     ];
     for (request, expected) in attempts {
         let answer = app.post("/v1/notifications", request.clone()).await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{request}: {}", answer.text);
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{request}: {}",
+            answer.text
+        );
         assert!(answer.text.contains(expected), "{request}: {}", answer.text);
         assert!(!answer.text.contains(":pw@"), "{}", answer.text);
     }

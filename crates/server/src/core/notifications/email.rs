@@ -68,7 +68,10 @@ impl SmtpServer {
         let host = url.host_str().filter(|host| !host.is_empty());
         let host = host.ok_or_else(invalid)?;
         Ok(SmtpServer {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port: url.port().unwrap_or(DEFAULT_PORT),
             user,
         })
@@ -433,12 +436,21 @@ mod tests {
             "[Wharf] web (production): release #4 was rolled back"
         );
         let text = text_body(&message);
-        assert!(text.contains("Failed\nthe health check <failed> 3 times\n"), "{text}");
+        assert!(
+            text.contains("Failed\nthe health check <failed> 3 times\n"),
+            "{text}"
+        );
         assert!(text.contains("Event: release.rolled_back\n"), "{text}");
         assert!(text.contains("Environment: production\n"), "{text}");
-        assert!(text.contains("https://wharf.example.com/builds/7"), "{text}");
+        assert!(
+            text.contains("https://wharf.example.com/builds/7"),
+            "{text}"
+        );
         let html = html_body(&message);
-        assert!(html.contains("the health check &lt;failed&gt; 3 times"), "{html}");
+        assert!(
+            html.contains("the health check &lt;failed&gt; 3 times"),
+            "{html}"
+        );
         assert!(
             html.contains("<a href=\"https://wharf.example.com/builds/7\">"),
             "{html}"
@@ -457,7 +469,10 @@ mod tests {
         };
         let letter = letter(&message, &addresses, "abc123", "wharf.example.com").unwrap();
         let text = String::from_utf8(letter.formatted()).unwrap();
-        assert!(text.contains("Message-ID: <abc123@wharf.example.com>"), "{text}");
+        assert!(
+            text.contains("Message-ID: <abc123@wharf.example.com>"),
+            "{text}"
+        );
         assert!(text.contains("X-Wharf-Delivery: abc123"), "{text}");
         assert!(text.contains("X-Wharf-Event: build.failed"), "{text}");
         assert!(text.contains("multipart/alternative"), "{text}");
