@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub notification_timeout: Duration,
     /// How long a server holds a message it sends before another may take it.
     pub notification_lease: Duration,
+    /// PEM of CAs that email sinks' SMTP servers may be signed by, besides the platform's
+    /// roots (`WHARF_SMTP_CA_FILE`): a private mail server's.
+    pub smtp_ca_pem: Option<Vec<u8>>,
     /// The limits the HTTP edge puts on its callers.
     pub limits: RequestLimits,
 }
@@ -206,6 +209,7 @@ impl ServerConfig {
             notification_interval: Duration::from_secs(1),
             notification_timeout: Duration::from_secs(10),
             notification_lease: Duration::from_secs(60),
+            smtp_ca_pem: None,
             limits: RequestLimits::default(),
         }
     }

@@ -12,7 +12,8 @@
 
 use wharf_domain::notification::{Disposition, ServiceHistory, disposition};
 use wharf_wire::{
-    NotificationDelivery, NotificationDeliveryState, NotificationEvent, SinkKind, format_millis,
+    EmailAddresses, NotificationDelivery, NotificationDeliveryState, NotificationEvent, SinkKind,
+    format_millis,
 };
 
 use crate::{Result, Store, StoreError, in_transaction, is_unique_violation, on_pool};
@@ -26,6 +27,8 @@ pub struct NewSink {
     pub url_shown: String,
     pub url_sealed: String,
     pub secret_sealed: Option<String>,
+    /// An email sink's recipients and sender.
+    pub email: Option<EmailAddresses>,
     pub events: Vec<NotificationEvent>,
     pub services: Vec<String>,
 }
@@ -39,6 +42,7 @@ pub struct StoredSink {
     pub url_shown: String,
     pub url_sealed: String,
     pub secret_sealed: Option<String>,
+    pub email: Option<EmailAddresses>,
     pub events: Vec<NotificationEvent>,
     pub services: Vec<String>,
     /// Messages waiting for their first or next attempt.
@@ -60,6 +64,8 @@ pub struct NotificationMessage {
     pub sink_kind: SinkKind,
     pub url_sealed: String,
     pub secret_sealed: Option<String>,
+    /// An email sink's recipients and sender.
+    pub email: Option<EmailAddresses>,
     pub event: NotificationEvent,
     pub disposition: Disposition,
     pub service: Option<String>,
@@ -104,8 +110,8 @@ macro_rules! failure_events {
 
 macro_rules! select_sink {
     () => {
-        "SELECT k.id, k.name, k.kind, k.url_shown, k.url_sealed, k.secret_sealed, k.events, \
-         k.services, k.created_at, \
+        "SELECT k.id, k.name, k.kind, k.url_shown, k.url_sealed, k.secret_sealed, k.email_to, \
+         k.email_from, k.events, k.services, k.created_at, \
          (SELECT COUNT(*) FROM notification_deliveries d WHERE d.sink_id = k.id \
           AND d.state = 'pending') AS pending, \
          (SELECT COUNT(*) FROM notification_deliveries d WHERE d.sink_id = k.id \
@@ -122,6 +128,8 @@ struct SinkRow {
     url_shown: String,
     url_sealed: String,
     secret_sealed: Option<String>,
+    email_to: Option<String>,
+    email_from: Option<String>,
     events: String,
     services: String,
     created_at: i64,
@@ -138,6 +146,7 @@ impl From<SinkRow> for StoredSink {
             url_shown: row.url_shown,
             url_sealed: row.url_sealed,
             secret_sealed: row.secret_sealed,
+            email: email_addresses(row.email_to, row.email_from),
             events: split_list(&row.events)
                 .filter_map(NotificationEvent::parse)
                 .collect(),
@@ -147,6 +156,14 @@ impl From<SinkRow> for StoredSink {
             created_at: row.created_at,
         }
     }
+}
+
+/// An email sink's addresses from their columns: the recipients one a line.
+fn email_addresses(to: Option<String>, from: Option<String>) -> Option<EmailAddresses> {
+    Some(EmailAddresses {
+        to: to?.lines().map(str::to_owned).collect(),
+        from: from?,
+    })
 }
 
 fn split_list(text: &str) -> impl Iterator<Item = &str> {
@@ -163,6 +180,8 @@ struct MessageRow {
     sink_kind: String,
     url_sealed: String,
     secret_sealed: Option<String>,
+    email_to: Option<String>,
+    email_from: Option<String>,
     event: String,
     service: Option<String>,
     environment: Option<String>,
@@ -239,13 +258,16 @@ impl Store {
         let inserted = on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO notification_sinks (name, kind, url_shown, url_sealed, secret_sealed, \
-                 events, services, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 email_to, email_from, events, services, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&new.name)
             .bind(new.kind.as_str())
             .bind(&new.url_shown)
             .bind(&new.url_sealed)
             .bind(&new.secret_sealed)
+            .bind(new.email.as_ref().map(|email| email.to.join("\n")))
+            .bind(new.email.as_ref().map(|email| email.from.clone()))
             .bind(events.join(","))
             .bind(new.services.join(","))
             .bind(now)
@@ -502,7 +524,8 @@ impl Store {
         let row: Option<MessageRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT d.id, d.message_id, d.attempts, d.disposition, k.name AS sink_name, \
-                 k.kind AS sink_kind, k.url_sealed, k.secret_sealed, e.event, s.name AS service, \
+                 k.kind AS sink_kind, k.url_sealed, k.secret_sealed, k.email_to, k.email_from, \
+                 e.event, s.name AS service, \
                  e.environment, b.commit_sha, e.build_id, e.release_id, a.name AS agent, e.reason, \
                  e.created_at FROM notification_deliveries d \
                  JOIN notification_sinks k ON k.id = d.sink_id \
@@ -523,6 +546,7 @@ impl Store {
             sink_kind: SinkKind::parse(&row.sink_kind).unwrap_or(SinkKind::Webhook),
             url_sealed: row.url_sealed,
             secret_sealed: row.secret_sealed,
+            email: email_addresses(row.email_to, row.email_from),
             event: NotificationEvent::parse(&row.event).unwrap_or(NotificationEvent::Test),
             disposition: Disposition::parse(&row.disposition).unwrap_or(Disposition::Sent),
             service: row.service,
@@ -629,6 +653,7 @@ mod tests {
             url_shown: String::new(),
             url_sealed: String::new(),
             secret_sealed: None,
+            email: None,
             events,
             services: services.iter().map(|name| (*name).to_owned()).collect(),
             pending: 0,

@@ -9,8 +9,8 @@ use wharf_store::{
     DeliveryEnd, NewBuild, NewRelease, NewSink, StateReport, Store, StoredSink, hash_token,
 };
 use wharf_wire::{
-    BuildState, BuildTrigger, NotificationDeliveryState, NotificationEvent, ReleaseState,
-    ReleaseTrigger, SinkKind,
+    BuildState, BuildTrigger, EmailAddresses, NotificationDeliveryState, NotificationEvent,
+    ReleaseState, ReleaseTrigger, SinkKind,
 };
 
 const NOW: i64 = 1_800_000_000_000;
@@ -43,6 +43,7 @@ async fn sink(
                 url_shown: "http://127.0.0.1/hook".to_owned(),
                 url_sealed: "sealed-url".to_owned(),
                 secret_sealed: Some("sealed-secret".to_owned()),
+                email: None,
                 events,
                 services: services.iter().map(|name| (*name).to_owned()).collect(),
             },
@@ -682,4 +683,75 @@ async fn a_rollout_whose_agent_went_silent_is_reported_stuck_and_its_release_fai
         "{:?}",
         message.reason
     );
+}
+
+#[tokio::test]
+async fn an_email_sink_keeps_its_addresses_and_its_server_sealed() {
+    let (store, _db) = store().await;
+    let addresses = EmailAddresses {
+        to: vec![
+            "ops@example.com".to_owned(),
+            "oncall@example.com".to_owned(),
+        ],
+        from: "Wharf <wharf@example.com>".to_owned(),
+    };
+    let created = store
+        .create_sink(
+            &NewSink {
+                name: "mail".to_owned(),
+                kind: SinkKind::Email,
+                url_shown: "smtp://mail.example.com:587".to_owned(),
+                url_sealed: "sealed-smtp-url".to_owned(),
+                secret_sealed: Some("sealed-password".to_owned()),
+                email: Some(addresses.clone()),
+                events: Vec::new(),
+                services: Vec::new(),
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.kind, SinkKind::Email);
+    assert_eq!(created.email.as_ref(), Some(&addresses));
+    assert_eq!(created.url_sealed, "sealed-smtp-url");
+    assert_eq!(created.secret_sealed.as_deref(), Some("sealed-password"));
+    // A webhook beside it has no addresses.
+    let hook = sink(&store, "hook", Vec::new(), &[]).await;
+    assert_eq!(hook.email, None);
+    let listed = store.sinks().await.unwrap();
+    let mail = listed.iter().find(|sink| sink.name == "mail").unwrap();
+    assert_eq!(mail.email.as_ref(), Some(&addresses));
+
+    // A test message carries the addresses and the sealed server to the delivery loop.
+    store.record_test_event(created.id, NOW).await.unwrap();
+    assert_eq!(store.fan_out_notifications(NOW, 100).await.unwrap(), 1);
+    let taken = store
+        .take_notification_deliveries(NOW, LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let message = store.notification_message(taken[0]).await.unwrap().unwrap();
+    assert_eq!(message.sink_kind, SinkKind::Email);
+    assert_eq!(message.email.as_ref(), Some(&addresses));
+    assert_eq!(message.url_sealed, "sealed-smtp-url");
+    assert_eq!(message.secret_sealed.as_deref(), Some("sealed-password"));
+    assert_eq!(message.event, NotificationEvent::Test);
+
+    // A refusal on the first attempt is a dead letter at once, with the server's reply code.
+    store
+        .finish_notification_delivery(
+            taken[0],
+            &DeliveryEnd::Dead {
+                status: Some(550),
+                error: "the mail server refused the message: 550 no such user".to_owned(),
+            },
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    let failed = store.sink_deliveries(created.id, true, 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].state, NotificationDeliveryState::Dead);
+    assert_eq!(failed[0].last_status, Some(550));
+    assert_eq!(failed[0].attempts, 1);
 }

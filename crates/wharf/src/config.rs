@@ -34,6 +34,7 @@ const FILE_KEYS: &[&str] = &[
     "sqlite_synchronous",
     "delivery_retention",
     "trusted_proxies",
+    "smtp_ca_file",
     "server",
     "agent_token",
     "agent_token_file",
@@ -197,6 +198,10 @@ pub struct ServerArgs {
     /// X-Forwarded-For names, for the limit on failed authentication.
     #[arg(long, env = "WHARF_TRUSTED_PROXIES", default_value = "", value_parser = trusted_proxies_setting)]
     pub trusted_proxies: TrustedProxies,
+    /// A PEM file of CA certificates that email sinks' SMTP servers may be signed by, besides
+    /// the system's (a private mail server's).
+    #[arg(long, env = "WHARF_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
     /// An optional TOML file of settings (read before flags; see the README).
     #[arg(long, env = "WHARF_CONFIG")]
     pub config: Option<PathBuf>,
@@ -266,8 +271,25 @@ impl ServerArgs {
         config.github = self.github_settings()?;
         config.registry = self.registry()?;
         config.registry_insecure = self.registry_insecure;
+        config.smtp_ca_pem = self.smtp_ca_pem()?;
         config.sealing_key = std::sync::Arc::new(self.state.sealing_key(sealed_values)?);
         Ok(config)
+    }
+
+    /// The PEM of `WHARF_SMTP_CA_FILE`, checked to hold a certificate.
+    fn smtp_ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(path) = &self.smtp_ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read WHARF_SMTP_CA_FILE {}", path.display()))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            bail!(
+                "WHARF_SMTP_CA_FILE {} holds no PEM certificate",
+                path.display()
+            );
+        }
+        Ok(Some(pem))
     }
 
     /// The registry setting without a trailing `/`; `None` when unset or empty.

@@ -1,5 +1,5 @@
 //! Notifications: the sinks Wharf tells when something happens (a generic webhook, Slack,
-//! Discord), the events it tells them of, and each message's deliveries.
+//! Discord, email), the events it tells them of, and each message's deliveries.
 
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +95,8 @@ pub enum SinkKind {
     Slack,
     /// A Discord webhook.
     Discord,
+    /// Email, sent through an SMTP server with STARTTLS.
+    Email,
 }
 
 impl SinkKind {
@@ -103,14 +105,30 @@ impl SinkKind {
             SinkKind::Webhook => "webhook",
             SinkKind::Slack => "slack",
             SinkKind::Discord => "discord",
+            SinkKind::Email => "email",
         }
     }
 
     pub fn parse(name: &str) -> Option<SinkKind> {
-        [SinkKind::Webhook, SinkKind::Slack, SinkKind::Discord]
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
+        [
+            SinkKind::Webhook,
+            SinkKind::Slack,
+            SinkKind::Discord,
+            SinkKind::Email,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
     }
+}
+
+/// Who an email sink writes to, and as whom.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct EmailAddresses {
+    /// The recipients, one address each (`ops@example.com`).
+    pub to: Vec<String>,
+    /// The sender (`wharf@example.com` or `Wharf <wharf@example.com>`).
+    pub from: String,
 }
 
 /// A notification sink as the API shows it: its URL without what may hold a token, and never
@@ -120,8 +138,12 @@ impl SinkKind {
 pub struct NotificationSink {
     pub name: String,
     pub kind: SinkKind,
-    /// The URL, with its path and query left out when they may hold a token.
+    /// The URL, with its path and query left out when they may hold a token; an email sink's
+    /// SMTP server as `smtp://host:port`, without its user.
     pub url: String,
+    /// An email sink's recipients and sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailAddresses>,
     /// The events it gets; empty: every event.
     pub events: Vec<NotificationEvent>,
     /// The services whose events it gets; empty: every service's, and those of no service.
@@ -140,11 +162,16 @@ pub struct NotificationSink {
 pub struct CreateSink {
     pub name: String,
     pub kind: SinkKind,
-    /// Sealed at rest: a Slack or Discord URL holds its token.
+    /// Sealed at rest: a Slack or Discord URL holds its token. An email sink's SMTP server:
+    /// `smtp://[USER@]HOST[:PORT]` (port 587 by default; STARTTLS is required).
     pub url: SecretText,
-    /// A webhook's signing secret; generated when absent. Not for Slack or Discord.
+    /// A webhook's signing secret, generated when absent; an email sink's SMTP password, which
+    /// it needs when its URL names a user. Not for Slack or Discord.
     #[serde(default)]
     pub secret: Option<SecretText>,
+    /// An email sink's recipients and sender; only for an email sink.
+    #[serde(default)]
+    pub email: Option<EmailAddresses>,
     #[serde(default)]
     pub events: Vec<NotificationEvent>,
     #[serde(default)]
@@ -250,7 +277,7 @@ pub struct NotificationDelivery {
     pub disposition: String,
     pub state: NotificationDeliveryState,
     pub attempts: i64,
-    /// The sink's last HTTP status.
+    /// The sink's last HTTP status, or an SMTP server's last reply code.
     pub last_status: Option<i64>,
     /// Why the last attempt failed, in one line.
     pub last_error: Option<String>,

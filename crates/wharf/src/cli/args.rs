@@ -409,12 +409,15 @@ pub enum AgentsCommand {
     },
 }
 
+// Made once per run of the CLI: the size of `Add` costs nothing worth boxing it for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum NotifyCommand {
     /// Add a sink: a webhook (signed with a secret, generated and shown once when not given),
-    /// a Slack or a Discord webhook URL. A value of `-` is read from standard input, so a URL
-    /// holding a token or a secret need not show in the process list.
-    #[command(group(clap::ArgGroup::new("sink").required(true).args(["webhook", "slack", "discord"])))]
+    /// a Slack or a Discord webhook URL, or email through an SMTP server. A value of `-` is
+    /// read from standard input, so a URL holding a token or a secret need not show in the
+    /// process list; an SMTP password is always read from standard input.
+    #[command(group(clap::ArgGroup::new("sink").required(true).args(["webhook", "slack", "discord", "email"])))]
     Add {
         name: String,
         /// A URL that gets Wharf's signed JSON.
@@ -426,8 +429,18 @@ pub enum NotifyCommand {
         /// A Discord webhook's URL.
         #[arg(long, value_name = "URL")]
         discord: Option<String>,
+        /// Email to this address (repeatable), sent through --smtp as --from.
+        #[arg(long, value_name = "ADDR", requires_all = ["from", "smtp"])]
+        email: Vec<String>,
+        /// The email's sender: an address, or `Name <address>`.
+        #[arg(long, value_name = "ADDR", requires = "email")]
+        from: Option<String>,
+        /// The SMTP server, smtp://[USER@]HOST[:PORT] (port 587, STARTTLS required). When it
+        /// names a user, its password is read from standard input.
+        #[arg(long, value_name = "URL", requires = "email")]
+        smtp: Option<String>,
         /// The webhook's signing secret.
-        #[arg(long, conflicts_with_all = ["slack", "discord"])]
+        #[arg(long, conflicts_with_all = ["slack", "discord", "email"])]
         secret: Option<String>,
         /// Only these events (comma-separated): build.failed, release.live, release.failed,
         /// release.rolled_back, rollout.stuck, agent.offline, agent.online. Default: all.

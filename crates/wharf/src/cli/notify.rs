@@ -1,11 +1,11 @@
-//! `wharf notify`: notification sinks (a webhook, Slack, Discord), a test message, each sink's
-//! messages and retrying its dead letters.
+//! `wharf notify`: notification sinks (a webhook, Slack, Discord, email), a test message, each
+//! sink's messages and retrying its dead letters.
 
 use anyhow::Context;
 use wharf_client::ApiClient;
 use wharf_wire::{
-    CreateSink, ListSinkDeliveries, ListSinks, NotificationEvent, RemoveSink, RetrySink,
-    SecretText, SinkKind, TestSink,
+    CreateSink, EmailAddresses, ListSinkDeliveries, ListSinks, NotificationEvent, RemoveSink,
+    RetrySink, SecretText, SinkKind, TestSink,
 };
 
 use super::args::NotifyCommand;
@@ -19,27 +19,50 @@ pub(super) async fn run(client: &ApiClient, command: NotifyCommand) -> anyhow::R
             webhook,
             slack,
             discord,
+            email,
+            from,
+            smtp,
             secret,
             events,
             service,
             json,
         } => {
-            let (kind, url) = match (webhook, slack, discord) {
-                (Some(url), _, _) => (SinkKind::Webhook, url),
-                (_, Some(url), _) => (SinkKind::Slack, url),
-                (_, _, Some(url)) => (SinkKind::Discord, url),
-                _ => anyhow::bail!("name the sink: --webhook, --slack or --discord"),
-            };
-            let request = CreateSink {
-                name,
-                kind,
-                url: SecretText::new(from_stdin_when_dash(url, "the URL")?),
-                secret: secret
-                    .map(|secret| from_stdin_when_dash(secret, "the secret"))
+            let request = if let (false, Some(from), Some(smtp)) = (email.is_empty(), from, smtp) {
+                // The password of the user the URL names, never from the command line.
+                let password = smtp_names_user(&smtp)
+                    .then(|| super::input::line("the SMTP password"))
                     .transpose()?
-                    .map(SecretText::new),
-                events: parse_events(&events)?,
-                services: service,
+                    .map(SecretText::new);
+                CreateSink {
+                    name,
+                    kind: SinkKind::Email,
+                    url: SecretText::new(smtp),
+                    secret: password,
+                    email: Some(EmailAddresses { to: email, from }),
+                    events: parse_events(&events)?,
+                    services: service,
+                }
+            } else {
+                let (kind, url) = match (webhook, slack, discord) {
+                    (Some(url), _, _) => (SinkKind::Webhook, url),
+                    (_, Some(url), _) => (SinkKind::Slack, url),
+                    (_, _, Some(url)) => (SinkKind::Discord, url),
+                    _ => anyhow::bail!(
+                        "name the sink: --webhook, --slack, --discord or --email with --from and --smtp"
+                    ),
+                };
+                CreateSink {
+                    name,
+                    kind,
+                    url: SecretText::new(from_stdin_when_dash(url, "the URL")?),
+                    secret: secret
+                        .map(|secret| from_stdin_when_dash(secret, "the secret"))
+                        .transpose()?
+                        .map(SecretText::new),
+                    email: None,
+                    events: parse_events(&events)?,
+                    services: service,
+                }
             };
             let created = client.send(&request).await?;
             emit(&render::one(&created, json, render::sink_created)?)
@@ -65,6 +88,12 @@ pub(super) async fn run(client: &ApiClient, command: NotifyCommand) -> anyhow::R
             emit(&render::sink_retried(&retried))
         }
     }
+}
+
+/// Whether an SMTP URL names a user (`smtp://USER@HOST`), who then needs a password.
+fn smtp_names_user(url: &str) -> bool {
+    url.strip_prefix("smtp://")
+        .is_some_and(|rest| rest.contains('@'))
 }
 
 /// `value`, or the first line of standard input when it is `-`.
@@ -171,5 +200,59 @@ mod tests {
             .is_err(),
             "only a webhook takes a secret"
         );
+    }
+
+    #[test]
+    fn an_email_sink_names_its_recipients_sender_and_server() {
+        let Ok(ClientCommand::Notify {
+            command: NotifyCommand::Add {
+                email, from, smtp, ..
+            },
+            ..
+        }) = parse(&[
+            "notify",
+            "add",
+            "mail",
+            "--email",
+            "ops@example.com",
+            "--email",
+            "oncall@example.com",
+            "--from",
+            "wharf@example.com",
+            "--smtp",
+            "smtp://wharf@mail.example.com",
+        ])
+        else {
+            panic!("notify add --email parses");
+        };
+        assert_eq!(email, ["ops@example.com", "oncall@example.com"]);
+        assert_eq!(from.as_deref(), Some("wharf@example.com"));
+        assert_eq!(smtp.as_deref(), Some("smtp://wharf@mail.example.com"));
+        let without = |missing: &str| {
+            let mut words = vec![
+                "notify",
+                "add",
+                "mail",
+                "--email",
+                "ops@example.com",
+                "--from",
+                "wharf@example.com",
+                "--smtp",
+                "smtp://mail.example.com",
+            ];
+            let at = words.iter().position(|word| *word == missing).unwrap();
+            words.drain(at..at + 2);
+            parse(&words)
+        };
+        assert!(without("--from").is_err(), "an email needs a sender");
+        assert!(without("--smtp").is_err(), "an email needs a server");
+        assert!(
+            parse(&["notify", "add", "x", "--smtp", "smtp://h"]).is_err(),
+            "a server needs an address to write to"
+        );
+        assert!(smtp_names_user(
+            "smtp://wharf@example.com@mail.example.com:587"
+        ));
+        assert!(!smtp_names_user("smtp://mail.example.com"));
     }
 }

@@ -109,7 +109,10 @@ fn served(agent: &Agent) -> String {
 pub(super) const SINKS: &[Column<NotificationSink>] = &[
     ("NAME", |sink| sink.name.clone()),
     ("KIND", |sink| sink.kind.as_str().to_owned()),
-    ("URL", |sink| sink.url.clone()),
+    ("URL", |sink| match &sink.email {
+        Some(email) => format!("{} via {}", email.to.join(","), sink.url),
+        None => sink.url.clone(),
+    }),
     ("EVENTS", |sink| {
         if sink.events.is_empty() {
             "all".to_owned()
@@ -520,6 +523,7 @@ ID  STATE        TRIGGER  BUILD  IMAGE                                      CREA
                 name: "ops".to_owned(),
                 kind: SinkKind::Webhook,
                 url: "https://ops.example.com/wharf".to_owned(),
+                email: None,
                 events: Vec::new(),
                 services: Vec::new(),
                 pending: 0,
@@ -530,6 +534,7 @@ ID  STATE        TRIGGER  BUILD  IMAGE                                      CREA
                 name: "team".to_owned(),
                 kind: SinkKind::Slack,
                 url: "https://hooks.slack.com/…".to_owned(),
+                email: None,
                 events: vec![
                     NotificationEvent::ReleaseLive,
                     NotificationEvent::BuildFailed,

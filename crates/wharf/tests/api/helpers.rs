@@ -82,6 +82,8 @@ pub struct Options {
     pub without_registry: bool,
     /// The limits the HTTP edge puts on its callers (default: a real server's).
     pub limits: Option<RequestLimits>,
+    /// CAs the email sinks' SMTP servers may be signed by (`WHARF_SMTP_CA_FILE`'s PEM).
+    pub smtp_ca_pem: Option<Vec<u8>>,
 }
 
 /// The registry a test server names when the test gives none.
@@ -144,6 +146,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     if let Some(max_log_bytes) = options.max_log_bytes {
         config.max_log_bytes = max_log_bytes;
     }
+    config.smtp_ca_pem = options.smtp_ca_pem;
     if !options.without_registry {
         config.registry = Some(options.registry.unwrap_or_else(|| TEST_REGISTRY.to_owned()));
         config.registry_insecure = true;

@@ -11,6 +11,7 @@ mod data_at_rest;
 mod deploy_hook;
 mod deploys;
 mod durability;
+mod email;
 mod github_app;
 mod github_deployments;
 mod helpers;

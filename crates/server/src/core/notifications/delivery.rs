@@ -3,9 +3,11 @@
 //!
 //! Delivery is at least once: a message is marked delivered only after its sink answered 2xx,
 //! so a crash in between sends it again, with the same `X-Wharf-Delivery`, and the receiver can
-//! drop the repeat. A failed attempt (no answer, or a status other than 2xx) is tried again
-//! after a backoff that doubles with each attempt, or after the sink's `Retry-After`; after
-//! `notification_max_attempts` the message is a dead letter until a user retries it. All of it
+//! drop the repeat. A failed attempt (no answer, or a status other than 2xx; for email, no
+//! answer or a 4xx reply) is tried again after a backoff that doubles with each attempt, or
+//! after the sink's `Retry-After`; after `notification_max_attempts` the message is a dead
+//! letter until a user retries it. A mail server's 5xx reply (a refused recipient or password)
+//! makes it a dead letter at once: trying again would get the same answer. All of it
 //! lives in the store, so nothing is lost across restarts, and the lease keeps two servers
 //! from sending one message at once in the normal case.
 
@@ -16,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use wharf_store::{DeliveryEnd, NotificationMessage};
 use wharf_wire::SinkKind;
 
-use super::{Message, discord, slack, webhook};
+use super::{Message, discord, email, slack, webhook};
 use crate::core::sealing::{notification_secret_context, notification_url_context};
 use crate::core::{Core, jobs, now_millis};
 
@@ -29,13 +31,19 @@ const MAX_REQUESTED_WAIT: Duration = Duration::from_secs(3600);
 
 /// How one attempt went.
 #[derive(Debug, PartialEq, Eq)]
-enum Attempt {
+pub(super) enum Attempt {
     Delivered {
         status: u16,
     },
+    /// Worth trying again.
     Failed {
         status: Option<u16>,
         retry_after: Option<Duration>,
+        error: String,
+    },
+    /// Refused for good: trying again would get the same answer until a person acts.
+    Refused {
+        status: Option<u16>,
         error: String,
     },
 }
@@ -142,6 +150,10 @@ fn outcome(core: &Core, stored: &NotificationMessage, attempt: Attempt, now: i64
         Attempt::Delivered { status } => DeliveryEnd::Delivered {
             status: i64::from(status),
         },
+        Attempt::Refused { status, error } => DeliveryEnd::Dead {
+            status: status.map(i64::from),
+            error,
+        },
         Attempt::Failed {
             status,
             retry_after,
@@ -180,6 +192,15 @@ async fn attempt(
         .map_err(|error| error.to_string())?;
     let message = Message::of(stored, &core.config.public_url);
     let (body, headers) = match stored.sink_kind {
+        SinkKind::Email => {
+            let password = stored
+                .secret_sealed
+                .as_deref()
+                .map(|sealed| key.open(&notification_secret_context(&stored.sink_name), sealed))
+                .transpose()
+                .map_err(|error| error.to_string())?;
+            return Ok(send_email(core, stored, &message, &url, password.as_deref()).await);
+        }
         SinkKind::Webhook => {
             let secret = stored
                 .secret_sealed
@@ -233,6 +254,42 @@ async fn attempt(
             error: describe(error),
         },
     })
+}
+
+/// One attempt at an email: the sink's URL names its SMTP server.
+async fn send_email(
+    core: &Core,
+    stored: &NotificationMessage,
+    message: &Message,
+    url: &str,
+    password: Option<&str>,
+) -> Attempt {
+    let refused = |error: String| Attempt::Refused {
+        status: None,
+        error,
+    };
+    let server = match email::SmtpServer::parse(url) {
+        Ok(server) => server,
+        Err(error) => return refused(error),
+    };
+    let Some(addresses) = &stored.email else {
+        return refused("the email sink has no addresses".to_owned());
+    };
+    let domain = reqwest::Url::parse(&core.config.public_url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "wharf.invalid".to_owned());
+    let letter = match email::letter(message, addresses, &stored.message_id, &domain) {
+        Ok(letter) => letter,
+        Err(error) => return refused(error),
+    };
+    let mailer = email::Mailer {
+        extra_ca_pem: core.config.smtp_ca_pem.as_deref(),
+        timeout: core.config.notification_timeout,
+        domain: &domain,
+    };
+    email::send(&mailer, &server, password, letter).await
 }
 
 /// A failed request in one line, without its URL (which may hold a token).

@@ -1,14 +1,16 @@
-//! Notifications: the sinks a user adds (a generic webhook, Slack, Discord), the messages Wharf
-//! sends them, and the delivery loop (`delivery`) that sends them.
+//! Notifications: the sinks a user adds (a generic webhook, Slack, Discord, email), the messages
+//! Wharf sends them, and the delivery loop (`delivery`) that sends them.
 //!
 //! The store's outbox holds the events, written with the changes that cause them; the loop
 //! fans them out to the sinks that want them (one message per outcome, repeated failures kept
 //! quiet, recoveries marked) and sends each message with retries until the sink takes it or
 //! it becomes a dead letter. Each sink kind renders a message in its own module, as a pure
-//! function of the [`Message`]: `webhook` (Wharf's signed JSON), `slack` and `discord`.
+//! function of the [`Message`]: `webhook` (Wharf's signed JSON), `slack`, `discord` and
+//! `email` (a plain-text and an HTML part, handed to an SMTP server over STARTTLS).
 
 pub(crate) mod delivery;
 mod discord;
+mod email;
 mod slack;
 mod webhook;
 
@@ -175,11 +177,19 @@ fn check_sink_name(name: &str) -> Result<(), CoreError> {
     }
 }
 
+/// The events a new sink asks for, each once.
+fn wanted_events(request: &CreateSink) -> Vec<NotificationEvent> {
+    let mut events = request.events.clone();
+    events.dedup();
+    events
+}
+
 fn shown(sink: StoredSink) -> NotificationSink {
     NotificationSink {
         name: sink.name,
         kind: sink.kind,
         url: sink.url_shown,
+        email: sink.email,
         events: sink.events,
         services: sink.services,
         pending: sink.pending,
@@ -190,9 +200,18 @@ fn shown(sink: StoredSink) -> NotificationSink {
 
 impl Core {
     /// Adds a sink, its URL and secret sealed; a webhook given no secret gets a generated one,
-    /// answered this once.
+    /// answered this once. An email sink's URL names its SMTP server, and its secret is the
+    /// password of the user the URL names.
     pub async fn create_sink(&self, request: &CreateSink) -> Result<SinkCreated, CoreError> {
         check_sink_name(&request.name)?;
+        if request.kind == SinkKind::Email {
+            return self.create_email_sink(request).await;
+        }
+        if request.email.is_some() {
+            return Err(CoreError::Invalid(
+                "only an email sink takes addresses".to_owned(),
+            ));
+        }
         let url = reqwest::Url::parse(request.url.expose())
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
@@ -218,7 +237,7 @@ impl Core {
             ),
             (_, Some(_)) => {
                 return Err(CoreError::Invalid(
-                    "only a webhook sink takes a secret: Slack and Discord URLs hold their own"
+                    "only a webhook or an email sink takes a secret: Slack and Discord URLs hold their own"
                         .to_owned(),
                 ));
             }
@@ -233,8 +252,6 @@ impl Core {
             .as_deref()
             .map(|secret| key.seal(&notification_secret_context(&request.name), secret))
             .transpose()?;
-        let mut events = request.events.clone();
-        events.dedup();
         let stored = self
             .store
             .create_sink(
@@ -244,7 +261,8 @@ impl Core {
                     url_shown: shown_url(request.kind, &url),
                     url_sealed,
                     secret_sealed,
-                    events,
+                    email: None,
+                    events: wanted_events(request),
                     services: request.services.clone(),
                 },
                 now_millis(),
@@ -253,6 +271,60 @@ impl Core {
         Ok(SinkCreated {
             sink: shown(stored),
             generated_secret: secret.filter(|_| generated).map(SecretText::new),
+        })
+    }
+
+    /// Adds an email sink: its SMTP server's URL and password sealed, its addresses checked.
+    async fn create_email_sink(&self, request: &CreateSink) -> Result<SinkCreated, CoreError> {
+        let server = email::SmtpServer::parse(request.url.expose()).map_err(CoreError::Invalid)?;
+        let addresses = request.email.clone().ok_or_else(|| {
+            CoreError::Invalid("an email sink needs its recipients and its sender".to_owned())
+        })?;
+        email::check_addresses(&addresses).map_err(CoreError::Invalid)?;
+        for service in &request.services {
+            wharf_domain::names::DnsLabel::parse("service name", service)?;
+        }
+        let password = match (&server.user, &request.secret) {
+            (Some(_), Some(password)) if !password.expose().is_empty() => Some(password.expose()),
+            (Some(user), _) => {
+                return Err(CoreError::Invalid(format!(
+                    "the SMTP URL names the user {user}: give its password"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(CoreError::Invalid(
+                    "a password needs a user: name it in the URL, smtp://USER@HOST".to_owned(),
+                ));
+            }
+            (None, None) => None,
+        };
+        let key = &self.config.sealing_key;
+        let url_sealed = key.seal(
+            &notification_url_context(&request.name),
+            request.url.expose(),
+        )?;
+        let secret_sealed = password
+            .map(|password| key.seal(&notification_secret_context(&request.name), password))
+            .transpose()?;
+        let stored = self
+            .store
+            .create_sink(
+                &NewSink {
+                    name: request.name.clone(),
+                    kind: SinkKind::Email,
+                    url_shown: server.shown(),
+                    url_sealed,
+                    secret_sealed,
+                    email: Some(addresses),
+                    events: wanted_events(request),
+                    services: request.services.clone(),
+                },
+                now_millis(),
+            )
+            .await?;
+        Ok(SinkCreated {
+            sink: shown(stored),
+            generated_secret: None,
         })
     }
 
