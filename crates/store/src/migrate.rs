@@ -47,6 +47,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(16, "notifications", "0016_notifications"),
     migration!(17, "build_network", "0017_build_network"),
     migration!(21, "deadlines", "0021_deadlines"),
+    migration!(23, "github_checks", "0023_github_checks"),
 ];
 
 /// Every schema this version of Wharf knows, oldest first.
