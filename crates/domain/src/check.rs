@@ -112,10 +112,11 @@ pub fn check_to_send(desired: DeploymentState, last: Option<CheckState>) -> Opti
         DeploymentState::Success => CheckState::Success,
         DeploymentState::Failure => CheckState::Failure,
         DeploymentState::Error => CheckState::Cancelled,
-        // Replaced: an ended check keeps its end; one that never ended was skipped.
+        // Replaced: an ended check keeps its end, one that never ended was skipped, and one
+        // GitHub never heard of is not made just to say so.
         DeploymentState::Inactive => match last {
-            Some(last) if last.is_completed() => return None,
-            _ => CheckState::Skipped,
+            Some(last) if !last.is_completed() => CheckState::Skipped,
+            _ => return None,
         },
     };
     (last != Some(next)).then_some(next)
@@ -203,12 +204,16 @@ mod tests {
             (DeploymentState::Failure, Some(InProgress), Some(Failure)),
             (DeploymentState::Error, Some(Queued), Some(Cancelled)),
             (DeploymentState::Inactive, Some(Queued), Some(Skipped)),
-            (DeploymentState::Inactive, None, Some(Skipped)),
+            (DeploymentState::Inactive, None, None),
             (DeploymentState::Inactive, Some(Success), None),
             (DeploymentState::Inactive, Some(Failure), None),
         ];
         for (desired, last, expected) in cases {
-            assert_eq!(check_to_send(desired, last), expected, "{desired} after {last:?}");
+            assert_eq!(
+                check_to_send(desired, last),
+                expected,
+                "{desired} after {last:?}"
+            );
         }
     }
 
