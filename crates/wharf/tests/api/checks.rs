@@ -18,11 +18,12 @@ use crate::helpers::{APP_ID, TestApp};
 /// The one check run of build `id`, once the stand-in has it.
 async fn check_run_of(app: &TestApp, id: i64) -> Value {
     let github = standin(app);
+    let external_id = id.to_string();
     wait_for(&format!("a check run of build #{id}"), || {
         github
             .check_runs()
             .into_iter()
-            .find(|run| run["external_id"] == id.to_string())
+            .find(|run| run["external_id"] == external_id.as_str())
     })
     .await
 }
