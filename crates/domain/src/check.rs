@@ -122,6 +122,24 @@ pub fn check_to_send(desired: DeploymentState, last: Option<CheckState>) -> Opti
     (last != Some(next)).then_some(next)
 }
 
+/// Whose log a failed check quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotedLog {
+    /// The build's log: the build failed.
+    Build,
+    /// The new container's log, as its host reported it: the release failed or was rolled back.
+    Container,
+}
+
+impl QuotedLog {
+    fn heading(self) -> &'static str {
+        match self {
+            QuotedLog::Build => "The build log's",
+            QuotedLog::Container => "The new container's log's",
+        }
+    }
+}
+
 /// A check run's `output`: a title, a Markdown summary and, for a failure, the log's last
 /// lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,12 +151,14 @@ pub struct CheckOutput {
 
 /// The output of a check in `state`. `desired` is the deployment status it follows (its
 /// description becomes the title); `reason` is why the build or release ended as it did, and
-/// `log_tail` the build log's last lines, both quoted only for a failure, both bounded, so the
-/// output stays far below GitHub's 65,535 characters. Log lines come masked from the agent.
+/// `log_tail` the last lines of the log `log` names, both quoted only for a failure, both
+/// bounded, so the output stays far below GitHub's 65,535 characters. Log lines come masked
+/// from the agent.
 pub fn check_output(
     state: CheckState,
     desired: &DesiredStatus,
     reason: Option<&str>,
+    log: QuotedLog,
     log_tail: &[String],
 ) -> CheckOutput {
     let title = desired.description.clone();
@@ -160,7 +180,8 @@ pub fn check_output(
         .collect();
     let text = (!lines.is_empty()).then(|| {
         format!(
-            "The build log's last {} lines:\n\n```\n{}\n```\n",
+            "{} last {} lines:\n\n```\n{}\n```\n",
+            log.heading(),
             lines.len(),
             lines.join("\n")
         )
@@ -263,6 +284,7 @@ mod tests {
             Failure,
             &status("Build failed: exit 1"),
             Some("step build failed: exit 1"),
+            QuotedLog::Build,
             &log,
         );
         assert_eq!(output.title, "Build failed: exit 1");
@@ -274,9 +296,30 @@ mod tests {
         assert_eq!(text.matches("```").count(), 2, "only the fence");
         assert!(text.chars().count() < 30 * 401 + 100);
         let long_reason = "r".repeat(5000);
-        let output = check_output(Failure, &status("x"), Some(&long_reason), &[]);
+        let output = check_output(
+            Failure,
+            &status("x"),
+            Some(&long_reason),
+            QuotedLog::Build,
+            &[],
+        );
         assert_eq!(output.summary.chars().count(), MAX_SUMMARY_CHARS);
         assert_eq!(output.text, None);
+    }
+
+    #[test]
+    fn a_release_failure_quotes_the_containers_log() {
+        let output = check_output(
+            Failure,
+            &status("Rolled back: unhealthy"),
+            Some("unhealthy"),
+            QuotedLog::Container,
+            &["listening on :8080".to_owned()],
+        );
+        assert_eq!(
+            output.text.as_deref(),
+            Some("The new container's log's last 1 lines:\n\n```\nlistening on :8080\n```\n")
+        );
     }
 
     #[test]
@@ -285,6 +328,7 @@ mod tests {
             Success,
             &status("Live"),
             Some("ignored"),
+            QuotedLog::Container,
             &["a line".to_owned()],
         );
         assert_eq!(

@@ -264,6 +264,26 @@ impl Store {
         Ok(rows.into_iter().rev().map(|(line,)| line).collect())
     }
 
+    /// The container log lines a host reported with the newest failed or rolled-back rollout
+    /// of the newest release of build `build_id`, oldest first.
+    pub async fn failed_rollout_log_tail(&self, build_id: i64) -> Result<Vec<String>> {
+        let row: Option<(Option<String>,)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT o.log_tail FROM rollouts o JOIN releases r ON r.id = o.release_id \
+                 WHERE r.id = (SELECT MAX(id) FROM releases WHERE build_id = $1) \
+                 AND o.state IN ('failed', 'rolled_back') AND o.log_tail IS NOT NULL \
+                 ORDER BY o.updated_at DESC, o.id DESC LIMIT 1",
+            )
+            .bind(build_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row
+            .and_then(|(text,)| text)
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+
     /// Ends a pass over a build that [`Store::take_github_reports`] took. `changes` is what
     /// [`Store::github_report`] read at the start of the pass: when the build or its release
     /// changed since, an up-to-date build stays due, to report that change too.

@@ -34,7 +34,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 use wharf_domain::check::{
-    CheckState, LOG_TAIL_LINES, check_name, check_output, check_to_send, commit_status_description,
+    CheckState, LOG_TAIL_LINES, QuotedLog, check_name, check_output, check_to_send,
+    commit_status_description,
 };
 use wharf_domain::deployment::{
     BuildProgress, DeploymentState, DesiredStatus, build_log_url, desired_status, environment_url,
@@ -428,7 +429,7 @@ impl Reporter {
     }
 
     /// The check run's output; a failure quotes its reason, and the build log's last lines
-    /// when the build itself failed.
+    /// when the build failed, or the new container's when its release failed.
     async fn check_output(
         &self,
         report: &GithubReport,
@@ -436,20 +437,25 @@ impl Reporter {
         desired: &DesiredStatus,
     ) -> Result<CheckRunOutput, StoreError> {
         let build_failed = report.build_state == BuildState::Failed;
-        let (reason, log_tail) = if state != CheckState::Failure {
-            (None, Vec::new())
+        let (reason, log, log_tail) = if state != CheckState::Failure {
+            (None, QuotedLog::Build, Vec::new())
         } else if build_failed {
             let tail = self
                 .core
                 .store
                 .build_log_tail(report.build_id, LOG_TAIL_LINES as i64)
                 .await?;
-            (report.build_reason.as_deref(), tail)
+            (report.build_reason.as_deref(), QuotedLog::Build, tail)
         } else {
             let reason = report.release.as_ref().and_then(|(_, why)| why.as_deref());
-            (reason, Vec::new())
+            let tail = self
+                .core
+                .store
+                .failed_rollout_log_tail(report.build_id)
+                .await?;
+            (reason, QuotedLog::Container, tail)
         };
-        let output = check_output(state, desired, reason, &log_tail);
+        let output = check_output(state, desired, reason, log, &log_tail);
         Ok(CheckRunOutput {
             title: output.title,
             summary: output.summary,

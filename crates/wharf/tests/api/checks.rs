@@ -307,3 +307,52 @@ async fn github_failing_is_retried_and_a_check_run_made_by_a_failed_pass_is_not_
     assert_eq!(stored.check.as_deref(), Some("in_progress"));
     assert_no_violations(&app);
 }
+
+#[tokio::test]
+async fn a_rolled_back_release_leaves_a_failure_with_the_containers_last_lines() {
+    let (app, sha) = app_with_service().await;
+    let agent = app.create_agent("local").await;
+    let id = push(&app, "d-1", &sha).await;
+    let run = check_run_of(&app, id).await;
+    claim(&app, &agent, id).await;
+    report(
+        &app,
+        &agent,
+        id,
+        json!({"state": "completed", "image": format!("registry.test/default/web:{sha}"),
+               "digest": format!("sha256:{}", "0".repeat(64))}),
+    )
+    .await;
+    let claimed = app
+        .post_as(
+            &agent,
+            "/v1/agent/rollouts/claim",
+            json!({"wait_ms": 10000}),
+        )
+        .await;
+    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.text);
+    let rollout = claimed.body["job"]["rollout_id"].as_i64().unwrap();
+    for body in [
+        json!({"state": "starting"}),
+        json!({"state": "health_checking"}),
+        json!({"state": "rolled_back", "reason": "health check failed: GET / answered 500",
+               "log_tail": ["listening on :8080", "panic: no DATABASE_URL"]}),
+    ] {
+        let answer = app
+            .post_as(&agent, &format!("/v1/agent/rollouts/{rollout}/state"), body)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    }
+    let failed = wait_for_check(&app, &run, "completed", json!("failure")).await;
+    assert_eq!(
+        failed["output"]["summary"],
+        "health check failed: GET / answered 500"
+    );
+    let text = failed["output"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("The new container's log's last 2 lines")
+            && text.contains("listening on :8080\npanic: no DATABASE_URL\n"),
+        "{text}"
+    );
+    assert_no_violations(&app);
+}
