@@ -1,6 +1,6 @@
 //! Wharf's rules, free of I/O: what a valid name, branch or commit is, how a GitHub webhook is
 //! authenticated and read, which moves a build may make between states, what of a compose
-//! file Wharf builds and runs, what a build's GitHub deployment shows, what an agent's token
+//! file Wharf builds and runs, what a build's GitHub deployment and check show, what an agent's token
 //! allows, which notifications are sent and which kept quiet, when work in progress is stuck, and
 //! durations as text.
 //!
@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod build;
+pub mod check;
 pub mod compose;
 pub mod deployment;
 pub mod duration;

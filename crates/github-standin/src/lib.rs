@@ -1,7 +1,7 @@
 //! A stand-in for the GitHub REST API and git-over-HTTP that Wharf's tests start on 127.0.0.1.
 //!
 //! It behaves like GitHub where Wharf touches it (App JWTs, installation tokens, repositories, commits,
-//! deployments and deployment statuses, and git fetches through the real `git http-backend`), records
+//! deployments and deployment statuses, check runs and commit statuses, and git fetches through the real `git http-backend`), records
 //! every request it receives, and, when given @octokit/openapi's description of the API, checks every
 //! request body and query string and every JSON response against GitHub's schemas.
 //!
@@ -291,8 +291,8 @@ impl GithubStandin {
     }
 
     /// Replaces an installation's permissions, e.g. `&[("contents", "read"), ("metadata", "read")]`
-    /// to test what happens without the deployments permission. New installations have
-    /// contents: read, deployments: write and metadata: read.
+    /// to test what happens without the deployments or the checks permission. New installations
+    /// have checks: write, contents: read, deployments: write, metadata: read and statuses: write.
     pub fn set_installation_permissions(&self, installation_id: u64, permissions: &[(&str, &str)]) {
         let mut state = self.shared.lock();
         if let Some(installation) = state.installations.get_mut(&installation_id) {
@@ -511,6 +511,46 @@ impl GithubStandin {
             .deployments
             .iter()
             .map(|deployment| deployment.object.clone())
+            .collect()
+    }
+
+    /// The check runs created so far, as the stand-in would answer them now, oldest first.
+    pub fn check_runs(&self) -> Vec<Value> {
+        self.shared
+            .lock()
+            .check_runs
+            .iter()
+            .map(|run| run.object.clone())
+            .collect()
+    }
+
+    /// One check run as the stand-in answered after each write to it (its creation, then each
+    /// update), oldest first.
+    pub fn check_run_history(&self, check_run_id: u64) -> Vec<Value> {
+        self.shared
+            .lock()
+            .check_runs
+            .iter()
+            .find(|run| run.id == check_run_id)
+            .map(|run| run.history.clone())
+            .unwrap_or_default()
+    }
+
+    /// The commit statuses set on commit `sha` of repository `owner/name`, oldest first.
+    pub fn commit_statuses(&self, full_name: &str, sha: &str) -> Vec<Value> {
+        let state = self.shared.lock();
+        let Some(repository_id) = split_full_name(full_name)
+            .ok()
+            .and_then(|(owner, name)| state.repository(owner, name))
+            .map(|repository| repository.id)
+        else {
+            return Vec::new();
+        };
+        state
+            .commit_statuses
+            .iter()
+            .filter(|status| status.repository_id == repository_id && status.sha == sha)
+            .map(|status| status.object.clone())
             .collect()
     }
 

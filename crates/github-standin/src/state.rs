@@ -127,6 +127,23 @@ pub(crate) struct Deployment {
     pub statuses: Vec<Value>,
 }
 
+/// A check run as the stand-in answered it last, and as it answered after each write.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckRun {
+    pub id: u64,
+    pub repository_id: u64,
+    pub object: Value,
+    pub history: Vec<Value>,
+}
+
+/// A commit status, as the stand-in answered it.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitStatus {
+    pub repository_id: u64,
+    pub sha: String,
+    pub object: Value,
+}
+
 /// A failure injected with `fail_next`.
 #[derive(Debug, Clone)]
 pub(crate) struct InjectedFailure {
@@ -143,6 +160,8 @@ pub(crate) struct State {
     pub tokens: HashMap<String, IssuedToken>,
     pub issued_tokens: Vec<String>,
     pub deployments: Vec<Deployment>,
+    pub check_runs: Vec<CheckRun>,
+    pub commit_statuses: Vec<CommitStatus>,
     pub requests: Vec<RecordedRequest>,
     pub violations: Vec<String>,
     pub failures: Vec<InjectedFailure>,
@@ -152,6 +171,8 @@ pub(crate) struct State {
     pub next_repository_id: u64,
     pub next_deployment_id: u64,
     pub next_status_id: u64,
+    pub next_check_run_id: u64,
+    pub next_commit_status_id: u64,
 }
 
 impl State {
@@ -161,6 +182,8 @@ impl State {
             next_repository_id: 500_001,
             next_deployment_id: 1_000_001,
             next_status_id: 2_000_001,
+            next_check_run_id: 3_000_001,
+            next_commit_status_id: 4_000_001,
             ..State::default()
         }
     }
@@ -219,12 +242,15 @@ impl State {
     }
 }
 
-/// The permissions a new installation grants: what Wharf needs to fetch code and report deployments.
+/// The permissions a new installation grants: what Wharf needs to fetch code, report deployments
+/// and put checks (or commit statuses) on commits.
 pub(crate) fn default_installation_permissions() -> Map<String, Value> {
     let mut permissions = Map::new();
+    permissions.insert("checks".into(), json!("write"));
     permissions.insert("contents".into(), json!("read"));
     permissions.insert("deployments".into(), json!("write"));
     permissions.insert("metadata".into(), json!("read"));
+    permissions.insert("statuses".into(), json!("write"));
     permissions
 }
 

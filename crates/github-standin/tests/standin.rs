@@ -1,5 +1,6 @@
 //! End-to-end tests of the GitHub stand-in over real HTTP: App JWT checks, installation tokens and
-//! their expiry, repository scoping, commits, deployments and their statuses, injected failures, schema
+//! their expiry, repository scoping, commits, deployments and their statuses, check runs and commit
+//! statuses, injected failures, schema
 //! checking against @octokit/openapi, and git fetches through `git http-backend`.
 
 use std::path::Path;
@@ -620,6 +621,137 @@ async fn deployments_and_statuses_are_stored_and_listed() {
         "GET /repos/{owner}/{repo}/deployments query: unknown parameter \"shas\""
     );
     assert_eq!(violations.len(), 3, "{violations:#?}");
+}
+
+#[tokio::test]
+async fn check_runs_and_commit_statuses_follow_githubs_rules_and_permissions() {
+    let fixture = start(Duration::from_secs(3600)).await;
+    fixture.add_repository("acme/web");
+    let sha = fixture
+        .standin
+        .commit_files("acme/web", "main", &[("index.html", b"<p>hi</p>")], "init")
+        .unwrap();
+    let token = fixture.create_token(INSTALLATION).await;
+
+    let created = fixture
+        .post_with_token(
+            "/repos/acme/web/check-runs",
+            &token,
+            json!({"name": "wharf/web", "head_sha": sha, "external_id": "7",
+                   "details_url": "http://127.0.0.1:9/builds/7", "status": "in_progress",
+                   "output": {"title": "Building", "summary": "Building the image"}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let run: Value = created.json().await.unwrap();
+    assert_eq!(run["status"], "in_progress");
+    assert_eq!(run["conclusion"], Value::Null);
+    let run_path = format!("/repos/acme/web/check-runs/{}", run["id"]);
+
+    // A conclusion completes the run.
+    let patch = |body: Value| {
+        fixture
+            .client
+            .patch(fixture.url(&run_path))
+            .header("authorization", format!("token {token}"))
+            .json(&body)
+            .send()
+    };
+    let done =
+        patch(json!({"conclusion": "success", "output": {"title": "Live", "summary": "Live"}}))
+            .await
+            .unwrap();
+    assert_eq!(done.status(), 200);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(
+        (&done["status"], &done["conclusion"]),
+        (&json!("completed"), &json!("success"))
+    );
+    assert_eq!(done["output"]["title"], "Live");
+    let history: Vec<Value> = fixture
+        .standin
+        .check_run_history(run["id"].as_u64().unwrap())
+        .iter()
+        .map(|run| run["status"].clone())
+        .collect();
+    assert_eq!(history, [json!("in_progress"), json!("completed")]);
+
+    // Listed by commit and name.
+    let listed = fixture
+        .get_with_token(
+            &format!("/repos/acme/web/commits/{sha}/check-runs?check_name=wharf%2Fweb&filter=all"),
+            &token,
+        )
+        .await;
+    assert_eq!(listed.status(), 200);
+    let listed: Value = listed.json().await.unwrap();
+    assert_eq!(listed["total_count"], 1);
+    assert_eq!(listed["check_runs"][0]["external_id"], "7");
+    let other = fixture
+        .get_with_token(
+            &format!("/repos/acme/web/commits/{sha}/check-runs?check_name=other"),
+            &token,
+        )
+        .await;
+    assert_eq!(other.json::<Value>().await.unwrap()["total_count"], 0);
+
+    let status = fixture
+        .post_with_token(
+            &format!("/repos/acme/web/statuses/{sha}"),
+            &token,
+            json!({"state": "pending", "target_url": "http://127.0.0.1:9/builds/7",
+                   "description": "Building", "context": "wharf/web"}),
+        )
+        .await;
+    assert_eq!(status.status(), 201);
+    let statuses = fixture.standin.commit_statuses("acme/web", &sha);
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0]["context"], "wharf/web");
+    let unknown = fixture
+        .post_with_token(
+            &format!("/repos/acme/web/statuses/{}", "0".repeat(40)),
+            &token,
+            json!({"state": "pending"}),
+        )
+        .await;
+    assert_eq!(unknown.status(), 422);
+
+    // Without the checks permission: GitHub's 403, while statuses still work.
+    fixture.standin.set_installation_permissions(
+        INSTALLATION,
+        &[
+            ("contents", "read"),
+            ("metadata", "read"),
+            ("statuses", "write"),
+        ],
+    );
+    let narrow = fixture.create_token(INSTALLATION).await;
+    let refused = fixture
+        .post_with_token(
+            "/repos/acme/web/check-runs",
+            &narrow,
+            json!({"name": "wharf/web", "head_sha": sha}),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["message"], "Resource not accessible by integration");
+    let status = fixture
+        .post_with_token(
+            &format!("/repos/acme/web/statuses/{sha}"),
+            &narrow,
+            json!({"state": "success", "context": "wharf/web"}),
+        )
+        .await;
+    assert_eq!(status.status(), 201);
+    fixture.assert_no_violations();
+
+    // `completed` needs a conclusion: 422, and the schema check says why.
+    let incomplete = patch(json!({"status": "completed"})).await.unwrap();
+    assert_eq!(incomplete.status(), 422);
+    let violations = fixture.standin.schema_violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(violations[0].contains("conclusion"), "{violations:?}");
 }
 
 #[tokio::test]

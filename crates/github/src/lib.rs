@@ -1,6 +1,7 @@
 //! Wharf's client for the GitHub App: it signs App JWTs, exchanges them for installation
 //! access tokens (cached and renewed before they expire), and makes the few REST calls Wharf
-//! needs: installations, repositories, branch heads, and deployments with their statuses.
+//! needs: installations, repositories, branch heads, deployments with their statuses, and
+//! checks on commits (check runs, or commit statuses where the App may not write checks).
 //!
 //! Two kinds of token are asked for and cached apart: the installation's own token, with every
 //! permission the installation grants, which only this client's calls use; and clone tokens
@@ -74,6 +75,16 @@ impl GithubError {
             } => *rate_limited || *status >= 500 || *status == 401 || *status == 408,
             GithubError::Config(_) => false,
         }
+    }
+
+    /// True when GitHub refused because the App's installation lacks a permission the request
+    /// needs: 403 "Resource not accessible by integration" (a 403 rate limit is not it).
+    pub fn is_missing_permission(&self) -> bool {
+        matches!(
+            self,
+            GithubError::Status { status: 403, rate_limited: false, message, .. }
+                if message.contains("Resource not accessible by integration")
+        )
     }
 
     /// How long GitHub asked to wait before the next request, when it said.
@@ -182,6 +193,53 @@ impl NewDeploymentStatus {
             auto_inactive: None,
         }
     }
+}
+
+/// A check run's `output`: title and Markdown summary, and optional details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckRunOutput {
+    pub title: String,
+    /// At most 65,535 characters.
+    pub summary: String,
+    /// At most 65,535 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// What a check run shows: `POST /repos/{owner}/{repo}/check-runs` (with the name and commit)
+/// and `PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}` send it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckRunFields {
+    /// Where the check's details are (Wharf: the build's page).
+    pub details_url: String,
+    /// Wharf's own reference for the run: the build's id.
+    pub external_id: String,
+    /// `queued`, `in_progress` or `completed`.
+    pub status: String,
+    /// Required once `completed`: `success`, `failure`, `cancelled`, `skipped`, ….
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conclusion: Option<String>,
+    pub output: CheckRunOutput,
+}
+
+/// A check run as GitHub describes it (the fields Wharf reads).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CheckRun {
+    pub id: u64,
+    pub name: String,
+    pub external_id: Option<String>,
+}
+
+/// `POST /repos/{owner}/{repo}/statuses/{sha}`: a commit status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewCommitStatus {
+    /// `pending`, `success`, `failure` or `error`.
+    pub state: String,
+    pub target_url: String,
+    /// Short: GitHub keeps 140 characters.
+    pub description: String,
+    /// The status's name on the commit; one context shows its newest status.
+    pub context: String,
 }
 
 /// A deployment as GitHub describes it (the fields Wharf reads).
@@ -811,6 +869,132 @@ impl GithubApp {
             )
             .await?;
         Ok(answers.into_iter().map(Deployment::from).collect())
+    }
+
+    /// Creates a check run `name` on commit `sha`; returns its id.
+    pub async fn create_check_run(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        name: &str,
+        sha: &str,
+        fields: &CheckRunFields,
+    ) -> Result<u64, GithubError> {
+        let mut body = serde_json::to_value(fields).map_err(|error| {
+            GithubError::Config(format!("cannot encode the check run: {error}"))
+        })?;
+        if let Some(members) = body.as_object_mut() {
+            members.insert("name".into(), name.into());
+            members.insert("head_sha".into(), sha.into());
+        }
+        let answer: CheckRun = self
+            .call(
+                Method::POST,
+                &format!(
+                    "/repos/{}/{}/check-runs",
+                    url_component(owner),
+                    url_component(repo)
+                ),
+                Credential::Installation(installation_id),
+                Some(&body),
+                "a new check run",
+            )
+            .await?;
+        Ok(answer.id)
+    }
+
+    /// Updates check run `check_run_id`.
+    pub async fn update_check_run(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        check_run_id: u64,
+        fields: &CheckRunFields,
+    ) -> Result<(), GithubError> {
+        let body = serde_json::to_value(fields).map_err(|error| {
+            GithubError::Config(format!("cannot encode the check run: {error}"))
+        })?;
+        let _: CheckRun = self
+            .call(
+                Method::PATCH,
+                &format!(
+                    "/repos/{}/{}/check-runs/{check_run_id}",
+                    url_component(owner),
+                    url_component(repo)
+                ),
+                Credential::Installation(installation_id),
+                Some(&body),
+                "a check run",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The check runs named `name` on commit `sha` (at most 100, every run rather than the
+    /// newest alone).
+    pub async fn check_runs_of_commit(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        sha: &str,
+        name: &str,
+    ) -> Result<Vec<CheckRun>, GithubError> {
+        #[derive(Deserialize)]
+        struct CheckRuns {
+            check_runs: Vec<CheckRun>,
+        }
+        let answer: CheckRuns = self
+            .call(
+                Method::GET,
+                &format!(
+                    "/repos/{}/{}/commits/{}/check-runs?check_name={}&filter=all&per_page=100",
+                    url_component(owner),
+                    url_component(repo),
+                    url_component(sha),
+                    url_component(name)
+                ),
+                Credential::Installation(installation_id),
+                None,
+                "the commit's check runs",
+            )
+            .await?;
+        Ok(answer.check_runs)
+    }
+
+    /// Sets a commit status on commit `sha`; returns its id.
+    pub async fn create_commit_status(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        sha: &str,
+        status: &NewCommitStatus,
+    ) -> Result<u64, GithubError> {
+        #[derive(Deserialize)]
+        struct StatusAnswer {
+            id: u64,
+        }
+        let body = serde_json::to_value(status).map_err(|error| {
+            GithubError::Config(format!("cannot encode the commit status: {error}"))
+        })?;
+        let answer: StatusAnswer = self
+            .call(
+                Method::POST,
+                &format!(
+                    "/repos/{}/{}/statuses/{}",
+                    url_component(owner),
+                    url_component(repo),
+                    url_component(sha)
+                ),
+                Credential::Installation(installation_id),
+                Some(&body),
+                "a commit status",
+            )
+            .await?;
+        Ok(answer.id)
     }
 
     /// Sends one API request with retries on 5xx and rate limits, and reads its JSON answer.

@@ -93,7 +93,8 @@ macro_rules! apply_installation_change {
             "INSERT INTO installations (id, account_login, account_type, suspended, deleted, created_at, updated_at) \
              VALUES ($1, $2, $3, COALESCE($4, FALSE), $5, $6, $6) \
              ON CONFLICT (id) DO UPDATE SET account_login = $2, account_type = $3, \
-             suspended = COALESCE($4, installations.suspended), deleted = $5, updated_at = $6",
+             suspended = COALESCE($4, installations.suspended), deleted = $5, updated_at = $6, \
+             checks_refused_at = NULL",
         )
         .bind(change.installation_id)
         .bind(&change.account_login)

@@ -1,5 +1,5 @@
-//! Builds reported to GitHub as deployments: which are due for a look, what each should say,
-//! and what GitHub accepted.
+//! Builds reported to GitHub as deployments and as checks on their commits: which are due for a
+//! look, what each should say, and what GitHub accepted.
 //!
 //! A reporter takes due builds under a lease: their `github_next_at` moves to the lease's end,
 //! so two servers never report one build at once, and a build whose reporter died is taken
@@ -34,6 +34,13 @@ pub struct GithubReport {
     pub deployment_id: Option<i64>,
     /// The last status GitHub accepted for it, by GitHub's name.
     pub status: Option<String>,
+    /// The check run GitHub made for the build on its commit.
+    pub check_run_id: Option<i64>,
+    /// The last check state GitHub accepted (a check run's or a commit status's), by Wharf's
+    /// name (see `wharf_domain::check::CheckState`).
+    pub check: Option<String>,
+    /// GitHub said the installation may not write checks: report commit statuses instead.
+    pub checks_refused: bool,
     /// Passes begun on the build since one last finished; more than one before a deployment
     /// is known means an earlier pass may have made one that was never recorded.
     pub attempts: i64,
@@ -70,6 +77,9 @@ struct GithubReportRow {
     github_report: bool,
     github_deployment_id: Option<i64>,
     github_status: Option<String>,
+    github_check_run_id: Option<i64>,
+    github_check: Option<String>,
+    checks_refused: bool,
     github_attempts: i64,
     github_changes: i64,
     github_error: Option<String>,
@@ -99,6 +109,9 @@ impl From<GithubReportRow> for GithubReport {
             reported: row.github_report,
             deployment_id: row.github_deployment_id,
             status: row.github_status,
+            check_run_id: row.github_check_run_id,
+            check: row.github_check,
+            checks_refused: row.checks_refused,
             attempts: row.github_attempts,
             changes: row.github_changes,
             error: row.github_error,
@@ -159,8 +172,10 @@ impl Store {
                  (SELECT r.reason FROM releases r WHERE r.build_id = b.id ORDER BY r.id DESC LIMIT 1) \
                  AS release_reason, \
                  b.github_report, b.github_deployment_id, b.github_status, b.github_attempts, \
-                 b.github_changes, b.github_error \
-                 FROM builds b JOIN services s ON s.id = b.service_id WHERE b.id = $1",
+                 b.github_changes, b.github_error, b.github_check_run_id, b.github_check, \
+                 (i.checks_refused_at IS NOT NULL) AS checks_refused \
+                 FROM builds b JOIN services s ON s.id = b.service_id \
+                 LEFT JOIN installations i ON i.id = b.installation_id WHERE b.id = $1",
             )
             .bind(build_id)
             .fetch_optional(pool)
@@ -192,6 +207,81 @@ impl Store {
                 .await?;
         });
         Ok(())
+    }
+
+    /// Records the check run GitHub made for a build, before it is updated.
+    pub async fn record_github_check_run(&self, build_id: i64, check_run_id: i64) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE builds SET github_check_run_id = $1 WHERE id = $2")
+                .bind(check_run_id)
+                .bind(build_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records a check state GitHub accepted for a build (as a check run or a commit status).
+    pub async fn record_github_check(&self, build_id: i64, check: &str) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE builds SET github_check = $1 WHERE id = $2")
+                .bind(check)
+                .bind(build_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records that GitHub refused installation `installation_id` the checks permission at
+    /// `now`. True when this is news (it was not known already), so it is said once.
+    pub async fn refuse_checks(&self, installation_id: i64, now: i64) -> Result<bool> {
+        let changed = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE installations SET checks_refused_at = $1 \
+                 WHERE id = $2 AND checks_refused_at IS NULL",
+            )
+            .bind(now)
+            .bind(installation_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(changed > 0)
+    }
+
+    /// The last `limit` lines of a build's log, oldest first.
+    pub async fn build_log_tail(&self, build_id: i64, limit: i64) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT line FROM build_logs WHERE build_id = $1 ORDER BY seq DESC LIMIT $2",
+            )
+            .bind(build_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().rev().map(|(line,)| line).collect())
+    }
+
+    /// The container log lines a host reported with the newest failed or rolled-back rollout
+    /// of the newest release of build `build_id`, oldest first.
+    pub async fn failed_rollout_log_tail(&self, build_id: i64) -> Result<Vec<String>> {
+        let row: Option<(Option<String>,)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT o.log_tail FROM rollouts o JOIN releases r ON r.id = o.release_id \
+                 WHERE r.id = (SELECT MAX(id) FROM releases WHERE build_id = $1) \
+                 AND o.state IN ('failed', 'rolled_back') AND o.log_tail IS NOT NULL \
+                 ORDER BY o.updated_at DESC, o.id DESC LIMIT 1",
+            )
+            .bind(build_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row
+            .and_then(|(text,)| text)
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
     }
 
     /// Ends a pass over a build that [`Store::take_github_reports`] took. `changes` is what

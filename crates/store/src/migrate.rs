@@ -48,6 +48,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(17, "build_network", "0017_build_network"),
     migration!(21, "deadlines", "0021_deadlines"),
     migration!(22, "email_sinks", "0022_email_sinks"),
+    migration!(23, "github_checks", "0023_github_checks"),
     migration!(24, "release_logs", "0024_release_logs"),
 ];
 

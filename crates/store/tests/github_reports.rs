@@ -1,14 +1,15 @@
 //! What the store keeps for reporting builds to GitHub, on the backend the test run selects:
 //! which builds are reported, how a reporter takes them under a lease, and how changes of a
-//! build or of its release make it due again.
+//! build or of its release make it due again; the check on its commit, installations that may
+//! not write checks, and the log lines a failed check quotes.
 
 use wharf_domain::agents::AgentScope;
 use wharf_store::testing::{TestDatabase, insert_release, new_service, set_release_state};
 use wharf_store::{
-    DeliveryEffect, GithubReportEnd, NewBuild, NewDelivery, NewService, StateReport, Store,
-    hash_token,
+    DeliveryEffect, GithubReportEnd, InstallationChange, NewBuild, NewDelivery, NewService,
+    StateReport, Store, hash_token,
 };
-use wharf_wire::{BuildState, BuildTrigger, ReleaseState};
+use wharf_wire::{BuildState, BuildTrigger, LogStream, NewLogLine, ReleaseState};
 
 const NOW: i64 = 1_800_000_000_000;
 const LEASE: i64 = 60_000;
@@ -387,4 +388,88 @@ async fn a_limit_takes_the_most_overdue_first() {
         .await
         .unwrap();
     assert_eq!(rest, vec![ids[0], ids[1], ids[2]]);
+}
+
+fn installation_42(outcome: &str) -> InstallationChange {
+    InstallationChange {
+        installation_id: 42,
+        account_login: "acme".to_owned(),
+        account_type: "Organization".to_owned(),
+        suspended: None,
+        deleted: false,
+        add_repositories: Vec::new(),
+        remove_repositories: Vec::new(),
+        outcome: outcome.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn the_check_github_accepted_and_a_refused_checks_permission_are_kept() {
+    let (store, _db) = store().await;
+    store
+        .apply_installation(&installation_42("created"), NOW)
+        .await
+        .unwrap();
+    let web = service(&store, "web", "acme/web").await;
+    let id = queue(&store, &build_of(web, 'a')).await;
+    let report = store.github_report(id).await.unwrap();
+    assert_eq!(
+        (report.check_run_id, report.check, report.checks_refused),
+        (None, None, false)
+    );
+
+    store.record_github_check_run(id, 7_000_001).await.unwrap();
+    store.record_github_check(id, "in_progress").await.unwrap();
+    let report = store.github_report(id).await.unwrap();
+    assert_eq!(report.check_run_id, Some(7_000_001));
+    assert_eq!(report.check.as_deref(), Some("in_progress"));
+
+    // Refused once: news the first time only, and every build of the installation knows.
+    assert!(store.refuse_checks(42, NOW).await.unwrap());
+    assert!(!store.refuse_checks(42, NOW + 1).await.unwrap());
+    assert!(store.github_report(id).await.unwrap().checks_refused);
+    let other = queue(&store, &build_of(web, 'b')).await;
+    assert!(store.github_report(other).await.unwrap().checks_refused);
+
+    // An installation event (new permissions accepted, say) makes Wharf try checks again.
+    store
+        .apply_installation(&installation_42("new_permissions_accepted"), NOW + 2)
+        .await
+        .unwrap();
+    assert!(!store.github_report(id).await.unwrap().checks_refused);
+    // A build whose installation Wharf has no row of tries checks.
+    assert!(!store.refuse_checks(43, NOW).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_build_logs_last_lines_come_oldest_first() {
+    let (store, _db) = store().await;
+    let web = service(&store, "web", "acme/web").await;
+    let id = queue(&store, &build_of(web, 'a')).await;
+    assert!(store.build_log_tail(id, 3).await.unwrap().is_empty());
+    let agent = store
+        .create_agent("a", &hash_token("a"), &AgentScope::default_token(), NOW)
+        .await
+        .unwrap()
+        .id;
+    store
+        .claim_build(agent, LEASE, None, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    let lines: Vec<NewLogLine> = (1..=5)
+        .map(|line| NewLogLine {
+            stream: LogStream::Stdout,
+            text: format!("line {line}"),
+        })
+        .collect();
+    store
+        .append_logs(id, agent, &lines, 1 << 20, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.build_log_tail(id, 3).await.unwrap(),
+        ["line 3", "line 4", "line 5"]
+    );
+    assert_eq!(store.build_log_tail(id, 10).await.unwrap().len(), 5);
 }

@@ -5,7 +5,7 @@
 //!
 //! The endpoints live by the part of GitHub's API they serve: `apps` (the App, its installations and
 //! their tokens), `repositories` (repositories and commits), `deployments` (deployments and their
-//! statuses) and `git_http` (git over HTTP). `request` decodes a request and checks who sent it;
+//! statuses), `checks` (check runs and commit statuses) and `git_http` (git over HTTP). `request` decodes a request and checks who sent it;
 //! `response` is what every endpoint answers with, pagination and injected failures included.
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use crate::auth;
 use crate::state::Shared;
 
 mod apps;
+mod checks;
 mod deployments;
 mod git_http;
 mod repositories;
@@ -228,6 +229,28 @@ async fn route(request: &ApiRequest<'_>) -> Handled {
         }
         ("GET", ["orgs", login, "installation"]) | ("GET", ["users", login, "installation"]) => {
             apps::find_installation(request, None, Some(login))
+        }
+        (
+            "GET",
+            [
+                "repos",
+                owner,
+                name,
+                "commits",
+                reference @ ..,
+                "check-runs",
+            ],
+        ) if !reference.is_empty() => {
+            checks::list_check_runs_for_ref(request, owner, name, &reference.join("/")).await
+        }
+        ("POST", ["repos", owner, name, "check-runs"]) => {
+            checks::create_check_run(request, owner, name).await
+        }
+        ("PATCH", ["repos", owner, name, "check-runs", id]) => {
+            checks::update_check_run(request, owner, name, id)
+        }
+        ("POST", ["repos", owner, name, "statuses", sha]) => {
+            checks::create_commit_status(request, owner, name, sha).await
         }
         ("GET", ["repos", owner, name, "commits", reference @ ..]) if !reference.is_empty() => {
             repositories::get_commit(request, owner, name, &reference.join("/")).await

@@ -1,8 +1,10 @@
-//! Reports every reported build, and its release, to GitHub as a deployment with statuses.
+//! Reports every reported build, and its release, to GitHub as a deployment with statuses, and
+//! as a check `wharf/<service>` on its commit.
 //!
 //! The reporter compares states: the store says where a build and its newest release stand
-//! and which status GitHub last accepted; a pass over the build sends what is missing, in
-//! order, creating the deployment first, and records each answer as it comes. The store's
+//! and which status and check state GitHub last accepted; a pass over the build sends what is
+//! missing, in order, creating the deployment (and the check run) first, and records each
+//! answer as it comes. The store's
 //! triggers make a build due whenever it or its release changes; the `github_reports` signal
 //! only makes the reporter look at once rather than at its next periodic look.
 //!
@@ -17,28 +19,44 @@
 //! no deployment recorded first asks GitHub for the commit's deployments and takes the one
 //! whose payload names the build; that look-up costs a request only after a failed pass. A
 //! status accepted just before a crash is sent again, which GitHub shows as a repeat and is
-//! otherwise harmless.
+//! otherwise harmless. The check run is kept the same way: its id is recorded before it is
+//! updated, and a pass after a failed one looks for a run of the check's name on the commit
+//! whose `external_id` is the build before making one.
+//!
+//! The check is a Check Run where the App may write checks. Where GitHub answers 403
+//! "Resource not accessible by integration" (the installation lacks `checks: write`), the
+//! store remembers it for the installation, it is logged once, and the installation's builds
+//! get a commit status of the same name instead, which links to the build page too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
+use wharf_domain::check::{
+    CheckState, LOG_TAIL_LINES, QuotedLog, check_name, check_output, check_to_send,
+    commit_status_description,
+};
 use wharf_domain::deployment::{
-    BuildProgress, DeploymentState, build_log_url, desired_status, environment_url,
+    BuildProgress, DeploymentState, DesiredStatus, build_log_url, desired_status, environment_url,
     short_description, statuses_to_send,
 };
 use wharf_domain::names::RepoSource;
-use wharf_github::{GithubApp, GithubError, NewDeployment, NewDeploymentStatus, RetryPolicy};
+use wharf_github::{
+    CheckRunFields, CheckRunOutput, GithubApp, GithubError, NewCommitStatus, NewDeployment,
+    NewDeploymentStatus, RetryPolicy,
+};
 use wharf_store::{GithubReport, GithubReportEnd, StoreError};
+use wharf_wire::BuildState;
 
 use crate::core::{Core, jobs, now_millis};
 
 /// Passes running at once.
 const CONCURRENCY: usize = 8;
-/// How long a pass holds its build. A pass makes at most five requests, each given up after
-/// the client's 30 seconds, so a live pass never outlasts its lease.
-const LEASE: Duration = Duration::from_secs(180);
+/// How long a pass holds its build. A pass makes at most five requests for the deployment and
+/// three for the check, each given up after the client's 30 seconds, so a live pass never
+/// outlasts its lease.
+const LEASE: Duration = Duration::from_secs(300);
 /// The longest wait GitHub may ask for that is honoured as asked.
 const MAX_REQUESTED_WAIT: Duration = Duration::from_secs(3600);
 
@@ -102,6 +120,17 @@ enum PassFailure {
     Unreportable(String),
 }
 
+impl PassFailure {
+    /// True when a later pass may succeed where this one failed.
+    fn is_retryable(&self) -> bool {
+        match self {
+            PassFailure::Github(error) => error.is_transient(),
+            PassFailure::Store(_) => true,
+            PassFailure::Unreportable(_) => false,
+        }
+    }
+}
+
 impl From<GithubError> for PassFailure {
     fn from(error: GithubError) -> PassFailure {
         PassFailure::Github(error)
@@ -146,7 +175,9 @@ impl Reporter {
         }
     }
 
-    /// Sends the statuses GitHub lacks, creating the deployment first when there is none.
+    /// Sends what GitHub lacks: the deployment's statuses, then the check. One failing does
+    /// not keep the other from being sent; when both fail, the one a later pass may mend
+    /// decides how the pass ends.
     async fn send(&self, report: &GithubReport) -> Result<(), PassFailure> {
         let config = &self.core.config;
         let service_url = environment_url(&config.app_url_scheme, report.domain.as_deref());
@@ -160,6 +191,25 @@ impl Reporter {
             auto_deploy: report.deploy.auto_deploy,
             environment_url: service_url.as_deref(),
         });
+        let deployment = self.send_deployment(report, &desired).await;
+        let check = self.send_check(report, &desired).await;
+        match (deployment, check) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(failure), Ok(())) | (Ok(()), Err(failure)) => Err(failure),
+            (Err(deployment), Err(check)) if check.is_retryable() && !deployment.is_retryable() => {
+                Err(check)
+            }
+            (Err(deployment), Err(_)) => Err(deployment),
+        }
+    }
+
+    /// Sends the statuses GitHub lacks, creating the deployment first when there is none.
+    async fn send_deployment(
+        &self,
+        report: &GithubReport,
+        desired: &DesiredStatus,
+    ) -> Result<(), PassFailure> {
+        let config = &self.core.config;
         let last = report.status.as_deref().and_then(DeploymentState::parse);
         let statuses = statuses_to_send(last, desired.state);
         if statuses.is_empty() {
@@ -209,6 +259,208 @@ impl Reporter {
             );
         }
         Ok(())
+    }
+
+    /// Brings the build's check on its commit to the state the deployment calls for: a check
+    /// run, or a commit status where the installation may not write checks.
+    async fn send_check(
+        &self,
+        report: &GithubReport,
+        desired: &DesiredStatus,
+    ) -> Result<(), PassFailure> {
+        let last = report.check.as_deref().and_then(CheckState::parse);
+        let Some(state) = check_to_send(desired.state, last) else {
+            return Ok(());
+        };
+        let target = Target::of(report)?;
+        if !report.checks_refused {
+            match self.send_check_run(report, &target, state, desired).await {
+                Ok(()) => {
+                    return self.checked(report, state, "check run").await;
+                }
+                Err(PassFailure::Github(error)) if error.is_missing_permission() => {
+                    let news = self
+                        .core
+                        .store
+                        .refuse_checks(target.installation_id as i64, now_millis())
+                        .await?;
+                    if news {
+                        tracing::warn!(
+                            installation = target.installation_id,
+                            "the GitHub App installation may not write checks (Checks: write): \
+                             its builds get a commit status instead of a check run"
+                        );
+                    }
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        let status = NewCommitStatus {
+            state: state.commit_status().to_owned(),
+            target_url: build_log_url(&self.core.config.public_url, report.build_id),
+            description: commit_status_description(desired),
+            context: check_name(&report.service),
+        };
+        let sent = self
+            .app
+            .create_commit_status(
+                target.installation_id,
+                &target.owner,
+                &target.name,
+                &report.commit_sha,
+                &status,
+            )
+            .await;
+        match sent {
+            Ok(_) => self.checked(report, state, "commit status").await,
+            // Neither checks nor statuses: the deployment is all GitHub shows. The state is
+            // kept as if sent, so it is not asked again until the next change.
+            Err(error) if error.is_missing_permission() => {
+                tracing::debug!(
+                    build = report.build_id,
+                    %error,
+                    "the GitHub App installation may not write commit statuses either"
+                );
+                Ok(self
+                    .core
+                    .store
+                    .record_github_check(report.build_id, state.as_str())
+                    .await?)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Records a check state GitHub accepted.
+    async fn checked(
+        &self,
+        report: &GithubReport,
+        state: CheckState,
+        kind: &str,
+    ) -> Result<(), PassFailure> {
+        self.core
+            .store
+            .record_github_check(report.build_id, state.as_str())
+            .await?;
+        tracing::info!(build = report.build_id, %state, kind, "GitHub check sent");
+        Ok(())
+    }
+
+    /// Creates or updates the build's check run. The run's id is recorded before it is
+    /// updated; a pass after a failed one first looks for a run an earlier pass made.
+    async fn send_check_run(
+        &self,
+        report: &GithubReport,
+        target: &Target,
+        state: CheckState,
+        desired: &DesiredStatus,
+    ) -> Result<(), PassFailure> {
+        let name = check_name(&report.service);
+        let external_id = report.build_id.to_string();
+        let fields = CheckRunFields {
+            details_url: build_log_url(&self.core.config.public_url, report.build_id),
+            external_id: external_id.clone(),
+            status: state.run_status().to_owned(),
+            conclusion: state.conclusion().map(str::to_owned),
+            output: self.check_output(report, state, desired).await?,
+        };
+        let known = match report.check_run_id {
+            Some(id) => Some(id as u64),
+            None if report.attempts > 1 => self
+                .app
+                .check_runs_of_commit(
+                    target.installation_id,
+                    &target.owner,
+                    &target.name,
+                    &report.commit_sha,
+                    &name,
+                )
+                .await?
+                .into_iter()
+                .find(|run| run.external_id.as_deref() == Some(external_id.as_str()))
+                .map(|run| {
+                    tracing::info!(
+                        build = report.build_id,
+                        check_run = run.id,
+                        "found the GitHub check run an earlier pass made"
+                    );
+                    run.id
+                }),
+            None => None,
+        };
+        match known {
+            Some(id) => {
+                if report.check_run_id.is_none() {
+                    self.core
+                        .store
+                        .record_github_check_run(report.build_id, id as i64)
+                        .await?;
+                }
+                self.app
+                    .update_check_run(
+                        target.installation_id,
+                        &target.owner,
+                        &target.name,
+                        id,
+                        &fields,
+                    )
+                    .await?;
+            }
+            None => {
+                let id = self
+                    .app
+                    .create_check_run(
+                        target.installation_id,
+                        &target.owner,
+                        &target.name,
+                        &name,
+                        &report.commit_sha,
+                        &fields,
+                    )
+                    .await?;
+                self.core
+                    .store
+                    .record_github_check_run(report.build_id, id as i64)
+                    .await?;
+                tracing::info!(build = report.build_id, check_run = id, %name, "GitHub check run created");
+            }
+        }
+        Ok(())
+    }
+
+    /// The check run's output; a failure quotes its reason, and the build log's last lines
+    /// when the build failed, or the new container's when its release failed.
+    async fn check_output(
+        &self,
+        report: &GithubReport,
+        state: CheckState,
+        desired: &DesiredStatus,
+    ) -> Result<CheckRunOutput, StoreError> {
+        let build_failed = report.build_state == BuildState::Failed;
+        let (reason, log, log_tail) = if state != CheckState::Failure {
+            (None, QuotedLog::Build, Vec::new())
+        } else if build_failed {
+            let tail = self
+                .core
+                .store
+                .build_log_tail(report.build_id, LOG_TAIL_LINES as i64)
+                .await?;
+            (report.build_reason.as_deref(), QuotedLog::Build, tail)
+        } else {
+            let reason = report.release.as_ref().and_then(|(_, why)| why.as_deref());
+            let tail = self
+                .core
+                .store
+                .failed_rollout_log_tail(report.build_id)
+                .await?;
+            (reason, QuotedLog::Container, tail)
+        };
+        let output = check_output(state, desired, reason, log, &log_tail);
+        Ok(CheckRunOutput {
+            title: output.title,
+            summary: output.summary,
+            text: output.text,
+        })
     }
 
     /// The build's deployment: one an earlier pass made but did not record, or a new one.

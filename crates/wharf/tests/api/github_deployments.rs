@@ -14,11 +14,18 @@ use wharf_github_standin::GithubStandin;
 use crate::helpers::{APP_ID, Options, TestApp, push_payload, spawn_app_with};
 
 /// How long a test waits for GitHub to be told something.
-const DEADLINE: Duration = Duration::from_secs(15);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(15);
 
 /// A server with the stand-in, installation 42 on `acme` granting `acme/web` (one commit on
 /// `main`, whose SHA is returned), and the service `web` tracking `main` at web.example.com.
-async fn app_with_service() -> (TestApp, String) {
+pub(crate) async fn app_with_service() -> (TestApp, String) {
+    app_with_service_granting(None).await
+}
+
+/// [`app_with_service`] with an installation granting only `permissions`, when given.
+pub(crate) async fn app_with_service_granting(
+    permissions: Option<&[(&str, &str)]>,
+) -> (TestApp, String) {
     let app = spawn_app_with(Options {
         github: true,
         ..Options::default()
@@ -26,6 +33,9 @@ async fn app_with_service() -> (TestApp, String) {
     .await;
     let github = standin(&app);
     github.add_installation(42, "acme");
+    if let Some(permissions) = permissions {
+        github.set_installation_permissions(42, permissions);
+    }
     github.add_repository(42, "acme/web").unwrap();
     let sha = commit(&app, "first");
     app.announce_installation(&["acme/web"]).await;
@@ -40,12 +50,12 @@ async fn app_with_service() -> (TestApp, String) {
     (app, sha)
 }
 
-fn standin(app: &TestApp) -> &GithubStandin {
+pub(crate) fn standin(app: &TestApp) -> &GithubStandin {
     app.github.as_ref().expect("the stand-in runs")
 }
 
 /// Commits a new file to `acme/web` `main` and returns the commit's SHA.
-fn commit(app: &TestApp, message: &str) -> String {
+pub(crate) fn commit(app: &TestApp, message: &str) -> String {
     standin(app)
         .commit_files(
             "acme/web",
@@ -57,7 +67,7 @@ fn commit(app: &TestApp, message: &str) -> String {
 }
 
 /// Delivers a push of `sha` to `acme/web` `main` and returns the build it queued.
-async fn push(app: &TestApp, delivery: &str, sha: &str) -> i64 {
+pub(crate) async fn push(app: &TestApp, delivery: &str, sha: &str) -> i64 {
     let answer = app
         .webhook(
             "push",
@@ -72,7 +82,7 @@ async fn push(app: &TestApp, delivery: &str, sha: &str) -> i64 {
 }
 
 /// Waits until `check` gives a value, failing with `what` after the deadline.
-async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
     loop {
         if let Some(value) = check() {
@@ -117,12 +127,12 @@ async fn wait_for_states(app: &TestApp, deployment: &Value, expected: &[&str]) -
     .await
 }
 
-fn assert_no_violations(app: &TestApp) {
+pub(crate) fn assert_no_violations(app: &TestApp) {
     let violations = standin(app).schema_violations();
     assert!(violations.is_empty(), "{violations:#?}");
 }
 
-async fn claim(app: &TestApp, agent: &str, id: i64) {
+pub(crate) async fn claim(app: &TestApp, agent: &str, id: i64) {
     let claim = app
         .post_as(agent, "/v1/agent/claim", json!({"wait_ms": 2000}))
         .await;
@@ -130,7 +140,7 @@ async fn claim(app: &TestApp, agent: &str, id: i64) {
     assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
 }
 
-async fn report(app: &TestApp, agent: &str, id: i64, body: Value) {
+pub(crate) async fn report(app: &TestApp, agent: &str, id: i64, body: Value) {
     let answer = app
         .post_as(agent, &format!("/v1/agent/builds/{id}/state"), body)
         .await;
@@ -401,7 +411,7 @@ async fn a_live_release_is_a_success_with_the_service_address_and_a_replaced_one
 
 /// Claims build `id`, completes it, then claims the rollout its release gives this agent and
 /// reports it live.
-async fn build_and_go_live(app: &TestApp, agent: &str, id: i64) {
+pub(crate) async fn build_and_go_live(app: &TestApp, agent: &str, id: i64) {
     claim(app, agent, id).await;
     let commit = app.build(id).await["commit_sha"]
         .as_str()

@@ -5,6 +5,7 @@
 mod agent_reports;
 mod agent_scopes;
 mod builds;
+mod checks;
 mod cli;
 mod compose_deploys;
 mod data_at_rest;
