@@ -8,7 +8,10 @@
 //! `github_changes`; a report that finishes after such a change leaves the build due, so the
 //! change is reported too.
 
-use wharf_wire::{BuildState, DeploySettings, ReleaseState};
+use wharf_wire::{
+    BuildState, DeploySettings, NotificationDelivery, NotificationDeliveryState, NotificationEvent,
+    ReleaseState, format_millis,
+};
 
 use crate::{Result, Store, StoreError, on_pool};
 
@@ -119,7 +122,105 @@ impl From<GithubReportRow> for GithubReport {
     }
 }
 
+/// One build's report as a message of the `github` sink.
+#[derive(sqlx::FromRow)]
+struct GithubDeliveryRow {
+    id: i64,
+    service: String,
+    github_deployment_id: Option<i64>,
+    github_status: Option<String>,
+    github_report: bool,
+    github_next_at: Option<i64>,
+    github_attempts: i64,
+    github_error: Option<String>,
+    created_at: i64,
+}
+
+impl From<GithubDeliveryRow> for NotificationDelivery {
+    fn from(row: GithubDeliveryRow) -> NotificationDelivery {
+        let state = if !row.github_report {
+            NotificationDeliveryState::Dead
+        } else if row.github_next_at.is_some() {
+            NotificationDeliveryState::Pending
+        } else {
+            NotificationDeliveryState::Delivered
+        };
+        NotificationDelivery {
+            id: row.id,
+            message_id: row
+                .github_deployment_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            event: NotificationEvent::Deployment,
+            service: Some(row.service),
+            disposition: row.github_status.unwrap_or_default(),
+            state,
+            attempts: row.github_attempts,
+            last_status: None,
+            last_error: row.github_error,
+            created_at: format_millis(row.created_at),
+            delivered_at: None,
+        }
+    }
+}
+
 impl Store {
+    /// The `github` sink's counts: builds waiting for a report (due, under way or waiting
+    /// out a failure), builds whose report GitHub refused for good, and when the first
+    /// installation of the App was stored (none yet: `None`).
+    pub async fn github_report_counts(&self) -> Result<(i64, i64, Option<i64>)> {
+        let counts: (i64, i64, Option<i64>) = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM builds WHERE github_next_at IS NOT NULL \
+                 AND github_report), \
+                 (SELECT COUNT(*) FROM builds WHERE github_error IS NOT NULL AND NOT github_report), \
+                 (SELECT MIN(created_at) FROM installations)",
+            )
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(counts)
+    }
+
+    /// Builds reported to GitHub, newest first, as the `github` sink's messages; with
+    /// `failed_only`, those whose last pass failed, given up on or not.
+    pub async fn github_report_deliveries(
+        &self,
+        failed_only: bool,
+        limit: i64,
+    ) -> Result<Vec<NotificationDelivery>> {
+        let rows: Vec<GithubDeliveryRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT b.id, s.name AS service, b.github_deployment_id, b.github_status, \
+                 b.github_report, b.github_next_at, b.github_attempts, b.github_error, b.created_at \
+                 FROM builds b JOIN services s ON s.id = b.service_id \
+                 WHERE (b.github_report OR b.github_error IS NOT NULL) \
+                 AND (NOT $1 OR b.github_error IS NOT NULL) ORDER BY b.id DESC LIMIT $2",
+            )
+            .bind(failed_only)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(NotificationDelivery::from).collect())
+    }
+
+    /// Reports again, due at `now`, every build whose report GitHub refused for good (after
+    /// the cause is fixed: the App's permissions, a repository renamed back); answers how many.
+    pub async fn retry_github_reports(&self, now: i64) -> Result<i64> {
+        let retried = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE builds SET github_report = TRUE, github_attempts = 0, github_next_at = $1 \
+                 WHERE github_error IS NOT NULL AND NOT github_report",
+            )
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(retried as i64)
+    }
+
     /// Takes up to `limit` builds due for a report at `now`, each under a lease until
     /// `now + lease_ms`, and counts the pass in their attempts. The most overdue go first;
     /// their ids come back in build order.

@@ -50,6 +50,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(22, "email_sinks", "0022_email_sinks"),
     migration!(23, "github_checks", "0023_github_checks"),
     migration!(24, "release_logs", "0024_release_logs"),
+    migration!(25, "github_sink", "0025_github_sink"),
 ];
 
 /// Every schema this version of Wharf knows, oldest first.

@@ -34,9 +34,14 @@ pub enum NotificationEvent {
     /// A test message, sent to one sink on request.
     #[serde(rename = "test")]
     Test,
+    /// A build's deployment and check on GitHub, kept in step with the build and its release:
+    /// what the built-in `github` sink carries, and only it (not in [`NotificationEvent::ALL`]).
+    #[serde(rename = "deployment")]
+    Deployment,
 }
 
 impl NotificationEvent {
+    /// The events a sink may ask for.
     pub const ALL: [NotificationEvent; 8] = [
         NotificationEvent::BuildFailed,
         NotificationEvent::ReleaseLive,
@@ -58,6 +63,7 @@ impl NotificationEvent {
             NotificationEvent::AgentOffline => "agent.offline",
             NotificationEvent::AgentOnline => "agent.online",
             NotificationEvent::Test => "test",
+            NotificationEvent::Deployment => "deployment",
         }
     }
 
@@ -97,6 +103,10 @@ pub enum SinkKind {
     Discord,
     /// Email, sent through an SMTP server with STARTTLS.
     Email,
+    /// GitHub: each build's deployment with its statuses, and the check on its commit. Built in
+    /// as the sink named `github` while a GitHub App is configured; it cannot be added or
+    /// removed.
+    Github,
 }
 
 impl SinkKind {
@@ -106,6 +116,7 @@ impl SinkKind {
             SinkKind::Slack => "slack",
             SinkKind::Discord => "discord",
             SinkKind::Email => "email",
+            SinkKind::Github => "github",
         }
     }
 
@@ -264,7 +275,9 @@ impl std::fmt::Display for NotificationDeliveryState {
     }
 }
 
-/// One message to one sink.
+/// One message to one sink. For the `github` sink, one build's deployment: `id` is the build,
+/// `message_id` GitHub's deployment id (empty before GitHub made it), `event` is `deployment`
+/// and `disposition` the last status GitHub accepted (`queued`, `in_progress`, `success`, …).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct NotificationDelivery {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use wharf_github::{AppConfig, GithubApp, NewDeployment};
 use wharf_github_standin::GithubStandin;
 
-use crate::helpers::{APP_ID, Options, TestApp, push_payload, spawn_app_with};
+use crate::helpers::{APP_ID, Options, TestApp, push_payload, spawn_app_with, wait_until};
 
 /// How long a test waits for GitHub to be told something.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(15);
@@ -458,5 +458,110 @@ async fn builds_of_a_public_url_get_no_deployment() {
     let report = app.store.github_report(public_id).await.unwrap();
     assert!(!report.reported);
     assert_eq!(report.deployment_id, None);
+    assert_no_violations(&app);
+}
+
+/// The built-in `github` sink as `GET /v1/notifications` lists it.
+async fn github_sink(app: &TestApp) -> Value {
+    let listed = app.get("/v1/notifications").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|sink| sink["name"] == "github")
+        .cloned()
+        .unwrap_or_else(|| panic!("no github sink in {}", listed.text))
+}
+
+#[tokio::test]
+async fn a_deployment_github_refuses_is_a_dead_letter_of_the_github_sink_until_retried() {
+    let (app, sha) = app_with_service().await;
+    let github = standin(&app);
+    let sink = github_sink(&app).await;
+    assert_eq!(sink["kind"], "github", "{sink}");
+    assert_eq!(sink["events"], json!(["deployment"]), "{sink}");
+    assert_eq!(
+        (sink["pending"].as_i64(), sink["dead"].as_i64()),
+        (Some(0), Some(0))
+    );
+
+    // GitHub refuses the build's deployment with an answer another try would not change.
+    github.fail_next("/repos/acme/web/deployments", 422, 1);
+    let id = push(&app, "d-1", &sha).await;
+    wait_until(
+        "the refused build counted as a dead letter",
+        DEADLINE,
+        || async { github_sink(&app).await["dead"] == 1 },
+    )
+    .await;
+    let failed = app
+        .get("/v1/notifications/github/deliveries?failed=true")
+        .await;
+    assert_eq!(failed.status, StatusCode::OK, "{}", failed.text);
+    let letters = failed.body.as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{}", failed.text);
+    assert_eq!(letters[0]["id"], id);
+    assert_eq!(letters[0]["event"], "deployment");
+    assert_eq!(letters[0]["service"], "web");
+    assert_eq!(letters[0]["state"], "dead");
+    assert_eq!(letters[0]["message_id"], "", "GitHub made no deployment");
+    let error = letters[0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("422"), "{}", failed.text);
+    assert!(github.deployments().is_empty());
+    let (ok, shown) =
+        crate::notifications::wharf(&app, &["notify", "deliveries", "github", "--failed"], "")
+            .await;
+    assert!(ok, "{shown}");
+    assert!(
+        shown.contains(&format!("{id}")) && shown.contains("deployment") && shown.contains("dead"),
+        "{shown}"
+    );
+
+    // The sink is GitHub's: it cannot be removed, tested, added again or asked for by another.
+    let (ok, removed) =
+        crate::notifications::wharf(&app, &["notify", "remove", "github"], "").await;
+    assert!(!ok && removed.contains("built-in"), "{removed}");
+    let tested = app.post("/v1/notifications/github/test", json!({})).await;
+    assert_eq!(tested.status, StatusCode::CONFLICT, "{}", tested.text);
+    let impostor = app
+        .post(
+            "/v1/notifications",
+            json!({"name": "github", "kind": "webhook", "url": "http://127.0.0.1:9/hook"}),
+        )
+        .await;
+    assert_eq!(impostor.status, StatusCode::CONFLICT, "{}", impostor.text);
+    let greedy = app
+        .post(
+            "/v1/notifications",
+            json!({"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook",
+                   "events": ["deployment"]}),
+        )
+        .await;
+    assert_eq!(greedy.status, StatusCode::BAD_REQUEST, "{}", greedy.text);
+
+    // Once the cause is fixed, a retry reports the build from its start, once.
+    let retried = app.post("/v1/notifications/github/retry", json!({})).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    assert_eq!(retried.body["retried"], 1, "{}", retried.text);
+    let deployment = deployment_of(&app, id).await;
+    wait_for_states(&app, &deployment, &["queued"]).await;
+    wait_until(
+        "the github sink with nothing pending or dead",
+        DEADLINE,
+        || async {
+            let sink = github_sink(&app).await;
+            sink["pending"] == 0 && sink["dead"] == 0
+        },
+    )
+    .await;
+    let all = app.get("/v1/notifications/github/deliveries").await;
+    let messages = all.body.as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{}", all.text);
+    assert_eq!(messages[0]["state"], "delivered", "{}", all.text);
+    assert_eq!(messages[0]["disposition"], "queued", "{}", all.text);
+    assert_eq!(messages[0]["message_id"], deployment["id"].to_string());
+    assert_eq!(github.deployments().len(), 1);
     assert_no_violations(&app);
 }

@@ -490,7 +490,7 @@ async fn slack_and_discord_get_their_documented_shapes() {
 }
 
 /// Runs the real `wharf` binary against the app, with `stdin` on its standard input.
-async fn wharf(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String) {
+pub(crate) async fn wharf(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String) {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(args)

@@ -222,6 +222,8 @@ async fn attempt(
         }
         SinkKind::Slack => (slack::body(&message).to_string(), Vec::new()),
         SinkKind::Discord => (discord::body(&message).to_string(), Vec::new()),
+        // Never stored: the GitHub reporter sends what the built-in sink carries.
+        SinkKind::Github => return Err("the github sink is not sent from the outbox".to_owned()),
     };
     let mut request = client
         .post(&url)

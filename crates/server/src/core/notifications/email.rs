@@ -142,6 +142,7 @@ fn outcome(message: &Message) -> &'static str {
         (RolloutStuck, _) => "Stuck",
         (AgentOffline, _) => "Offline",
         (Test, _) => "Test",
+        (Deployment, _) => "Deployment",
     }
 }
 

@@ -1,5 +1,6 @@
 //! Notifications: the sinks a user adds (a generic webhook, Slack, Discord, email), the messages
-//! Wharf sends them, and the delivery loop (`delivery`) that sends them.
+//! Wharf sends them, and the delivery loop (`delivery`) that sends them; and GitHub, the sink
+//! built in while a GitHub App is configured (`github`).
 //!
 //! The store's outbox holds the events, written with the changes that cause them; the loop
 //! fans them out to the sinks that want them (one message per outcome, repeated failures kept
@@ -11,6 +12,7 @@
 pub(crate) mod delivery;
 mod discord;
 mod email;
+mod github;
 mod slack;
 mod webhook;
 
@@ -101,6 +103,7 @@ impl Message {
             NotificationEvent::AgentOffline => "is offline".to_owned(),
             NotificationEvent::AgentOnline => "is back online".to_owned(),
             NotificationEvent::Test => "a test message".to_owned(),
+            NotificationEvent::Deployment => format!("{build} on GitHub"),
         };
         format!("{subject}: {what}")
     }
@@ -114,7 +117,7 @@ impl Message {
             | NotificationEvent::ReleaseFailed
             | NotificationEvent::ReleaseRolledBack => 0xE01E5A,
             NotificationEvent::RolloutStuck | NotificationEvent::AgentOffline => 0xECB22E,
-            NotificationEvent::Test => 0x868686,
+            NotificationEvent::Test | NotificationEvent::Deployment => 0x868686,
         }
     }
 
@@ -177,11 +180,19 @@ fn check_sink_name(name: &str) -> Result<(), CoreError> {
     }
 }
 
-/// The events a new sink asks for, each once.
-fn wanted_events(request: &CreateSink) -> Vec<NotificationEvent> {
+/// The events a new sink asks for, each once; only those a sink may ask for.
+fn wanted_events(request: &CreateSink) -> Result<Vec<NotificationEvent>, CoreError> {
     let mut events = request.events.clone();
     events.dedup();
-    events
+    match events
+        .iter()
+        .find(|event| !NotificationEvent::ALL.contains(event))
+    {
+        Some(event) => Err(CoreError::Invalid(format!(
+            "a sink cannot ask for {event}: it is the built-in github sink's"
+        ))),
+        None => Ok(events),
+    }
 }
 
 fn shown(sink: StoredSink) -> NotificationSink {
@@ -204,6 +215,9 @@ impl Core {
     /// password of the user the URL names.
     pub async fn create_sink(&self, request: &CreateSink) -> Result<SinkCreated, CoreError> {
         check_sink_name(&request.name)?;
+        if request.name == github::SINK || request.kind == SinkKind::Github {
+            return Err(CoreError::Conflict(github::BUILT_IN.to_owned()));
+        }
         if request.kind == SinkKind::Email {
             return self.create_email_sink(request).await;
         }
@@ -262,7 +276,7 @@ impl Core {
                     url_sealed,
                     secret_sealed,
                     email: None,
-                    events: wanted_events(request),
+                    events: wanted_events(request)?,
                     services: request.services.clone(),
                 },
                 now_millis(),
@@ -316,7 +330,7 @@ impl Core {
                     url_sealed,
                     secret_sealed,
                     email: Some(addresses),
-                    events: wanted_events(request),
+                    events: wanted_events(request)?,
                     services: request.services.clone(),
                 },
                 now_millis(),
@@ -328,9 +342,15 @@ impl Core {
         })
     }
 
-    /// Every sink, by name.
+    /// Every sink, by name, GitHub's among them while a GitHub App is configured.
     pub async fn sinks(&self) -> Result<Vec<NotificationSink>, CoreError> {
-        Ok(self.store.sinks().await?.into_iter().map(shown).collect())
+        let mut sinks: Vec<NotificationSink> =
+            self.store.sinks().await?.into_iter().map(shown).collect();
+        if let Some(github) = self.github_sink().await? {
+            let at = sinks.partition_point(|sink| sink.name.as_str() < github::SINK);
+            sinks.insert(at, github);
+        }
+        Ok(sinks)
     }
 
     async fn stored_sink(&self, name: &str) -> Result<StoredSink, CoreError> {
@@ -342,6 +362,9 @@ impl Core {
 
     /// Removes a sink and its deliveries; answers the sinks left.
     pub async fn remove_sink(&self, name: &str) -> Result<Vec<NotificationSink>, CoreError> {
+        if self.is_github_sink(name) {
+            return Err(CoreError::Conflict(github::BUILT_IN.to_owned()));
+        }
         if !self.store.remove_sink(name).await? {
             return Err(CoreError::NotFound(format!(
                 "no notification sink named {name}"
@@ -352,6 +375,9 @@ impl Core {
 
     /// Writes a `test` event for one sink and wakes the delivery loop.
     pub async fn test_sink(&self, name: &str) -> Result<SinkTested, CoreError> {
+        if self.is_github_sink(name) {
+            return Err(CoreError::Conflict(github::NO_TEST.to_owned()));
+        }
         let sink = self.stored_sink(name).await?;
         let event_id = self.store.record_test_event(sink.id, now_millis()).await?;
         self.signals.notifications.notify();
@@ -368,6 +394,12 @@ impl Core {
         name: &str,
         failed_only: bool,
     ) -> Result<Vec<NotificationDelivery>, CoreError> {
+        if self.is_github_sink(name) {
+            return Ok(self
+                .store
+                .github_report_deliveries(failed_only, DELIVERIES_LISTED)
+                .await?);
+        }
         let sink = self.stored_sink(name).await?;
         Ok(self
             .store
@@ -377,6 +409,9 @@ impl Core {
 
     /// Makes a sink's dead messages pending again and wakes the delivery loop.
     pub async fn retry_sink(&self, name: &str) -> Result<SinkRetried, CoreError> {
+        if self.is_github_sink(name) {
+            return self.retry_github_sink().await;
+        }
         let sink = self.stored_sink(name).await?;
         let retried = self
             .store
