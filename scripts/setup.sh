@@ -144,6 +144,21 @@ clear_test_containers() {
     done
 }
 
+# need_example_base: the base image of examples/hello, made here from Debian's static busybox
+# (nothing else in it), so the example builds without any registry on the internet.
+EXAMPLE_BASE=localhost/wharf-examples/busybox:latest
+need_example_base() {
+    need_podman
+    podman image exists "$EXAMPLE_BASE" && return
+    log "making $EXAMPLE_BASE from Debian's static busybox (the base image of examples/hello)"
+    local dir
+    dir="$(mktemp -d)"
+    cp /bin/busybox "$dir/busybox"
+    printf 'FROM scratch\nCOPY busybox /bin/busybox\n' >"$dir/Containerfile"
+    podman build --quiet --tag "$EXAMPLE_BASE" "$dir" >/dev/null
+    rm -rf "$dir"
+}
+
 # need_registry: Debian's docker-registry (Distribution 2.8); tests start their own instances.
 need_registry() {
     need_packages docker-registry

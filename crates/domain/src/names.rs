@@ -151,11 +151,34 @@ pub enum RepoSource {
     GitHub(RepoFullName),
     /// A public repository by its `https://` URL, cloned without a token.
     PublicUrl(String),
+    /// A git repository on the server's own machine by its absolute path, for `wharf up`'s
+    /// first steps: built only by the agent `wharf up` runs beside the server, and only where
+    /// the server allows local repositories.
+    LocalPath(String),
 }
 
 impl RepoSource {
-    /// Reads `owner/name` or an `https://host/path` URL without credentials, query or fragment.
+    /// Reads `owner/name`, an `https://host/path` URL without credentials, query or fragment,
+    /// or an absolute path (`/srv/apps/hello`).
     pub fn parse(value: &str) -> Result<RepoSource, NameError> {
+        if value.starts_with('/') {
+            let path_ok = value.len() <= 1024
+                && value.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'/' | b'.' | b'-' | b'_' | b'~' | b'+')
+                })
+                && !value
+                    .split('/')
+                    .any(|segment| segment == ".." || segment == ".");
+            if path_ok {
+                return Ok(RepoSource::LocalPath(value.to_owned()));
+            }
+            return Err(NameError::invalid(
+                "repository path",
+                &shortened(value),
+                "expected an absolute path of letters, digits and . - _ ~ + with no . or .. segment",
+            ));
+        }
         if let Some(rest) = value.strip_prefix("https://") {
             let host_end = rest.find('/').unwrap_or(rest.len());
             let host = &rest[..host_end];
@@ -182,7 +205,7 @@ impl RepoSource {
             return Err(NameError::invalid(
                 "repository",
                 value,
-                "use owner/name for a repository of the GitHub App, or an https:// URL of a public one",
+                "use owner/name for a repository of the GitHub App, an https:// URL of a public one, or an absolute path on the server's machine",
             ));
         }
         RepoFullName::parse(value).map(RepoSource::GitHub)
@@ -192,7 +215,17 @@ impl RepoSource {
     pub fn to_text(&self) -> String {
         match self {
             RepoSource::GitHub(name) => name.to_string(),
-            RepoSource::PublicUrl(url) => url.clone(),
+            RepoSource::PublicUrl(url) | RepoSource::LocalPath(url) => url.clone(),
+        }
+    }
+
+    /// The URL git fetches from when no token is needed: a public URL as it is, a local path as
+    /// a `file://` URL (git fetches a single commit shallowly only over a transport).
+    pub fn plain_clone_url(&self) -> Option<String> {
+        match self {
+            RepoSource::GitHub(_) => None,
+            RepoSource::PublicUrl(url) => Some(url.clone()),
+            RepoSource::LocalPath(path) => Some(format!("file://{path}")),
         }
     }
 
@@ -200,7 +233,7 @@ impl RepoSource {
     pub fn github_key(&self) -> Option<String> {
         match self {
             RepoSource::GitHub(name) => Some(name.key()),
-            RepoSource::PublicUrl(_) => None,
+            RepoSource::PublicUrl(_) | RepoSource::LocalPath(_) => None,
         }
     }
 }
@@ -493,7 +526,19 @@ mod tests {
             RepoSource::parse("https://github.com/acme/web.git").unwrap(),
             RepoSource::PublicUrl(_)
         ));
+        let local = RepoSource::parse("/srv/apps/hello").unwrap();
+        assert_eq!(local, RepoSource::LocalPath("/srv/apps/hello".to_owned()));
+        assert_eq!(
+            local.plain_clone_url().as_deref(),
+            Some("file:///srv/apps/hello")
+        );
+        assert_eq!(local.github_key(), None);
         for bad in [
+            "/srv/../etc",
+            "/srv/./x",
+            "/srv/a b",
+            "/srv/$(id)",
+            "/srv/x\n",
             "http://github.com/acme/web",
             "https://user:pw@github.com/acme/web",
             "https://github.com/acme/web?x=1",

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub registry: Option<String>,
     /// Agents talk plain HTTP to the registry (`WHARF_REGISTRY_INSECURE`).
     pub registry_insecure: bool,
+    /// Services may build from a git repository on this machine by its path (`wharf up` only,
+    /// for its own agent).
+    pub local_repositories: bool,
     /// How long the GitHub reporter waits after failed passes over a build, unless GitHub said.
     pub github_retry: Backoff,
     /// How often the GitHub reporter looks for builds due for a report besides its wake-ups
@@ -199,6 +202,7 @@ impl ServerConfig {
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             registry: None,
             registry_insecure: false,
+            local_repositories: false,
             github_retry: Backoff::default(),
             github_report_interval: Duration::from_secs(1),
             notification_retry: Backoff {

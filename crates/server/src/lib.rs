@@ -92,3 +92,9 @@ async fn run(
 pub async fn issue_agent_token(store: &Store, name: &str) -> anyhow::Result<String> {
     core::agents::issue_agent_token(store, name).await
 }
+
+/// Issues the token of the agent `wharf up` runs beside the server: like
+/// [`issue_agent_token`], and it alone may build services on a local path.
+pub async fn issue_local_agent_token(store: &Store, name: &str) -> anyhow::Result<String> {
+    core::agents::issue_local_agent_token(store, name).await
+}

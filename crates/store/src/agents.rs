@@ -153,6 +153,18 @@ impl Store {
         Ok(())
     }
 
+    /// Allows the agent named `name` to build services on a local path: `wharf up`'s own agent,
+    /// which runs on the server's machine.
+    pub async fn allow_local_repositories(&self, name: &str) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE agents SET local_repositories = TRUE WHERE name = $1")
+                .bind(name)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Records what a starting agent says about itself. The caller has checked that its token
     /// allows `labels`.
     pub async fn register_agent(

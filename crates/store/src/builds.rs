@@ -168,7 +168,9 @@ macro_rules! leased_states {
 pub(crate) use leased_states;
 
 /// The condition that the agent `$1` may take the build `b`: its token is not revoked, allows
-/// `build`, and serves the build's service (any service when it names no projects or services).
+/// `build`, and serves the build's service (any service when it names no projects or services);
+/// a service on a local path (its repository starts with `/`) only for an agent allowed local
+/// repositories.
 macro_rules! agent_may_build {
     () => {
         concat!(
@@ -180,7 +182,7 @@ macro_rules! agent_may_build {
             $crate::agents::list_holds!("a.projects", "p.name"),
             " OR ",
             $crate::agents::list_holds!("a.services", "s.name"),
-            "))"
+            ") AND (s.repo NOT LIKE '/%' OR a.local_repositories))"
         )
     };
 }

@@ -166,6 +166,7 @@ async fn start_server(
     store: Store,
     admin_token: SecretString,
     local_registry: Option<UpRegistry>,
+    local_repositories: bool,
 ) -> anyhow::Result<wharf_server::RunningServer> {
     // A database restored from a backup has sealed values and no key yet: the server must not
     // make a new one that cannot open them.
@@ -174,6 +175,7 @@ async fn start_server(
         .contents
         .map_or(0, |contents| contents.sealed_values);
     let mut server_config = args.server_config(admin_token, sealed_values)?;
+    server_config.local_repositories = local_repositories;
     if let Some(local) = local_registry {
         server_config.registry = Some(local.address);
         server_config.registry_insecure = true;
@@ -189,7 +191,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         "no admin token: set WHARF_TOKEN (or WHARF_TOKEN_FILE); `wharf up` generates one for you",
     )?;
     let store = open_store(&args).await?;
-    let server = start_server(&args, store, admin_token, None).await?;
+    let server = start_server(&args, store, admin_token, None, false).await?;
     let mut shutdown = shutdown_signal();
     let handle = server.shutdown_handle();
     tokio::spawn(async move {
@@ -270,7 +272,8 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     config::create_data_dir(&args.state.data_dir)?;
     let admin_token = up_admin_token(&args)?;
     let store = open_store(&args).await?;
-    let agent_token = wharf_server::issue_agent_token(&store, wharf_wire::DEFAULT_HOST).await?;
+    let agent_token =
+        wharf_server::issue_local_agent_token(&store, wharf_wire::DEFAULT_HOST).await?;
     // With no registry configured, `wharf up` runs one on this machine (its data in the data
     // directory), so a first push has somewhere to go.
     let mut local_registry = None;
@@ -293,7 +296,7 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
             ),
         }
     }
-    let server = start_server(&args, store, admin_token, up_registry).await?;
+    let server = start_server(&args, store, admin_token, up_registry, true).await?;
     let server_url = format!("http://{}", server.addr);
     eprintln!(
         "Wharf is up: {server_url} (data in {})",

@@ -19,6 +19,9 @@ use wharf_wire::{
 use crate::core::signals::long_poll;
 use crate::core::{Core, CoreError, clipped, now_millis};
 
+/// Why a build of a service on a local path fails on a server that does not build them.
+const LOCAL_REPOSITORY_REASON: &str = "the service's repository is a path on the server's machine, \
+     and only `wharf up` builds local repositories: point the service at owner/name or an https:// URL";
 /// The reason a build fails with when the server has no registry.
 const NO_REGISTRY_REASON: &str =
     "the server has no registry for builds to push to: set WHARF_REGISTRY on the server";
@@ -83,10 +86,18 @@ impl Core {
                 continue;
             }
             let service = self.store.service_by_id(claimed.build.service_id).await?;
-            let clone_url = match RepoSource::parse(&service.repo)? {
-                RepoSource::PublicUrl(url) => Some(url),
-                RepoSource::GitHub(_) => None,
-            };
+            let source = RepoSource::parse(&service.repo)?;
+            if matches!(source, RepoSource::LocalPath(_)) && !self.config.local_repositories {
+                // A server started otherwise than by `wharf up` on a database it left.
+                self.fail_claimed_build(
+                    agent,
+                    claimed.build.id,
+                    LOCAL_REPOSITORY_REASON.to_owned(),
+                )
+                .await?;
+                continue;
+            }
+            let clone_url = source.plain_clone_url();
             let registry_login = match claimed.build.installation_id {
                 Some(installation_id) => self.registry_login(installation_id, None).await?,
                 None => None,
@@ -323,15 +334,19 @@ impl Core {
             )));
         }
         let service = self.store.service_by_id(build.service_id).await?;
-        let repo = match RepoSource::parse(&service.repo)? {
-            RepoSource::PublicUrl(url) => {
+        let source = RepoSource::parse(&service.repo)?;
+        let repo = match &source {
+            RepoSource::GitHub(repo) => repo,
+            RepoSource::LocalPath(_) if !self.config.local_repositories => {
+                return Err(CoreError::Conflict(LOCAL_REPOSITORY_REASON.to_owned()));
+            }
+            RepoSource::PublicUrl(_) | RepoSource::LocalPath(_) => {
                 return Ok(CloneCredentials {
-                    clone_url: url,
+                    clone_url: source.plain_clone_url().unwrap_or_default(),
                     token: None,
                     expires_at: None,
                 });
             }
-            RepoSource::GitHub(repo) => repo,
         };
         let app = self.github_app().ok_or_else(|| {
             CoreError::Unavailable("the GitHub App is not configured on the server".to_owned())

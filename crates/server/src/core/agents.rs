@@ -125,6 +125,14 @@ fn new_agent_token() -> String {
 
 /// Issues a fresh token for the agent named `name`, creating the agent (allowed `build` and
 /// `deploy`, for any service) when it does not exist.
+/// Issues the token of `wharf up`'s own agent, on the server's machine: it alone may build
+/// services whose repository is a local path.
+pub(crate) async fn issue_local_agent_token(store: &Store, name: &str) -> anyhow::Result<String> {
+    let token = issue_agent_token(store, name).await?;
+    store.allow_local_repositories(name).await?;
+    Ok(token)
+}
+
 pub(crate) async fn issue_agent_token(store: &Store, name: &str) -> anyhow::Result<String> {
     let token = new_agent_token();
     let hash = wharf_store::hash_token(&token);

@@ -57,7 +57,7 @@ impl Core {
                         ))
                     })?,
             ),
-            RepoSource::PublicUrl(_) => None,
+            RepoSource::PublicUrl(_) | RepoSource::LocalPath(_) => None,
         };
         let commit = match &request.git_ref {
             Some(git_ref) => CommitSha::parse(git_ref)?,
@@ -109,17 +109,22 @@ impl Core {
                     _ => CoreError::Upstream(error.to_string()),
                 })?
             }
-            (RepoSource::PublicUrl(url), _) => branch_head(url, &service.branch, LS_REMOTE_TIMEOUT)
-                .await
-                .map_err(|error| match error {
-                    BranchHeadError::Spawn(error) => {
-                        CoreError::Internal(anyhow::anyhow!("cannot run git: {error}"))
-                    }
-                    BranchHeadError::NoSuchBranch { .. } => CoreError::NotFound(error.to_string()),
-                    BranchHeadError::TimedOut { .. } | BranchHeadError::Failed { .. } => {
-                        CoreError::Upstream(error.to_string())
-                    }
-                })?,
+            (RepoSource::PublicUrl(_) | RepoSource::LocalPath(_), _) => {
+                let url = source.plain_clone_url().unwrap_or_default();
+                branch_head(&url, &service.branch, LS_REMOTE_TIMEOUT)
+                    .await
+                    .map_err(|error| match error {
+                        BranchHeadError::Spawn(error) => {
+                            CoreError::Internal(anyhow::anyhow!("cannot run git: {error}"))
+                        }
+                        BranchHeadError::NoSuchBranch { .. } => {
+                            CoreError::NotFound(error.to_string())
+                        }
+                        BranchHeadError::TimedOut { .. } | BranchHeadError::Failed { .. } => {
+                            CoreError::Upstream(error.to_string())
+                        }
+                    })?
+            }
             (RepoSource::GitHub(repo), None) => {
                 return Err(CoreError::Conflict(format!(
                     "no installation grants access to {repo}"

@@ -21,7 +21,7 @@ const MAX_ENV_VALUE: usize = 64 * 1024;
 impl Core {
     /// Creates a service, its settings checked first.
     pub async fn create_service(&self, request: &CreateService) -> Result<Service, CoreError> {
-        let new = validate(request)?;
+        let new = validate(request, self.config.local_repositories)?;
         let service = self.store.create_service(&new, now_millis()).await?;
         tracing::info!(service = %service.name, repo = %service.repo, branch = %service.branch, "service created");
         Ok(service)
@@ -35,7 +35,7 @@ impl Core {
         request: &UpdateService,
     ) -> Result<Service, CoreError> {
         let current = self.store.service_by_name(name).await?;
-        let new = validate(&request.service)?;
+        let new = validate(&request.service, self.config.local_repositories)?;
         if new.name != current.name {
             return Err(CoreError::Invalid(format!(
                 "a service cannot be renamed ({} to {}): its name is part of its images' names",
@@ -208,14 +208,22 @@ fn checked_members(members: &VariableMembers) -> Result<VariableMembers, CoreErr
     Ok(members.clone())
 }
 
-/// Checks every field and gives the store what it stores.
-fn validate(request: &CreateService) -> Result<NewService, CoreError> {
+/// Checks every field and gives the store what it stores. A repository on a local path is
+/// refused unless `local_repositories` (the server of `wharf up`).
+fn validate(request: &CreateService, local_repositories: bool) -> Result<NewService, CoreError> {
     let name = DnsLabel::parse("service name", &request.name)?;
     let project = DnsLabel::parse(
         "project name",
         request.project.as_deref().unwrap_or("default"),
     )?;
     let source = RepoSource::parse(&request.repo)?;
+    if matches!(source, RepoSource::LocalPath(_)) && !local_repositories {
+        return Err(CoreError::Invalid(format!(
+            "{} is a path on the server's machine: only `wharf up` builds local repositories (with its own agent); \
+             use owner/name or an https:// URL",
+            request.repo
+        )));
+    }
     let branch = BranchName::parse(&request.branch)?;
     for (what, value) in [
         ("dockerfile path", &request.dockerfile),

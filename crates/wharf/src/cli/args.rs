@@ -216,7 +216,8 @@ pub enum ServiceCommand {
 /// what is not given and clears an optional value given empty.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServiceFlags {
-    /// owner/name of a repository of the GitHub App, or an https:// URL of a public one.
+    /// owner/name of a repository of the GitHub App, an https:// URL of a public one, or (with
+    /// `wharf up`) a git repository on the server's machine by its path (`./examples/hello`).
     #[arg(long)]
     pub(super) repo: Option<String>,
     /// The branch whose pushes build and deploy.

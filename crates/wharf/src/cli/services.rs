@@ -62,6 +62,59 @@ pub(super) async fn run(client: &ApiClient, command: ServiceCommand) -> anyhow::
     }
 }
 
+/// Where a service's code is, as the server takes it.
+struct Repository {
+    /// owner/name, an https:// URL, or the absolute path of a git repository on this machine.
+    repo: String,
+    /// For a directory inside a local git repository: the directory, relative to the
+    /// repository's root, and its Dockerfile or Containerfile, when it has one.
+    inside: Option<(String, Option<String>)>,
+}
+
+/// A repository as the server takes it: a path on this machine (`./examples/hello`, `../app`,
+/// `/srv/app`) becomes the absolute path of the git repository holding it, with the directory
+/// inside it; anything else stays as given.
+fn repository(repo: String) -> anyhow::Result<Repository> {
+    let is_path =
+        repo.starts_with('/') || repo.starts_with("./") || repo.starts_with("../") || repo == ".";
+    if !is_path {
+        return Ok(Repository { repo, inside: None });
+    }
+    let directory = std::fs::canonicalize(&repo)
+        .with_context(|| format!("--repo {repo}: no such directory on this machine"))?;
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&directory)
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .with_context(|| format!("--repo {repo}: cannot run git"))?;
+    if !output.status.success() {
+        anyhow::bail!("--repo {repo}: not inside a git repository (git init it, and commit)");
+    }
+    let root = std::fs::canonicalize(String::from_utf8_lossy(&output.stdout).trim())
+        .with_context(|| format!("--repo {repo}: cannot read its git repository's root"))?;
+    let text = |path: &std::path::Path| {
+        path.to_str()
+            .map(str::to_owned)
+            .with_context(|| format!("--repo {repo}: the path is not UTF-8"))
+    };
+    let inside = match directory.strip_prefix(&root) {
+        Ok(relative) if !relative.as_os_str().is_empty() => {
+            let relative = text(relative)?;
+            let dockerfile = ["Dockerfile", "Containerfile"]
+                .into_iter()
+                .find(|name| directory.join(name).is_file())
+                .map(|name| format!("{relative}/{name}"));
+            Some((relative, dockerfile))
+        }
+        _ => None,
+    };
+    Ok(Repository {
+        repo: text(&root)?,
+        inside,
+    })
+}
+
 impl ServiceFlags {
     /// The service `wharf service create` asks for: these settings over the documented
     /// defaults, each as given.
@@ -71,14 +124,16 @@ impl ServiceFlags {
         project: Option<String>,
         cancel_running: bool,
     ) -> anyhow::Result<CreateService> {
+        // Required by `wharf service create`'s arguments, so clap has refused their absence.
+        let Repository { repo, inside } = repository(self.repo.context("--repo is required")?)?;
+        let (context, dockerfile) = inside.unzip();
         Ok(CreateService {
             name,
             project,
-            // Required by `wharf service create`'s arguments, so clap has refused their absence.
-            repo: self.repo.context("--repo is required")?,
+            repo,
             branch: self.branch.context("--branch is required")?,
-            dockerfile: self.dockerfile,
-            context: self.context,
+            dockerfile: self.dockerfile.or(dockerfile.flatten()),
+            context: self.context.or(context),
             compose: self.compose,
             port: self.port,
             health_path: self.health_path,
@@ -102,13 +157,21 @@ impl ServiceFlags {
             Some(value) => Some(value),
             None => current,
         };
+        let (repo, inside) = match self.repo {
+            Some(repo) => {
+                let Repository { repo, inside } = repository(repo)?;
+                (repo, inside)
+            }
+            None => (current.repo, None),
+        };
+        let (context, dockerfile) = inside.unzip();
         Ok(CreateService {
             name: current.name,
             project: Some(current.project),
-            repo: self.repo.unwrap_or(current.repo),
+            repo,
             branch: self.branch.unwrap_or(current.branch),
-            dockerfile: optional(self.dockerfile, current.dockerfile),
-            context: optional(self.context, current.context),
+            dockerfile: optional(self.dockerfile.or(dockerfile.flatten()), current.dockerfile),
+            context: optional(self.context.or(context), current.context),
             compose: optional(self.compose, current.compose),
             port: match self.port {
                 Some(0) => None,

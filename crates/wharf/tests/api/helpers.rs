@@ -84,6 +84,8 @@ pub struct Options {
     pub limits: Option<RequestLimits>,
     /// CAs the email sinks' SMTP servers may be signed by (`WHARF_SMTP_CA_FILE`'s PEM).
     pub smtp_ca_pem: Option<Vec<u8>>,
+    /// Services may build from a git repository on this machine (as under `wharf up`).
+    pub local_repositories: bool,
 }
 
 /// The registry a test server names when the test gives none.
@@ -147,6 +149,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         config.max_log_bytes = max_log_bytes;
     }
     config.smtp_ca_pem = options.smtp_ca_pem;
+    config.local_repositories = options.local_repositories;
     if !options.without_registry {
         config.registry = Some(options.registry.unwrap_or_else(|| TEST_REGISTRY.to_owned()));
         config.registry_insecure = true;

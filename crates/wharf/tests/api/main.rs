@@ -17,6 +17,7 @@ mod github_app;
 mod github_deployments;
 mod helpers;
 mod limits;
+mod local_repositories;
 mod notifications;
 mod operations;
 mod parts;
