@@ -10,6 +10,8 @@
 //!   live against the raw shell pipeline.
 //! - `notify`: an event's message reaching a webhook sink, and a burst of events to a sink that
 //!   fails half the time, none lost.
+//! - `footprint`: resident memory of the server idle with many services and under a steady
+//!   intake, and of an idle agent.
 //! - `settings`: what a setting (`WHARF_SQLITE_SYNCHRONOUS=full`, say) or another build of Wharf
 //!   costs intake, in interleaved rounds against a baseline.
 //!
@@ -23,6 +25,7 @@ mod build;
 mod claim;
 mod deploy;
 mod edge_load;
+mod footprint;
 mod github_scene;
 mod intake;
 mod load;
@@ -55,6 +58,8 @@ enum Command {
     Settings(settings::Args),
     /// Event to message at a webhook sink; a burst to a sink that fails half the time.
     Notify(notify::Args),
+    /// Resident memory: the server idle with many services and under intake, an idle agent.
+    Footprint(footprint::Args),
 }
 
 #[tokio::main]
@@ -66,5 +71,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(args).await,
         Command::Settings(args) => settings::run(args).await,
         Command::Notify(args) => notify::run(args).await,
+        Command::Footprint(args) => footprint::run(args).await,
     }
 }
