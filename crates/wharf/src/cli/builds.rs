@@ -7,6 +7,7 @@ use wharf_wire::{
 };
 
 use super::args::BuildCommand;
+use super::logs;
 use super::render::{self, emit};
 
 /// `wharf builds`: the builds, newest first, of one service or of all.
@@ -36,23 +37,16 @@ pub(super) async fn run(client: &ApiClient, command: BuildCommand) -> anyhow::Re
 
 /// Prints a build's log page by page; following waits on the server for new lines.
 pub(super) async fn print_logs(client: &ApiClient, id: i64, follow: bool) -> anyhow::Result<()> {
-    let mut after = 0;
-    loop {
-        let request = GetLogs {
-            id,
-            after,
-            wait_ms: if follow { 25_000 } else { 0 },
-        };
+    logs::print(follow, async |after, wait_ms| {
         let page = client
-            .send_with_timeout(&request, std::time::Duration::from_secs(60))
+            .send_with_timeout(&GetLogs { id, after, wait_ms }, logs::PAGE_TIMEOUT)
             .await?;
-        after = page.lines.last().map_or(after, |line| line.seq);
-        emit(&render::log_lines(&page.lines))?;
-        if page.lines.is_empty() && (!follow || page.complete) {
-            if follow && page.state != BuildState::Completed {
-                anyhow::bail!("build #{id} ended {}", page.state);
-            }
-            return Ok(());
-        }
-    }
+        Ok(logs::Page {
+            failure: (page.state != BuildState::Completed)
+                .then(|| format!("build #{id} ended {}", page.state)),
+            lines: page.lines,
+            complete: page.complete,
+        })
+    })
+    .await
 }

@@ -7,6 +7,7 @@ mod agents;
 mod args;
 mod builds;
 mod input;
+mod logs;
 mod notify;
 mod registry;
 mod releases;

@@ -9,6 +9,7 @@ use wharf_wire::{
 };
 
 use super::args::WaitFlags;
+use super::logs;
 use super::render::{self, emit};
 
 /// `wharf deploy`: releases a service's latest completed build, a given build, or an image.
@@ -84,23 +85,16 @@ async fn follow_release(
 /// Prints a release's deploy log page by page, each line after its host; following waits on the
 /// server for new lines until the release has settled on every host.
 pub(super) async fn print_logs(client: &ApiClient, id: i64, follow: bool) -> anyhow::Result<()> {
-    let mut after = 0;
-    loop {
-        let request = GetReleaseLogs {
-            id,
-            after,
-            wait_ms: if follow { 25_000 } else { 0 },
-        };
+    logs::print(follow, async |after, wait_ms| {
         let page = client
-            .send_with_timeout(&request, std::time::Duration::from_secs(60))
+            .send_with_timeout(&GetReleaseLogs { id, after, wait_ms }, logs::PAGE_TIMEOUT)
             .await?;
-        after = page.lines.last().map_or(after, |line| line.seq);
-        emit(&render::log_lines(&page.lines))?;
-        if page.lines.is_empty() && (!follow || page.complete) {
-            if follow && matches!(page.state, ReleaseState::Failed | ReleaseState::RolledBack) {
-                anyhow::bail!("release #{id} ended {}", page.state);
-            }
-            return Ok(());
-        }
-    }
+        Ok(logs::Page {
+            failure: matches!(page.state, ReleaseState::Failed | ReleaseState::RolledBack)
+                .then(|| format!("release #{id} ended {}", page.state)),
+            lines: page.lines,
+            complete: page.complete,
+        })
+    })
+    .await
 }
