@@ -4,34 +4,16 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, sha, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, CliRun, TestApp, run_cli, sha, spawn_app};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+type Run = CliRun;
 
 async fn wharf(app: &TestApp, args: &[&str]) -> Run {
     wharf_with_token(app, Some(ADMIN_TOKEN), args).await
 }
 
 async fn wharf_with_token(app: &TestApp, token: Option<&str>, args: &[&str]) -> Run {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WHARF_SERVER", &app.url);
-    if let Some(token) = token {
-        command.env("WHARF_TOKEN", token);
-    }
-    let output = command.output().await.expect("wharf runs");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    run_cli(app, token, args, b"", None).await
 }
 
 #[tokio::test]
@@ -457,27 +439,7 @@ async fn health_and_metrics() {
 
 /// Runs the real `wharf` binary with `input` on its standard input.
 async fn wharf_with_input(app: &TestApp, args: &[&str], input: &[u8]) -> Run {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WHARF_SERVER", &app.url)
-        .env("WHARF_TOKEN", ADMIN_TOKEN)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input).await.unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().await.unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    run_cli(app, Some(ADMIN_TOKEN), args, input, None).await
 }
 
 #[tokio::test]

@@ -16,7 +16,8 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::helpers::{ADMIN_TOKEN, Options, TestApp, sha, spawn_app_with, wait_until};
+use crate::helpers::{Options, TestApp, sha, spawn_app_with, wait_until};
+use crate::notifications::wharf;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -514,32 +515,6 @@ async fn deliveries(app: &TestApp, sink: &str) -> Vec<Value> {
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     answer.body.as_array().unwrap().clone()
-}
-
-/// Runs the real `wharf` binary with `input` on its standard input; answers whether it
-/// succeeded and what it printed on either stream.
-async fn wharf(app: &TestApp, args: &[&str], input: &str) -> (bool, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WHARF_SERVER", &app.url)
-        .env("WHARF_TOKEN", ADMIN_TOKEN)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("wharf runs");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().await.unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
 }
 
 #[tokio::test]

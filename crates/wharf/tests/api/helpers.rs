@@ -493,6 +493,62 @@ impl TestApp {
     }
 }
 
+/// A run of the real `wharf` CLI against a test server: its exit code and what it printed.
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Both streams, standard output first.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs the real `wharf` binary against `app` with nothing of this process's environment but
+/// `PATH`: with `token` (none: no `WHARF_TOKEN`), `input` on its standard input, in `dir` when
+/// given.
+pub async fn run_cli(
+    app: &TestApp,
+    token: Option<&str>,
+    args: &[&str],
+    input: &[u8],
+    dir: Option<&std::path::Path>,
+) -> CliRun {
+    use tokio::io::AsyncWriteExt;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WHARF_SERVER", &app.url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(token) = token {
+        command.env("WHARF_TOKEN", token);
+    }
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn().expect("wharf runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    CliRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// Waits until `condition` holds, looking every 20 ms; fails saying `what` did not happen
 /// within `deadline`.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)

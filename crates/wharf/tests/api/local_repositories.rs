@@ -8,30 +8,16 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{ADMIN_TOKEN, Options, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{ADMIN_TOKEN, Options, TestApp, run_cli, spawn_app, spawn_app_with};
 use crate::parts::{Registry, builder_config, busybox, start_agent_with};
 
 const BUILD_DEADLINE: Duration = Duration::from_secs(180);
 
-/// Runs the real `wharf` CLI in `dir` against the app; answers whether it succeeded and what it
-/// printed.
+/// Runs the real `wharf` CLI in `dir` against the app; answers whether it succeeded and what
+/// it printed.
 async fn wharf_in(app: &TestApp, dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WHARF_SERVER", &app.url)
-        .env("WHARF_TOKEN", ADMIN_TOKEN)
-        .output()
-        .await
-        .expect("wharf runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let run = run_cli(app, Some(ADMIN_TOKEN), args, b"", Some(dir)).await;
+    (run.ok(), run.text())
 }
 
 fn git(dir: &Path, args: &[&str]) {

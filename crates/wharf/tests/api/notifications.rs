@@ -15,7 +15,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wharf_domain::signature::{SigningTime, verify_timestamped};
 
-use crate::helpers::{Options, TestApp, sha, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{
+    ADMIN_TOKEN, Options, TestApp, run_cli, sha, spawn_app, spawn_app_with, wait_until,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -489,30 +491,11 @@ async fn slack_and_discord_get_their_documented_shapes() {
     assert_eq!(left[0]["name"], "chat");
 }
 
-/// Runs the real `wharf` binary against the app, with `stdin` on its standard input.
+/// Runs the real `wharf` binary against the app, with `stdin` on its standard input; answers
+/// whether it succeeded and what it printed on either stream.
 pub(crate) async fn wharf(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WHARF_SERVER", &app.url)
-        .env("WHARF_TOKEN", crate::helpers::ADMIN_TOKEN)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("wharf runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let output = child.wait_with_output().await.unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let run = run_cli(app, Some(ADMIN_TOKEN), args, stdin.as_bytes(), None).await;
+    (run.ok(), run.text())
 }
 
 #[tokio::test]
