@@ -5,15 +5,14 @@
 //! fails or a pass dies after making one.
 
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
-use wharf_github::{AppConfig, CheckRunFields, CheckRunOutput, GithubApp};
+use wharf_github::{CheckRunFields, CheckRunOutput};
 
 use crate::github_deployments::{
-    app_with_service, app_with_service_granting, assert_no_violations, build_and_go_live, claim,
-    commit, push, report, standin, wait_for,
+    app_client, app_with_service, app_with_service_granting, assert_no_violations,
+    build_and_go_live, claim, commit, push, report, standin, wait_for,
 };
-use crate::helpers::{APP_ID, TestApp};
+use crate::helpers::TestApp;
 
 /// The one check run of build `id`, once the stand-in has it.
 async fn check_run_of(app: &TestApp, id: i64) -> Value {
@@ -238,13 +237,7 @@ async fn github_failing_is_retried_and_a_check_run_made_by_a_failed_pass_is_not_
     let github = standin(&app);
     // A pass made the first build's check run and died before storing its id: here the run is
     // made beforehand, and the reporter's first request to make one fails.
-    let key = app.app_key.as_ref().unwrap();
-    let client = GithubApp::new(&AppConfig {
-        app_id: APP_ID,
-        private_key: SecretString::from(key.private_pem.clone()),
-        api_url: github.api_url(),
-    })
-    .unwrap();
+    let client = app_client(&app);
     let made = client
         .create_check_run(
             42,

@@ -50,6 +50,17 @@ pub(crate) async fn app_with_service_granting(
     (app, sha)
 }
 
+/// A client of the stand-in as the test's GitHub App, for what a test makes on GitHub itself.
+pub(crate) fn app_client(app: &TestApp) -> GithubApp {
+    let key = app.app_key.as_ref().expect("the app has a GitHub App");
+    GithubApp::new(&AppConfig {
+        app_id: APP_ID,
+        private_key: SecretString::from(key.private_pem.clone()),
+        api_url: standin(app).api_url(),
+    })
+    .unwrap()
+}
+
 pub(crate) fn standin(app: &TestApp) -> &GithubStandin {
     app.github.as_ref().expect("the stand-in runs")
 }
@@ -304,13 +315,7 @@ async fn a_deployment_made_by_a_pass_that_failed_to_record_it_is_found_not_made_
     let github = standin(&app);
     // A pass made the deployment of the first build and died before storing its id: here the
     // deployment is made beforehand, and the first pass's request fails.
-    let key = app.app_key.as_ref().unwrap();
-    let client = GithubApp::new(&AppConfig {
-        app_id: APP_ID,
-        private_key: SecretString::from(key.private_pem.clone()),
-        api_url: github.api_url(),
-    })
-    .unwrap();
+    let client = app_client(&app);
     let made = client
         .create_deployment(
             42,
