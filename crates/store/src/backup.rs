@@ -35,8 +35,8 @@ pub struct DatabaseSummary {
 pub struct DatabaseContents {
     pub services: i64,
     pub releases: i64,
-    /// Values only the secret key opens: secret variables, registry passwords and deploy-hook
-    /// secrets.
+    /// Values only the secret key opens: secret variables, registry passwords, deploy-hook
+    /// secrets, and notification sinks' URLs and secrets.
     pub sealed_values: i64,
 }
 
@@ -45,7 +45,9 @@ const COUNT_CONTENTS: &str = "SELECT \
     (SELECT COUNT(*) FROM releases), \
     (SELECT COUNT(*) FROM service_env WHERE sealed IS NOT NULL) \
     + (SELECT COUNT(*) FROM registry_credentials) \
-    + (SELECT COUNT(*) FROM services WHERE deploy_secret IS NOT NULL)";
+    + (SELECT COUNT(*) FROM services WHERE deploy_secret IS NOT NULL) \
+    + (SELECT COUNT(*) FROM notification_sinks) \
+    + (SELECT COUNT(*) FROM notification_sinks WHERE secret_sealed IS NOT NULL)";
 
 impl Store {
     /// The newest migration applied to this database; `None` when it holds no Wharf schema.

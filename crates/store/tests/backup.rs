@@ -7,14 +7,15 @@ use std::path::Path;
 
 use wharf_store::testing::{TestDatabase, new_service};
 use wharf_store::{
-    DatabaseContents, NEWEST_SCHEMA, NewRelease, Store, StoreError, StoredEnv, restore_sqlite,
+    DatabaseContents, NEWEST_SCHEMA, NewRelease, NewSink, Store, StoreError, StoredEnv,
+    restore_sqlite,
 };
-use wharf_wire::ReleaseTrigger;
+use wharf_wire::{ReleaseTrigger, SinkKind};
 
 const NOW: i64 = 1_800_000_000_000;
 
 /// A store holding one service with a plain and a secret variable, a deploy-hook secret, a
-/// registry login and one release: three sealed values.
+/// registry login, a webhook sink (its URL and secret) and one release: five sealed values.
 async fn filled_store() -> (Store, TestDatabase) {
     let (store, database) = TestDatabase::create().await.expect("a fresh test database");
     let service = store
@@ -39,6 +40,22 @@ async fn filled_store() -> (Store, TestDatabase) {
         .unwrap();
     store
         .set_registry_credentials(42, "robot", "v1:sealed-password", NOW)
+        .await
+        .unwrap();
+    store
+        .create_sink(
+            &NewSink {
+                name: "ops".to_owned(),
+                kind: SinkKind::Webhook,
+                url_shown: "https://ops.example.com/hook".to_owned(),
+                url_sealed: "v1:sealed-url".to_owned(),
+                secret_sealed: Some("v1:sealed-signing-secret".to_owned()),
+                email: None,
+                events: Vec::new(),
+                services: Vec::new(),
+            },
+            NOW,
+        )
         .await
         .unwrap();
     store
@@ -73,7 +90,7 @@ async fn a_summary_counts_services_releases_and_sealed_values() {
         Some(DatabaseContents {
             services: 1,
             releases: 1,
-            sealed_values: 3,
+            sealed_values: 5,
         })
     );
     assert_eq!(store.schema_version().await.unwrap(), Some(NEWEST_SCHEMA));
@@ -104,7 +121,7 @@ async fn a_backup_of_an_open_database_restores_whole() {
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("wharf-backup.db");
     let summary = store.backup_into(&backup).await.unwrap();
-    assert_eq!(summary.contents.unwrap().sealed_values, 3);
+    assert_eq!(summary.contents.unwrap().sealed_values, 5);
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the backup is its owner's only");
     assert!(!dir.path().join("wharf-backup.db.partial").exists());
