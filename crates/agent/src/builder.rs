@@ -398,11 +398,21 @@ impl ImageBuilder {
             }
             let digest = self.pushed_digest(&target.image, &digest_file).await;
             match digest {
-                Ok(digest) => images.push(BuiltImage {
-                    component: target.component.clone(),
-                    image: target.image.clone(),
-                    digest,
-                }),
+                Ok(digest) => {
+                    // A release of this digest on this host runs the image under this tag
+                    // rather than pulling it back; the host's image cleanup removes it in
+                    // its turn, as it finds it in the service's repository.
+                    if let Some(kept) = names::pushed_tag(&target.image, &digest)
+                        && let Err(error) = self.config.runtime.tag(&target.image, &kept).await
+                    {
+                        tracing::debug!(image = %target.image, %error, "pushed image not kept under its digest");
+                    }
+                    images.push(BuiltImage {
+                        component: target.component.clone(),
+                        image: target.image.clone(),
+                        digest,
+                    })
+                }
                 Err(error) => {
                     pushed = Err(error);
                     break;

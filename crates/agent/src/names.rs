@@ -28,6 +28,35 @@ pub(crate) fn identity(job: &RolloutJob) -> Result<DeployIdentity, String> {
         .map_err(|error| format!("the rollout names no valid deploy identity: {error}"))
 }
 
+/// The local tag an agent leaves on an image it built and pushed, named by the digest the push
+/// gave: a release of `repository@digest` on the same host runs the image under this tag rather
+/// than pulling it back. `image` is any reference in the repository (by tag or by digest);
+/// `None` for a digest that is not SHA-256.
+pub(crate) fn pushed_tag(image: &str, digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then(|| {
+        format!(
+            "{}:wharf-pushed-{hex}",
+            wharf_domain::names::image_repository(image)
+        )
+    })
+}
+
+/// Whether `image` is a tag [`pushed_tag`] made.
+pub(crate) fn is_pushed_tag(image: &str) -> bool {
+    !image.contains('@')
+        && image
+            .rsplit_once(':')
+            .is_some_and(|(_, tag)| tag.starts_with("wharf-pushed-") && !tag.contains('/'))
+}
+
+/// The local tag [`pushed_tag`] names for an image released by digest (`repository@sha256:…`).
+pub(crate) fn pushed_tag_of(released: &str) -> Option<String> {
+    let (_, digest) = released.split_once('@')?;
+    pushed_tag(released, digest)
+}
+
 /// The labels of an image built for `service` of `project` from `commit` by build `build`
 /// (for the compose service `component`, in a compose build).
 pub(crate) fn image_labels(
@@ -187,6 +216,31 @@ impl StackNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pushed_image_is_tagged_by_its_digest_in_its_own_repository() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let tag = format!(
+            "127.0.0.1:5000/default/web:wharf-pushed-{}",
+            "ab".repeat(32)
+        );
+        assert_eq!(
+            pushed_tag("127.0.0.1:5000/default/web:0123abc", &digest).as_deref(),
+            Some(tag.as_str())
+        );
+        assert_eq!(
+            pushed_tag_of(&format!("127.0.0.1:5000/default/web@{digest}")).as_deref(),
+            Some(tag.as_str())
+        );
+        assert_eq!(pushed_tag("r/web:1", "sha512:00"), None);
+        assert_eq!(pushed_tag("r/web:1", "sha256:zz"), None);
+        assert_eq!(pushed_tag_of("r/web:1"), None);
+        assert!(is_pushed_tag(&tag));
+        assert!(!is_pushed_tag("127.0.0.1:5000/default/web:0123abc"));
+        assert!(!is_pushed_tag(&format!(
+            "127.0.0.1:5000/default/web@{digest}"
+        )));
+    }
 
     fn pairs(labels: &Labels) -> Vec<String> {
         labels

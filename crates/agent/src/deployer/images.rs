@@ -11,7 +11,41 @@ use crate::registry_logins::login_for;
 
 impl Deployer {
     pub(super) async fn pull(&self, job: &RolloutJob) -> Result<(), StepError> {
+        if names::is_pushed_tag(&job.image) {
+            // Named by the digest it was pushed under, so it cannot have changed since.
+            return match self.config.runtime.has_image(&job.image).await {
+                Ok(true) => {
+                    self.note(
+                        job,
+                        format!(
+                            "pull: not needed, this host built and pushed it ({})",
+                            job.image
+                        ),
+                    );
+                    Ok(())
+                }
+                Ok(false) => Err(StepError(format!(
+                    "{} is no longer on this host",
+                    job.image
+                ))),
+                Err(error) => Err(StepError(error.to_string())),
+            };
+        }
         self.pull_image(job, &job.image, true).await
+    }
+
+    /// The rollout as this host runs it: when this agent built and pushed the released image
+    /// and still has the tag it left on it ([`names::pushed_tag`]), the image under that tag,
+    /// which needs no pull; else `None`, and the release's image is pulled.
+    pub(super) async fn built_here(&self, job: &RolloutJob) -> Option<RolloutJob> {
+        let tag = names::pushed_tag_of(&job.image)?;
+        match self.config.runtime.has_image(&tag).await {
+            Ok(true) => Some(RolloutJob {
+                image: tag,
+                ..job.clone()
+            }),
+            _ => None,
+        }
     }
 
     /// Pulls `image`, with the release's registry login (else the agent's own) when

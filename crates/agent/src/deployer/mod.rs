@@ -233,9 +233,11 @@ impl Deployer {
             }
             (Ok(_), None) => {
                 tracing::info!(rollout = job.rollout_id, release = job.release_id, service = %job.service, image = %job.image, strategy = strategy.as_str(), "rollout started");
+                let built_here = self.built_here(&job).await;
+                let run = built_here.as_ref().unwrap_or(&job);
                 match strategy {
-                    Strategy::BlueGreen => self.blue_green(&job).await,
-                    Strategy::Recreate => self.recreate(&job).await,
+                    Strategy::BlueGreen => self.blue_green(run).await,
+                    Strategy::Recreate => self.recreate(run).await,
                 }
             }
         };

@@ -128,6 +128,16 @@ impl Runtime {
         Ok(digest_in(&listing, repository))
     }
 
+    /// Gives the local image `source` the further name `target`.
+    pub async fn tag(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        self.execute(
+            self.command().args(["tag", "--"]).arg(source).arg(target),
+            COMMAND_TIMEOUT,
+        )
+        .await
+        .map(drop)
+    }
+
     /// Removes a local tag and keeps the image, whose layers are the cache of the next build.
     /// (`podman rmi` would delete the untagged intermediate images with it, and the cache.)
     pub async fn remove_tag(&self, tag: &str) -> Result<(), EngineError> {

@@ -187,6 +187,14 @@ async fn release_log(app: &TestApp, id: i64) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The local tag under which the agent that built a release's image keeps it, named by the
+/// digest the release pins (`REPOSITORY@sha256:HEX` → `REPOSITORY:wharf-pushed-HEX`).
+fn built_here(release: &Value) -> String {
+    let image = release["image"].as_str().unwrap();
+    let (repository, digest) = image.split_once("@sha256:").expect("a release by digest");
+    format!("{repository}:wharf-pushed-{digest}")
+}
+
 /// Asserts that `log` holds lines starting with each of `starts`, in that order, each written by
 /// `host`.
 fn assert_log_tells(log: &[(String, String)], host: &str, starts: &[&str]) {
@@ -482,10 +490,27 @@ async fn a_push_goes_live_by_host_name_and_the_next_replaces_it_without_a_failed
     );
     let first = wait_for_release(&app, |release| release["id"] == first["id"]).await;
     assert_eq!(first["state"], "superseded");
+    // The agent built each image on this host: it ran it as built, with no pull back from
+    // the registry, under the tag it left naming the pushed digest.
+    let log = release_log(&app, second["id"].as_i64().unwrap()).await;
+    assert_log_tells(
+        &log,
+        &agent_name,
+        &[
+            "release #",
+            "pull: not needed, this host built and pushed it",
+            "started ",
+            "live: release #",
+        ],
+    );
+    assert!(
+        !log.iter().any(|(_, text)| text.starts_with("pulled ")),
+        "{log:#?}"
+    );
     // Host cleanup: with no image kept for rollback, the replaced version's image goes (it
     // carries the build's service label) and the live one stays.
-    let old_image = first["image"].as_str().unwrap().to_owned();
-    let live_image = second["image"].as_str().unwrap().to_owned();
+    let old_image = built_here(&first);
+    let live_image = built_here(&second);
     let started = tokio::time::Instant::now();
     while podman(&["image", "exists", &old_image]).await.0 {
         assert!(
@@ -496,7 +521,7 @@ async fn a_push_goes_live_by_host_name_and_the_next_replaces_it_without_a_failed
     }
     assert!(
         podman(&["image", "exists", &live_image]).await.0,
-        "the live image stays"
+        "the live image stays: {live_image}"
     );
     agent.stop().await;
 }
