@@ -68,6 +68,10 @@ impl GithubScene {
                     ("WHARF_GITHUB_APP_ID", &app_id_text),
                     ("WHARF_GITHUB_APP_PRIVATE_KEY", &key.private_pem),
                     ("WHARF_GITHUB_API_URL", &api_url),
+                    // The server names the registry to its agents, and that it speaks plain
+                    // HTTP: agents learn both when they register.
+                    ("WHARF_REGISTRY", &registry.address),
+                    ("WHARF_REGISTRY_INSECURE", "true"),
                 ],
             )
             .await?;
@@ -95,7 +99,7 @@ impl GithubScene {
     }
 
     /// `wharf agent` with `token`, talking to the scene's server, building in `work` of the
-    /// scene's directory and pushing to its registry, logging at `log` level. The caller adds
+    /// scene's directory and pushing to the registry the server names, logging at `log` level. The caller adds
     /// its own settings.
     pub fn agent_command(&self, wharf_bin: &Path, token: &str, log: &str) -> std::process::Command {
         let mut command = std::process::Command::new(wharf_bin);
@@ -105,8 +109,7 @@ impl GithubScene {
             .env("WHARF_SERVER", &self.wharf.url)
             .env("WHARF_AGENT_TOKEN", token)
             .env("WHARF_WORK_DIR", self.dir.path().join("work"))
-            .env("WHARF_REGISTRY", &self.registry.address)
-            .env("WHARF_REGISTRY_INSECURE", "true")
+            .env_remove("WHARF_REGISTRY")
             .env("WHARF_LOG", log);
         command
     }
