@@ -16,6 +16,8 @@ pub struct TrackedBranch {
     pub repo_full_name: String,
     pub branch: String,
     pub installation_id: i64,
+    /// GitHub's id of the repository.
+    pub repository_id: i64,
     /// The commit of the service's newest build for its own environment.
     pub newest_commit: String,
 }
@@ -31,24 +33,41 @@ pub struct BranchHead {
 }
 
 impl Store {
-    /// Takes the schedule `name` when it is due at `now`, making it due again at `next_at`;
-    /// answers whether this caller took it. However many server replicas ask at once, one
-    /// takes each turn: the first asking of all takes it at once.
-    pub async fn take_schedule(&self, name: &str, next_at: i64, now: i64) -> Result<bool> {
-        let taken = on_pool!(self, pool => {
-            sqlx::query(
+    /// Takes the schedule `name` when it is due at `now`, making it due again at `next_at`.
+    /// However many server replicas ask at once, one takes each turn (the first asking of all
+    /// takes it at once): it gets `Some`, with when the last turn that ended well began
+    /// ([`Store::finish_schedule`]); the others get `None`.
+    pub async fn take_schedule(
+        &self,
+        name: &str,
+        next_at: i64,
+        now: i64,
+    ) -> Result<Option<Option<i64>>> {
+        let taken: Option<(Option<i64>,)> = on_pool!(self, pool => {
+            sqlx::query_as(
                 "INSERT INTO schedules (name, next_at, ran_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO UPDATE SET next_at = $2, ran_at = $3 \
-                 WHERE schedules.next_at <= $3",
+                 WHERE schedules.next_at <= $3 RETURNING succeeded_at",
             )
             .bind(name)
             .bind(next_at)
             .bind(now)
-            .execute(pool)
+            .fetch_optional(pool)
             .await?
-            .rows_affected()
         });
-        Ok(taken == 1)
+        Ok(taken.map(|(succeeded_at,)| succeeded_at))
+    }
+
+    /// Records that the turn of schedule `name` that began at `began_at` ended well.
+    pub async fn finish_schedule(&self, name: &str, began_at: i64) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE schedules SET succeeded_at = $2 WHERE name = $1")
+                .bind(name)
+                .bind(began_at)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     /// Of the GitHub delivery ids `guids`, those Wharf neither stored nor asked GitHub to
@@ -107,9 +126,10 @@ impl Store {
     /// with the installation that grants the repository (not suspended or deleted) and the
     /// service's newest build. A service never built is left to its first push.
     pub async fn tracked_branches(&self) -> Result<Vec<TrackedBranch>> {
-        let rows: Vec<(i64, String, String, String, i64, Option<String>)> = on_pool!(self, pool => {
+        type Row = (i64, String, String, String, i64, i64, Option<String>);
+        let rows: Vec<Row> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT s.id, s.name, r.full_name, s.branch, r.installation_id, \
+                "SELECT s.id, s.name, r.full_name, s.branch, r.installation_id, r.id, \
                  (SELECT b.commit_sha FROM builds b WHERE b.service_id = s.id \
                  AND b.environment = s.environment ORDER BY b.id DESC LIMIT 1) \
                  FROM services s JOIN repositories r ON r.repo_key = s.repo_key \
@@ -124,13 +144,14 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(
-                |(service_id, service, repo_full_name, branch, installation_id, newest)| {
+                |(service_id, service, repo_full_name, branch, installation_id, repository_id, newest)| {
                     Some(TrackedBranch {
                         service_id,
                         service,
                         repo_full_name,
                         branch,
                         installation_id,
+                        repository_id,
                         newest_commit: newest?,
                     })
                 },

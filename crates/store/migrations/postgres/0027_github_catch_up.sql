@@ -14,5 +14,6 @@ CREATE INDEX github_redeliveries_by_time ON github_redeliveries (asked_at);
 CREATE TABLE schedules (
     name     TEXT    PRIMARY KEY,
     next_at  BIGINT NOT NULL,   -- when the schedule is due again, milliseconds since the epoch
-    ran_at   BIGINT NOT NULL    -- when a replica last took it
+    ran_at   BIGINT NOT NULL,   -- when a replica last took it
+    succeeded_at BIGINT        -- when the last turn that ended well began (NULL: none yet)
 );
