@@ -1043,7 +1043,10 @@ impl GithubApp {
     /// The App's webhook deliveries (every attempt GitHub made, redeliveries included), newest
     /// first, back to the first delivered before `since` (seconds since the epoch) or as far as
     /// GitHub keeps them, following GitHub's `cursor` pages.
-    pub async fn webhook_deliveries(&self, since: i64) -> Result<Vec<WebhookDelivery>, GithubError> {
+    pub async fn webhook_deliveries(
+        &self,
+        since: i64,
+    ) -> Result<Vec<WebhookDelivery>, GithubError> {
         let mut deliveries = Vec::new();
         let mut path = "/app/hook/deliveries?per_page=100".to_owned();
         for _ in 0..MAX_DELIVERY_PAGES {
@@ -1223,7 +1226,10 @@ fn next_cursor(headers: &reqwest::header::HeaderMap) -> Option<String> {
     let link = headers.get("link")?.to_str().ok()?;
     link.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
-        if !params.split(';').any(|param| param.trim() == "rel=\"next\"") {
+        if !params
+            .split(';')
+            .any(|param| param.trim() == "rel=\"next\"")
+        {
             return None;
         }
         let target = target.trim().trim_start_matches('<').trim_end_matches('>');

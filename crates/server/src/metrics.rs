@@ -202,7 +202,10 @@ impl Metrics {
         if let Ok(counts) = self.github_catch_up.lock() {
             for kind in ["passes", "redeliveries", "branch_heads"] {
                 let count = counts.get(kind).copied().unwrap_or(0);
-                let _ = writeln!(out, "wharf_github_catch_up_total{{kind=\"{kind}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "wharf_github_catch_up_total{{kind=\"{kind}\"}} {count}"
+                );
             }
         }
         out

@@ -144,7 +144,15 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(
-                |(service_id, service, repo_full_name, branch, installation_id, repository_id, newest)| {
+                |(
+                    service_id,
+                    service,
+                    repo_full_name,
+                    branch,
+                    installation_id,
+                    repository_id,
+                    newest,
+                )| {
                     Some(TrackedBranch {
                         service_id,
                         service,

@@ -111,41 +111,41 @@ async fn commit_object(
         })
         .collect();
     Ok(json!({
-            "sha": details.sha,
-            "node_id": node_id("Commit", format!("{}:{}", repository.id, details.sha)),
-            "commit": {
-                "author": {
-                    "name": details.author_name,
-                    "email": details.author_email,
-                    "date": details.author_date
-                },
-                "committer": {
-                    "name": details.committer_name,
-                    "email": details.committer_email,
-                    "date": details.committer_date
-                },
-                "message": details.message,
-                "tree": {
-                    "sha": details.tree,
-                    "url": format!("{api_url}/repos/{full_name}/git/trees/{}", details.tree)
-                },
-                "url": format!("{api_url}/repos/{full_name}/git/commits/{}", details.sha),
-                "comment_count": 0,
-                "verification": {
-                    "verified": false,
-                    "reason": "unsigned",
-                    "signature": null,
-                    "payload": null,
-                    "verified_at": null
-                }
+        "sha": details.sha,
+        "node_id": node_id("Commit", format!("{}:{}", repository.id, details.sha)),
+        "commit": {
+            "author": {
+                "name": details.author_name,
+                "email": details.author_email,
+                "date": details.author_date
             },
-            "url": commit_url,
-            "html_url": format!("{api_url}/{full_name}/commit/{}", details.sha),
-            "comments_url": format!("{commit_url}/comments"),
-            "author": null,
-            "committer": null,
-            "parents": parents
-        }))
+            "committer": {
+                "name": details.committer_name,
+                "email": details.committer_email,
+                "date": details.committer_date
+            },
+            "message": details.message,
+            "tree": {
+                "sha": details.tree,
+                "url": format!("{api_url}/repos/{full_name}/git/trees/{}", details.tree)
+            },
+            "url": format!("{api_url}/repos/{full_name}/git/commits/{}", details.sha),
+            "comment_count": 0,
+            "verification": {
+                "verified": false,
+                "reason": "unsigned",
+                "signature": null,
+                "payload": null,
+                "verified_at": null
+            }
+        },
+        "url": commit_url,
+        "html_url": format!("{api_url}/{full_name}/commit/{}", details.sha),
+        "comments_url": format!("{commit_url}/comments"),
+        "author": null,
+        "committer": null,
+        "parents": parents
+    }))
 }
 
 pub(super) async fn get_branch(

@@ -211,7 +211,8 @@ impl Core {
                 );
                 self.signals.queue.notify();
                 self.signals.github_reports.notify();
-                done.heads_queued.push((branch.service.clone(), head, build));
+                done.heads_queued
+                    .push((branch.service.clone(), head, build));
             }
         }
         Ok(())

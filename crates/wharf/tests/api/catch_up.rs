@@ -36,7 +36,10 @@ fn commit(app: &TestApp, message: &str) -> String {
         .commit_files(
             "acme/web",
             "main",
-            &[("Dockerfile", format!("FROM scratch\n# {message}\n").as_bytes())],
+            &[(
+                "Dockerfile",
+                format!("FROM scratch\n# {message}\n").as_bytes(),
+            )],
             message,
         )
         .unwrap()
@@ -159,7 +162,11 @@ async fn catch_up_builds_the_head_of_pushes_missed_while_wharf_was_down_once() {
     let middle_builds = builds_of(&app, &middle).await;
     assert_eq!(middle_builds.len(), 1, "the middle push built at most once");
     // It was still waiting when the head came: superseded.
-    assert_eq!(middle_builds[0]["state"], "cancelled", "{}", middle_builds[0]);
+    assert_eq!(
+        middle_builds[0]["state"], "cancelled",
+        "{}",
+        middle_builds[0]
+    );
     assert_eq!(redeliveries(&app, &missed_middle), 1);
     assert_eq!(redeliveries(&app, &missed_head), 1);
     assert!(
@@ -203,8 +210,7 @@ async fn catch_up_never_asks_for_a_delivery_wharf_stored_nor_for_one_twice() {
     let github = app.github.as_ref().unwrap();
     github.record_webhook_attempt("stored-late", "push", &body, 504);
     // This one never arrived (a push to a branch nobody follows).
-    let other = push(&first, &first).iter().copied().collect::<Vec<u8>>();
-    let other = String::from_utf8(other)
+    let other = String::from_utf8(push(&first, &first))
         .unwrap()
         .replace("refs/heads/main", "refs/heads/elsewhere");
     github.record_webhook_attempt("lost", "push", other.as_bytes(), 502);
