@@ -1,6 +1,7 @@
 //! A stand-in for the GitHub REST API and git-over-HTTP that Wharf's tests start on 127.0.0.1.
 //!
-//! It behaves like GitHub where Wharf touches it (App JWTs, installation tokens, repositories, commits,
+//! It behaves like GitHub where Wharf touches it (App JWTs, installation tokens, repositories, branches, commits,
+//! the App's webhook deliveries and their redelivery,
 //! deployments and deployment statuses, check runs and commit statuses, and git fetches through the real `git http-backend`), records
 //! every request it receives, and, when given @octokit/openapi's description of the API, checks every
 //! request body and query string and every JSON response against GitHub's schemas.
@@ -149,6 +150,21 @@ impl StandinConfig {
 pub fn openapi_spec_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata/node_modules/@octokit/openapi/generated/api.github.com.json")
+}
+
+/// A new delivery id shaped like GitHub's (a UUID).
+fn new_guid() -> String {
+    use rand::Rng as _;
+    let bytes: [u8; 16] = rand::rng().random();
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// One request the stand-in received.
@@ -440,6 +456,73 @@ impl GithubStandin {
             stored.pushed_at = OffsetDateTime::now_utc();
         }
         Ok(sha)
+    }
+
+    /// Sends the App's webhooks to `url` (Wharf's `/api/webhooks/github`), signed with `secret`.
+    pub fn set_webhook_target(&self, url: &str, secret: &str) {
+        self.shared.lock().webhook_target = Some(state::WebhookTarget {
+            url: url.to_string(),
+            secret: secret.to_string(),
+        });
+    }
+
+    /// Sends webhook `event` with `body` to the App's webhook URL as GitHub does (signed, under
+    /// a new `X-GitHub-Delivery`) and records the attempt, which fails when Wharf is not there
+    /// to take it. Answers the delivery id (the guid).
+    pub async fn send_webhook(&self, event: &str, body: &[u8]) -> String {
+        let webhook = api::hooks::Webhook {
+            guid: new_guid(),
+            event: event.to_string(),
+            body: body.to_vec(),
+        };
+        api::hooks::attempt(&self.shared, &webhook, false).await;
+        webhook.guid
+    }
+
+    /// Records an attempt at delivering `event` under delivery id `guid` that ended with
+    /// `status_code`, without sending anything (a receiver that timed out after storing it, say).
+    /// Answers the attempt's id.
+    pub fn record_webhook_attempt(
+        &self,
+        guid: &str,
+        event: &str,
+        body: &[u8],
+        status_code: u16,
+    ) -> u64 {
+        let webhook = api::hooks::Webhook {
+            guid: guid.to_string(),
+            event: event.to_string(),
+            body: body.to_vec(),
+        };
+        let status = if (200..300).contains(&status_code) {
+            "OK".to_string()
+        } else {
+            format!("Invalid HTTP Response: {status_code}")
+        };
+        api::hooks::record(&self.shared, &webhook, false, status_code, status, 0.01)
+    }
+
+    /// Forgets every webhook delivery, as GitHub does after three days.
+    pub fn forget_webhook_deliveries(&self) {
+        self.shared.lock().hook_deliveries.clear();
+    }
+
+    /// Every attempt at a webhook so far, oldest first: `(attempt id, guid, status code,
+    /// redelivery)`.
+    pub fn webhook_attempts(&self) -> Vec<(u64, String, u16, bool)> {
+        self.shared
+            .lock()
+            .hook_deliveries
+            .iter()
+            .map(|delivery| {
+                (
+                    delivery.id,
+                    delivery.guid.clone(),
+                    delivery.status_code,
+                    delivery.redelivery,
+                )
+            })
+            .collect()
     }
 
     /// Clone URL that Wharf's agent would use: "{api_url}/git/{owner}/{repo}.git" (also the

@@ -173,6 +173,57 @@ pub(crate) struct State {
     pub next_status_id: u64,
     pub next_check_run_id: u64,
     pub next_commit_status_id: u64,
+    /// Where the App's webhooks go (`X-Hub-Signature-256` with `secret`), when a test said.
+    pub webhook_target: Option<WebhookTarget>,
+    /// Every attempt at delivering one of the App's webhooks, oldest first.
+    pub hook_deliveries: Vec<HookDelivery>,
+    pub next_hook_delivery_id: u64,
+}
+
+/// Where the App's webhooks are sent.
+#[derive(Debug, Clone)]
+pub(crate) struct WebhookTarget {
+    pub url: String,
+    pub secret: String,
+}
+
+/// One attempt at delivering a webhook, as `GET /app/hook/deliveries` lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct HookDelivery {
+    pub id: u64,
+    /// The event's delivery id (`X-GitHub-Delivery`), the same for every attempt at it.
+    pub guid: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<u64>,
+    pub repository_id: Option<u64>,
+    pub body: Vec<u8>,
+    pub delivered_at: OffsetDateTime,
+    pub redelivery: bool,
+    /// What the receiver answered; 0 when it could not be reached.
+    pub status_code: u16,
+    pub status: String,
+    pub duration: f64,
+}
+
+impl HookDelivery {
+    /// The delivery as the API lists it ("simple webhook delivery").
+    pub fn object(&self) -> Value {
+        json!({
+            "id": self.id,
+            "guid": self.guid,
+            "delivered_at": github_time(self.delivered_at),
+            "redelivery": self.redelivery,
+            "duration": self.duration,
+            "status": self.status,
+            "status_code": self.status_code,
+            "event": self.event,
+            "action": self.action,
+            "installation_id": self.installation_id,
+            "repository_id": self.repository_id,
+            "throttled_at": null
+        })
+    }
 }
 
 impl State {
@@ -184,6 +235,7 @@ impl State {
             next_status_id: 2_000_001,
             next_check_run_id: 3_000_001,
             next_commit_status_id: 4_000_001,
+            next_hook_delivery_id: 5_000_001,
             ..State::default()
         }
     }

@@ -278,6 +278,45 @@ impl From<DeploymentAnswer> for Deployment {
     }
 }
 
+/// One attempt GitHub made at delivering one of the App's webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// The attempt's id, which a redelivery names.
+    pub id: u64,
+    /// The event's delivery id (`X-GitHub-Delivery`), shared by every attempt at it.
+    pub guid: String,
+    /// When the attempt was made, in seconds since the epoch.
+    pub delivered_at: i64,
+    pub redelivery: bool,
+    /// What the receiver answered (not 2xx: the attempt failed).
+    pub status_code: i64,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<u64>,
+    pub repository_id: Option<u64>,
+}
+
+impl WebhookDelivery {
+    /// True when the receiver took it (a 2xx).
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+}
+
+/// `GET /app/hook/deliveries`: one item.
+#[derive(Deserialize)]
+struct DeliveryAnswer {
+    id: u64,
+    guid: String,
+    delivered_at: String,
+    redelivery: bool,
+    status_code: i64,
+    event: String,
+    action: Option<String>,
+    installation_id: Option<u64>,
+    repository_id: Option<u64>,
+}
+
 /// An installation token and when it stops working.
 #[derive(Clone)]
 pub struct InstallationToken {
@@ -743,11 +782,15 @@ impl GithubApp {
         struct Commit {
             sha: String,
         }
-        let commit: Commit = self
+        #[derive(Deserialize)]
+        struct Branch {
+            commit: Commit,
+        }
+        let branch: Branch = self
             .call(
                 Method::GET,
                 &format!(
-                    "/repos/{}/{}/commits/{}",
+                    "/repos/{}/{}/branches/{}",
                     url_component(owner),
                     url_component(repo),
                     url_component(branch)
@@ -757,7 +800,7 @@ impl GithubApp {
                 "the branch head",
             )
             .await?;
-        Ok(commit.sha)
+        Ok(branch.commit.sha)
     }
 
     /// A repository's clone URL as GitHub gives it.
@@ -997,6 +1040,74 @@ impl GithubApp {
         Ok(answer.id)
     }
 
+    /// The App's webhook deliveries (every attempt GitHub made, redeliveries included), newest
+    /// first, back to the first delivered before `since` (seconds since the epoch) or as far as
+    /// GitHub keeps them, following GitHub's `cursor` pages.
+    pub async fn webhook_deliveries(
+        &self,
+        since: i64,
+    ) -> Result<Vec<WebhookDelivery>, GithubError> {
+        let mut deliveries = Vec::new();
+        let mut path = "/app/hook/deliveries?per_page=100".to_owned();
+        for _ in 0..MAX_DELIVERY_PAGES {
+            let (page, headers): (Vec<DeliveryAnswer>, _) = self
+                .call_with_headers(
+                    Method::GET,
+                    &path,
+                    Credential::App,
+                    None,
+                    "the App's webhook deliveries",
+                )
+                .await?;
+            let mut reached_since = page.is_empty();
+            for answer in page {
+                let delivered_at = time::OffsetDateTime::parse(
+                    &answer.delivered_at,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map(|instant| instant.unix_timestamp())
+                .unwrap_or(0);
+                reached_since |= delivered_at < since;
+                deliveries.push(WebhookDelivery {
+                    id: answer.id,
+                    guid: answer.guid,
+                    delivered_at,
+                    redelivery: answer.redelivery,
+                    status_code: answer.status_code,
+                    event: answer.event,
+                    action: answer.action,
+                    installation_id: answer.installation_id,
+                    repository_id: answer.repository_id,
+                });
+            }
+            match next_cursor(&headers) {
+                Some(cursor) if !reached_since => {
+                    path = format!(
+                        "/app/hook/deliveries?per_page=100&cursor={}",
+                        url_component(&cursor)
+                    );
+                }
+                _ => break,
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// Asks GitHub to make the webhook delivery `delivery_id` again (GitHub answers 202 and
+    /// delivers it soon after, under the event's same `X-GitHub-Delivery`).
+    pub async fn redeliver(&self, delivery_id: u64) -> Result<(), GithubError> {
+        let _: serde_json::Value = self
+            .call(
+                Method::POST,
+                &format!("/app/hook/deliveries/{delivery_id}/attempts"),
+                Credential::App,
+                None,
+                "a redelivery",
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Sends one API request with retries on 5xx and rate limits, and reads its JSON answer.
     async fn call<T: DeserializeOwned>(
         &self,
@@ -1006,6 +1117,20 @@ impl GithubApp {
         body: Option<&serde_json::Value>,
         what: &str,
     ) -> Result<T, GithubError> {
+        self.call_with_headers(method, path, credential, body, what)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// [`GithubApp::call`], answering the response's headers too (a page's `Link`).
+    async fn call_with_headers<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        credential: Credential,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<(T, reqwest::header::HeaderMap), GithubError> {
         let url = format!("{}{}", self.api_url, path);
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;
@@ -1032,9 +1157,11 @@ impl GithubApp {
             let outcome = request.send().await;
             let retry_after = match outcome {
                 Ok(response) if response.status().is_success() => {
+                    let headers = response.headers().clone();
                     return response
                         .json::<T>()
                         .await
+                        .map(|answer| (answer, headers))
                         .map_err(|error| GithubError::Transport {
                             what: what.to_owned(),
                             detail: format!("unexpected answer: {}", without_url(error)),
@@ -1089,6 +1216,50 @@ impl GithubApp {
             attempt += 1;
         }
     }
+}
+
+/// The most pages of webhook deliveries one listing reads (100 deliveries each).
+const MAX_DELIVERY_PAGES: usize = 100;
+
+/// The `cursor` of the `rel="next"` page a `Link` header names, if it names one.
+fn next_cursor(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let link = headers.get("link")?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        if !params
+            .split(';')
+            .any(|param| param.trim() == "rel=\"next\"")
+        {
+            return None;
+        }
+        let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+        let query = target.split_once('?')?.1;
+        query.split('&').find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            (name == "cursor").then(|| percent_decode(value))
+        })
+    })
+}
+
+/// Decodes `%XX` escapes (a cursor is sent encoded again).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%'
+            && let Some(byte) = value
+                .get(index + 1..index + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            decoded.push(byte);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 fn is_rate_limited(response: &reqwest::Response) -> bool {

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// How often the GitHub reporter looks for builds due for a report besides its wake-ups
     /// (retries after a backoff, changes made by other server replicas).
     pub github_report_interval: Duration,
+    /// How often, besides at start, the App's failed webhook deliveries are asked for again and
+    /// the tracked branches' heads compared with their newest builds (once across replicas).
+    pub github_catch_up_interval: Duration,
     /// How long the notifications' delivery loop waits after a failed attempt at a message,
     /// unless the sink said (`Retry-After`).
     pub notification_retry: Backoff,
@@ -205,6 +208,7 @@ impl ServerConfig {
             local_repositories: false,
             github_retry: Backoff::default(),
             github_report_interval: Duration::from_secs(1),
+            github_catch_up_interval: Duration::from_secs(300),
             notification_retry: Backoff {
                 first: Duration::from_secs(5),
                 max: Duration::from_secs(3600),

@@ -32,6 +32,9 @@ pub struct Metrics {
     claims_waiting: std::sync::atomic::AtomicI64,
     /// Passes over a build that could not tell GitHub everything: retried later, or given up.
     github_report_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// What the catch-up of missed webhooks did: passes made, deliveries asked for again,
+    /// branch heads queued.
+    github_catch_up: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Counts a claim request as waiting for as long as it lives.
@@ -110,6 +113,15 @@ impl Metrics {
         }
     }
 
+    /// Counts a pass of the catch-up of missed webhooks and what it caught up.
+    pub(crate) fn count_catch_up(&self, done: &crate::core::catch_up::CatchUp) {
+        if let Ok(mut counts) = self.github_catch_up.lock() {
+            *counts.entry("passes").or_default() += 1;
+            *counts.entry("redeliveries").or_default() += done.redelivered.len() as u64;
+            *counts.entry("branch_heads").or_default() += done.heads_queued.len() as u64;
+        }
+    }
+
     /// Records how long a build waited before it was claimed.
     pub fn observe_claim_latency(&self, seconds: f64) {
         if let Ok(mut histogram) = self.claim_latency.lock() {
@@ -182,6 +194,17 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "wharf_github_report_failures_total{{outcome=\"{outcome}\"}} {count}"
+                );
+            }
+        }
+        out.push_str("# HELP wharf_github_catch_up_total What the catch-up of webhooks GitHub failed to deliver did: passes made, deliveries asked for again, branch heads queued.\n");
+        out.push_str("# TYPE wharf_github_catch_up_total counter\n");
+        if let Ok(counts) = self.github_catch_up.lock() {
+            for kind in ["passes", "redeliveries", "branch_heads"] {
+                let count = counts.get(kind).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "wharf_github_catch_up_total{{kind=\"{kind}\"}} {count}"
                 );
             }
         }

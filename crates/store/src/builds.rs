@@ -226,6 +226,25 @@ macro_rules! insert_pending_build {
 }
 pub(crate) use insert_pending_build;
 
+/// Inside the open transaction `$tx`, the commit of the newest build of service `$service_id`
+/// for its own environment (where pushes build), or `None` when it has none. A push or a
+/// branch head equal to it queues nothing: that commit is built, or being built, already.
+macro_rules! newest_build_commit {
+    ($tx:ident, $service_id:expr) => {{
+        let service_id: i64 = $service_id;
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT commit_sha FROM builds WHERE service_id = $1 \
+             AND environment = (SELECT environment FROM services WHERE id = $1) \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(service_id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        row.map(|(commit,)| commit)
+    }};
+}
+pub(crate) use newest_build_commit;
+
 /// Inside the open transaction `$tx`, cancels the builds of service `$service_id` older than
 /// build `$newest` that it supersedes: those for the same environment (the deploy identity) that
 /// are pending, and the running ones too when the service asks for that (their agents learn it
@@ -259,11 +278,12 @@ pub(crate) use supersede;
 macro_rules! insert_build {
     ($tx:ident, $new:expr, $now:expr) => {{
         let new: &NewBuild = $new;
-        let id = insert_pending_build!($tx, new, $now);
-        supersede!($tx, new.service_id, id, $now);
+        let id = $crate::builds::insert_pending_build!($tx, new, $now);
+        $crate::builds::supersede!($tx, new.service_id, id, $now);
         id
     }};
 }
+pub(crate) use insert_build;
 
 impl Store {
     /// Queues a build; older pending builds of the same service and environment are cancelled

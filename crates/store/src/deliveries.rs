@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::builds::{NewBuild, insert_pending_build, supersede};
+use crate::builds::{NewBuild, insert_pending_build, newest_build_commit, supersede};
 use crate::{Result, Store, in_transaction};
 
 /// A verified, parsed delivery to store.
@@ -195,9 +195,36 @@ macro_rules! record_one {
             }
             _ => (Vec::new(), Vec::new()),
         };
+        // A push of the commit a service's newest build already builds queues nothing for it:
+        // the push was caught up already (the branch's head was queued while its delivery was
+        // missing), or this is a redelivery under another id.
+        let (services, current): (Vec<(i64, String)>, Vec<String>) = match effect {
+            DeliveryEffect::QueueBuilds { commit_sha, .. } => {
+                let mut queue = Vec::new();
+                let mut current = Vec::new();
+                for (id, name) in services {
+                    let newest: Option<String> = newest_build_commit!($tx, id);
+                    if newest.as_deref() == Some(commit_sha.as_str()) {
+                        current.push(name);
+                    } else {
+                        queue.push((id, name));
+                    }
+                }
+                (queue, current)
+            }
+            _ => (services, Vec::new()),
+        };
         let outcome = match effect {
             DeliveryEffect::Nothing { outcome } => outcome.clone(),
             DeliveryEffect::Installation(change) => change.outcome.clone(),
+            DeliveryEffect::QueueBuilds { commit_sha, .. }
+                if services.is_empty() && !current.is_empty() =>
+            {
+                format!(
+                    "{commit_sha} is already the newest build of {}: nothing queued",
+                    current.join(", ")
+                )
+            }
             DeliveryEffect::QueueBuilds {
                 repo_full_name,
                 repository_id,
@@ -222,14 +249,22 @@ macro_rules! record_one {
             } if services.is_empty() => {
                 format!("no service tracks {repo_full_name} on branch {branch}")
             }
-            DeliveryEffect::QueueBuilds { .. } => format!(
-                "queued a build of {}",
-                services
+            DeliveryEffect::QueueBuilds { commit_sha, .. } => {
+                let queued = services
                     .iter()
                     .map(|(_, name)| name.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+                    .join(", ");
+                if current.is_empty() {
+                    format!("queued a build of {queued}")
+                } else {
+                    format!(
+                        "queued a build of {queued}; {commit_sha} is already the newest build \
+                         of {}",
+                        current.join(", ")
+                    )
+                }
+            }
         };
         let inserted = sqlx::query(
             "INSERT INTO deliveries (id, event, action, dedupe_key, body, outcome, received_at, \

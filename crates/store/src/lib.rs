@@ -14,6 +14,7 @@
 mod agents;
 mod backup;
 mod builds;
+mod catch_up;
 mod deadlines;
 mod deliveries;
 mod env;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use agents::{hash_token, revoked_reason};
 pub use backup::{DatabaseContents, DatabaseSummary, restore_sqlite};
 pub use builds::{BuildFilter, ClaimedBuild, LeaseExpiry, NewBuild, StateReport};
+pub use catch_up::{BranchHead, TrackedBranch};
 pub use deadlines::Overdue;
 pub use deliveries::{
     DeliveryEffect, DeliveryOutcome, EarlierDelivery, InstallationChange, NewDelivery,

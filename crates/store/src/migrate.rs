@@ -51,6 +51,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(23, "github_checks", "0023_github_checks"),
     migration!(24, "release_logs", "0024_release_logs"),
     migration!(25, "github_sink", "0025_github_sink"),
+    migration!(27, "github_catch_up", "0027_github_catch_up"),
     migration!(28, "local_repositories", "0028_local_repositories"),
 ];
 

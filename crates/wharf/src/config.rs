@@ -29,6 +29,7 @@ const FILE_KEYS: &[&str] = &[
     "github_webhook_secret",
     "github_webhook_secret_file",
     "github_api_url",
+    "github_catch_up_interval",
     "lease_seconds",
     "max_attempts",
     "sqlite_synchronous",
@@ -184,6 +185,11 @@ pub struct ServerArgs {
     /// only what deduplicates them stays.
     #[arg(long, env = "WHARF_DELIVERY_RETENTION", default_value = "30d", value_parser = duration_setting)]
     pub delivery_retention: Duration,
+    /// How often, besides at start, the server asks GitHub for the App's webhook deliveries that
+    /// failed (while it was down) and for the heads of the branches services follow, and
+    /// builds what it missed, such as 5m.
+    #[arg(long, env = "WHARF_GITHUB_CATCH_UP_INTERVAL", default_value = "5m", value_parser = duration_setting)]
+    pub github_catch_up_interval: Duration,
     /// The registry builds push to, as {registry}/{project}/{service}:{commit}; agents are told
     /// when they register, and every build's reported images are checked against it. Without
     /// one, builds fail (`wharf up` runs a local registry when none is set).
@@ -267,6 +273,7 @@ impl ServerArgs {
         config.lease = Duration::from_secs(self.lease_seconds);
         config.max_attempts = self.max_attempts;
         config.delivery_retention = self.delivery_retention;
+        config.github_catch_up_interval = self.github_catch_up_interval;
         config.limits.trusted_proxies = self.trusted_proxies.clone();
         config.github = self.github_settings()?;
         config.registry = self.registry()?;

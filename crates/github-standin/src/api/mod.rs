@@ -4,7 +4,8 @@
 //! `/git/{owner}/{repo}.git/...`.
 //!
 //! The endpoints live by the part of GitHub's API they serve: `apps` (the App, its installations and
-//! their tokens), `repositories` (repositories and commits), `deployments` (deployments and their
+//! their tokens), `hooks` (the App's webhook deliveries and redeliveries), `repositories`
+//! (repositories, branches and commits), `deployments` (deployments and their
 //! statuses), `checks` (check runs and commit statuses) and `git_http` (git over HTTP). `request` decodes a request and checks who sent it;
 //! `response` is what every endpoint answers with, pagination and injected failures included.
 
@@ -22,6 +23,7 @@ mod apps;
 mod checks;
 mod deployments;
 mod git_http;
+pub(crate) mod hooks;
 mod repositories;
 mod request;
 mod response;
@@ -221,6 +223,10 @@ async fn route(request: &ApiRequest<'_>) -> Handled {
         ("GET", ["app", "installations"]) => apps::list_installations(request),
         ("GET", ["app", "installations", id]) => apps::get_installation(request, id),
         ("POST", ["app", "installations", id, "access_tokens"]) => apps::create_token(request, id),
+        ("GET", ["app", "hook", "deliveries"]) => hooks::list_deliveries(request),
+        ("POST", ["app", "hook", "deliveries", id, "attempts"]) => {
+            hooks::redeliver(request, id).await
+        }
         ("GET", ["installation", "repositories"]) => apps::list_installation_repositories(request),
         ("DELETE", ["installation", "token"]) => apps::revoke_token(request),
         ("GET", ["repos", owner, name]) => repositories::get_repository(request, owner, name),
@@ -254,6 +260,9 @@ async fn route(request: &ApiRequest<'_>) -> Handled {
         }
         ("GET", ["repos", owner, name, "commits", reference @ ..]) if !reference.is_empty() => {
             repositories::get_commit(request, owner, name, &reference.join("/")).await
+        }
+        ("GET", ["repos", owner, name, "branches", branch @ ..]) if !branch.is_empty() => {
+            repositories::get_branch(request, owner, name, &branch.join("/")).await
         }
         ("GET", ["repos", owner, name, "deployments"]) => {
             deployments::list_deployments(request, owner, name)

@@ -80,7 +80,19 @@ pub(super) async fn get_commit(
     if wants_sha {
         return Ok(ApiResponse::text(200, sha));
     }
-    let details = read_git(request, &repository, "reading a commit", move |git_dir| {
+    Ok(ApiResponse::json(
+        200,
+        commit_object(request, &repository, sha).await?,
+    ))
+}
+
+/// The commit `sha` of `repository` as GitHub's API describes a commit.
+async fn commit_object(
+    request: &ApiRequest<'_>,
+    repository: &Repository,
+    sha: String,
+) -> Result<Value, ApiResponse> {
+    let details = read_git(request, repository, "reading a commit", move |git_dir| {
         git::commit_details(git_dir, &sha)
     })
     .await?;
@@ -98,43 +110,78 @@ pub(super) async fn get_commit(
             })
         })
         .collect();
+    Ok(json!({
+        "sha": details.sha,
+        "node_id": node_id("Commit", format!("{}:{}", repository.id, details.sha)),
+        "commit": {
+            "author": {
+                "name": details.author_name,
+                "email": details.author_email,
+                "date": details.author_date
+            },
+            "committer": {
+                "name": details.committer_name,
+                "email": details.committer_email,
+                "date": details.committer_date
+            },
+            "message": details.message,
+            "tree": {
+                "sha": details.tree,
+                "url": format!("{api_url}/repos/{full_name}/git/trees/{}", details.tree)
+            },
+            "url": format!("{api_url}/repos/{full_name}/git/commits/{}", details.sha),
+            "comment_count": 0,
+            "verification": {
+                "verified": false,
+                "reason": "unsigned",
+                "signature": null,
+                "payload": null,
+                "verified_at": null
+            }
+        },
+        "url": commit_url,
+        "html_url": format!("{api_url}/{full_name}/commit/{}", details.sha),
+        "comments_url": format!("{commit_url}/comments"),
+        "author": null,
+        "committer": null,
+        "parents": parents
+    }))
+}
+
+pub(super) async fn get_branch(
+    request: &ApiRequest<'_>,
+    owner: &str,
+    name: &str,
+    branch: &str,
+) -> Handled {
+    let token = request.require_installation(true)?;
+    let repository = request.repository(token, owner, name, Some(("contents", "read")))?;
+    let sha = resolve_ref(request, &repository, &format!("refs/heads/{branch}"))
+        .await?
+        .ok_or_else(|| ApiResponse::error(404, "Branch not found"))?;
+    let commit = commit_object(request, &repository, sha).await?;
+    let api_url = request.api_url();
+    let full_name = repository.full_name();
+    let branch_url = format!("{api_url}/repos/{full_name}/branches/{branch}");
     Ok(ApiResponse::json(
         200,
         json!({
-            "sha": details.sha,
-            "node_id": node_id("Commit", format!("{}:{}", repository.id, details.sha)),
-            "commit": {
-                "author": {
-                    "name": details.author_name,
-                    "email": details.author_email,
-                    "date": details.author_date
-                },
-                "committer": {
-                    "name": details.committer_name,
-                    "email": details.committer_email,
-                    "date": details.committer_date
-                },
-                "message": details.message,
-                "tree": {
-                    "sha": details.tree,
-                    "url": format!("{api_url}/repos/{full_name}/git/trees/{}", details.tree)
-                },
-                "url": format!("{api_url}/repos/{full_name}/git/commits/{}", details.sha),
-                "comment_count": 0,
-                "verification": {
-                    "verified": false,
-                    "reason": "unsigned",
-                    "signature": null,
-                    "payload": null,
-                    "verified_at": null
+            "name": branch,
+            "commit": commit,
+            "_links": {
+                "self": branch_url,
+                "html": format!("{api_url}/{full_name}/tree/{branch}")
+            },
+            "protected": false,
+            "protection": {
+                "enabled": false,
+                "required_status_checks": {
+                    "enforcement_level": "off",
+                    "contexts": [],
+                    "checks": []
                 }
             },
-            "url": commit_url,
-            "html_url": format!("{api_url}/{full_name}/commit/{}", details.sha),
-            "comments_url": format!("{commit_url}/comments"),
-            "author": null,
-            "committer": null,
-            "parents": parents
+            "protection_url": format!("{branch_url}/protection")
         }),
     ))
 }

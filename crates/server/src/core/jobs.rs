@@ -2,15 +2,19 @@
 //! ran out to the queue, failing the rollouts of agents that stopped answering; less often,
 //! reporting work past its deadline stuck and housekeeping: forgetting deploy-hook signatures past their time, keying deliveries an
 //! earlier Wharf stored, removing webhook bodies past their retention; reporting silent agents
-//! offline), the release scheduler, the GitHub reporter and the notifications' delivery loop.
+//! offline), the release scheduler, the GitHub reporter, the notifications' delivery loop and
+//! the catch-up of missed webhooks.
 //!
 //! Every statement is atomic and harmless to repeat, so several server replicas may run this
-//! at once without coordinating.
+//! at once without coordinating; the catch-up, which asks GitHub for work, runs once across
+//! them (a schedule taken in the store).
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::core::{Core, github_deployments, notifications, now_millis, release_scheduler};
+use crate::core::{
+    Core, catch_up, github_deployments, notifications, now_millis, release_scheduler,
+};
 
 /// The background tasks of one server; dropping this stops them.
 pub(crate) struct BackgroundTasks(Vec<JoinHandle<()>>);
@@ -30,6 +34,7 @@ pub(crate) fn start(core: &Core, shutdown: &watch::Receiver<bool>) -> Background
         tokio::spawn(release_scheduler::run(core.clone(), shutdown.clone())),
         tokio::spawn(github_deployments::run(core.clone(), shutdown.clone())),
         tokio::spawn(notifications::delivery::run(core.clone(), shutdown.clone())),
+        tokio::spawn(catch_up::run(core.clone(), shutdown.clone())),
     ])
 }
 

@@ -1,6 +1,7 @@
 //! The server's core: what Wharf does, whoever asks. The REST API (`http/`) and later edges
 //! (the dashboard) parse a request, call the core and answer; the background tasks (lease
-//! expiry, the release scheduler, the GitHub reporter, the notifications' delivery loop) run here too, started by `jobs`.
+//! expiry, the release scheduler, the GitHub reporter, the notifications' delivery loop, the
+//! catch-up of missed webhooks) run here too, started by `jobs`.
 //!
 //! Architecture invariant: nothing here knows HTTP. The core never imports from an edge and
 //! answers with its own [`CoreError`], which each edge maps to its own answers. The store and
@@ -10,6 +11,7 @@ mod agent_builds;
 mod agent_rollouts;
 pub(crate) mod agents;
 mod builds;
+pub(crate) mod catch_up;
 mod error;
 pub(crate) mod github_deployments;
 mod installations;

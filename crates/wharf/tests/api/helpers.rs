@@ -86,6 +86,8 @@ pub struct Options {
     pub smtp_ca_pem: Option<Vec<u8>>,
     /// Services may build from a git repository on this machine (as under `wharf up`).
     pub local_repositories: bool,
+    /// How often missed webhooks are caught up (default: an hour, so only once, at start).
+    pub catch_up_interval: Option<Duration>,
 }
 
 /// The registry a test server names when the test gives none.
@@ -150,6 +152,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     config.smtp_ca_pem = options.smtp_ca_pem;
     config.local_repositories = options.local_repositories;
+    config.github_catch_up_interval = options
+        .catch_up_interval
+        .unwrap_or(Duration::from_secs(3600));
     if !options.without_registry {
         config.registry = Some(options.registry.unwrap_or_else(|| TEST_REGISTRY.to_owned()));
         config.registry_insecure = true;
@@ -163,6 +168,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         let standin = GithubStandin::start(standin_config)
             .await
             .expect("GitHub stand-in");
+        standin.set_webhook_target(&format!("{url}/api/webhooks/github"), WEBHOOK_SECRET);
         let app = GithubApp::new(&AppConfig {
             app_id: APP_ID,
             private_key: SecretString::from(key.private_pem.clone()),
@@ -279,14 +285,28 @@ impl TestApp {
     /// Stops the server and starts it again on the same database with the same settings, as a
     /// restart of the process does; `url` names the new one.
     pub async fn restart_server(&mut self) {
+        self.stop_server().await;
+        self.start_server().await;
+    }
+
+    /// Stops the server; nothing answers at `url` until [`TestApp::start_server`].
+    pub async fn stop_server(&mut self) {
         if let Some(server) = self._server.take() {
             tokio::time::timeout(Duration::from_secs(30), server.stop())
                 .await
                 .expect("the server stops within 30 s")
                 .expect("the server stops cleanly");
         }
+    }
+
+    /// Starts the server again on the same database with the same settings, on a new address
+    /// that `url` names (and where the GitHub stand-in sends the App's webhooks from then on).
+    pub async fn start_server(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.url = format!("http://{}", listener.local_addr().unwrap());
+        if let Some(github) = &self.github {
+            github.set_webhook_target(&format!("{}/api/webhooks/github", self.url), WEBHOOK_SECRET);
+        }
         let server = wharf_server::start(listener, self.store.clone(), self.config.clone())
             .expect("the server starts again");
         self._server = Some(server);

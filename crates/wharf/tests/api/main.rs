@@ -5,6 +5,7 @@
 mod agent_reports;
 mod agent_scopes;
 mod builds;
+mod catch_up;
 mod checks;
 mod cli;
 mod compose_deploys;
