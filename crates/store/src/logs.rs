@@ -6,13 +6,42 @@ use wharf_wire::{LogLine, LogStream, NewLogLine, ReleaseState, format_millis};
 
 use crate::{Result, Store, StoreError, in_transaction, on_pool};
 
-/// Stores `$lines` after line `$seq` of a log holding `$log_bytes` bytes, through `$insert` (which
-/// binds the owner's id, the line's number, stream, text and time as `$1`…`$5`, then `$extra`),
-/// up to `$max_bytes`; at the limit, a note says so and the rest is dropped. Gives the lines
-/// stored and whether the limit was reached.
-macro_rules! store_lines {
-    ($tx:ident, $insert:expr, $owner:expr, $seq:expr, $log_bytes:expr, $lines:expr, $max_bytes:expr, $now:expr $(, $extra:expr)*) => {{
-        let mut seq = $seq;
+/// Where a log is kept: the table of its lines and the row of what it belongs to (a build, a
+/// release), which counts its bytes and says whether it reached its limit.
+struct LogTables {
+    /// The number of the owner's last line (`$1` the owner's id).
+    last_seq: &'static str,
+    /// Inserts one line: the owner's id, the line's number, stream, text and time as `$1`…`$5`,
+    /// then the extra values [`append_lines!`] is given.
+    insert: &'static str,
+    /// Sets the owner's byte count and whether its log was cut (`$1`, `$2`) on row `$3`.
+    account: &'static str,
+}
+
+const BUILD_LOG: LogTables = LogTables {
+    last_seq: "SELECT COALESCE(MAX(seq), 0) FROM build_logs WHERE build_id = $1",
+    insert: "INSERT INTO build_logs (build_id, seq, stream, line, at) VALUES ($1, $2, $3, $4, $5)",
+    account: "UPDATE builds SET log_bytes = $1, log_truncated = $2 WHERE id = $3",
+};
+
+const RELEASE_LOG: LogTables = LogTables {
+    last_seq: "SELECT COALESCE(MAX(seq), 0) FROM release_logs WHERE release_id = $1",
+    insert: "INSERT INTO release_logs (release_id, seq, stream, line, at, rollout_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+    account: "UPDATE releases SET log_bytes = $1, log_truncated = $2 WHERE id = $3",
+};
+
+/// Appends `$lines` to the log `$tables` keeps for `$owner`, which holds `$log_bytes` bytes so
+/// far, up to `$max_bytes`; at the limit, a note says so and the rest is dropped. Numbers the
+/// lines after the owner's last, counts their bytes on the owner's row, and gives the
+/// [`AppendOutcome`].
+macro_rules! append_lines {
+    ($tx:ident, $tables:expr, $owner:expr, $log_bytes:expr, $lines:expr, $max_bytes:expr, $now:expr $(, $extra:expr)*) => {{
+        let tables: &LogTables = $tables;
+        let (mut seq,): (i64,) = sqlx::query_as(tables.last_seq)
+            .bind($owner)
+            .fetch_one(&mut *$tx)
+            .await?;
         let mut log_bytes = $log_bytes;
         let mut stored = 0;
         let mut truncated = false;
@@ -25,7 +54,7 @@ macro_rules! store_lines {
             } else {
                 (line.stream.as_str(), line.text.clone())
             };
-            sqlx::query($insert)
+            sqlx::query(tables.insert)
                 .bind($owner)
                 .bind(seq)
                 .bind(stream)
@@ -40,18 +69,19 @@ macro_rules! store_lines {
             log_bytes += size;
             stored += 1;
         }
-        (stored, truncated)
+        sqlx::query(tables.account)
+            .bind(log_bytes)
+            .bind(truncated)
+            .bind($owner)
+            .execute(&mut *$tx)
+            .await?;
+        AppendOutcome { stored, truncated }
     }};
 }
 
 /// The bytes a line counts for against a log's limit.
 fn line_bytes(line: &NewLogLine) -> i64 {
     line.text.len() as i64 + 1
-}
-
-/// The bytes the first `stored` of `lines` count for.
-fn stored_bytes(lines: &[NewLogLine], stored: usize) -> i64 {
-    lines.iter().take(stored).map(line_bytes).sum()
 }
 
 /// The note that ends a log cut at its limit.
@@ -100,23 +130,7 @@ impl Store {
             if truncated {
                 return Ok(AppendOutcome { stored: 0, truncated: true });
             }
-            let (seq,): (i64,) =
-                sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM build_logs WHERE build_id = $1")
-                    .bind(build_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let (stored, now_truncated) = store_lines!(
-                tx,
-                "INSERT INTO build_logs (build_id, seq, stream, line, at) VALUES ($1, $2, $3, $4, $5)",
-                build_id, seq, log_bytes, lines, max_bytes, now
-            );
-            sqlx::query("UPDATE builds SET log_bytes = $1, log_truncated = $2 WHERE id = $3")
-                .bind(log_bytes + stored_bytes(lines, stored))
-                .bind(now_truncated)
-                .bind(build_id)
-                .execute(&mut *tx)
-                .await?;
-            AppendOutcome { stored, truncated: now_truncated }
+            append_lines!(tx, &BUILD_LOG, build_id, log_bytes, lines, max_bytes, now)
         });
         Ok(outcome)
     }
@@ -132,8 +146,6 @@ impl Store {
         now: i64,
     ) -> Result<AppendOutcome> {
         let outcome = in_transaction!(self, tx => {
-            // Taking the release's row first makes appends of its hosts wait on each other, so
-            // each numbers its lines after the other's.
             let rollout: Option<(i64, i64, String)> =
                 sqlx::query_as("SELECT release_id, agent_id, state FROM rollouts WHERE id = $1")
                     .bind(rollout_id)
@@ -160,25 +172,7 @@ impl Store {
             if truncated {
                 return Ok(AppendOutcome { stored: 0, truncated: true });
             }
-            let (seq,): (i64,) = sqlx::query_as(
-                "SELECT COALESCE(MAX(seq), 0) FROM release_logs WHERE release_id = $1",
-            )
-            .bind(release_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            let (stored, now_truncated) = store_lines!(
-                tx,
-                "INSERT INTO release_logs (release_id, seq, stream, line, at, rollout_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                release_id, seq, log_bytes, lines, max_bytes, now, rollout_id
-            );
-            sqlx::query("UPDATE releases SET log_bytes = $1, log_truncated = $2 WHERE id = $3")
-                .bind(log_bytes + stored_bytes(lines, stored))
-                .bind(now_truncated)
-                .bind(release_id)
-                .execute(&mut *tx)
-                .await?;
-            AppendOutcome { stored, truncated: now_truncated }
+            append_lines!(tx, &RELEASE_LOG, release_id, log_bytes, lines, max_bytes, now, rollout_id)
         });
         Ok(outcome)
     }
