@@ -9,7 +9,7 @@ use wharf_domain::agents::{AgentScope, BUILD_LABEL, LabelNotAllowed};
 use wharf_domain::build::{ExpectedImages, ReportedImages, check_built_images};
 use wharf_domain::names::RepoSource;
 use wharf_domain::stuck::build_deadline;
-use wharf_store::StateReport;
+use wharf_store::{AppendOutcome, StateReport};
 use wharf_wire::{
     Agent, AppendLogs, AppendLogsAnswer, Build, BuildArg, BuildJob, BuildSecret, BuildState,
     CloneCredentials, Heartbeat, HeartbeatAnswer, NewLogLine, ReportBuildState, SecretText,
@@ -311,12 +311,17 @@ impl Core {
                 now_millis(),
             )
             .await?;
+        Ok(self.logs_appended(outcome))
+    }
+
+    /// Wakes the followers of a log that grew or was cut, and answers the agent that wrote it.
+    pub(super) fn logs_appended(&self, outcome: AppendOutcome) -> AppendLogsAnswer {
         if outcome.stored > 0 || outcome.truncated {
             self.signals.logs.notify();
         }
-        Ok(AppendLogsAnswer {
+        AppendLogsAnswer {
             truncated: outcome.truncated,
-        })
+        }
     }
 
     /// Where `agent` clones the build `id` from, with a short-lived token for a GitHub

@@ -95,12 +95,7 @@ impl Core {
                 now_millis(),
             )
             .await?;
-        if outcome.stored > 0 || outcome.truncated {
-            self.signals.logs.notify();
-        }
-        Ok(AppendLogsAnswer {
-            truncated: outcome.truncated,
-        })
+        Ok(self.logs_appended(outcome))
     }
 
     /// Records how the rollout `id` that `agent` runs is doing.

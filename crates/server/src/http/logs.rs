@@ -43,29 +43,24 @@ pub(crate) trait LogPage {
     fn done(&self) -> Value;
 }
 
-impl LogPage for BuildLogs {
-    fn lines(&self) -> &[LogLine] {
-        &self.lines
-    }
-    fn complete(&self) -> bool {
-        self.complete
-    }
-    fn done(&self) -> Value {
-        json!({"state": self.state, "truncated": self.truncated})
-    }
+/// The pages of build logs and of release deploy logs differ only in the type of their state.
+macro_rules! log_page {
+    ($($page:ty),*) => {$(
+        impl LogPage for $page {
+            fn lines(&self) -> &[LogLine] {
+                &self.lines
+            }
+            fn complete(&self) -> bool {
+                self.complete
+            }
+            fn done(&self) -> Value {
+                json!({"state": self.state, "truncated": self.truncated})
+            }
+        }
+    )*};
 }
 
-impl LogPage for ReleaseLogs {
-    fn lines(&self) -> &[LogLine] {
-        &self.lines
-    }
-    fn complete(&self) -> bool {
-        self.complete
-    }
-    fn done(&self) -> Value {
-        json!({"state": self.state, "truncated": self.truncated})
-    }
-}
+log_page!(BuildLogs, ReleaseLogs);
 
 /// The line a stream starts after: `Last-Event-ID` when a reconnect sends it, else `after`.
 pub(crate) fn resume_after(headers: &HeaderMap, query: &LogsQuery) -> i64 {
