@@ -34,12 +34,15 @@ use crate::config::{RequestLimits, TrustedProxies};
 use crate::http::HttpError;
 
 /// The routes that wait by design, by method and path template: the agents' claim long-polls,
-/// the log long-poll and event stream, and the deploy hook, which waits for its rollout.
+/// the long-polls and event streams of build logs and release deploy logs, and the deploy
+/// hook, which waits for its rollout.
 const LONG_LIVED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/agent/claim"),
     ("POST", "/v1/agent/rollouts/claim"),
     ("GET", "/v1/builds/{id}/logs"),
     ("GET", "/v1/builds/{id}/logs/stream"),
+    ("GET", "/v1/releases/{id}/logs"),
+    ("GET", "/v1/releases/{id}/logs/stream"),
     ("POST", "/deploy"),
 ];
 

@@ -1,7 +1,7 @@
 //! The limits the HTTP edge puts on its callers: failed authentication per client (through a
 //! trusted proxy too), webhook bodies that arrive too slowly, webhooks past the concurrency
-//! limit (they wait), the setup callback, long-polls outliving the request timeout, metric
-//! labels that no caller chooses, and the admin token's length.
+//! limit (they wait), the setup callback, long-polls and log followers outliving the request
+//! timeout, metric labels that no caller chooses, and the admin token's length.
 
 use std::time::{Duration, Instant};
 
@@ -253,6 +253,31 @@ async fn long_polls_outlive_the_request_timeout() {
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert!(answer.body["job"].is_null());
+    assert!(started.elapsed() >= Duration::from_millis(800));
+
+    // So does a follower of a release's deploy log while the release rolls out.
+    let created = app
+        .post(
+            "/v1/services",
+            json!({"name": "web", "repo": "https://git.example.com/acme/web", "branch": "main",
+                   "port": 8080, "deploy": {"hosts": ["a1"]}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let release = app
+        .post(
+            "/v1/services/web/deploy",
+            json!({"image": "registry.test/default/web:v1"}),
+        )
+        .await;
+    assert!(release.status.is_success(), "{}", release.text);
+    let id = release.body["id"].as_i64().unwrap();
+    let started = Instant::now();
+    let page = app
+        .get(&format!("/v1/releases/{id}/logs?after=0&wait_ms=800"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.body["complete"], false, "{}", page.text);
     assert!(started.elapsed() >= Duration::from_millis(800));
 }
 
