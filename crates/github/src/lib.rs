@@ -531,6 +531,28 @@ struct ErrorAnswer {
     message: Option<String>,
 }
 
+/// An answer of which only the id is read.
+#[derive(Deserialize)]
+struct IdAnswer {
+    id: u64,
+}
+
+/// The path of `rest` below repository `owner/repo` (`/repos/OWNER/REPO{rest}`), the owner and
+/// name escaped; `rest`, a path and maybe a query, comes escaped by the caller.
+fn repo_path(owner: &str, repo: &str, rest: &str) -> String {
+    format!(
+        "/repos/{}/{}{rest}",
+        url_component(owner),
+        url_component(repo)
+    )
+}
+
+/// A request's JSON body; `what` names it in the error.
+fn json_body(value: &impl Serialize, what: &str) -> Result<serde_json::Value, GithubError> {
+    serde_json::to_value(value)
+        .map_err(|error| GithubError::Config(format!("cannot encode {what}: {error}")))
+}
+
 /// Who a request authenticates as.
 enum Credential {
     App,
@@ -789,12 +811,7 @@ impl GithubApp {
         let branch: Branch = self
             .call(
                 Method::GET,
-                &format!(
-                    "/repos/{}/{}/branches/{}",
-                    url_component(owner),
-                    url_component(repo),
-                    url_component(branch)
-                ),
+                &repo_path(owner, repo, &format!("/branches/{}", url_component(branch))),
                 Credential::Installation(installation_id),
                 None,
                 "the branch head",
@@ -813,7 +830,7 @@ impl GithubApp {
         let answer: RepositoryAnswer = self
             .call(
                 Method::GET,
-                &format!("/repos/{}/{}", url_component(owner), url_component(repo)),
+                &repo_path(owner, repo, ""),
                 Credential::Installation(installation_id),
                 None,
                 "the repository",
@@ -836,17 +853,11 @@ impl GithubApp {
         repo: &str,
         deployment: &NewDeployment,
     ) -> Result<Deployment, GithubError> {
-        let body = serde_json::to_value(deployment).map_err(|error| {
-            GithubError::Config(format!("cannot encode the deployment: {error}"))
-        })?;
+        let body = json_body(deployment, "the deployment")?;
         let answer: DeploymentAnswer = self
             .call(
                 Method::POST,
-                &format!(
-                    "/repos/{}/{}/deployments",
-                    url_component(owner),
-                    url_component(repo)
-                ),
+                &repo_path(owner, repo, "/deployments"),
                 Credential::Installation(installation_id),
                 Some(&body),
                 "a new deployment",
@@ -864,20 +875,14 @@ impl GithubApp {
         deployment_id: u64,
         status: &NewDeploymentStatus,
     ) -> Result<u64, GithubError> {
-        #[derive(Deserialize)]
-        struct StatusAnswer {
-            id: u64,
-        }
-        let body = serde_json::to_value(status).map_err(|error| {
-            GithubError::Config(format!("cannot encode the deployment status: {error}"))
-        })?;
-        let answer: StatusAnswer = self
+        let body = json_body(status, "the deployment status")?;
+        let answer: IdAnswer = self
             .call(
                 Method::POST,
-                &format!(
-                    "/repos/{}/{}/deployments/{deployment_id}/statuses",
-                    url_component(owner),
-                    url_component(repo)
+                &repo_path(
+                    owner,
+                    repo,
+                    &format!("/deployments/{deployment_id}/statuses"),
                 ),
                 Credential::Installation(installation_id),
                 Some(&body),
@@ -899,12 +904,14 @@ impl GithubApp {
         let answers: Vec<DeploymentAnswer> = self
             .call(
                 Method::GET,
-                &format!(
-                    "/repos/{}/{}/deployments?sha={}&environment={}&per_page=100",
-                    url_component(owner),
-                    url_component(repo),
-                    url_component(sha),
-                    url_component(environment)
+                &repo_path(
+                    owner,
+                    repo,
+                    &format!(
+                        "/deployments?sha={}&environment={}&per_page=100",
+                        url_component(sha),
+                        url_component(environment)
+                    ),
                 ),
                 Credential::Installation(installation_id),
                 None,
@@ -924,9 +931,7 @@ impl GithubApp {
         sha: &str,
         fields: &CheckRunFields,
     ) -> Result<u64, GithubError> {
-        let mut body = serde_json::to_value(fields).map_err(|error| {
-            GithubError::Config(format!("cannot encode the check run: {error}"))
-        })?;
+        let mut body = json_body(fields, "the check run")?;
         if let Some(members) = body.as_object_mut() {
             members.insert("name".into(), name.into());
             members.insert("head_sha".into(), sha.into());
@@ -934,11 +939,7 @@ impl GithubApp {
         let answer: CheckRun = self
             .call(
                 Method::POST,
-                &format!(
-                    "/repos/{}/{}/check-runs",
-                    url_component(owner),
-                    url_component(repo)
-                ),
+                &repo_path(owner, repo, "/check-runs"),
                 Credential::Installation(installation_id),
                 Some(&body),
                 "a new check run",
@@ -956,17 +957,11 @@ impl GithubApp {
         check_run_id: u64,
         fields: &CheckRunFields,
     ) -> Result<(), GithubError> {
-        let body = serde_json::to_value(fields).map_err(|error| {
-            GithubError::Config(format!("cannot encode the check run: {error}"))
-        })?;
+        let body = json_body(fields, "the check run")?;
         let _: CheckRun = self
             .call(
                 Method::PATCH,
-                &format!(
-                    "/repos/{}/{}/check-runs/{check_run_id}",
-                    url_component(owner),
-                    url_component(repo)
-                ),
+                &repo_path(owner, repo, &format!("/check-runs/{check_run_id}")),
                 Credential::Installation(installation_id),
                 Some(&body),
                 "a check run",
@@ -992,12 +987,14 @@ impl GithubApp {
         let answer: CheckRuns = self
             .call(
                 Method::GET,
-                &format!(
-                    "/repos/{}/{}/commits/{}/check-runs?check_name={}&filter=all&per_page=100",
-                    url_component(owner),
-                    url_component(repo),
-                    url_component(sha),
-                    url_component(name)
+                &repo_path(
+                    owner,
+                    repo,
+                    &format!(
+                        "/commits/{}/check-runs?check_name={}&filter=all&per_page=100",
+                        url_component(sha),
+                        url_component(name)
+                    ),
                 ),
                 Credential::Installation(installation_id),
                 None,
@@ -1016,22 +1013,11 @@ impl GithubApp {
         sha: &str,
         status: &NewCommitStatus,
     ) -> Result<u64, GithubError> {
-        #[derive(Deserialize)]
-        struct StatusAnswer {
-            id: u64,
-        }
-        let body = serde_json::to_value(status).map_err(|error| {
-            GithubError::Config(format!("cannot encode the commit status: {error}"))
-        })?;
-        let answer: StatusAnswer = self
+        let body = json_body(status, "the commit status")?;
+        let answer: IdAnswer = self
             .call(
                 Method::POST,
-                &format!(
-                    "/repos/{}/{}/statuses/{}",
-                    url_component(owner),
-                    url_component(repo),
-                    url_component(sha)
-                ),
+                &repo_path(owner, repo, &format!("/statuses/{}", url_component(sha))),
                 Credential::Installation(installation_id),
                 Some(&body),
                 "a commit status",
