@@ -1,6 +1,7 @@
-//! Deployments and their statuses against the GitHub stand-in, which checks every request
-//! against GitHub's OpenAPI description: what is sent, what comes back, and how failures are
-//! told apart (worth another try later, or not).
+//! Deployments and their statuses, the App's webhook deliveries and a branch's head, against
+//! the GitHub stand-in, which checks every request against GitHub's OpenAPI description: what
+//! is sent, what comes back, how failures are told apart (worth another try later, or not),
+//! every page of deliveries read through its `cursor`, and a redelivery really sent.
 
 use std::time::Duration;
 
@@ -170,4 +171,67 @@ async fn failures_say_whether_a_later_try_can_work() {
     assert_eq!(error.status(), Some(422), "{error}");
     assert!(!error.is_transient());
     assert_no_violations(&standin);
+}
+
+#[tokio::test]
+async fn every_page_of_deliveries_is_read_and_a_redelivery_is_sent_again() {
+    let Fixture { standin, app, .. } = start().await;
+    let body = br#"{"zen": "Keep it logically awesome.", "hook_id": 1}"#;
+    for index in 0..150 {
+        let status = if index % 2 == 0 { 202 } else { 502 };
+        standin.record_webhook_attempt(&format!("guid-{index}"), "ping", body, status);
+    }
+    let deliveries = app.webhook_deliveries(0).await.unwrap();
+    assert_eq!(deliveries.len(), 150, "two pages, the second by its cursor");
+    assert_eq!(deliveries[0].guid, "guid-149", "newest first");
+    assert_eq!(deliveries[149].guid, "guid-0");
+    assert!(!deliveries[0].succeeded());
+    assert!(deliveries[1].succeeded());
+    assert_eq!(deliveries[0].event, "ping");
+    let listings: Vec<Option<String>> = standin
+        .requests()
+        .iter()
+        .filter(|request| request.path == "/app/hook/deliveries")
+        .map(|request| request.query.clone())
+        .collect();
+    assert_eq!(listings.len(), 2);
+    assert!(
+        listings[1]
+            .as_deref()
+            .is_some_and(|query| query.contains("cursor=")),
+        "{listings:?}"
+    );
+
+    // Nobody listens: the redelivery is attempted, and fails again, under the same guid.
+    app.redeliver(deliveries[0].id).await.unwrap();
+    let attempts = standin.webhook_attempts();
+    let last = attempts.last().unwrap();
+    assert_eq!((last.1.as_str(), last.2, last.3), ("guid-149", 0, true));
+    // An attempt GitHub does not have is a 404.
+    let missing = app.redeliver(1).await.unwrap_err();
+    assert_eq!(missing.status(), Some(404));
+    assert!(
+        standin.schema_violations().is_empty(),
+        "{:#?}",
+        standin.schema_violations()
+    );
+}
+
+#[tokio::test]
+async fn a_branch_head_is_read_from_the_branches_endpoint() {
+    let Fixture { standin, app, sha } = start().await;
+    assert_eq!(
+        app.branch_head(42, "acme", "web", "main").await.unwrap(),
+        sha
+    );
+    let gone = app
+        .branch_head(42, "acme", "web", "gone")
+        .await
+        .unwrap_err();
+    assert_eq!(gone.status(), Some(404));
+    assert!(
+        standin.schema_violations().is_empty(),
+        "{:#?}",
+        standin.schema_violations()
+    );
 }
