@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::helpers::{Options, TestApp, repository_id, spawn_app_with, wait_until};
+use crate::helpers::{Options, TestApp, push_payload_from, spawn_app_with, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -47,33 +47,7 @@ fn commit(app: &TestApp, message: &str) -> String {
 
 /// The push GitHub sends when `main` of `acme/web` moves from `before` to `after`.
 fn push(before: &str, after: &str) -> Vec<u8> {
-    json!({
-        "ref": "refs/heads/main",
-        "before": before,
-        "after": after,
-        "created": false,
-        "deleted": false,
-        "forced": false,
-        "base_ref": null,
-        "compare": format!("https://github.com/acme/web/compare/{}...{}", &before[..12], &after[..12]),
-        "commits": [],
-        "head_commit": null,
-        "repository": {
-            "id": repository_id("acme/web"),
-            "node_id": "R_web",
-            "name": "web",
-            "full_name": "acme/web",
-            "private": true,
-            "owner": {"login": "acme", "id": 1},
-            "clone_url": "https://github.com/acme/web.git",
-            "default_branch": "main"
-        },
-        "pusher": {"name": "octocat", "email": "octocat@example.com"},
-        "sender": {"login": "octocat", "id": 1},
-        "installation": {"id": 42, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI="}
-    })
-    .to_string()
-    .into_bytes()
+    push_payload_from("acme/web", "refs/heads/main", before, after)
 }
 
 /// The builds of `commit`.

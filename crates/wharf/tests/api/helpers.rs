@@ -598,16 +598,21 @@ pub fn repository_id(repo: &str) -> u64 {
 }
 
 pub fn push_payload(repo: &str, git_ref: &str, after: &str) -> Vec<u8> {
+    push_payload_from(repo, git_ref, &"0".repeat(40), after)
+}
+
+/// [`push_payload`] of a ref that moved from `before` to `after`.
+pub fn push_payload_from(repo: &str, git_ref: &str, before: &str, after: &str) -> Vec<u8> {
     let zero = "0".repeat(40);
     json!({
         "ref": git_ref,
-        "before": zero,
+        "before": before,
         "after": after,
         "created": false,
         "deleted": after == zero,
         "forced": false,
         "base_ref": null,
-        "compare": format!("https://github.com/{repo}/compare/{}...{}", &zero[..12], after.get(..12).unwrap_or(after)),
+        "compare": format!("https://github.com/{repo}/compare/{}...{}", before.get(..12).unwrap_or(before), after.get(..12).unwrap_or(after)),
         "commits": [],
         "head_commit": null,
         "repository": {
