@@ -21,12 +21,12 @@ HEALTHCHECK CMD [\"/bin/busybox\", \"wget\", \"-q\", \"-O\", \"-\", \"http://127
 CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
 
 /// An app with the GitHub stand-in, an installation holding `acme/web`, and a service `web`
-/// that tracks its `main` branch.
+/// that tracks its `main` branch ([`app_with_repository_and`] with other settings).
 async fn app_with_repository() -> TestApp {
     app_with_repository_and(Options::default()).await
 }
 
-async fn app_with_repository_and(options: Options) -> TestApp {
+pub(crate) async fn app_with_repository_and(options: Options) -> TestApp {
     let app = spawn_app_with(Options {
         github: true,
         ..options

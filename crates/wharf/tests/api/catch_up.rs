@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::builds::app_with_repository_and;
 use crate::helpers::{Options, TestApp, push_payload_from, spawn_app_with, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -14,17 +15,11 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// A server with the GitHub stand-in as its App, installation 42 of `acme` granting
 /// `acme/web`, and the service `web` following its `main`, which has one commit: returned.
 async fn app_with_repository() -> (TestApp, String) {
-    let app = spawn_app_with(Options {
-        github: true,
+    let app = app_with_repository_and(Options {
         catch_up_interval: Some(Duration::from_millis(100)),
         ..Options::default()
     })
     .await;
-    let github = app.github.as_ref().unwrap();
-    github.add_installation(42, "acme");
-    github.add_repository(42, "acme/web").unwrap();
-    app.announce_installation(&["acme/web"]).await;
-    app.create_service("web", "acme/web", "main").await;
     let first = commit(&app, "first");
     (app, first)
 }
