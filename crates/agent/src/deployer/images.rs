@@ -12,24 +12,16 @@ use crate::registry_logins::login_for;
 impl Deployer {
     pub(super) async fn pull(&self, job: &RolloutJob) -> Result<(), StepError> {
         if names::is_pushed_tag(&job.image) {
-            // Named by the digest it was pushed under, so it cannot have changed since.
-            return match self.config.runtime.has_image(&job.image).await {
-                Ok(true) => {
-                    self.note(
-                        job,
-                        format!(
-                            "pull: not needed, this host built and pushed it ({})",
-                            job.image
-                        ),
-                    );
-                    Ok(())
-                }
-                Ok(false) => Err(StepError(format!(
-                    "{} is no longer on this host",
+            // Found on this host by [`Deployer::built_here`], and named by the digest it was
+            // pushed under, so it cannot have changed since.
+            self.note(
+                job,
+                format!(
+                    "pull: not needed, this host built and pushed it ({})",
                     job.image
-                ))),
-                Err(error) => Err(StepError(error.to_string())),
-            };
+                ),
+            );
+            return Ok(());
         }
         self.pull_image(job, &job.image, true).await
     }
