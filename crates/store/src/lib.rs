@@ -25,6 +25,7 @@ mod migrate;
 mod notifications;
 mod releases;
 mod services;
+mod sessions;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub use migrate::{NEWEST_SCHEMA, known_schemas};
 pub use notifications::{DeliveryEnd, NewSink, NotificationMessage, StoredSink};
 pub use releases::{NO_HOSTS_REASON, NewRelease, RolloutRef, RolloutReport};
 pub use services::NewService;
+pub use sessions::DashboardSession;
 
 /// Where the store keeps its data.
 #[derive(Clone)]

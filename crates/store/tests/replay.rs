@@ -1,6 +1,6 @@
 //! What the store remembers so that requests cannot be replayed, and for how long, on the
 //! backend the test run selects: deploy-hook signatures until their window has passed, and the
-//! keys of deliveries stored before every delivery had one.
+//! keys of deliveries stored before every delivery had one; dashboard sessions until they end.
 
 use wharf_store::testing::{TestDatabase, insert_earlier_delivery};
 use wharf_store::{DeliveryEffect, DeliveryOutcome, NewDelivery, Store};
@@ -122,4 +122,53 @@ async fn earlier_deliveries_take_their_keys_of_today_once() {
         assert!(matches!(outcome, DeliveryOutcome::Duplicate), "{key}");
     }
     assert_eq!(store.count_deliveries().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_dashboard_session_lasts_until_it_ends_or_is_ended() {
+    let (store, _database) = store().await;
+    store
+        .start_dashboard_session("hash-a", "csrf-a", NOW, NOW + 1_000)
+        .await
+        .unwrap();
+    store
+        .start_dashboard_session("hash-b", "csrf-b", NOW, NOW + 5_000)
+        .await
+        .unwrap();
+    let found = store.dashboard_session("hash-a", NOW + 999).await.unwrap();
+    assert_eq!(
+        found.map(|session| session.csrf_token).as_deref(),
+        Some("csrf-a")
+    );
+    // Past its end a session is gone, and the next sign-in forgets it for good.
+    assert_eq!(
+        store
+            .dashboard_session("hash-a", NOW + 1_000)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .start_dashboard_session("hash-c", "csrf-c", NOW + 2_000, NOW + 9_000)
+        .await
+        .unwrap();
+    assert_eq!(store.dashboard_session("hash-a", NOW).await.unwrap(), None);
+    // Signing out ends a session at once, and only that one.
+    assert!(store.end_dashboard_session("hash-b").await.unwrap());
+    assert!(!store.end_dashboard_session("hash-b").await.unwrap());
+    assert_eq!(
+        store
+            .dashboard_session("hash-b", NOW + 2_000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .dashboard_session("hash-c", NOW + 2_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.dashboard_session("unknown", NOW).await.unwrap(), None);
 }
