@@ -52,12 +52,13 @@ cargo_target_dir() {
     cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
 }
 
-# need_testdata: GitHub's OpenAPI description and webhook examples from npm.
+# need_testdata: GitHub's OpenAPI description, webhook examples and Playwright from npm.
 need_testdata() {
     command -v npm >/dev/null || need_packages nodejs npm
     if [ ! -f "$WHARF_ROOT/testdata/node_modules/@octokit/openapi/generated/api.github.com.json" ] \
-        || [ ! -f "$WHARF_ROOT/testdata/node_modules/@octokit/webhooks-examples/api.github.com/index.json" ]; then
-        log "installing GitHub's API description and webhook examples (npm)"
+        || [ ! -f "$WHARF_ROOT/testdata/node_modules/@octokit/webhooks-examples/api.github.com/index.json" ] \
+        || [ ! -f "$WHARF_ROOT/testdata/node_modules/playwright-core/package.json" ]; then
+        log "installing GitHub's API description, webhook examples and Playwright (npm)"
         (cd "$WHARF_ROOT/testdata" && npm ci --no-audit --no-fund --loglevel=error)
     fi
     export WHARF_OCTOKIT_DIR="$WHARF_ROOT/testdata/node_modules/@octokit"
@@ -157,6 +158,12 @@ need_example_base() {
     printf 'FROM scratch\nCOPY busybox /bin/busybox\n' >"$dir/Containerfile"
     podman build --quiet --tag "$EXAMPLE_BASE" "$dir" >/dev/null
     rm -rf "$dir"
+}
+
+# need_browser: Debian's Chromium, which the dashboard's browser test drives through Playwright
+# (playwright-core comes with need_testdata; no browser is ever downloaded).
+need_browser() {
+    need_packages chromium
 }
 
 # need_registry: Debian's docker-registry (Distribution 2.8); tests start their own instances.

@@ -12,6 +12,7 @@ mod config;
 mod core;
 mod http;
 mod metrics;
+mod ui;
 
 use std::net::SocketAddr;
 

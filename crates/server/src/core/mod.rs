@@ -22,6 +22,7 @@ mod release_scheduler;
 pub(crate) mod releases;
 pub(crate) mod sealing;
 mod services;
+pub(crate) mod sessions;
 pub(crate) mod signals;
 
 use std::sync::Arc;
@@ -58,6 +59,13 @@ impl Core {
             signals: Signals::default(),
             metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// Wakes whoever shows builds, releases and their logs (the dashboard's live parts) when
+    /// any of them may have changed in this process; another replica's changes are seen at
+    /// the next periodic look.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.signals.logs.subscribe()
     }
 
     /// The GitHub App client, when one is configured.

@@ -1,16 +1,16 @@
-//! Authentication as extractors: [`Admin`] for the REST API (the `WHARF_TOKEN` bearer token)
+//! Authentication as extractors: [`Admin`] for the REST API (the `WHARF_TOKEN` bearer token, or
+//! a dashboard session's cookie)
 //! and [`AgentIdentity`] for the agent API (a token the server issued, stored hashed).
 //! Both compare in constant time and never echo a token back.
 
 use axum::extract::FromRequestParts;
+use axum::http::Method;
 use axum::http::request::Parts;
-use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use wharf_wire::Agent;
 
 use crate::core::Core;
 use crate::http::HttpError;
+use crate::ui::session::{CSRF_HEADER, SESSION_COOKIE, cookie, csrf_matches};
 
 /// Proof that the request carries the admin token.
 pub(crate) struct Admin;
@@ -40,15 +40,40 @@ impl FromRequestParts<Core> for Admin {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, core: &Core) -> Result<Admin, HttpError> {
+        if !parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+            && let Some(id) = cookie(&parts.headers, SESSION_COOKIE)
+        {
+            return signed_in_admin(parts, core, id).await;
+        }
         let given = bearer(parts)?;
-        // Comparing digests keeps the comparison constant-time whatever the lengths.
-        let expected = Sha256::digest(core.config.admin_token.expose_secret().as_bytes());
-        let given = Sha256::digest(given.as_bytes());
-        if bool::from(expected.ct_eq(&given)) {
+        if core.is_admin_token(given) {
             Ok(Admin)
         } else {
             Err(HttpError::Unauthorized("invalid token".to_owned()))
         }
+    }
+}
+
+/// A dashboard session stands for the admin token: for reading as it is, for writing with the
+/// session's CSRF token in `X-CSRF-Token`, so that another site cannot make a signed-in browser
+/// change anything.
+async fn signed_in_admin(parts: &Parts, core: &Core, id: &str) -> Result<Admin, HttpError> {
+    let session = core.session(id).await?.ok_or_else(|| {
+        HttpError::Unauthorized("the session has ended: sign in again".to_owned())
+    })?;
+    let reads = matches!(parts.method, Method::GET | Method::HEAD);
+    let token = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|value| value.to_str().ok());
+    if reads || csrf_matches(&session, token) {
+        Ok(Admin)
+    } else {
+        Err(HttpError::Forbidden(
+            "a write with the dashboard's session needs its X-CSRF-Token header".to_owned(),
+        ))
     }
 }
 

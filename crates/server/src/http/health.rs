@@ -12,20 +12,8 @@ use crate::http::HttpError;
 
 pub(crate) fn router() -> Router<Core> {
     Router::new()
-        .route("/", get(home))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-}
-
-/// Where GitHub's setup callback sends the browser: a plain page until the dashboard exists.
-async fn home() -> axum::response::Html<&'static str> {
-    axum::response::Html(concat!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Wharf</title></head>",
-        "<body><h1>Wharf</h1><p>Wharf ",
-        env!("CARGO_PKG_VERSION"),
-        " is running. Link a repository with <code>wharf service create</code> and follow builds with ",
-        "<code>wharf builds</code> and <code>wharf logs -f</code>.</p></body></html>"
-    ))
 }
 
 async fn healthz(State(core): State<Core>) -> impl IntoResponse {

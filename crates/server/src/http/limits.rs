@@ -35,7 +35,8 @@ use crate::http::HttpError;
 
 /// The routes that wait by design, by method and path template: the agents' claim long-polls,
 /// the long-polls and event streams of build logs and release deploy logs, and the deploy
-/// hook, which waits for its rollout.
+/// hook, which waits for its rollout. The dashboard's event streams ([`crate::ui::EVENT_STREAMS`])
+/// are long-lived too.
 const LONG_LIVED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/agent/claim"),
     ("POST", "/v1/agent/rollouts/claim"),
@@ -188,10 +189,11 @@ pub(crate) async fn bound_each_route(
         .map(|path| path.as_str().to_owned())
         .unwrap_or_default();
     let method = request.method().clone();
-    if LONG_LIVED_ROUTES
+    let long_lived = LONG_LIVED_ROUTES
         .iter()
         .any(|(long_method, long_path)| method.as_str() == *long_method && path == *long_path)
-    {
+        || (method == Method::GET && crate::ui::EVENT_STREAMS.contains(&path.as_str()));
+    if long_lived {
         return next.run(request).await;
     }
     let mut request = request;

@@ -10,7 +10,7 @@ mod error;
 mod github_setup;
 mod health;
 mod limits;
-mod logs;
+pub(crate) mod logs;
 mod notifications;
 mod openapi;
 mod releases;
@@ -39,6 +39,7 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(notifications::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(crate::ui::router())
         .fallback(|| async { HttpError::NotFound("no such endpoint".to_owned()) })
         .layer(from_fn_with_state(limits.clone(), limits::bound_each_route))
         .layer(from_fn_with_state(limits, limits::refuse_repeated_failures))

@@ -9,6 +9,7 @@ mod catch_up;
 mod checks;
 mod cli;
 mod compose_deploys;
+mod dashboard;
 mod data_at_rest;
 mod deploy_hook;
 mod deploys;

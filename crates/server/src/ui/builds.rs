@@ -1,0 +1,116 @@
+//! `/builds/{id}`, the page GitHub's `log_url` points at: what the build is (service,
+//! environment, branch, commit, trigger, agent), where it stands and how long each part took,
+//! the failed step when one failed, the cancel and retry buttons, and the log, live from its
+//! first line until the build ends.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use maud::{Markup, html};
+use serde::Deserialize;
+use wharf_wire::{Build, BuildState};
+
+use crate::core::Core;
+use crate::ui::log_view;
+use crate::ui::page::{PageError, ago, badge, commit, frame, path_id, took};
+use crate::ui::session::SignedIn;
+
+pub(crate) fn router() -> Router<Core> {
+    Router::new()
+        .route("/builds/{id}", get(page))
+        .route("/builds/{id}/events", get(events))
+}
+
+async fn page(
+    SignedIn(session): SignedIn,
+    State(core): State<Core>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, PageError> {
+    let id = path_id(&id, "build")?;
+    let build = core.build(id).await?;
+    let (lines, complete) = log_view::lines_so_far(|after| core.log_page(id, after)).await?;
+    let repo = repo_of(&core, &build).await;
+    let summary = summary(&build, &repo);
+    Ok(frame(
+        &format!("Build #{id}"),
+        Some(&session),
+        html! {
+            h1 { "Build #" (id) " of " (build.service) }
+            (log_view::section(summary, &lines, complete, &format!("/builds/{id}/events")))
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct After {
+    #[serde(default)]
+    after: i64,
+}
+
+async fn events(
+    _: SignedIn,
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<After>,
+) -> Result<impl IntoResponse, PageError> {
+    let id = path_id(&id, "build")?;
+    let build = core.build(id).await?;
+    let repo = repo_of(&core, &build).await;
+    Ok(log_view::stream(
+        core,
+        log_view::resume(&headers, query.after),
+        move |core: Core, after| async move { core.log_page(id, after).await },
+        move |core: Core| {
+            let repo = repo.clone();
+            async move { Ok(summary(&core.build(id).await?, &repo)) }
+        },
+    ))
+}
+
+/// The service's repository, for linking the commit; empty when the service is gone.
+async fn repo_of(core: &Core, build: &Build) -> String {
+    core.service(&build.service)
+        .await
+        .map(|service| service.repo)
+        .unwrap_or_default()
+}
+
+/// The build's facts, state, durations, failure and buttons.
+fn summary(build: &Build, repo: &str) -> Markup {
+    html! {
+        dl.facts {
+            dt { "State" } dd { (badge(build.state.as_str())) @if let Some(reason) = &build.reason { " " span.reason { (reason) } } }
+            dt { "Service" } dd { (build.service) " · " (build.environment) }
+            dt { "Commit" } dd { (commit(repo, &build.commit_sha)) @if let Some(branch) = &build.branch { " on " code { (branch) } } }
+            dt { "Trigger" } dd { (build.trigger.as_str()) @if let Some(of) = build.retry_of { " of " a href={ "/builds/" (of) } { "#" (of) } } }
+            dt { "Queued" } dd { (ago(&build.created_at)) }
+            @if let Some(claimed) = &build.claimed_at {
+                dt { "Waited" } dd { (took(&build.created_at, Some(claimed)).unwrap_or_default()) }
+                dt { "Ran" } dd.ran { (took(claimed, build.finished_at.as_deref()).unwrap_or_default()) }
+            }
+            @if let Some(agent) = &build.agent { dt { "Agent" } dd { (agent) " (attempt " (build.attempt) " of " (build.max_attempts) ")" } }
+            @if let Some(image) = &build.image { dt { "Image" } dd { code { (image) } } }
+        }
+        @if let Some(failure) = &build.failure {
+            section.failure {
+                h2 { "The " (failure.step) " step failed" }
+                @if let Some(command) = &failure.command { p { "Command: " code { (command) } } }
+                @if let Some(code) = failure.exit_code { p { "Exit code " (code) } }
+                @if !failure.output_tail.is_empty() {
+                    pre.tail { @for line in &failure.output_tail { (line) "\n" } }
+                }
+            }
+        }
+        div.actions {
+            @if !build.state.is_final() {
+                button hx-post={ "/v1/builds/" (build.id) "/cancel" } hx-confirm="Cancel this build?" hx-swap="none" { "Cancel" }
+            }
+            @if matches!(build.state, BuildState::Failed | BuildState::Cancelled) {
+                button hx-post={ "/v1/builds/" (build.id) "/retry" } hx-confirm="Build this commit again?" hx-swap="none" data-follow="/builds/" { "Retry" }
+            }
+        }
+    }
+}

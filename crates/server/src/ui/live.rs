@@ -1,0 +1,90 @@
+//! The dashboard's live parts as server-sent events: a look at the store whenever something a
+//! page shows may have changed (the core's change signal) and at least every
+//! [`LOOK_AGAIN`], sending only what is new.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use maud::Markup;
+
+use crate::core::{Core, CoreError};
+
+/// How often a live part looks again without a wake-up: changes another server replica made,
+/// agents going quiet, ages growing.
+const LOOK_AGAIN: Duration = Duration::from_secs(2);
+
+/// What one look found: the events to send, and what the next look starts from (`None` ends
+/// the stream).
+pub(crate) struct Look<S> {
+    pub events: Vec<Event>,
+    pub next: Option<S>,
+}
+
+/// Events from repeated looks, starting from `start`. A look that found nothing to send is
+/// followed by a wait for a change; one that sent something by another look at once.
+pub(crate) fn live<S, F, Fut>(
+    core: Core,
+    start: S,
+    look: F,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+where
+    S: Send + 'static,
+    F: Fn(Core, S) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Look<S>, CoreError>> + Send + 'static,
+{
+    let wake_ups = core.changes();
+    let stream = futures_util::stream::unfold(Some((start, wake_ups, false)), move |cursor| {
+        let (core, look) = (core.clone(), look.clone());
+        async move {
+            let (state, mut wake_ups, wait) = cursor?;
+            if wait {
+                let _ = tokio::time::timeout(LOOK_AGAIN, wake_ups.changed()).await;
+            }
+            // Marked seen before looking: a change from here on ends the next wait at once.
+            wake_ups.borrow_and_update();
+            match look(core, state).await {
+                Ok(found) => {
+                    let wait = found.events.is_empty();
+                    let next = found.next.map(|state| (state, wake_ups, wait));
+                    Some((found.events, next))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "a live dashboard stream ended");
+                    None
+                }
+            }
+        }
+    })
+    .flat_map(|events| futures_util::stream::iter(events.into_iter().map(Ok)));
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// A part of a page rendered again at every look and sent as a `fragment` event whenever it
+/// differs from what was sent last.
+pub(crate) fn live_fragment<F, Fut>(
+    core: Core,
+    render: F,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+where
+    F: Fn(Core) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Markup, CoreError>> + Send + 'static,
+{
+    live(core, String::new(), move |core, sent: String| {
+        let render = render.clone();
+        async move {
+            let html = render(core).await?.into_string();
+            let events = if html == sent {
+                Vec::new()
+            } else {
+                vec![Event::default().event("fragment").data(&html)]
+            };
+            Ok(Look {
+                events,
+                next: Some(html),
+            })
+        }
+    })
+}

@@ -1,0 +1,139 @@
+//! A log on a page, build or release alike: the lines stored so far, rendered with their ANSI
+//! colours, then followed live. The stream sends each new line as a `line` event (its id the
+//! line's number, so a reconnect resumes after the last line seen, by `Last-Event-ID`), the page's
+//! summary as a `summary` event whenever it changes, and a final `done` once the log is
+//! complete, which closes the stream instead of letting the browser reconnect.
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, Sse};
+use futures_util::Stream;
+use maud::{Markup, html};
+use wharf_wire::LogLine;
+
+use crate::core::{Core, CoreError};
+use crate::http::logs::{LogPage, LogsQuery, resume_after};
+use crate::ui::ansi;
+use crate::ui::live::{Look, live};
+use crate::ui::page::trusted;
+
+/// The most lines a page shows before its stream takes over (a log is cut at its size limit
+/// long before this).
+const MOST_LINES_ON_A_PAGE: usize = 100_000;
+
+/// Every line stored so far, page by page, and whether the log is complete.
+pub(crate) async fn lines_so_far<Page, Next>(
+    page: impl Fn(i64) -> Next,
+) -> Result<(Vec<LogLine>, bool), CoreError>
+where
+    Page: LogPage,
+    Next: Future<Output = Result<Page, CoreError>>,
+{
+    let mut lines: Vec<LogLine> = Vec::new();
+    loop {
+        let after = lines.last().map_or(0, |line| line.seq);
+        let found = page(after).await?;
+        let complete = found.complete();
+        if found.lines().is_empty() || complete || lines.len() >= MOST_LINES_ON_A_PAGE {
+            lines.extend_from_slice(found.lines());
+            return Ok((lines, complete));
+        }
+        lines.extend_from_slice(found.lines());
+    }
+}
+
+/// The log section of a page: `summary` above the lines, both live through `stream` (the events
+/// URL, without a query) unless the log is complete.
+pub(crate) fn section(summary: Markup, lines: &[LogLine], complete: bool, stream: &str) -> Markup {
+    let after = lines.last().map_or(0, |line| line.seq);
+    html! {
+        @if complete {
+            div.live {
+                section #summary { (summary) }
+                pre #log .log { @for line in lines { (line_html(line)) } }
+            }
+        } @else {
+            div.live hx-ext="sse" sse-connect={ (stream) "?after=" (after) } sse-close="done" {
+                section #summary sse-swap="summary" { (summary) }
+                pre #log .log sse-swap="line" hx-swap="beforeend" { @for line in lines { (line_html(line)) } }
+            }
+        }
+    }
+}
+
+/// One line: its number, the host that wrote it (deploy logs), its text with colours.
+pub(crate) fn line_html(line: &LogLine) -> Markup {
+    html! {
+        span class={ "line " (line.stream.as_str()) } id={ "l" (line.seq) } {
+            span.n { (line.seq) }
+            @if let Some(host) = &line.host { span.host { (host) } }
+            (trusted(ansi::to_html(&line.text)))
+            "\n"
+        }
+    }
+}
+
+/// The line a log stream starts after: `Last-Event-ID` when the browser reconnects, else
+/// `after` from the page.
+pub(crate) fn resume(headers: &HeaderMap, after: i64) -> i64 {
+    resume_after(headers, &LogsQuery { after, wait_ms: 0 })
+}
+
+/// The live stream of a log from line `resume` on: `page(core, after)` reads the lines after `after`, `summary(core)`
+/// renders the summary.
+pub(crate) fn stream<Page, Pages, PageNext, Summary, SummaryNext>(
+    core: Core,
+    resume: i64,
+    page: Pages,
+    summary: Summary,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+where
+    Page: LogPage + Send + 'static,
+    Pages: Fn(Core, i64) -> PageNext + Clone + Send + Sync + 'static,
+    PageNext: Future<Output = Result<Page, CoreError>> + Send + 'static,
+    Summary: Fn(Core) -> SummaryNext + Clone + Send + Sync + 'static,
+    SummaryNext: Future<Output = Result<Markup, CoreError>> + Send + 'static,
+{
+    live(
+        core,
+        (resume, String::new()),
+        move |core, (after, sent): (i64, String)| {
+            let (page, summary) = (page.clone(), summary.clone());
+            async move {
+                // The page first: a log seen complete has every line, and the summary read after it
+                // shows the final state.
+                let found = page(core.clone(), after).await?;
+                let html = summary(core).await?.into_string();
+                let mut events = Vec::new();
+                let mut last = after;
+                for line in found.lines() {
+                    last = line.seq;
+                    events.push(
+                        Event::default()
+                            .event("line")
+                            .id(line.seq.to_string())
+                            .data(line_html(line).into_string()),
+                    );
+                }
+                if html != sent {
+                    events.push(Event::default().event("summary").data(&html));
+                }
+                if found.complete() {
+                    // Browsers drop events with no data: `done` says something.
+                    events.push(
+                        Event::default()
+                            .event("done")
+                            .data(found.done().to_string()),
+                    );
+                    return Ok(Look { events, next: None });
+                }
+                Ok(Look {
+                    events,
+                    next: Some((last, html)),
+                })
+            }
+        },
+    )
+}

@@ -1,0 +1,40 @@
+//! The dashboard, an edge beside the REST API (`http/`): server-rendered pages, htmx for their
+//! buttons (which call the REST API with the session's cookie and CSRF token) and server-sent
+//! events for their live parts. It calls the same core as the API and holds no state of its own:
+//! sessions live in the store, so any server replica serves any page.
+
+mod agents;
+mod ansi;
+mod assets;
+mod builds;
+mod live;
+mod log_view;
+mod overview;
+mod page;
+mod releases;
+pub(crate) mod session;
+mod sign_in;
+
+use axum::Router;
+
+use crate::core::Core;
+
+/// The event streams of the dashboard's live parts: they wait by design, like the API's log
+/// streams, and are exempt from the request timeout.
+pub(crate) const EVENT_STREAMS: &[&str] = &[
+    "/builds/{id}/events",
+    "/releases/{id}/events",
+    "/events/overview",
+    "/events/agents",
+];
+
+/// Every page of the dashboard, its sign-in and its assets.
+pub(crate) fn router() -> Router<Core> {
+    Router::new()
+        .merge(sign_in::router())
+        .merge(assets::router())
+        .merge(overview::router())
+        .merge(builds::router())
+        .merge(releases::router())
+        .merge(agents::router())
+}

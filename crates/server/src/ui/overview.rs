@@ -1,0 +1,190 @@
+//! `/`, the overview: every service with its live release per environment, the build and the
+//! rollout in progress, the newest builds, and the agents online and offline. It updates live.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use maud::{Markup, html};
+use wharf_wire::parse_millis;
+use wharf_wire::{Agent, Build, Release, ReleaseState};
+
+use crate::core::{Core, CoreError, now_millis};
+use crate::ui::live::live_fragment;
+use crate::ui::page::{PageError, ago, badge, commit, frame};
+use crate::ui::session::SignedIn;
+
+/// How many of the newest builds the overview lists.
+const NEWEST_BUILDS: i64 = 15;
+/// How many of each service's newest releases are read to find what is live.
+const RELEASES_READ: i64 = 20;
+
+pub(crate) fn router() -> Router<Core> {
+    Router::new()
+        .route("/", get(page))
+        .route("/events/overview", get(events))
+}
+
+async fn page(
+    SignedIn(session): SignedIn,
+    State(core): State<Core>,
+) -> Result<impl IntoResponse, PageError> {
+    let body = overview(core).await?;
+    Ok(frame(
+        "Overview",
+        Some(&session),
+        html! {
+            div hx-ext="sse" sse-connect="/events/overview" sse-swap="fragment" { (body) }
+        },
+    ))
+}
+
+async fn events(_: SignedIn, State(core): State<Core>) -> impl IntoResponse {
+    live_fragment(core, overview)
+}
+
+/// A service as the overview shows it.
+struct ServiceRow {
+    name: String,
+    repo: String,
+    branch: String,
+    domain: Option<String>,
+    /// The live release of each environment.
+    live: Vec<Release>,
+    /// A release rolling out or waiting for hosts.
+    rolling_out: Option<Release>,
+    /// Its newest build, when that is still at work.
+    building: Option<Build>,
+}
+
+/// Everything below the page's title.
+async fn overview(core: Core) -> Result<Markup, CoreError> {
+    let builds = core.builds(None, Some(NEWEST_BUILDS)).await?;
+    let mut rows = Vec::new();
+    for service in core.services().await? {
+        let releases = core.releases(&service.name, Some(RELEASES_READ)).await?;
+        let mut live: Vec<Release> = Vec::new();
+        for release in releases
+            .iter()
+            .filter(|release| release.state == ReleaseState::Live)
+        {
+            if !live
+                .iter()
+                .any(|seen| seen.environment == release.environment)
+            {
+                live.push(release.clone());
+            }
+        }
+        let newest = core.builds(Some(service.name.clone()), Some(1)).await?;
+        rows.push(ServiceRow {
+            rolling_out: releases
+                .iter()
+                .find(|release| !release.state.is_settled())
+                .cloned(),
+            building: newest.into_iter().find(|build| !build.state.is_final()),
+            live,
+            name: service.name,
+            repo: service.repo,
+            branch: service.branch,
+            domain: service.domain,
+        });
+    }
+    let agents = core.agents().await?;
+    let lease = core.config.lease;
+    Ok(html! {
+        h1 { "Services" }
+        @if rows.is_empty() {
+            p.quiet { "No service yet. Link a repository with " code { "wharf service create" } "." }
+        } @else {
+            table.services {
+                thead { tr { th { "Service" } th { "Live" } th { "In progress" } } }
+                tbody { @for row in &rows { (service_row(row)) } }
+            }
+        }
+        h2 { "Newest builds" }
+        @if builds.is_empty() {
+            p.quiet { "No build yet: a push to a tracked branch starts one." }
+        } @else {
+            table.builds {
+                @for build in &builds {
+                    tr data-build=(build.id) {
+                        td { a href={ "/builds/" (build.id) } { "#" (build.id) } }
+                        td { (build.service) }
+                        td { (badge(build.state.as_str())) }
+                        td { code { (build.commit_sha.get(..12).unwrap_or(&build.commit_sha)) } }
+                        td { (build.trigger.as_str()) }
+                        td { (ago(&build.created_at)) }
+                    }
+                }
+            }
+        }
+        h2 { "Agents" }
+        (agent_list(&agents, lease))
+    })
+}
+
+fn service_row(row: &ServiceRow) -> Markup {
+    html! {
+        tr data-service=(row.name) {
+            th {
+                (row.name)
+                div.quiet { (row.repo) " · " (row.branch) }
+                @if let Some(domain) = &row.domain { div { a href={ "http://" (domain) } { (domain) } } }
+            }
+            td {
+                @if row.live.is_empty() { span.quiet { "nothing live" } }
+                @for release in &row.live {
+                    div.live-release {
+                        (release.environment) ": "
+                        a href={ "/releases/" (release.id) } { "release #" (release.id) }
+                        @if let Some(build) = release.build_id { " of " a href={ "/builds/" (build) } { "build #" (build) } }
+                        " · " (release.trigger.as_str()) " · "
+                        (ago(release.finished_at.as_deref().unwrap_or(&release.updated_at)))
+                    }
+                }
+            }
+            td {
+                @if let Some(build) = &row.building {
+                    div { a href={ "/builds/" (build.id) } { "build #" (build.id) } " " (badge(build.state.as_str())) " "
+                        (commit(&row.repo, &build.commit_sha)) }
+                }
+                @if let Some(release) = &row.rolling_out {
+                    div { a href={ "/releases/" (release.id) } { "release #" (release.id) } " " (badge(release.state.as_str())) }
+                }
+            }
+        }
+    }
+}
+
+/// Whether an agent was heard from within a lease.
+pub(crate) fn online(agent: &Agent, lease: Duration) -> bool {
+    let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    agent.revoked_at.is_none()
+        && agent
+            .last_seen_at
+            .as_deref()
+            .and_then(parse_millis)
+            .is_some_and(|seen| now_millis().saturating_sub(seen) <= lease)
+}
+
+fn agent_list(agents: &[Agent], lease: Duration) -> Markup {
+    let active: Vec<&Agent> = agents
+        .iter()
+        .filter(|agent| agent.revoked_at.is_none())
+        .collect();
+    html! {
+        @if active.is_empty() {
+            p.quiet { "No agent yet: " code { "wharf agent create NAME" } " issues one's token." }
+        }
+        ul.agents {
+            @for agent in active {
+                li data-agent=(agent.name) {
+                    a href="/agents" { (agent.name) } " "
+                    @if online(agent, lease) { (badge("online")) } @else { (badge("offline")) }
+                }
+            }
+        }
+    }
+}

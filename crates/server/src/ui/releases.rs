@@ -1,0 +1,117 @@
+//! `/releases/{id}`: a release and each host's rollout of it (pulling, starting, health
+//! checking, live or rolled back, with its probes and the reason), the roll-back button, and
+//! the deploy log every host writes, live until each rollout has settled.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use maud::{Markup, html};
+use serde::Deserialize;
+use wharf_wire::{Release, ReleaseState};
+
+use crate::core::Core;
+use crate::ui::log_view;
+use crate::ui::page::{PageError, ago, badge, frame, path_id, took};
+use crate::ui::session::SignedIn;
+
+pub(crate) fn router() -> Router<Core> {
+    Router::new()
+        .route("/releases/{id}", get(page))
+        .route("/releases/{id}/events", get(events))
+}
+
+async fn page(
+    SignedIn(session): SignedIn,
+    State(core): State<Core>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, PageError> {
+    let id = path_id(&id, "release")?;
+    let release = core.release(id).await?;
+    let (lines, complete) =
+        log_view::lines_so_far(|after| core.release_log_page(id, after)).await?;
+    Ok(frame(
+        &format!("Release #{id}"),
+        Some(&session),
+        html! {
+            h1 { "Release #" (id) " of " (release.service) }
+            (log_view::section(summary(&release), &lines, complete, &format!("/releases/{id}/events")))
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct After {
+    #[serde(default)]
+    after: i64,
+}
+
+async fn events(
+    _: SignedIn,
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<After>,
+) -> Result<impl IntoResponse, PageError> {
+    let id = path_id(&id, "release")?;
+    core.release(id).await?;
+    Ok(log_view::stream(
+        core,
+        log_view::resume(&headers, query.after),
+        move |core: Core, after| async move { core.release_log_page(id, after).await },
+        move |core: Core| async move { Ok(summary(&core.release(id).await?)) },
+    ))
+}
+
+/// The release's facts, its rollouts and its buttons.
+fn summary(release: &Release) -> Markup {
+    html! {
+        dl.facts {
+            dt { "State" } dd { (badge(release.state.as_str())) @if let Some(reason) = &release.reason { " " span.reason { (reason) } } }
+            dt { "Service" } dd { (release.service) " · " (release.environment) }
+            dt { "Image" } dd { code { (release.image) } }
+            dt { "Trigger" } dd {
+                (release.trigger.as_str())
+                @if let Some(build) = release.build_id { " of " a href={ "/builds/" (build) } { "build #" (build) } }
+                @if let Some(of) = release.rollback_of { " to " a href={ "/releases/" (of) } { "release #" (of) } }
+            }
+            dt { "Created" } dd { (ago(&release.created_at)) }
+            @if let Some(took) = took(&release.created_at, release.finished_at.as_deref()) {
+                dt { "Took" } dd { (took) @if release.finished_at.is_none() { " so far" } }
+            }
+        }
+        h2 { "Hosts" }
+        @if release.rollouts.is_empty() {
+            p.quiet { "No host has taken this release yet." }
+        }
+        table.rollouts {
+            @for rollout in &release.rollouts {
+                tr data-host=(rollout.agent) {
+                    th { (rollout.agent) }
+                    td { (badge(rollout.state.as_str())) }
+                    td {
+                        @if let Some(reason) = &rollout.reason { span.reason { (reason) } }
+                        @if let Some(probe) = rollout.probes.last() {
+                            " " span.probe { (rollout.probes.len()) " probes, last "
+                                (if probe.healthy { "healthy" } else { "unhealthy" }) ": " (probe.detail) }
+                        }
+                    }
+                    td { (ago(&rollout.updated_at)) }
+                }
+                @if !rollout.log_tail.is_empty() {
+                    tr { td colspan="4" { pre.tail { @for line in &rollout.log_tail { (line) "\n" } } } }
+                }
+            }
+        }
+        div.actions {
+            // A release that was replaced can be made live again; the API says when it cannot.
+            @if release.state == ReleaseState::Superseded {
+                button hx-post={ "/v1/services/" (release.service) "/rollback" }
+                    hx-ext="wharf-json" data-json={ r#"{"to": "# (release.id) "}" }
+                    hx-confirm={ "Roll " (release.service) " back to release #" (release.id) " in production?" }
+                    hx-swap="none" data-follow="/releases/" { "Roll back to this release" }
+            }
+        }
+    }
+}

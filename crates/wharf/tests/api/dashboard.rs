@@ -1,0 +1,635 @@
+//! The dashboard as a browser meets it, over plain HTTP: sign-in with its CSRF check and where
+//! it sends the browser on, the session cookie standing for the admin token in the REST API
+//! (writes only with the session's CSRF token), signing out, and the build, release, overview
+//! and agents pages with their live streams.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, sha, spawn_app};
+
+const STREAM_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A client that shows redirects instead of following them and keeps no cookies: the tests
+/// carry cookies by hand, so each one is seen.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value `name` is set to by the answer's `Set-Cookie` headers, with its attributes.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// `name=value` from a `Set-Cookie` header.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The value of the hidden form field `name` in a page.
+fn hidden_field(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {page}"))
+        + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+/// A browser's sign-in: the form, then the admin token posted with the form's CSRF token.
+/// Answers the session cookie (`wharf_session=…`) and the session's CSRF token.
+async fn sign_in(app: &TestApp) -> (String, String) {
+    let browser = browser();
+    let form = browser
+        .get(format!("{}/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    let sign_in_cookie = cookie_pair(&set_cookie(&form, "wharf_sign_in").unwrap());
+    let csrf = hidden_field(&form.text().await.unwrap(), "csrf_token");
+    let signed_in = browser
+        .post(format!("{}/login", app.url))
+        .header(COOKIE, &sign_in_cookie)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("token", ADMIN_TOKEN),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let session = cookie_pair(&set_cookie(&signed_in, "wharf_session").unwrap());
+    let overview = page(app, &session, "/").await;
+    (session, hidden_field(&overview, "csrf_token"))
+}
+
+/// A page read with the session cookie, which must answer 200.
+async fn page(app: &TestApp, session: &str, path: &str) -> String {
+    let response = browser()
+        .get(format!("{}{path}", app.url))
+        .header(COOKIE, session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.text().await.unwrap()
+}
+
+/// Queues a build of `web` and claims it as the agent whose token is `agent`.
+async fn claimed_build(app: &TestApp, agent: &str, commit: &str) -> i64 {
+    let queued = app
+        .post("/v1/services/web/builds", json!({"ref": commit}))
+        .await;
+    assert_eq!(queued.status, StatusCode::CREATED, "{}", queued.text);
+    let id = queued.body["id"].as_i64().unwrap();
+    let claim = app
+        .post_as(agent, "/v1/agent/claim", json!({"wait_ms": 2000}))
+        .await;
+    assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
+    id
+}
+
+async fn append(app: &TestApp, agent: &str, path: &str, lines: &[&str]) {
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|text| json!({"stream": "stdout", "text": text}))
+        .collect();
+    let answer = app.post_as(agent, path, json!({ "lines": lines })).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
+async fn report(app: &TestApp, agent: &str, id: i64, body: Value) {
+    let answer = app
+        .post_as(agent, &format!("/v1/agent/builds/{id}/state"), body)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
+/// Reads an event stream until `until` appears in it (or it ends), within the deadline.
+async fn read_stream(mut response: reqwest::Response, until: &str) -> String {
+    let mut text = String::new();
+    let reading = async {
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains(until) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(STREAM_DEADLINE, reading)
+        .await
+        .unwrap_or_else(|_| panic!("{until:?} did not come in time"));
+    text
+}
+
+async fn app_with_service() -> TestApp {
+    let app = spawn_app().await;
+    app.create_service("web", "https://git.example.com/acme/web", "main")
+        .await;
+    app
+}
+
+#[tokio::test]
+async fn a_page_sends_a_browser_without_a_session_to_sign_in_and_back() {
+    let app = spawn_app().await;
+    let browser = browser();
+    let away = browser
+        .get(format!("{}/builds/7?tab=log", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(away.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        away.headers()[LOCATION],
+        "/login?next=/builds/7%3Ftab%3Dlog"
+    );
+
+    let form = browser
+        .get(format!("{}/login?next=/builds/7", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    let sign_in_cookie = set_cookie(&form, "wharf_sign_in").unwrap();
+    assert!(sign_in_cookie.contains("HttpOnly"), "{sign_in_cookie}");
+    let sign_in_cookie = cookie_pair(&sign_in_cookie);
+    let form = form.text().await.unwrap();
+    for field in ["name=\"token\"", "name=\"user\"", "type=\"password\""] {
+        assert!(form.contains(field), "{field} in {form}");
+    }
+    let csrf = hidden_field(&form, "csrf_token");
+    assert_eq!(hidden_field(&form, "next"), "/builds/7");
+
+    let post = |fields: Vec<(&'static str, String)>, cookie: Option<String>| {
+        let mut request = browser.post(format!("{}/login", app.url)).form(&fields);
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        request.send()
+    };
+    // A form posted from elsewhere (no sign-in cookie, or another token) is refused, even with
+    // the right admin token.
+    for (cookie, token) in [
+        (None, csrf.clone()),
+        (Some(sign_in_cookie.clone()), "forged".to_owned()),
+    ] {
+        let refused = post(
+            vec![("csrf_token", token), ("token", ADMIN_TOKEN.to_owned())],
+            cookie,
+        )
+        .await
+        .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(set_cookie(&refused, "wharf_session").is_none());
+    }
+    // A wrong token is a 401 that says so and starts nothing; so is a user, as there are none.
+    for (user, token) in [("", "not-the-token"), ("alice", ADMIN_TOKEN)] {
+        let refused = post(
+            vec![
+                ("csrf_token", csrf.clone()),
+                ("user", user.to_owned()),
+                ("token", token.to_owned()),
+            ],
+            Some(sign_in_cookie.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert!(set_cookie(&refused, "wharf_session").is_none());
+        let page = refused.text().await.unwrap();
+        assert!(page.contains("role=\"alert\""), "{page}");
+        assert!(!page.contains(ADMIN_TOKEN), "{page}");
+    }
+    // The admin token starts a session and goes on to the page asked for; another site is
+    // never where a sign-in goes on to.
+    for (next, expected) in [
+        ("/builds/7", "/builds/7"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example", "/"),
+    ] {
+        let signed_in = post(
+            vec![
+                ("csrf_token", csrf.clone()),
+                ("token", ADMIN_TOKEN.to_owned()),
+                ("next", next.to_owned()),
+            ],
+            Some(sign_in_cookie.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+        assert_eq!(signed_in.headers()[LOCATION], expected);
+        let session = set_cookie(&signed_in, "wharf_session").unwrap();
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(session.contains(attribute), "{attribute} in {session}");
+        }
+        // The test server's public URL is http: a Secure cookie would never come back.
+        assert!(!session.contains("Secure"), "{session}");
+    }
+    // The session's id is not what the store keeps.
+    let (session, _) = sign_in(&app).await;
+    let id = session.trim_start_matches("wharf_session=");
+    let dump = format!("{:?}", app.store.dashboard_session(id, 0).await.unwrap());
+    assert_eq!(dump, "None");
+}
+
+#[tokio::test]
+async fn a_session_reads_the_api_and_writes_only_with_its_csrf_token_until_it_signs_out() {
+    let app = app_with_service().await;
+    let agent = app.create_agent("builder").await;
+    let id = claimed_build(&app, &agent, &sha('a')).await;
+    let (session, csrf) = sign_in(&app).await;
+    let browser = browser();
+
+    let read = browser
+        .get(format!("{}/v1/builds/{id}", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    // A write without the CSRF token, or with another, is what another site's page could make
+    // a signed-in browser send: refused.
+    for token in [None, Some("forged")] {
+        let mut request = browser
+            .post(format!("{}/v1/builds/{id}/cancel", app.url))
+            .header(COOKIE, &session);
+        if let Some(token) = token {
+            request = request.header("X-CSRF-Token", token);
+        }
+        assert_eq!(
+            request.send().await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+    assert_eq!(app.build(id).await["state"], "claimed");
+    let cancelled = browser
+        .post(format!("{}/v1/builds/{id}/cancel", app.url))
+        .header(COOKIE, &session)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    assert_eq!(app.build(id).await["state"], "cancelled");
+
+    // A made-up session is no session.
+    let forged = browser
+        .get(format!("{}/v1/builds", app.url))
+        .header(COOKIE, "wharf_session=made-up")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+
+    // Signing out needs the CSRF token too, then ends the session everywhere.
+    let refused = browser
+        .post(format!("{}/logout", app.url))
+        .header(COOKIE, &session)
+        .form(&[("csrf_token", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    page(&app, &session, "/").await;
+    let signed_out = browser
+        .post(format!("{}/logout", app.url))
+        .header(COOKIE, &session)
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed_out.headers()[LOCATION], "/login");
+    assert!(
+        set_cookie(&signed_out, "wharf_session")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = browser
+        .get(format!("{}/v1/builds", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    let page_after = browser
+        .get(format!("{}/", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page_after.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_ends() {
+    let app = app_with_service().await;
+    let agent = app.create_agent("builder").await;
+    let commit = sha('b');
+    let id = claimed_build(&app, &agent, &commit).await;
+    let log = format!("/v1/agent/builds/{id}/logs");
+    append(
+        &app,
+        &agent,
+        &log,
+        &[
+            "\u{1b}[31mred <script>alert(1)</script>\u{1b}[0m",
+            "step 1/3",
+        ],
+    )
+    .await;
+    let (session, _) = sign_in(&app).await;
+
+    let shown = page(&app, &session, &format!("/builds/{id}")).await;
+    assert!(shown.contains("Build #"), "{shown}");
+    assert!(shown.contains(&commit[..12]), "{shown}");
+    assert!(
+        shown.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{shown}"
+    );
+    assert!(!shown.contains("<script>alert"), "{shown}");
+    assert!(shown.contains("class=\"fg1\""), "the red is kept: {shown}");
+    assert!(
+        shown.contains(&format!("sse-connect=\"/builds/{id}/events?after=2\"")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("hx-post=\"/v1/builds/{id}/cancel\"")),
+        "{shown}"
+    );
+
+    let stream = browser()
+        .get(format!("{}/builds/{id}/events?after=2", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    append(&app, &agent, &log, &["step 2/3 <b>"]).await;
+    report(
+        &app,
+        &agent,
+        id,
+        json!({"state": "failed", "reason": "step build failed: exit status 2",
+               "failure": {"step": "build", "command": "podman build .", "exit_code": 2,
+                           "output_tail": ["error: no such file"]}}),
+    )
+    .await;
+    let events = read_stream(stream, "event: done").await;
+    assert!(events.contains("id: 3"), "{events}");
+    assert!(events.contains("step 2/3 &lt;b&gt;"), "{events}");
+    assert!(
+        !events.contains("id: 1\n"),
+        "only lines after the page's: {events}"
+    );
+    assert!(events.contains("event: summary"), "{events}");
+    assert!(events.contains("data-state=\"failed\""), "{events}");
+    assert!(events.contains("podman build ."), "{events}");
+
+    // A reconnect resumes after the last line it saw and ends at once.
+    let resumed = browser()
+        .get(format!("{}/builds/{id}/events?after=0", app.url))
+        .header(COOKIE, &session)
+        .header("Last-Event-ID", "3")
+        .send()
+        .await
+        .unwrap();
+    let resumed = read_stream(resumed, "event: done").await;
+    assert!(!resumed.contains("event: line"), "{resumed}");
+
+    // A finished build is a plain page, with its failure and a retry button.
+    let finished = page(&app, &session, &format!("/builds/{id}")).await;
+    assert!(!finished.contains("sse-connect"), "{finished}");
+    assert!(finished.contains("The build step failed"), "{finished}");
+    assert!(
+        finished.contains(&format!("hx-post=\"/v1/builds/{id}/retry\"")),
+        "{finished}"
+    );
+
+    // Nothing is shown without a session, and a build that does not exist is a 404 page.
+    let away = browser()
+        .get(format!("{}/builds/{id}/events", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(away.status(), StatusCode::SEE_OTHER);
+    for missing in ["/builds/999", "/builds/x", "/releases/999"] {
+        let answer = browser()
+            .get(format!("{}{missing}", app.url))
+            .header(COOKIE, &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{missing}");
+        assert!(
+            answer.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_release_overview_and_agents_pages_show_what_is_live_and_who_works() {
+    let app = app_with_service().await;
+    // A service deploys to the host named `local` unless it names others.
+    let agent = app.create_agent("local").await;
+    let registered = app
+        .post_as(
+            &agent,
+            "/v1/agent/register",
+            json!({"labels": ["build", "deploy"]}),
+        )
+        .await;
+    assert_eq!(registered.status, StatusCode::OK, "{}", registered.text);
+    let commit = sha('c');
+    let id = claimed_build(&app, &agent, &commit).await;
+    report(
+        &app,
+        &agent,
+        id,
+        json!({"state": "completed", "image": format!("registry.test/default/web:{commit}"),
+               "digest": format!("sha256:{}", "0".repeat(64))}),
+    )
+    .await;
+    let claimed = app
+        .post_as(
+            &agent,
+            "/v1/agent/rollouts/claim",
+            json!({"wait_ms": 10000}),
+        )
+        .await;
+    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.text);
+    let rollout = claimed.body["job"]["rollout_id"].as_i64().unwrap();
+    let release = claimed.body["job"]["release_id"].as_i64().unwrap();
+    let (session, _) = sign_in(&app).await;
+
+    let stream = browser()
+        .get(format!("{}/releases/{release}/events", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    append(
+        &app,
+        &agent,
+        &format!("/v1/agent/rollouts/{rollout}/logs"),
+        &["pulled the image"],
+    )
+    .await;
+    for state in ["starting", "health_checking", "live"] {
+        let answer = app
+            .post_as(
+                &agent,
+                &format!("/v1/agent/rollouts/{rollout}/state"),
+                json!({"state": state}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    }
+    let events = read_stream(stream, "event: done").await;
+    assert!(events.contains("pulled the image"), "{events}");
+    assert!(events.contains("local"), "{events}");
+    assert!(events.contains("data-state=\"live\""), "{events}");
+
+    let shown = page(&app, &session, &format!("/releases/{release}")).await;
+    assert!(shown.contains(&format!("href=\"/builds/{id}\"")), "{shown}");
+    assert!(shown.contains("data-host=\"local\""), "{shown}");
+
+    let overview = page(&app, &session, "/").await;
+    assert!(overview.contains("data-service=\"web\""), "{overview}");
+    assert!(
+        overview.contains(&format!("href=\"/releases/{release}\"")),
+        "the live release: {overview}"
+    );
+    assert!(
+        overview.contains(&format!("data-build=\"{id}\"")),
+        "{overview}"
+    );
+    assert!(overview.contains("data-agent=\"local\""), "{overview}");
+    assert!(overview.contains("data-state=\"online\""), "{overview}");
+    // The overview's stream sends it whole, and again when something changes.
+    let stream = browser()
+        .get(format!("{}/events/overview", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    let first = read_stream(stream, "data-service=\"web\"").await;
+    assert!(first.contains("event: fragment"), "{first}");
+
+    let agents = page(&app, &session, "/agents").await;
+    assert!(agents.contains("data-agent=\"local\""), "{agents}");
+    assert!(agents.contains("build, deploy"), "{agents}");
+}
+
+#[tokio::test]
+async fn assets_are_served_from_the_binary_for_a_year() {
+    let app = spawn_app().await;
+    let (session, _) = sign_in(&app).await;
+    let overview = page(&app, &session, "/").await;
+    for script in [
+        "/assets/htmx-2.0.11.min.js",
+        "/assets/htmx-ext-sse-2.2.4.min.js",
+    ] {
+        assert!(overview.contains(script), "{overview}");
+        let answer = browser()
+            .get(format!("{}{script}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert!(
+            answer.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        assert!(answer.text().await.unwrap().len() > 1000);
+    }
+}
+
+/// Where the tests' npm packages are (`testdata`, installed by `scripts/setup.sh`).
+fn testdata() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
+}
+
+/// Debian's Chromium, driven by Playwright (`testdata/browser/dashboard.mjs`): sent to sign
+/// in, it signs in, sees the log so far in colour, sees a line arrive live and the build fail,
+/// and retries it with the button (htmx, with the session's CSRF token). Run once, on SQLite.
+#[tokio::test]
+async fn in_a_browser_a_build_page_signs_in_follows_the_log_live_and_retries() {
+    let app = app_with_service().await;
+    let agent = app.create_agent("builder").await;
+    let id = claimed_build(&app, &agent, &sha('d')).await;
+    let log = format!("/v1/agent/builds/{id}/logs");
+    append(
+        &app,
+        &agent,
+        &log,
+        &["\u{1b}[31m<b>compiling</b>\u{1b}[0m", "step 1/3"],
+    )
+    .await;
+
+    let mut browser = tokio::process::Command::new("node")
+        .arg(testdata().join("browser/dashboard.mjs"))
+        .args([&app.url, ADMIN_TOKEN, &id.to_string()])
+        .current_dir(testdata())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (scripts/setup.sh installs it with Playwright and Chromium)");
+    let mut said = tokio::io::BufReader::new(browser.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), said.next_line())
+        .await
+        .expect("the browser signs in and shows the log within a minute")
+        .unwrap();
+    if ready.as_deref() != Some("ready") {
+        let output = browser.wait_with_output().await.unwrap();
+        panic!(
+            "the browser said {ready:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    append(&app, &agent, &log, &["arrived live"]).await;
+    report(
+        &app,
+        &agent,
+        id,
+        json!({"state": "failed", "reason": "step build failed: exit status 1"}),
+    )
+    .await;
+    let retried = tokio::time::timeout(Duration::from_secs(60), said.next_line())
+        .await
+        .expect("the browser retries within a minute")
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(30), browser.wait_with_output())
+        .await
+        .expect("the browser closes")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let newest = app.builds().await[0].clone();
+    assert_eq!(newest["retry_of"], id, "{newest}");
+    assert_eq!(retried, Some(format!("retried /builds/{}", newest["id"])));
+}

@@ -1,0 +1,59 @@
+// Drives Debian's Chromium through Wharf's dashboard, as a person would, for Wharf's browser
+// test (crates/wharf/tests/browser.rs), which starts the server and plays the agent:
+//
+//   node dashboard.mjs BASE_URL ADMIN_TOKEN BUILD_ID
+//
+// It opens the build's page, is sent to sign in, signs in with the admin token, sees the log
+// lines stored so far with their colours, prints `ready`, then waits for the line the test
+// appends to arrive live, for the build to show as failed, clicks Retry (accepting the
+// confirmation) and prints `retried PATH` with the new build's page. Any failure exits 1 with
+// the reason on stderr.
+import { chromium } from 'playwright-core';
+
+const [base, token, build] = process.argv.slice(2);
+const deadline = 20000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.WHARF_CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+try {
+  const page = await browser.newPage();
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`script error: ${error.message}`));
+  page.on('dialog', (dialog) => dialog.accept());
+
+  await page.goto(`${base}/builds/${build}`);
+  if (!new URL(page.url()).pathname.startsWith('/login')) {
+    throw new Error(`not sent to sign in: ${page.url()}`);
+  }
+  await page.fill('input[name=token]', token);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${base}/builds/${build}`, { timeout: deadline });
+
+  await page.locator('#l1 .fg1').waitFor({ timeout: deadline });
+  const first = await page.locator('#l1').innerText();
+  if (!first.includes('<b>compiling</b>')) {
+    throw new Error(`the first line reads ${JSON.stringify(first)}`);
+  }
+  console.log('ready');
+
+  await page.locator('#l3').waitFor({ timeout: deadline });
+  const live = await page.locator('#l3').innerText();
+  if (!live.includes('arrived live')) {
+    throw new Error(`the live line reads ${JSON.stringify(live)}`);
+  }
+  await page.locator('#summary [data-state=failed]').waitFor({ timeout: deadline });
+  await page.getByRole('button', { name: 'Retry' }).click();
+  await page.waitForURL((url) => url.pathname !== `/builds/${build}`, { timeout: deadline });
+  if (problems.length > 0) {
+    throw new Error(problems.join('\n'));
+  }
+  console.log(`retried ${new URL(page.url()).pathname}`);
+} catch (error) {
+  console.error(error.stack || String(error));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
