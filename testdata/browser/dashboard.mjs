@@ -6,8 +6,10 @@
 // It opens the build's page, is sent to sign in, signs in with the admin token, sees the log
 // lines stored so far with their colours, prints `ready`, then waits for the line the test
 // appends to arrive live, for the build to show as failed, clicks Retry (accepting the
-// confirmation) and prints `retried PATH` with the new build's page. Any failure exits 1 with
-// the reason on stderr.
+// confirmation) and prints `retried PATH` with the new build's page. Then it opens the service's
+// page, waits for the retried build to complete there (the timeline is live), deploys it with
+// its button and prints `deployed PATH` with the release's page. Any failure exits 1 with the
+// reason on stderr.
 import { chromium } from 'playwright-core';
 
 const [base, token, build] = process.argv.slice(2);
@@ -47,10 +49,18 @@ try {
   await page.locator('#summary [data-state=failed]').waitFor({ timeout: deadline });
   await page.getByRole('button', { name: 'Retry' }).click();
   await page.waitForURL((url) => url.pathname !== `/builds/${build}`, { timeout: deadline });
+  const retried = new URL(page.url()).pathname;
+  console.log(`retried ${retried}`);
+
+  const service = (await page.locator('h1 a').first().innerText()).trim();
+  await page.goto(`${base}/services/${service}`);
+  const row = page.locator(`tr[data-build="${retried.split('/').pop()}"]`);
+  await row.getByRole('button', { name: 'Deploy' }).click({ timeout: deadline });
+  await page.waitForURL((url) => url.pathname.startsWith('/releases/'), { timeout: deadline });
   if (problems.length > 0) {
     throw new Error(problems.join('\n'));
   }
-  console.log(`retried ${new URL(page.url()).pathname}`);
+  console.log(`deployed ${new URL(page.url()).pathname}`);
 } catch (error) {
   console.error(error.stack || String(error));
   process.exitCode = 1;

@@ -22,6 +22,30 @@ pub const OVERDUE_ROLLOUT_REASON: &str = "it is still rolling out past its deadl
      service's health deadline and time for the pull): its agent answers but has not ended it; \
      the previous release keeps serving";
 
+/// What the dashboard says of work whose agent has not been heard from for a lease.
+pub const SILENT_AGENT_REASON: &str = "its agent has not been heard from for a lease: at the \
+     next lease check a build goes back to the queue (or fails on its last attempt), and a \
+     rollout's host is reported offline while the previous release keeps serving";
+
+/// Why work still in progress at `now` is stuck, or `None` while it is not: its agent's lease
+/// ran out (`lease_expires_at`, for work held under a lease), or it passed its deadline.
+/// `overdue` is the reason for the second, [`OVERDUE_BUILD_REASON`] or
+/// [`OVERDUE_ROLLOUT_REASON`].
+pub fn stuck_reason(
+    lease_expires_at: Option<i64>,
+    deadline_at: Option<i64>,
+    overdue: &'static str,
+    now: i64,
+) -> Option<&'static str> {
+    if lease_expires_at.is_some_and(|expires| expires <= now) {
+        Some(SILENT_AGENT_REASON)
+    } else if deadline_at.is_some_and(|deadline| deadline <= now) {
+        Some(overdue)
+    } else {
+        None
+    }
+}
+
 /// The deadline of a build an agent with a build timeout of `timeout` takes at `claimed_at`,
 /// under leases of `lease`.
 pub fn build_deadline(claimed_at: i64, timeout: Duration, lease: Duration) -> i64 {
@@ -45,6 +69,22 @@ fn millis(duration: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_is_stuck_once_its_lease_or_its_deadline_has_passed() {
+        let overdue = OVERDUE_BUILD_REASON;
+        assert_eq!(stuck_reason(None, None, overdue, 5), None);
+        assert_eq!(stuck_reason(Some(6), Some(9), overdue, 5), None);
+        assert_eq!(
+            stuck_reason(Some(5), Some(9), overdue, 5),
+            Some(SILENT_AGENT_REASON)
+        );
+        assert_eq!(stuck_reason(Some(9), Some(5), overdue, 5), Some(overdue));
+        assert_eq!(
+            stuck_reason(None, Some(4), OVERDUE_ROLLOUT_REASON, 5),
+            Some(OVERDUE_ROLLOUT_REASON)
+        );
+    }
 
     #[test]
     fn deadlines_add_the_timeout_and_its_grace() {

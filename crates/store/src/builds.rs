@@ -101,10 +101,14 @@ pub(crate) struct BuildRow {
     log_truncated: bool,
     images: Option<String>,
     compose_file: Option<String>,
+    lease_expires_at: Option<i64>,
+    deadline_at: Option<i64>,
 }
 
 impl BuildRow {
     fn into_build(self) -> Build {
+        let state = BuildState::parse(&self.state).unwrap_or(BuildState::Failed);
+        let leased = state.is_leased();
         Build {
             id: self.id,
             service: self.service,
@@ -113,7 +117,7 @@ impl BuildRow {
             commit_sha: self.commit_sha,
             branch: self.branch,
             trigger: BuildTrigger::parse(&self.trigger).unwrap_or(BuildTrigger::Manual),
-            state: BuildState::parse(&self.state).unwrap_or(BuildState::Failed),
+            state,
             reason: self.reason,
             attempt: self.attempt,
             max_attempts: self.max_attempts,
@@ -142,6 +146,9 @@ impl BuildRow {
                 .and_then(|json| serde_json::from_str(&json).ok())
                 .unwrap_or_default(),
             compose_file: self.compose_file,
+            // Only work held under a lease has a lease or a deadline that means anything.
+            lease_expires_at: self.lease_expires_at.filter(|_| leased).map(format_millis),
+            deadline_at: self.deadline_at.filter(|_| leased).map(format_millis),
         }
     }
 }
@@ -153,7 +160,8 @@ macro_rules! select_build {
          b.trigger, b.state, b.reason, b.attempt, b.max_attempts, a.name AS agent, b.delivery_id, \
          b.retry_of, b.installation_id, b.created_at, b.updated_at, \
          b.claimed_at, b.finished_at, b.image, b.digest, b.failed_step, b.failed_command, \
-         b.exit_code, b.output_tail, b.log_truncated, b.images, b.compose_file \
+         b.exit_code, b.output_tail, b.log_truncated, b.images, b.compose_file, \
+         b.lease_expires_at, b.deadline_at \
          FROM builds b JOIN services s ON s.id = b.service_id \
          LEFT JOIN agents a ON a.id = b.agent_id"
     };

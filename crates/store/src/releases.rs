@@ -98,15 +98,17 @@ struct RolloutRow {
     probes: Option<String>,
     log_tail: Option<String>,
     updated_at: i64,
+    deadline_at: Option<i64>,
 }
 
 impl From<RolloutRow> for Rollout {
     fn from(row: RolloutRow) -> Rollout {
+        let state = ReleaseState::parse(&row.state).unwrap_or(ReleaseState::Failed);
         Rollout {
             id: row.id,
             release_id: row.release_id,
             agent: row.agent,
-            state: ReleaseState::parse(&row.state).unwrap_or(ReleaseState::Failed),
+            state,
             reason: row.reason,
             probes: row
                 .probes
@@ -119,6 +121,10 @@ impl From<RolloutRow> for Rollout {
                 .and_then(|text| serde_json::from_str(text).ok())
                 .unwrap_or_default(),
             updated_at: format_millis(row.updated_at),
+            deadline_at: row
+                .deadline_at
+                .filter(|_| state.is_rolling_out())
+                .map(format_millis),
         }
     }
 }
@@ -134,7 +140,7 @@ macro_rules! select_release {
 macro_rules! select_rollout {
     () => {
         "SELECT o.id, o.release_id, a.name AS agent, o.state, o.reason, o.probes, o.log_tail, \
-         o.updated_at FROM rollouts o JOIN agents a ON a.id = o.agent_id"
+         o.updated_at, o.deadline_at FROM rollouts o JOIN agents a ON a.id = o.agent_id"
     };
 }
 

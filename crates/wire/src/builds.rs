@@ -160,6 +160,13 @@ pub struct Build {
     /// The compose file a compose build read, kept for its deploy.
     #[serde(default)]
     pub compose_file: Option<String>,
+    /// While an agent holds it: when its lease runs out unless the agent is heard from.
+    #[serde(default)]
+    pub lease_expires_at: Option<String>,
+    /// While an agent holds it: when it must be over (the agent's build timeout and a grace);
+    /// past either time the build is stuck.
+    #[serde(default)]
+    pub deadline_at: Option<String>,
 }
 
 /// An image a build pushed.

@@ -331,6 +331,10 @@ pub struct Rollout {
     #[serde(default)]
     pub log_tail: Vec<String>,
     pub updated_at: String,
+    /// While it rolls out: when it must be over (the service's health deadline and time for the
+    /// pull); past it the rollout is stuck.
+    #[serde(default)]
+    pub deadline_at: Option<String>,
 }
 
 /// One health probe.

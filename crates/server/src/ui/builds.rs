@@ -10,11 +10,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use maud::{Markup, html};
 use serde::Deserialize;
-use wharf_wire::{Build, BuildState};
+use wharf_wire::Build;
 
 use crate::core::Core;
 use crate::ui::log_view;
-use crate::ui::page::{PageError, ago, badge, commit, frame, path_id, took};
+use crate::ui::page::{
+    PageError, ago, build_badge, build_buttons, build_stuck, commit, frame, path_id, took,
+};
 use crate::ui::session::SignedIn;
 
 pub(crate) fn router() -> Router<Core> {
@@ -37,7 +39,7 @@ async fn page(
         &format!("Build #{id}"),
         Some(&session),
         html! {
-            h1 { "Build #" (id) " of " (build.service) }
+            h1 { "Build #" (id) " of " a href={ "/services/" (build.service) } { (build.service) } }
             (log_view::section(summary, &lines, complete, &format!("/builds/{id}/events")))
         },
     ))
@@ -82,7 +84,8 @@ async fn repo_of(core: &Core, build: &Build) -> String {
 fn summary(build: &Build, repo: &str) -> Markup {
     html! {
         dl.facts {
-            dt { "State" } dd { (badge(build.state.as_str())) @if let Some(reason) = &build.reason { " " span.reason { (reason) } } }
+            dt { "State" } dd { (build_badge(build)) @if let Some(reason) = &build.reason { " " span.reason { (reason) } } }
+            @if let Some(stuck) = build_stuck(build) { dt { "Stuck" } dd.stuck { (stuck) } }
             dt { "Service" } dd { (build.service) " · " (build.environment) }
             dt { "Commit" } dd { (commit(repo, &build.commit_sha)) @if let Some(branch) = &build.branch { " on " code { (branch) } } }
             dt { "Trigger" } dd { (build.trigger.as_str()) @if let Some(of) = build.retry_of { " of " a href={ "/builds/" (of) } { "#" (of) } } }
@@ -104,13 +107,6 @@ fn summary(build: &Build, repo: &str) -> Markup {
                 }
             }
         }
-        div.actions {
-            @if !build.state.is_final() {
-                button hx-post={ "/v1/builds/" (build.id) "/cancel" } hx-confirm="Cancel this build?" hx-swap="none" { "Cancel" }
-            }
-            @if matches!(build.state, BuildState::Failed | BuildState::Cancelled) {
-                button hx-post={ "/v1/builds/" (build.id) "/retry" } hx-confirm="Build this commit again?" hx-swap="none" data-follow="/builds/" { "Retry" }
-            }
-        }
+        div.actions { (build_buttons(build, true)) }
     }
 }

@@ -12,6 +12,7 @@ mod log_view;
 mod overview;
 mod page;
 mod releases;
+mod services;
 pub(crate) mod session;
 mod sign_in;
 
@@ -24,6 +25,7 @@ use crate::core::Core;
 pub(crate) const EVENT_STREAMS: &[&str] = &[
     "/builds/{id}/events",
     "/releases/{id}/events",
+    "/services/{name}/events",
     "/events/overview",
     "/events/agents",
 ];
@@ -36,5 +38,6 @@ pub(crate) fn router() -> Router<Core> {
         .merge(overview::router())
         .merge(builds::router())
         .merge(releases::router())
+        .merge(services::router())
         .merge(agents::router())
 }

@@ -13,7 +13,7 @@ use wharf_wire::{Agent, Build, Release, ReleaseState};
 
 use crate::core::{Core, CoreError, now_millis};
 use crate::ui::live::live_fragment;
-use crate::ui::page::{PageError, ago, badge, commit, frame};
+use crate::ui::page::{PageError, ago, badge, build_badge, commit, frame, short};
 use crate::ui::session::SignedIn;
 
 /// How many of the newest builds the overview lists.
@@ -111,9 +111,9 @@ async fn overview(core: Core) -> Result<Markup, CoreError> {
                 @for build in &builds {
                     tr data-build=(build.id) {
                         td { a href={ "/builds/" (build.id) } { "#" (build.id) } }
-                        td { (build.service) }
-                        td { (badge(build.state.as_str())) }
-                        td { code { (build.commit_sha.get(..12).unwrap_or(&build.commit_sha)) } }
+                        td { a href={ "/services/" (build.service) } { (build.service) } }
+                        td { (build_badge(build)) }
+                        td { code { (short(&build.commit_sha)) } }
                         td { (build.trigger.as_str()) }
                         td { (ago(&build.created_at)) }
                     }
@@ -129,7 +129,7 @@ fn service_row(row: &ServiceRow) -> Markup {
     html! {
         tr data-service=(row.name) {
             th {
-                (row.name)
+                a href={ "/services/" (row.name) } { (row.name) }
                 div.quiet { (row.repo) " · " (row.branch) }
                 @if let Some(domain) = &row.domain { div { a href={ "http://" (domain) } { (domain) } } }
             }
@@ -147,7 +147,7 @@ fn service_row(row: &ServiceRow) -> Markup {
             }
             td {
                 @if let Some(build) = &row.building {
-                    div { a href={ "/builds/" (build.id) } { "build #" (build.id) } " " (badge(build.state.as_str())) " "
+                    div { a href={ "/builds/" (build.id) } { "build #" (build.id) } " " (build_badge(build)) " "
                         (commit(&row.repo, &build.commit_sha)) }
                 }
                 @if let Some(release) = &row.rolling_out {

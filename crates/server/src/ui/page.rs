@@ -3,7 +3,10 @@
 
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use wharf_wire::parse_millis;
+use wharf_domain::stuck::{
+    OVERDUE_BUILD_REASON, OVERDUE_ROLLOUT_REASON, SILENT_AGENT_REASON, stuck_reason,
+};
+use wharf_wire::{Build, BuildState, Release, ReleaseState, Rollout, parse_millis};
 
 use crate::core::sessions::Session;
 use crate::core::{CoreError, now_millis};
@@ -98,9 +101,89 @@ pub(crate) fn badge(state: &str) -> Markup {
     html! { span class={ "badge " (tone) } data-state=(state) { (state.replace('_', " ")) } }
 }
 
+/// Why a build in progress is stuck, when it is: its agent has not been heard from for a lease,
+/// or it has passed its deadline.
+pub(crate) fn build_stuck(build: &Build) -> Option<&'static str> {
+    if build.state.is_final() {
+        return None;
+    }
+    stuck_reason(
+        build.lease_expires_at.as_deref().and_then(parse_millis),
+        build.deadline_at.as_deref().and_then(parse_millis),
+        OVERDUE_BUILD_REASON,
+        now_millis(),
+    )
+}
+
+/// Why a rollout is stuck, when it is: it passed its deadline, or its host (`online`: heard from
+/// within a lease) has gone quiet while it rolls out.
+pub(crate) fn rollout_stuck(rollout: &Rollout, online: bool) -> Option<&'static str> {
+    if !rollout.state.is_rolling_out() {
+        return None;
+    }
+    if !online {
+        return Some(SILENT_AGENT_REASON);
+    }
+    stuck_reason(
+        None,
+        rollout.deadline_at.as_deref().and_then(parse_millis),
+        OVERDUE_ROLLOUT_REASON,
+        now_millis(),
+    )
+}
+
+/// A build's state as a badge, or `stuck` with what Wharf will do about it.
+pub(crate) fn build_badge(build: &Build) -> Markup {
+    match build_stuck(build) {
+        Some(reason) => stuck_badge(build.state.as_str(), reason),
+        None => badge(build.state.as_str()),
+    }
+}
+
+/// `stuck` instead of the state work is stuck in, the reason on hover.
+pub(crate) fn stuck_badge(state: &str, reason: &str) -> Markup {
+    html! { span.badge.bad data-state="stuck" title=(reason) { "stuck " (state.replace('_', " ")) } }
+}
+
+/// The buttons of a build: cancel while it runs, retry once it failed or was cancelled, deploy
+/// once it completed (when `deploy` is set: on the service page). Each asks first.
+pub(crate) fn build_buttons(build: &Build, deploy: bool) -> Markup {
+    html! {
+        @if !build.state.is_final() {
+            button hx-post={ "/v1/builds/" (build.id) "/cancel" } hx-confirm={ "Cancel build #" (build.id) "?" } hx-swap="none" { "Cancel" }
+        }
+        @if matches!(build.state, BuildState::Failed | BuildState::Cancelled) {
+            button hx-post={ "/v1/builds/" (build.id) "/retry" } hx-confirm={ "Build commit " (short(&build.commit_sha)) " again?" }
+                hx-swap="none" data-follow="/builds/" { "Retry" }
+        }
+        @if deploy && build.state == BuildState::Completed {
+            button hx-post={ "/v1/services/" (build.service) "/deploy" } hx-ext="wharf-json" data-json={ r#"{"build": "# (build.id) "}" }
+                hx-confirm={ "Deploy build #" (build.id) " to " (build.environment) "?" }
+                hx-swap="none" data-follow="/releases/" { "Deploy" }
+        }
+    }
+}
+
+/// The button that makes a replaced release live again; the API says when it cannot.
+pub(crate) fn rollback_button(release: &Release) -> Markup {
+    html! {
+        @if release.state == ReleaseState::Superseded {
+            button hx-post={ "/v1/services/" (release.service) "/rollback" }
+                hx-ext="wharf-json" data-json={ r#"{"to": "# (release.id) "}" }
+                hx-confirm={ "Roll " (release.service) " back to release #" (release.id) " in " (release.environment) "?" }
+                hx-swap="none" data-follow="/releases/" { "Roll back to this" }
+        }
+    }
+}
+
+/// A commit's first 12 characters.
+pub(crate) fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
 /// A commit's first 12 characters, linked to GitHub when the repository is GitHub's.
 pub(crate) fn commit(repo: &str, sha: &str) -> Markup {
-    let short = sha.get(..12).unwrap_or(sha);
+    let short = short(sha);
     let on_github = !repo.starts_with('/') && !repo.contains("://") && repo.contains('/');
     html! {
         @if on_github {

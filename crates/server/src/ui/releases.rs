@@ -9,11 +9,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use maud::{Markup, html};
 use serde::Deserialize;
-use wharf_wire::{Release, ReleaseState};
+use wharf_wire::Release;
 
-use crate::core::Core;
+use crate::core::{Core, CoreError};
 use crate::ui::log_view;
-use crate::ui::page::{PageError, ago, badge, frame, path_id, took};
+use crate::ui::overview::online;
+use crate::ui::page::{
+    PageError, ago, badge, frame, path_id, rollback_button, rollout_stuck, stuck_badge, took,
+};
 use crate::ui::session::SignedIn;
 
 pub(crate) fn router() -> Router<Core> {
@@ -35,8 +38,8 @@ async fn page(
         &format!("Release #{id}"),
         Some(&session),
         html! {
-            h1 { "Release #" (id) " of " (release.service) }
-            (log_view::section(summary(&release), &lines, complete, &format!("/releases/{id}/events")))
+            h1 { "Release #" (id) " of " a href={ "/services/" (release.service) } { (release.service) } }
+            (log_view::section(summary(&release, &online_hosts(&core).await?), &lines, complete, &format!("/releases/{id}/events")))
         },
     ))
 }
@@ -60,12 +63,30 @@ async fn events(
         core,
         log_view::resume(&headers, query.after),
         move |core: Core, after| async move { core.release_log_page(id, after).await },
-        move |core: Core| async move { Ok(summary(&core.release(id).await?)) },
+        move |core: Core| async move {
+            Ok(summary(
+                &core.release(id).await?,
+                &online_hosts(&core).await?,
+            ))
+        },
     ))
 }
 
-/// The release's facts, its rollouts and its buttons.
-fn summary(release: &Release) -> Markup {
+/// The agents heard from within a lease.
+async fn online_hosts(core: &Core) -> Result<Vec<String>, CoreError> {
+    let lease = core.config.lease;
+    Ok(core
+        .agents()
+        .await?
+        .into_iter()
+        .filter(|agent| online(agent, lease))
+        .map(|agent| agent.name)
+        .collect())
+}
+
+/// The release's facts, its rollouts (`online`: the hosts heard from within a lease) and its
+/// buttons.
+fn summary(release: &Release, online: &[String]) -> Markup {
     html! {
         dl.facts {
             dt { "State" } dd { (badge(release.state.as_str())) @if let Some(reason) = &release.reason { " " span.reason { (reason) } } }
@@ -89,7 +110,12 @@ fn summary(release: &Release) -> Markup {
             @for rollout in &release.rollouts {
                 tr data-host=(rollout.agent) {
                     th { (rollout.agent) }
-                    td { (badge(rollout.state.as_str())) }
+                    td {
+                        @match rollout_stuck(rollout, online.contains(&rollout.agent)) {
+                            Some(reason) => { (stuck_badge(rollout.state.as_str(), reason)) div.stuck { (reason) } }
+                            None => (badge(rollout.state.as_str())),
+                        }
+                    }
                     td {
                         @if let Some(reason) = &rollout.reason { span.reason { (reason) } }
                         @if let Some(probe) = rollout.probes.last() {
@@ -104,14 +130,6 @@ fn summary(release: &Release) -> Markup {
                 }
             }
         }
-        div.actions {
-            // A release that was replaced can be made live again; the API says when it cannot.
-            @if release.state == ReleaseState::Superseded {
-                button hx-post={ "/v1/services/" (release.service) "/rollback" }
-                    hx-ext="wharf-json" data-json={ r#"{"to": "# (release.id) "}" }
-                    hx-confirm={ "Roll " (release.service) " back to release #" (release.id) " in production?" }
-                    hx-swap="none" data-follow="/releases/" { "Roll back to this release" }
-            }
-        }
+        div.actions { (rollback_button(release)) }
     }
 }

@@ -87,6 +87,8 @@ pub(super) fn build() -> Build {
         log_truncated: false,
         images: Vec::new(),
         compose_file: None,
+        lease_expires_at: None,
+        deadline_at: None,
     }
 }
 

@@ -10,7 +10,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, sha, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, Options, TestApp, sha, spawn_app, spawn_app_with, wait_until};
 
 const STREAM_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -534,6 +534,55 @@ async fn the_release_overview_and_agents_pages_show_what_is_live_and_who_works()
     let first = read_stream(stream, "data-service=\"web\"").await;
     assert!(first.contains("event: fragment"), "{first}");
 
+    // The service's page: its settings, its variables without secret values, its timeline
+    // with the build and the release and what can be done with each.
+    for (name, value, secret) in [
+        ("GREETING", "hello", false),
+        ("API_KEY", "s3cr3t-value", true),
+    ] {
+        let set = app
+            .post(
+                "/v1/services/web/env",
+                json!({"name": name, "value": value, "secret": secret}),
+            )
+            .await;
+        assert!(set.status.is_success(), "{}", set.text);
+    }
+    let service = page(&app, &session, "/services/web").await;
+    assert!(
+        service.contains("https://git.example.com/acme/web"),
+        "{service}"
+    );
+    assert!(service.contains("data-variable=\"API_KEY\""), "{service}");
+    assert!(service.contains("hello"), "{service}");
+    assert!(
+        !service.contains("s3cr3t-value"),
+        "a secret's value is never shown: {service}"
+    );
+    assert!(
+        service.contains(&format!("data-build=\"{id}\"")),
+        "{service}"
+    );
+    assert!(
+        service.contains(&format!("data-release=\"{release}\"")),
+        "{service}"
+    );
+    assert!(
+        service.contains("hx-post=\"/v1/services/web/deploy\""),
+        "{service}"
+    );
+    assert!(
+        service.contains("hx-post=\"/v1/services/web/builds\""),
+        "{service}"
+    );
+    let missing = browser()
+        .get(format!("{}/services/nope", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
     let agents = page(&app, &session, "/agents").await;
     assert!(agents.contains("data-agent=\"local\""), "{agents}");
     assert!(agents.contains("build, deploy"), "{agents}");
@@ -565,6 +614,52 @@ async fn assets_are_served_from_the_binary_for_a_year() {
     }
 }
 
+#[tokio::test]
+async fn a_build_past_its_deadline_shows_as_stuck_with_what_happens_next() {
+    let app = spawn_app_with(Options {
+        lease: Some(Duration::from_secs(2)),
+        ..Options::default()
+    })
+    .await;
+    app.create_service("web", "https://git.example.com/acme/web", "main")
+        .await;
+    let agent = app.create_agent("builder").await;
+    let queued = app
+        .post("/v1/services/web/builds", json!({"ref": sha('e')}))
+        .await;
+    let id = queued.body["id"].as_i64().unwrap();
+    // An agent whose build timeout is a millisecond: its build's deadline is a lease away.
+    let claim = app
+        .post_as(
+            &agent,
+            "/v1/agent/claim",
+            json!({"wait_ms": 2000, "build_timeout_ms": 1}),
+        )
+        .await;
+    assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
+    let (session, _) = sign_in(&app).await;
+    let fresh = page(&app, &session, &format!("/builds/{id}")).await;
+    assert!(!fresh.contains("data-state=\"stuck\""), "{fresh}");
+    // The agent keeps answering (so the lease holds) but never ends the build.
+    wait_until("the build shows as stuck", Duration::from_secs(15), || {
+        let (app, session) = (&app, &session);
+        let agent = agent.clone();
+        async move {
+            let beat = app
+                .post_as(&agent, "/v1/agent/heartbeat", json!({"builds": [id]}))
+                .await;
+            assert_eq!(beat.status, StatusCode::OK, "{}", beat.text);
+            page(app, session, &format!("/builds/{id}"))
+                .await
+                .contains("data-state=\"stuck\"")
+        }
+    })
+    .await;
+    let shown = page(&app, &session, &format!("/builds/{id}")).await;
+    assert!(shown.contains("past its deadline"), "{shown}");
+    assert_eq!(app.build(id).await["state"], "claimed");
+}
+
 /// Where the tests' npm packages are (`testdata`, installed by `scripts/setup.sh`).
 fn testdata() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
@@ -572,9 +667,10 @@ fn testdata() -> std::path::PathBuf {
 
 /// Debian's Chromium, driven by Playwright (`testdata/browser/dashboard.mjs`): sent to sign
 /// in, it signs in, sees the log so far in colour, sees a line arrive live and the build fail,
-/// and retries it with the button (htmx, with the session's CSRF token). Run once, on SQLite.
+/// and retries it with the button (htmx, with the session's CSRF token); on the service page it
+/// sees the retried build complete and deploys it. Run once, on SQLite.
 #[tokio::test]
-async fn in_a_browser_a_build_page_signs_in_follows_the_log_live_and_retries() {
+async fn in_a_browser_one_signs_in_follows_a_log_live_retries_and_deploys() {
     let app = app_with_service().await;
     let agent = app.create_agent("builder").await;
     let id = claimed_build(&app, &agent, &sha('d')).await;
@@ -620,6 +716,24 @@ async fn in_a_browser_a_build_page_signs_in_follows_the_log_live_and_retries() {
         .await
         .expect("the browser retries within a minute")
         .unwrap();
+    let newest = app.builds().await[0].clone();
+    assert_eq!(newest["retry_of"], id, "{newest}");
+    assert_eq!(retried, Some(format!("retried /builds/{}", newest["id"])));
+    // The retried build completes while the browser watches the service's page.
+    let retried = claimed_build_of(&app, &agent, newest["id"].as_i64().unwrap()).await;
+    let commit = newest["commit_sha"].as_str().unwrap();
+    report(
+        &app,
+        &agent,
+        retried,
+        json!({"state": "completed", "image": format!("registry.test/default/web:{commit}"),
+               "digest": format!("sha256:{}", "1".repeat(64))}),
+    )
+    .await;
+    let deployed = tokio::time::timeout(Duration::from_secs(60), said.next_line())
+        .await
+        .expect("the browser deploys within a minute")
+        .unwrap();
     let output = tokio::time::timeout(Duration::from_secs(30), browser.wait_with_output())
         .await
         .expect("the browser closes")
@@ -629,7 +743,21 @@ async fn in_a_browser_a_build_page_signs_in_follows_the_log_live_and_retries() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let newest = app.builds().await[0].clone();
-    assert_eq!(newest["retry_of"], id, "{newest}");
-    assert_eq!(retried, Some(format!("retried /builds/{}", newest["id"])));
+    let releases = app.get("/v1/services/web/releases").await.body;
+    let manual = &releases[0];
+    assert_eq!(manual["trigger"], "manual", "{releases}");
+    assert_eq!(manual["build_id"], retried, "{releases}");
+    assert_eq!(
+        deployed,
+        Some(format!("deployed /releases/{}", manual["id"]))
+    );
+}
+
+/// Claims the queued build `id` as the agent whose token is `agent`.
+async fn claimed_build_of(app: &TestApp, agent: &str, id: i64) -> i64 {
+    let claim = app
+        .post_as(agent, "/v1/agent/claim", json!({"wait_ms": 2000}))
+        .await;
+    assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
+    id
 }
