@@ -53,7 +53,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(25, "github_sink", "0025_github_sink"),
     migration!(27, "github_catch_up", "0027_github_catch_up"),
     migration!(28, "local_repositories", "0028_local_repositories"),
-    migration!(29, "dashboard_sessions", "0029_dashboard_sessions"),
+    migration!(29, "dashboard_sign_in", "0029_dashboard_sign_in"),
 ];
 
 /// Every schema this version of Wharf knows, oldest first.

@@ -1,9 +1,10 @@
 //! What the store remembers so that requests cannot be replayed, and for how long, on the
 //! backend the test run selects: deploy-hook signatures until their window has passed, and the
-//! keys of deliveries stored before every delivery had one; dashboard sessions until they end.
+//! keys of deliveries stored before every delivery had one; dashboard sessions until they end
+//! or their user is removed.
 
 use wharf_store::testing::{TestDatabase, insert_earlier_delivery};
-use wharf_store::{DeliveryEffect, DeliveryOutcome, NewDelivery, Store};
+use wharf_store::{DeliveryEffect, DeliveryOutcome, NewDelivery, NewSession, Store, StoredUser};
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -124,22 +125,30 @@ async fn earlier_deliveries_take_their_keys_of_today_once() {
     assert_eq!(store.count_deliveries().await.unwrap(), 4);
 }
 
+/// Starts a session for the admin token, or for `user` as a viewer.
+async fn start(store: &Store, id_hash: &str, user: Option<&str>, now: i64, expires_at: i64) {
+    let session = NewSession {
+        id_hash,
+        csrf_token: &format!("csrf-of-{id_hash}"),
+        user,
+        role: if user.is_some() { "viewer" } else { "admin" },
+        expires_at,
+    };
+    store.start_dashboard_session(&session, now).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_dashboard_session_lasts_until_it_ends_or_is_ended() {
     let (store, _database) = store().await;
-    store
-        .start_dashboard_session("hash-a", "csrf-a", NOW, NOW + 1_000)
+    start(&store, "hash-a", None, NOW, NOW + 1_000).await;
+    start(&store, "hash-b", None, NOW, NOW + 5_000).await;
+    let found = store
+        .dashboard_session("hash-a", NOW + 999)
         .await
+        .unwrap()
         .unwrap();
-    store
-        .start_dashboard_session("hash-b", "csrf-b", NOW, NOW + 5_000)
-        .await
-        .unwrap();
-    let found = store.dashboard_session("hash-a", NOW + 999).await.unwrap();
-    assert_eq!(
-        found.map(|session| session.csrf_token).as_deref(),
-        Some("csrf-a")
-    );
+    assert_eq!(found.csrf_token, "csrf-of-hash-a");
+    assert_eq!((found.user, found.role.as_str()), (None, "admin"));
     // Past its end a session is gone, and the next sign-in forgets it for good.
     assert_eq!(
         store
@@ -148,10 +157,7 @@ async fn a_dashboard_session_lasts_until_it_ends_or_is_ended() {
             .unwrap(),
         None
     );
-    store
-        .start_dashboard_session("hash-c", "csrf-c", NOW + 2_000, NOW + 9_000)
-        .await
-        .unwrap();
+    start(&store, "hash-c", None, NOW + 2_000, NOW + 9_000).await;
     assert_eq!(store.dashboard_session("hash-a", NOW).await.unwrap(), None);
     // Signing out ends a session at once, and only that one.
     assert!(store.end_dashboard_session("hash-b").await.unwrap());
@@ -171,4 +177,42 @@ async fn a_dashboard_session_lasts_until_it_ends_or_is_ended() {
             .is_some()
     );
     assert_eq!(store.dashboard_session("unknown", NOW).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn users_are_unique_by_name_and_removing_one_ends_their_sessions() {
+    let (store, _database) = store().await;
+    let alice = StoredUser {
+        name: "alice".to_owned(),
+        role: "viewer".to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        created_at: NOW,
+    };
+    store.create_user(&alice).await.unwrap();
+    let again = store.create_user(&alice).await.unwrap_err();
+    assert!(again.to_string().contains("already exists"), "{again}");
+    assert_eq!(store.user("alice").await.unwrap().as_ref(), Some(&alice));
+    assert_eq!(store.user("bob").await.unwrap(), None);
+    start(&store, "alice-1", Some("alice"), NOW, NOW + 9_000).await;
+    start(&store, "admin-1", None, NOW, NOW + 9_000).await;
+    let session = store
+        .dashboard_session("alice-1", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (session.user.as_deref(), session.role.as_str()),
+        (Some("alice"), "viewer")
+    );
+    assert!(store.remove_user("alice").await.unwrap());
+    assert!(!store.remove_user("alice").await.unwrap());
+    assert_eq!(store.users().await.unwrap(), []);
+    assert_eq!(store.dashboard_session("alice-1", NOW).await.unwrap(), None);
+    assert!(
+        store
+            .dashboard_session("admin-1", NOW)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

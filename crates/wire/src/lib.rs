@@ -5,7 +5,7 @@
 //! sends any of them through one generic function and the compiler checks the pairing.
 //!
 //! One module per resource: `services`, `variables`, `builds`, `logs`, `agents`,
-//! `registry_logins`, `notifications` (sinks, events and deliveries), `release` (releases, rollouts and what agents ask about them) and
+//! `registry_logins`, `users` (dashboard users), `notifications` (sinks, events and deliveries), `release` (releases, rollouts and what agents ask about them) and
 //! `agent_api` (what agents ask about builds); `protocol` holds the agent protocol's version; `api` holds what every request shares, `secret`
 //! how secrets travel and `time` how times are written. Every item is re-exported here, so a
 //! type's path is `wharf_wire::Name` whichever module holds it.
@@ -25,6 +25,7 @@ mod secret;
 mod services;
 pub mod text;
 mod time;
+mod users;
 mod variables;
 
 pub use agent_api::*;
@@ -38,4 +39,5 @@ pub use release::*;
 pub use secret::*;
 pub use services::*;
 pub use time::*;
+pub use users::*;
 pub use variables::*;

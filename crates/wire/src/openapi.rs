@@ -251,6 +251,11 @@ pub fn document(version: &str) -> Value {
         "Revoke an agent's token: its builds go back to the queue, its rollouts fail",
     );
     document.request::<SetRegistryLogin>(200, "Set an installation's registry login");
+
+    // Dashboard users.
+    document.request::<CreateUser>(201, "Add a dashboard user (the password is shown once)");
+    document.request::<ListUsers>(200, "List the dashboard users");
+    document.request::<RemoveUser>(200, "Remove a dashboard user and end their sessions");
     let no_body = document.responses(204, None);
     document.operation(
         Method::Delete,

@@ -1,14 +1,24 @@
-//! Dashboard sessions: signing in with the admin token starts one, its id (random, shown to the
-//! browser once, in a cookie) finds it again, signing out ends it. The store keeps only the id's
-//! hash, so its rows let no one in; each session has its own CSRF token for its writes.
+//! Dashboard sign-in: the admin token, or a user's name and password, starts a session; its id
+//! (random, shown to the browser once, in a cookie) finds it again; signing out ends it. The
+//! store keeps only the id's hash, so its rows let no one in; each session has its own CSRF
+//! token for its writes and the role it signed in with.
+//!
+//! Users' passwords are made here (random, shown once) and kept as argon2id hashes; checking
+//! one runs off the async workers, and an unknown name costs the same check, so how long a
+//! sign-in takes does not tell which names exist.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use wharf_store::hash_token;
+use wharf_domain::names::DnsLabel;
+use wharf_store::{NewSession, StoredUser, hash_token};
+use wharf_wire::{CreateUser, User, UserCredentials, UserRole, format_millis};
 
 use crate::core::{Core, CoreError, now_millis};
 
@@ -22,11 +32,51 @@ pub(crate) struct Session {
     pub id: String,
     /// What the session's forms and htmx requests carry.
     pub csrf_token: String,
+    /// Who signed in; `None` for the admin token.
+    pub user: Option<String>,
+    pub role: UserRole,
+}
+
+impl Session {
+    /// Whether the session may change anything (a viewer's may not).
+    pub fn can_write(&self) -> bool {
+        self.role == UserRole::Admin
+    }
 }
 
 /// A random token of 43 alphanumerics (about 256 bits).
 pub(crate) fn random_token() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 43)
+}
+
+/// A hash checked when the name given is no user's, so that it costs what a real check does.
+static NO_USER_HASH: LazyLock<String> = LazyLock::new(|| hash_password(&random_token()));
+
+fn hash_password(password: &str) -> String {
+    let salt: [u8; 16] = rand::random();
+    let Ok(salt) = SaltString::encode_b64(&salt) else {
+        return String::new();
+    };
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .unwrap_or_default()
+}
+
+fn password_matches(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+}
+
+fn user_of(stored: StoredUser) -> User {
+    User {
+        role: UserRole::parse(&stored.role).unwrap_or(UserRole::Viewer),
+        created_at: format_millis(stored.created_at),
+        name: stored.name,
+    }
 }
 
 impl Core {
@@ -36,25 +86,55 @@ impl Core {
         bool::from(expected.ct_eq(&Sha256::digest(given.as_bytes())))
     }
 
-    /// Starts a session for whoever holds the admin token; `None` for any other token.
-    pub async fn sign_in(&self, token: &str) -> Result<Option<Session>, CoreError> {
-        if !self.is_admin_token(token) {
-            return Ok(None);
-        }
+    /// Starts a session for whoever holds the admin token (`user` empty) or the password of
+    /// `user`; `None` for anything else.
+    pub async fn sign_in(
+        &self,
+        user: Option<&str>,
+        secret: &str,
+    ) -> Result<Option<Session>, CoreError> {
+        let (user, role) = match user {
+            None if self.is_admin_token(secret) => (None, UserRole::Admin),
+            None => return Ok(None),
+            Some(name) => {
+                let stored = self.store.user(name).await?;
+                let hash = stored
+                    .as_ref()
+                    .map_or_else(|| NO_USER_HASH.clone(), |user| user.password_hash.clone());
+                let secret = secret.to_owned();
+                let matches = tokio::task::spawn_blocking(move || password_matches(&hash, &secret))
+                    .await
+                    .map_err(|error| CoreError::Internal(error.into()))?;
+                match stored {
+                    Some(stored) if matches => (
+                        Some(stored.name),
+                        UserRole::parse(&stored.role).unwrap_or(UserRole::Viewer),
+                    ),
+                    _ => return Ok(None),
+                }
+            }
+        };
         let session = Session {
             id: random_token(),
             csrf_token: random_token(),
+            user,
+            role,
         };
         let now = now_millis();
         let lifetime = i64::try_from(SESSION_LIFETIME.as_millis()).unwrap_or(i64::MAX);
         self.store
             .start_dashboard_session(
-                &hash_token(&session.id),
-                &session.csrf_token,
+                &NewSession {
+                    id_hash: &hash_token(&session.id),
+                    csrf_token: &session.csrf_token,
+                    user: session.user.as_deref(),
+                    role: session.role.as_str(),
+                    expires_at: now.saturating_add(lifetime),
+                },
                 now,
-                now.saturating_add(lifetime),
             )
             .await?;
+        tracing::info!(user = session.user.as_deref().unwrap_or("(admin token)"), role = %session.role, "signed in to the dashboard");
         Ok(Some(session))
     }
 
@@ -67,6 +147,8 @@ impl Core {
         Ok(found.map(|stored| Session {
             id: id.to_owned(),
             csrf_token: stored.csrf_token,
+            user: stored.user,
+            role: UserRole::parse(&stored.role).unwrap_or(UserRole::Viewer),
         }))
     }
 
@@ -74,5 +156,40 @@ impl Core {
     pub async fn sign_out(&self, id: &str) -> Result<(), CoreError> {
         self.store.end_dashboard_session(&hash_token(id)).await?;
         Ok(())
+    }
+
+    /// Adds a user with a new password, shown this once.
+    pub async fn create_user(&self, request: &CreateUser) -> Result<UserCredentials, CoreError> {
+        let name = DnsLabel::parse("user name", &request.name)?;
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 24);
+        let to_hash = password.clone();
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
+            .await
+            .map_err(|error| CoreError::Internal(error.into()))?;
+        let stored = StoredUser {
+            name: name.as_str().to_owned(),
+            role: request.role.as_str().to_owned(),
+            password_hash,
+            created_at: now_millis(),
+        };
+        self.store.create_user(&stored).await?;
+        tracing::info!(user = %stored.name, role = %request.role, "dashboard user added");
+        Ok(UserCredentials {
+            user: user_of(stored),
+            password,
+        })
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, CoreError> {
+        Ok(self.store.users().await?.into_iter().map(user_of).collect())
+    }
+
+    /// Removes the user named `name`, ending their sessions; answers the users left.
+    pub async fn remove_user(&self, name: &str) -> Result<Vec<User>, CoreError> {
+        if !self.store.remove_user(name).await? {
+            return Err(CoreError::NotFound(format!("no user named {name:?}")));
+        }
+        tracing::info!(user = %name, "dashboard user removed; their sessions ended");
+        self.users().await
     }
 }

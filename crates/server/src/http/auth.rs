@@ -58,7 +58,7 @@ impl FromRequestParts<Core> for Admin {
 
 /// A dashboard session stands for the admin token: for reading as it is, for writing with the
 /// session's CSRF token in `X-CSRF-Token`, so that another site cannot make a signed-in browser
-/// change anything.
+/// change anything, and only when it is an admin's (a viewer's writes are refused).
 async fn signed_in_admin(parts: &Parts, core: &Core, id: &str) -> Result<Admin, HttpError> {
     let session = core.session(id).await?.ok_or_else(|| {
         HttpError::Unauthorized("the session has ended: sign in again".to_owned())
@@ -68,12 +68,18 @@ async fn signed_in_admin(parts: &Parts, core: &Core, id: &str) -> Result<Admin, 
         .headers
         .get(CSRF_HEADER)
         .and_then(|value| value.to_str().ok());
-    if reads || csrf_matches(&session, token) {
+    if reads {
         Ok(Admin)
-    } else {
+    } else if !csrf_matches(&session, token) {
         Err(HttpError::Forbidden(
             "a write with the dashboard's session needs its X-CSRF-Token header".to_owned(),
         ))
+    } else if !session.can_write() {
+        Err(HttpError::Forbidden(
+            "a viewer sees everything and changes nothing".to_owned(),
+        ))
+    } else {
+        Ok(Admin)
     }
 }
 

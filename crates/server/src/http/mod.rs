@@ -15,6 +15,7 @@ mod notifications;
 mod openapi;
 mod releases;
 mod services;
+mod users;
 mod webhooks;
 
 use axum::Router;
@@ -37,6 +38,7 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(agent_api::router())
         .merge(releases::router())
         .merge(notifications::router())
+        .merge(users::router())
         .merge(health::router())
         .merge(openapi::router())
         .merge(crate::ui::router())

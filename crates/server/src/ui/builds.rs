@@ -34,7 +34,7 @@ async fn page(
     let build = core.build(id).await?;
     let (lines, complete) = log_view::lines_so_far(|after| core.log_page(id, after)).await?;
     let repo = repo_of(&core, &build).await;
-    let summary = summary(&build, &repo);
+    let summary = summary(&build, &repo, session.can_write());
     Ok(frame(
         &format!("Build #{id}"),
         Some(&session),
@@ -52,7 +52,7 @@ struct After {
 }
 
 async fn events(
-    _: SignedIn,
+    SignedIn(session): SignedIn,
     State(core): State<Core>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -61,13 +61,14 @@ async fn events(
     let id = path_id(&id, "build")?;
     let build = core.build(id).await?;
     let repo = repo_of(&core, &build).await;
+    let can_write = session.can_write();
     Ok(log_view::stream(
         core,
         log_view::resume(&headers, query.after),
         move |core: Core, after| async move { core.log_page(id, after).await },
         move |core: Core| {
             let repo = repo.clone();
-            async move { Ok(summary(&core.build(id).await?, &repo)) }
+            async move { Ok(summary(&core.build(id).await?, &repo, can_write)) }
         },
     ))
 }
@@ -80,8 +81,8 @@ async fn repo_of(core: &Core, build: &Build) -> String {
         .unwrap_or_default()
 }
 
-/// The build's facts, state, durations, failure and buttons.
-fn summary(build: &Build, repo: &str) -> Markup {
+/// The build's facts, state, durations, failure and buttons (for a session that may write).
+fn summary(build: &Build, repo: &str, can_write: bool) -> Markup {
     html! {
         dl.facts {
             dt { "State" } dd { (build_badge(build)) @if let Some(reason) = &build.reason { " " span.reason { (reason) } } }
@@ -107,6 +108,6 @@ fn summary(build: &Build, repo: &str) -> Markup {
                 }
             }
         }
-        div.actions { (build_buttons(build, true)) }
+        div.actions { (build_buttons(build, can_write)) }
     }
 }

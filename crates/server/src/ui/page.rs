@@ -32,6 +32,7 @@ pub(crate) fn frame(title: &str, session: Option<&Session>, body: Markup) -> Mar
                 header {
                     a.brand href="/" { "Wharf" }
                     @if let Some(session) = session {
+                        span.who { (session.user.as_deref().unwrap_or("admin token")) " · " (session.role.as_str()) }
                         nav {
                             a href="/" { "Overview" }
                             a href="/agents" { "Agents" }
@@ -146,17 +147,16 @@ pub(crate) fn stuck_badge(state: &str, reason: &str) -> Markup {
 }
 
 /// The buttons of a build: cancel while it runs, retry once it failed or was cancelled, deploy
-/// once it completed (when `deploy` is set: on the service page). Each asks first.
-pub(crate) fn build_buttons(build: &Build, deploy: bool) -> Markup {
+/// once it completed. Each asks first. None for a session that may not write (a viewer's).
+pub(crate) fn build_buttons(build: &Build, can_write: bool) -> Markup {
     html! {
-        @if !build.state.is_final() {
+        @if !can_write {
+        } @else if !build.state.is_final() {
             button hx-post={ "/v1/builds/" (build.id) "/cancel" } hx-confirm={ "Cancel build #" (build.id) "?" } hx-swap="none" { "Cancel" }
-        }
-        @if matches!(build.state, BuildState::Failed | BuildState::Cancelled) {
+        } @else if matches!(build.state, BuildState::Failed | BuildState::Cancelled) {
             button hx-post={ "/v1/builds/" (build.id) "/retry" } hx-confirm={ "Build commit " (short(&build.commit_sha)) " again?" }
                 hx-swap="none" data-follow="/builds/" { "Retry" }
-        }
-        @if deploy && build.state == BuildState::Completed {
+        } @else if build.state == BuildState::Completed {
             button hx-post={ "/v1/services/" (build.service) "/deploy" } hx-ext="wharf-json" data-json={ r#"{"build": "# (build.id) "}" }
                 hx-confirm={ "Deploy build #" (build.id) " to " (build.environment) "?" }
                 hx-swap="none" data-follow="/releases/" { "Deploy" }
@@ -164,10 +164,11 @@ pub(crate) fn build_buttons(build: &Build, deploy: bool) -> Markup {
     }
 }
 
-/// The button that makes a replaced release live again; the API says when it cannot.
-pub(crate) fn rollback_button(release: &Release) -> Markup {
+/// The button that makes a replaced release live again (the API says when it cannot); none for
+/// a session that may not write.
+pub(crate) fn rollback_button(release: &Release, can_write: bool) -> Markup {
     html! {
-        @if release.state == ReleaseState::Superseded {
+        @if can_write && release.state == ReleaseState::Superseded {
             button hx-post={ "/v1/services/" (release.service) "/rollback" }
                 hx-ext="wharf-json" data-json={ r#"{"to": "# (release.id) "}" }
                 hx-confirm={ "Roll " (release.service) " back to release #" (release.id) " in " (release.environment) "?" }

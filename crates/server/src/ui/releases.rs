@@ -39,7 +39,7 @@ async fn page(
         Some(&session),
         html! {
             h1 { "Release #" (id) " of " a href={ "/services/" (release.service) } { (release.service) } }
-            (log_view::section(summary(&release, &online_hosts(&core).await?), &lines, complete, &format!("/releases/{id}/events")))
+            (log_view::section(summary(&release, &online_hosts(&core).await?, session.can_write()), &lines, complete, &format!("/releases/{id}/events")))
         },
     ))
 }
@@ -51,7 +51,7 @@ struct After {
 }
 
 async fn events(
-    _: SignedIn,
+    SignedIn(session): SignedIn,
     State(core): State<Core>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -59,6 +59,7 @@ async fn events(
 ) -> Result<impl IntoResponse, PageError> {
     let id = path_id(&id, "release")?;
     core.release(id).await?;
+    let can_write = session.can_write();
     Ok(log_view::stream(
         core,
         log_view::resume(&headers, query.after),
@@ -67,6 +68,7 @@ async fn events(
             Ok(summary(
                 &core.release(id).await?,
                 &online_hosts(&core).await?,
+                can_write,
             ))
         },
     ))
@@ -86,7 +88,7 @@ async fn online_hosts(core: &Core) -> Result<Vec<String>, CoreError> {
 
 /// The release's facts, its rollouts (`online`: the hosts heard from within a lease) and its
 /// buttons.
-fn summary(release: &Release, online: &[String]) -> Markup {
+fn summary(release: &Release, online: &[String], can_write: bool) -> Markup {
     html! {
         dl.facts {
             dt { "State" } dd { (badge(release.state.as_str())) @if let Some(reason) = &release.reason { " " span.reason { (reason) } } }
@@ -130,6 +132,6 @@ fn summary(release: &Release, online: &[String]) -> Markup {
                 }
             }
         }
-        div.actions { (rollback_button(release)) }
+        div.actions { (rollback_button(release, can_write)) }
     }
 }

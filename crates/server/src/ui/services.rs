@@ -32,16 +32,17 @@ async fn page(
 ) -> Result<impl IntoResponse, PageError> {
     let service = core.service(&name).await?;
     let variables = core.variables(&name).await?;
-    let timeline = timeline(core.clone(), name.clone()).await?;
+    let can_write = session.can_write();
+    let timeline = timeline(core.clone(), name.clone(), can_write).await?;
     Ok(frame(
         &service.name,
         Some(&session),
         html! {
             h1 { (service.name) }
-            div.actions {
+            @if can_write { div.actions {
                 button hx-post={ "/v1/services/" (service.name) "/builds" } hx-ext="wharf-json" data-json="{}"
                     hx-confirm={ "Build the head of " (service.branch) " now?" } hx-swap="none" data-follow="/builds/" { "Build now" }
-            }
+            } }
             (settings(&service))
             h2 { "Variables" }
             @if variables.is_empty() {
@@ -69,13 +70,14 @@ async fn page(
 }
 
 async fn events(
-    _: SignedIn,
+    SignedIn(session): SignedIn,
     State(core): State<Core>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, PageError> {
     core.service(&name).await?;
+    let can_write = session.can_write();
     Ok(live_fragment(core, move |core| {
-        timeline(core, name.clone())
+        timeline(core, name.clone(), can_write)
     }))
 }
 
@@ -114,8 +116,9 @@ impl Entry<'_> {
     }
 }
 
-/// The builds and releases, newest first (API times sort as text).
-async fn timeline(core: Core, name: String) -> Result<Markup, CoreError> {
+/// The builds and releases, newest first (API times sort as text), with their buttons for a
+/// session that may write.
+async fn timeline(core: Core, name: String, can_write: bool) -> Result<Markup, CoreError> {
     let service = core.service(&name).await?;
     let builds = core.builds(Some(name.clone()), Some(TIMELINE)).await?;
     let releases = core.releases(&name, Some(TIMELINE)).await?;
@@ -138,7 +141,7 @@ async fn timeline(core: Core, name: String) -> Result<Markup, CoreError> {
                         td { (build_badge(build)) }
                         td { (commit(&service.repo, &build.commit_sha)) " " span.quiet { (build.trigger.as_str()) } }
                         td { (ago(&build.created_at)) }
-                        td.actions { (build_buttons(build, true)) }
+                        td.actions { (build_buttons(build, can_write)) }
                     },
                     Entry::Release(release) => tr data-release=(release.id) {
                         td { a href={ "/releases/" (release.id) } { "release #" (release.id) } }
@@ -151,7 +154,7 @@ async fn timeline(core: Core, name: String) -> Result<Markup, CoreError> {
                             }
                         }
                         td { (ago(&release.created_at)) }
-                        td.actions { (rollback_button(release)) }
+                        td.actions { (rollback_button(release, can_write)) }
                     },
                 }
             }

@@ -1,9 +1,11 @@
-//! `GET /login` (the form), `POST /login` (the admin token starts a session) and `POST /logout`.
+//! `GET /login` (the form), `POST /login` (the admin token, or a user's name and password,
+//! starts a session) and `POST /logout`.
 //!
 //! The sign-in form is protected against cross-site posts like every other form: `GET /login`
 //! sets a short cookie with a random token the form carries back, and `POST /login` refuses a
 //! form whose token does not match (a double-submit check, as there is no session yet). A wrong
-//! token answers 401, which the limits on failed authentication count like any other.
+//! token or password answers 401, which the limits on failed authentication count like any
+//! other.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -73,7 +75,7 @@ fn sign_in_form(csrf: &str, next: &str, problem: Option<&str>) -> Markup {
                 label { "User (leave empty for the admin token)"
                     input type="text" name="user" autocomplete="username";
                 }
-                label { "Token"
+                label { "Token or password"
                     input type="password" name="token" required autofocus autocomplete="current-password";
                 }
                 button type="submit" { "Sign in" }
@@ -108,17 +110,8 @@ async fn sign_in(
             Some("The sign-in form had expired or came from another site. Sign in again."),
         ));
     }
-    if !form.user.trim().is_empty() {
-        return Ok(form_page(
-            &core,
-            &next,
-            StatusCode::UNAUTHORIZED,
-            Some(
-                "This server has no users: leave the user empty and sign in with the admin token (WHARF_TOKEN).",
-            ),
-        ));
-    }
-    match core.sign_in(form.token.trim()).await? {
+    let user = Some(form.user.trim()).filter(|user| !user.is_empty());
+    match core.sign_in(user, form.token.trim()).await? {
         Some(session) => Ok(see_other_setting(
             &next,
             &[
@@ -130,7 +123,10 @@ async fn sign_in(
             &core,
             &next,
             StatusCode::UNAUTHORIZED,
-            Some("That is not the admin token."),
+            Some(match user {
+                None => "That is not the admin token.",
+                Some(_) => "No such user, or not their password.",
+            }),
         )),
     }
 }

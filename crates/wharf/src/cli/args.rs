@@ -141,6 +141,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Add, list and remove dashboard users (admins, and viewers who change nothing).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Add, list, test and remove notification sinks; see and retry their messages.
     Notify {
         #[command(subcommand)]
@@ -408,6 +415,36 @@ pub enum AgentsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Add a user who signs in to the dashboard with a password Wharf makes (shown once).
+    Create {
+        name: String,
+        /// admin (changes things, as the admin token does) or viewer (sees everything,
+        /// changes nothing).
+        #[arg(long, default_value = "viewer", value_parser = parse_role)]
+        role: wharf_wire::UserRole,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the users and their roles.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user; their sessions end at once.
+    Remove {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_role(role: &str) -> Result<wharf_wire::UserRole, String> {
+    wharf_wire::UserRole::parse(role)
+        .ok_or_else(|| format!("{role:?} is not a role: admin or viewer"))
 }
 
 // Made once per run of the CLI: the size of `Add` costs nothing worth boxing it for.

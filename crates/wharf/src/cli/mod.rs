@@ -13,6 +13,7 @@ mod registry;
 mod releases;
 mod render;
 mod services;
+mod users;
 mod variables;
 
 #[cfg(test)]
@@ -82,6 +83,10 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             command,
             connection,
         } => agents::run(&connection.client()?, command).await,
+        ClientCommand::Users {
+            command,
+            connection,
+        } => users::run(&connection.client()?, command).await,
         ClientCommand::Notify {
             command,
             connection,

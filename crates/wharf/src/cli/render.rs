@@ -7,7 +7,7 @@ use serde::Serialize;
 use wharf_wire::{
     Agent, AgentCredentials, Build, DeploySecret, EnvVar, LogLine, LogStream, NotificationDelivery,
     NotificationSink, RegistryLoginSet, Release, ReleaseState, RevokedAgent, Service, SinkCreated,
-    SinkRetried, SinkTested,
+    SinkRetried, SinkTested, User, UserCredentials,
 };
 
 /// One column of a table: its heading, and the cell a value fills it with.
@@ -76,6 +76,13 @@ pub(super) const VARIABLES: &[Column<EnvVar>] = &[
     ("BUILD", |variable| yes_or_no(variable.build)),
     ("MEMBERS", |variable| variable.members.to_string()),
     ("UPDATED", |variable| variable.updated_at.clone()),
+];
+
+/// Dashboard users and their roles.
+pub(super) const USERS: &[Column<User>] = &[
+    ("NAME", |user| user.name.clone()),
+    ("ROLE", |user| user.role.to_string()),
+    ("CREATED", |user| user.created_at.clone()),
 ];
 
 /// Agents: the labels each registered with, what its token allows, and whether it was revoked.
@@ -363,6 +370,14 @@ pub(super) fn agent_created(credentials: &AgentCredentials) -> String {
         },
         credentials.token,
         agent.allowed_labels.join(","),
+    )
+}
+
+/// A new user's password, shown this once, with where to use it.
+pub(super) fn user_created(credentials: &UserCredentials) -> String {
+    format!(
+        "User {} added as {}. The password is shown only now:\n\n    {}\n\n         Sign in at the server's address with the user name and this password.\n",
+        credentials.user.name, credentials.user.role, credentials.password
     )
 }
 

@@ -10,7 +10,9 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
-use crate::helpers::{ADMIN_TOKEN, Options, TestApp, sha, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{
+    ADMIN_TOKEN, Options, TestApp, run_cli, sha, spawn_app, spawn_app_with, wait_until,
+};
 
 const STREAM_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -52,6 +54,13 @@ fn hidden_field(page: &str, name: &str) -> String {
 /// A browser's sign-in: the form, then the admin token posted with the form's CSRF token.
 /// Answers the session cookie (`wharf_session=…`) and the session's CSRF token.
 async fn sign_in(app: &TestApp) -> (String, String) {
+    sign_in_as(app, "", ADMIN_TOKEN)
+        .await
+        .expect("the admin token signs in")
+}
+
+/// A sign-in as `user` (empty: with the admin token) with `secret`; `None` when refused.
+async fn sign_in_as(app: &TestApp, user: &str, secret: &str) -> Option<(String, String)> {
     let browser = browser();
     let form = browser
         .get(format!("{}/login", app.url))
@@ -65,16 +74,20 @@ async fn sign_in(app: &TestApp) -> (String, String) {
         .header(COOKIE, &sign_in_cookie)
         .form(&[
             ("csrf_token", csrf.as_str()),
-            ("token", ADMIN_TOKEN),
+            ("user", user),
+            ("token", secret),
             ("next", "/"),
         ])
         .send()
         .await
         .unwrap();
+    if signed_in.status() == StatusCode::UNAUTHORIZED {
+        return None;
+    }
     assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
     let session = cookie_pair(&set_cookie(&signed_in, "wharf_session").unwrap());
     let overview = page(app, &session, "/").await;
-    (session, hidden_field(&overview, "csrf_token"))
+    Some((session, hidden_field(&overview, "csrf_token")))
 }
 
 /// A page read with the session cookie, which must answer 200.
@@ -196,7 +209,7 @@ async fn a_page_sends_a_browser_without_a_session_to_sign_in_and_back() {
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
         assert!(set_cookie(&refused, "wharf_session").is_none());
     }
-    // A wrong token is a 401 that says so and starts nothing; so is a user, as there are none.
+    // A wrong token is a 401 that says so and starts nothing; so is a user who does not exist.
     for (user, token) in [("", "not-the-token"), ("alice", ADMIN_TOKEN)] {
         let refused = post(
             vec![
@@ -612,6 +625,143 @@ async fn assets_are_served_from_the_binary_for_a_year() {
         );
         assert!(answer.text().await.unwrap().len() > 1000);
     }
+}
+
+#[tokio::test]
+async fn a_viewer_sees_everything_and_changes_nothing_until_removed() {
+    let app = app_with_service().await;
+    let agent = app.create_agent("builder").await;
+    let id = claimed_build(&app, &agent, &sha('f')).await;
+    let viewer = app
+        .post("/v1/users", json!({"name": "alice", "role": "viewer"}))
+        .await;
+    assert_eq!(viewer.status, StatusCode::CREATED, "{}", viewer.text);
+    let password = viewer.body["password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 20, "{password}");
+    assert_eq!(viewer.body["user"]["role"], "viewer");
+    for (request, status) in [
+        (json!({"name": "alice"}), StatusCode::CONFLICT),
+        (json!({"name": "Alice Smith"}), StatusCode::BAD_REQUEST),
+        (
+            json!({"name": "carol", "role": "owner"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let refused = app.post("/v1/users", request.clone()).await;
+        assert_eq!(refused.status, status, "{request}: {}", refused.text);
+    }
+    let listed = app.get("/v1/users").await;
+    assert!(
+        !listed.text.contains(&password) && !listed.text.contains("argon2"),
+        "{}",
+        listed.text
+    );
+
+    // A wrong password, or another user's, signs no one in.
+    assert!(sign_in_as(&app, "alice", "wrong-password").await.is_none());
+    assert!(sign_in_as(&app, "mallory", &password).await.is_none());
+    assert!(sign_in_as(&app, "alice", ADMIN_TOKEN).await.is_none());
+    let (session, csrf) = sign_in_as(&app, "alice", &password).await.unwrap();
+
+    // She sees the build and its log, without a single button, and her writes are refused.
+    let shown = page(&app, &session, &format!("/builds/{id}")).await;
+    assert!(shown.contains("alice · viewer"), "{shown}");
+    assert!(!shown.contains("hx-post"), "{shown}");
+    let service = page(&app, &session, "/services/web").await;
+    assert!(!service.contains("hx-post"), "{service}");
+    let browser = browser();
+    let read = browser
+        .get(format!("{}/v1/builds/{id}", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    for path in [format!("/v1/builds/{id}/cancel"), "/v1/users".to_owned()] {
+        let refused = browser
+            .post(format!("{}{path}", app.url))
+            .header(COOKIE, &session)
+            .header("X-CSRF-Token", &csrf)
+            .json(&json!({"name": "eve", "role": "admin"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(refused.text().await.unwrap().contains("viewer"));
+    }
+    assert_eq!(app.build(id).await["state"], "claimed");
+
+    // An admin user may act, like the admin token.
+    let admin = app
+        .post("/v1/users", json!({"name": "bob", "role": "admin"}))
+        .await;
+    let admin_password = admin.body["password"].as_str().unwrap();
+    let (admin_session, admin_csrf) = sign_in_as(&app, "bob", admin_password).await.unwrap();
+    assert!(
+        page(&app, &admin_session, &format!("/builds/{id}"))
+            .await
+            .contains("hx-post")
+    );
+    let cancelled = browser
+        .post(format!("{}/v1/builds/{id}/cancel", app.url))
+        .header(COOKIE, &admin_session)
+        .header("X-CSRF-Token", &admin_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+
+    // Removing a user ends her sessions at once.
+    let removed = app.delete("/v1/users/alice").await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text);
+    assert_eq!(removed.body[0]["name"], "bob", "{}", removed.text);
+    let after = browser
+        .get(format!("{}/v1/builds", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.delete("/v1/users/alice").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The CLI adds, lists and removes users; the password is shown once, at creation.
+    let created = run_cli(
+        &app,
+        Some(ADMIN_TOKEN),
+        &["users", "create", "carol", "--role", "admin"],
+        b"",
+        None,
+    )
+    .await;
+    assert!(created.ok(), "{}", created.text());
+    assert!(
+        created.stdout.contains("carol") && created.stdout.contains("admin"),
+        "{}",
+        created.text()
+    );
+    let listed = run_cli(&app, Some(ADMIN_TOKEN), &["users", "list"], b"", None).await;
+    assert!(listed.ok(), "{}", listed.text());
+    assert!(
+        listed.stdout.contains("bob") && listed.stdout.contains("carol"),
+        "{}",
+        listed.text()
+    );
+    let refused = run_cli(
+        &app,
+        Some(ADMIN_TOKEN),
+        &["users", "create", "dave", "--role", "owner"],
+        b"",
+        None,
+    )
+    .await;
+    assert!(
+        !refused.ok() && refused.stderr.contains("admin or viewer"),
+        "{}",
+        refused.text()
+    );
 }
 
 #[tokio::test]

@@ -45,10 +45,17 @@ async fn the_setup_callback_records_the_installation_github_confirms() {
         .unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
     assert_eq!(response.headers()["location"], "/");
-    // Where the browser lands.
+    // Where the browser lands: the dashboard, which asks who it is first.
     let home = client.get(format!("{}/", app.url)).send().await.unwrap();
-    assert_eq!(home.status(), StatusCode::OK);
-    assert!(home.text().await.unwrap().contains("Wharf"));
+    assert_eq!(home.status(), StatusCode::SEE_OTHER);
+    assert_eq!(home.headers()["location"], "/login?next=/");
+    let sign_in = client
+        .get(format!("{}/login?next=/", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sign_in.status(), StatusCode::OK);
+    assert!(sign_in.text().await.unwrap().contains("Sign in to Wharf"));
     assert_eq!(
         app.store.installation_for_repo("acme/web").await.unwrap(),
         Some(42)

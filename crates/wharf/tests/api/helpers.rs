@@ -393,6 +393,19 @@ impl TestApp {
             .await
     }
 
+    pub async fn delete(&self, path: &str) -> Answer {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("DELETE {path}: {error}"));
+        let answer = Answer::read(response).await;
+        self.check_against_document("DELETE", path, None, &answer);
+        answer
+    }
+
     async fn send_json(
         &self,
         method: reqwest::Method,
