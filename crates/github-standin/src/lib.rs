@@ -458,6 +458,17 @@ impl GithubStandin {
         Ok(sha)
     }
 
+    /// Makes `code` exchangeable once at `POST /app-manifests/{code}/conversions` for this
+    /// stand-in's App, as GitHub hands a code back after its owner confirmed a manifest: the
+    /// answer carries `private_pem` (the key whose public half the stand-in checks JWTs against)
+    /// and `webhook_secret`.
+    pub fn offer_manifest_conversion(&self, code: &str, private_pem: &str, webhook_secret: &str) {
+        self.shared.lock().manifest_codes.insert(
+            code.to_owned(),
+            (private_pem.to_owned(), webhook_secret.to_owned()),
+        );
+    }
+
     /// Sends the App's webhooks to `url` (Wharf's `/api/webhooks/github`), signed with `secret`.
     pub fn set_webhook_target(&self, url: &str, secret: &str) {
         self.shared.lock().webhook_target = Some(state::WebhookTarget {

@@ -178,6 +178,9 @@ pub(crate) struct State {
     /// Every attempt at delivering one of the App's webhooks, oldest first.
     pub hook_deliveries: Vec<HookDelivery>,
     pub next_hook_delivery_id: u64,
+    /// The codes of the App manifest flow a test offered, each with the App's private key
+    /// (PEM) and webhook secret; a conversion spends its code.
+    pub manifest_codes: HashMap<String, (String, String)>,
 }
 
 /// Where the App's webhooks are sent.

@@ -442,6 +442,97 @@ fn now_seconds() -> i64 {
         .unwrap_or(0)
 }
 
+/// A GitHub App that GitHub made from a manifest: what `POST /app-manifests/{code}/conversions`
+/// answers once for the code GitHub handed back after its owner confirmed the manifest.
+#[derive(Clone)]
+pub struct ManifestApp {
+    pub id: u64,
+    pub slug: String,
+    /// The App's page on GitHub, where it is installed on repositories.
+    pub html_url: String,
+    /// The App's private key, PEM.
+    pub pem: SecretString,
+    pub webhook_secret: SecretString,
+}
+
+impl std::fmt::Debug for ManifestApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManifestApp")
+            .field("id", &self.id)
+            .field("slug", &self.slug)
+            .field("html_url", &self.html_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct ManifestAnswer {
+    id: u64,
+    slug: String,
+    html_url: String,
+    pem: String,
+    webhook_secret: Option<String>,
+}
+
+/// Exchanges the `code` of GitHub's App manifest flow for the App it made (once: the code is
+/// spent, and it expires within an hour). The call needs no credential.
+pub async fn convert_manifest(api_url: &str, code: &str) -> Result<ManifestApp, GithubError> {
+    const WHAT: &str = "the App made from the manifest";
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|error| GithubError::Config(format!("HTTP client: {error}")))?;
+    let url = format!(
+        "{}/app-manifests/{}/conversions",
+        api_url.trim_end_matches('/'),
+        url_component(code)
+    );
+    let transport = |error: reqwest::Error| GithubError::Transport {
+        what: WHAT.to_owned(),
+        detail: without_url(error),
+    };
+    let response = http
+        .post(&url)
+        .header("Accept", "application/vnd.github+json")
+        .header("X-GitHub-Api-Version", "2022-11-28")
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = response.status();
+    if !status.is_success() {
+        let message = response
+            .json::<ErrorAnswer>()
+            .await
+            .ok()
+            .and_then(|answer| answer.message)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+        return Err(GithubError::Status {
+            status: status.as_u16(),
+            what: WHAT.to_owned(),
+            message: text::clip(&message, text::QUOTED_CHARS),
+            rate_limited: false,
+            retry_after: None,
+        });
+    }
+    let answer: ManifestAnswer = response.json().await.map_err(transport)?;
+    let webhook_secret = answer
+        .webhook_secret
+        .ok_or_else(|| GithubError::Transport {
+            what: WHAT.to_owned(),
+            detail: "GitHub made the App without a webhook secret".to_owned(),
+        })?;
+    decode_private_key(&answer.pem)?;
+    Ok(ManifestApp {
+        id: answer.id,
+        slug: answer.slug,
+        html_url: answer.html_url,
+        pem: SecretString::from(answer.pem),
+        webhook_secret: SecretString::from(webhook_secret),
+    })
+}
+
 /// Reads a private key given as PEM text or as base64 of the PEM.
 pub fn decode_private_key(value: &str) -> Result<EncodingKey, GithubError> {
     let trimmed = value.trim();
@@ -583,6 +674,11 @@ impl GithubApp {
     pub fn with_retry(mut self, retry: RetryPolicy) -> GithubApp {
         self.retry = retry;
         self
+    }
+
+    /// The App's id.
+    pub fn app_id(&self) -> u64 {
+        self.app_id
     }
 
     /// The API base URL in use.

@@ -44,3 +44,17 @@ document.addEventListener('htmx:afterRequest', function (event) {
     }
   } catch (ignored) { }
 });
+
+// The App manifest goes to the account's or the organization's page for new Apps on GitHub.
+document.addEventListener('submit', function (event) {
+  var form = event.target;
+  if (!form.matches || !form.matches('form.manifest')) {
+    return;
+  }
+  var organization = (form.elements.organization.value || '').trim();
+  var base = form.getAttribute('data-web-url');
+  var state = encodeURIComponent(form.getAttribute('data-state'));
+  form.action = organization
+    ? base + '/organizations/' + encodeURIComponent(organization) + '/settings/apps/new?state=' + state
+    : base + '/settings/apps/new?state=' + state;
+});

@@ -27,8 +27,13 @@ pub struct ServerConfig {
     /// The scheme of the services' own addresses, `{scheme}://{domain}`, shown on GitHub as a
     /// live deployment's `environment_url`: "http" or "https".
     pub app_url_scheme: String,
-    /// The GitHub App, when configured.
+    /// The GitHub App, when the environment configures it (`WHARF_GITHUB_*`); it wins over an
+    /// App made from the dashboard.
     pub github: Option<GithubSettings>,
+    /// GitHub's API, for the App made from the dashboard (the environment's App has its own).
+    pub github_api_url: String,
+    /// GitHub's web pages, where the dashboard sends the App's manifest.
+    pub github_web_url: String,
     /// How long a claim's lease lasts without a heartbeat.
     pub lease: Duration,
     /// How many claims a build gets before an expired lease fails it.
@@ -196,6 +201,8 @@ impl ServerConfig {
             public_url: "http://127.0.0.1:8420".to_owned(),
             app_url_scheme: "http".to_owned(),
             github: None,
+            github_api_url: wharf_github::DEFAULT_API_URL.to_owned(),
+            github_web_url: DEFAULT_GITHUB_WEB_URL.to_owned(),
             lease: Duration::from_secs(30),
             max_attempts: 3,
             max_claim_wait: Duration::from_secs(30),
@@ -222,6 +229,9 @@ impl ServerConfig {
         }
     }
 }
+
+/// GitHub's web pages.
+pub const DEFAULT_GITHUB_WEB_URL: &str = "https://github.com";
 
 /// The GitHub App's settings.
 #[derive(Clone)]

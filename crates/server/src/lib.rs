@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use wharf_store::Store;
 
 pub use config::{
-    DEFAULT_DELIVERY_RETENTION, DEFAULT_MAX_LOG_BYTES, GithubSettings, RequestLimits, ServerConfig,
-    TrustedProxies,
+    DEFAULT_DELIVERY_RETENTION, DEFAULT_GITHUB_WEB_URL, DEFAULT_MAX_LOG_BYTES, GithubSettings,
+    RequestLimits, ServerConfig, TrustedProxies,
 };
 pub use core::github_deployments::Backoff;
 pub use core::sealing::{SealingError, SealingKey};
@@ -76,6 +76,8 @@ async fn run(
     core: core::Core,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // Before answering anything: webhooks need the secret of an App made from the dashboard.
+    core.load_github_app().await;
     let background = core::jobs::start(&core, &shutdown);
     let router = http::router(core);
     tracing::info!(addr = %listener.local_addr()?, "wharf server listening");

@@ -47,7 +47,8 @@ const COUNT_CONTENTS: &str = "SELECT \
     + (SELECT COUNT(*) FROM registry_credentials) \
     + (SELECT COUNT(*) FROM services WHERE deploy_secret IS NOT NULL) \
     + (SELECT COUNT(*) FROM notification_sinks) \
-    + (SELECT COUNT(*) FROM notification_sinks WHERE secret_sealed IS NOT NULL)";
+    + (SELECT COUNT(*) FROM notification_sinks WHERE secret_sealed IS NOT NULL) \
+    + (SELECT COUNT(*) * 2 FROM github_app)";
 
 impl Store {
     /// The newest migration applied to this database; `None` when it holds no Wharf schema.

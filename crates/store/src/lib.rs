@@ -48,7 +48,7 @@ pub use migrate::{NEWEST_SCHEMA, known_schemas};
 pub use notifications::{DeliveryEnd, NewSink, NotificationMessage, StoredSink};
 pub use releases::{NO_HOSTS_REASON, NewRelease, RolloutRef, RolloutReport};
 pub use services::NewService;
-pub use sessions::{DashboardSession, NewSession, StoredUser};
+pub use sessions::{DashboardSession, NewSession, StoredGithubApp, StoredUser};
 
 /// Where the store keeps its data.
 #[derive(Clone)]

@@ -54,6 +54,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(27, "github_catch_up", "0027_github_catch_up"),
     migration!(28, "local_repositories", "0028_local_repositories"),
     migration!(29, "dashboard_sign_in", "0029_dashboard_sign_in"),
+    migration!(30, "github_app", "0030_github_app"),
 ];
 
 /// Every schema this version of Wharf knows, oldest first.

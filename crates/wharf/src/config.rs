@@ -171,6 +171,10 @@ pub struct ServerArgs {
     /// GitHub's API (GitHub Enterprise Server: https://HOST/api/v3).
     #[arg(long, env = "WHARF_GITHUB_API_URL", default_value = DEFAULT_API_URL)]
     pub github_api_url: String,
+    /// GitHub's web pages, where the dashboard's "Create the GitHub App" sends the App's
+    /// manifest (GitHub Enterprise Server: https://HOST).
+    #[arg(long, env = "WHARF_GITHUB_WEB_URL", default_value = wharf_server::DEFAULT_GITHUB_WEB_URL)]
+    pub github_web_url: String,
     /// How long an agent's claim lasts without a heartbeat, in seconds.
     #[arg(long, env = "WHARF_LEASE_SECONDS", default_value_t = 30)]
     pub lease_seconds: u64,
@@ -276,6 +280,8 @@ impl ServerArgs {
         config.github_catch_up_interval = self.github_catch_up_interval;
         config.limits.trusted_proxies = self.trusted_proxies.clone();
         config.github = self.github_settings()?;
+        config.github_api_url = self.github_api_url.clone();
+        config.github_web_url = self.github_web_url.clone();
         config.registry = self.registry()?;
         config.registry_insecure = self.registry_insecure;
         config.smtp_ca_pem = self.smtp_ca_pem()?;

@@ -20,6 +20,19 @@ pub(super) fn get_app(request: &ApiRequest<'_>) -> Handled {
     ))
 }
 
+/// `POST /app-manifests/{code}/conversions`: the App made from a manifest, once per code a test
+/// offered; no credential is needed (GitHub asks none).
+pub(super) fn convert_manifest(request: &ApiRequest<'_>, code: &str) -> Handled {
+    let offered = request.shared.lock().manifest_codes.remove(code);
+    let (pem, webhook_secret) = offered.ok_or_else(ApiResponse::not_found)?;
+    let count = request.shared.lock().installations.len();
+    let mut app = app_object(request.api_url(), request.shared.app_id, count);
+    app["client_secret"] = json!(format!("{:040x}", rand::rng().random::<u128>()));
+    app["webhook_secret"] = json!(webhook_secret);
+    app["pem"] = json!(pem);
+    Ok(ApiResponse::json(201, app))
+}
+
 pub(super) fn list_installations(request: &ApiRequest<'_>) -> Handled {
     request.require_app()?;
     let objects: Vec<Value> = request

@@ -220,6 +220,7 @@ async fn route(request: &ApiRequest<'_>) -> Handled {
     let segments = request.segments.as_slice();
     match (request.method, segments) {
         ("GET", ["app"]) => apps::get_app(request),
+        ("POST", ["app-manifests", code, "conversions"]) => apps::convert_manifest(request, code),
         ("GET", ["app", "installations"]) => apps::list_installations(request),
         ("GET", ["app", "installations", id]) => apps::get_installation(request, id),
         ("POST", ["app", "installations", id, "access_tokens"]) => apps::create_token(request, id),

@@ -54,7 +54,7 @@ pub(crate) struct CatchUp {
 /// Runs a pass at start and every `github_catch_up_interval` while a GitHub App is configured,
 /// until shutdown.
 pub(crate) async fn run(core: Core, mut shutdown: watch::Receiver<bool>) {
-    let Some(app) = core.github_app().cloned() else {
+    let Some(app) = core.wait_for_github_app(&mut shutdown).await else {
         return;
     };
     let interval = core.config.github_catch_up_interval;

@@ -60,10 +60,12 @@ const LEASE: Duration = Duration::from_secs(300);
 /// The longest wait GitHub may ask for that is honoured as asked.
 const MAX_REQUESTED_WAIT: Duration = Duration::from_secs(3600);
 
-/// Runs until shutdown; returns at once when no GitHub App is configured.
+/// Runs until shutdown, from when a GitHub App is configured.
 pub(crate) async fn run(core: Core, mut shutdown: watch::Receiver<bool>) {
-    let Some(app) = core.github_app().cloned() else {
-        tracing::debug!("no GitHub App: builds are not reported to GitHub");
+    if core.github_app().is_none() {
+        tracing::debug!("no GitHub App yet: builds are reported to GitHub once one is made");
+    }
+    let Some(app) = core.wait_for_github_app(&mut shutdown).await else {
         return;
     };
     // The reporter retries through the store, with a backoff that frees its slot meanwhile;

@@ -13,6 +13,7 @@ pub(crate) mod agents;
 mod builds;
 pub(crate) mod catch_up;
 mod error;
+pub(crate) mod github_app;
 pub(crate) mod github_deployments;
 mod installations;
 mod intake;
@@ -28,11 +29,12 @@ pub(crate) mod signals;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use secrecy::SecretString;
 use wharf_github::GithubApp;
 use wharf_store::Store;
 use wharf_wire::text;
 
-use crate::config::ServerConfig;
+use crate::config::{GithubSettings, ServerConfig};
 use crate::metrics::Metrics;
 pub(crate) use error::CoreError;
 use signals::Signals;
@@ -45,6 +47,9 @@ pub(crate) struct Core {
     signals: Signals,
     /// Stores webhook deliveries in batches.
     deliveries: intake::DeliveryWriter,
+    /// The GitHub settings in use: the environment's, or those of the App made from the
+    /// dashboard, which takes effect without a restart (the tasks that need an App wait on it).
+    github: Arc<tokio::sync::watch::Sender<Option<Arc<GithubSettings>>>>,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<Metrics>,
 }
@@ -52,7 +57,9 @@ pub(crate) struct Core {
 impl Core {
     /// A core over `store`; starts the delivery writer.
     pub fn new(store: Store, config: ServerConfig) -> Core {
+        let github = tokio::sync::watch::channel(config.github.clone().map(Arc::new)).0;
         Core {
+            github: Arc::new(github),
             deliveries: intake::DeliveryWriter::start(store.clone()),
             store,
             config: Arc::new(config),
@@ -69,11 +76,34 @@ impl Core {
     }
 
     /// The GitHub App client, when one is configured.
-    fn github_app(&self) -> Option<&GithubApp> {
-        self.config
-            .github
+    fn github_app(&self) -> Option<GithubApp> {
+        self.github
+            .borrow()
             .as_ref()
-            .and_then(|github| github.app.as_ref())
+            .and_then(|github| github.app.clone())
+    }
+
+    /// The secret GitHub signs webhooks with, when one is configured.
+    pub fn webhook_secret(&self) -> Option<SecretString> {
+        self.github
+            .borrow()
+            .as_ref()
+            .and_then(|github| github.webhook_secret.clone())
+    }
+
+    /// The GitHub App client once one is configured (at start, or later from the dashboard);
+    /// `None` when `shutdown` comes first.
+    pub(crate) async fn wait_for_github_app(
+        &self,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<GithubApp> {
+        let mut settings = self.github.subscribe();
+        tokio::select! {
+            found = settings.wait_for(|github| github.as_ref().is_some_and(|github| github.app.is_some())) => {
+                found.ok().and_then(|github| github.as_ref().and_then(|github| github.app.clone()))
+            }
+            _ = jobs::stopped(shutdown) => None,
+        }
     }
 
     /// Whether the store answers; why not is logged.

@@ -115,6 +115,12 @@ pub(crate) fn notification_secret_context(sink: &str) -> String {
     format!("notification-secret/{sink}")
 }
 
+/// The context the private key of the GitHub App made from the dashboard is sealed under.
+pub(crate) const GITHUB_APP_KEY_CONTEXT: &str = "github-app/private-key";
+
+/// The context the webhook secret of the GitHub App made from the dashboard is sealed under.
+pub(crate) const GITHUB_APP_WEBHOOK_SECRET_CONTEXT: &str = "github-app/webhook-secret";
+
 /// The context a service's deploy-hook secret is sealed under.
 pub(crate) fn deploy_secret_context(service_id: i64) -> String {
     format!("deploy-secret/{service_id}")

@@ -80,18 +80,13 @@ impl Failure {
 }
 
 async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Response, Failure> {
-    let secret = core
-        .config
-        .github
-        .as_ref()
-        .and_then(|github| github.webhook_secret.as_ref())
-        .ok_or_else(|| Failure {
-            label: DeliveryLabel::Error,
-            signed: false,
-            error: HttpError::Unavailable(
-                "webhooks are not accepted: WHARF_GITHUB_WEBHOOK_SECRET is not set".to_owned(),
-            ),
-        })?;
+    let secret = core.webhook_secret().ok_or_else(|| Failure {
+        label: DeliveryLabel::Error,
+        signed: false,
+        error: HttpError::Unavailable(
+            "webhooks are not accepted: WHARF_GITHUB_WEBHOOK_SECRET is not set".to_owned(),
+        ),
+    })?;
     signature::verify(
         secret.expose_secret().as_bytes(),
         body,

@@ -7,6 +7,7 @@ mod agents;
 mod ansi;
 mod assets;
 mod builds;
+mod github;
 mod live;
 mod log_view;
 mod overview;
@@ -40,4 +41,5 @@ pub(crate) fn router() -> Router<Core> {
         .merge(releases::router())
         .merge(services::router())
         .merge(agents::router())
+        .merge(github::router())
 }

@@ -36,6 +36,7 @@ pub(crate) fn frame(title: &str, session: Option<&Session>, body: Markup) -> Mar
                         nav {
                             a href="/" { "Overview" }
                             a href="/agents" { "Agents" }
+                            a href="/github" { "GitHub" }
                         }
                         form.sign-out method="post" action="/logout" {
                             input type="hidden" name="csrf_token" value=(session.csrf_token);

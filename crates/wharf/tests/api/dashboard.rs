@@ -911,3 +911,124 @@ async fn claimed_build_of(app: &TestApp, agent: &str, id: i64) -> i64 {
     assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
     id
 }
+
+#[tokio::test]
+async fn the_github_app_is_made_from_the_dashboard_and_used_at_once_and_after_a_restart() {
+    let mut app = spawn_app_with(Options {
+        github: true,
+        github_app_from_dashboard: true,
+        ..Options::default()
+    })
+    .await;
+    let push = crate::helpers::push_payload("acme/web", "refs/heads/main", &sha('1'));
+    let refused = app.webhook("push", "before-the-app", &push).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text
+    );
+
+    let (session, csrf) = sign_in(&app).await;
+    let shown = page(&app, &session, "/github").await;
+    assert!(shown.contains("data-origin=\"missing\""), "{shown}");
+    // The form posts Wharf's manifest to GitHub, with a state only this session can give back.
+    let standin = app.github.as_ref().unwrap();
+    let form = shown.find("class=\"manifest\"").expect("the manifest form");
+    let action_start = form + shown[form..].find("action=\"").unwrap() + "action=\"".len();
+    let action = shown[action_start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(
+        action.starts_with(&format!("{}/settings/apps/new?state=", standin.api_url())),
+        "{action}"
+    );
+    let state = action.split("state=").nth(1).unwrap().to_owned();
+    assert_ne!(state, csrf, "the CSRF token itself never goes to GitHub");
+    let manifest: Value =
+        serde_json::from_str(&hidden_field(&shown, "manifest").replace("&quot;", "\"")).unwrap();
+    assert_eq!(
+        manifest["hook_attributes"]["url"],
+        format!("{}/api/webhooks/github", app.config.public_url)
+    );
+    assert_eq!(
+        manifest["redirect_url"],
+        format!("{}/github/manifest/callback", app.config.public_url)
+    );
+    assert_eq!(
+        manifest["setup_url"],
+        format!("{}/api/github/setup", app.config.public_url)
+    );
+    assert_eq!(manifest["default_permissions"]["contents"], "read");
+    assert_eq!(manifest["public"], false);
+
+    // GitHub sends the browser back with a code; another session's state, or none, is refused.
+    let key = app.app_key.as_ref().unwrap();
+    standin.offer_manifest_conversion("code-1", &key.private_pem, crate::helpers::WEBHOOK_SECRET);
+    let callback = |state: &str, code: &str| {
+        browser()
+            .get(format!(
+                "{}/github/manifest/callback?code={code}&state={state}",
+                app.url
+            ))
+            .header(COOKIE, &session)
+            .send()
+    };
+    assert_eq!(
+        callback("forged", "code-1").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        callback(&state, "unknown").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    let made = callback(&state, "code-1").await.unwrap();
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    assert_eq!(made.headers()[LOCATION], "/github");
+    let shown = page(&app, &session, "/github").await;
+    assert!(shown.contains("data-origin=\"dashboard\""), "{shown}");
+    assert!(!shown.contains("Create the GitHub App"), "{shown}");
+    // The key and the secret are kept sealed, never as given.
+    let stored = app.store.github_app().await.unwrap().unwrap();
+    assert!(!stored.private_key_sealed.contains("PRIVATE KEY"));
+    assert!(
+        !stored
+            .webhook_secret_sealed
+            .contains(crate::helpers::WEBHOOK_SECRET)
+    );
+    assert!(!app.logs.text().contains(crate::helpers::WEBHOOK_SECRET));
+
+    // At once: webhooks signed with its secret are taken, and the App's JWT works on GitHub.
+    let taken = app.webhook("push", "after-the-app", &push).await;
+    assert_eq!(taken.status, StatusCode::ACCEPTED, "{}", taken.text);
+    standin.add_installation(42, "acme");
+    standin.add_repository(42, "acme/web").unwrap();
+    let set_up = browser()
+        .get(format!(
+            "{}/api/github/setup?installation_id=42&setup_action=install",
+            app.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set_up.status(), StatusCode::SEE_OTHER);
+    let shown = page(&app, &session, "/github").await;
+    assert!(
+        shown.contains("data-installation=\"42\"") && shown.contains("acme/web"),
+        "{shown}"
+    );
+    // A second App is refused while this one is kept.
+    standin.offer_manifest_conversion("code-2", &key.private_pem, "another-secret");
+    assert_eq!(
+        callback(&state, "code-2").await.unwrap().status(),
+        StatusCode::CONFLICT
+    );
+
+    // After a restart the App is loaded before the first webhook is answered.
+    app.restart_server().await;
+    let push = crate::helpers::push_payload("acme/web", "refs/heads/main", &sha('2'));
+    let again = app.webhook("push", "after-a-restart", &push).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
+}

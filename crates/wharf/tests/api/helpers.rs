@@ -64,6 +64,9 @@ fn capture_logs() -> LogCapture {
 pub struct Options {
     /// Start the GitHub stand-in and configure the App against it.
     pub github: bool,
+    /// With `github`: configure no App and no webhook secret, as a server whose App is to be
+    /// made from the dashboard (GitHub's API and web pages are the stand-in's).
+    pub github_app_from_dashboard: bool,
     /// Lease length; short values test expiry.
     pub lease: Option<Duration>,
     pub max_attempts: Option<i64>,
@@ -180,7 +183,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             first_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(200),
         });
-        config.github = Some(GithubSettings {
+        config.github_api_url = standin.api_url();
+        config.github_web_url = standin.api_url();
+        config.github = (!options.github_app_from_dashboard).then(|| GithubSettings {
             webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
             app: Some(app),
         });
