@@ -221,7 +221,7 @@ impl Store {
 
     /// The lines of a build's log after `after`, at most `limit`.
     pub async fn logs_after(&self, build_id: i64, after: i64, limit: i64) -> Result<Vec<LogLine>> {
-        let rows: Vec<(i64, String, String, i64)> = on_pool!(self, pool => {
+        let rows: Vec<BuildLogRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT seq, stream, line, at FROM build_logs WHERE build_id = $1 AND seq > $2 \
                  ORDER BY seq LIMIT $3",
@@ -232,15 +232,35 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(seq, stream, text, at)| LogLine {
-                seq,
-                stream: LogStream::parse(&stream).unwrap_or(LogStream::Wharf),
-                text,
-                at: format_millis(at),
-                host: None,
-            })
-            .collect())
+        Ok(rows.into_iter().map(build_log_line).collect())
+    }
+
+    /// The first `limit` lines Wharf itself wrote into a build's log: where each step began
+    /// (fetching, building, pushed) and how the build ended.
+    pub async fn build_notes(&self, build_id: i64, limit: i64) -> Result<Vec<LogLine>> {
+        let rows: Vec<BuildLogRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT seq, stream, line, at FROM build_logs WHERE build_id = $1 \
+                 AND stream = 'wharf' ORDER BY seq LIMIT $2",
+            )
+            .bind(build_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(build_log_line).collect())
+    }
+}
+
+/// A stored line of a build's log: its number, stream, text and time.
+type BuildLogRow = (i64, String, String, i64);
+
+fn build_log_line((seq, stream, text, at): BuildLogRow) -> LogLine {
+    LogLine {
+        seq,
+        stream: LogStream::parse(&stream).unwrap_or(LogStream::Wharf),
+        text,
+        at: format_millis(at),
+        host: None,
     }
 }

@@ -7,11 +7,13 @@ use wharf_domain::build::check_retry;
 use wharf_domain::names::{CommitSha, RepoSource};
 use wharf_runtime::git::{BranchHeadError, branch_head};
 use wharf_store::{BuildFilter, NewBuild};
-use wharf_wire::{Build, BuildLogs, BuildTrigger, Service, TriggerBuild};
+use wharf_wire::{Build, BuildLogs, BuildTrigger, LogLine, Service, TriggerBuild};
 
 use crate::core::signals::long_poll;
 use crate::core::{Core, CoreError, now_millis};
 
+/// The most steps a build page shows (a compose stack builds one image per service).
+const MOST_STEPS: i64 = 100;
 /// How many lines one page of a log carries at most.
 pub(crate) const LOG_PAGE: i64 = 2000;
 /// How long `git ls-remote` may take to name a public repository's branch head.
@@ -191,6 +193,12 @@ impl Core {
             complete,
             truncated: build.log_truncated,
         })
+    }
+
+    /// The steps of a build as Wharf noted them in its log (fetching, building, pushed, how it
+    /// ended), each a line with its time.
+    pub async fn build_steps(&self, id: i64) -> Result<Vec<LogLine>, CoreError> {
+        Ok(self.store.build_notes(id, MOST_STEPS).await?)
     }
 
     /// The next page of the build's log after line `after`, waiting up to `wait` while no new

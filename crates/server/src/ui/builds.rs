@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use maud::{Markup, html};
 use serde::Deserialize;
-use wharf_wire::Build;
+use wharf_wire::{Build, LogLine};
 
 use crate::core::Core;
 use crate::ui::log_view;
@@ -34,7 +34,8 @@ async fn page(
     let build = core.build(id).await?;
     let (lines, complete) = log_view::lines_so_far(|after| core.log_page(id, after)).await?;
     let repo = repo_of(&core, &build).await;
-    let summary = summary(&build, &repo, session.can_write());
+    let steps = core.build_steps(id).await?;
+    let summary = summary(&build, &steps, &repo, session.can_write());
     Ok(frame(
         &format!("Build #{id}"),
         Some(&session),
@@ -68,7 +69,11 @@ async fn events(
         move |core: Core, after| async move { core.log_page(id, after).await },
         move |core: Core| {
             let repo = repo.clone();
-            async move { Ok(summary(&core.build(id).await?, &repo, can_write)) }
+            async move {
+                let build = core.build(id).await?;
+                let steps = core.build_steps(id).await?;
+                Ok(summary(&build, &steps, &repo, can_write))
+            }
         },
     ))
 }
@@ -81,8 +86,9 @@ async fn repo_of(core: &Core, build: &Build) -> String {
         .unwrap_or_default()
 }
 
-/// The build's facts, state, durations, failure and buttons (for a session that may write).
-fn summary(build: &Build, repo: &str, can_write: bool) -> Markup {
+/// The build's facts, state, its steps with how long each took, its failure and its buttons
+/// (for a session that may write).
+fn summary(build: &Build, steps: &[LogLine], repo: &str, can_write: bool) -> Markup {
     html! {
         dl.facts {
             dt { "State" } dd { (build_badge(build)) @if let Some(reason) = &build.reason { " " span.reason { (reason) } } }
@@ -97,6 +103,19 @@ fn summary(build: &Build, repo: &str, can_write: bool) -> Markup {
             }
             @if let Some(agent) = &build.agent { dt { "Agent" } dd { (agent) " (attempt " (build.attempt) " of " (build.max_attempts) ")" } }
             @if let Some(image) = &build.image { dt { "Image" } dd { code { (image) } } }
+        }
+        @if !steps.is_empty() {
+            ol.steps {
+                @for (index, step) in steps.iter().enumerate() {
+                    @let end = steps.get(index + 1).map(|next| next.at.as_str()).or(build.finished_at.as_deref());
+                    li {
+                        (step.text)
+                        @if let Some(took) = took(&step.at, end) {
+                            " " span.quiet { (took) @if end.is_none() { " so far" } }
+                        }
+                    }
+                }
+            }
         }
         @if let Some(failure) = &build.failure {
             section.failure {

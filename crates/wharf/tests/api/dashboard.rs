@@ -117,9 +117,14 @@ async fn claimed_build(app: &TestApp, agent: &str, commit: &str) -> i64 {
 }
 
 async fn append(app: &TestApp, agent: &str, path: &str, lines: &[&str]) {
+    append_to(app, agent, path, "stdout", lines).await;
+}
+
+/// Appends lines of `stream` (`stdout`, `stderr`, or `wharf` for the agent's own notes).
+async fn append_to(app: &TestApp, agent: &str, path: &str, stream: &str, lines: &[&str]) {
     let lines: Vec<Value> = lines
         .iter()
-        .map(|text| json!({"stream": "stdout", "text": text}))
+        .map(|text| json!({"stream": stream, "text": text}))
         .collect();
     let answer = app.post_as(agent, path, json!({ "lines": lines })).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
@@ -356,6 +361,7 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
     let commit = sha('b');
     let id = claimed_build(&app, &agent, &commit).await;
     let log = format!("/v1/agent/builds/{id}/logs");
+    append_to(&app, &agent, &log, "wharf", &["Fetching the commit"]).await;
     append(
         &app,
         &agent,
@@ -377,8 +383,10 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
     );
     assert!(!shown.contains("<script>alert"), "{shown}");
     assert!(shown.contains("class=\"fg1\""), "the red is kept: {shown}");
+    assert!(shown.contains("class=\"steps\""), "{shown}");
+    assert!(shown.contains("Fetching the commit"), "{shown}");
     assert!(
-        shown.contains(&format!("sse-connect=\"/builds/{id}/events?after=2\"")),
+        shown.contains(&format!("sse-connect=\"/builds/{id}/events?after=3\"")),
         "{shown}"
     );
     assert!(
@@ -387,7 +395,7 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
     );
 
     let stream = browser()
-        .get(format!("{}/builds/{id}/events?after=2", app.url))
+        .get(format!("{}/builds/{id}/events?after=3", app.url))
         .header(COOKIE, &session)
         .send()
         .await
@@ -404,7 +412,7 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
     )
     .await;
     let events = read_stream(stream, "event: done").await;
-    assert!(events.contains("id: 3"), "{events}");
+    assert!(events.contains("id: 4"), "{events}");
     assert!(events.contains("step 2/3 &lt;b&gt;"), "{events}");
     assert!(
         !events.contains("id: 1\n"),
@@ -418,7 +426,7 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
     let resumed = browser()
         .get(format!("{}/builds/{id}/events?after=0", app.url))
         .header(COOKIE, &session)
-        .header("Last-Event-ID", "3")
+        .header("Last-Event-ID", "4")
         .send()
         .await
         .unwrap();
