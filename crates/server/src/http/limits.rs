@@ -35,8 +35,8 @@ use crate::http::HttpError;
 
 /// The routes that wait by design, by method and path template: the agents' claim long-polls,
 /// the long-polls and event streams of build logs and release deploy logs, and the deploy
-/// hook, which waits for its rollout. The dashboard's event streams ([`crate::ui::EVENT_STREAMS`])
-/// are long-lived too.
+/// hook, which waits for its rollout. (An event stream's time to its headers is bounded like any
+/// answer's; its body then flows for as long as it lasts.)
 const LONG_LIVED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/agent/claim"),
     ("POST", "/v1/agent/rollouts/claim"),
@@ -158,6 +158,12 @@ pub(crate) async fn refuse_repeated_failures(
     next: Next,
 ) -> Response {
     let client = client_address(&request, &limits.config.trusted_proxies);
+    // A browser's sign-in form is answered with a page, an API client with JSON.
+    let wants_page = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
     let response = next.run(request).await;
     if response.status() != StatusCode::UNAUTHORIZED {
         return response;
@@ -170,9 +176,17 @@ pub(crate) async fn refuse_repeated_failures(
     if failures == allowed + 1 {
         tracing::warn!(%client, allowed, "a client failed authentication too often; its failing requests get 429 for the rest of the minute");
     }
-    too_many(format!(
-        "too many failed authentications from this address: more than {allowed} in a minute"
-    ))
+    let refusal = HttpError::TooManyRequests {
+        message: format!(
+            "too many failed authentications from this address: more than {allowed} in a minute"
+        ),
+        retry_after: WINDOW,
+    };
+    if wants_page {
+        crate::ui::PageError::from(refusal).into_response()
+    } else {
+        refusal.into_response()
+    }
 }
 
 /// Bounds each request's time, except on long-lived routes, and makes webhooks wait for a turn
@@ -189,11 +203,10 @@ pub(crate) async fn bound_each_route(
         .map(|path| path.as_str().to_owned())
         .unwrap_or_default();
     let method = request.method().clone();
-    let long_lived = LONG_LIVED_ROUTES
+    if LONG_LIVED_ROUTES
         .iter()
         .any(|(long_method, long_path)| method.as_str() == *long_method && path == *long_path)
-        || (method == Method::GET && crate::ui::EVENT_STREAMS.contains(&path.as_str()));
-    if long_lived {
+    {
         return next.run(request).await;
     }
     let mut request = request;

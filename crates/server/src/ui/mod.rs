@@ -12,6 +12,7 @@ mod live;
 mod log_view;
 mod overview;
 mod page;
+pub(crate) use page::PageError;
 mod releases;
 mod services;
 pub(crate) mod session;
@@ -20,16 +21,6 @@ mod sign_in;
 use axum::Router;
 
 use crate::core::Core;
-
-/// The event streams of the dashboard's live parts: they wait by design, like the API's log
-/// streams, and are exempt from the request timeout.
-pub(crate) const EVENT_STREAMS: &[&str] = &[
-    "/builds/{id}/events",
-    "/releases/{id}/events",
-    "/services/{name}/events",
-    "/events/overview",
-    "/events/agents",
-];
 
 /// Every page of the dashboard, its sign-in and its assets.
 pub(crate) fn router() -> Router<Core> {

@@ -69,7 +69,8 @@ impl From<HttpError> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let message = self.0.to_string();
-        let status = self.0.into_response().status();
+        let api_answer = self.0.into_response();
+        let status = api_answer.status();
         let title = status.canonical_reason().unwrap_or("Error");
         let page = frame(
             title,
@@ -80,7 +81,13 @@ impl IntoResponse for PageError {
                 p { a href="/" { "Back to the overview" } }
             },
         );
-        (status, page).into_response()
+        let mut response = (status, page).into_response();
+        if let Some(wait) = api_answer.headers().get(axum::http::header::RETRY_AFTER) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, wait.clone());
+        }
+        response
     }
 }
 

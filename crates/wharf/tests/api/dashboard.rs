@@ -10,6 +10,8 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
+use wharf_server::RequestLimits;
+
 use crate::helpers::{
     ADMIN_TOKEN, Options, TestApp, run_cli, sha, spawn_app, spawn_app_with, wait_until,
 };
@@ -263,6 +265,83 @@ async fn a_page_sends_a_browser_without_a_session_to_sign_in_and_back() {
     let id = session.trim_start_matches("wharf_session=");
     let dump = format!("{:?}", app.store.dashboard_session(id, 0).await.unwrap());
     assert_eq!(dump, "None");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited_like_other_failed_authentication_with_a_page() {
+    let app = spawn_app().await;
+    let browser = browser();
+    let form = browser
+        .get(format!("{}/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    let sign_in_cookie = cookie_pair(&set_cookie(&form, "wharf_sign_in").unwrap());
+    let csrf = hidden_field(&form.text().await.unwrap(), "csrf_token");
+    let attempt = |token: &'static str| {
+        browser
+            .post(format!("{}/login", app.url))
+            .header(COOKIE, &sign_in_cookie)
+            .header("Accept", "text/html")
+            .form(&[("csrf_token", csrf.as_str()), ("token", token)])
+            .send()
+    };
+    // A server allows 20 failed authentications a minute from one address.
+    for _ in 0..20 {
+        assert_eq!(
+            attempt("guess").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let limited = attempt("guess").await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(
+        limited.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        limited
+            .text()
+            .await
+            .unwrap()
+            .contains("too many failed authentications")
+    );
+    // The right token still signs in: only failing requests are refused.
+    assert_eq!(
+        attempt(ADMIN_TOKEN).await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn live_parts_outlive_the_request_timeout() {
+    let app = spawn_app_with(Options {
+        limits: Some(RequestLimits {
+            request_timeout: Duration::from_millis(200),
+            ..RequestLimits::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let (session, _) = sign_in(&app).await;
+    let mut stream = browser()
+        .get(format!("{}/events/overview", app.url))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let first = String::from_utf8_lossy(&stream.chunk().await.unwrap().unwrap()).into_owned();
+    assert!(first.contains("event: fragment"), "{first}");
+    // Well past the request timeout, a change still reaches the open stream.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.create_service("later", "https://git.example.com/acme/later", "main")
+        .await;
+    let later = read_stream(stream, "data-service=\"later\"").await;
+    assert!(later.contains("event: fragment"), "{later}");
 }
 
 #[tokio::test]
