@@ -337,6 +337,21 @@ impl Store {
         Ok(rows.into_iter().map(BuildRow::into_build).collect())
     }
 
+    /// The newest builds that have not finished, of every service, at most `limit`.
+    pub async fn unfinished_builds(&self, limit: i64) -> Result<Vec<Build>> {
+        let rows: Vec<BuildRow> = on_pool!(self, pool => {
+            sqlx::query_as(concat!(
+                select_build!(),
+                " WHERE b.state IN ('pending', 'claimed', 'cloning', 'building', 'pushing') \
+                 ORDER BY b.id DESC LIMIT $1"
+            ))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(BuildRow::into_build).collect())
+    }
+
     /// Cancels a build that has not finished. A leased build's agent learns it at its next heartbeat.
     pub async fn cancel_build(&self, id: i64, reason: &str, now: i64) -> Result<Build> {
         let affected = on_pool!(self, pool => {

@@ -616,6 +616,24 @@ impl Store {
     }
 
     /// A service's releases, newest first, with their rollouts.
+    /// Every service's releases that are live or still rolling out, newest first, without
+    /// their rollouts.
+    pub async fn current_releases(&self) -> Result<Vec<Release>> {
+        let rows: Vec<ReleaseRow> = on_pool!(self, pool => {
+            sqlx::query_as(concat!(
+                select_release!(),
+                " WHERE r.state IN ('live', 'pending', 'pulling', 'starting', 'health_checking') \
+                 ORDER BY r.id DESC"
+            ))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|row| row.into_release(Vec::new()))
+            .collect())
+    }
+
     pub async fn list_releases(&self, service_id: i64, limit: i64) -> Result<Vec<Release>> {
         let rows: Vec<ReleaseRow> = on_pool!(self, pool => {
             sqlx::query_as(concat!(select_release!(), " WHERE r.service_id = $1 ORDER BY r.id DESC LIMIT $2"))

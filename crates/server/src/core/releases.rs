@@ -10,8 +10,8 @@ use wharf_domain::names::{check_image_ref, check_image_tag, image_repository};
 use wharf_domain::signature::{self, MAX_TIMESTAMP_SKEW_SECONDS, SigningTime};
 use wharf_store::NewRelease;
 use wharf_wire::{
-    BuildState, DeployHook, DeployHookAnswer, DeploySecret, DeployService, Release, ReleaseLogs,
-    ReleaseTrigger, RollbackService, SecretText, Service,
+    Build, BuildState, DeployHook, DeployHookAnswer, DeploySecret, DeployService, Release,
+    ReleaseLogs, ReleaseTrigger, RollbackService, SecretText, Service,
 };
 
 use crate::core::builds::LOG_PAGE;
@@ -30,6 +30,18 @@ impl Core {
         let service = self.store.service_by_name(service_name).await?;
         let limit = limit.unwrap_or(20).clamp(1, 500);
         Ok(self.store.list_releases(service.id, limit).await?)
+    }
+
+    /// Every service's releases that are live or still rolling out (without their rollouts),
+    /// and the newest builds not finished (at most `limit`): what an overview of every service
+    /// shows, in two reads however many services there are.
+    pub async fn work_in_progress(
+        &self,
+        limit: i64,
+    ) -> Result<(Vec<Release>, Vec<Build>), CoreError> {
+        let releases = self.store.current_releases().await?;
+        let builds = self.store.unfinished_builds(limit).await?;
+        Ok((releases, builds))
     }
 
     pub async fn release(&self, id: i64) -> Result<Release, CoreError> {

@@ -18,8 +18,8 @@ use crate::ui::session::SignedIn;
 
 /// How many of the newest builds the overview lists.
 const NEWEST_BUILDS: i64 = 15;
-/// How many of each service's newest releases are read to find what is live.
-const RELEASES_READ: i64 = 20;
+/// How many of the newest unfinished builds are read for the services' work in progress.
+const UNFINISHED_BUILDS: i64 = 500;
 
 pub(crate) fn router() -> Router<Core> {
     Router::new()
@@ -55,42 +55,51 @@ struct ServiceRow {
     live: Vec<Release>,
     /// A release rolling out or waiting for hosts.
     rolling_out: Option<Release>,
-    /// Its newest build, when that is still at work.
+    /// Its newest build that is still at work.
     building: Option<Build>,
 }
 
-/// Everything below the page's title.
+/// Everything below the page's title, in a few reads however many services there are.
 async fn overview(core: Core) -> Result<Markup, CoreError> {
     let builds = core.builds(None, Some(NEWEST_BUILDS)).await?;
-    let mut rows = Vec::new();
-    for service in core.services().await? {
-        let releases = core.releases(&service.name, Some(RELEASES_READ)).await?;
-        let mut live: Vec<Release> = Vec::new();
-        for release in releases
-            .iter()
-            .filter(|release| release.state == ReleaseState::Live)
-        {
-            if !live
+    let (releases, unfinished) = core.work_in_progress(UNFINISHED_BUILDS).await?;
+    let rows: Vec<ServiceRow> = core
+        .services()
+        .await?
+        .into_iter()
+        .map(|service| {
+            let mine = |release: &&Release| release.service_id == service.id;
+            let mut live: Vec<Release> = Vec::new();
+            for release in releases
                 .iter()
-                .any(|seen| seen.environment == release.environment)
+                .filter(mine)
+                .filter(|release| release.state == ReleaseState::Live)
             {
-                live.push(release.clone());
+                if !live
+                    .iter()
+                    .any(|seen| seen.environment == release.environment)
+                {
+                    live.push(release.clone());
+                }
             }
-        }
-        let newest = core.builds(Some(service.name.clone()), Some(1)).await?;
-        rows.push(ServiceRow {
-            rolling_out: releases
-                .iter()
-                .find(|release| !release.state.is_settled())
-                .cloned(),
-            building: newest.into_iter().find(|build| !build.state.is_final()),
-            live,
-            name: service.name,
-            repo: service.repo,
-            branch: service.branch,
-            domain: service.domain,
-        });
-    }
+            ServiceRow {
+                rolling_out: releases
+                    .iter()
+                    .filter(mine)
+                    .find(|release| !release.state.is_settled())
+                    .cloned(),
+                building: unfinished
+                    .iter()
+                    .find(|build| build.service_id == service.id)
+                    .cloned(),
+                live,
+                name: service.name,
+                repo: service.repo,
+                branch: service.branch,
+                domain: service.domain,
+            }
+        })
+        .collect();
     let agents = core.agents().await?;
     let lease = core.config.lease;
     Ok(html! {
