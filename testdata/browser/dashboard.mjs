@@ -8,8 +8,17 @@
 // appends to arrive live, for the build to show as failed, clicks Retry (accepting the
 // confirmation) and prints `retried PATH` with the new build's page. Then it opens the service's
 // page, waits for the retried build to complete there (the timeline is live), deploys it with
-// its button and prints `deployed PATH` with the release's page. Any failure exits 1 with the
-// reason on stderr.
+// its button and prints `deployed PATH` with the release's page.
+//
+// Then it takes orders on standard input, one per line, and answers each on standard output:
+//   overview          opens `/`, answers `overview`
+//   expect-build ID   waits for build ID to appear on the open page without a reload: `seen ID`
+//   cancel ID         cancels build ID with its button: `cancelled ID` once the page says so
+//   rollback ID       rolls back to release ID with its button: `rolled back PATH`
+//   shoot NAME PATH   screenshots PATH into $WHARF_SCREENSHOTS/NAME.png when that is set: `shot`
+//   done              closes the browser
+// Any failure exits 1 with the reason on stderr.
+import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
 const [base, token, build] = process.argv.slice(2);
@@ -61,6 +70,45 @@ try {
     throw new Error(problems.join('\n'));
   }
   console.log(`deployed ${new URL(page.url()).pathname}`);
+
+  const orders = createInterface({ input: process.stdin });
+  for await (const order of orders) {
+    const [verb, argument, path] = order.trim().split(/\s+/);
+    if (verb === 'done') {
+      break;
+    } else if (verb === 'overview') {
+      await page.goto(`${base}/`);
+      await page.locator('table.services').waitFor({ timeout: deadline });
+      console.log('overview');
+    } else if (verb === 'expect-build') {
+      await page.locator(`tr[data-build="${argument}"]`).waitFor({ timeout: deadline });
+      console.log(`seen ${argument}`);
+    } else if (verb === 'cancel') {
+      await page.goto(`${base}/builds/${argument}`);
+      await page.getByRole('button', { name: 'Cancel' }).click({ timeout: deadline });
+      await page.locator('#summary [data-state=cancelled]').waitFor({ timeout: deadline });
+      console.log(`cancelled ${argument}`);
+    } else if (verb === 'rollback') {
+      await page.goto(`${base}/releases/${argument}`);
+      await page.getByRole('button', { name: 'Roll back to this' }).click({ timeout: deadline });
+      await page.waitForURL((url) => url.pathname.startsWith('/releases/')
+        && url.pathname !== `/releases/${argument}`, { timeout: deadline });
+      console.log(`rolled back ${new URL(page.url()).pathname}`);
+    } else if (verb === 'shoot') {
+      if (process.env.WHARF_SCREENSHOTS) {
+        await page.goto(`${base}${path}`);
+        await page.waitForLoadState('load');
+        await page.screenshot({ path: `${process.env.WHARF_SCREENSHOTS}/${argument}.png`, fullPage: true });
+      }
+      console.log('shot');
+    } else {
+      throw new Error(`unknown order ${JSON.stringify(order)}`);
+    }
+    if (problems.length > 0) {
+      throw new Error(problems.join('\n'));
+    }
+  }
+  orders.close();
 } catch (error) {
   console.error(error.stack || String(error));
   process.exitCode = 1;

@@ -8,12 +8,13 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use wharf_server::RequestLimits;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Options, TestApp, run_cli, sha, spawn_app, spawn_app_with, wait_until,
+    ADMIN_TOKEN, Options, TestApp, push_payload, run_cli, sha, spawn_app, spawn_app_with,
+    wait_until,
 };
 
 const STREAM_DEADLINE: Duration = Duration::from_secs(20);
@@ -905,11 +906,26 @@ fn testdata() -> std::path::PathBuf {
 /// Debian's Chromium, driven by Playwright (`testdata/browser/dashboard.mjs`): sent to sign
 /// in, it signs in, sees the log so far in colour, sees a line arrive live and the build fail,
 /// and retries it with the button (htmx, with the session's CSRF token); on the service page it
-/// sees the retried build complete and deploys it. Run once, on SQLite.
+/// sees the retried build complete and deploys it; the overview shows a signed push's build
+/// without a reload, its Cancel button cancels it, and a release's roll-back button brings it
+/// back. With `WHARF_SCREENSHOTS=DIR` (relative to the workspace) it also saves the overview, a
+/// build and a release page there as PNG. Run once, on SQLite.
 #[tokio::test]
-async fn in_a_browser_one_signs_in_follows_a_log_live_retries_and_deploys() {
+async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_rolls_back() {
     let app = app_with_service().await;
     let agent = app.create_agent("builder").await;
+    // The host releases go to (a service's default), there before any release is made.
+    let host = app.create_agent("local").await;
+    for token in [&agent, &host] {
+        let registered = app
+            .post_as(
+                token,
+                "/v1/agent/register",
+                json!({"labels": ["build", "deploy"]}),
+            )
+            .await;
+        assert_eq!(registered.status, StatusCode::OK, "{}", registered.text);
+    }
     let id = claimed_build(&app, &agent, &sha('d')).await;
     let log = format!("/v1/agent/builds/{id}/logs");
     append(
@@ -920,15 +936,23 @@ async fn in_a_browser_one_signs_in_follows_a_log_live_retries_and_deploys() {
     )
     .await;
 
-    let mut browser = tokio::process::Command::new("node")
+    let mut browser = tokio::process::Command::new("node");
+    if let Some(dir) = std::env::var_os("WHARF_SCREENSHOTS") {
+        let dir = testdata().join("..").join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        browser.env("WHARF_SCREENSHOTS", dir);
+    }
+    let mut browser = browser
         .arg(testdata().join("browser/dashboard.mjs"))
         .args([&app.url, ADMIN_TOKEN, &id.to_string()])
         .current_dir(testdata())
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("node runs (scripts/setup.sh installs it with Playwright and Chromium)");
+    let mut orders = browser.stdin.take().unwrap();
     let mut said = tokio::io::BufReader::new(browser.stdout.take().unwrap()).lines();
     let ready = tokio::time::timeout(Duration::from_secs(60), said.next_line())
         .await
@@ -971,6 +995,80 @@ async fn in_a_browser_one_signs_in_follows_a_log_live_retries_and_deploys() {
         .await
         .expect("the browser deploys within a minute")
         .unwrap();
+    let releases = app.get("/v1/services/web/releases").await.body;
+    let manual = releases[0].clone();
+    assert_eq!(manual["trigger"], "manual", "{releases}");
+    assert_eq!(manual["build_id"], retried, "{releases}");
+    assert_eq!(
+        deployed,
+        Some(format!("deployed /releases/{}", manual["id"]))
+    );
+
+    // The overview shows a signed push's build without a reload.
+    let mut ask = async |order: String| -> String {
+        orders
+            .write_all(format!("{order}\n").as_bytes())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), said.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the browser answers {order:?} within a minute"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the browser ended at {order:?}"))
+    };
+    app.create_service("site", "acme/site", "main").await;
+    assert_eq!(ask("overview".to_owned()).await, "overview");
+    let pushed = app
+        .webhook(
+            "push",
+            "browser-push",
+            &push_payload("acme/site", "refs/heads/main", &sha('7')),
+        )
+        .await;
+    let pushed = pushed.body["builds"][0]
+        .as_i64()
+        .expect("the push queues a build");
+    assert_eq!(
+        ask(format!("expect-build {pushed}")).await,
+        format!("seen {pushed}")
+    );
+    // Its Cancel button cancels it.
+    assert_eq!(
+        ask(format!("cancel {pushed}")).await,
+        format!("cancelled {pushed}")
+    );
+    assert_eq!(app.build(pushed).await["state"], "cancelled");
+
+    // The roll-back button brings a release that was live back.
+    app.roll_out_live(&host).await;
+    let again = app
+        .post("/v1/services/web/deploy", json!({"build": retried}))
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    app.roll_out_live(&host).await;
+    let previous = manual["id"].as_i64().unwrap();
+    assert_eq!(
+        app.get(&format!("/v1/releases/{previous}")).await.body["state"],
+        "superseded"
+    );
+    let rolled_back = ask(format!("rollback {previous}")).await;
+    let releases = app.get("/v1/services/web/releases").await.body;
+    assert_eq!(releases[0]["trigger"], "rollback", "{releases}");
+    assert_eq!(
+        rolled_back,
+        format!("rolled back /releases/{}", releases[0]["id"])
+    );
+
+    // Screenshots for the README, when asked for (WHARF_SCREENSHOTS=docs/).
+    for (name, path) in [
+        ("overview", "/".to_owned()),
+        ("build", format!("/builds/{id}")),
+        ("release", format!("/releases/{}", again.body["id"])),
+    ] {
+        assert_eq!(ask(format!("shoot {name} {path}")).await, "shot");
+    }
+    orders.write_all(b"done\n").await.unwrap();
+    drop(orders);
     let output = tokio::time::timeout(Duration::from_secs(30), browser.wait_with_output())
         .await
         .expect("the browser closes")
@@ -979,14 +1077,6 @@ async fn in_a_browser_one_signs_in_follows_a_log_live_retries_and_deploys() {
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
-    );
-    let releases = app.get("/v1/services/web/releases").await.body;
-    let manual = &releases[0];
-    assert_eq!(manual["trigger"], "manual", "{releases}");
-    assert_eq!(manual["build_id"], retried, "{releases}");
-    assert_eq!(
-        deployed,
-        Some(format!("deployed /releases/{}", manual["id"]))
     );
 }
 
