@@ -299,7 +299,7 @@ async fn run_up(args: ServerArgs, build: BuildArgs) -> anyhow::Result<()> {
     let server = start_server(&args, store, admin_token, up_registry, true).await?;
     let server_url = format!("http://{}", server.addr);
     eprintln!(
-        "Wharf is up: {server_url} (data in {})",
+        "Wharf is up: {server_url} (data in {})\nDashboard: {server_url}/ (sign in with the admin token)",
         args.state.data_dir.display()
     );
     let shutdown = shutdown_signal();

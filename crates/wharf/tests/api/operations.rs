@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{ADMIN_TOKEN, ServerProcess, sha, start_wharf_server};
 
@@ -401,7 +402,27 @@ async fn wharf_up_runs_the_server_and_a_local_agent_on_a_fresh_data_directory() 
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let url = crate::helpers::listening_url(&mut child).await;
+    // It says where the dashboard is, which is where the server answers.
+    let mut said = BufReader::new(child.stderr.take().unwrap()).lines();
+    let dashboard = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = said.next_line().await.unwrap() {
+            if let Some(dashboard) = line.strip_prefix("Dashboard: ") {
+                return dashboard.to_owned();
+            }
+        }
+        panic!("wharf up exited before naming the dashboard");
+    })
+    .await
+    .expect("wharf up names its dashboard within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = said.next_line().await {} });
+    let url = dashboard
+        .split_whitespace()
+        .next()
+        .and_then(|address| address.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("a dashboard address: {dashboard}"))
+        .to_owned();
+    let sign_in = reqwest::get(format!("{url}/login")).await.unwrap();
+    assert_eq!(sign_in.status(), StatusCode::OK);
 
     // The admin token is made, kept readable by its owner only, and long enough.
     let token_file = data_dir.join("admin-token");
