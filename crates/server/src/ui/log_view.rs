@@ -52,7 +52,10 @@ pub(crate) fn section(summary: Markup, lines: &[LogLine], complete: bool, stream
         @if complete {
             div.live {
                 section #summary { (summary) }
-                pre #log .log { @for line in lines { (line_html(line)) } }
+                pre #log .log {
+                    @for line in lines { (line_html(line)) }
+                    @if lines.is_empty() { span.quiet { "Nothing was written to this log." } }
+                }
             }
         } @else {
             div.live hx-ext="sse" sse-connect={ (stream) "?after=" (after) } sse-close="done" {
