@@ -9,10 +9,10 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use maud::{Markup, html};
-use serde::Deserialize;
 use wharf_wire::{Build, LogLine};
 
 use crate::core::Core;
+use crate::http::logs::{LogsQuery, resume_after};
 use crate::ui::log_view;
 use crate::ui::page::{
     PageError, ago, build_badge, build_buttons, build_stuck, commit, frame, path_id, took,
@@ -46,18 +46,12 @@ async fn page(
     ))
 }
 
-#[derive(Deserialize)]
-struct After {
-    #[serde(default)]
-    after: i64,
-}
-
 async fn events(
     SignedIn(session): SignedIn,
     State(core): State<Core>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Query(query): Query<After>,
+    Query(query): Query<LogsQuery>,
 ) -> Result<impl IntoResponse, PageError> {
     let id = path_id(&id, "build")?;
     let build = core.build(id).await?;
@@ -65,7 +59,7 @@ async fn events(
     let can_write = session.can_write();
     Ok(log_view::stream(
         core,
-        log_view::resume(&headers, query.after),
+        resume_after(&headers, &query),
         move |core: Core, after| async move { core.log_page(id, after).await },
         move |core: Core| {
             let repo = repo.clone();

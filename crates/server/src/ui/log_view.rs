@@ -7,14 +7,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use futures_util::Stream;
 use maud::{Markup, html};
 use wharf_wire::LogLine;
 
 use crate::core::{Core, CoreError};
-use crate::http::logs::{LogPage, LogsQuery, resume_after};
+use crate::http::logs::LogPage;
 use crate::ui::ansi;
 use crate::ui::live::{Look, live};
 use crate::ui::page::trusted;
@@ -76,12 +75,6 @@ pub(crate) fn line_html(line: &LogLine) -> Markup {
             "\n"
         }
     }
-}
-
-/// The line a log stream starts after: `Last-Event-ID` when the browser reconnects, else
-/// `after` from the page.
-pub(crate) fn resume(headers: &HeaderMap, after: i64) -> i64 {
-    resume_after(headers, &LogsQuery { after, wait_ms: 0 })
 }
 
 /// The live stream of a log from line `resume` on: `page(core, after)` reads the lines after `after`, `summary(core)`

@@ -8,10 +8,10 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use maud::{Markup, html};
-use serde::Deserialize;
 use wharf_wire::Release;
 
 use crate::core::{Core, CoreError};
+use crate::http::logs::{LogsQuery, resume_after};
 use crate::ui::log_view;
 use crate::ui::overview::online;
 use crate::ui::page::{
@@ -44,25 +44,19 @@ async fn page(
     ))
 }
 
-#[derive(Deserialize)]
-struct After {
-    #[serde(default)]
-    after: i64,
-}
-
 async fn events(
     SignedIn(session): SignedIn,
     State(core): State<Core>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Query(query): Query<After>,
+    Query(query): Query<LogsQuery>,
 ) -> Result<impl IntoResponse, PageError> {
     let id = path_id(&id, "release")?;
     core.release(id).await?;
     let can_write = session.can_write();
     Ok(log_view::stream(
         core,
-        log_view::resume(&headers, query.after),
+        resume_after(&headers, &query),
         move |core: Core, after| async move { core.release_log_page(id, after).await },
         move |core: Core| async move {
             Ok(summary(
