@@ -12,6 +12,8 @@
 //!   fails half the time, none lost.
 //! - `footprint`: resident memory of the server idle with many services and under a steady
 //!   intake, and of an idle agent.
+//! - `dashboard`: the dashboard's pages with 1,000 services and 100,000 builds in the store, and
+//!   100 viewers of a live log by server-sent events against polling every 2 s.
 //! - `settings`: what a setting (`WHARF_SQLITE_SYNCHRONOUS=full`, say) or another build of Wharf
 //!   costs intake, in interleaved rounds against a baseline.
 //!
@@ -23,6 +25,7 @@
 
 mod build;
 mod claim;
+mod dashboard;
 mod deploy;
 mod edge_load;
 mod footprint;
@@ -60,6 +63,8 @@ enum Command {
     Notify(notify::Args),
     /// Resident memory: the server idle with many services and under intake, an idle agent.
     Footprint(footprint::Args),
+    /// Dashboard pages with a full store; a live log's viewers by SSE against polling.
+    Dashboard(dashboard::Args),
 }
 
 #[tokio::main]
@@ -72,5 +77,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Settings(args) => settings::run(args).await,
         Command::Notify(args) => notify::run(args).await,
         Command::Footprint(args) => footprint::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
     }
 }

@@ -402,19 +402,7 @@ impl Wharf {
         body: &Value,
         expected: reqwest::StatusCode,
     ) -> anyhow::Result<Value> {
-        let response = http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        let status = response.status();
-        let text = response.text().await?;
-        if status != expected {
-            bail!("POST {path} answered {status} (expected {expected}): {text}");
-        }
-        serde_json::from_str(&text).with_context(|| format!("POST {path} answered non-JSON"))
+        post_json(http, &self.url, &self.token, path, body, expected).await
     }
 
     /// Registers an agent called `name`; returns its token.
@@ -494,6 +482,31 @@ pub async fn wait_listening(child: &mut Child, port: u16, within: Duration) -> a
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// POSTs JSON to `url` + `path` with the bearer `token` and expects `expected`; returns the
+/// answer's JSON.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    path: &str,
+    body: &Value,
+    expected: reqwest::StatusCode,
+) -> anyhow::Result<Value> {
+    let response = http
+        .post(format!("{url}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {path}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if status != expected {
+        bail!("POST {path} answered {status} (expected {expected}): {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("POST {path} answered non-JSON"))
 }
 
 #[cfg(test)]

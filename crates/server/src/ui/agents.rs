@@ -2,42 +2,18 @@
 //! builds it holds now. It updates live.
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use maud::{Markup, html};
 
 use crate::core::{Core, CoreError};
-use crate::ui::live::live_fragment;
+use crate::ui::live::live_page;
 use crate::ui::overview::online;
-use crate::ui::page::{PageError, ago, badge, frame};
-use crate::ui::session::SignedIn;
+use crate::ui::page::{ago, badge};
 
 /// How many of the newest builds are looked through for the ones agents hold.
 const BUILDS_READ: i64 = 200;
 
 pub(crate) fn router() -> Router<Core> {
-    Router::new()
-        .route("/agents", get(page))
-        .route("/events/agents", get(events))
-}
-
-async fn page(
-    SignedIn(session): SignedIn,
-    State(core): State<Core>,
-) -> Result<impl IntoResponse, PageError> {
-    let body = agents(core).await?;
-    Ok(frame(
-        "Agents",
-        Some(&session),
-        html! {
-            div hx-ext="sse" sse-connect="/events/agents" sse-swap="fragment" { (body) }
-        },
-    ))
-}
-
-async fn events(_: SignedIn, State(core): State<Core>) -> impl IntoResponse {
-    live_fragment(core, agents)
+    live_page("/agents", "/events/agents", "Agents", agents)
 }
 
 async fn agents(core: Core) -> Result<Markup, CoreError> {

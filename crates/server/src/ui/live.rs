@@ -6,11 +6,16 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
 use futures_util::{Stream, StreamExt};
-use maud::Markup;
+use maud::{Markup, html};
 
 use crate::core::{Core, CoreError};
+use crate::ui::page::{PageError, frame};
+use crate::ui::session::SignedIn;
 
 /// How often a live part looks again without a wake-up: changes another server replica made,
 /// agents going quiet, ages growing.
@@ -87,4 +92,40 @@ where
             })
         }
     })
+}
+
+/// A part of a page kept live by the `fragment` events of `stream`.
+pub(crate) fn live_part(stream: &str, body: Markup) -> Markup {
+    html! { div hx-ext="sse" sse-connect=(stream) sse-swap="fragment" { (body) } }
+}
+
+/// A page that is one live part: `path` shows what `render` makes, titled `title`, and
+/// `stream` sends it again whenever it changes.
+pub(crate) fn live_page<F, Fut>(
+    path: &'static str,
+    stream: &'static str,
+    title: &'static str,
+    render: F,
+) -> Router<Core>
+where
+    F: Fn(Core) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Markup, CoreError>> + Send + 'static,
+{
+    let shown = render.clone();
+    Router::new()
+        .route(
+            path,
+            get(
+                move |SignedIn(session): SignedIn, State(core): State<Core>| async move {
+                    let body = shown(core).await?;
+                    Ok::<_, PageError>(frame(title, Some(&session), live_part(stream, body)))
+                },
+            ),
+        )
+        .route(
+            stream,
+            get(move |_: SignedIn, State(core): State<Core>| async move {
+                live_fragment(core, render)
+            }),
+        )
 }

@@ -4,17 +4,13 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use maud::{Markup, html};
 use wharf_wire::parse_millis;
 use wharf_wire::{Agent, Build, Release, ReleaseState};
 
 use crate::core::{Core, CoreError, now_millis};
-use crate::ui::live::live_fragment;
-use crate::ui::page::{PageError, ago, badge, build_badge, commit, frame, short};
-use crate::ui::session::SignedIn;
+use crate::ui::live::live_page;
+use crate::ui::page::{ago, badge, build_badge, commit, short};
 
 /// How many of the newest builds the overview lists.
 const NEWEST_BUILDS: i64 = 15;
@@ -22,27 +18,7 @@ const NEWEST_BUILDS: i64 = 15;
 const UNFINISHED_BUILDS: i64 = 500;
 
 pub(crate) fn router() -> Router<Core> {
-    Router::new()
-        .route("/", get(page))
-        .route("/events/overview", get(events))
-}
-
-async fn page(
-    SignedIn(session): SignedIn,
-    State(core): State<Core>,
-) -> Result<impl IntoResponse, PageError> {
-    let body = overview(core).await?;
-    Ok(frame(
-        "Overview",
-        Some(&session),
-        html! {
-            div hx-ext="sse" sse-connect="/events/overview" sse-swap="fragment" { (body) }
-        },
-    ))
-}
-
-async fn events(_: SignedIn, State(core): State<Core>) -> impl IntoResponse {
-    live_fragment(core, overview)
+    live_page("/", "/events/overview", "Overview", overview)
 }
 
 /// A service as the overview shows it.

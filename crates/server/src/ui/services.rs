@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use wharf_wire::{Build, Release, Service};
 
 use crate::core::{Core, CoreError};
-use crate::ui::live::live_fragment;
+use crate::ui::live::{live_fragment, live_part};
 use crate::ui::page::{
     PageError, ago, badge, build_badge, build_buttons, commit, frame, rollback_button,
 };
@@ -64,7 +64,7 @@ async fn page(
                     }
                 }
             }
-            div hx-ext="sse" sse-connect={ "/services/" (service.name) "/events" } sse-swap="fragment" { (timeline) }
+            (live_part(&format!("/services/{}/events", service.name), timeline))
         },
     ))
 }

@@ -93,14 +93,19 @@ async fn sign_in_as(app: &TestApp, user: &str, secret: &str) -> Option<(String, 
     Some((session, hidden_field(&overview, "csrf_token")))
 }
 
-/// A page read with the session cookie, which must answer 200.
-async fn page(app: &TestApp, session: &str, path: &str) -> String {
-    let response = browser()
+/// A GET with the session cookie, as a browser sends it.
+async fn fetch(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
+    browser()
         .get(format!("{}{path}", app.url))
         .header(COOKIE, session)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A page read with the session cookie, which must answer 200.
+async fn page(app: &TestApp, session: &str, path: &str) -> String {
+    let response = fetch(app, session, path).await;
     assert_eq!(response.status(), StatusCode::OK, "{path}");
     response.text().await.unwrap()
 }
@@ -328,12 +333,7 @@ async fn live_parts_outlive_the_request_timeout() {
     })
     .await;
     let (session, _) = sign_in(&app).await;
-    let mut stream = browser()
-        .get(format!("{}/events/overview", app.url))
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let mut stream = fetch(&app, &session, "/events/overview").await;
     assert_eq!(stream.status(), StatusCode::OK);
     let first = String::from_utf8_lossy(&stream.chunk().await.unwrap().unwrap()).into_owned();
     assert!(first.contains("event: fragment"), "{first}");
@@ -474,12 +474,7 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
         "{shown}"
     );
 
-    let stream = browser()
-        .get(format!("{}/builds/{id}/events?after=3", app.url))
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let stream = fetch(&app, &session, &format!("/builds/{id}/events?after=3")).await;
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     append(&app, &agent, &log, &["step 2/3 <b>"]).await;
     report(
@@ -530,12 +525,7 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
         .unwrap();
     assert_eq!(away.status(), StatusCode::SEE_OTHER);
     for missing in ["/builds/999", "/builds/x", "/releases/999"] {
-        let answer = browser()
-            .get(format!("{}{missing}", app.url))
-            .header(COOKIE, &session)
-            .send()
-            .await
-            .unwrap();
+        let answer = fetch(&app, &session, missing).await;
         assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{missing}");
         assert!(
             answer.headers()["content-type"]
@@ -581,12 +571,7 @@ async fn the_release_overview_and_agents_pages_show_what_is_live_and_who_works()
     let release = claimed.body["job"]["release_id"].as_i64().unwrap();
     let (session, _) = sign_in(&app).await;
 
-    let stream = browser()
-        .get(format!("{}/releases/{release}/events", app.url))
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let stream = fetch(&app, &session, &format!("/releases/{release}/events")).await;
     append(
         &app,
         &agent,
@@ -626,12 +611,7 @@ async fn the_release_overview_and_agents_pages_show_what_is_live_and_who_works()
     assert!(overview.contains("data-agent=\"local\""), "{overview}");
     assert!(overview.contains("data-state=\"online\""), "{overview}");
     // The overview's stream sends it whole, and again when something changes.
-    let stream = browser()
-        .get(format!("{}/events/overview", app.url))
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let stream = fetch(&app, &session, "/events/overview").await;
     let first = read_stream(stream, "data-service=\"web\"").await;
     assert!(first.contains("event: fragment"), "{first}");
 
@@ -676,12 +656,7 @@ async fn the_release_overview_and_agents_pages_show_what_is_live_and_who_works()
         service.contains("hx-post=\"/v1/services/web/builds\""),
         "{service}"
     );
-    let missing = browser()
-        .get(format!("{}/services/nope", app.url))
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+    let missing = fetch(&app, &session, "/services/nope").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
     let agents = page(&app, &session, "/agents").await;
