@@ -16,6 +16,9 @@
 //   cancel ID         cancels build ID with its button: `cancelled ID` once the page says so
 //   rollback ID       rolls back to release ID with its button: `rolled back PATH`
 //   shoot NAME PATH   screenshots PATH into $WHARF_SCREENSHOTS/NAME.png when that is set: `shot`
+//   viewer USER PASSWORD ID  signs in as a viewer in a browser of its own, opens build ID's page
+//                     and its service's, finds no button, and tries to cancel the build through
+//                     the API anyway: `viewer BUTTONS STATUS`
 //   done              closes the browser
 // Any failure exits 1 with the reason on stderr.
 import { createInterface } from 'node:readline';
@@ -94,6 +97,26 @@ try {
       await page.waitForURL((url) => url.pathname.startsWith('/releases/')
         && url.pathname !== `/releases/${argument}`, { timeout: deadline });
       console.log(`rolled back ${new URL(page.url()).pathname}`);
+    } else if (verb === 'viewer') {
+      const [, user, password, build] = order.trim().split(/\s+/);
+      const context = await browser.newContext();
+      const viewer = await context.newPage();
+      await viewer.goto(`${base}/builds/${build}`);
+      await viewer.fill('input[name=user]', user);
+      await viewer.fill('input[name=token]', password);
+      await viewer.click('button[type=submit]');
+      await viewer.waitForURL(`${base}/builds/${build}`, { timeout: deadline });
+      let buttons = await viewer.locator('button[hx-post]').count();
+      const service = (await viewer.locator('h1 a').first().innerText()).trim();
+      await viewer.goto(`${base}/services/${service}`);
+      buttons += await viewer.locator('button[hx-post]').count();
+      const status = await viewer.evaluate(async (id) => {
+        const headers = JSON.parse(document.body.getAttribute('hx-headers'));
+        const answer = await fetch(`/v1/builds/${id}/cancel`, { method: 'POST', headers });
+        return answer.status;
+      }, build);
+      await context.close();
+      console.log(`viewer ${buttons} ${status}`);
     } else if (verb === 'shoot') {
       if (process.env.WHARF_SCREENSHOTS) {
         await page.goto(`${base}${path}`);

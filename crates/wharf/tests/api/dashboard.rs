@@ -882,8 +882,8 @@ fn testdata() -> std::path::PathBuf {
 /// in, it signs in, sees the log so far in colour, sees a line arrive live and the build fail,
 /// and retries it with the button (htmx, with the session's CSRF token); on the service page it
 /// sees the retried build complete and deploys it; the overview shows a signed push's build
-/// without a reload, its Cancel button cancels it, and a release's roll-back button brings it
-/// back. With `WHARF_SCREENSHOTS=DIR` (relative to the workspace) it also saves the overview, a
+/// without a reload, its Cancel button cancels it, a release's roll-back button brings it back,
+/// and a viewer finds no button and has her writes refused. With `WHARF_SCREENSHOTS=DIR` (relative to the workspace) it also saves the overview, a
 /// build and a release page there as PNG. Run once, on SQLite.
 #[tokio::test]
 async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_rolls_back() {
@@ -1033,6 +1033,18 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
         rolled_back,
         format!("rolled back /releases/{}", releases[0]["id"])
     );
+
+    // A viewer sees the pages without a single button, and the API refuses her writes.
+    let viewer = app
+        .post("/v1/users", json!({"name": "vera", "role": "viewer"}))
+        .await;
+    let password = viewer.body["password"].as_str().unwrap();
+    let running = claimed_build(&app, &agent, &sha('8')).await;
+    assert_eq!(
+        ask(format!("viewer vera {password} {running}")).await,
+        "viewer 0 403"
+    );
+    assert_eq!(app.build(running).await["state"], "claimed");
 
     // Screenshots for the README, when asked for (WHARF_SCREENSHOTS=docs/).
     for (name, path) in [
