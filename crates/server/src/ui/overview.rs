@@ -77,6 +77,7 @@ async fn overview(core: Core) -> Result<Markup, CoreError> {
         })
         .collect();
     let agents = core.agents().await?;
+    let scheme = core.config.app_url_scheme.clone();
     let lease = core.config.lease;
     Ok(html! {
         h1 { "Services" }
@@ -85,7 +86,7 @@ async fn overview(core: Core) -> Result<Markup, CoreError> {
         } @else {
             table.services {
                 thead { tr { th { "Service" } th { "Live" } th { "In progress" } } }
-                tbody { @for row in &rows { (service_row(row)) } }
+                tbody { @for row in &rows { (service_row(row, &scheme)) } }
             }
         }
         h2 { "Newest builds" }
@@ -110,13 +111,14 @@ async fn overview(core: Core) -> Result<Markup, CoreError> {
     })
 }
 
-fn service_row(row: &ServiceRow) -> Markup {
+/// A service's row; `scheme` is how its domain is reached (`WHARF_APP_URL_SCHEME`).
+fn service_row(row: &ServiceRow, scheme: &str) -> Markup {
     html! {
         tr data-service=(row.name) {
             th {
                 a href={ "/services/" (row.name) } { (row.name) }
                 div.quiet { (row.repo) " · " (row.branch) }
-                @if let Some(domain) = &row.domain { div { a href={ "http://" (domain) } { (domain) } } }
+                @if let Some(domain) = &row.domain { div { a href={ (scheme) "://" (domain) } { (domain) } } }
             }
             td {
                 @if row.live.is_empty() { span.quiet { "nothing live" } }

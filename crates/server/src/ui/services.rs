@@ -43,7 +43,7 @@ async fn page(
                 button hx-post={ "/v1/services/" (service.name) "/builds" } hx-ext="wharf-json" data-json="{}"
                     hx-confirm={ "Build the head of " (service.branch) " now?" } hx-swap="none" data-follow="/builds/" { "Build now" }
             } }
-            (settings(&service))
+            (settings(&service, &core.config.app_url_scheme))
             h2 { "Variables" }
             @if variables.is_empty() {
                 p.quiet { "None. " code { "wharf env set " (service.name) " NAME=VALUE" } " sets one." }
@@ -81,7 +81,8 @@ async fn events(
     }))
 }
 
-fn settings(service: &Service) -> Markup {
+/// The service's settings; `scheme` is how its domain is reached (`WHARF_APP_URL_SCHEME`).
+fn settings(service: &Service, scheme: &str) -> Markup {
     let deploy = &service.deploy;
     html! {
         dl.facts {
@@ -92,7 +93,7 @@ fn settings(service: &Service) -> Markup {
                 @else { code { (service.dockerfile.as_deref().unwrap_or("Dockerfile")) } " in " code { (service.context.as_deref().unwrap_or(".")) } }
             }
             dt { "Environment" } dd { (deploy.environment) @if !deploy.auto_deploy { " (deploys by hand)" } }
-            @if let Some(domain) = &service.domain { dt { "Domain" } dd { a href={ "http://" (domain) } { (domain) } } }
+            @if let Some(domain) = &service.domain { dt { "Domain" } dd { a href={ (scheme) "://" (domain) } { (domain) } } }
             @if let Some(port) = service.port {
                 dt { "Port" } dd { (port) " · health " code { (service.health_path.as_deref().unwrap_or("/")) } }
             }

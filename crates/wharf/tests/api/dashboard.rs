@@ -598,8 +598,21 @@ async fn the_release_overview_and_agents_pages_show_what_is_live_and_who_works()
     assert!(shown.contains(&format!("href=\"/builds/{id}\"")), "{shown}");
     assert!(shown.contains("data-host=\"local\""), "{shown}");
 
+    let docs = app
+        .post(
+            "/v1/services",
+            json!({"name": "docs", "repo": "https://git.example.com/acme/docs", "branch": "main",
+                   "port": 8080, "domain": "docs.example.com"}),
+        )
+        .await;
+    assert_eq!(docs.status, StatusCode::CREATED, "{}", docs.text);
     let overview = page(&app, &session, "/").await;
     assert!(overview.contains("data-service=\"web\""), "{overview}");
+    // A domain links to the app the way WHARF_APP_URL_SCHEME says apps are reached.
+    assert!(
+        overview.contains("href=\"http://docs.example.com\""),
+        "{overview}"
+    );
     assert!(
         overview.contains(&format!("href=\"/releases/{release}\"")),
         "the live release: {overview}"
