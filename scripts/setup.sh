@@ -160,10 +160,11 @@ need_example_base() {
     rm -rf "$dir"
 }
 
-# need_browser: Debian's Chromium, which the dashboard's browser test drives through Playwright
+# need_browser: Debian's Chromium (and a font, which only Chromium's recommendations bring),
+# which the dashboard's browser test drives through Playwright
 # (playwright-core comes with need_testdata; no browser is ever downloaded).
 need_browser() {
-    need_packages chromium
+    need_packages chromium fonts-liberation
 }
 
 # need_registry: Debian's docker-registry (Distribution 2.8); tests start their own instances.
