@@ -1139,6 +1139,11 @@ async fn the_cli_deploys_lists_and_rolls_back_without_a_rebuild() {
         "the variables file is gone once the containers exist"
     );
 
+    // The rollback target's image is gone from the host (a cleanup, a disk emptied by hand):
+    // the rollback pulls it again from the registry rather than failing.
+    let _ = podman(&["rmi", "--force", &one]).await;
+    let (still_there, _, _) = podman(&["image", "exists", &one]).await;
+    assert!(!still_there, "{one} is still on the host");
     let output = wharf(&["rollback", "site"]).await;
     assert!(
         output.status.success(),
@@ -1146,6 +1151,9 @@ async fn the_cli_deploys_lists_and_rolls_back_without_a_rebuild() {
         String::from_utf8_lossy(&output.stderr)
     );
     wait_for_answer(&agent, "one").await;
+    let rolled_back = wharf(&["logs", "--release", "3"]).await;
+    let printed = String::from_utf8_lossy(&rolled_back.stdout);
+    assert!(printed.contains(&format!("==> pull: {one}")), "{printed}");
 
     // Each release's deploy log, every line after its host.
     let output = wharf(&["logs", "--release", "1"]).await;
