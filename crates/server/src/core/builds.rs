@@ -183,16 +183,26 @@ impl Core {
 
     /// One page of the build's log lines after line `after`, and whether the log is complete.
     pub async fn log_page(&self, id: i64, after: i64) -> Result<BuildLogs, CoreError> {
+        Ok(self.build_and_log_page(id, after).await?.1)
+    }
+
+    /// The build and one page of its log after line `after`, from one read of each.
+    pub async fn build_and_log_page(
+        &self,
+        id: i64,
+        after: i64,
+    ) -> Result<(Build, BuildLogs), CoreError> {
         // The state is read before the lines: a build seen finished has all its lines stored.
         let build = self.store.build(id).await?;
         let lines = self.store.logs_after(id, after, LOG_PAGE).await?;
         let complete = build.state.is_final() && (lines.len() as i64) < LOG_PAGE;
-        Ok(BuildLogs {
+        let page = BuildLogs {
             lines,
             state: build.state,
             complete,
             truncated: build.log_truncated,
-        })
+        };
+        Ok((build, page))
     }
 
     /// The steps of a build as Wharf noted them in its log (fetching, building, pushed, how it

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use maud::{Markup, html};
-use wharf_wire::{Build, LogLine};
+use wharf_wire::{Build, LogLine, LogStream};
 
 use crate::core::Core;
 use crate::http::logs::{LogsQuery, resume_after};
@@ -57,16 +57,31 @@ async fn events(
     let build = core.build(id).await?;
     let repo = repo_of(&core, &build).await;
     let can_write = session.can_write();
+    let resume = resume_after(&headers, &query);
+    // The steps before the stream's first line; later ones come in its lines.
+    let steps: Vec<LogLine> = core
+        .build_steps(id)
+        .await?
+        .into_iter()
+        .filter(|step| step.seq <= resume)
+        .collect();
     Ok(log_view::stream(
         core,
-        resume_after(&headers, &query),
-        move |core: Core, after| async move { core.log_page(id, after).await },
-        move |core: Core| {
+        resume,
+        steps,
+        move |core: Core, after, mut steps: Vec<LogLine>| {
             let repo = repo.clone();
             async move {
-                let build = core.build(id).await?;
-                let steps = core.build_steps(id).await?;
-                Ok(summary(&build, &steps, &repo, can_write))
+                // One read of the build and its new lines per look, whoever else watches.
+                let (build, page) = core.build_and_log_page(id, after).await?;
+                steps.extend(
+                    page.lines
+                        .iter()
+                        .filter(|line| line.stream == LogStream::Wharf)
+                        .cloned(),
+                );
+                let shown = summary(&build, &steps, &repo, can_write);
+                Ok((page, shown, steps))
             }
         },
     ))

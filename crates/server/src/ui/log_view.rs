@@ -77,31 +77,30 @@ pub(crate) fn line_html(line: &LogLine) -> Markup {
     }
 }
 
-/// The live stream of a log from line `resume` on: `page(core, after)` reads the lines after `after`, `summary(core)`
-/// renders the summary.
-pub(crate) fn stream<Page, Pages, PageNext, Summary, SummaryNext>(
+/// The live stream of a log from line `resume` on. Each look is one call of `look(core, after,
+/// kept)`, which reads the page of lines after `after` and renders the summary, with `kept`:
+/// what the previous look handed on (`start` the first time), so that what the lines already
+/// tell need not be read again.
+pub(crate) fn stream<Page, Kept, Looks, Next>(
     core: Core,
     resume: i64,
-    page: Pages,
-    summary: Summary,
+    start: Kept,
+    look: Looks,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
 where
     Page: LogPage + Send + 'static,
-    Pages: Fn(Core, i64) -> PageNext + Clone + Send + Sync + 'static,
-    PageNext: Future<Output = Result<Page, CoreError>> + Send + 'static,
-    Summary: Fn(Core) -> SummaryNext + Clone + Send + Sync + 'static,
-    SummaryNext: Future<Output = Result<Markup, CoreError>> + Send + 'static,
+    Kept: Send + 'static,
+    Looks: Fn(Core, i64, Kept) -> Next + Clone + Send + Sync + 'static,
+    Next: Future<Output = Result<(Page, Markup, Kept), CoreError>> + Send + 'static,
 {
     live(
         core,
-        (resume, String::new()),
-        move |core, (after, sent): (i64, String)| {
-            let (page, summary) = (page.clone(), summary.clone());
+        (resume, String::new(), start),
+        move |core, (after, sent, kept): (i64, String, Kept)| {
+            let look = look.clone();
             async move {
-                // The page first: a log seen complete has every line, and the summary read after it
-                // shows the final state.
-                let found = page(core.clone(), after).await?;
-                let html = summary(core).await?.into_string();
+                let (found, summary, kept) = look(core, after, kept).await?;
+                let html = summary.into_string();
                 let mut events = Vec::new();
                 let mut last = after;
                 for line in found.lines() {
@@ -127,7 +126,7 @@ where
                 }
                 Ok(Look {
                     events,
-                    next: Some((last, html)),
+                    next: Some((last, html, kept)),
                 })
             }
         },

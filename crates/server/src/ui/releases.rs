@@ -57,13 +57,15 @@ async fn events(
     Ok(log_view::stream(
         core,
         resume_after(&headers, &query),
-        move |core: Core, after| async move { core.release_log_page(id, after).await },
-        move |core: Core| async move {
-            Ok(summary(
+        (),
+        move |core: Core, after, ()| async move {
+            let page = core.release_log_page(id, after).await?;
+            let shown = summary(
                 &core.release(id).await?,
                 &online_hosts(&core).await?,
                 can_write,
-            ))
+            );
+            Ok((page, shown, ()))
         },
     ))
 }

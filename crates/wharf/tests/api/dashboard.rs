@@ -477,6 +477,7 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
     let stream = fetch(&app, &session, &format!("/builds/{id}/events?after=3")).await;
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     append(&app, &agent, &log, &["step 2/3 <b>"]).await;
+    append_to(&app, &agent, &log, "wharf", &["Building the image"]).await;
     report(
         &app,
         &agent,
@@ -496,12 +497,14 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
     assert!(events.contains("event: summary"), "{events}");
     assert!(events.contains("data-state=\"failed\""), "{events}");
     assert!(events.contains("podman build ."), "{events}");
+    // A step noted while the page is open joins the steps of the summary, besides its line.
+    assert!(events.contains("<li>Building the image"), "{events}");
 
     // A reconnect resumes after the last line it saw and ends at once.
     let resumed = browser()
         .get(format!("{}/builds/{id}/events?after=0", app.url))
         .header(COOKIE, &session)
-        .header("Last-Event-ID", "4")
+        .header("Last-Event-ID", "5")
         .send()
         .await
         .unwrap();
