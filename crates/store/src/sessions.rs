@@ -11,6 +11,8 @@ pub struct DashboardSession {
     pub csrf_token: String,
     /// Who signed in; `None` for the admin token.
     pub user: Option<String>,
+    /// For a session of the admin token, the token's SHA-256.
+    pub admin_token_hash: Option<String>,
     /// `admin` or `viewer`.
     pub role: String,
     pub expires_at: i64,
@@ -32,6 +34,7 @@ pub struct NewSession<'a> {
     pub id_hash: &'a str,
     pub csrf_token: &'a str,
     pub user: Option<&'a str>,
+    pub admin_token_hash: Option<&'a str>,
     pub role: &'a str,
     pub expires_at: i64,
 }
@@ -90,12 +93,13 @@ impl Store {
                 .await?;
             sqlx::query(
                 "INSERT INTO dashboard_sessions \
-                 (id_hash, csrf_token, user_name, role, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                 (id_hash, csrf_token, user_name, admin_token_hash, role, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(session.id_hash)
             .bind(session.csrf_token)
             .bind(session.user)
+            .bind(session.admin_token_hash)
             .bind(session.role)
             .bind(now)
             .bind(session.expires_at)
@@ -111,9 +115,10 @@ impl Store {
         id_hash: &str,
         now: i64,
     ) -> Result<Option<DashboardSession>> {
-        let row: Option<(String, Option<String>, String, i64)> = on_pool!(self, pool => {
+        let row: Option<(String, Option<String>, Option<String>, String, i64)> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT csrf_token, user_name, role, expires_at FROM dashboard_sessions \
+                "SELECT csrf_token, user_name, admin_token_hash, role, expires_at \
+                 FROM dashboard_sessions \
                  WHERE id_hash = $1 AND expires_at > $2",
             )
             .bind(id_hash)
@@ -121,14 +126,15 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(
-            row.map(|(csrf_token, user, role, expires_at)| DashboardSession {
+        Ok(row.map(
+            |(csrf_token, user, admin_token_hash, role, expires_at)| DashboardSession {
                 csrf_token,
                 user,
+                admin_token_hash,
                 role,
                 expires_at,
-            }),
-        )
+            },
+        ))
     }
 
     /// Ends the session whose id hashes to `id_hash` (signing out); true when there was one.

@@ -131,6 +131,7 @@ async fn start(store: &Store, id_hash: &str, user: Option<&str>, now: i64, expir
         id_hash,
         csrf_token: &format!("csrf-of-{id_hash}"),
         user,
+        admin_token_hash: user.is_none().then_some("hash-of-the-token"),
         role: if user.is_some() { "viewer" } else { "admin" },
         expires_at,
     };

@@ -75,6 +75,12 @@ impl Core {
         self.signals.logs.subscribe()
     }
 
+    /// Wakes whoever shows the state of builds and releases but not their logs (the
+    /// dashboard's whole-page parts) when one may have changed in this process.
+    pub fn state_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.signals.github_reports.subscribe()
+    }
+
     /// The GitHub App client, when one is configured.
     fn github_app(&self) -> Option<GithubApp> {
         self.github

@@ -86,6 +86,11 @@ impl Core {
         bool::from(expected.ct_eq(&Sha256::digest(given.as_bytes())))
     }
 
+    /// The SHA-256 of the admin token, as sessions of the admin token keep it.
+    fn admin_token_hash(&self) -> String {
+        hash_token(self.config.admin_token.expose_secret())
+    }
+
     /// Starts a session for whoever holds the admin token (`user` empty) or the password of
     /// `user`; `None` for anything else.
     pub async fn sign_in(
@@ -122,12 +127,14 @@ impl Core {
         };
         let now = now_millis();
         let lifetime = i64::try_from(SESSION_LIFETIME.as_millis()).unwrap_or(i64::MAX);
+        let admin_token_hash = session.user.is_none().then(|| self.admin_token_hash());
         self.store
             .start_dashboard_session(
                 &NewSession {
                     id_hash: &hash_token(&session.id),
                     csrf_token: &session.csrf_token,
                     user: session.user.as_deref(),
+                    admin_token_hash: admin_token_hash.as_deref(),
                     role: session.role.as_str(),
                     expires_at: now.saturating_add(lifetime),
                 },
@@ -144,6 +151,14 @@ impl Core {
             .store
             .dashboard_session(&hash_token(id), now_millis())
             .await?;
+        // A session of an admin token that is no longer the admin token has ended.
+        let found = found.filter(|stored| {
+            stored.user.is_some()
+                || stored
+                    .admin_token_hash
+                    .as_deref()
+                    .is_some_and(|hash| hash == self.admin_token_hash())
+        });
         Ok(found.map(|stored| Session {
             id: id.to_owned(),
             csrf_token: stored.csrf_token,

@@ -67,6 +67,7 @@ async fn events(
         .collect();
     Ok(log_view::stream(
         core,
+        session.id,
         resume,
         steps,
         move |core: Core, after, mut steps: Vec<LogLine>| {

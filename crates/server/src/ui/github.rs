@@ -6,18 +6,18 @@
 
 use axum::Router;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use maud::html;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::core::Core;
 use crate::core::github_app::AppOrigin;
-use crate::core::sessions::Session;
+use crate::core::sessions::random_token;
 use crate::http::HttpError;
 use crate::ui::page::{PageError, badge, frame};
-use crate::ui::session::{SignedIn, same_secret, see_other};
+use crate::ui::session::{SignedIn, cookie, same_secret, see_other_setting, set_cookie};
 
 pub(crate) fn router() -> Router<Core> {
     Router::new()
@@ -25,16 +25,22 @@ pub(crate) fn router() -> Router<Core> {
         .route("/github/manifest/callback", get(callback))
 }
 
+/// The cookie that holds the one `state` the manifest flow may come back with: random, made
+/// with each GitHub page, spent by the callback; never the session's CSRF token, which would
+/// then be in GitHub's URLs.
+const STATE_COOKIE: &str = "wharf_github_state";
+
 async fn page(
     SignedIn(session): SignedIn,
     State(core): State<Core>,
-) -> Result<impl IntoResponse, PageError> {
+) -> Result<Response, PageError> {
     let origin = core.app_origin().await?;
+    let state = random_token();
     let installations = core.installations().await?;
     let public_url = core.config.public_url.trim_end_matches('/');
     let manifest = core.app_manifest().to_string();
     let web_url = core.config.github_web_url.trim_end_matches('/');
-    Ok(frame(
+    let page = frame(
         "GitHub",
         Some(&session),
         html! {
@@ -59,8 +65,8 @@ async fn page(
                             "the permissions it needs (contents read, deployments, statuses, checks, pull requests) and "
                             "the events it sends (push, pull request). You confirm it on GitHub, which sends you back here." }
                         @if session.can_write() {
-                            form.manifest method="post" action={ (web_url) "/settings/apps/new?state=" (manifest_state(&session)) }
-                                data-web-url=(web_url) data-state=(manifest_state(&session)) {
+                            form.manifest method="post" action={ (web_url) "/settings/apps/new?state=" (state) }
+                                data-web-url=(web_url) data-state=(state) {
                                 input type="hidden" name="manifest" value=(manifest);
                                 label { "Organization (empty: your own account) "
                                     input type="text" name="organization" autocomplete="off";
@@ -93,7 +99,13 @@ async fn page(
                 }
             }
         },
-    ))
+    );
+    let mut response = page.into_response();
+    response.headers_mut().append(
+        axum::http::header::SET_COOKIE,
+        set_cookie(&core, STATE_COOKIE, &state),
+    );
+    Ok(response)
 }
 
 fn origin_name(origin: &AppOrigin) -> &'static str {
@@ -110,28 +122,20 @@ struct Callback {
     state: Option<String>,
 }
 
-/// The `state` of the manifest flow: derived from the session's CSRF token (never the token
-/// itself, which would then be in GitHub's URLs), so only the browser that asked for the App
-/// can finish making it.
-fn manifest_state(session: &Session) -> String {
-    hex::encode(Sha256::digest(format!(
-        "github-manifest/{}",
-        session.csrf_token
-    )))
-}
-
 /// Where GitHub sends the browser back with the code of the App it made, and the `state` the
-/// form sent ([`manifest_state`]).
+/// form sent, which must be the one this browser's cookie holds.
 async fn callback(
     SignedIn(session): SignedIn,
     State(core): State<Core>,
+    headers: HeaderMap,
     Query(query): Query<Callback>,
 ) -> Result<Response, PageError> {
-    let expected = manifest_state(&session);
-    if !query
-        .state
-        .as_deref()
-        .is_some_and(|state| same_secret(&expected, state))
+    let expected = cookie(&headers, STATE_COOKIE).unwrap_or_default();
+    if expected.is_empty()
+        || !query
+            .state
+            .as_deref()
+            .is_some_and(|state| same_secret(expected, state))
     {
         return Err(HttpError::Forbidden(
             "this callback was not asked for by this browser's session: create the App from the GitHub page".to_owned(),
@@ -146,5 +150,8 @@ async fn callback(
         .filter(|code| !code.is_empty())
         .ok_or_else(|| HttpError::BadRequest("GitHub sent no code".to_owned()))?;
     core.create_app_from_manifest(&code).await?;
-    Ok(see_other("/github"))
+    Ok(see_other_setting(
+        "/github",
+        &[set_cookie(&core, STATE_COOKIE, "")],
+    ))
 }

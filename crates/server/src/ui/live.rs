@@ -28,10 +28,23 @@ pub(crate) struct Look<S> {
     pub next: Option<S>,
 }
 
-/// Events from repeated looks, starting from `start`. A look that found nothing to send is
-/// followed by a wait for a change; one that sent something by another look at once.
+/// What wakes a live part to look again (besides [`LOOK_AGAIN`]).
+pub(crate) enum Wake {
+    /// Any log line or state: for logs.
+    Changes,
+    /// A build's or a release's state, not its log: for whole pages, which log lines do not
+    /// change.
+    StateChanges,
+}
+
+/// Events from repeated looks for the session whose cookie holds `session`, starting from
+/// `start`. A look that found nothing to send is followed by a wait for a change (`wake`); one
+/// that sent something by another look at once. The stream ends when the session does (signed
+/// out, its user removed, expired): each look checks it first.
 pub(crate) fn live<S, F, Fut>(
     core: Core,
+    session: String,
+    wake: Wake,
     start: S,
     look: F,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
@@ -40,9 +53,12 @@ where
     F: Fn(Core, S) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Look<S>, CoreError>> + Send + 'static,
 {
-    let wake_ups = core.changes();
+    let wake_ups = match wake {
+        Wake::Changes => core.changes(),
+        Wake::StateChanges => core.state_changes(),
+    };
     let stream = futures_util::stream::unfold(Some((start, wake_ups, false)), move |cursor| {
-        let (core, look) = (core.clone(), look.clone());
+        let (core, look, session) = (core.clone(), look.clone(), session.clone());
         async move {
             let (state, mut wake_ups, wait) = cursor?;
             if wait {
@@ -50,6 +66,9 @@ where
             }
             // Marked seen before looking: a change from here on ends the next wait at once.
             wake_ups.borrow_and_update();
+            if !matches!(core.session(&session).await, Ok(Some(_))) {
+                return None;
+            }
             match look(core, state).await {
                 Ok(found) => {
                     let wait = found.events.is_empty();
@@ -68,30 +87,37 @@ where
 }
 
 /// A part of a page rendered again at every look and sent as a `fragment` event whenever it
-/// differs from what was sent last.
+/// differs from what was sent last, for the session whose cookie holds `session`.
 pub(crate) fn live_fragment<F, Fut>(
     core: Core,
+    session: String,
     render: F,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
 where
     F: Fn(Core) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Markup, CoreError>> + Send + 'static,
 {
-    live(core, String::new(), move |core, sent: String| {
-        let render = render.clone();
-        async move {
-            let html = render(core).await?.into_string();
-            let events = if html == sent {
-                Vec::new()
-            } else {
-                vec![Event::default().event("fragment").data(&html)]
-            };
-            Ok(Look {
-                events,
-                next: Some(html),
-            })
-        }
-    })
+    live(
+        core,
+        session,
+        Wake::StateChanges,
+        String::new(),
+        move |core, sent: String| {
+            let render = render.clone();
+            async move {
+                let html = render(core).await?.into_string();
+                let events = if html == sent {
+                    Vec::new()
+                } else {
+                    vec![Event::default().event("fragment").data(&html)]
+                };
+                Ok(Look {
+                    events,
+                    next: Some(html),
+                })
+            }
+        },
+    )
 }
 
 /// A part of a page kept live by the `fragment` events of `stream`.
@@ -124,8 +150,10 @@ where
         )
         .route(
             stream,
-            get(move |_: SignedIn, State(core): State<Core>| async move {
-                live_fragment(core, render)
-            }),
+            get(
+                move |SignedIn(session): SignedIn, State(core): State<Core>| async move {
+                    live_fragment(core, session.id, render)
+                },
+            ),
         )
 }

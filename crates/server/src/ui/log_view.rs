@@ -15,7 +15,7 @@ use wharf_wire::LogLine;
 use crate::core::{Core, CoreError};
 use crate::http::logs::LogPage;
 use crate::ui::ansi;
-use crate::ui::live::{Look, live};
+use crate::ui::live::{Look, Wake, live};
 use crate::ui::page::trusted;
 
 /// The most lines a page shows before its stream takes over (a log is cut at its size limit
@@ -83,6 +83,7 @@ pub(crate) fn line_html(line: &LogLine) -> Markup {
 /// tell need not be read again.
 pub(crate) fn stream<Page, Kept, Looks, Next>(
     core: Core,
+    session: String,
     resume: i64,
     start: Kept,
     look: Looks,
@@ -95,6 +96,8 @@ where
 {
     live(
         core,
+        session,
+        Wake::Changes,
         (resume, String::new(), start),
         move |core, (after, sent, kept): (i64, String, Kept)| {
             let look = look.clone();

@@ -56,6 +56,7 @@ async fn events(
     let can_write = session.can_write();
     Ok(log_view::stream(
         core,
+        session.id,
         resume_after(&headers, &query),
         (),
         move |core: Core, after, ()| async move {

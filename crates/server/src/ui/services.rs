@@ -76,7 +76,7 @@ async fn events(
 ) -> Result<impl IntoResponse, PageError> {
     core.service(&name).await?;
     let can_write = session.can_write();
-    Ok(live_fragment(core, move |core| {
+    Ok(live_fragment(core, session.id, move |core| {
         timeline(core, name.clone(), can_write)
     }))
 }

@@ -11,12 +11,14 @@ CREATE TABLE users (
 
 -- Sessions. A browser holds a random session id in a cookie; the store keeps only its SHA-256
 -- (a copy of this table lets no one in), with the token its forms and htmx requests carry
--- against cross-site requests, who signed in (no user: the admin token), with which role, and
--- when the session ends. Removing a user ends their sessions.
+-- against cross-site requests, who signed in (no user: the admin token, whose SHA-256 is kept so
+-- that a new admin token ends the sessions of the old one), with which role, and when the
+-- session ends. Removing a user ends their sessions.
 CREATE TABLE dashboard_sessions (
     id_hash     TEXT   PRIMARY KEY,
     csrf_token  TEXT   NOT NULL,
     user_name   TEXT   REFERENCES users (name) ON DELETE CASCADE,
+    admin_token_hash TEXT,
     role        TEXT   NOT NULL,
     created_at  BIGINT NOT NULL,
     expires_at  BIGINT NOT NULL

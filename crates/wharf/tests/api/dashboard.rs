@@ -346,6 +346,22 @@ async fn live_parts_outlive_the_request_timeout() {
 }
 
 #[tokio::test]
+async fn a_new_admin_token_ends_the_sessions_of_the_old_one() {
+    let mut app = spawn_app().await;
+    let (session, _) = sign_in(&app).await;
+    // The same token after a restart: the session goes on.
+    app.restart_server().await;
+    assert_eq!(fetch(&app, &session, "/").await.status(), StatusCode::OK);
+    // A new token (the old one leaked, say): whoever signed in with the old one is out.
+    app.config.admin_token = secrecy::SecretString::from("a-new-admin-token-0123456789abcdef0123");
+    app.restart_server().await;
+    assert_eq!(
+        fetch(&app, &session, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
 async fn a_session_reads_the_api_and_writes_only_with_its_csrf_token_until_it_signs_out() {
     let app = app_with_service().await;
     let agent = app.create_agent("builder").await;
@@ -394,6 +410,10 @@ async fn a_session_reads_the_api_and_writes_only_with_its_csrf_token_until_it_si
         .unwrap();
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
 
+    // A live part opened before signing out ends with the session.
+    let open_stream = fetch(&app, &session, "/events/overview").await;
+    assert_eq!(open_stream.status(), StatusCode::OK);
+
     // Signing out needs the CSRF token too, then ends the session everywhere.
     let refused = browser
         .post(format!("{}/logout", app.url))
@@ -413,6 +433,10 @@ async fn a_session_reads_the_api_and_writes_only_with_its_csrf_token_until_it_si
         .unwrap();
     assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
     assert_eq!(signed_out.headers()[LOCATION], "/login");
+    tokio::time::timeout(STREAM_DEADLINE, open_stream.text())
+        .await
+        .expect("the live part ends once its session has")
+        .unwrap();
     assert!(
         set_cookie(&signed_out, "wharf_session")
             .unwrap()
@@ -1110,7 +1134,9 @@ async fn the_github_app_is_made_from_the_dashboard_and_used_at_once_and_after_a_
     );
 
     let (session, csrf) = sign_in(&app).await;
-    let shown = page(&app, &session, "/github").await;
+    let github_page = fetch(&app, &session, "/github").await;
+    let state_cookie = cookie_pair(&set_cookie(&github_page, "wharf_github_state").unwrap());
+    let shown = github_page.text().await.unwrap();
     assert!(shown.contains("data-origin=\"missing\""), "{shown}");
     // The form posts Wharf's manifest to GitHub, with a state only this session can give back.
     let standin = app.github.as_ref().unwrap();
@@ -1153,13 +1179,24 @@ async fn the_github_app_is_made_from_the_dashboard_and_used_at_once_and_after_a_
                 "{}/github/manifest/callback?code={code}&state={state}",
                 app.url
             ))
-            .header(COOKIE, &session)
+            .header(COOKIE, format!("{session}; {state_cookie}"))
             .send()
     };
     assert_eq!(
         callback("forged", "code-1").await.unwrap().status(),
         StatusCode::FORBIDDEN
     );
+    // Nor does the right state from a browser that was not given it.
+    let without_cookie = browser()
+        .get(format!(
+            "{}/github/manifest/callback?code=code-1&state={state}",
+            app.url
+        ))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_cookie.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         callback(&state, "unknown").await.unwrap().status(),
         StatusCode::BAD_REQUEST
