@@ -18,6 +18,15 @@ pub struct DashboardSession {
     pub expires_at: i64,
 }
 
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    csrf_token: String,
+    user_name: Option<String>,
+    admin_token_hash: Option<String>,
+    role: String,
+    expires_at: i64,
+}
+
 /// A user as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredUser {
@@ -115,26 +124,23 @@ impl Store {
         id_hash: &str,
         now: i64,
     ) -> Result<Option<DashboardSession>> {
-        let row: Option<(String, Option<String>, Option<String>, String, i64)> = on_pool!(self, pool => {
+        let row: Option<SessionRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT csrf_token, user_name, admin_token_hash, role, expires_at \
-                 FROM dashboard_sessions \
-                 WHERE id_hash = $1 AND expires_at > $2",
+                 FROM dashboard_sessions WHERE id_hash = $1 AND expires_at > $2",
             )
             .bind(id_hash)
             .bind(now)
             .fetch_optional(pool)
             .await?
         });
-        Ok(row.map(
-            |(csrf_token, user, admin_token_hash, role, expires_at)| DashboardSession {
-                csrf_token,
-                user,
-                admin_token_hash,
-                role,
-                expires_at,
-            },
-        ))
+        Ok(row.map(|row| DashboardSession {
+            csrf_token: row.csrf_token,
+            user: row.user_name,
+            admin_token_hash: row.admin_token_hash,
+            role: row.role,
+            expires_at: row.expires_at,
+        }))
     }
 
     /// Ends the session whose id hashes to `id_hash` (signing out); true when there was one.
