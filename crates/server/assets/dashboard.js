@@ -20,29 +20,25 @@ function wharfFlash(text) {
 
 document.addEventListener('htmx:beforeRequest', function () { wharfFlash(''); });
 
-document.addEventListener('htmx:responseError', function (event) {
-  var text = 'The server answered ' + event.detail.xhr.status + '.';
-  try {
-    text = JSON.parse(event.detail.xhr.responseText).error || text;
-  } catch (ignored) { }
-  wharfFlash(text);
-});
-
-document.addEventListener('htmx:sendError', function () {
-  wharfFlash('The server cannot be reached.');
-});
-
-document.addEventListener('htmx:afterRequest', function (event) {
+// What a button's request answers is read from the request itself, not from events on the
+// button: a live part may have replaced the button (a fresh copy of the same page) meanwhile.
+document.addEventListener('htmx:beforeSend', function (event) {
   var follow = event.detail.elt.getAttribute('data-follow');
-  if (!follow || !event.detail.successful) {
-    return;
-  }
-  try {
-    var answer = JSON.parse(event.detail.xhr.responseText);
-    if (answer && answer.id) {
+  var xhr = event.detail.xhr;
+  xhr.addEventListener('load', function () {
+    var answer = null;
+    try {
+      answer = JSON.parse(xhr.responseText);
+    } catch (ignored) { }
+    if (xhr.status < 200 || xhr.status >= 300) {
+      wharfFlash((answer && answer.error) || 'The server answered ' + xhr.status + '.');
+    } else if (follow && answer && answer.id) {
       window.location.assign(follow + answer.id);
     }
-  } catch (ignored) { }
+  });
+  xhr.addEventListener('error', function () {
+    wharfFlash('The server cannot be reached.');
+  });
 });
 
 // The App manifest goes to the account's or the organization's page for new Apps on GitHub.
@@ -57,4 +53,14 @@ document.addEventListener('submit', function (event) {
   form.action = organization
     ? base + '/organizations/' + encodeURIComponent(organization) + '/settings/apps/new?state=' + state
     : base + '/settings/apps/new?state=' + state;
+});
+
+// A log line already on the page is not added again: a stream opened anew after an error
+// starts from where the page began, not from the last line it showed.
+document.addEventListener('htmx:sseBeforeMessage', function (event) {
+  var message = event.detail;
+  if (message && message.type === 'line' && message.lastEventId
+      && document.getElementById('l' + message.lastEventId)) {
+    event.preventDefault();
+  }
 });

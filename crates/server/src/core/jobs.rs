@@ -62,6 +62,10 @@ async fn run_periodic(core: Core, mut shutdown: watch::Receiver<bool>) {
                 // and the store's writer is not taken every lease check for it.
                 report_overdue(&core).await;
                 keep_house(&core).await;
+                // An App made from the dashboard through another replica is used here too.
+                if core.github_app().is_none() {
+                    core.load_github_app().await;
+                }
             }
             _ = stopped(&mut shutdown) => return,
         }

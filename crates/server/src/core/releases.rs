@@ -171,6 +171,19 @@ impl Core {
                 service.name
             )));
         }
+        // A rollback goes to the service's environment: a release made for another one (before
+        // the service moved, or a preview's) would put that version there.
+        if target.environment != service.deploy.environment {
+            return Err(CoreError::Conflict(format!(
+                "release #{target_id} was made for {}, and {} now deploys to {}: deploy its image \
+                 there with `wharf deploy {} --image {}` if that is what you mean",
+                target.environment,
+                service.name,
+                service.deploy.environment,
+                service.name,
+                target.image
+            )));
+        }
         let new = NewRelease {
             build_id: target.build_id,
             rollback_of: Some(target.id),

@@ -49,6 +49,26 @@ pub(crate) fn random_token() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 43)
 }
 
+/// Password checks and hashes running at once, at most one per core: each takes about 19 MiB
+/// and a core for tens of milliseconds, so a flood of sign-ins waits its turn (cheaply) instead
+/// of taking the machine's memory and every thread.
+static PASSWORD_TURNS: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from))
+});
+
+/// Runs `work` (an argon2 hash or check) off the async workers, when its turn comes.
+async fn password_work<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CoreError> {
+    let _turn = PASSWORD_TURNS
+        .acquire()
+        .await
+        .map_err(|error| CoreError::Internal(error.into()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| CoreError::Internal(error.into()))
+}
+
 /// A hash checked when the name given is no user's, so that it costs what a real check does.
 static NO_USER_HASH: LazyLock<String> = LazyLock::new(|| hash_password(&random_token()));
 
@@ -107,9 +127,7 @@ impl Core {
                     .as_ref()
                     .map_or_else(|| NO_USER_HASH.clone(), |user| user.password_hash.clone());
                 let secret = secret.to_owned();
-                let matches = tokio::task::spawn_blocking(move || password_matches(&hash, &secret))
-                    .await
-                    .map_err(|error| CoreError::Internal(error.into()))?;
+                let matches = password_work(move || password_matches(&hash, &secret)).await?;
                 match stored {
                     Some(stored) if matches => (
                         Some(stored.name),
@@ -178,9 +196,7 @@ impl Core {
         let name = DnsLabel::parse("user name", &request.name)?;
         let password = Alphanumeric.sample_string(&mut rand::rng(), 24);
         let to_hash = password.clone();
-        let password_hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
-            .await
-            .map_err(|error| CoreError::Internal(error.into()))?;
+        let password_hash = password_work(move || hash_password(&to_hash)).await?;
         let stored = StoredUser {
             name: name.as_str().to_owned(),
             role: request.role.as_str().to_owned(),

@@ -80,7 +80,15 @@ impl Failure {
 }
 
 async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Response, Failure> {
-    let secret = core.webhook_secret().ok_or_else(|| Failure {
+    let secret = match core.webhook_secret() {
+        Some(secret) => Some(secret),
+        None => {
+            // An App made from the dashboard through another replica.
+            core.load_github_app().await;
+            core.webhook_secret()
+        }
+    };
+    let secret = secret.ok_or_else(|| Failure {
         label: DeliveryLabel::Error,
         signed: false,
         error: HttpError::Unavailable(

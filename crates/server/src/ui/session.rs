@@ -118,11 +118,13 @@ pub(crate) fn see_other(location: &str) -> Response {
 }
 
 /// Where a sign-in may send the browser on: a path on this server, never another site
-/// (`//host`, `/\host` and anything not starting with `/` go to the overview).
+/// (`//host`, `/\host`, anything not starting with `/`, and anything not ASCII, which no
+/// `Location` header could carry, go to the overview).
 pub(crate) fn local_path(next: Option<&str>) -> &str {
     match next {
         Some(next)
             if next.starts_with('/')
+                && next.is_ascii()
                 && !next.starts_with("//")
                 && !next.starts_with("/\\")
                 && !next.chars().any(char::is_control) =>
@@ -163,6 +165,7 @@ mod tests {
     fn only_local_paths_are_followed_after_sign_in() {
         assert_eq!(local_path(Some("/builds/7?x=1")), "/builds/7?x=1");
         for foreign in [
+            "/caf\u{e9}",
             "//evil.example/",
             "/\\evil.example",
             "https://evil.example/",

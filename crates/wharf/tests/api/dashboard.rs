@@ -708,6 +708,14 @@ async fn the_release_overview_and_agents_pages_show_what_is_live_and_who_works()
 async fn assets_are_served_from_the_binary_for_a_year() {
     let app = spawn_app().await;
     let (session, _) = sign_in(&app).await;
+    // No other site may frame a page (a click there would be the user's), no cache keeps one.
+    let shown = fetch(&app, &session, "/").await;
+    assert_eq!(shown.headers()["x-frame-options"], "DENY");
+    assert_eq!(
+        shown.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    assert_eq!(shown.headers()["cache-control"], "no-store");
     let overview = page(&app, &session, "/").await;
     for script in [
         "/assets/htmx-2.0.11.min.js",
@@ -969,17 +977,23 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
         .expect("node runs (scripts/setup.sh installs it with Playwright and Chromium)");
     let mut orders = browser.stdin.take().unwrap();
     let mut said = tokio::io::BufReader::new(browser.stdout.take().unwrap()).lines();
+    // What the browser says went wrong, for any failure below.
+    let complaints = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = tokio::io::BufReader::new(browser.stderr.take().unwrap()).lines();
+    let collected = complaints.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            let mut collected = collected.lock().unwrap();
+            collected.push_str(&line);
+            collected.push('\n');
+        }
+    });
+    let why = || complaints.lock().unwrap().clone();
     let ready = tokio::time::timeout(Duration::from_secs(60), said.next_line())
         .await
         .expect("the browser signs in and shows the log within a minute")
         .unwrap();
-    if ready.as_deref() != Some("ready") {
-        let output = browser.wait_with_output().await.unwrap();
-        panic!(
-            "the browser said {ready:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    assert_eq!(ready.as_deref(), Some("ready"), "{}", why());
     append(&app, &agent, &log, &["arrived live"]).await;
     report(
         &app,
@@ -994,7 +1008,12 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
         .unwrap();
     let newest = app.builds().await[0].clone();
     assert_eq!(newest["retry_of"], id, "{newest}");
-    assert_eq!(retried, Some(format!("retried /builds/{}", newest["id"])));
+    assert_eq!(
+        retried,
+        Some(format!("retried /builds/{}", newest["id"])),
+        "{}",
+        why()
+    );
     // The retried build completes while the browser watches the service's page.
     let retried = claimed_build_of(&app, &agent, newest["id"].as_i64().unwrap()).await;
     let commit = newest["commit_sha"].as_str().unwrap();
@@ -1016,7 +1035,9 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
     assert_eq!(manual["build_id"], retried, "{releases}");
     assert_eq!(
         deployed,
-        Some(format!("deployed /releases/{}", manual["id"]))
+        Some(format!("deployed /releases/{}", manual["id"])),
+        "{}",
+        why()
     );
 
     // The overview shows a signed push's build without a reload.
@@ -1029,7 +1050,7 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
             .await
             .unwrap_or_else(|_| panic!("the browser answers {order:?} within a minute"))
             .unwrap()
-            .unwrap_or_else(|| panic!("the browser ended at {order:?}"))
+            .unwrap_or_else(|| panic!("the browser ended at {order:?}: {}", why()))
     };
     app.create_service("site", "acme/site", "main").await;
     assert_eq!(ask("overview".to_owned()).await, "overview");
@@ -1100,11 +1121,7 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
         .await
         .expect("the browser closes")
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", why());
 }
 
 /// Claims the queued build `id` as the agent whose token is `agent`.
@@ -1133,6 +1150,8 @@ async fn the_github_app_is_made_from_the_dashboard_and_used_at_once_and_after_a_
         refused.text
     );
 
+    // A second replica, running before the App exists.
+    let (replica, _replica) = app.start_replica().await;
     let (session, csrf) = sign_in(&app).await;
     let github_page = fetch(&app, &session, "/github").await;
     let state_cookie = cookie_pair(&set_cookie(&github_page, "wharf_github_state").unwrap());
@@ -1217,6 +1236,20 @@ async fn the_github_app_is_made_from_the_dashboard_and_used_at_once_and_after_a_
     );
     assert!(!app.logs.text().contains(crate::helpers::WEBHOOK_SECRET));
 
+    // The other replica takes the App's webhooks too, without a restart.
+    let other_push = push_payload("acme/web", "refs/heads/main", &sha('3'));
+    let on_replica = reqwest::Client::new()
+        .post(format!("{replica}/api/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "on-the-replica")
+        .header("x-hub-signature-256", crate::helpers::sign(&other_push))
+        .body(other_push.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_replica.status(), StatusCode::ACCEPTED);
+
     // At once: webhooks signed with its secret are taken, and the App's JWT works on GitHub.
     let taken = app.webhook("push", "after-the-app", &push).await;
     assert_eq!(taken.status, StatusCode::ACCEPTED, "{}", taken.text);
@@ -1248,4 +1281,35 @@ async fn the_github_app_is_made_from_the_dashboard_and_used_at_once_and_after_a_
     let push = crate::helpers::push_payload("acme/web", "refs/heads/main", &sha('2'));
     let again = app.webhook("push", "after-a-restart", &push).await;
     assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
+}
+
+/// The roll-back button (and the API under it) never puts an old version into an environment
+/// it was not made for.
+#[tokio::test]
+async fn a_rollback_stays_in_the_environment_the_service_deploys_to() {
+    let app = app_with_service().await;
+    let host = app.create_agent("local").await;
+    for tag in ["one", "two"] {
+        let image = format!("registry.test/default/web:{tag}");
+        let made = app
+            .post("/v1/services/web/deploy", json!({ "image": image }))
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+        app.roll_out_live(&host).await;
+    }
+    let releases = app.get("/v1/services/web/releases").await.body;
+    let first = releases[1]["id"].as_i64().unwrap();
+    let mut service = app.get("/v1/services/web").await.body;
+    service["deploy"]["environment"] = json!("staging");
+    let moved = app.put("/v1/services/web", service).await;
+    assert!(moved.status.is_success(), "{}", moved.text);
+    let refused = app
+        .post("/v1/services/web/rollback", json!({ "to": first }))
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert!(
+        refused.text.contains("was made for production"),
+        "{}",
+        refused.text
+    );
 }
