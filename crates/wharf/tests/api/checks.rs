@@ -295,9 +295,18 @@ async fn github_failing_is_retried_and_a_check_run_made_by_a_failed_pass_is_not_
         .map(|request| request.status)
         .collect();
     assert_eq!(refused, [500, 403]);
+    // The reporter records what GitHub took once GitHub has answered: wait for it.
+    crate::helpers::wait_until(
+        "the check run's state recorded",
+        std::time::Duration::from_secs(10),
+        || async {
+            let stored = app.store.github_report(id).await.unwrap();
+            stored.check.as_deref() == Some("in_progress")
+        },
+    )
+    .await;
     let stored = app.store.github_report(id).await.unwrap();
     assert_eq!(stored.check_run_id, Some(made as i64));
-    assert_eq!(stored.check.as_deref(), Some("in_progress"));
     assert_no_violations(&app);
 }
 
