@@ -52,6 +52,16 @@ impl Core {
     /// complete: the release and each of its rollouts have settled (agents write their lines
     /// before they report a rollout's end).
     pub async fn release_log_page(&self, id: i64, after: i64) -> Result<ReleaseLogs, CoreError> {
+        Ok(self.release_and_log_page(id, after).await?.1)
+    }
+
+    /// The release (with its rollouts) and one page of its deploy log after line `after`, from
+    /// one read of each.
+    pub async fn release_and_log_page(
+        &self,
+        id: i64,
+        after: i64,
+    ) -> Result<(Release, ReleaseLogs), CoreError> {
         // The states are read before the lines: a rollout seen settled has all its lines stored.
         let release = self.store.release(id).await?;
         let (lines, truncated) = self.store.release_logs_after(id, after, LOG_PAGE).await?;
@@ -60,12 +70,13 @@ impl Core {
                 .rollouts
                 .iter()
                 .all(|rollout| rollout.state.is_settled());
-        Ok(ReleaseLogs {
+        let page = ReleaseLogs {
             complete: settled && (lines.len() as i64) < LOG_PAGE,
             lines,
             state: release.state,
             truncated,
-        })
+        };
+        Ok((release, page))
     }
 
     /// The next page of the release's deploy log after line `after`, waiting up to `wait`

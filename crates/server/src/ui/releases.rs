@@ -60,12 +60,9 @@ async fn events(
         resume_after(&headers, &query),
         (),
         move |core: Core, after, ()| async move {
-            let page = core.release_log_page(id, after).await?;
-            let shown = summary(
-                &core.release(id).await?,
-                &online_hosts(&core).await?,
-                can_write,
-            );
+            // One read of the release and its new lines per look.
+            let (release, page) = core.release_and_log_page(id, after).await?;
+            let shown = summary(&release, &online_hosts(&core).await?, can_write);
             Ok((page, shown, ()))
         },
     ))
