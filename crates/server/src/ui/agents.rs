@@ -6,8 +6,7 @@ use maud::{Markup, html};
 
 use crate::core::{Core, CoreError};
 use crate::ui::live::live_page;
-use crate::ui::overview::online;
-use crate::ui::page::{ago, badge};
+use crate::ui::page::{ago, badge, online};
 
 /// How many of the newest builds are looked through for the ones agents hold.
 const BUILDS_READ: i64 = 200;

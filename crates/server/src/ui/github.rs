@@ -35,7 +35,9 @@ async fn page(
     State(core): State<Core>,
 ) -> Result<Response, PageError> {
     let origin = core.app_origin().await?;
-    let state = random_token();
+    // A state only where the form is shown: the page of an App in use offers none.
+    let offers_app = origin == AppOrigin::Missing && session.can_write();
+    let state = offers_app.then(random_token);
     let installations = core.installations().await?;
     let public_url = core.config.public_url.trim_end_matches('/');
     let manifest = core.app_manifest().to_string();
@@ -64,7 +66,7 @@ async fn page(
                         p { "No GitHub App yet. GitHub can make one from Wharf's manifest: its webhook, "
                             "the permissions it needs (contents read, deployments, statuses, checks, pull requests) and "
                             "the events it sends (push, pull request). You confirm it on GitHub, which sends you back here." }
-                        @if session.can_write() {
+                        @if let Some(state) = &state {
                             form.manifest method="post" action={ (web_url) "/settings/apps/new?state=" (state) }
                                 data-web-url=(web_url) data-state=(state) {
                                 input type="hidden" name="manifest" value=(manifest);
@@ -101,10 +103,12 @@ async fn page(
         },
     );
     let mut response = page.into_response();
-    response.headers_mut().append(
-        axum::http::header::SET_COOKIE,
-        set_cookie(&core, STATE_COOKIE, &state),
-    );
+    if let Some(state) = &state {
+        response.headers_mut().append(
+            axum::http::header::SET_COOKIE,
+            set_cookie(&core, STATE_COOKIE, state),
+        );
+    }
     Ok(response)
 }
 

@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use axum::Router;
 use maud::{Markup, html};
-use wharf_wire::parse_millis;
 use wharf_wire::{Agent, Build, Release, ReleaseState};
 
-use crate::core::{Core, CoreError, now_millis};
+use crate::core::{Core, CoreError};
 use crate::ui::live::live_page;
-use crate::ui::page::{ago, badge, build_badge, commit, short};
+use crate::ui::page::{ago, badge, build_badge, commit, online, short};
 
 /// How many of the newest builds the overview lists.
 const NEWEST_BUILDS: i64 = 15;
@@ -143,17 +142,6 @@ fn service_row(row: &ServiceRow, scheme: &str) -> Markup {
             }
         }
     }
-}
-
-/// Whether an agent was heard from within a lease.
-pub(crate) fn online(agent: &Agent, lease: Duration) -> bool {
-    let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    agent.revoked_at.is_none()
-        && agent
-            .last_seen_at
-            .as_deref()
-            .and_then(parse_millis)
-            .is_some_and(|seen| now_millis().saturating_sub(seen) <= lease)
 }
 
 fn agent_list(agents: &[Agent], lease: Duration) -> Markup {

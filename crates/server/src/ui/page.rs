@@ -3,10 +3,12 @@
 
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use std::time::Duration;
 use wharf_domain::stuck::{
     OVERDUE_BUILD_REASON, OVERDUE_ROLLOUT_REASON, SILENT_AGENT_REASON, stuck_reason,
 };
-use wharf_wire::{Build, BuildState, Release, ReleaseState, Rollout, parse_millis};
+
+use wharf_wire::{Agent, Build, BuildState, Release, ReleaseState, Rollout, parse_millis};
 
 use crate::core::sessions::Session;
 use crate::core::{CoreError, now_millis};
@@ -97,6 +99,17 @@ pub(crate) fn path_id(raw: &str, what: &str) -> Result<i64, PageError> {
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| PageError(HttpError::NotFound(format!("no {what} {raw:?}"))))
+}
+
+/// Whether an agent was heard from within a lease.
+pub(crate) fn online(agent: &Agent, lease: Duration) -> bool {
+    let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    agent.revoked_at.is_none()
+        && agent
+            .last_seen_at
+            .as_deref()
+            .and_then(parse_millis)
+            .is_some_and(|seen| now_millis().saturating_sub(seen) <= lease)
 }
 
 /// A state as a badge whose class gives its colour: `good`, `bad`, `busy` or `quiet`.

@@ -13,9 +13,9 @@ use wharf_wire::Release;
 use crate::core::{Core, CoreError};
 use crate::http::logs::{LogsQuery, resume_after};
 use crate::ui::log_view;
-use crate::ui::overview::online;
 use crate::ui::page::{
-    PageError, ago, badge, frame, path_id, rollback_button, rollout_stuck, stuck_badge, took,
+    PageError, ago, badge, frame, online, path_id, rollback_button, rollout_stuck, stuck_badge,
+    took,
 };
 use crate::ui::session::SignedIn;
 

@@ -1225,6 +1225,8 @@ async fn the_github_app_is_made_from_the_dashboard_and_used_at_once_and_after_a_
     assert_eq!(made.headers()[LOCATION], "/github");
     let shown = page(&app, &session, "/github").await;
     assert!(shown.contains("data-origin=\"dashboard\""), "{shown}");
+    let offers_nothing = fetch(&app, &session, "/github").await;
+    assert!(set_cookie(&offers_nothing, "wharf_github_state").is_none());
     assert!(!shown.contains("Create the GitHub App"), "{shown}");
     // The key and the secret are kept sealed, never as given.
     let stored = app.store.github_app().await.unwrap().unwrap();
