@@ -18,6 +18,7 @@ mod catch_up;
 mod deadlines;
 mod deliveries;
 mod env;
+mod github_app;
 mod github_reports;
 mod hook_signatures;
 mod logs;
@@ -42,13 +43,14 @@ pub use deliveries::{
     DeliveryEffect, DeliveryOutcome, EarlierDelivery, InstallationChange, NewDelivery,
 };
 pub use env::StoredEnv;
+pub use github_app::StoredGithubApp;
 pub use github_reports::{GithubReport, GithubReportEnd};
 pub use logs::AppendOutcome;
 pub use migrate::{NEWEST_SCHEMA, known_schemas};
 pub use notifications::{DeliveryEnd, NewSink, NotificationMessage, StoredSink};
 pub use releases::{NO_HOSTS_REASON, NewRelease, RolloutRef, RolloutReport};
 pub use services::NewService;
-pub use sessions::{DashboardSession, NewSession, StoredGithubApp, StoredUser};
+pub use sessions::{DashboardSession, NewSession, StoredUser};
 
 /// Where the store keeps its data.
 #[derive(Clone)]

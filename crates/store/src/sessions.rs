@@ -1,6 +1,5 @@
-//! What the dashboard keeps: the users besides the admin token, with their role and password
-//! hash; the sessions of signed-in browsers, found by the SHA-256 of the id their cookie holds;
-//! and the GitHub App made from the dashboard, its secrets sealed.
+//! Dashboard sign-in: the users besides the admin token, with their role and password hash,
+//! and the sessions of signed-in browsers, found by the SHA-256 of the id their cookie holds.
 
 use crate::{Result, Store, StoreError, is_unique_violation, on_pool};
 
@@ -48,51 +47,7 @@ pub struct NewSession<'a> {
     pub expires_at: i64,
 }
 
-/// The GitHub App made from the dashboard, as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct StoredGithubApp {
-    pub app_id: i64,
-    pub slug: String,
-    pub html_url: String,
-    pub private_key_sealed: String,
-    pub webhook_secret_sealed: String,
-    pub created_at: i64,
-}
-
 impl Store {
-    /// Keeps the GitHub App made from the dashboard; false when one is kept already (it stays).
-    pub async fn save_github_app(&self, app: &StoredGithubApp) -> Result<bool> {
-        let inserted = on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO github_app (singleton, app_id, slug, html_url, private_key_sealed, \
-                 webhook_secret_sealed, created_at) VALUES (1, $1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(app.app_id)
-            .bind(&app.slug)
-            .bind(&app.html_url)
-            .bind(&app.private_key_sealed)
-            .bind(&app.webhook_secret_sealed)
-            .bind(app.created_at)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(inserted == 1)
-    }
-
-    /// The GitHub App made from the dashboard, if one was.
-    pub async fn github_app(&self) -> Result<Option<StoredGithubApp>> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT app_id, slug, html_url, private_key_sealed, webhook_secret_sealed, \
-                 created_at FROM github_app",
-            )
-            .fetch_optional(pool)
-            .await?
-        }))
-    }
-
     /// Starts a session; forgets the sessions that ended before `now` on the way.
     pub async fn start_dashboard_session(&self, session: &NewSession<'_>, now: i64) -> Result<()> {
         on_pool!(self, pool => {
