@@ -14,24 +14,6 @@ fn digest(digit: char) -> String {
     format!("sha256:{}", digit.to_string().repeat(64))
 }
 
-/// Queues a build of `service` at `commit` and claims it with `agent`'s token; returns its id.
-async fn claimed_build(app: &TestApp, agent: &str, service: &str, commit: &str) -> i64 {
-    let queued = app
-        .post(
-            &format!("/v1/services/{service}/builds"),
-            json!({"ref": commit}),
-        )
-        .await;
-    assert_eq!(queued.status, StatusCode::CREATED, "{}", queued.text);
-    let id = queued.body["id"].as_i64().unwrap();
-    let claim = app
-        .post_as(agent, "/v1/agent/claim", json!({"wait_ms": 2000}))
-        .await;
-    assert_eq!(claim.status, StatusCode::OK, "{}", claim.text);
-    assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
-    id
-}
-
 /// Reports build `id` completed with `body`'s fields; answers the build as the server keeps it.
 async fn complete(app: &TestApp, agent: &str, id: i64, mut body: Value) -> Value {
     body["state"] = json!("completed");
@@ -88,7 +70,7 @@ async fn a_completed_build_must_report_its_own_images_in_the_servers_registry() 
         (json!({}), "completed without an image".to_owned()),
     ];
     for (body, reason) in cases {
-        let id = claimed_build(&app, &agent, "web", &commit).await;
+        let id = app.claimed_build(&agent, "web", &commit).await;
         let build = complete(&app, &agent, id, body.clone()).await;
         assert_eq!(build["state"], "failed", "{body}: {build}");
         let kept = build["reason"].as_str().unwrap();
@@ -103,7 +85,7 @@ async fn a_completed_build_must_report_its_own_images_in_the_servers_registry() 
         assert_eq!(build["images"], json!([]), "{build}");
     }
     // Nothing of those became a release; the build's own image completes it.
-    let id = claimed_build(&app, &agent, "web", &commit).await;
+    let id = app.claimed_build(&agent, "web", &commit).await;
     let build = complete(
         &app,
         &agent,
@@ -133,7 +115,7 @@ async fn a_completed_build_must_report_its_own_images_in_the_servers_registry() 
             "no compose file",
         ),
     ] {
-        let id = claimed_build(&app, &agent, "stack", &commit).await;
+        let id = app.claimed_build(&agent, "stack", &commit).await;
         let build = complete(
             &app,
             &agent,
@@ -147,7 +129,7 @@ async fn a_completed_build_must_report_its_own_images_in_the_servers_registry() 
             "{build}"
         );
     }
-    let id = claimed_build(&app, &agent, "stack", &commit).await;
+    let id = app.claimed_build(&agent, "stack", &commit).await;
     let build = complete(
         &app,
         &agent,
@@ -159,7 +141,7 @@ async fn a_completed_build_must_report_its_own_images_in_the_servers_registry() 
 
     // Another agent still cannot report on a build it does not hold.
     let other = app.create_agent("other").await;
-    let id = claimed_build(&app, &agent, "web", &commit).await;
+    let id = app.claimed_build(&agent, "web", &commit).await;
     let answer = app
         .post_as(
             &other,

@@ -110,20 +110,6 @@ async fn page(app: &TestApp, session: &str, path: &str) -> String {
     response.text().await.unwrap()
 }
 
-/// Queues a build of `web` and claims it as the agent whose token is `agent`.
-async fn claimed_build(app: &TestApp, agent: &str, commit: &str) -> i64 {
-    let queued = app
-        .post("/v1/services/web/builds", json!({"ref": commit}))
-        .await;
-    assert_eq!(queued.status, StatusCode::CREATED, "{}", queued.text);
-    let id = queued.body["id"].as_i64().unwrap();
-    let claim = app
-        .post_as(agent, "/v1/agent/claim", json!({"wait_ms": 2000}))
-        .await;
-    assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
-    id
-}
-
 async fn append(app: &TestApp, agent: &str, path: &str, lines: &[&str]) {
     append_to(app, agent, path, "stdout", lines).await;
 }
@@ -365,7 +351,7 @@ async fn a_new_admin_token_ends_the_sessions_of_the_old_one() {
 async fn a_session_reads_the_api_and_writes_only_with_its_csrf_token_until_it_signs_out() {
     let app = app_with_service().await;
     let agent = app.create_agent("builder").await;
-    let id = claimed_build(&app, &agent, &sha('a')).await;
+    let id = app.claimed_build(&agent, "web", &sha('a')).await;
     let (session, csrf) = sign_in(&app).await;
     let browser = browser();
 
@@ -463,7 +449,7 @@ async fn the_build_page_shows_the_log_so_far_then_streams_it_until_the_build_end
     let app = app_with_service().await;
     let agent = app.create_agent("builder").await;
     let commit = sha('b');
-    let id = claimed_build(&app, &agent, &commit).await;
+    let id = app.claimed_build(&agent, "web", &commit).await;
     let log = format!("/v1/agent/builds/{id}/logs");
     append_to(&app, &agent, &log, "wharf", &["Fetching the commit"]).await;
     append(
@@ -577,7 +563,7 @@ async fn the_release_overview_and_agents_pages_show_what_is_live_and_who_works()
         .await;
     assert_eq!(registered.status, StatusCode::OK, "{}", registered.text);
     let commit = sha('c');
-    let id = claimed_build(&app, &agent, &commit).await;
+    let id = app.claimed_build(&agent, "web", &commit).await;
     report(
         &app,
         &agent,
@@ -742,7 +728,7 @@ async fn assets_are_served_from_the_binary_for_a_year() {
 async fn a_viewer_sees_everything_and_changes_nothing_until_removed() {
     let app = app_with_service().await;
     let agent = app.create_agent("builder").await;
-    let id = claimed_build(&app, &agent, &sha('f')).await;
+    let id = app.claimed_build(&agent, "web", &sha('f')).await;
     let viewer = app
         .post("/v1/users", json!({"name": "alice", "role": "viewer"}))
         .await;
@@ -949,7 +935,7 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
             .await;
         assert_eq!(registered.status, StatusCode::OK, "{}", registered.text);
     }
-    let id = claimed_build(&app, &agent, &sha('d')).await;
+    let id = app.claimed_build(&agent, "web", &sha('d')).await;
     let log = format!("/v1/agent/builds/{id}/logs");
     append(
         &app,
@@ -1015,7 +1001,8 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
         why()
     );
     // The retried build completes while the browser watches the service's page.
-    let retried = claimed_build_of(&app, &agent, newest["id"].as_i64().unwrap()).await;
+    let retried = newest["id"].as_i64().unwrap();
+    app.claim_build(&agent, retried).await;
     let commit = newest["commit_sha"].as_str().unwrap();
     report(
         &app,
@@ -1100,7 +1087,7 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
         .post("/v1/users", json!({"name": "vera", "role": "viewer"}))
         .await;
     let password = viewer.body["password"].as_str().unwrap();
-    let running = claimed_build(&app, &agent, &sha('8')).await;
+    let running = app.claimed_build(&agent, "web", &sha('8')).await;
     assert_eq!(
         ask(format!("viewer vera {password} {running}")).await,
         "viewer 0 403"
@@ -1122,15 +1109,6 @@ async fn in_a_browser_one_signs_in_follows_logs_retries_deploys_cancels_and_roll
         .expect("the browser closes")
         .unwrap();
     assert!(output.status.success(), "{}", why());
-}
-
-/// Claims the queued build `id` as the agent whose token is `agent`.
-async fn claimed_build_of(app: &TestApp, agent: &str, id: i64) -> i64 {
-    let claim = app
-        .post_as(agent, "/v1/agent/claim", json!({"wait_ms": 2000}))
-        .await;
-    assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
-    id
 }
 
 #[tokio::test]

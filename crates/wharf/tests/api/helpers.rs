@@ -491,6 +491,30 @@ impl TestApp {
         answer.body
     }
 
+    /// Queues a build of `service` at `commit` and claims it as the agent whose token is
+    /// `agent`, which must get that build; answers its id.
+    pub async fn claimed_build(&self, agent: &str, service: &str, commit: &str) -> i64 {
+        let queued = self
+            .post(
+                &format!("/v1/services/{service}/builds"),
+                json!({"ref": commit}),
+            )
+            .await;
+        assert_eq!(queued.status, StatusCode::CREATED, "{}", queued.text);
+        let id = queued.body["id"].as_i64().unwrap();
+        self.claim_build(agent, id).await;
+        id
+    }
+
+    /// Claims as the agent whose token is `agent`, which must get build `id`.
+    pub async fn claim_build(&self, agent: &str, id: i64) {
+        let claim = self
+            .post_as(agent, "/v1/agent/claim", json!({"wait_ms": 2000}))
+            .await;
+        assert_eq!(claim.status, StatusCode::OK, "{}", claim.text);
+        assert_eq!(claim.body["job"]["build"]["id"], id, "{}", claim.text);
+    }
+
     /// Claims the rollout waiting for the agent whose token is `agent` and reports it live
     /// through the agent API, as a real agent would; answers the rollout's id.
     pub async fn roll_out_live(&self, agent: &str) -> i64 {
