@@ -71,7 +71,7 @@ impl Core {
             else {
                 return Ok(None);
             };
-            self.signals.github_reports.notify();
+            self.signals.states.notify();
             self.metrics
                 .observe_claim_latency(claimed.queued_for_ms.max(0) as f64 / 1000.0);
             if self.config.registry.is_none() {
@@ -244,7 +244,7 @@ impl Core {
         if build.state == BuildState::Completed {
             self.signals.releases.notify();
         }
-        self.signals.github_reports.notify();
+        self.signals.states.notify();
         tracing::info!(build = id, agent = %agent.name, state = %build.state, "build state reported");
         Ok(build)
     }

@@ -127,7 +127,7 @@ impl Core {
             )
             .await?;
         self.signals.releases.notify();
-        self.signals.github_reports.notify();
+        self.signals.states.notify();
         self.signals.logs.notify();
         tracing::info!(rollout = id, release = rollout.release_id, agent = %agent.name, state = %rollout.state, reason = rollout.reason.as_deref().unwrap_or(""), "rollout state reported");
         Ok(rollout)

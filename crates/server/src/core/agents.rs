@@ -42,11 +42,11 @@ impl Core {
         tracing::warn!(agent = %name, builds = ?revoked.requeued_builds, rollouts = ?revoked.failed_rollouts, "agent token revoked");
         if !revoked.requeued_builds.is_empty() {
             self.signals.queue.notify();
-            self.signals.github_reports.notify();
+            self.signals.states.notify();
         }
         if !revoked.failed_rollouts.is_empty() {
             self.signals.releases.notify();
-            self.signals.github_reports.notify();
+            self.signals.states.notify();
         }
         Ok(revoked)
     }

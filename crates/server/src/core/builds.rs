@@ -166,7 +166,7 @@ impl Core {
     async fn queue_build(&self, new: &NewBuild) -> Result<Build, CoreError> {
         let build = self.store.queue_build(new, now_millis()).await?;
         self.signals.queue.notify();
-        self.signals.github_reports.notify();
+        self.signals.states.notify();
         Ok(build)
     }
 
@@ -176,7 +176,7 @@ impl Core {
             .cancel_build(id, "cancelled by a user", now_millis())
             .await?;
         self.signals.logs.notify();
-        self.signals.github_reports.notify();
+        self.signals.states.notify();
         tracing::info!(build = build.id, "build cancelled");
         Ok(build)
     }

@@ -210,7 +210,7 @@ impl Core {
                     "caught up a missed push: queued the branch's head"
                 );
                 self.signals.queue.notify();
-                self.signals.github_reports.notify();
+                self.signals.states.notify();
                 done.heads_queued
                     .push((branch.service.clone(), head, build));
             }

@@ -5,7 +5,7 @@
 //! and which status and check state GitHub last accepted; a pass over the build sends what is
 //! missing, in order, creating the deployment (and the check run) first, and records each
 //! answer as it comes. The store's
-//! triggers make a build due whenever it or its release changes; the `github_reports` signal
+//! triggers make a build due whenever it or its release changes; the `states` signal
 //! only makes the reporter look at once rather than at its next periodic look.
 //!
 //! GitHub never holds anything up: the reporter runs beside the queue, and builds, claims and
@@ -76,7 +76,7 @@ pub(crate) async fn run(core: Core, mut shutdown: watch::Receiver<bool>) {
     });
     let reporter = Reporter { core, app };
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
-    let mut wake_ups = reporter.core.signals.github_reports.subscribe();
+    let mut wake_ups = reporter.core.signals.states.subscribe();
     loop {
         // Marking the signal seen before looking means a change after this point wakes the
         // wait below.
@@ -99,7 +99,7 @@ pub(crate) async fn run(core: Core, mut shutdown: watch::Receiver<bool>) {
                             reporter.pass(build_id).await;
                             drop(slot);
                             // A slot is free: look for more.
-                            reporter.core.signals.github_reports.notify();
+                            reporter.core.signals.states.notify();
                         });
                     }
                 }

@@ -57,7 +57,7 @@ impl Core {
         if let DeliveryOutcome::Recorded { outcome, build_ids } = &outcome {
             if !build_ids.is_empty() {
                 self.signals.queue.notify();
-                self.signals.github_reports.notify();
+                self.signals.states.notify();
             }
             tracing::info!(delivery = delivery_id, event = event.name(), %outcome, "webhook delivery stored");
         }

@@ -130,7 +130,7 @@ async fn abandon_rollouts(core: &Core) {
         Ok(abandoned) => {
             tracing::warn!(rollouts = ?abandoned, "agents stopped answering mid-rollout; rollouts failed");
             core.signals.releases.notify();
-            core.signals.github_reports.notify();
+            core.signals.states.notify();
         }
         Err(error) => tracing::error!(%error, "looking for abandoned rollouts failed"),
     }
@@ -186,7 +186,7 @@ async fn expire_leases(core: &Core) {
             if !expiry.requeued.is_empty() || !expiry.failed.is_empty() {
                 core.signals.notifications.notify();
                 core.signals.logs.notify();
-                core.signals.github_reports.notify();
+                core.signals.states.notify();
             }
         }
         Err(error) => tracing::error!(%error, "lease expiry failed"),

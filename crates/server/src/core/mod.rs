@@ -78,7 +78,7 @@ impl Core {
     /// Wakes whoever shows the state of builds and releases but not their logs (the
     /// dashboard's whole-page parts) when one may have changed in this process.
     pub fn state_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.signals.github_reports.subscribe()
+        self.signals.states.subscribe()
     }
 
     /// The GitHub App client, when one is configured.

@@ -152,7 +152,7 @@ pub(crate) fn announce(core: &Core, release: &Release) {
         "release created"
     );
     core.signals.releases.notify();
-    core.signals.github_reports.notify();
+    core.signals.states.notify();
 }
 
 /// Everything `agent` needs to run `rollout` on its host, when its token serves the release's

@@ -1,7 +1,7 @@
 //! Wake-up signals: "a build was queued" for the claims waiting on the queue, "a log or its
 //! build's or release's state changed" for the readers following a log, "a release moved" for the scheduler, the
-//! agents waiting for rollouts and the deploy hooks, "a reported build changed" for the GitHub
-//! reporter.
+//! agents waiting for rollouts and the deploy hooks, "a build's or a release's state changed" for the
+//! GitHub reporter, the notifications and the dashboard's whole pages.
 //!
 //! The store is the truth; a signal only tells the waiters in this process to look now instead
 //! of at their next periodic look. A version counter in a `watch` channel means no wake-up is
@@ -30,12 +30,13 @@ pub(crate) struct Signals {
     /// Builds completed, releases created, rollouts moved: wakes the release scheduler, the
     /// agents waiting for rollouts and the deploy hooks waiting for an outcome.
     pub releases: Signal,
-    /// Ring after changing the state of a build or of a release: it wakes the GitHub reporter.
-    /// (The store's triggers already made the build due; this makes the reporter look now
-    /// rather than at its next periodic look.)
-    pub github_reports: Signal,
+    /// Ring after changing the state of a build or of a release: it wakes the GitHub reporter
+    /// (the store's triggers already made the build due; this makes the reporter look now
+    /// rather than at its next periodic look), the notifications' delivery loop and the
+    /// dashboard's whole-page live parts.
+    pub states: Signal,
     /// A test message was asked for or dead messages retried: wakes the notifications'
-    /// delivery loop (which also wakes with `github_reports`, rung whenever a build or a
+    /// delivery loop (which also wakes with `states`, rung whenever a build or a
     /// release changes).
     pub notifications: Signal,
 }

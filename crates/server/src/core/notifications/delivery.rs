@@ -65,7 +65,7 @@ pub(crate) async fn run(core: Core, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut wake_ups = core.signals.notifications.subscribe();
     // A build's or a release's state changed: the triggers may have written an event.
-    let mut changes = core.signals.github_reports.subscribe();
+    let mut changes = core.signals.states.subscribe();
     loop {
         wake_ups.borrow_and_update();
         changes.borrow_and_update();

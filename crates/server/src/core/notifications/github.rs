@@ -52,7 +52,7 @@ impl Core {
     /// Reports again every build GitHub refused, and wakes the reporter.
     pub(super) async fn retry_github_sink(&self) -> Result<SinkRetried, CoreError> {
         let retried = self.store.retry_github_reports(now_millis()).await?;
-        self.signals.github_reports.notify();
+        self.signals.states.notify();
         Ok(SinkRetried {
             sink: SINK.to_owned(),
             retried,
