@@ -202,6 +202,9 @@ pub fn desired_status(progress: &BuildProgress<'_>) -> DesiredStatus {
             Some((ReleaseState::Superseded, _)) => {
                 DesiredStatus::new(Inactive, "Replaced by a newer release")
             }
+            Some((ReleaseState::Removed, _)) => {
+                DesiredStatus::new(Inactive, "Removed from its hosts")
+            }
         },
     }
 }

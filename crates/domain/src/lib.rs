@@ -1,7 +1,7 @@
 //! Wharf's rules, free of I/O: what a valid name, branch or commit is, how a GitHub webhook is
 //! authenticated and read, which moves a build may make between states, what of a compose
 //! file Wharf builds and runs, what a build's GitHub deployment and check show, what an agent's token
-//! allows, which notifications are sent and which kept quiet, when work in progress is stuck, and
+//! allows, which notifications are sent and which kept quiet, what a pull request's preview is called and who may build one, when work in progress is stuck, and
 //! durations as text.
 //!
 //! Architecture invariant: nothing here touches the network, the disk, a clock or a database.
@@ -17,6 +17,7 @@ pub mod duration;
 pub mod identity;
 pub mod names;
 pub mod notification;
+pub mod preview;
 pub mod release;
 pub mod signature;
 pub mod stuck;

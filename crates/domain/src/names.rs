@@ -33,7 +33,7 @@ pub struct NameError(pub String);
 
 impl NameError {
     /// `invalid {what} "{value}": {advice}`, with the value quoted and cut short.
-    fn invalid(what: &str, value: &str, advice: &str) -> NameError {
+    pub(crate) fn invalid(what: &str, value: &str, advice: &str) -> NameError {
         NameError(format!("invalid {what} {}: {advice}", quote(value)))
     }
 }

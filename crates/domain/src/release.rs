@@ -18,14 +18,18 @@ fn progress(state: ReleaseState) -> u8 {
         ReleaseState::Starting => 2,
         ReleaseState::HealthChecking => 3,
         ReleaseState::Live => 4,
-        ReleaseState::Failed | ReleaseState::RolledBack | ReleaseState::Superseded => 5,
+        ReleaseState::Failed
+        | ReleaseState::RolledBack
+        | ReleaseState::Superseded
+        | ReleaseState::Removed => 5,
     }
 }
 
 /// The moves an agent may report for the rollout it runs: forward through
 /// `pulling → starting → health_checking → live`, or to `failed` (the pull failed; nothing
 /// was touched) or `rolled_back` (the new version was unhealthy) from any step in between.
-/// `superseded` is the server's to decide, never an agent's.
+/// A teardown's rollout goes to `removed` (or `failed`) instead. `superseded` is the server's
+/// to decide, never an agent's.
 pub fn check_rollout_report(
     from: ReleaseState,
     to: ReleaseState,
@@ -35,7 +39,7 @@ pub fn check_rollout_report(
             ReleaseState::Starting | ReleaseState::HealthChecking | ReleaseState::Live => {
                 progress(to) > progress(from)
             }
-            ReleaseState::Failed | ReleaseState::RolledBack => true,
+            ReleaseState::Failed | ReleaseState::RolledBack | ReleaseState::Removed => true,
             ReleaseState::Pending | ReleaseState::Pulling | ReleaseState::Superseded => false,
         };
     if allowed {
@@ -47,7 +51,8 @@ pub fn check_rollout_report(
 
 /// The state of a release from those of its rollouts: while any host still works on it, the
 /// least advanced of them (so `live` means live everywhere); once all are settled, `rolled_back`
-/// or `failed` if any host ended so, `superseded` when every host moved on, else `live`.
+/// or `failed` if any host ended so, `superseded` when every host moved on, `removed` when a
+/// teardown is done, else `live`.
 pub fn release_state(rollouts: &[ReleaseState]) -> ReleaseState {
     if let Some(working) = rollouts
         .iter()
@@ -68,6 +73,8 @@ pub fn release_state(rollouts: &[ReleaseState]) -> ReleaseState {
             .all(|state| *state == ReleaseState::Superseded)
     {
         ReleaseState::Superseded
+    } else if rollouts.contains(&ReleaseState::Removed) {
+        ReleaseState::Removed
     } else {
         ReleaseState::Live
     }

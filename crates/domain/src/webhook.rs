@@ -266,7 +266,7 @@ impl PushEvent {
     }
 }
 
-/// A `pull_request` event. Preview environments act on these; until then they are stored and routed.
+/// A `pull_request` event, which preview environments act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequestEvent {
     pub action: String,
@@ -277,6 +277,14 @@ pub struct PullRequestEvent {
     /// True when the head lives in another repository (a fork): such previews get no secrets.
     pub from_fork: bool,
     pub merged: bool,
+    pub draft: bool,
+    /// The author's `author_association` with the repository (`OWNER`, `MEMBER`,
+    /// `COLLABORATOR`, `CONTRIBUTOR`, `NONE`, …).
+    pub author_association: String,
+    /// The label a `labeled` or `unlabeled` action is about.
+    pub label: Option<String>,
+    /// Who sent the event (the one who labelled, for a `labeled` action).
+    pub sender: Option<String>,
     pub repository: WebhookRepository,
     pub installation_id: Option<u64>,
 }
@@ -289,6 +297,20 @@ struct RawPullRequestEvent {
     repository: RawRepository,
     #[serde(default)]
     installation: Option<RawInstallationRef>,
+    #[serde(default)]
+    label: Option<RawLabel>,
+    #[serde(default)]
+    sender: Option<RawLogin>,
+}
+
+#[derive(Deserialize)]
+struct RawLabel {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RawLogin {
+    login: String,
 }
 
 #[derive(Deserialize)]
@@ -297,6 +319,10 @@ struct RawPullRequest {
     base: RawPullRequestBranch,
     #[serde(default)]
     merged: Option<bool>,
+    #[serde(default)]
+    draft: Option<bool>,
+    #[serde(default)]
+    author_association: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -330,6 +356,10 @@ impl PullRequestEvent {
             base_branch: raw.pull_request.base.git_ref,
             from_fork,
             merged: raw.pull_request.merged.unwrap_or(false),
+            draft: raw.pull_request.draft.unwrap_or(false),
+            author_association: raw.pull_request.author_association.unwrap_or_default(),
+            label: raw.label.map(|label| label.name),
+            sender: raw.sender.map(|sender| sender.login),
             repository,
             installation_id: raw.installation.map(|installation| installation.id),
         })

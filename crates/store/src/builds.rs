@@ -203,15 +203,16 @@ macro_rules! agent_may_build {
 /// a GitHub repository (a service on a public URL has no `repo_key`).
 macro_rules! insert_pending_build {
     ($tx:ident, $new:expr, $now:expr) => {{
-        let new: &NewBuild = $new;
+        let new: &$crate::builds::NewBuild = $new;
         let now: i64 = $now;
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO builds (service_id, environment, commit_sha, branch, trigger, state, \
              attempt, max_attempts, installation_id, delivery_id, retry_of, created_at, \
-             updated_at, github_report, github_next_at) \
+             updated_at, github_report, github_next_at, preview) \
              SELECT $1, COALESCE($10, (SELECT environment FROM services WHERE id = $1)), $2, $3, \
              $4, 'pending', 0, $5, $6, $7, $8, $9, $9, \
-             reported.yes, CASE WHEN reported.yes THEN $9 END \
+             reported.yes, CASE WHEN reported.yes THEN $9 END, \
+             EXISTS (SELECT 1 FROM previews WHERE service_id = $1 AND environment = $10) \
              FROM (SELECT COALESCE($6 IS NOT NULL AND $4 IN ('push', 'manual', 'retry') \
              AND EXISTS (SELECT 1 FROM services WHERE id = $1 AND repo_key IS NOT NULL \
              AND branch = $3), FALSE) AS yes) reported \
@@ -379,7 +380,7 @@ impl Store {
         Ok(build)
     }
 
-    /// Claims the oldest pending build for `agent_id` under a lease of `lease_ms`, atomically:
+    /// Claims the oldest pending build for `agent_id` (a preview's only when no other waits) under a lease of `lease_ms`, atomically:
     /// however many agents claim at once, each build goes to exactly one. Only an agent whose
     /// token allows `build` gets one, and only of a service its token serves. The build must be
     /// over by `deadline_at` (`wharf_domain::stuck::build_deadline`), or has no deadline but its
@@ -397,14 +398,14 @@ impl Store {
                  lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL, \
                  deadline_at = $4 WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
                 agent_may_build!(),
-                " ORDER BY b.id LIMIT 1) AND state = 'pending' RETURNING id"
+                " ORDER BY b.preview, b.id LIMIT 1) AND state = 'pending' RETURNING id"
             ),
             concat!(
                 "UPDATE builds SET state = 'claimed', agent_id = $1, attempt = attempt + 1, \
                  lease_expires_at = $2, claimed_at = $3, updated_at = $3, reason = NULL, \
                  deadline_at = $4 WHERE id = (SELECT b.id FROM builds b WHERE b.state = 'pending' AND ",
                 agent_may_build!(),
-                " ORDER BY b.id LIMIT 1 FOR UPDATE SKIP LOCKED) AND state = 'pending' RETURNING id"
+                " ORDER BY b.preview, b.id LIMIT 1 FOR UPDATE SKIP LOCKED) AND state = 'pending' RETURNING id"
             ),
         );
         let lease_expires_at = now + lease_ms;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::builds::{NewBuild, insert_pending_build, newest_build_commit, supersede};
+use crate::previews::{PullRequestChange, apply_pull_request};
 use crate::{Result, Store, in_transaction};
 
 /// A verified, parsed delivery to store.
@@ -41,6 +42,8 @@ pub enum DeliveryEffect {
     },
     /// Bring an installation and its repository roster up to date.
     Installation(InstallationChange),
+    /// Bring the previews of a pull request up to date (build, wait, or remove them).
+    PullRequest(PullRequestChange),
 }
 
 /// A change to an installation and its repositories.
@@ -81,6 +84,8 @@ pub enum DeliveryOutcome {
         outcome: String,
         /// The builds it queued.
         build_ids: Vec<i64>,
+        /// It made releases due (a preview's build released again, or its teardown).
+        releases_due: bool,
     },
 }
 
@@ -217,6 +222,8 @@ macro_rules! record_one {
         let outcome = match effect {
             DeliveryEffect::Nothing { outcome } => outcome.clone(),
             DeliveryEffect::Installation(change) => change.outcome.clone(),
+            // Known once it is applied, below.
+            DeliveryEffect::PullRequest(_) => String::new(),
             DeliveryEffect::QueueBuilds { commit_sha, .. }
                 if services.is_empty() && !current.is_empty() =>
             {
@@ -284,6 +291,8 @@ macro_rules! record_one {
             None
         } else {
             let mut build_ids = Vec::new();
+            let mut outcome = outcome;
+            let mut releases_due = false;
             match effect {
                 DeliveryEffect::QueueBuilds {
                     branch,
@@ -313,9 +322,32 @@ macro_rules! record_one {
                 DeliveryEffect::Installation(change) => {
                     apply_installation_change!($tx, change, now);
                 }
+                DeliveryEffect::PullRequest(change) => {
+                    let applied = apply_pull_request!($tx, change, Some(delivery.id.clone()), now);
+                    outcome = if applied.notes.is_empty() {
+                        format!(
+                            "pull request #{} {} on {}: no service makes previews of branch {}",
+                            change.number, change.action, change.repo_full_name, change.base_branch
+                        )
+                    } else {
+                        format!(
+                            "pull request #{} {}: {}",
+                            change.number,
+                            change.action,
+                            applied.notes.join("; ")
+                        )
+                    };
+                    sqlx::query("UPDATE deliveries SET outcome = $1 WHERE id = $2")
+                        .bind(&outcome)
+                        .bind(&delivery.id)
+                        .execute(&mut *$tx)
+                        .await?;
+                    build_ids = applied.build_ids;
+                    releases_due = applied.releases_due;
+                }
                 DeliveryEffect::Nothing { .. } => {}
             }
-            Some((outcome, build_ids))
+            Some((outcome, build_ids, releases_due))
         }
     }};
 }
@@ -349,7 +381,9 @@ impl Store {
             for (delivery, effect) in batch {
                 outcomes.push(match record_one!(tx, delivery, effect, now, services, newest) {
                     None => DeliveryOutcome::Duplicate,
-                    Some((outcome, build_ids)) => DeliveryOutcome::Recorded { outcome, build_ids },
+                    Some((outcome, build_ids, releases_due)) => {
+                        DeliveryOutcome::Recorded { outcome, build_ids, releases_due }
+                    }
                 });
             }
             // Once per service: a batch of pushes leaves only its newest build pending.

@@ -56,6 +56,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(29, "dashboard_sign_in", "0029_dashboard_sign_in"),
     migration!(30, "github_app", "0030_github_app"),
     migration!(31, "release_states", "0031_release_states"),
+    migration!(32, "previews", "0032_previews"),
 ];
 
 /// Every schema this version of Wharf knows, oldest first.

@@ -206,9 +206,9 @@ pub(crate) use refresh_release;
 /// pending releases in the same environment. Evaluates to the new release's id.
 macro_rules! insert_release {
     ($tx:ident, $new:expr, $now:expr) => {{
-        let new: &NewRelease = $new;
+        let new: &$crate::releases::NewRelease = $new;
         let now: i64 = $now;
-        let agents: Vec<HostRow> = sqlx::query_as(
+        let agents: Vec<$crate::releases::HostRow> = sqlx::query_as(
             "SELECT id, name, labels, allowed_labels, projects, services FROM agents \
              WHERE revoked_at IS NULL ORDER BY id",
         )
@@ -220,15 +220,15 @@ macro_rules! insert_release {
         .bind(new.service_id)
         .fetch_one(&mut *$tx)
         .await?;
-        let targets = matching_agents(&agents, &new.hosts, &project, &service);
+        let targets = $crate::releases::matching_agents(&agents, &new.hosts, &project, &service);
         let (state, reason, finished_at) = if targets.is_empty() {
             (
-                ReleaseState::Failed,
-                Some(format!("{NO_HOSTS_REASON} ({})", describe_hosts(&new.hosts))),
+                wharf_wire::ReleaseState::Failed,
+                Some(format!("{} ({})", $crate::releases::NO_HOSTS_REASON, $crate::releases::describe_hosts(&new.hosts))),
                 Some(now),
             )
         } else {
-            (ReleaseState::Pending, None, None)
+            (wharf_wire::ReleaseState::Pending, None, None)
         };
         // The older pending releases never start: this one replaces them.
         let superseded: Vec<(i64,)> = sqlx::query_as(
@@ -247,7 +247,7 @@ macro_rules! insert_release {
             .bind(old)
             .execute(&mut *$tx)
             .await?;
-            refresh_release!($tx, *old, now);
+            $crate::releases::refresh_release!($tx, *old, now);
         }
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO releases (service_id, environment, build_id, image, trigger, state, reason, \
@@ -280,11 +280,12 @@ macro_rules! insert_release {
         id
     }};
 }
+pub(crate) use insert_release;
 
 /// An agent as a possible host of a release: its name, the labels it registered with and what
 /// its token allows.
 #[derive(sqlx::FromRow)]
-struct HostRow {
+pub(crate) struct HostRow {
     id: i64,
     name: String,
     labels: String,
@@ -297,7 +298,12 @@ struct HostRow {
 /// with that label; no hosts means the agent named `local`. Only agents whose tokens allow
 /// `deploy` and serve the service (of `project`) run it, and a label counts only when the
 /// token allows it.
-fn matching_agents(agents: &[HostRow], hosts: &[String], project: &str, service: &str) -> Vec<i64> {
+pub(crate) fn matching_agents(
+    agents: &[HostRow],
+    hosts: &[String],
+    project: &str,
+    service: &str,
+) -> Vec<i64> {
     let local = [DEFAULT_HOST.to_owned()];
     let hosts = if hosts.is_empty() { &local[..] } else { hosts };
     agents
@@ -319,7 +325,7 @@ fn matching_agents(agents: &[HostRow], hosts: &[String], project: &str, service:
         .collect()
 }
 
-fn describe_hosts(hosts: &[String]) -> String {
+pub(crate) fn describe_hosts(hosts: &[String]) -> String {
     if hosts.is_empty() {
         format!("the agent named {DEFAULT_HOST}")
     } else {
@@ -418,19 +424,20 @@ impl Store {
     }
 
     /// Records a step or the outcome of a rollout, reported by the agent running it. A rollout
-    /// going live supersedes the service's older live rollouts on the same host. A report whose
+    /// going live, or a teardown's removing the environment, supersedes the older live rollouts
+    /// of the service and environment on the same host. A report whose
     /// compare-and-set changed no row (the rollout moved since it was read, such as failed by
     /// [`Store::abandon_rollouts`]) is a conflict, and nothing else changes.
     pub async fn report_rollout(&self, report: &RolloutReport, now: i64) -> Result<Rollout> {
         in_transaction!(self, tx => {
-            let current: Option<(i64, i64, String, i64, String)> = sqlx::query_as(
-                "SELECT o.agent_id, o.release_id, o.state, r.service_id, r.environment \
+            let current: Option<(i64, i64, String, i64, String, String)> = sqlx::query_as(
+                "SELECT o.agent_id, o.release_id, o.state, r.service_id, r.environment, r.trigger \
                  FROM rollouts o JOIN releases r ON r.id = o.release_id WHERE o.id = $1",
             )
             .bind(report.rollout_id)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((agent_id, release_id, state, service_id, environment)) = current else {
+            let Some((agent_id, release_id, state, service_id, environment, trigger)) = current else {
                 return Err(StoreError::NotFound(format!("no rollout #{}", report.rollout_id)));
             };
             let from = ReleaseState::parse(&state).unwrap_or(ReleaseState::Failed);
@@ -443,6 +450,19 @@ impl Store {
             check_rollout_report(from, report.state).map_err(|error| {
                 StoreError::Conflict(format!("rollout #{}: {error}", report.rollout_id))
             })?;
+            // A teardown removes or fails; nothing else ends in `removed`.
+            let teardown = trigger == ReleaseTrigger::Teardown.as_str();
+            let fits = match report.state {
+                ReleaseState::Removed => teardown,
+                ReleaseState::Failed => true,
+                _ => !teardown,
+            };
+            if !fits {
+                return Err(StoreError::Conflict(format!(
+                    "rollout #{} of a {trigger} release cannot be reported {}",
+                    report.rollout_id, report.state
+                )));
+            }
             let settled = report.state.is_settled();
             let changed = sqlx::query(
                 "UPDATE rollouts SET state = $1, reason = COALESCE($2, reason), \
@@ -468,7 +488,8 @@ impl Store {
                     report.rollout_id
                 )));
             }
-            if report.state == ReleaseState::Live {
+            // Going live replaces the older live version on the host; a teardown, all of them.
+            if matches!(report.state, ReleaseState::Live | ReleaseState::Removed) {
                 let older: Vec<(i64, i64)> = sqlx::query_as(
                     "SELECT o.id, o.release_id FROM rollouts o JOIN releases r ON r.id = o.release_id \
                      WHERE o.agent_id = $1 AND o.state = 'live' AND o.id <> $2 \

@@ -173,8 +173,9 @@ async fn a_commit_that_is_the_newest_build_is_queued_neither_by_a_push_nor_as_a_
 
     // The push of that head, arriving late under its own id, is stored and queues nothing.
     let (late, effect) = push("late", 'b');
-    let DeliveryOutcome::Recorded { outcome, build_ids } =
-        store.record_delivery(&late, &effect, NOW).await.unwrap()
+    let DeliveryOutcome::Recorded {
+        outcome, build_ids, ..
+    } = store.record_delivery(&late, &effect, NOW).await.unwrap()
     else {
         panic!("a new delivery is stored")
     };

@@ -251,7 +251,10 @@ async fn deliveries_are_deduplicated_by_id_and_by_logical_event() {
         .record_delivery(&delivery("d-1"), &effect, NOW)
         .await
         .unwrap();
-    let DeliveryOutcome::Recorded { build_ids, outcome } = first else {
+    let DeliveryOutcome::Recorded {
+        build_ids, outcome, ..
+    } = first
+    else {
         panic!("the first delivery must be recorded")
     };
     assert_eq!(build_ids.len(), 1, "{outcome}");

@@ -89,6 +89,8 @@ pub enum BuildTrigger {
     Manual,
     /// `wharf build retry` of an earlier build.
     Retry,
+    /// A pull request's head, for its preview environment.
+    PullRequest,
 }
 
 impl BuildTrigger {
@@ -97,6 +99,7 @@ impl BuildTrigger {
             BuildTrigger::Push => "push",
             BuildTrigger::Manual => "manual",
             BuildTrigger::Retry => "retry",
+            BuildTrigger::PullRequest => "pull_request",
         }
     }
 
@@ -105,6 +108,7 @@ impl BuildTrigger {
             BuildTrigger::Push,
             BuildTrigger::Manual,
             BuildTrigger::Retry,
+            BuildTrigger::PullRequest,
         ]
         .into_iter()
         .find(|trigger| trigger.as_str() == name)

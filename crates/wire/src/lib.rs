@@ -5,7 +5,7 @@
 //! sends any of them through one generic function and the compiler checks the pairing.
 //!
 //! One module per resource: `services`, `variables`, `builds`, `logs`, `agents`,
-//! `registry_logins`, `users` (dashboard users), `notifications` (sinks, events and deliveries), `release` (releases, rollouts and what agents ask about them) and
+//! `registry_logins`, `users` (dashboard users), `notifications` (sinks, events and deliveries), `previews` (pull requests' preview environments), `release` (releases, rollouts and what agents ask about them) and
 //! `agent_api` (what agents ask about builds); `protocol` holds the agent protocol's version; `api` holds what every request shares, `secret`
 //! how secrets travel and `time` how times are written. Every item is re-exported here, so a
 //! type's path is `wharf_wire::Name` whichever module holds it.
@@ -18,6 +18,7 @@ mod logs;
 mod notifications;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+mod previews;
 pub mod protocol;
 mod registry_logins;
 mod release;
@@ -34,6 +35,7 @@ pub use api::*;
 pub use builds::*;
 pub use logs::*;
 pub use notifications::*;
+pub use previews::*;
 pub use registry_logins::*;
 pub use release::*;
 pub use secret::*;

@@ -252,6 +252,12 @@ pub fn document(version: &str) -> Value {
     );
     document.request::<SetRegistryLogin>(200, "Set an installation's registry login");
 
+    // Pull request previews.
+    document.request::<ListAllPreviews>(200, "List every service's pull request previews");
+    document.request::<ListPreviews>(200, "List a service's pull request previews");
+    document.request::<ApprovePreview>(200, "Approve a pull request's commit for its preview");
+    document.request::<DestroyPreview>(200, "Remove a pull request's preview from every host");
+
     // Dashboard users.
     document.request::<CreateUser>(201, "Add a dashboard user (the password is shown once)");
     document.request::<ListUsers>(200, "List the dashboard users");

@@ -45,6 +45,9 @@ pub struct DeploySettings {
     /// More host names routed to the service besides its `domain` (which GitHub shows).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Preview environments of the service's pull requests.
+    #[serde(default)]
+    pub previews: crate::PreviewSettings,
 }
 
 /// The agent a service runs on when it names no hosts: the one `wharf up` runs.
@@ -83,6 +86,7 @@ impl Default for DeploySettings {
             keep_images: default_keep_images(),
             compose_allow: Vec::new(),
             aliases: Vec::new(),
+            previews: crate::PreviewSettings::default(),
         }
     }
 }
@@ -198,10 +202,12 @@ pub enum ReleaseState {
     RolledBack,
     /// A newer release replaced it, before or after it went live.
     Superseded,
+    /// A teardown: everything of the environment is gone from the host.
+    Removed,
 }
 
 impl ReleaseState {
-    pub const ALL: [ReleaseState; 8] = [
+    pub const ALL: [ReleaseState; 9] = [
         ReleaseState::Pending,
         ReleaseState::Pulling,
         ReleaseState::Starting,
@@ -210,6 +216,7 @@ impl ReleaseState {
         ReleaseState::Failed,
         ReleaseState::RolledBack,
         ReleaseState::Superseded,
+        ReleaseState::Removed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -222,6 +229,7 @@ impl ReleaseState {
             ReleaseState::Failed => "failed",
             ReleaseState::RolledBack => "rolled_back",
             ReleaseState::Superseded => "superseded",
+            ReleaseState::Removed => "removed",
         }
     }
 
@@ -264,6 +272,10 @@ pub enum ReleaseTrigger {
     Rollback,
     /// The CI deploy hook, `POST /deploy`.
     Hook,
+    /// The environment's removal from its hosts (a preview whose pull request closed): its
+    /// rollouts remove containers, route, networks, volumes and images instead of starting
+    /// anything.
+    Teardown,
 }
 
 impl ReleaseTrigger {
@@ -273,6 +285,7 @@ impl ReleaseTrigger {
             ReleaseTrigger::Manual => "manual",
             ReleaseTrigger::Rollback => "rollback",
             ReleaseTrigger::Hook => "hook",
+            ReleaseTrigger::Teardown => "teardown",
         }
     }
 
@@ -282,6 +295,7 @@ impl ReleaseTrigger {
             ReleaseTrigger::Manual,
             ReleaseTrigger::Rollback,
             ReleaseTrigger::Hook,
+            ReleaseTrigger::Teardown,
         ]
         .into_iter()
         .find(|trigger| trigger.as_str() == name)
@@ -514,6 +528,14 @@ pub struct RolloutJob {
     /// Compose service → image, for a compose release.
     #[serde(default)]
     pub compose_images: Vec<(String, String)>,
+    /// The rollout removes the environment from the host (its containers, route, network,
+    /// volumes) instead of running `image`, and reports `removed`.
+    #[serde(default)]
+    pub teardown: bool,
+    /// For a teardown: the images the environment ran that no other release still uses, to
+    /// remove from the host.
+    #[serde(default)]
+    pub remove_images: Vec<String>,
 }
 
 /// `GET /v1/agent/desired`: what this host should run now.

@@ -1058,6 +1058,8 @@ mod tests {
             registry_login: None,
             compose_file: None,
             compose_images: Vec::new(),
+            teardown: false,
+            remove_images: Vec::new(),
         }
     }
 

@@ -15,7 +15,8 @@
 //! - `images`: pulls and the cleanup of old images;
 //! - `routes`: the service's route on the edge;
 //! - `compose`: a compose release, run as a stack (one container per compose service,
-//!   recreate-style, started and health-checked one by one).
+//!   recreate-style, started and health-checked one by one);
+//! - `teardown`: an environment removed from the host (a closed pull request's preview).
 
 mod compose;
 mod deploy_log;
@@ -24,6 +25,7 @@ mod images;
 mod reconcile;
 mod routes;
 mod strategy;
+mod teardown;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,6 +42,7 @@ use wharf_wire::{ReleaseState, ReportRollout, RolloutJob, Strategy};
 
 use self::deploy_log::DeployLogs;
 use self::health::Unhealthy;
+use crate::logs::LogShipper;
 use crate::names;
 
 /// How this agent deploys.
@@ -225,6 +228,9 @@ impl Deployer {
                 job.release_id, job.service, job.environment, self.agent, job.image
             ),
         );
+        if job.teardown {
+            return self.run_teardown(job, log).await;
+        }
         let outcome = match (names::identity(&job), &job.compose_file) {
             (Err(reason), _) => Err(Outcome::Refused(reason)),
             (Ok(_), Some(file)) => {
@@ -276,6 +282,27 @@ impl Deployer {
             job,
             report,
             switched,
+        }
+    }
+
+    /// A teardown's run: the environment removed, reported `removed` (or `failed` with what
+    /// could not be removed, for the next attempt to finish).
+    async fn run_teardown(&self, job: RolloutJob, log: LogShipper) -> Finished {
+        tracing::info!(rollout = job.rollout_id, release = job.release_id, service = %job.service, environment = %job.environment, "teardown started");
+        let report = match self.teardown(&job).await {
+            Ok(()) => ReportRollout::new(job.rollout_id, ReleaseState::Removed),
+            Err(error) => ReportRollout {
+                reason: Some(error.to_string()),
+                ..ReportRollout::new(job.rollout_id, ReleaseState::Failed)
+            },
+        };
+        tracing::info!(rollout = job.rollout_id, state = %report.state, reason = report.reason.as_deref().unwrap_or(""), "teardown ended");
+        self.note_outcome(&job, &report, None);
+        self.deploy_logs.close(job.rollout_id, log).await;
+        Finished {
+            job,
+            report,
+            switched: None,
         }
     }
 

@@ -168,7 +168,7 @@ impl Deployer {
 
     /// This agent's containers on the host, as their labels say (an earlier agent's without
     /// the environment it did not label).
-    async fn my_containers(&self) -> Result<Vec<Found>, StepError> {
+    pub(super) async fn my_containers(&self) -> Result<Vec<Found>, StepError> {
         let found = self
             .config
             .runtime

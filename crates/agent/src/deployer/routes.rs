@@ -15,7 +15,7 @@ const DRAIN_AHEAD: Duration = Duration::from_secs(1);
 
 impl Deployer {
     /// The edge, connected (or its Caddy started) on first use.
-    async fn edge(&self) -> Result<&Edge, StepError> {
+    pub(super) async fn edge(&self) -> Result<&Edge, StepError> {
         self.edge
             .get_or_try_init(|| Edge::connect_or_start(self.config.edge.clone()))
             .await

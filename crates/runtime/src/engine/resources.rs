@@ -1,4 +1,5 @@
-//! Networks and named volumes: whether one exists, and one made to exist, with labels.
+//! Networks and named volumes: whether one exists, one made to exist with labels, those with
+//! given labels found and removed.
 
 use super::{COMMAND_TIMEOUT, EngineError, Runtime};
 use crate::process::CommandSpec;
@@ -57,6 +58,71 @@ impl Runtime {
         labels: &[(String, String)],
     ) -> Result<Ensured, EngineError> {
         self.ensure(Resource::Volume, name, labels).await
+    }
+
+    /// The networks that carry every one of `labels`.
+    pub async fn networks_labelled(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<String>, EngineError> {
+        self.labelled(Resource::Network, labels).await
+    }
+
+    /// The named volumes that carry every one of `labels`.
+    pub async fn volumes_labelled(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<String>, EngineError> {
+        self.labelled(Resource::Volume, labels).await
+    }
+
+    /// Removes the network `name`; it must have no containers left.
+    pub async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        self.execute(
+            self.remove_resource_command(Resource::Network, name),
+            COMMAND_TIMEOUT,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Removes the named volume `name` and its data; no container may use it.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.execute(
+            self.remove_resource_command(Resource::Volume, name),
+            COMMAND_TIMEOUT,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn labelled(
+        &self,
+        resource: Resource,
+        labels: &[(String, String)],
+    ) -> Result<Vec<String>, EngineError> {
+        Ok(self
+            .query(self.list_command(resource, labels))
+            .await?
+            .lines()
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn list_command(&self, resource: Resource, labels: &[(String, String)]) -> CommandSpec {
+        let mut spec = self
+            .command()
+            .args([resource.noun(), "ls", "--format", "{{.Name}}"]);
+        for (key, value) in labels {
+            spec = spec.arg("--filter").arg(format!("label={key}={value}"));
+        }
+        spec
+    }
+
+    fn remove_resource_command(&self, resource: Resource, name: &str) -> CommandSpec {
+        self.command().args([resource.noun(), "rm", "--"]).arg(name)
     }
 
     async fn ensure(
@@ -120,6 +186,24 @@ mod tests {
         assert_eq!(
             args(&podman().inspect_command(Resource::Volume, "wharf-a-stack-data")).join(" "),
             "podman volume inspect --format {{.Name}} -- wharf-a-stack-data"
+        );
+    }
+
+    #[test]
+    fn networks_and_volumes_are_found_by_every_label_and_removed_by_name() {
+        let labels = [
+            ("wharf.deploy.agent".to_owned(), "a".to_owned()),
+            ("wharf.deploy.environment".to_owned(), "web-pr-7".to_owned()),
+        ];
+        assert_eq!(
+            args(&podman().list_command(Resource::Volume, &labels)).join(" "),
+            "podman volume ls --format {{.Name}} --filter label=wharf.deploy.agent=a \
+             --filter label=wharf.deploy.environment=web-pr-7"
+        );
+        assert_eq!(
+            args(&podman().remove_resource_command(Resource::Network, "wharf.a.web.web-pr-7"))
+                .join(" "),
+            "podman network rm -- wharf.a.web.web-pr-7"
         );
     }
 }

@@ -8,12 +8,13 @@ use secrecy::ExposeSecret;
 use wharf_domain::agents::{AgentScope, BUILD_LABEL, LabelNotAllowed};
 use wharf_domain::build::{ExpectedImages, ReportedImages, check_built_images};
 use wharf_domain::names::RepoSource;
+use wharf_domain::preview::preview_number;
 use wharf_domain::stuck::build_deadline;
 use wharf_store::{AppendOutcome, StateReport};
 use wharf_wire::{
     Agent, AppendLogs, AppendLogsAnswer, Build, BuildArg, BuildJob, BuildSecret, BuildState,
     CloneCredentials, Heartbeat, HeartbeatAnswer, NewLogLine, ReportBuildState, SecretText,
-    format_millis,
+    Service, format_millis,
 };
 
 use crate::core::signals::long_poll;
@@ -102,7 +103,8 @@ impl Core {
                 Some(installation_id) => self.registry_login(installation_id, None).await?,
                 None => None,
             };
-            let (build_args, build_secrets) = match self.build_variables(service.id).await {
+            let fork = self.builds_a_fork(&service, &claimed.build).await?;
+            let (build_args, build_secrets) = match self.build_variables(service.id, !fork).await {
                 Ok(variables) => variables,
                 Err(error) => {
                     // The build cannot run without its secrets: it fails with the reason, and
@@ -147,16 +149,30 @@ impl Core {
         Ok(self.store.report_build_state(&report, now_millis()).await?)
     }
 
+    /// Whether `build` is for the preview of a pull request from a fork, whose code no one who
+    /// may push wrote.
+    async fn builds_a_fork(&self, service: &Service, build: &Build) -> Result<bool, CoreError> {
+        if preview_number(&service.name, &build.environment).is_none() {
+            return Ok(false);
+        }
+        let preview = self
+            .store
+            .preview_of_environment(service.id, &build.environment)
+            .await?;
+        Ok(preview.is_none_or(|preview| preview.from_fork))
+    }
+
     /// The service's build-time variables: plain ones as build arguments, secret ones opened
-    /// for the agent as build secrets.
+    /// for the agent as build secrets (none without `secrets_too`).
     async fn build_variables(
         &self,
         service_id: i64,
+        secrets_too: bool,
     ) -> Result<(Vec<BuildArg>, Vec<BuildSecret>), CoreError> {
         let mut args = Vec::new();
         let mut secrets = Vec::new();
         for variable in self.store.list_env(service_id).await? {
-            if !variable.build {
+            if !variable.build || (variable.secret && !secrets_too) {
                 continue;
             }
             let Some(value) = self.variable_value(service_id, &variable)? else {

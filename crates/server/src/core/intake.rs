@@ -1,6 +1,6 @@
 //! Webhook deliveries from GitHub, once their signature was checked: what each event Wharf
-//! reads does (builds to queue, installations and repositories to record), stored with the
-//! delivery in one transaction.
+//! reads does (builds to queue, installations and repositories to record, previews of pull
+//! requests to build or remove), stored with the delivery in one transaction.
 //!
 //! Group commit: concurrent deliveries are stored together, one transaction (one write to disk)
 //! for as many as are waiting, and each caller gets its answer only after its batch is
@@ -13,7 +13,8 @@ use wharf_domain::webhook::{
     PushEvent, PushTarget, WebhookEvent, WebhookRepository,
 };
 use wharf_store::{
-    DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery, Store, StoreError,
+    DeliveryEffect, DeliveryOutcome, InstallationChange, NewDelivery, PullRequestChange, Store,
+    StoreError,
 };
 
 use crate::core::{Core, CoreError, now_millis};
@@ -35,7 +36,9 @@ impl Core {
                 outcome: "pong".to_owned(),
             },
             WebhookEvent::Push(push) => push_effect(push, max_attempts),
-            WebhookEvent::PullRequest(pull_request) => pull_request_effect(pull_request),
+            WebhookEvent::PullRequest(pull_request) => {
+                pull_request_effect(pull_request, max_attempts)
+            }
             WebhookEvent::Installation(installation) => installation_effect(installation),
             WebhookEvent::InstallationRepositories(change) => repositories_effect(change),
         };
@@ -54,9 +57,18 @@ impl Core {
             body: text.to_owned(),
         };
         let outcome = self.deliveries.record(delivery, effect).await?;
-        if let DeliveryOutcome::Recorded { outcome, build_ids } = &outcome {
+        if let DeliveryOutcome::Recorded {
+            outcome,
+            build_ids,
+            releases_due,
+        } = &outcome
+        {
             if !build_ids.is_empty() {
                 self.signals.queue.notify();
+                self.signals.states.notify();
+            }
+            if *releases_due {
+                self.signals.releases.notify();
                 self.signals.states.notify();
             }
             tracing::info!(delivery = delivery_id, event = event.name(), %outcome, "webhook delivery stored");
@@ -195,14 +207,25 @@ fn push_effect(push: &PushEvent, max_attempts: i64) -> DeliveryEffect {
     }
 }
 
-/// Pull requests are stored and routed here; preview environments will act on them.
-fn pull_request_effect(event: &PullRequestEvent) -> DeliveryEffect {
-    DeliveryEffect::Nothing {
-        outcome: format!(
-            "pull request #{} {} on {}: stored (preview environments are not enabled)",
-            event.number, event.action, event.repository.full_name
-        ),
-    }
+/// A pull request's event acts on the previews of the services tracking its base branch.
+fn pull_request_effect(event: &PullRequestEvent, max_attempts: i64) -> DeliveryEffect {
+    DeliveryEffect::PullRequest(PullRequestChange {
+        repo_key: event.repository.full_name.key(),
+        repository_id: i64::try_from(event.repository.id).unwrap_or(i64::MAX),
+        repo_full_name: event.repository.full_name.to_string(),
+        base_branch: event.base_branch.clone(),
+        number: i64::try_from(event.number).unwrap_or(i64::MAX),
+        action: event.action.clone(),
+        head_sha: event.head_sha.to_string(),
+        head_branch: event.head_branch.clone(),
+        from_fork: event.from_fork,
+        author_association: event.author_association.clone(),
+        draft: event.draft,
+        label: event.label.clone(),
+        sender: event.sender.clone(),
+        installation_id: event.installation_id.and_then(|id| i64::try_from(id).ok()),
+        max_attempts,
+    })
 }
 
 fn repository_row(repository: &WebhookRepository) -> (i64, String, bool) {

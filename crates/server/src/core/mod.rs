@@ -19,6 +19,7 @@ mod installations;
 mod intake;
 pub(crate) mod jobs;
 pub(crate) mod notifications;
+mod previews;
 mod release_scheduler;
 pub(crate) mod releases;
 pub(crate) mod sealing;

@@ -8,7 +8,9 @@
 
 use tokio::sync::watch;
 use wharf_domain::agents::AgentScope;
+use wharf_domain::deployment::environment_url;
 use wharf_domain::names::{image_registry, image_repository};
+use wharf_domain::preview::{PreviewStatus, preview_host, preview_number};
 use wharf_store::{NewRelease, RolloutRef};
 use wharf_wire::{
     Agent, Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, ScopedEnvVarValue, SecretText,
@@ -43,7 +45,10 @@ async fn schedule(core: &Core) -> Result<(), CoreError> {
             .store
             .latest_completed_build(service.id, &build.environment)
             .await?;
-        let release = if !service.deploy.auto_deploy {
+        let preview = preview_number(&service.name, &build.environment).is_some();
+        let release = if preview {
+            preview_release(core, &service, &build, newest).await?
+        } else if !service.deploy.auto_deploy {
             tracing::info!(build = build.id, service = %service.name, "auto-deploy is off; not releasing");
             None
         } else if build.branch.as_deref() != Some(service.branch.as_str()) {
@@ -71,6 +76,38 @@ async fn schedule(core: &Core) -> Result<(), CoreError> {
     Ok(())
 }
 
+/// The release of a preview's completed build: only while the preview is open, of its head
+/// commit, and when no newer build of it completed.
+async fn preview_release(
+    core: &Core,
+    service: &Service,
+    build: &Build,
+    newest: Option<i64>,
+) -> Result<Option<NewRelease>, CoreError> {
+    let Some(preview) = core
+        .store
+        .preview_of_environment(service.id, &build.environment)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let open = PreviewStatus::parse(&preview.state) == PreviewStatus::Open;
+    if !open
+        || preview.head_sha != build.commit_sha
+        || newest.is_some_and(|newest| newest > build.id)
+    {
+        tracing::info!(build = build.id, service = %service.name, environment = %build.environment, "the preview moved on; not releasing this build");
+        return Ok(None);
+    }
+    match new_release(service, build, ReleaseTrigger::Build) {
+        Ok(release) => Ok(Some(release)),
+        Err(error) => {
+            tracing::warn!(build = build.id, service = %service.name, %error, "not releasing this build");
+            Ok(None)
+        }
+    }
+}
+
 /// A release of a completed build's image.
 pub(crate) fn new_release(
     service: &Service,
@@ -83,8 +120,20 @@ pub(crate) fn new_release(
     Ok(NewRelease {
         build_id: Some(build.id),
         environment: build.environment.clone(),
+        hosts: environment_hosts(service, &build.environment),
         ..image_release(service, image, trigger)
     })
+}
+
+/// The hosts an environment of the service runs on: a preview's own when the service names
+/// them, else the service's.
+pub(crate) fn environment_hosts(service: &Service, environment: &str) -> Vec<String> {
+    let previews = &service.deploy.previews;
+    if preview_number(&service.name, environment).is_some() && !previews.hosts.is_empty() {
+        previews.hosts.clone()
+    } else {
+        service.deploy.hosts.clone()
+    }
 }
 
 /// A release of `image` as the service is set up now.
@@ -170,6 +219,17 @@ pub(crate) async fn rollout_job(
             agent.name, service.name, service.project
         )));
     }
+    if release.trigger == ReleaseTrigger::Teardown {
+        return teardown_job(core, rollout, release, service).await;
+    }
+    let preview = match preview_number(&service.name, &release.environment) {
+        Some(_) => {
+            core.store
+                .preview_of_environment(service.id, &release.environment)
+                .await?
+        }
+        None => None,
+    };
     let build = match release.build_id {
         Some(id) => Some(core.store.build(id).await?),
         None => None,
@@ -196,7 +256,22 @@ pub(crate) async fn rollout_job(
         Some((file, build)) => (Some(file), compose_images(build)),
         None => (None, Vec::new()),
     };
-    let (env, scoped_env) = runtime_env(core, service.id, compose_file.is_some()).await?;
+    // A fork's preview runs code no one who may push wrote: it gets no secret.
+    let secrets = !preview.as_ref().is_some_and(|preview| preview.from_fork);
+    let (mut env, scoped_env) =
+        runtime_env(core, service.id, compose_file.is_some(), secrets).await?;
+    let domains = match &preview {
+        Some(preview) => {
+            let host = preview_domain(&service, preview.number);
+            env.extend(preview_env(
+                preview.number,
+                host.as_deref(),
+                &core.config.app_url_scheme,
+            ));
+            host.into_iter().collect()
+        }
+        None => service.host_names().map(str::to_owned).collect(),
+    };
     Ok(RolloutJob {
         rollout_id: rollout.rollout_id,
         release_id: release.id,
@@ -205,7 +280,7 @@ pub(crate) async fn rollout_job(
         project: service.project.clone(),
         image: release.image,
         port: service.port,
-        domains: service.host_names().map(str::to_owned).collect(),
+        domains,
         health_path: service.health_path.clone(),
         env,
         scoped_env,
@@ -213,20 +288,105 @@ pub(crate) async fn rollout_job(
         registry_login,
         compose_file,
         compose_images,
+        teardown: false,
+        remove_images: Vec::new(),
     })
 }
 
-/// The service's variables with their values, secrets opened, for the containers it runs:
+/// The job of a teardown's rollout: the environment named, nothing to run, and the images
+/// only it used for the host to remove.
+async fn teardown_job(
+    core: &Core,
+    rollout: RolloutRef,
+    release: Release,
+    service: Service,
+) -> Result<RolloutJob, CoreError> {
+    let remove_images = core
+        .store
+        .images_only_of(service.id, &release.environment)
+        .await?
+        .iter()
+        .flat_map(|image| release_images(image))
+        .collect();
+    Ok(RolloutJob {
+        rollout_id: rollout.rollout_id,
+        release_id: release.id,
+        service: service.name.clone(),
+        environment: release.environment.clone(),
+        project: service.project.clone(),
+        image: String::new(),
+        port: service.port,
+        domains: Vec::new(),
+        health_path: None,
+        env: Vec::new(),
+        scoped_env: Vec::new(),
+        settings: service.deploy,
+        registry_login: None,
+        compose_file: None,
+        compose_images: Vec::new(),
+        teardown: true,
+        remove_images,
+    })
+}
+
+/// The image references a release's `image` names: one, or a compose release's
+/// `component=image` pairs.
+fn release_images(image: &str) -> Vec<String> {
+    image
+        .split_whitespace()
+        .map(|part| match part.split_once('=') {
+            Some((_, image)) => image.to_owned(),
+            None => part.to_owned(),
+        })
+        .collect()
+}
+
+/// The host name of a service's preview of pull request `number`, when it routes one.
+pub(crate) fn preview_domain(service: &Service, number: i64) -> Option<String> {
+    let number = u64::try_from(number).ok()?;
+    preview_host(
+        service.deploy.previews.domain.as_deref(),
+        &service.name,
+        service.domain.as_deref(),
+        number,
+    )
+    .ok()
+    .flatten()
+}
+
+/// The variables every preview's containers get besides the service's.
+fn preview_env(number: i64, host: Option<&str>, scheme: &str) -> Vec<EnvVarValue> {
+    let plain = |name: &str, value: String| EnvVarValue {
+        name: name.to_owned(),
+        value: SecretText::new(value),
+        secret: false,
+    };
+    let mut env = vec![
+        plain("WHARF_PREVIEW", "true".to_owned()),
+        plain("WHARF_PR_NUMBER", number.to_string()),
+    ];
+    if let Some(url) = environment_url(scheme, host) {
+        env.push(plain("WHARF_PREVIEW_URL", url));
+    }
+    env
+}
+
+/// The service's variables with their values, secrets opened (or left out, without `secrets`),
+/// for the containers it runs:
 /// those for every container, and a stack's for some of its members only. A service that is
 /// not a stack runs one container, which gets them all.
 async fn runtime_env(
     core: &Core,
     service_id: i64,
     stack: bool,
+    secrets: bool,
 ) -> Result<(Vec<EnvVarValue>, Vec<ScopedEnvVarValue>), CoreError> {
     let mut env = Vec::new();
     let mut scoped_env = Vec::new();
     for variable in core.store.list_env(service_id).await? {
+        if variable.secret && !secrets {
+            continue;
+        }
         let Some(value) = core.variable_value(service_id, &variable)? else {
             continue;
         };

@@ -6,10 +6,11 @@ use wharf_domain::names::{
     BranchName, DnsLabel, RepoSource, check_domain, check_env_name, check_http_path,
     check_repo_path,
 };
+use wharf_domain::preview::{check_preview_template, preview_environment};
 use wharf_store::{NewService, StoredEnv};
 use wharf_wire::{
-    CreateService, DeploySettings, EnvVar, Service, SetEnv, Strategy, UpdateService,
-    VariableMembers,
+    CreateService, DeploySettings, EnvVar, PreviewSettings, Service, SetEnv, Strategy,
+    UpdateService, VariableMembers,
 };
 
 use crate::core::sealing::variable_context;
@@ -53,6 +54,9 @@ impl Core {
             .update_service(current.id, &new, request.relink_repository)
             .await?;
         tracing::info!(service = %service.name, repo = %service.repo, branch = %service.branch, "service changed");
+        if current.deploy.previews.enabled && !service.deploy.previews.enabled {
+            self.remove_previews_of(&service).await?;
+        }
         Ok(service)
     }
 
@@ -252,6 +256,7 @@ fn validate(request: &CreateService, local_repositories: bool) -> Result<NewServ
     }
     let deploy = request.deploy.clone().unwrap_or_default();
     check_deploy_settings(&deploy, request.port, request.compose.is_some())?;
+    check_preview_settings(&deploy.previews, &name, request.domain.as_deref())?;
     Ok(NewService {
         name: name.to_string(),
         project: project.to_string(),
@@ -270,14 +275,44 @@ fn validate(request: &CreateService, local_repositories: bool) -> Result<NewServ
     })
 }
 
-fn check_deploy_settings(
-    deploy: &DeploySettings,
-    port: Option<u16>,
-    compose: bool,
+fn check_preview_settings(
+    previews: &PreviewSettings,
+    service: &DnsLabel,
+    domain: Option<&str>,
 ) -> Result<(), CoreError> {
     let bad = |message: String| Err(CoreError::Invalid(message));
-    DnsLabel::parse("environment", &deploy.environment)?;
-    for host in &deploy.hosts {
+    if let Some(template) = &previews.domain {
+        check_preview_template(template, &service.to_string(), domain)?;
+    }
+    if previews.enabled {
+        // The longest pull request number GitHub hands out for years still fits.
+        preview_environment(&service.to_string(), 999_999).map_err(|_| {
+            CoreError::Invalid(format!(
+                "service name {service} is too long for previews: its preview environments \
+                 ({service}-pr-N) must be DNS labels of at most 63 characters"
+            ))
+        })?;
+    }
+    if !(1..=100).contains(&previews.limit) {
+        return bad("the preview limit must be between 1 and 100".to_owned());
+    }
+    if previews.ttl_ms < 60_000 {
+        return bad("the preview time-to-live must be at least a minute".to_owned());
+    }
+    check_hosts(&previews.hosts)?;
+    if let Some(label) = &previews.label
+        && (label.trim().is_empty() || label.len() > 50)
+    {
+        return bad(format!(
+            "invalid preview label {label:?}: 1 to 50 characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Agent names or `label:NAME`.
+fn check_hosts(hosts: &[String]) -> Result<(), CoreError> {
+    for host in hosts {
         let name = host.strip_prefix("label:").unwrap_or(host);
         if name.is_empty()
             || name.len() > 63
@@ -285,11 +320,22 @@ fn check_deploy_settings(
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return bad(format!(
+            return Err(CoreError::Invalid(format!(
                 "host {host:?} is neither an agent name nor label:NAME (letters, digits, '-', '_')"
-            ));
+            )));
         }
     }
+    Ok(())
+}
+
+fn check_deploy_settings(
+    deploy: &DeploySettings,
+    port: Option<u16>,
+    compose: bool,
+) -> Result<(), CoreError> {
+    let bad = |message: String| Err(CoreError::Invalid(message));
+    DnsLabel::parse("environment", &deploy.environment)?;
+    check_hosts(&deploy.hosts)?;
     if !(1..=32).contains(&deploy.replicas) {
         return bad("replicas must be between 1 and 32".to_owned());
     }

@@ -13,6 +13,7 @@ mod limits;
 pub(crate) mod logs;
 mod notifications;
 mod openapi;
+mod previews;
 mod releases;
 mod services;
 mod users;
@@ -38,6 +39,7 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(agent_api::router())
         .merge(releases::router())
         .merge(notifications::router())
+        .merge(previews::router())
         .merge(users::router())
         .merge(health::router())
         .merge(openapi::router())

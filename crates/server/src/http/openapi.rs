@@ -40,6 +40,7 @@ mod tests {
         ("openapi.rs", include_str!("openapi.rs")),
         ("releases.rs", include_str!("releases.rs")),
         ("services.rs", include_str!("services.rs")),
+        ("previews.rs", include_str!("previews.rs")),
         ("users.rs", include_str!("users.rs")),
         ("webhooks.rs", include_str!("webhooks.rs")),
     ];

@@ -145,7 +145,9 @@ async fn handle(core: &Core, headers: &HeaderMap, body: &Bytes) -> Result<Respon
             StatusCode::OK,
             json!({"delivery": delivery_id, "outcome": "duplicate: already received"}),
         ),
-        Some(DeliveryOutcome::Recorded { outcome, build_ids }) => (
+        Some(DeliveryOutcome::Recorded {
+            outcome, build_ids, ..
+        }) => (
             DeliveryLabel::Accepted,
             StatusCode::ACCEPTED,
             json!({"delivery": delivery_id, "outcome": outcome, "builds": build_ids}),

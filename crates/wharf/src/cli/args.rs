@@ -141,6 +141,21 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// List pull request previews: every service's, or one's.
+    Previews {
+        service: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Approve or remove a pull request's preview.
+    Preview {
+        #[command(subcommand)]
+        command: PreviewCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Add, list and remove dashboard users (admins, and viewers who change nothing).
     Users {
         #[command(subcommand)]
@@ -154,6 +169,28 @@ pub enum ClientCommand {
         command: NotifyCommand,
         #[command(flatten)]
         connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PreviewCommand {
+    /// Let a pull request's commit build its preview (a fork's, or an author's who may not
+    /// push); every new commit needs a new approval.
+    Approve {
+        service: String,
+        pr: u64,
+        /// The commit approved (default: the head Wharf knows).
+        #[arg(long)]
+        commit: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a pull request's preview from every host now; a push to it brings it back.
+    Destroy {
+        service: String,
+        pr: u64,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -307,6 +344,44 @@ pub struct DeployFlags {
     /// for none).
     #[arg(long = "alias", value_delimiter = ',')]
     pub(super) aliases: Option<Vec<String>>,
+    #[command(flatten)]
+    pub(super) previews: PreviewFlags,
+}
+
+/// How a service makes previews of its pull requests.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PreviewFlags {
+    /// Pull requests into the service's branch get preview environments.
+    #[arg(long, conflicts_with = "no_previews")]
+    pub(super) previews: bool,
+    /// No previews; turning them off removes the running ones.
+    #[arg(long)]
+    pub(super) no_previews: bool,
+    /// The preview host name, with {pr}, {service} and {domain} (default pr-{pr}.{domain};
+    /// '' for the default).
+    #[arg(long)]
+    pub(super) preview_domain: Option<String>,
+    /// Previews running at once (default 5): past it the least recently pushed one stops.
+    #[arg(long)]
+    pub(super) preview_limit: Option<u32>,
+    /// A preview without a push for this long is removed, e.g. 7d (the default) or 12h.
+    #[arg(long, value_parser = parse_ttl)]
+    pub(super) preview_ttl: Option<u64>,
+    /// Agent names or label:NAME for previews (default: the service's hosts; '' for those).
+    #[arg(long = "preview-host", value_delimiter = ',')]
+    pub(super) preview_hosts: Option<Vec<String>>,
+    /// Draft pull requests get previews too.
+    #[arg(long)]
+    pub(super) preview_drafts: Option<bool>,
+    /// A label that approves a pull request's head commit for its preview ('' for none).
+    #[arg(long)]
+    pub(super) preview_label: Option<String>,
+}
+
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    wharf_domain::duration::parse_duration(text)
+        .map(|duration| duration.as_millis() as u64)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 7d, 12h or 30m"))
 }
 
 /// Whether a deploy or rollback waits for its outcome.

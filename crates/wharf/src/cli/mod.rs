@@ -9,6 +9,7 @@ mod builds;
 mod input;
 mod logs;
 mod notify;
+mod previews;
 mod registry;
 mod releases;
 mod render;
@@ -83,6 +84,15 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             command,
             connection,
         } => agents::run(&connection.client()?, command).await,
+        ClientCommand::Previews {
+            service,
+            json,
+            connection,
+        } => previews::list(&connection.client()?, service, json).await,
+        ClientCommand::Preview {
+            command,
+            connection,
+        } => previews::run(&connection.client()?, command).await,
         ClientCommand::Users {
             command,
             connection,

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use wharf_wire::{
     Agent, AgentCredentials, Build, DeploySecret, EnvVar, LogLine, LogStream, NotificationDelivery,
-    NotificationSink, RegistryLoginSet, Release, ReleaseState, RevokedAgent, Service, SinkCreated,
-    SinkRetried, SinkTested, User, UserCredentials,
+    NotificationSink, Preview, RegistryLoginSet, Release, ReleaseState, RevokedAgent, Service,
+    SinkCreated, SinkRetried, SinkTested, User, UserCredentials,
 };
 
 /// One column of a table: its heading, and the cell a value fills it with.
@@ -79,6 +79,52 @@ pub(super) const VARIABLES: &[Column<EnvVar>] = &[
 ];
 
 /// Dashboard users and their roles.
+/// Pull request previews: where each stands and where it answers.
+pub(super) const PREVIEWS: &[Column<Preview>] = &[
+    ("SERVICE", |preview| preview.service.clone()),
+    ("PR", |preview| format!("#{}", preview.pr)),
+    ("STATE", |preview| preview.state.to_string()),
+    ("URL", |preview| or_dash(preview.url.as_ref())),
+    ("COMMIT", |preview| {
+        preview.commit_sha.chars().take(SHORT_SHA_CHARS).collect()
+    }),
+    ("PUSHED", |preview| preview.pushed_at.clone()),
+    ("APPROVED BY", |preview| {
+        or_dash(preview.approved_by.as_ref())
+    }),
+    ("REASON", |preview| {
+        let reason = preview.reason.as_deref().unwrap_or_default();
+        reason.chars().take(BUILD_REASON_CHARS).collect()
+    }),
+];
+
+/// One preview, after approving or removing it.
+pub(super) fn preview(preview: &Preview) -> String {
+    let mut text = format!(
+        "Preview of {} pull request #{} ({}): {}",
+        preview.service, preview.pr, preview.environment, preview.state
+    );
+    if let Some(url) = &preview.url {
+        let _ = write!(text, " at {url}");
+    }
+    text.push('\n');
+    if let Some(reason) = &preview.reason {
+        let _ = writeln!(text, "  {reason}");
+    }
+    if let Some(by) = &preview.approved_by {
+        let _ = writeln!(
+            text,
+            "  commit {} approved by {by}",
+            preview
+                .commit_sha
+                .chars()
+                .take(SHORT_SHA_CHARS)
+                .collect::<String>()
+        );
+    }
+    text
+}
+
 pub(super) const USERS: &[Column<User>] = &[
     ("NAME", |user| user.name.clone()),
     ("ROLE", |user| user.role.to_string()),

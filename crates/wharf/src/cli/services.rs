@@ -3,11 +3,11 @@
 use anyhow::Context;
 use wharf_client::ApiClient;
 use wharf_wire::{
-    BuildNetwork, CreateService, DeploySettings, ListServices, RotateDeploySecret, Service,
-    ShowService, Strategy, UpdateService,
+    BuildNetwork, CreateService, DeploySettings, ListServices, PreviewSettings, RotateDeploySecret,
+    Service, ShowService, Strategy, UpdateService,
 };
 
-use super::args::{DeployFlags, ServiceCommand, ServiceFlags};
+use super::args::{DeployFlags, PreviewFlags, ServiceCommand, ServiceFlags};
 use super::render::{self, emit};
 
 /// Runs one `wharf service` verb.
@@ -227,7 +227,32 @@ impl DeployFlags {
             self.compose_allow.map(non_empty),
         );
         set(&mut settings.aliases, self.aliases.map(non_empty));
+        settings.previews = self.previews.apply(settings.previews);
         Ok(settings)
+    }
+}
+
+impl PreviewFlags {
+    /// `settings` with what these flags set.
+    fn apply(self, mut settings: PreviewSettings) -> PreviewSettings {
+        if self.previews || self.no_previews {
+            settings.enabled = self.previews;
+        }
+        if let Some(domain) = self.preview_domain {
+            settings.domain = Some(domain).filter(|domain| !domain.is_empty());
+        }
+        set(&mut settings.limit, self.preview_limit);
+        set(&mut settings.ttl_ms, self.preview_ttl);
+        set(
+            &mut settings.hosts,
+            self.preview_hosts
+                .map(|hosts| hosts.into_iter().filter(|host| !host.is_empty()).collect()),
+        );
+        set(&mut settings.drafts, self.preview_drafts);
+        if let Some(label) = self.preview_label {
+            settings.label = Some(label).filter(|label| !label.is_empty());
+        }
+        settings
     }
 }
 

@@ -23,5 +23,6 @@ mod local_repositories;
 mod notifications;
 mod operations;
 mod parts;
+mod previews;
 mod queue;
 mod webhooks;
