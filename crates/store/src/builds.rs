@@ -199,8 +199,9 @@ macro_rules! agent_may_build {
 /// Evaluates to the new build's id. Callers follow with [`supersede!`].
 ///
 /// The build is reported to GitHub as a deployment (`github_report`, due at once) when it has
-/// an installation, was pushed, triggered or retried, and builds its service's tracked branch of
-/// a GitHub repository (a service on a public URL has no `repo_key`).
+/// an installation and is of a GitHub repository (a service on a public URL has no `repo_key`),
+/// and was pushed, triggered or retried on its service's tracked branch, or is a pull request's
+/// for its preview.
 macro_rules! insert_pending_build {
     ($tx:ident, $new:expr, $now:expr) => {{
         let new: &$crate::builds::NewBuild = $new;
@@ -213,9 +214,10 @@ macro_rules! insert_pending_build {
              $4, 'pending', 0, $5, $6, $7, $8, $9, $9, \
              reported.yes, CASE WHEN reported.yes THEN $9 END, \
              EXISTS (SELECT 1 FROM previews WHERE service_id = $1 AND environment = $10) \
-             FROM (SELECT COALESCE($6 IS NOT NULL AND $4 IN ('push', 'manual', 'retry') \
+             FROM (SELECT COALESCE($6 IS NOT NULL \
              AND EXISTS (SELECT 1 FROM services WHERE id = $1 AND repo_key IS NOT NULL \
-             AND branch = $3), FALSE) AS yes) reported \
+             AND (($4 IN ('push', 'manual', 'retry') AND branch = $3) OR $4 = 'pull_request')), \
+             FALSE) AS yes) reported \
              RETURNING id",
         )
         .bind(new.service_id)

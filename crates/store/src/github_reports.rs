@@ -23,6 +23,8 @@ pub struct GithubReport {
     /// The service's repository, `owner/name` (or a URL, for builds that are not reported).
     pub repo: String,
     pub commit_sha: String,
+    /// The environment the build is for: the service's own, or one of its previews.
+    pub environment: String,
     pub installation_id: Option<i64>,
     pub build_state: BuildState,
     pub build_reason: Option<String>,
@@ -70,6 +72,7 @@ struct GithubReportRow {
     service: String,
     repo: String,
     commit_sha: String,
+    environment: String,
     installation_id: Option<i64>,
     state: String,
     reason: Option<String>,
@@ -95,6 +98,7 @@ impl From<GithubReportRow> for GithubReport {
             service: row.service,
             repo: row.repo,
             commit_sha: row.commit_sha,
+            environment: row.environment,
             installation_id: row.installation_id,
             build_state: BuildState::parse(&row.state).unwrap_or(BuildState::Failed),
             build_reason: row.reason,
@@ -266,8 +270,8 @@ impl Store {
     pub async fn github_report(&self, build_id: i64) -> Result<GithubReport> {
         let row: Option<GithubReportRow> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT b.id, s.name AS service, s.repo, b.commit_sha, b.installation_id, b.state, \
-                 b.reason, s.domain, s.deploy, \
+                "SELECT b.id, s.name AS service, s.repo, b.commit_sha, b.environment, b.installation_id, \
+                 b.state, b.reason, s.domain, s.deploy, \
                  (SELECT r.state FROM releases r WHERE r.build_id = b.id ORDER BY r.id DESC LIMIT 1) \
                  AS release_state, \
                  (SELECT r.reason FROM releases r WHERE r.build_id = b.id ORDER BY r.id DESC LIMIT 1) \

@@ -149,11 +149,13 @@ macro_rules! build_preview {
                     "INSERT INTO builds (service_id, environment, commit_sha, branch, trigger, state, \
                      reason, attempt, max_attempts, installation_id, delivery_id, created_at, \
                      updated_at, finished_at, image, digest, images, compose_file, release_pending, \
-                     preview) \
-                     SELECT service_id, $2, commit_sha, $3, 'pull_request', 'completed', \
-                     'the images of build #' || id || ' of the same commit, reused', 0, max_attempts, \
-                     installation_id, $4, $5, $5, $5, image, digest, images, compose_file, TRUE, TRUE \
-                     FROM builds WHERE id = $1 RETURNING id",
+                     preview, github_report, github_next_at) \
+                     SELECT b.service_id, $2, b.commit_sha, $3, 'pull_request', 'completed', \
+                     'the images of build #' || b.id || ' of the same commit, reused', 0, b.max_attempts, \
+                     b.installation_id, $4, $5, $5, $5, b.image, b.digest, b.images, b.compose_file, \
+                     TRUE, TRUE, (b.installation_id IS NOT NULL AND s.repo_key IS NOT NULL), \
+                     CASE WHEN b.installation_id IS NOT NULL AND s.repo_key IS NOT NULL THEN $5 END \
+                     FROM builds b JOIN services s ON s.id = b.service_id WHERE b.id = $1 RETURNING id",
                 )
                 .bind(built)
                 .bind(environment)

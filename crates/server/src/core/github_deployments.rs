@@ -42,6 +42,7 @@ use wharf_domain::deployment::{
     short_description, statuses_to_send,
 };
 use wharf_domain::names::RepoSource;
+use wharf_domain::preview::{preview_host, preview_number};
 use wharf_github::{
     CheckRunFields, CheckRunOutput, GithubApp, GithubError, NewCommitStatus, NewDeployment,
     NewDeploymentStatus, RetryPolicy,
@@ -182,7 +183,7 @@ impl Reporter {
     /// decides how the pass ends.
     async fn send(&self, report: &GithubReport) -> Result<(), PassFailure> {
         let config = &self.core.config;
-        let service_url = environment_url(&config.app_url_scheme, report.domain.as_deref());
+        let service_url = environment_url(&config.app_url_scheme, report_domain(report).as_deref());
         let desired = desired_status(&BuildProgress {
             build_state: report.build_state,
             build_reason: report.build_reason.as_deref(),
@@ -467,7 +468,8 @@ impl Reporter {
 
     /// The build's deployment: one an earlier pass made but did not record, or a new one.
     async fn deployment(&self, report: &GithubReport, target: &Target) -> Result<u64, GithubError> {
-        let environment = &report.deploy.environment;
+        let preview = preview_number(&report.service, &report.environment).is_some();
+        let environment = &report.environment;
         if report.attempts > 1 {
             let made = self
                 .app
@@ -500,10 +502,12 @@ impl Reporter {
                 report.build_id, report.service
             ))),
             payload: json!({"wharf_build": report.build_id}),
+            // A preview lives only as long as its pull request.
+            transient_environment: preview,
             ..NewDeployment::new(
                 &report.commit_sha,
                 environment,
-                report.deploy.is_production(),
+                !preview && report.deploy.is_production(),
             )
         };
         let deployment = self
@@ -648,5 +652,20 @@ mod tests {
         let long = short_line(&"é".repeat(600));
         assert_eq!(long.chars().count(), 501);
         assert!(long.ends_with('…'));
+    }
+}
+
+/// The host name the build's environment answers at: a preview's own, else the service's.
+fn report_domain(report: &GithubReport) -> Option<String> {
+    match preview_number(&report.service, &report.environment) {
+        Some(number) => preview_host(
+            report.deploy.previews.domain.as_deref(),
+            &report.service,
+            report.domain.as_deref(),
+            number,
+        )
+        .ok()
+        .flatten(),
+        None => report.domain.clone(),
     }
 }

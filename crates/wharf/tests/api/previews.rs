@@ -591,5 +591,37 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
         "the preview's image is gone from the host: {image}"
     );
     assert_eq!(preview(&app, 7).await["state"], "removed");
+
+    // GitHub shows the preview as a transient environment of its own, live at its host name,
+    // then inactive once removed.
+    let github = app.github.as_ref().unwrap();
+    let mut statuses = Vec::new();
+    let started = tokio::time::Instant::now();
+    let deployment = loop {
+        let deployment = github
+            .deployments()
+            .into_iter()
+            .find(|deployment| deployment["environment"] == "site-pr-7");
+        if let Some(deployment) = &deployment {
+            statuses = github.deployment_statuses(deployment["id"].as_u64().unwrap());
+            if statuses.last().is_some_and(|status| status["state"] == "inactive") {
+                break deployment.clone();
+            }
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the preview's deployment is not inactive: {deployment:?} {statuses:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(deployment["sha"], head.as_str());
+    assert_eq!(deployment["transient_environment"], true, "{deployment}");
+    assert_eq!(deployment["production_environment"], false, "{deployment}");
+    assert!(
+        statuses.iter().any(|status| status["state"] == "success"
+            && status["environment_url"] == "http://pr-7.site.test"),
+        "{statuses:#?}"
+    );
+    assert!(github.schema_violations().is_empty(), "{:?}", github.schema_violations());
     agent.stop().await;
 }
