@@ -631,6 +631,21 @@ impl Default for Backoff {
     }
 }
 
+/// The host name the build's environment answers at: a preview's own, else the service's.
+fn report_domain(report: &GithubReport) -> Option<String> {
+    match preview_number(&report.service, &report.environment) {
+        Some(number) => preview_host(
+            report.deploy.previews.domain.as_deref(),
+            &report.service,
+            report.domain.as_deref(),
+            number,
+        )
+        .ok()
+        .flatten(),
+        None => report.domain.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,20 +667,5 @@ mod tests {
         let long = short_line(&"é".repeat(600));
         assert_eq!(long.chars().count(), 501);
         assert!(long.ends_with('…'));
-    }
-}
-
-/// The host name the build's environment answers at: a preview's own, else the service's.
-fn report_domain(report: &GithubReport) -> Option<String> {
-    match preview_number(&report.service, &report.environment) {
-        Some(number) => preview_host(
-            report.deploy.previews.domain.as_deref(),
-            &report.service,
-            report.domain.as_deref(),
-            number,
-        )
-        .ok()
-        .flatten(),
-        None => report.domain.clone(),
     }
 }
