@@ -9,6 +9,23 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     parse(text, Days::Allowed)
 }
 
+/// Writes a duration as its settings are written, in its largest whole unit (`7d`, `12h`,
+/// `30m`, `45s`), else in milliseconds; [`parse_duration`] reads it back.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    for (unit, length) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if millis > 0 && millis % length == 0 {
+            return format!("{}{unit}", millis / length);
+        }
+    }
+    format!("{millis}ms")
+}
+
 /// Reads a duration in Go's syntax, as compose files write them: no days.
 pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
     parse(text, Days::Refused)
@@ -102,5 +119,9 @@ mod tests {
         // Compose files keep Go's units: no days.
         assert_eq!(parse_go_duration("1d"), None);
         assert_eq!(parse_go_duration("1h"), parse_duration("1h"));
+        for text in ["7d", "12h", "90m", "45s", "1500ms", "0ms"] {
+            let duration = parse_duration(text).unwrap();
+            assert_eq!(format_duration(duration), text);
+        }
     }
 }

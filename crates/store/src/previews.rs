@@ -88,7 +88,8 @@ macro_rules! select_preview {
          LEFT JOIN builds b ON b.id = (SELECT MAX(id) FROM builds \
          WHERE service_id = v.service_id AND environment = v.environment) \
          LEFT JOIN releases r ON r.id = (SELECT MAX(id) FROM releases \
-         WHERE service_id = v.service_id AND environment = v.environment AND trigger <> 'teardown')"
+         WHERE service_id = v.service_id AND environment = v.environment \
+         AND trigger NOT IN ('teardown', 'stop'))"
     };
 }
 
@@ -223,19 +224,26 @@ pub(crate) use cancel_preview_builds;
 
 /// Inside the open transaction `$tx`, takes the preview `$environment` of service
 /// `$service_id` down: its state becomes `$state` with `$reason`, its builds are cancelled, and
-/// when anything of it was ever released, a teardown release removes it from `$hosts`.
-/// Evaluates to whether a teardown was created.
+/// when anything of it runs on its hosts, a release removes it from `$hosts`: a teardown for
+/// `closed` (everything goes), a stop for `stopped` (its named volumes stay for its return).
+/// Evaluates to whether such a release was created.
 macro_rules! take_down {
     ($tx:ident, $service_id:expr, $environment:expr, $state:expr, $reason:expr, $hosts:expr, $now:expr) => {{
         let service_id: i64 = $service_id;
         let environment: &str = $environment;
+        let state: &str = $state;
         let reason: &str = $reason;
         let now: i64 = $now;
+        let trigger = if state == "stopped" {
+            wharf_wire::ReleaseTrigger::Stop
+        } else {
+            wharf_wire::ReleaseTrigger::Teardown
+        };
         sqlx::query(
             "UPDATE previews SET state = $1, reason = $2, updated_at = $3 \
              WHERE service_id = $4 AND environment = $5",
         )
-        .bind($state)
+        .bind(state)
         .bind(reason)
         .bind(now)
         .bind(service_id)
@@ -250,33 +258,89 @@ macro_rules! take_down {
             i64::MAX,
             now
         );
-        // Anything released since the last teardown that finished is on some host.
+        // Something is on a host when anything was released since the last release that took
+        // as much away (a teardown takes everything; a stop leaves the volumes, which a
+        // teardown still has to remove).
         let (released,): (bool,) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM releases WHERE service_id = $1 AND environment = $2 \
-             AND trigger <> 'teardown' AND id > COALESCE((SELECT MAX(id) FROM releases \
-             WHERE service_id = $1 AND environment = $2 AND trigger = 'teardown'), 0))",
+             AND trigger NOT IN ('teardown', $3) AND id > COALESCE((SELECT MAX(id) FROM releases \
+             WHERE service_id = $1 AND environment = $2 AND trigger IN ('teardown', $3)), 0))",
         )
         .bind(service_id)
         .bind(environment)
+        .bind(trigger.as_str())
         .fetch_one(&mut *$tx)
         .await?;
         if released {
-            let teardown = $crate::releases::NewRelease {
+            let release = $crate::releases::NewRelease {
                 service_id,
                 environment: environment.to_owned(),
                 build_id: None,
                 image: String::new(),
-                trigger: wharf_wire::ReleaseTrigger::Teardown,
+                trigger,
                 rollback_of: None,
                 hosts: $hosts,
             };
-            $crate::releases::insert_release!($tx, &teardown, now);
+            $crate::releases::insert_release!($tx, &release, now);
         }
         released
     }};
 }
-
 pub(crate) use take_down;
+
+/// Inside the open transaction `$tx`, stops the open previews of service `$service_id` beyond
+/// the newest `$limit` by their last push, each with a stop release on `$hosts`. Evaluates to
+/// `(numbers stopped, whether a release was created)`.
+macro_rules! keep_within_limit {
+    ($tx:ident, $service_id:expr, $limit:expr, $hosts:expr, $now:expr) => {{
+        let service_id: i64 = $service_id;
+        let limit: u32 = $limit;
+        let open: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT number, environment FROM previews WHERE service_id = $1 AND state = 'open' \
+             ORDER BY pushed_at DESC, number DESC",
+        )
+        .bind(service_id)
+        .fetch_all(&mut *$tx)
+        .await?;
+        let mut stopped = Vec::new();
+        let mut released = false;
+        for (number, environment) in open.iter().skip(limit as usize) {
+            let reason = format!(
+                "stopped: the service runs at most {limit} previews and this one was pushed to \
+                 least recently; a push to the pull request or `wharf preview start <service> \
+                 {number}` brings it back"
+            );
+            released |= $crate::previews::take_down!(
+                $tx,
+                service_id,
+                environment,
+                "stopped",
+                &reason,
+                $hosts.clone(),
+                $now
+            );
+            stopped.push(*number);
+        }
+        (stopped, released)
+    }};
+}
+pub(crate) use keep_within_limit;
+
+/// Inside the open transaction `$tx`, the deploy settings of service `$service_id`.
+macro_rules! service_settings {
+    ($tx:ident, $service_id:expr) => {{
+        let (deploy,): (Option<String>,) =
+            sqlx::query_as("SELECT deploy FROM services WHERE id = $1")
+                .bind($service_id)
+                .fetch_one(&mut *$tx)
+                .await?;
+        let settings: wharf_wire::DeploySettings = deploy
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        settings
+    }};
+}
 
 /// Applies a pull request's event to the previews of the services tracking its base branch,
 /// inside the open transaction `$tx`. Evaluates to a [`PreviewOutcome`].
@@ -434,6 +498,20 @@ macro_rules! apply_pull_request {
                             now
                         );
                         outcome.releases_due |= due;
+                        let (stopped, released) = $crate::previews::keep_within_limit!(
+                            $tx,
+                            service_id,
+                            settings.previews.limit,
+                            $crate::previews::preview_hosts(&settings),
+                            now
+                        );
+                        outcome.releases_due |= released;
+                        for number in stopped {
+                            outcome.notes.push(format!(
+                                "{name}: stopped the preview of #{number} (limit {})",
+                                settings.previews.limit
+                            ));
+                        }
                         match queued {
                             Some(id) => {
                                 outcome.build_ids.push(id);
@@ -559,10 +637,94 @@ impl Store {
                 );
                 outcome.build_ids.extend(queued);
                 outcome.releases_due = due;
+                let settings = service_settings!(tx, service_id);
+                let (_, released) = keep_within_limit!(
+                    tx, service_id, settings.previews.limit, preview_hosts(&settings), now
+                );
+                outcome.releases_due |= released;
             }
             outcome
         });
         Ok(outcome)
+    }
+
+    /// Brings back the stopped preview of pull request `number` as a push would (counting as
+    /// the newest push): its head builds, or its earlier build of the head is released again,
+    /// unless the head waits for an approval.
+    pub async fn start_preview(
+        &self,
+        service_id: i64,
+        number: i64,
+        max_attempts: i64,
+        now: i64,
+    ) -> Result<PreviewOutcome> {
+        let outcome = in_transaction!(self, tx => {
+            let row: Option<(String, String, String, String, Option<i64>, bool, Option<String>)> =
+                sqlx::query_as(
+                    "SELECT state, environment, head_sha, head_branch, installation_id, \
+                     author_may_push AND NOT from_fork, approved_sha FROM previews \
+                     WHERE service_id = $1 AND number = $2",
+                )
+                .bind(service_id)
+                .bind(number)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((state, environment, head_sha, head_branch, installation_id, trusted, approved)) = row
+            else {
+                return Err(StoreError::NotFound(format!("no preview of pull request #{number}")));
+            };
+            if state != "stopped" {
+                return Err(StoreError::Conflict(format!(
+                    "the preview of pull request #{number} is {}, not stopped{}",
+                    state.replace('_', " "),
+                    if state == "closed" { ": a push to the pull request brings it back" } else { "" }
+                )));
+            }
+            if !trusted && approved.as_deref() != Some(head_sha.as_str()) {
+                return Err(StoreError::Conflict(format!(
+                    "the head of pull request #{number} waits for an approval: approve it instead"
+                )));
+            }
+            sqlx::query(
+                "UPDATE previews SET state = 'open', reason = NULL, pushed_at = $1, updated_at = $1 \
+                 WHERE service_id = $2 AND number = $3",
+            )
+            .bind(now)
+            .bind(service_id)
+            .bind(number)
+            .execute(&mut *tx)
+            .await?;
+            let mut outcome = PreviewOutcome::default();
+            let (queued, due) = build_preview!(
+                tx, service_id, &environment, &head_sha, &head_branch, installation_id,
+                None::<String>, max_attempts, now
+            );
+            outcome.build_ids.extend(queued);
+            outcome.releases_due = due;
+            let settings = service_settings!(tx, service_id);
+            let (_, released) = keep_within_limit!(
+                tx, service_id, settings.previews.limit, preview_hosts(&settings), now
+            );
+            outcome.releases_due |= released;
+            outcome
+        });
+        Ok(outcome)
+    }
+
+    /// The previews not pushed to since before `pushed_before` that still hold anything
+    /// (open, stopped, or waiting), by pull request number.
+    pub async fn idle_previews(&self, service_id: i64, pushed_before: i64) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT number FROM previews WHERE service_id = $1 AND state <> 'closed' \
+                 AND pushed_at < $2 ORDER BY number",
+            )
+            .bind(service_id)
+            .bind(pushed_before)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(|(number,)| number).collect())
     }
 
     /// Removes the preview of pull request `number` from its hosts (state `closed`, with
@@ -590,7 +752,7 @@ impl Store {
         let rows: Vec<(String,)> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT DISTINCT image FROM releases WHERE service_id = $1 AND environment = $2 \
-                 AND trigger <> 'teardown' AND image <> '' AND image NOT IN (SELECT image FROM releases \
+                 AND trigger NOT IN ('teardown', 'stop') AND image <> '' AND image NOT IN (SELECT image FROM releases \
                  WHERE service_id = $1 AND environment <> $2 AND state IN \
                  ('pending', 'pulling', 'starting', 'health_checking', 'live')) ORDER BY image",
             )

@@ -451,7 +451,7 @@ impl Store {
                 StoreError::Conflict(format!("rollout #{}: {error}", report.rollout_id))
             })?;
             // A teardown removes or fails; nothing else ends in `removed`.
-            let teardown = trigger == ReleaseTrigger::Teardown.as_str();
+            let teardown = ReleaseTrigger::parse(&trigger).is_some_and(ReleaseTrigger::takes_down);
             let fits = match report.state {
                 ReleaseState::Removed => teardown,
                 ReleaseState::Failed => true,

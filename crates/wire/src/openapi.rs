@@ -256,6 +256,7 @@ pub fn document(version: &str) -> Value {
     document.request::<ListAllPreviews>(200, "List every service's pull request previews");
     document.request::<ListPreviews>(200, "List a service's pull request previews");
     document.request::<ApprovePreview>(200, "Approve a pull request's commit for its preview");
+    document.request::<StartPreview>(200, "Bring back a stopped or removed preview");
     document.request::<DestroyPreview>(200, "Remove a pull request's preview from every host");
 
     // Dashboard users.

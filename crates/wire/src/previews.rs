@@ -205,3 +205,17 @@ pub struct DestroyPreview {
 }
 
 api_request!(DestroyPreview: Post "/v1/services/{}/previews/{}/destroy" [service, pr] -> Preview);
+
+/// `POST /v1/services/{name}/previews/{pr}/start`: brings back a preview that was stopped to
+/// keep within the service's limit (or removed by hand), as a push would; it counts as the
+/// most recent push.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct StartPreview {
+    #[serde(skip)]
+    pub service: String,
+    #[serde(skip)]
+    pub pr: u64,
+}
+
+api_request!(StartPreview: Post "/v1/services/{}/previews/{}/start" [service, pr] -> Preview);

@@ -276,9 +276,17 @@ pub enum ReleaseTrigger {
     /// rollouts remove containers, route, networks, volumes and images instead of starting
     /// anything.
     Teardown,
+    /// The environment stopped on its hosts to keep within a limit (a preview past its
+    /// service's preview limit): like a teardown, but its named volumes stay for its return.
+    Stop,
 }
 
 impl ReleaseTrigger {
+    /// Whether the release takes its environment off its hosts rather than running an image.
+    pub fn takes_down(self) -> bool {
+        matches!(self, ReleaseTrigger::Teardown | ReleaseTrigger::Stop)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReleaseTrigger::Build => "build",
@@ -286,6 +294,7 @@ impl ReleaseTrigger {
             ReleaseTrigger::Rollback => "rollback",
             ReleaseTrigger::Hook => "hook",
             ReleaseTrigger::Teardown => "teardown",
+            ReleaseTrigger::Stop => "stop",
         }
     }
 
@@ -296,6 +305,7 @@ impl ReleaseTrigger {
             ReleaseTrigger::Rollback,
             ReleaseTrigger::Hook,
             ReleaseTrigger::Teardown,
+            ReleaseTrigger::Stop,
         ]
         .into_iter()
         .find(|trigger| trigger.as_str() == name)
@@ -536,6 +546,9 @@ pub struct RolloutJob {
     /// remove from the host.
     #[serde(default)]
     pub remove_images: Vec<String>,
+    /// For a teardown that only stops the environment: its named volumes stay.
+    #[serde(default)]
+    pub keep_volumes: bool,
 }
 
 /// `GET /v1/agent/desired`: what this host should run now.

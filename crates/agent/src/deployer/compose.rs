@@ -1060,6 +1060,7 @@ mod tests {
             compose_images: Vec::new(),
             teardown: false,
             remove_images: Vec::new(),
+            keep_volumes: false,
         }
     }
 

@@ -1,6 +1,6 @@
 //! A teardown: an environment removed from this host (a preview whose pull request closed).
 //! Its containers go, of every release, then its route, its stack's network and named
-//! volumes, and the images only it ran. Nothing of another environment or service is touched:
+//! volumes (unless it is only stopped), and the images only it ran. Nothing of another environment or service is touched:
 //! everything is found by the deploy identity's labels and names.
 
 use wharf_wire::RolloutJob;
@@ -52,7 +52,11 @@ impl Deployer {
                 })?;
             self.note(job, format!("removed the network {network}"));
         }
-        for volume in self.config.runtime.volumes_labelled(&labels).await? {
+        let volumes = match job.keep_volumes {
+            true => Vec::new(),
+            false => self.config.runtime.volumes_labelled(&labels).await?,
+        };
+        for volume in volumes {
             self.config
                 .runtime
                 .remove_volume(&volume)

@@ -86,6 +86,11 @@ async fn keep_house(core: &Core) {
         Ok(forgotten) => tracing::debug!(forgotten, "expired deploy-hook signatures forgotten"),
         Err(error) => tracing::error!(%error, "forgetting expired deploy-hook signatures failed"),
     }
+    match core.expire_previews().await {
+        Ok(0) => {}
+        Ok(expired) => tracing::info!(expired, "previews past their time-to-live removed"),
+        Err(error) => tracing::error!(%error, "removing previews past their time-to-live failed"),
+    }
     // Deliveries an earlier Wharf stored are keyed from their bodies (whose removal waits
     // for it).
     match core.rekey_earlier_deliveries().await {

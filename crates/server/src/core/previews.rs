@@ -2,7 +2,10 @@
 //! each got, approved (a fork's or an outside author's commit), or removed by hand. What a
 //! pull request's webhook does to them is the intake's (`intake.rs`), applied by the store.
 
+use std::time::Duration;
+
 use wharf_domain::deployment::environment_url;
+use wharf_domain::duration::format_duration;
 use wharf_domain::names::CommitSha;
 use wharf_domain::preview::{PreviewBuild, PreviewRelease, PreviewStatus, shown_state};
 use wharf_store::{PreviewOutcome, StoredPreview};
@@ -63,6 +66,40 @@ impl Core {
         self.announce_previews(&outcome);
         let preview = self.store.preview(service.id, number).await?;
         Ok(self.shown(&service, &preview))
+    }
+
+    /// Brings back pull request `pr`'s stopped preview of `service`, as a push would.
+    pub async fn start_preview(&self, service: &str, pr: u64) -> Result<Preview, CoreError> {
+        let service = self.store.service_by_name(service).await?;
+        let number = preview_row_number(pr)?;
+        let outcome = self
+            .store
+            .start_preview(service.id, number, self.config.max_attempts, now_millis())
+            .await?;
+        tracing::info!(service = %service.name, pr, "preview started");
+        self.announce_previews(&outcome);
+        let preview = self.store.preview(service.id, number).await?;
+        Ok(self.shown(&service, &preview))
+    }
+
+    /// Removes the previews of every service not pushed to within its time-to-live; answers
+    /// how many.
+    pub(crate) async fn expire_previews(&self) -> Result<usize, CoreError> {
+        let now = now_millis();
+        let mut expired = 0;
+        for service in self.store.list_services().await? {
+            let ttl = service.deploy.previews.ttl_ms;
+            let pushed_before = now.saturating_sub(i64::try_from(ttl).unwrap_or(i64::MAX));
+            for number in self.store.idle_previews(service.id, pushed_before).await? {
+                let reason = format!(
+                    "removed: no push for {}; a push to the pull request brings it back",
+                    format_duration(Duration::from_millis(ttl))
+                );
+                self.take_preview_down(&service, number, &reason).await?;
+                expired += 1;
+            }
+        }
+        Ok(expired)
     }
 
     /// Removes pull request `pr`'s preview of `service` from every host now.

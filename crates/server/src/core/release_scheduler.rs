@@ -219,7 +219,7 @@ pub(crate) async fn rollout_job(
             agent.name, service.name, service.project
         )));
     }
-    if release.trigger == ReleaseTrigger::Teardown {
+    if release.trigger.takes_down() {
         return teardown_job(core, rollout, release, service).await;
     }
     let preview = match preview_number(&service.name, &release.environment) {
@@ -289,12 +289,13 @@ pub(crate) async fn rollout_job(
         compose_file,
         compose_images,
         teardown: false,
+        keep_volumes: false,
         remove_images: Vec::new(),
     })
 }
 
-/// The job of a teardown's rollout: the environment named, nothing to run, and the images
-/// only it used for the host to remove.
+/// The job of a teardown's (or a stop's) rollout: the environment named, nothing to run, and
+/// the images only it used for the host to remove.
 async fn teardown_job(
     core: &Core,
     rollout: RolloutRef,
@@ -325,6 +326,7 @@ async fn teardown_job(
         compose_file: None,
         compose_images: Vec::new(),
         teardown: true,
+        keep_volumes: release.trigger == ReleaseTrigger::Stop,
         remove_images,
     })
 }

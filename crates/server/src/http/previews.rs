@@ -16,6 +16,7 @@ pub(crate) fn router() -> Router<Core> {
         .route("/v1/previews", get(list_all))
         .route("/v1/services/{name}/previews", get(list))
         .route("/v1/services/{name}/previews/{pr}/approve", post(approve))
+        .route("/v1/services/{name}/previews/{pr}/start", post(start))
         .route("/v1/services/{name}/previews/{pr}/destroy", post(destroy))
 }
 
@@ -41,6 +42,14 @@ async fn approve(
         .approve_preview(&name, pr, request.commit_sha.as_deref(), "admin")
         .await?;
     Ok(Json(preview))
+}
+
+async fn start(
+    _: Admin,
+    State(core): State<Core>,
+    Path((name, pr)): Path<(String, u64)>,
+) -> Result<Json<Preview>, HttpError> {
+    Ok(Json(core.start_preview(&name, pr).await?))
 }
 
 async fn destroy(

@@ -149,7 +149,7 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Approve or remove a pull request's preview.
+    /// Approve, start or remove a pull request's preview.
     Preview {
         #[command(subcommand)]
         command: PreviewCommand,
@@ -182,6 +182,13 @@ pub enum PreviewCommand {
         /// The commit approved (default: the head Wharf knows).
         #[arg(long)]
         commit: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring back a preview stopped to keep within the service's limit, as a push would.
+    Start {
+        service: String,
+        pr: u64,
         #[arg(long)]
         json: bool,
     },

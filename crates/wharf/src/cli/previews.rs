@@ -1,7 +1,7 @@
-//! `wharf previews` and `wharf preview approve|destroy`: pull requests' preview environments.
+//! `wharf previews` and `wharf preview approve|start|destroy`: pull requests' preview environments.
 
 use wharf_client::ApiClient;
-use wharf_wire::{ApprovePreview, DestroyPreview, ListAllPreviews, ListPreviews};
+use wharf_wire::{ApprovePreview, DestroyPreview, ListAllPreviews, ListPreviews, StartPreview};
 
 use super::args::PreviewCommand;
 use super::render::{self, emit};
@@ -35,6 +35,10 @@ pub(super) async fn run(client: &ApiClient, command: PreviewCommand) -> anyhow::
                     commit_sha: commit,
                 })
                 .await?;
+            emit(&render::one(&preview, json, render::preview)?)
+        }
+        PreviewCommand::Start { service, pr, json } => {
+            let preview = client.send(&StartPreview { service, pr }).await?;
             emit(&render::one(&preview, json, render::preview)?)
         }
         PreviewCommand::Destroy { service, pr, json } => {

@@ -327,6 +327,102 @@ async fn a_pull_request_builds_its_preview_and_a_forks_waits_for_an_approval_of_
 }
 
 #[tokio::test]
+async fn past_the_limit_the_preview_pushed_to_least_recently_stops_until_started_again() {
+    let app = app_with_previews(
+        Options::default(),
+        json!({"previews": {"enabled": true, "limit": 3}}),
+    )
+    .await;
+    for pr in 1..=4u64 {
+        let head = format!("{pr}").repeat(40);
+        let opened = deliver(
+            &app,
+            &format!("pr-{pr}"),
+            &pull_request("acme/site", pr, "opened", &head, false, "MEMBER"),
+        )
+        .await;
+        assert!(opened["builds"][0].as_i64().is_some(), "{opened}");
+        if pr == 4 {
+            assert!(
+                opened["outcome"]
+                    .as_str()
+                    .unwrap()
+                    .contains("stopped the preview of #1 (limit 3)"),
+                "{opened}"
+            );
+        }
+    }
+    let states = |previews: Vec<Value>| -> Vec<(u64, String)> {
+        let mut states: Vec<(u64, String)> = previews
+            .iter()
+            .map(|preview| {
+                (
+                    preview["pr"].as_u64().unwrap(),
+                    preview["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        states.sort();
+        states
+    };
+    assert_eq!(
+        states(previews(&app).await),
+        vec![
+            (1, "stopped".to_owned()),
+            (2, "building".to_owned()),
+            (3, "building".to_owned()),
+            (4, "building".to_owned()),
+        ]
+    );
+    let stopped = preview(&app, 1).await;
+    assert!(
+        stopped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("wharf preview start <service> 1"),
+        "{stopped}"
+    );
+    // Its build was cancelled with it.
+    let build = app.build(stopped["build_id"].as_i64().unwrap()).await;
+    assert_eq!(build["state"], "cancelled", "{build}");
+
+    // Started again, it counts as the newest push: the least recent of the others stops.
+    let started = crate::helpers::run_cli(
+        &app,
+        Some(crate::helpers::ADMIN_TOKEN),
+        &["preview", "start", "site", "1"],
+        b"",
+        None,
+    )
+    .await;
+    assert!(started.ok(), "{}", started.text());
+    assert!(started.text().contains("building"), "{}", started.text());
+    assert_eq!(
+        states(previews(&app).await),
+        vec![
+            (1, "building".to_owned()),
+            (2, "stopped".to_owned()),
+            (3, "building".to_owned()),
+            (4, "building".to_owned()),
+        ]
+    );
+    // Only a stopped preview starts.
+    let open = app
+        .post("/v1/services/site/previews/3/start", json!({}))
+        .await;
+    assert_eq!(open.status, StatusCode::CONFLICT, "{}", open.text);
+    // A push to the stopped one brings it back too.
+    deliver(
+        &app,
+        "pr-2-sync",
+        &pull_request("acme/site", 2, "synchronize", &sha('e'), false, "MEMBER"),
+    )
+    .await;
+    assert_eq!(preview(&app, 2).await["state"], "building");
+    assert_eq!(preview(&app, 3).await["state"], "stopped");
+}
+
+#[tokio::test]
 async fn preview_settings_are_checked() {
     let app = app_with_previews(Options::default(), json!({})).await;
     let service = app.get("/v1/services/site").await.body;
@@ -604,7 +700,10 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
             .find(|deployment| deployment["environment"] == "site-pr-7");
         if let Some(deployment) = &deployment {
             statuses = github.deployment_statuses(deployment["id"].as_u64().unwrap());
-            if statuses.last().is_some_and(|status| status["state"] == "inactive") {
+            if statuses
+                .last()
+                .is_some_and(|status| status["state"] == "inactive")
+            {
                 break deployment.clone();
             }
         }
@@ -622,6 +721,10 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
             && status["environment_url"] == "http://pr-7.site.test"),
         "{statuses:#?}"
     );
-    assert!(github.schema_violations().is_empty(), "{:?}", github.schema_violations());
+    assert!(
+        github.schema_violations().is_empty(),
+        "{:?}",
+        github.schema_violations()
+    );
     agent.stop().await;
 }
