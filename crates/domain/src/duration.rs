@@ -19,7 +19,7 @@ pub fn format_duration(duration: Duration) -> String {
         ("m", 60_000),
         ("s", 1_000),
     ] {
-        if millis > 0 && millis % length == 0 {
+        if millis > 0 && millis.is_multiple_of(length) {
             return format!("{}{unit}", millis / length);
         }
     }
