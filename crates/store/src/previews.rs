@@ -62,6 +62,19 @@ pub struct StoredPreview {
     pub release_build_id: Option<i64>,
 }
 
+/// A preview's head and whether it may build, as starting it reads them.
+#[derive(sqlx::FromRow)]
+struct PreviewHead {
+    state: String,
+    environment: String,
+    head_sha: String,
+    head_branch: String,
+    installation_id: Option<i64>,
+    /// The head is in the repository itself and its author may push there.
+    trusted: bool,
+    approved_sha: Option<String>,
+}
+
 /// What applying a change to previews did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PreviewOutcome {
@@ -659,17 +672,24 @@ impl Store {
         now: i64,
     ) -> Result<PreviewOutcome> {
         let outcome = in_transaction!(self, tx => {
-            let row: Option<(String, String, String, String, Option<i64>, bool, Option<String>)> =
-                sqlx::query_as(
-                    "SELECT state, environment, head_sha, head_branch, installation_id, \
-                     author_may_push AND NOT from_fork, approved_sha FROM previews \
-                     WHERE service_id = $1 AND number = $2",
-                )
-                .bind(service_id)
-                .bind(number)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some((state, environment, head_sha, head_branch, installation_id, trusted, approved)) = row
+            let row: Option<PreviewHead> = sqlx::query_as(
+                "SELECT state, environment, head_sha, head_branch, installation_id, \
+                 author_may_push AND NOT from_fork AS trusted, approved_sha FROM previews \
+                 WHERE service_id = $1 AND number = $2",
+            )
+            .bind(service_id)
+            .bind(number)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(PreviewHead {
+                state,
+                environment,
+                head_sha,
+                head_branch,
+                installation_id,
+                trusted,
+                approved_sha: approved,
+            }) = row
             else {
                 return Err(StoreError::NotFound(format!("no preview of pull request #{number}")));
             };
