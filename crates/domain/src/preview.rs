@@ -256,6 +256,85 @@ pub fn shown_state(
     }
 }
 
+/// What a preview's pull request comment says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentFacts<'a> {
+    pub service: &'a str,
+    pub pr: u64,
+    pub state: PreviewState,
+    pub reason: Option<&'a str>,
+    pub url: Option<&'a str>,
+    pub commit_sha: &'a str,
+    /// The newest build, with its page.
+    pub build: Option<(i64, String)>,
+    /// The service's approval label, for a preview that waits for one.
+    pub label: Option<&'a str>,
+}
+
+/// The hidden line that marks Wharf's comment for a service on a pull request, so it is found
+/// again rather than made twice.
+pub fn comment_marker(service: &str) -> String {
+    format!("<!-- wharf-preview:{service} -->")
+}
+
+/// The text of the one comment Wharf keeps on a pull request for each service that previews
+/// it, edited in place as the preview moves: where it stands, its address, its commit and its
+/// build, and for a preview that waits or stopped, how to move it on.
+pub fn preview_comment(facts: &CommentFacts<'_>) -> String {
+    let short: String = facts.commit_sha.chars().take(12).collect();
+    let headline = match facts.state {
+        PreviewState::WaitingApproval => "waits for approval",
+        PreviewState::Draft => "waits until the pull request is ready for review",
+        PreviewState::Building => "is building",
+        PreviewState::Deploying => "is deploying",
+        PreviewState::Live => "is live",
+        PreviewState::Failed => "failed",
+        PreviewState::Stopped => "is stopped",
+        PreviewState::Removed => "was removed",
+    };
+    let mut text = format!(
+        "{}\n**Wharf preview of `{}`** {headline}",
+        comment_marker(facts.service),
+        facts.service
+    );
+    match (facts.state, facts.url) {
+        (PreviewState::Live, Some(url)) => text.push_str(&format!(": {url}\n")),
+        _ => text.push('\n'),
+    }
+    text.push_str("\n| | |\n|---|---|\n");
+    if let Some(url) = facts.url
+        && facts.state != PreviewState::Removed
+    {
+        text.push_str(&format!("| Address | {url} |\n"));
+    }
+    text.push_str(&format!("| Commit | `{short}` |\n"));
+    if let Some((id, page)) = &facts.build {
+        text.push_str(&format!("| Build | [#{id}]({page}) |\n"));
+    }
+    if let Some(reason) = facts.reason {
+        text.push_str(&format!("\n{}\n", reason.replace('\n', " ")));
+    }
+    match facts.state {
+        PreviewState::WaitingApproval => {
+            text.push_str(&format!(
+                "\nThis commit builds once someone who may deploy approves it: \
+                 `wharf preview approve {} {}`",
+                facts.service, facts.pr
+            ));
+            if let Some(label) = facts.label {
+                text.push_str(&format!(", or the label `{label}`"));
+            }
+            text.push_str(". Each new commit needs a new approval.\n");
+        }
+        PreviewState::Stopped => text.push_str(&format!(
+            "\nA push to this pull request or `wharf preview start {} {}` brings it back.\n",
+            facts.service, facts.pr
+        )),
+        _ => {}
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +499,50 @@ mod tests {
             PreviewStatus::WaitingApproval
         );
         assert_eq!(PreviewStatus::parse("something-new"), PreviewStatus::Open);
+    }
+
+    #[test]
+    fn the_comment_says_where_the_preview_stands_and_how_to_move_it_on() {
+        let facts = CommentFacts {
+            service: "web",
+            pr: 7,
+            state: PreviewState::Live,
+            reason: None,
+            url: Some("https://pr-7.web.example.com"),
+            commit_sha: &"a".repeat(40),
+            build: Some((12, "https://wharf.test/builds/12".to_owned())),
+            label: Some("safe to preview"),
+        };
+        let live = preview_comment(&facts);
+        assert!(live.starts_with("<!-- wharf-preview:web -->\n"), "{live}");
+        assert!(
+            live.contains("is live: https://pr-7.web.example.com"),
+            "{live}"
+        );
+        assert!(
+            live.contains("| Build | [#12](https://wharf.test/builds/12) |"),
+            "{live}"
+        );
+        assert!(live.contains(&format!("`{}`", "a".repeat(12))), "{live}");
+        let waiting = preview_comment(&CommentFacts {
+            state: PreviewState::WaitingApproval,
+            build: None,
+            ..facts.clone()
+        });
+        assert!(waiting.contains("`wharf preview approve web 7`, or the label `safe to preview`"));
+        let stopped = preview_comment(&CommentFacts {
+            state: PreviewState::Stopped,
+            ..facts.clone()
+        });
+        assert!(stopped.contains("`wharf preview start web 7`"), "{stopped}");
+        let removed = preview_comment(&CommentFacts {
+            state: PreviewState::Removed,
+            reason: Some("the pull request was closed"),
+            ..facts
+        });
+        assert!(removed.contains("was removed"), "{removed}");
+        assert!(!removed.contains("| Address |"), "{removed}");
+        assert!(removed.contains("the pull request was closed"), "{removed}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! It behaves like GitHub where Wharf touches it (App JWTs, installation tokens, repositories, branches, commits,
 //! the App's webhook deliveries and their redelivery,
-//! deployments and deployment statuses, check runs and commit statuses, and git fetches through the real `git http-backend`), records
+//! deployments and deployment statuses, check runs and commit statuses, the list of pull requests,
+//! comments on issues and pull requests and their labels, and git fetches through the real `git http-backend`), records
 //! every request it receives, and, when given @octokit/openapi's description of the API, checks every
 //! request body and query string and every JSON response against GitHub's schemas.
 //!
@@ -308,7 +309,9 @@ impl GithubStandin {
 
     /// Replaces an installation's permissions, e.g. `&[("contents", "read"), ("metadata", "read")]`
     /// to test what happens without the deployments or the checks permission. New installations
-    /// have checks: write, contents: read, deployments: write, metadata: read and statuses: write.
+    /// have checks: write, contents: read, deployments: write, issues: write, metadata: read,
+    /// pull_requests: read and statuses: write. Tokens issued before keep the permissions they
+    /// were issued with.
     pub fn set_installation_permissions(&self, installation_id: u64, permissions: &[(&str, &str)]) {
         let mut state = self.shared.lock();
         if let Some(installation) = state.installations.get_mut(&installation_id) {
@@ -648,6 +651,167 @@ impl GithubStandin {
             .collect()
     }
 
+    /// Opens pull request `number` of repository `full_name` (`owner/name`), or opens it again
+    /// when it was closed: it is then listed by `GET /repos/{owner}/{repo}/pulls?state=open`. Its
+    /// head and base name the commit the repository's default branch has now. Panics when the
+    /// repository does not exist (a mistake in the test).
+    pub fn open_pull_request(&self, full_name: &str, number: u64) {
+        let repository = self.existing_repository(full_name);
+        let sha = if repository.has_commits {
+            git::resolve_commit(
+                &self.shared.git_dir(&repository),
+                &format!("refs/heads/{}", repository.default_branch),
+            )
+            .ok()
+            .flatten()
+        } else {
+            None
+        };
+        let sha = sha.unwrap_or_else(|| "0".repeat(40));
+        let now = OffsetDateTime::now_utc();
+        let mut state = self.shared.lock();
+        if let Some(pull) = state
+            .pull_requests
+            .iter_mut()
+            .find(|pull| pull.repository_id == repository.id && pull.number == number)
+        {
+            pull.open = true;
+            pull.updated_at = now;
+            pull.closed_at = None;
+            return;
+        }
+        let id = state.next_pull_request_id;
+        state.next_pull_request_id += 1;
+        state.pull_requests.push(state::PullRequest {
+            id,
+            repository_id: repository.id,
+            number,
+            open: true,
+            sha,
+            created_at: now,
+            updated_at: now,
+            closed_at: None,
+        });
+    }
+
+    /// Closes pull request `number` of repository `full_name`: it is no longer listed as open
+    /// (a pull request never opened is recorded closed). Panics when the repository does not
+    /// exist.
+    pub fn close_pull_request(&self, full_name: &str, number: u64) {
+        let repository_id = self.existing_repository(full_name).id;
+        let known = self
+            .shared
+            .lock()
+            .pull_request(repository_id, number)
+            .is_some();
+        if !known {
+            self.open_pull_request(full_name, number);
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut state = self.shared.lock();
+        if let Some(pull) = state
+            .pull_requests
+            .iter_mut()
+            .find(|pull| pull.repository_id == repository_id && pull.number == number)
+        {
+            pull.open = false;
+            pull.updated_at = now;
+            pull.closed_at = Some(now);
+        }
+    }
+
+    /// Puts label `name` on issue or pull request `number` of repository `full_name`, as someone
+    /// with access to the repository would (a label it already has stays once). Panics when the
+    /// repository does not exist.
+    pub fn add_label(&self, full_name: &str, number: u64, name: &str) {
+        let repository_id = self.existing_repository(full_name).id;
+        let mut state = self.shared.lock();
+        let label_id = state.label_id(repository_id, name);
+        let already = state.issue_labels.iter().any(|on| {
+            on.repository_id == repository_id
+                && on.issue_number == number
+                && on.label_id == label_id
+        });
+        if !already {
+            state.issue_labels.push(state::IssueLabel {
+                repository_id,
+                issue_number: number,
+                label_id,
+            });
+        }
+    }
+
+    /// The names of the labels on issue or pull request `number` of repository `full_name`, in
+    /// the order they were put on.
+    pub fn labels(&self, full_name: &str, number: u64) -> Vec<String> {
+        let state = self.shared.lock();
+        let Some(repository_id) = repository_id(&state, full_name) else {
+            return Vec::new();
+        };
+        state
+            .labels_of(repository_id, number)
+            .into_iter()
+            .map(|label| label.name.clone())
+            .collect()
+    }
+
+    /// Makes a comment by GitHub user `login` on issue or pull request `number` of repository
+    /// `full_name` (someone else's comment among the App's). Answers the comment's id. Panics
+    /// when the repository does not exist.
+    pub fn add_issue_comment(&self, full_name: &str, number: u64, login: &str, body: &str) -> u64 {
+        let repository = self.existing_repository(full_name);
+        let mut state = self.shared.lock();
+        let object = api::issues::add_comment(
+            &mut state,
+            &self.shared.api_url,
+            self.shared.app_id,
+            &repository,
+            number,
+            body,
+            api::issues::Author::User(login),
+        );
+        object["id"].as_u64().unwrap_or_default()
+    }
+
+    /// The comments on issue or pull request `number` of repository `full_name`, as the
+    /// stand-in would answer them now, oldest first.
+    pub fn issue_comments(&self, full_name: &str, number: u64) -> Vec<Value> {
+        let state = self.shared.lock();
+        let Some(repository_id) = repository_id(&state, full_name) else {
+            return Vec::new();
+        };
+        state
+            .issue_comments
+            .iter()
+            .filter(|comment| {
+                comment.repository_id == repository_id && comment.issue_number == number
+            })
+            .map(|comment| comment.object.clone())
+            .collect()
+    }
+
+    /// Each body comment `comment_id` had, oldest first: the one it was made with, then one per
+    /// edit (empty for a comment the stand-in does not know).
+    pub fn comment_history(&self, comment_id: u64) -> Vec<String> {
+        self.shared
+            .lock()
+            .issue_comments
+            .iter()
+            .find(|comment| comment.id == comment_id)
+            .map(|comment| comment.bodies.clone())
+            .unwrap_or_default()
+    }
+
+    /// The repository `full_name`; panics when it does not exist (a mistake in the test).
+    fn existing_repository(&self, full_name: &str) -> Repository {
+        let state = self.shared.lock();
+        split_full_name(full_name)
+            .ok()
+            .and_then(|(owner, name)| state.repository(owner, name))
+            .cloned()
+            .unwrap_or_else(|| panic!("repository {full_name:?} does not exist in the stand-in"))
+    }
+
     /// The statuses of one deployment, oldest first (the API lists them newest first).
     pub fn deployment_statuses(&self, deployment_id: u64) -> Vec<Value> {
         self.shared
@@ -658,6 +822,14 @@ impl GithubStandin {
             .map(|deployment| deployment.statuses.clone())
             .unwrap_or_default()
     }
+}
+
+/// The id of repository `full_name`, if it exists.
+fn repository_id(state: &State, full_name: &str) -> Option<u64> {
+    split_full_name(full_name)
+        .ok()
+        .and_then(|(owner, name)| state.repository(owner, name))
+        .map(|repository| repository.id)
 }
 
 fn split_full_name(full_name: &str) -> anyhow::Result<(&str, &str)> {

@@ -1,5 +1,6 @@
-//! The stand-in's mutable state (installations, repositories, tokens, deployments, recorded requests)
-//! and the builders that turn it into GitHub's JSON shapes.
+//! The stand-in's mutable state (installations, repositories, tokens, deployments, pull requests,
+//! issue comments and labels, recorded requests) and the builders that turn it into GitHub's JSON
+//! shapes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -144,6 +145,49 @@ pub(crate) struct CommitStatus {
     pub object: Value,
 }
 
+/// A pull request a test said is open (or closed): the stand-in keeps no branches or commits of
+/// its own for it, only its number, state and the commit its base branch had when it was opened.
+#[derive(Debug, Clone)]
+pub(crate) struct PullRequest {
+    pub id: u64,
+    pub repository_id: u64,
+    pub number: u64,
+    pub open: bool,
+    /// The head of the repository's default branch when the pull request was opened (40 zeros
+    /// for a repository without commits), given as both its head and its base commit.
+    pub sha: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub closed_at: Option<OffsetDateTime>,
+}
+
+/// A comment on an issue or pull request: as the stand-in answers it now, and each body it had.
+#[derive(Debug, Clone)]
+pub(crate) struct IssueComment {
+    pub id: u64,
+    pub repository_id: u64,
+    pub issue_number: u64,
+    pub object: Value,
+    /// Every body the comment had, oldest first (its creation, then each edit).
+    pub bodies: Vec<String>,
+}
+
+/// A label of a repository; one name (compared without case, like GitHub) keeps one id.
+#[derive(Debug, Clone)]
+pub(crate) struct Label {
+    pub id: u64,
+    pub repository_id: u64,
+    pub name: String,
+}
+
+/// A label put on an issue or pull request.
+#[derive(Debug, Clone)]
+pub(crate) struct IssueLabel {
+    pub repository_id: u64,
+    pub issue_number: u64,
+    pub label_id: u64,
+}
+
 /// A failure injected with `fail_next`.
 #[derive(Debug, Clone)]
 pub(crate) struct InjectedFailure {
@@ -162,6 +206,13 @@ pub(crate) struct State {
     pub deployments: Vec<Deployment>,
     pub check_runs: Vec<CheckRun>,
     pub commit_statuses: Vec<CommitStatus>,
+    pub pull_requests: Vec<PullRequest>,
+    /// Issue and pull request comments, oldest first.
+    pub issue_comments: Vec<IssueComment>,
+    /// The repositories' labels, in the order they were first used.
+    pub labels: Vec<Label>,
+    /// The labels on issues and pull requests, in the order they were put on.
+    pub issue_labels: Vec<IssueLabel>,
     pub requests: Vec<RecordedRequest>,
     pub violations: Vec<String>,
     pub failures: Vec<InjectedFailure>,
@@ -173,6 +224,9 @@ pub(crate) struct State {
     pub next_status_id: u64,
     pub next_check_run_id: u64,
     pub next_commit_status_id: u64,
+    pub next_pull_request_id: u64,
+    pub next_issue_comment_id: u64,
+    pub next_label_id: u64,
     /// Where the App's webhooks go (`X-Hub-Signature-256` with `secret`), when a test said.
     pub webhook_target: Option<WebhookTarget>,
     /// Every attempt at delivering one of the App's webhooks, oldest first.
@@ -239,6 +293,9 @@ impl State {
             next_check_run_id: 3_000_001,
             next_commit_status_id: 4_000_001,
             next_hook_delivery_id: 5_000_001,
+            next_pull_request_id: 6_000_001,
+            next_issue_comment_id: 7_000_001,
+            next_label_id: 8_000_001,
             ..State::default()
         }
     }
@@ -284,6 +341,41 @@ impl State {
             .find(|repository| repository.id == id)
     }
 
+    /// The pull request `number` of repository `repository_id`, if a test opened it.
+    pub fn pull_request(&self, repository_id: u64, number: u64) -> Option<&PullRequest> {
+        self.pull_requests
+            .iter()
+            .find(|pull| pull.repository_id == repository_id && pull.number == number)
+    }
+
+    /// The id of the repository's label named `name` (without regard to case); the label is made
+    /// when the repository has none by that name.
+    pub fn label_id(&mut self, repository_id: u64, name: &str) -> u64 {
+        if let Some(label) = self.labels.iter().find(|label| {
+            label.repository_id == repository_id && label.name.to_lowercase() == name.to_lowercase()
+        }) {
+            return label.id;
+        }
+        let id = self.next_label_id;
+        self.next_label_id += 1;
+        self.labels.push(Label {
+            id,
+            repository_id,
+            name: name.to_owned(),
+        });
+        id
+    }
+
+    /// The labels on issue `issue_number` of repository `repository_id`, in the order they were
+    /// put on.
+    pub fn labels_of(&self, repository_id: u64, issue_number: u64) -> Vec<&Label> {
+        self.issue_labels
+            .iter()
+            .filter(|on| on.repository_id == repository_id && on.issue_number == issue_number)
+            .filter_map(|on| self.labels.iter().find(|label| label.id == on.label_id))
+            .collect()
+    }
+
     /// Takes one injected failure for `path`, if any is pending.
     pub fn take_failure(&mut self, path: &str) -> Option<u16> {
         let failure = self
@@ -297,14 +389,17 @@ impl State {
     }
 }
 
-/// The permissions a new installation grants: what Wharf needs to fetch code, report deployments
-/// and put checks (or commit statuses) on commits.
+/// The permissions a new installation grants: what Wharf needs to fetch code, report deployments,
+/// put checks (or commit statuses) on commits, list open pull requests, and comment on them and
+/// take labels off them.
 pub(crate) fn default_installation_permissions() -> Map<String, Value> {
     let mut permissions = Map::new();
     permissions.insert("checks".into(), json!("write"));
     permissions.insert("contents".into(), json!("read"));
     permissions.insert("deployments".into(), json!("write"));
+    permissions.insert("issues".into(), json!("write"));
     permissions.insert("metadata".into(), json!("read"));
+    permissions.insert("pull_requests".into(), json!("read"));
     permissions.insert("statuses".into(), json!("write"));
     permissions
 }

@@ -1,6 +1,6 @@
 //! End-to-end tests of the GitHub stand-in over real HTTP: App JWT checks, installation tokens and
 //! their expiry, repository scoping, commits, deployments and their statuses, check runs and commit
-//! statuses, injected failures, schema
+//! statuses, pull requests with their comments and labels, injected failures, schema
 //! checking against @octokit/openapi, and git fetches through `git http-backend`.
 
 use std::path::Path;
@@ -752,6 +752,143 @@ async fn check_runs_and_commit_statuses_follow_githubs_rules_and_permissions() {
     let violations = fixture.standin.schema_violations();
     assert_eq!(violations.len(), 1, "{violations:?}");
     assert!(violations[0].contains("conclusion"), "{violations:?}");
+}
+
+#[tokio::test]
+async fn pull_requests_comments_and_labels_follow_githubs_rules() {
+    let fixture = start(Duration::from_secs(3600)).await;
+    fixture.add_repository("acme/web");
+    let sha = fixture
+        .standin
+        .commit_files("acme/web", "main", &[("a.txt", b"a")], "init")
+        .unwrap();
+    for number in 1..=3 {
+        fixture.standin.open_pull_request("acme/web", number);
+    }
+    fixture.standin.close_pull_request("acme/web", 2);
+    let token = fixture.create_token(INSTALLATION).await;
+
+    // The list: open ones by default, newest first, and each page's links keep the filter.
+    let open: Value = fixture
+        .get_with_token("/repos/acme/web/pulls", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let numbers: Vec<u64> = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pull| pull["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [3, 1]);
+    assert_eq!(open[0]["state"], "open");
+    assert_eq!(open[0]["base"]["sha"], sha);
+    assert_eq!(open[0]["base"]["ref"], "main");
+    let closed = fixture
+        .get_with_token("/repos/acme/web/pulls?state=closed", &token)
+        .await;
+    let closed: Value = closed.json().await.unwrap();
+    assert_eq!(closed[0]["number"], 2);
+    assert!(closed[0]["closed_at"].is_string());
+    let first_page = fixture
+        .get_with_token("/repos/acme/web/pulls?state=all&per_page=2", &token)
+        .await;
+    let link = first_page.headers()["link"].to_str().unwrap().to_string();
+    assert!(
+        link.contains("/repos/acme/web/pulls?state=all&per_page=2&page=2>; rel=\"next\""),
+        "{link}"
+    );
+
+    // Comments: made, edited, listed; an unknown id is a 404.
+    let created = fixture
+        .post_with_token(
+            "/repos/acme/web/issues/3/comments",
+            &token,
+            json!({"body": "first"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+    let created: Value = created.json().await.unwrap();
+    let id = created["id"].as_u64().unwrap();
+    assert_eq!(created["url"], location);
+    assert_eq!(created["user"]["login"], "wharf-test-app[bot]");
+    assert!(
+        created["html_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/acme/web/pull/3#issuecomment-{id}"))
+    );
+    let patch = |path: String, body: Value| {
+        fixture
+            .client
+            .patch(fixture.url(&path))
+            .header("authorization", format!("token {token}"))
+            .json(&body)
+            .send()
+    };
+    let edited = patch(
+        format!("/repos/acme/web/issues/comments/{id}"),
+        json!({"body": "second"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(edited.status(), 200);
+    let unknown = patch(
+        "/repos/acme/web/issues/comments/1".to_string(),
+        json!({"body": "second"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let listed: Value = fixture
+        .get_with_token("/repos/acme/web/issues/3/comments", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["body"], "second");
+    assert_eq!(fixture.standin.comment_history(id), ["first", "second"]);
+    assert_eq!(
+        fixture.standin.issue_comments("acme/web", 3),
+        listed.as_array().unwrap().clone()
+    );
+
+    // Labels: taken off one at a time, the rest answered; one not there is GitHub's 404.
+    fixture.standin.add_label("acme/web", 3, "safe to preview");
+    fixture.standin.add_label("acme/web", 3, "Bug");
+    let delete = |path: &str| {
+        fixture
+            .client
+            .delete(fixture.url(path))
+            .header("authorization", format!("token {token}"))
+            .send()
+    };
+    let removed = delete("/repos/acme/web/issues/3/labels/safe%20to%20preview")
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 200);
+    let left: Value = removed.json().await.unwrap();
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["name"], "Bug");
+    let gone = delete("/repos/acme/web/issues/3/labels/safe%20to%20preview")
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    let gone: Value = gone.json().await.unwrap();
+    assert_eq!(gone["message"], "Label does not exist");
+    fixture.assert_no_violations();
+
+    // A comment needs a body: 422, and the schema check says why.
+    let empty = fixture
+        .post_with_token("/repos/acme/web/issues/3/comments", &token, json!({}))
+        .await;
+    assert_eq!(empty.status(), 422);
+    let violations = fixture.standin.schema_violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(violations[0].contains("body"), "{violations:?}");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Wharf's client for the GitHub App: it signs App JWTs, exchanges them for installation
 //! access tokens (cached and renewed before they expire), and makes the few REST calls Wharf
-//! needs: installations, repositories, branch heads, deployments with their statuses, and
-//! checks on commits (check runs, or commit statuses where the App may not write checks).
+//! needs: installations, repositories, branch heads, deployments with their statuses, checks on
+//! commits (check runs, or commit statuses where the App may not write checks), a repository's
+//! open pull requests, and the comments and labels of pull requests.
 //!
 //! Two kinds of token are asked for and cached apart: the installation's own token, with every
 //! permission the installation grants, which only this client's calls use; and clone tokens
@@ -13,7 +14,7 @@
 //! with a 5xx or a rate limit are retried with backoff; other failures come back as
 //! [`GithubError`] with GitHub's own message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -315,6 +316,37 @@ struct DeliveryAnswer {
     action: Option<String>,
     installation_id: Option<u64>,
     repository_id: Option<u64>,
+}
+
+/// A comment on an issue or pull request (the fields Wharf reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueComment {
+    pub id: u64,
+    /// The comment's Markdown text.
+    pub body: String,
+    /// Who wrote it (the App's comments: `{app-slug}[bot]`); None for a deleted account.
+    pub user_login: Option<String>,
+}
+
+/// `GET /repos/{owner}/{repo}/issues/{issue_number}/comments`: one item.
+#[derive(Deserialize)]
+struct IssueCommentAnswer {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    user: Option<UserAnswer>,
+}
+
+#[derive(Deserialize)]
+struct UserAnswer {
+    login: String,
+}
+
+/// `GET /repos/{owner}/{repo}/pulls`: one item, of which only the number is read.
+#[derive(Deserialize)]
+struct PullRequestAnswer {
+    number: u64,
 }
 
 /// An installation token and when it stops working.
@@ -1190,6 +1222,165 @@ impl GithubApp {
         Ok(())
     }
 
+    /// The numbers of the repository's open pull requests, newest first, from every page of
+    /// `GET /repos/{owner}/{repo}/pulls?state=open` (100 a page). Pages are read one after the
+    /// other, so a pull request closed while they are read can move to a page already read and
+    /// be missed: a caller that acts on a pull request's absence should make sure of it later.
+    pub async fn open_pull_requests(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+    ) -> Result<Vec<u64>, GithubError> {
+        let pulls: Vec<PullRequestAnswer> = self
+            .every_page(
+                &repo_path(owner, repo, "/pulls?state=open"),
+                installation_id,
+                "the open pull requests",
+            )
+            .await?;
+        // One opened while the pages were read shifts the rest: its neighbour comes twice.
+        let mut seen = HashSet::new();
+        Ok(pulls
+            .into_iter()
+            .map(|pull| pull.number)
+            .filter(|number| seen.insert(*number))
+            .collect())
+    }
+
+    /// Every comment on issue or pull request `issue_number`, oldest first (all pages).
+    pub async fn issue_comments(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        issue_number: u64,
+    ) -> Result<Vec<IssueComment>, GithubError> {
+        let answers: Vec<IssueCommentAnswer> = self
+            .every_page(
+                &repo_path(owner, repo, &format!("/issues/{issue_number}/comments")),
+                installation_id,
+                "the comments",
+            )
+            .await?;
+        let mut seen = HashSet::new();
+        Ok(answers
+            .into_iter()
+            .filter(|answer| seen.insert(answer.id))
+            .map(|answer| IssueComment {
+                id: answer.id,
+                body: answer.body.unwrap_or_default(),
+                user_login: answer.user.map(|user| user.login),
+            })
+            .collect())
+    }
+
+    /// Comments `body` (Markdown) on issue or pull request `issue_number`; returns the
+    /// comment's id.
+    pub async fn create_issue_comment(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        issue_number: u64,
+        body: &str,
+    ) -> Result<u64, GithubError> {
+        let answer: IdAnswer = self
+            .call(
+                Method::POST,
+                &repo_path(owner, repo, &format!("/issues/{issue_number}/comments")),
+                Credential::Installation(installation_id),
+                Some(&serde_json::json!({"body": body})),
+                "a new comment",
+            )
+            .await?;
+        Ok(answer.id)
+    }
+
+    /// Replaces the body of comment `comment_id` with `body` (a comment GitHub does not have,
+    /// deleted say, is a 404).
+    pub async fn update_issue_comment(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        comment_id: u64,
+        body: &str,
+    ) -> Result<(), GithubError> {
+        let _: IdAnswer = self
+            .call(
+                Method::PATCH,
+                &repo_path(owner, repo, &format!("/issues/comments/{comment_id}")),
+                Credential::Installation(installation_id),
+                Some(&serde_json::json!({"body": body})),
+                "a comment",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Takes label `name` off issue or pull request `issue_number`. GitHub answers 404 for a
+    /// label the issue does not have; that is success here (the label is gone either way). Its
+    /// 404 does not tell a missing label from a missing issue or repository, which the calls
+    /// that follow find out.
+    pub async fn remove_label(
+        &self,
+        installation_id: u64,
+        owner: &str,
+        repo: &str,
+        issue_number: u64,
+        name: &str,
+    ) -> Result<(), GithubError> {
+        let removed: Result<serde_json::Value, GithubError> = self
+            .call(
+                Method::DELETE,
+                &repo_path(
+                    owner,
+                    repo,
+                    &format!("/issues/{issue_number}/labels/{}", url_component(name)),
+                ),
+                Credential::Installation(installation_id),
+                None,
+                "a label",
+            )
+            .await;
+        match removed {
+            Ok(_) => Ok(()),
+            Err(error) if error.status() == Some(404) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Every item of a list GitHub answers as a JSON array, read page by page (`per_page=100`,
+    /// `page` counting from 1) until a page is not full, at most [`MAX_LIST_PAGES`] pages;
+    /// `path` may carry the list's own query already.
+    async fn every_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        installation_id: u64,
+        what: &str,
+    ) -> Result<Vec<T>, GithubError> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        for page in 1..=MAX_LIST_PAGES {
+            let answer: Vec<T> = self
+                .call(
+                    Method::GET,
+                    &format!("{path}{separator}per_page={LIST_PAGE_SIZE}&page={page}"),
+                    Credential::Installation(installation_id),
+                    None,
+                    what,
+                )
+                .await?;
+            let count = answer.len();
+            items.extend(answer);
+            if count < LIST_PAGE_SIZE {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
     /// Sends one API request with retries on 5xx and rate limits, and reads its JSON answer.
     async fn call<T: DeserializeOwned>(
         &self,
@@ -1299,6 +1490,11 @@ impl GithubApp {
         }
     }
 }
+
+/// How many items a page of a list asks for (GitHub's most).
+const LIST_PAGE_SIZE: usize = 100;
+/// The most pages one listing of pull requests or comments reads.
+const MAX_LIST_PAGES: usize = 100;
 
 /// The most pages of webhook deliveries one listing reads (100 deliveries each).
 const MAX_DELIVERY_PAGES: usize = 100;

@@ -39,6 +39,8 @@ pub struct PullRequestChange {
 pub struct StoredPreview {
     pub service: String,
     pub service_id: i64,
+    /// The service's repository, `owner/name`.
+    pub repo: String,
     pub number: i64,
     pub environment: String,
     /// `open`, `waiting_approval`, `draft`, `stopped` or `closed`.
@@ -60,6 +62,11 @@ pub struct StoredPreview {
     pub release_state: Option<String>,
     pub release_reason: Option<String>,
     pub release_build_id: Option<i64>,
+    /// The pull request's comment: GitHub's id, and the body GitHub last accepted.
+    pub comment_id: Option<i64>,
+    pub comment_body: Option<String>,
+    /// The head whose approval label Wharf last removed.
+    pub label_cleared_sha: Option<String>,
 }
 
 /// A preview's head and whether it may build, as starting it reads them.
@@ -91,12 +98,12 @@ pub struct PreviewOutcome {
 /// that is not a teardown.
 macro_rules! select_preview {
     () => {
-        "SELECT s.name AS service, v.service_id, v.number, v.environment, v.state, v.reason, \
+        "SELECT s.name AS service, v.service_id, s.repo, v.number, v.environment, v.state, v.reason, \
          v.head_sha, v.head_branch, v.from_fork, v.approved_sha, v.approved_by, v.installation_id, \
          v.pushed_at, v.created_at, v.updated_at, \
          b.id AS build_id, b.state AS build_state, b.reason AS build_reason, \
          r.id AS release_id, r.state AS release_state, r.reason AS release_reason, \
-         r.build_id AS release_build_id \
+         r.build_id AS release_build_id, v.comment_id, v.comment_body, v.label_cleared_sha \
          FROM previews v JOIN services s ON s.id = v.service_id \
          LEFT JOIN builds b ON b.id = (SELECT MAX(id) FROM builds \
          WHERE service_id = v.service_id AND environment = v.environment) \
@@ -253,7 +260,7 @@ macro_rules! take_down {
             wharf_wire::ReleaseTrigger::Teardown
         };
         sqlx::query(
-            "UPDATE previews SET state = $1, reason = $2, updated_at = $3 \
+            "UPDATE previews SET state = $1, reason = $2, updated_at = $3, comment_done = FALSE \
              WHERE service_id = $4 AND environment = $5",
         )
         .bind(state)
@@ -490,7 +497,8 @@ macro_rules! apply_pull_request {
                         _ => ("open", None),
                     };
                     sqlx::query(
-                        "UPDATE previews SET state = $1, reason = $2 WHERE service_id = $3 AND number = $4",
+                        "UPDATE previews SET state = $1, reason = $2, comment_done = FALSE \
+                         WHERE service_id = $3 AND number = $4",
                     )
                     .bind(state)
                     .bind(&reason)
@@ -638,7 +646,8 @@ impl Store {
             let mut outcome = PreviewOutcome::default();
             if state == "waiting_approval" || state == "open" || state == "stopped" {
                 sqlx::query(
-                    "UPDATE previews SET state = 'open', reason = NULL WHERE service_id = $1 AND number = $2",
+                    "UPDATE previews SET state = 'open', reason = NULL, comment_done = FALSE \
+                     WHERE service_id = $1 AND number = $2",
                 )
                 .bind(service_id)
                 .bind(number)
@@ -706,8 +715,8 @@ impl Store {
                 )));
             }
             sqlx::query(
-                "UPDATE previews SET state = 'open', reason = NULL, pushed_at = $1, updated_at = $1 \
-                 WHERE service_id = $2 AND number = $3",
+                "UPDATE previews SET state = 'open', reason = NULL, pushed_at = $1, updated_at = $1, \
+                 comment_done = FALSE WHERE service_id = $2 AND number = $3",
             )
             .bind(now)
             .bind(service_id)
@@ -782,5 +791,84 @@ impl Store {
             .await?
         });
         Ok(rows.into_iter().map(|(image,)| image).collect())
+    }
+
+    /// The previews whose pull request comment may need writing: every one not removed, and
+    /// removed ones whose comment does not say so yet; only those of an installation.
+    pub async fn previews_to_comment(&self) -> Result<Vec<StoredPreview>> {
+        let sql = concat!(
+            select_preview!(),
+            " WHERE NOT v.comment_done AND v.installation_id IS NOT NULL ORDER BY v.id"
+        );
+        let rows = on_pool!(self, pool => { sqlx::query_as(sql).fetch_all(pool).await? });
+        Ok(rows)
+    }
+
+    /// Takes the writing of a preview's comment until `lease_until`, unless another replica
+    /// holds it: true when this caller may write it.
+    pub async fn take_preview_comment(
+        &self,
+        service_id: i64,
+        number: i64,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let taken = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE previews SET comment_lease_until = $1 WHERE service_id = $2 AND number = $3 \
+                 AND (comment_lease_until IS NULL OR comment_lease_until < $4)",
+            )
+            .bind(lease_until)
+            .bind(service_id)
+            .bind(number)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(taken == 1)
+    }
+
+    /// Records what GitHub accepted of a preview's comment (its id and body; `done` when it is
+    /// final) and, when given, the head whose approval label was removed; ends the lease.
+    pub async fn record_preview_comment(
+        &self,
+        service_id: i64,
+        number: i64,
+        comment: Option<(i64, &str, bool)>,
+        label_cleared_sha: Option<&str>,
+    ) -> Result<()> {
+        let (id, body, done) = match comment {
+            Some((id, body, done)) => (Some(id), Some(body), done),
+            None => (None, None, false),
+        };
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE previews SET comment_id = COALESCE($1, comment_id), \
+                 comment_body = COALESCE($2, comment_body), \
+                 comment_done = CASE WHEN $1 IS NULL THEN comment_done ELSE $3 END, \
+                 label_cleared_sha = COALESCE($4, label_cleared_sha), comment_lease_until = NULL \
+                 WHERE service_id = $5 AND number = $6",
+            )
+            .bind(id)
+            .bind(body)
+            .bind(done)
+            .bind(label_cleared_sha)
+            .bind(service_id)
+            .bind(number)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The previews that still hold anything (not removed), of an installation's repository.
+    pub async fn previews_not_removed(&self) -> Result<Vec<StoredPreview>> {
+        let sql = concat!(
+            select_preview!(),
+            " WHERE v.state <> 'closed' AND v.installation_id IS NOT NULL ORDER BY v.id"
+        );
+        let rows = on_pool!(self, pool => { sqlx::query_as(sql).fetch_all(pool).await? });
+        Ok(rows)
     }
 }

@@ -6,7 +6,8 @@
 //! The endpoints live by the part of GitHub's API they serve: `apps` (the App, its installations and
 //! their tokens), `hooks` (the App's webhook deliveries and redeliveries), `repositories`
 //! (repositories, branches and commits), `deployments` (deployments and their
-//! statuses), `checks` (check runs and commit statuses) and `git_http` (git over HTTP). `request` decodes a request and checks who sent it;
+//! statuses), `checks` (check runs and commit statuses), `pulls` (the list of pull requests),
+//! `issues` (comments and labels of issues and pull requests) and `git_http` (git over HTTP). `request` decodes a request and checks who sent it;
 //! `response` is what every endpoint answers with, pagination and injected failures included.
 
 use std::sync::Arc;
@@ -24,6 +25,8 @@ mod checks;
 mod deployments;
 mod git_http;
 pub(crate) mod hooks;
+pub(crate) mod issues;
+mod pulls;
 mod repositories;
 mod request;
 mod response;
@@ -279,6 +282,19 @@ async fn route(request: &ApiRequest<'_>) -> Handled {
         }
         ("POST", ["repos", owner, name, "deployments", id, "statuses"]) => {
             deployments::create_deployment_status(request, owner, name, id)
+        }
+        ("GET", ["repos", owner, name, "pulls"]) => pulls::list_pull_requests(request, owner, name),
+        ("GET", ["repos", owner, name, "issues", number, "comments"]) => {
+            issues::list_comments(request, owner, name, number)
+        }
+        ("POST", ["repos", owner, name, "issues", number, "comments"]) => {
+            issues::create_comment(request, owner, name, number)
+        }
+        ("PATCH", ["repos", owner, name, "issues", "comments", id]) => {
+            issues::update_comment(request, owner, name, id)
+        }
+        ("DELETE", ["repos", owner, name, "issues", number, "labels", label]) => {
+            issues::remove_label(request, owner, name, number, label)
         }
         _ => Err(ApiResponse::not_found()),
     }

@@ -84,6 +84,20 @@ impl ApiRequest<'_> {
         name: &str,
         permission: Option<(&str, &str)>,
     ) -> Result<Repository, ApiResponse> {
+        self.repository_with_any(token, owner, name, permission.as_slice())
+    }
+
+    /// Finds a repository the token may see (404 otherwise, like GitHub) and checks that the
+    /// token holds at least one of `permissions` (each a permission and its level), for the
+    /// endpoints that either of two permissions opens (issue comments: `issues` or
+    /// `pull_requests`). No permissions: no check.
+    pub(super) fn repository_with_any(
+        &self,
+        token: &IssuedToken,
+        owner: &str,
+        name: &str,
+        permissions: &[(&str, &str)],
+    ) -> Result<Repository, ApiResponse> {
         let repository = self
             .shared
             .lock()
@@ -91,8 +105,10 @@ impl ApiRequest<'_> {
             .filter(|repository| token.grants(repository))
             .cloned()
             .ok_or_else(ApiResponse::not_found)?;
-        if let Some((permission, level)) = permission
-            && !token.allows(permission, level)
+        if !permissions.is_empty()
+            && !permissions
+                .iter()
+                .any(|(permission, level)| token.allows(permission, level))
         {
             return Err(ApiResponse::error(
                 403,
@@ -186,6 +202,20 @@ pub(super) fn percent_decode(text: &str) -> String {
     String::from_utf8(decoded).unwrap_or_else(|_| text.to_string())
 }
 
+/// Encodes everything but unreserved characters (`A-Z a-z 0-9 - _ . ~`) as `%XX`, for a path
+/// segment or a query value.
+pub(super) fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 /// Parses `a=1&b=two` into pairs, decoding `+` and `%XX`.
 pub(super) fn parse_query(query: &str) -> Vec<(String, String)> {
     query
@@ -225,6 +255,14 @@ mod tests {
         assert_eq!(percent_decode("plain"), "plain");
         assert_eq!(percent_decode("bad%zz"), "bad%zz");
         assert_eq!(percent_decode("end%2"), "end%2");
+        assert_eq!(
+            percent_encode("safe to preview/ü"),
+            "safe%20to%20preview%2F%C3%BC"
+        );
+        assert_eq!(
+            percent_decode(&percent_encode("safe to preview/ü")),
+            "safe to preview/ü"
+        );
         assert_eq!(
             parse_query("per_page=2&page=3&q=a+b"),
             vec![

@@ -8,7 +8,7 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::request::ApiRequest;
+use super::request::{ApiRequest, percent_encode};
 use crate::auth::Authentication;
 use crate::state::{self, error_body};
 
@@ -193,7 +193,8 @@ pub(super) fn injected_failure(
 }
 
 /// Slices `items` by the `per_page` (default 30, at most 100) and `page` query parameters, wraps the
-/// page with `wrap`, and adds GitHub's `Link` header when there is more than one page.
+/// page with `wrap`, and adds GitHub's `Link` header when there is more than one page (its links
+/// keep the request's other query parameters, a list's filters, as GitHub's do).
 pub(super) fn paginate(
     request: &ApiRequest<'_>,
     path: &str,
@@ -218,9 +219,15 @@ pub(super) fn paginate(
         .take(per_page)
         .collect();
     let response = ApiResponse::json(200, wrap(page_items));
+    let filters: String = request
+        .query
+        .iter()
+        .filter(|(name, _)| name != "per_page" && name != "page")
+        .map(|(name, value)| format!("{}={}&", percent_encode(name), percent_encode(value)))
+        .collect();
     let link = |number: usize, relation: &str| {
         format!(
-            "<{}{path}?per_page={per_page}&page={number}>; rel=\"{relation}\"",
+            "<{}{path}?{filters}per_page={per_page}&page={number}>; rel=\"{relation}\"",
             request.api_url()
         )
     };

@@ -11,6 +11,9 @@
 //!    repository with a push asked for again in this pass waits for the next pass, so that the
 //!    head is never queued before a push the redelivery brings.
 //!
+//! 3. it lists the open pull requests of each repository with previews, and removes the
+//!    previews of pull requests closed meanwhile.
+//!
 //! Both meet the same rule in the store as every push: a commit that is already the service's
 //! newest build queues nothing, so a redelivery that arrives after its branch's head was queued
 //! builds nothing more.
@@ -19,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use wharf_domain::names::CommitSha;
+use wharf_domain::names::{CommitSha, RepoSource};
 use wharf_github::{GithubApp, WebhookDelivery};
 use wharf_store::BranchHead;
 
@@ -49,6 +52,8 @@ pub(crate) struct CatchUp {
     pub redelivered: Vec<String>,
     /// The branch heads queued: (service, commit, build id).
     pub heads_queued: Vec<(String, String, i64)>,
+    /// The previews removed because their pull request was closed: (service, number).
+    pub previews_removed: Vec<(String, i64)>,
 }
 
 /// Runs a pass at start and every `github_catch_up_interval` while a GitHub App is configured,
@@ -91,6 +96,7 @@ impl Core {
         let pushed_repositories = self.redeliver_failed(app, since, &mut done).await?;
         self.queue_branch_heads(app, &pushed_repositories, &mut done)
             .await?;
+        self.remove_closed_previews(app, &mut done).await?;
         let forgotten = self
             .store
             .forget_redeliveries(keeps - millis(GITHUB_KEEPS_DELIVERIES))
@@ -155,6 +161,67 @@ impl Core {
             done.redelivered.push(attempt.guid.clone());
         }
         Ok(pushed)
+    }
+
+    /// Removes the previews whose pull request GitHub no longer lists as open: their close
+    /// event never reached Wharf. GitHub lists pull requests by pages, so one closed while the
+    /// pages are read can shift another off the list; a preview goes only when its pull request
+    /// is missing from two listings in a row.
+    async fn remove_closed_previews(
+        &self,
+        app: &GithubApp,
+        done: &mut CatchUp,
+    ) -> Result<(), CoreError> {
+        let previews = self.store.previews_not_removed().await?;
+        let mut repositories: BTreeMap<(i64, String), Vec<_>> = BTreeMap::new();
+        for preview in previews {
+            if let (Some(installation), Ok(RepoSource::GitHub(_))) =
+                (preview.installation_id, RepoSource::parse(&preview.repo))
+            {
+                repositories
+                    .entry((installation, preview.repo.clone()))
+                    .or_default()
+                    .push(preview);
+            }
+        }
+        for ((installation, repo), previews) in repositories {
+            let Ok(RepoSource::GitHub(name)) = RepoSource::parse(&repo) else {
+                continue;
+            };
+            let list = || app.open_pull_requests(installation as u64, name.owner(), name.name());
+            let mut closed: Vec<_> = match list().await {
+                Ok(open) => previews
+                    .into_iter()
+                    .filter(|preview| !open.contains(&(preview.number as u64)))
+                    .collect(),
+                Err(error) => {
+                    tracing::warn!(repository = %repo, %error, "cannot list the open pull requests; their previews wait for the next pass");
+                    continue;
+                }
+            };
+            if closed.is_empty() {
+                continue;
+            }
+            match list().await {
+                Ok(open) => closed.retain(|preview| !open.contains(&(preview.number as u64))),
+                Err(error) => {
+                    tracing::warn!(repository = %repo, %error, "cannot list the open pull requests again; their previews wait for the next pass");
+                    continue;
+                }
+            }
+            for preview in closed {
+                let service = self.store.service_by_id(preview.service_id).await?;
+                self.take_preview_down(
+                    &service,
+                    preview.number,
+                    "the pull request is closed (its close event never reached Wharf)",
+                )
+                .await?;
+                tracing::info!(service = %service.name, pr = preview.number, "caught up a closed pull request: its preview is removed");
+                done.previews_removed.push((service.name, preview.number));
+            }
+        }
+        Ok(())
     }
 
     /// Queues the head of each branch a service follows when it is not the service's newest

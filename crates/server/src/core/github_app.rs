@@ -132,7 +132,8 @@ impl Core {
                 "deployments": "write",
                 "statuses": "write",
                 "checks": "write",
-                "pull_requests": "write"
+                "pull_requests": "write",
+                "issues": "write"
             },
             "default_events": ["push", "pull_request"]
         })

@@ -13,7 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::core::{
-    Core, catch_up, github_deployments, notifications, now_millis, release_scheduler,
+    Core, catch_up, github_deployments, notifications, now_millis, preview_comments,
+    release_scheduler,
 };
 
 /// The background tasks of one server; dropping this stops them.
@@ -33,6 +34,7 @@ pub(crate) fn start(core: &Core, shutdown: &watch::Receiver<bool>) -> Background
         tokio::spawn(run_periodic(core.clone(), shutdown.clone())),
         tokio::spawn(release_scheduler::run(core.clone(), shutdown.clone())),
         tokio::spawn(github_deployments::run(core.clone(), shutdown.clone())),
+        tokio::spawn(preview_comments::run(core.clone(), shutdown.clone())),
         tokio::spawn(notifications::delivery::run(core.clone(), shutdown.clone())),
         tokio::spawn(catch_up::run(core.clone(), shutdown.clone())),
     ])

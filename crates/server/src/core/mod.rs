@@ -19,6 +19,7 @@ mod installations;
 mod intake;
 pub(crate) mod jobs;
 pub(crate) mod notifications;
+mod preview_comments;
 mod previews;
 mod release_scheduler;
 pub(crate) mod releases;

@@ -30,7 +30,7 @@ impl Core {
             .iter()
             .filter_map(|preview| {
                 let service = services.iter().find(|s| s.id == preview.service_id)?;
-                Some(self.shown(service, preview))
+                Some(self.shown_preview(service, preview))
             })
             .collect())
     }
@@ -65,7 +65,7 @@ impl Core {
         tracing::info!(service = %service.name, pr, commit = %commit, by, "preview approved");
         self.announce_previews(&outcome);
         let preview = self.store.preview(service.id, number).await?;
-        Ok(self.shown(&service, &preview))
+        Ok(self.shown_preview(&service, &preview))
     }
 
     /// Brings back pull request `pr`'s stopped preview of `service`, as a push would.
@@ -79,7 +79,7 @@ impl Core {
         tracing::info!(service = %service.name, pr, "preview started");
         self.announce_previews(&outcome);
         let preview = self.store.preview(service.id, number).await?;
-        Ok(self.shown(&service, &preview))
+        Ok(self.shown_preview(&service, &preview))
     }
 
     /// Removes the previews of every service not pushed to within its time-to-live; answers
@@ -113,7 +113,7 @@ impl Core {
         )
         .await?;
         let preview = self.store.preview(service.id, number).await?;
-        Ok(self.shown(&service, &preview))
+        Ok(self.shown_preview(&service, &preview))
     }
 
     /// Removes every preview of a service that has them turned off.
@@ -131,7 +131,7 @@ impl Core {
         Ok(())
     }
 
-    async fn take_preview_down(
+    pub(crate) async fn take_preview_down(
         &self,
         service: &Service,
         number: i64,
@@ -163,7 +163,7 @@ impl Core {
     }
 
     /// A stored preview as the API shows it.
-    fn shown(&self, service: &Service, preview: &StoredPreview) -> Preview {
+    pub(crate) fn shown_preview(&self, service: &Service, preview: &StoredPreview) -> Preview {
         let build = match (preview.build_id, preview.build_state.as_deref()) {
             (Some(id), Some(state)) => Some(PreviewBuild {
                 id,

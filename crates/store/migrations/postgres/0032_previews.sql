@@ -7,6 +7,10 @@
 -- review"), `stopped` (past the service's preview limit) or `closed` (torn down). The head
 -- commit builds without an approval only when `approved_sha` is it or the author may push to
 -- the repository the head is in.
+--
+-- The pull request's comment: GitHub's id for it, the body GitHub last accepted, a lease for
+-- the replica writing it, and whether it is final (the preview was removed and the comment says
+-- so); `label_cleared_sha` is the head whose approval label Wharf last removed.
 CREATE TABLE previews (
     id               BIGSERIAL PRIMARY KEY,
     service_id       BIGINT  NOT NULL REFERENCES services (id) ON DELETE CASCADE,
@@ -24,6 +28,11 @@ CREATE TABLE previews (
     pushed_at        BIGINT  NOT NULL,      -- milliseconds since the epoch
     created_at       BIGINT  NOT NULL,
     updated_at       BIGINT  NOT NULL,
+    comment_id       BIGINT,
+    comment_body     TEXT,
+    comment_lease_until BIGINT,
+    comment_done     BOOLEAN NOT NULL DEFAULT FALSE,
+    label_cleared_sha TEXT,
     UNIQUE (service_id, number)
 );
 CREATE INDEX previews_by_state ON previews (state, service_id);

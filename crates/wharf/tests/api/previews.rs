@@ -8,7 +8,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp, push_payload, repository_id, sha, spawn_app_with};
+use crate::helpers::{
+    Options, TestApp, push_payload, repository_id, sha, spawn_app_with, wait_until,
+};
 use crate::parts::{Registry, podman, start_deploy_agent};
 
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -420,6 +422,143 @@ async fn past_the_limit_the_preview_pushed_to_least_recently_stops_until_started
     .await;
     assert_eq!(preview(&app, 2).await["state"], "building");
     assert_eq!(preview(&app, 3).await["state"], "stopped");
+}
+
+/// Waits until pull request `pr` of `acme/site` has exactly one comment and it contains
+/// `text`; answers the comment.
+async fn wait_for_comment(app: &TestApp, pr: u64, text: &str) -> Value {
+    let github = app.github.as_ref().unwrap();
+    let started = tokio::time::Instant::now();
+    loop {
+        let comments = github.issue_comments("acme/site", pr);
+        assert!(
+            comments.len() <= 1,
+            "one comment per service: {comments:#?}"
+        );
+        if let Some(comment) = comments.first()
+            && comment["body"].as_str().unwrap_or("").contains(text)
+        {
+            return comment.clone();
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "no comment on #{pr} saying {text:?}: {comments:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_pull_request_gets_one_comment_edited_as_its_preview_moves() {
+    let app = app_with_previews(
+        Options::default(),
+        json!({"previews": {"enabled": true, "label": "safe to preview"}}),
+    )
+    .await;
+    let github = app.github.as_ref().unwrap();
+    github.open_pull_request("acme/site", 7);
+    deliver(
+        &app,
+        "pr-7-opened",
+        &pull_request("acme/site", 7, "opened", &sha('1'), false, "MEMBER"),
+    )
+    .await;
+    let building = wait_for_comment(&app, 7, "is building").await;
+    let body = building["body"].as_str().unwrap();
+    assert!(body.contains("http://pr-7.site.test"), "{body}");
+    assert!(body.contains("/builds/"), "{body}");
+    deliver(
+        &app,
+        "pr-7-closed",
+        &pull_request("acme/site", 7, "closed", &sha('1'), false, "MEMBER"),
+    )
+    .await;
+    let removed = wait_for_comment(&app, 7, "was removed").await;
+    assert_eq!(removed["id"], building["id"], "the same comment, edited");
+    let history = github.comment_history(removed["id"].as_u64().unwrap());
+    assert!(history.len() >= 2, "{history:#?}");
+
+    // A fork's pull request says how to approve it; the label approves one commit, and is
+    // taken off when a new commit arrives.
+    github.open_pull_request("acme/site", 8);
+    deliver(
+        &app,
+        "pr-8-opened",
+        &pull_request("acme/site", 8, "opened", &sha('2'), true, "NONE"),
+    )
+    .await;
+    wait_for_comment(
+        &app,
+        8,
+        "`wharf preview approve site 8`, or the label `safe to preview`",
+    )
+    .await;
+    github.add_label("acme/site", 8, "safe to preview");
+    let mut labeled = pull_request("acme/site", 8, "labeled", &sha('2'), true, "NONE");
+    labeled["label"] = json!({"name": "safe to preview"});
+    deliver(&app, "pr-8-labeled", &labeled).await;
+    wait_for_comment(&app, 8, "is building").await;
+    assert_eq!(github.labels("acme/site", 8), vec!["safe to preview"]);
+    deliver(
+        &app,
+        "pr-8-sync",
+        &pull_request("acme/site", 8, "synchronize", &sha('3'), true, "NONE"),
+    )
+    .await;
+    wait_for_comment(&app, 8, "waits for approval").await;
+    wait_until("the approval label is taken off", DEADLINE, || async {
+        github.labels("acme/site", 8).is_empty()
+    })
+    .await;
+    assert!(
+        github.schema_violations().is_empty(),
+        "{:?}",
+        github.schema_violations()
+    );
+}
+
+#[tokio::test]
+async fn a_pull_request_closed_while_wharf_was_down_loses_its_preview_when_it_is_back() {
+    let mut app = app_with_previews(
+        Options {
+            catch_up_interval: Some(Duration::from_millis(100)),
+            ..Options::default()
+        },
+        json!({"previews": {"enabled": true}}),
+    )
+    .await;
+    let github = app.github.as_ref().unwrap();
+    for pr in [7, 8] {
+        github.open_pull_request("acme/site", pr);
+        deliver(
+            &app,
+            &format!("pr-{pr}"),
+            &pull_request("acme/site", pr, "opened", &sha('1'), false, "MEMBER"),
+        )
+        .await;
+    }
+    app.stop_server().await;
+    // Closed while no one listened: its `closed` webhook is lost.
+    app.github
+        .as_ref()
+        .unwrap()
+        .close_pull_request("acme/site", 7);
+    app.start_server().await;
+    wait_until(
+        "the closed pull request's preview is removed",
+        DEADLINE,
+        || async { preview(&app, 7).await["state"] == "removed" },
+    )
+    .await;
+    let removed = preview(&app, 7).await;
+    assert!(
+        removed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("close event never reached Wharf"),
+        "{removed}"
+    );
+    assert_eq!(preview(&app, 8).await["state"], "building");
 }
 
 #[tokio::test]
