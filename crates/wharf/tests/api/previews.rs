@@ -721,13 +721,15 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
         }),
     )
     .await;
-    let secret = app
-        .post(
-            "/v1/services/site/env",
-            json!({"name": "PLAIN", "value": "shown", "secret": false}),
-        )
-        .await;
-    assert_eq!(secret.status, StatusCode::OK, "{}", secret.text);
+    for (variable, value, secret) in [("PLAIN", "shown", false), ("TOKEN", "s3cret-token", true)] {
+        let set = app
+            .post(
+                "/v1/services/site/env",
+                json!({"name": variable, "value": value, "secret": secret}),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    }
     let agent = start_deploy_agent(&app, &name).await;
 
     // Production goes live first.
@@ -747,14 +749,20 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
         Ok("production")
     );
 
-    // The pull request's head goes live at pr-7.site.test; production keeps serving.
+    // A fork's pull request, once its head is approved, goes live at pr-7.site.test;
+    // production keeps serving.
     let head = commit(&app, "feature", "preview one");
     deliver(
         &app,
         "pr-7-opened",
-        &pull_request("acme/site", 7, "opened", &head, false, "OWNER"),
+        &pull_request("acme/site", 7, "opened", &head, true, "CONTRIBUTOR"),
     )
     .await;
+    assert_eq!(preview(&app, 7).await["state"], "waiting_approval");
+    let approved = app
+        .post("/v1/services/site/previews/7/approve", json!({}))
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
     let release = release_of(&app, "site-pr-7", "build", "live").await;
     assert_eq!(
         through_edge(&agent.edge_listen, "pr-7.site.test")
@@ -771,7 +779,8 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
     let shown = preview(&app, 7).await;
     assert_eq!(shown["state"], "live", "{shown}");
     assert_eq!(shown["release_id"], release["id"]);
-    // It runs with the preview's variables besides the service's.
+    // It runs with the preview's variables besides the service's, and, being a fork's, with
+    // no secret.
     let (_, env, _) = podman(&[
         "ps",
         "--filter",
@@ -797,13 +806,81 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
     ] {
         assert!(inspected.contains(expected), "{expected} in {inspected}");
     }
+    assert!(
+        !inspected.contains("TOKEN") && !inspected.contains("s3cret"),
+        "{inspected}"
+    );
+    let first_image = release["image"].as_str().unwrap().to_owned();
+
+    // A new commit, approved in turn, replaces it without a failed request.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, edge) = (stop.clone(), agent.edge_listen.clone());
+        tokio::spawn(async move {
+            let mut answers: Vec<Result<String, String>> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                answers.push(through_edge(&edge, "pr-7.site.test").await);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            answers
+        })
+    };
+    let second = commit(&app, "feature", "preview two");
+    deliver(
+        &app,
+        "pr-7-sync",
+        &pull_request("acme/site", 7, "synchronize", &second, true, "CONTRIBUTOR"),
+    )
+    .await;
+    let approved = app
+        .post("/v1/services/site/previews/7/approve", json!({}))
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
+    let started = tokio::time::Instant::now();
+    while through_edge(&agent.edge_listen, "pr-7.site.test")
+        .await
+        .as_deref()
+        != Ok("preview two")
+    {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the second commit never went live"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = tokio::time::Instant::now();
+    let release = loop {
+        let live = release_of(&app, "site-pr-7", "build", "live").await;
+        if live["image"] != first_image.as_str() {
+            break live;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the second release is not live"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = load.await.unwrap();
+    let failed: Vec<_> = answers.iter().filter(|answer| answer.is_err()).collect();
+    assert!(
+        answers.len() > 20,
+        "the load ran: {} requests",
+        answers.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
     let image = release["image"].as_str().unwrap().to_owned();
 
     // Closed: everything of the preview goes; production stays.
     deliver(
         &app,
         "pr-7-closed",
-        &pull_request("acme/site", 7, "closed", &head, false, "OWNER"),
+        &pull_request("acme/site", 7, "closed", &second, true, "CONTRIBUTOR"),
     )
     .await;
     let teardown = release_of(&app, "site-pr-7", "teardown", "removed").await;
@@ -833,10 +910,9 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
     let mut statuses = Vec::new();
     let started = tokio::time::Instant::now();
     let deployment = loop {
-        let deployment = github
-            .deployments()
-            .into_iter()
-            .find(|deployment| deployment["environment"] == "site-pr-7");
+        let deployment = github.deployments().into_iter().find(|deployment| {
+            deployment["environment"] == "site-pr-7" && deployment["sha"] == second.as_str()
+        });
         if let Some(deployment) = &deployment {
             statuses = github.deployment_statuses(deployment["id"].as_u64().unwrap());
             if statuses
@@ -852,7 +928,7 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(deployment["sha"], head.as_str());
+    assert_eq!(deployment["sha"], second.as_str());
     assert_eq!(deployment["transient_environment"], true, "{deployment}");
     assert_eq!(deployment["production_environment"], false, "{deployment}");
     assert!(
