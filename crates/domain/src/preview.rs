@@ -256,6 +256,31 @@ pub fn shown_state(
     }
 }
 
+/// The images a teardown removes: each image reference the environment's releases ran (a
+/// release's `image` is one reference, or a compose release's `member=reference` pairs), unless
+/// its digest appears in anything the service's other environments hold (`others`: their
+/// releases' images, their builds' digests and images), so that no cleanup takes an image
+/// another environment runs, could roll back to, or may still deploy.
+pub fn images_to_remove(ran: &[String], others: &[String]) -> Vec<String> {
+    let mut remove: Vec<String> = Vec::new();
+    for reference in ran.iter().flat_map(|image| image.split_whitespace()) {
+        let reference = match reference.split_once('=') {
+            Some((_, reference)) => reference,
+            None => reference,
+        };
+        let Some((_, digest)) = reference.split_once('@') else {
+            // Not pinned: nothing tells whether another environment runs the same image.
+            continue;
+        };
+        if !others.iter().any(|other| other.contains(digest))
+            && !remove.iter().any(|kept| kept == reference)
+        {
+            remove.push(reference.to_owned());
+        }
+    }
+    remove
+}
+
 /// What a preview's pull request comment says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommentFacts<'a> {
@@ -543,6 +568,27 @@ mod tests {
         assert!(removed.contains("was removed"), "{removed}");
         assert!(!removed.contains("| Address |"), "{removed}");
         assert!(removed.contains("the pull request was closed"), "{removed}");
+    }
+
+    #[test]
+    fn a_teardown_removes_only_images_no_other_environment_names() {
+        let ran = vec![
+            "r/p/web@sha256:aaa".to_owned(),
+            "r/p/web@sha256:bbb".to_owned(),
+            "web=r/p/web-web@sha256:ccc db=r/p/web-db@sha256:ddd".to_owned(),
+            "r/p/web:latest".to_owned(),
+        ];
+        let others = vec![
+            "r/p/web@sha256:bbb".to_owned(),
+            r#"[{"component":"db","image":"r/p/web-db:x","digest":"sha256:ddd"}]"#.to_owned(),
+        ];
+        assert_eq!(
+            images_to_remove(&ran, &others),
+            vec![
+                "r/p/web@sha256:aaa".to_owned(),
+                "r/p/web-web@sha256:ccc".to_owned()
+            ]
+        );
     }
 
     #[test]

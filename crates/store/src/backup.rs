@@ -44,6 +44,7 @@ const COUNT_CONTENTS: &str = "SELECT \
     (SELECT COUNT(*) FROM services), \
     (SELECT COUNT(*) FROM releases), \
     (SELECT COUNT(*) FROM service_env WHERE sealed IS NOT NULL) \
+    + (SELECT COUNT(*) FROM preview_env WHERE sealed IS NOT NULL) \
     + (SELECT COUNT(*) FROM registry_credentials) \
     + (SELECT COUNT(*) FROM services WHERE deploy_secret IS NOT NULL) \
     + (SELECT COUNT(*) FROM notification_sinks) \

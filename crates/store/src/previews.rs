@@ -774,23 +774,39 @@ impl Store {
         Ok(teardown)
     }
 
-    /// The commits a host ran for `environment` of service `service_id` that no release of
-    /// another environment of the service still needs (live, rolling out or pending), for a
-    /// teardown to remove.
-    pub async fn images_only_of(&self, service_id: i64, environment: &str) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = on_pool!(self, pool => {
-            sqlx::query_as(
+    /// The images `environment` of service `service_id` ran (each release's `image`), and
+    /// every image reference or digest the service's other environments hold (their releases'
+    /// images, of any state: rollback targets too; their builds' digests and images): a
+    /// teardown removes only what the others do not name.
+    pub async fn environment_images(
+        &self,
+        service_id: i64,
+        environment: &str,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let (ran, others): (Vec<(String,)>, Vec<(Option<String>,)>) = on_pool!(self, pool => {
+            let ran = sqlx::query_as(
                 "SELECT DISTINCT image FROM releases WHERE service_id = $1 AND environment = $2 \
-                 AND trigger NOT IN ('teardown', 'stop') AND image <> '' AND image NOT IN (SELECT image FROM releases \
-                 WHERE service_id = $1 AND environment <> $2 AND state IN \
-                 ('pending', 'pulling', 'starting', 'health_checking', 'live')) ORDER BY image",
+                 AND trigger NOT IN ('teardown', 'stop') AND image <> '' ORDER BY image",
             )
             .bind(service_id)
             .bind(environment)
             .fetch_all(pool)
-            .await?
+            .await?;
+            let others = sqlx::query_as(
+                "SELECT image FROM releases WHERE service_id = $1 AND environment <> $2 \
+                 UNION ALL SELECT digest FROM builds WHERE service_id = $1 AND environment <> $2 \
+                 UNION ALL SELECT images FROM builds WHERE service_id = $1 AND environment <> $2",
+            )
+            .bind(service_id)
+            .bind(environment)
+            .fetch_all(pool)
+            .await?;
+            (ran, others)
         });
-        Ok(rows.into_iter().map(|(image,)| image).collect())
+        Ok((
+            ran.into_iter().map(|(image,)| image).collect(),
+            others.into_iter().filter_map(|(text,)| text).collect(),
+        ))
     }
 
     /// The previews whose pull request comment may need writing: every one not removed, and

@@ -30,6 +30,7 @@ async fn filled_store() -> (Store, TestDatabase) {
             secret,
             build: false,
             members: Default::default(),
+            preview: false,
             updated_at: String::new(),
         };
         store.set_env(service.id, &variable, NOW).await.unwrap();

@@ -204,6 +204,7 @@ pub fn document(version: &str) -> Value {
         "List a service's variables (secret values never shown)",
     );
     document.request::<UnsetEnv>(200, "Remove a variable of a service");
+    document.request::<UnsetPreviewEnv>(200, "Remove a variable of a service's previews");
 
     // Builds and their logs.
     document.request::<TriggerBuild>(201, "Build a service's branch head (or a given commit)");

@@ -19,6 +19,9 @@ pub struct EnvVar {
     /// The compose members it reaches; variables from before members were named reach all.
     #[serde(default)]
     pub members: VariableMembers,
+    /// Only the service's previews get it, overriding the service's variable of its name.
+    #[serde(default)]
+    pub preview: bool,
     pub updated_at: String,
 }
 
@@ -138,6 +141,10 @@ pub struct SetEnv {
     /// and a new one reaches the member that takes the service's traffic.
     #[serde(default)]
     pub members: Option<VariableMembers>,
+    /// Set it for the service's previews only, where it overrides the service's variable of
+    /// its name.
+    #[serde(default)]
+    pub preview: bool,
 }
 
 api_request!(SetEnv: Post "/v1/services/{}/env" [service] -> EnvVar);
@@ -163,6 +170,18 @@ pub struct UnsetEnv {
 }
 
 api_request!(UnsetEnv: Delete "/v1/services/{}/env/{}" [service, name] -> Vec<EnvVar>);
+
+/// `DELETE /v1/services/{name}/preview-env/{var}`: removes a variable of the service's previews.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct UnsetPreviewEnv {
+    #[serde(skip)]
+    pub service: String,
+    #[serde(skip)]
+    pub name: String,
+}
+
+api_request!(UnsetPreviewEnv: Delete "/v1/services/{}/preview-env/{}" [service, name] -> Vec<EnvVar>);
 
 #[cfg(test)]
 mod tests {

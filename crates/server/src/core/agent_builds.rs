@@ -103,8 +103,10 @@ impl Core {
                 Some(installation_id) => self.registry_login(installation_id, None).await?,
                 None => None,
             };
-            let fork = self.builds_a_fork(&service, &claimed.build).await?;
-            let (build_args, build_secrets) = match self.build_variables(service.id, !fork).await {
+            let preview = preview_number(&service.name, &claimed.build.environment).is_some();
+            let fork = preview && self.builds_a_fork(&service, &claimed.build).await?;
+            let variables = self.build_variables(service.id, !fork, preview).await;
+            let (build_args, build_secrets) = match variables {
                 Ok(variables) => variables,
                 Err(error) => {
                     // The build cannot run without its secrets: it fails with the reason, and
@@ -162,16 +164,18 @@ impl Core {
         Ok(preview.is_none_or(|preview| preview.from_fork))
     }
 
-    /// The service's build-time variables: plain ones as build arguments, secret ones opened
-    /// for the agent as build secrets (none without `secrets_too`).
+    /// The service's build-time variables (a preview's with its own in place of the service's
+    /// of their names): plain ones as build arguments, secret ones opened for the agent as build
+    /// secrets (none without `secrets_too`).
     async fn build_variables(
         &self,
         service_id: i64,
         secrets_too: bool,
+        preview: bool,
     ) -> Result<(Vec<BuildArg>, Vec<BuildSecret>), CoreError> {
         let mut args = Vec::new();
         let mut secrets = Vec::new();
-        for variable in self.store.list_env(service_id).await? {
+        for variable in self.environment_variables(service_id, preview).await? {
             if !variable.build || (variable.secret && !secrets_too) {
                 continue;
             }

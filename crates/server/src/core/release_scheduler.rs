@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use wharf_domain::agents::AgentScope;
 use wharf_domain::deployment::environment_url;
 use wharf_domain::names::{image_registry, image_repository};
-use wharf_domain::preview::{PreviewStatus, preview_host, preview_number};
+use wharf_domain::preview::{PreviewStatus, images_to_remove, preview_host, preview_number};
 use wharf_store::{NewRelease, RolloutRef};
 use wharf_wire::{
     Agent, Build, EnvVarValue, Release, ReleaseTrigger, RolloutJob, ScopedEnvVarValue, SecretText,
@@ -258,8 +258,14 @@ pub(crate) async fn rollout_job(
     };
     // A fork's preview runs code no one who may push wrote: it gets no secret.
     let secrets = !preview.as_ref().is_some_and(|preview| preview.from_fork);
-    let (mut env, scoped_env) =
-        runtime_env(core, service.id, compose_file.is_some(), secrets).await?;
+    let (mut env, scoped_env) = runtime_env(
+        core,
+        service.id,
+        compose_file.is_some(),
+        secrets,
+        preview.is_some(),
+    )
+    .await?;
     let domains = match &preview {
         Some(preview) => {
             let host = preview_domain(&service, preview.number);
@@ -302,13 +308,11 @@ async fn teardown_job(
     release: Release,
     service: Service,
 ) -> Result<RolloutJob, CoreError> {
-    let remove_images = core
+    let (ran, others) = core
         .store
-        .images_only_of(service.id, &release.environment)
-        .await?
-        .iter()
-        .flat_map(|image| release_images(image))
-        .collect();
+        .environment_images(service.id, &release.environment)
+        .await?;
+    let remove_images = images_to_remove(&ran, &others);
     Ok(RolloutJob {
         rollout_id: rollout.rollout_id,
         release_id: release.id,
@@ -329,18 +333,6 @@ async fn teardown_job(
         keep_volumes: release.trigger == ReleaseTrigger::Stop,
         remove_images,
     })
-}
-
-/// The image references a release's `image` names: one, or a compose release's
-/// `component=image` pairs.
-fn release_images(image: &str) -> Vec<String> {
-    image
-        .split_whitespace()
-        .map(|part| match part.split_once('=') {
-            Some((_, image)) => image.to_owned(),
-            None => part.to_owned(),
-        })
-        .collect()
 }
 
 /// The host name of a service's preview of pull request `number`, when it routes one.
@@ -373,8 +365,9 @@ fn preview_env(number: i64, host: Option<&str>, scheme: &str) -> Vec<EnvVarValue
     env
 }
 
-/// The service's variables with their values, secrets opened (or left out, without `secrets`),
-/// for the containers it runs:
+/// The service's variables (a preview's with its own in place of the service's of their names)
+/// with their values, secrets opened (or left out, without `secrets`), for the containers it
+/// runs:
 /// those for every container, and a stack's for some of its members only. A service that is
 /// not a stack runs one container, which gets them all.
 async fn runtime_env(
@@ -382,10 +375,11 @@ async fn runtime_env(
     service_id: i64,
     stack: bool,
     secrets: bool,
+    preview: bool,
 ) -> Result<(Vec<EnvVarValue>, Vec<ScopedEnvVarValue>), CoreError> {
     let mut env = Vec::new();
     let mut scoped_env = Vec::new();
-    for variable in core.store.list_env(service_id).await? {
+    for variable in core.environment_variables(service_id, preview).await? {
         if variable.secret && !secrets {
             continue;
         }

@@ -100,6 +100,12 @@ pub(crate) fn variable_context(service_id: i64, name: &str) -> String {
     format!("service-env/{service_id}/{name}")
 }
 
+/// The context a variable of a service's previews is sealed under: apart from the service's
+/// own, so a sealed value copied from one table to the other does not open.
+pub(crate) fn preview_variable_context(service_id: i64, name: &str) -> String {
+    format!("preview-env/{service_id}/{name}")
+}
+
 /// The context an installation's registry password is sealed under.
 pub(crate) fn registry_login_context(installation_id: i64) -> String {
     format!("registry-login/{installation_id}")

@@ -13,7 +13,7 @@ use wharf_wire::{
     UpdateService, VariableMembers,
 };
 
-use crate::core::sealing::variable_context;
+use crate::core::sealing::{preview_variable_context, variable_context};
 use crate::core::{Core, CoreError, now_millis};
 
 /// The longest value a variable may hold.
@@ -87,10 +87,14 @@ impl Core {
             )));
         }
         let (value, sealed) = if request.secret {
+            let context = match request.preview {
+                true => preview_variable_context(service.id, &request.name),
+                false => variable_context(service.id, &request.name),
+            };
             let sealed = self
                 .config
                 .sealing_key
-                .seal(&variable_context(service.id, &request.name), value)
+                .seal(&context, value)
                 .map_err(|error| CoreError::Internal(error.into()))?;
             (None, Some(sealed))
         } else {
@@ -103,7 +107,9 @@ impl Core {
                 .list_env(service.id)
                 .await?
                 .into_iter()
-                .find(|existing| existing.name == request.name)
+                .find(|existing| {
+                    existing.name == request.name && existing.preview == request.preview
+                })
                 .map_or(VariableMembers::Routed, |existing| existing.members),
         };
         if members == VariableMembers::Routed && service.compose.is_some() && service.port.is_none()
@@ -121,18 +127,21 @@ impl Core {
             secret: request.secret,
             build: request.build,
             members,
+            preview: request.preview,
             updated_at: String::new(),
         };
         self.store
             .set_env(service.id, &variable, now_millis())
             .await?;
-        tracing::info!(service = %service.name, variable = %request.name, secret = request.secret, members = %variable.members, "variable set");
+        tracing::info!(service = %service.name, variable = %request.name, secret = request.secret, members = %variable.members, preview = request.preview, "variable set");
         let stored = self
             .store
             .list_env(service.id)
             .await?
             .into_iter()
-            .find(|candidate| candidate.name == request.name)
+            .find(|candidate| {
+                candidate.name == request.name && candidate.preview == request.preview
+            })
             .ok_or_else(|| {
                 CoreError::Internal(anyhow::anyhow!("a variable vanished after it was set"))
             })?;
@@ -146,15 +155,37 @@ impl Core {
         Ok(variables.into_iter().map(shown).collect())
     }
 
-    /// Removes a variable; answers the variables left.
+    /// Removes a variable of the service, or of its previews; answers the variables left.
     pub async fn unset_variable(
         &self,
         service_name: &str,
         variable: &str,
+        preview: bool,
     ) -> Result<Vec<EnvVar>, CoreError> {
         let service = self.store.service_by_name(service_name).await?;
-        self.store.unset_env(service.id, variable).await?;
+        self.store.unset_env(service.id, variable, preview).await?;
         self.variables(service_name).await
+    }
+
+    /// The variables an environment of the service `service_id` gets: the service's own, and
+    /// in a preview (`preview`), the previews' ones in place of the service's of their names.
+    pub(crate) async fn environment_variables(
+        &self,
+        service_id: i64,
+        preview: bool,
+    ) -> Result<Vec<StoredEnv>, CoreError> {
+        let mut variables: Vec<StoredEnv> = Vec::new();
+        // The service's come first, so a preview's replaces the one of its name.
+        for variable in self.store.list_env(service_id).await? {
+            if variable.preview {
+                if !preview {
+                    continue;
+                }
+                variables.retain(|kept| kept.name != variable.name);
+            }
+            variables.push(variable);
+        }
+        Ok(variables)
     }
 
     /// The value of a stored variable of the service `service_id`, a secret one opened; `None`
@@ -166,11 +197,13 @@ impl Core {
     ) -> Result<Option<String>, CoreError> {
         match (variable.secret, &variable.value, &variable.sealed) {
             (false, Some(value), _) => Ok(Some(value.clone())),
-            (true, _, Some(sealed)) => Ok(Some(
-                self.config
-                    .sealing_key
-                    .open(&variable_context(service_id, &variable.name), sealed)?,
-            )),
+            (true, _, Some(sealed)) => {
+                let context = match variable.preview {
+                    true => preview_variable_context(service_id, &variable.name),
+                    false => variable_context(service_id, &variable.name),
+                };
+                Ok(Some(self.config.sealing_key.open(&context, sealed)?))
+            }
             _ => Ok(None),
         }
     }
@@ -188,6 +221,7 @@ fn shown(variable: StoredEnv) -> EnvVar {
         secret: variable.secret,
         build: variable.build,
         members: variable.members,
+        preview: variable.preview,
         updated_at: variable.updated_at,
     }
 }

@@ -19,6 +19,10 @@ pub(crate) fn router() -> Router<Core> {
         .route("/v1/services/{name}/builds", post(trigger))
         .route("/v1/services/{name}/env", post(set_env).get(list_env))
         .route("/v1/services/{name}/env/{variable}", delete(unset_env))
+        .route(
+            "/v1/services/{name}/preview-env/{variable}",
+            delete(unset_preview_env),
+        )
 }
 
 async fn create(
@@ -90,5 +94,13 @@ async fn unset_env(
     State(core): State<Core>,
     Path((name, variable)): Path<(String, String)>,
 ) -> Result<Json<Vec<EnvVar>>, HttpError> {
-    Ok(Json(core.unset_variable(&name, &variable).await?))
+    Ok(Json(core.unset_variable(&name, &variable, false).await?))
+}
+
+async fn unset_preview_env(
+    _: Admin,
+    State(core): State<Core>,
+    Path((name, variable)): Path<(String, String)>,
+) -> Result<Json<Vec<EnvVar>>, HttpError> {
+    Ok(Json(core.unset_variable(&name, &variable, true).await?))
 }

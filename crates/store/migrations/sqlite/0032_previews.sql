@@ -40,3 +40,17 @@ CREATE INDEX previews_by_state ON previews (state, service_id);
 -- A preview's builds wait behind every other build: an idle agent takes production work first.
 ALTER TABLE builds ADD COLUMN preview BOOLEAN NOT NULL DEFAULT FALSE;
 CREATE INDEX builds_pending_by_preview ON builds (preview, id) WHERE state = 'pending';
+
+-- Variables for the service's previews only, as `service_env` holds the service's: in a
+-- preview they override the service's variables of the same name.
+CREATE TABLE preview_env (
+    service_id  INTEGER NOT NULL REFERENCES services (id),
+    name        TEXT    NOT NULL,
+    value       TEXT,
+    sealed      TEXT,
+    secret      BOOLEAN NOT NULL,
+    build       BOOLEAN NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    members     TEXT,
+    PRIMARY KEY (service_id, name)
+);

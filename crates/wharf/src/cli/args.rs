@@ -453,17 +453,27 @@ pub enum EnvCommand {
         /// every variable.
         #[arg(long = "member", value_name = "NAME")]
         members: Vec<String>,
+        /// Only for the service's previews, where it overrides the service's variable of its
+        /// name.
+        #[arg(long)]
+        preview: bool,
         #[arg(long)]
         json: bool,
     },
-    /// List a service's variables (secret values are never shown).
+    /// List a service's variables, its previews' too (secret values are never shown).
     List {
         service: String,
         #[arg(long)]
         json: bool,
     },
     /// Remove a variable.
-    Unset { service: String, name: String },
+    Unset {
+        service: String,
+        name: String,
+        /// The previews' variable of this name.
+        #[arg(long)]
+        preview: bool,
+    },
 }
 
 #[derive(Subcommand)]

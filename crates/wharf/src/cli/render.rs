@@ -75,10 +75,12 @@ pub(super) const VARIABLES: &[Column<EnvVar>] = &[
     ("SECRET", |variable| yes_or_no(variable.secret)),
     ("BUILD", |variable| yes_or_no(variable.build)),
     ("MEMBERS", |variable| variable.members.to_string()),
+    ("FOR", |variable| {
+        if variable.preview { "previews" } else { "all" }.to_owned()
+    }),
     ("UPDATED", |variable| variable.updated_at.clone()),
 ];
 
-/// Dashboard users and their roles.
 /// Pull request previews: where each stands and where it answers.
 pub(super) const PREVIEWS: &[Column<Preview>] = &[
     ("SERVICE", |preview| preview.service.clone()),
@@ -125,6 +127,7 @@ pub(super) fn preview(preview: &Preview) -> String {
     text
 }
 
+/// Dashboard users and their roles.
 pub(super) const USERS: &[Column<User>] = &[
     ("NAME", |user| user.name.clone()),
     ("ROLE", |user| user.role.to_string()),
@@ -391,14 +394,16 @@ pub(super) fn release_moved(state: ReleaseState) -> String {
 
 pub(super) fn variable_set(service: &str, variable: &EnvVar) -> String {
     let secret = if variable.secret { " (secret)" } else { "" };
+    let scope = if variable.preview { "'s previews" } else { "" };
     format!(
-        "Set {} on {service}{secret}; members: {}\n",
+        "Set {} on {service}{scope}{secret}; members: {}\n",
         variable.name, variable.members
     )
 }
 
-pub(super) fn variable_removed(service: &str, name: &str) -> String {
-    format!("Removed {name} from {service}\n")
+pub(super) fn variable_removed(service: &str, name: &str, preview: bool) -> String {
+    let scope = if preview { "'s previews" } else { "" };
+    format!("Removed {name} from {service}{scope}\n")
 }
 
 /// A new agent's token, shown this once, with what it allows and how to run the agent.
@@ -699,10 +704,11 @@ Rollouts failed (what was live on its host stays live): #4
         check(
             &list(&variables, false, VARIABLES).unwrap(),
             r"
-NAME          VALUE     SECRET  BUILD  MEMBERS      UPDATED
-LOG_LEVEL     debug     no      yes    all          2025-03-01T09:10:00Z
-DATABASE_URL  ********  yes     no     web,migrate  2025-03-01T09:11:00Z
-SESSION_KEY   ********  yes     no     routed       2025-03-01T09:12:00Z
+NAME          VALUE     SECRET  BUILD  MEMBERS      FOR       UPDATED
+LOG_LEVEL     debug     no      yes    all          all       2025-03-01T09:10:00Z
+DATABASE_URL  ********  yes     no     web,migrate  all       2025-03-01T09:11:00Z
+SESSION_KEY   ********  yes     no     routed       all       2025-03-01T09:12:00Z
+SESSION_KEY   ********  yes     no     routed       previews  2025-03-01T09:13:00Z
 ",
         );
         check(
@@ -715,6 +721,7 @@ SESSION_KEY   ********  yes     no     routed       2025-03-01T09:12:00Z
     "secret": false,
     "build": true,
     "members": "all",
+    "preview": false,
     "updated_at": "2025-03-01T09:10:00Z"
   },
   {
@@ -726,6 +733,7 @@ SESSION_KEY   ********  yes     no     routed       2025-03-01T09:12:00Z
       "web",
       "migrate"
     ],
+    "preview": false,
     "updated_at": "2025-03-01T09:11:00Z"
   },
   {
@@ -734,7 +742,17 @@ SESSION_KEY   ********  yes     no     routed       2025-03-01T09:12:00Z
     "secret": true,
     "build": false,
     "members": "routed",
+    "preview": false,
     "updated_at": "2025-03-01T09:12:00Z"
+  },
+  {
+    "name": "SESSION_KEY",
+    "value": null,
+    "secret": true,
+    "build": false,
+    "members": "routed",
+    "preview": true,
+    "updated_at": "2025-03-01T09:13:00Z"
   }
 ]
 "#,
@@ -960,8 +978,12 @@ Run it with: wharf agent --server URL --token "$WHARF_AGENT_TOKEN" --labels depl
                 "Set DATABASE_URL on web (secret); members: web,migrate\n",
             ),
             (
-                variable_removed("web", "LOG_LEVEL"),
+                variable_removed("web", "LOG_LEVEL", false),
                 "Removed LOG_LEVEL from web\n",
+            ),
+            (
+                variable_removed("web", "SESSION_KEY", true),
+                "Removed SESSION_KEY from web's previews\n",
             ),
             (
                 registry_login_set(&RegistryLoginSet {

@@ -185,6 +185,7 @@ pub(super) fn variables() -> Vec<EnvVar> {
             secret: false,
             build: true,
             members: VariableMembers::All,
+            preview: false,
             updated_at: "2025-03-01T09:10:00Z".to_owned(),
         },
         EnvVar {
@@ -193,6 +194,7 @@ pub(super) fn variables() -> Vec<EnvVar> {
             secret: true,
             build: false,
             members: VariableMembers::Named(vec!["web".to_owned(), "migrate".to_owned()]),
+            preview: false,
             updated_at: "2025-03-01T09:11:00Z".to_owned(),
         },
         EnvVar {
@@ -201,7 +203,17 @@ pub(super) fn variables() -> Vec<EnvVar> {
             secret: true,
             build: false,
             members: VariableMembers::Routed,
+            preview: false,
             updated_at: "2025-03-01T09:12:00Z".to_owned(),
+        },
+        EnvVar {
+            name: "SESSION_KEY".to_owned(),
+            value: None,
+            secret: true,
+            build: false,
+            members: VariableMembers::Routed,
+            preview: true,
+            updated_at: "2025-03-01T09:13:00Z".to_owned(),
         },
     ]
 }

@@ -1,7 +1,7 @@
-//! `wharf env`: set, list and unset a service's variables.
+//! `wharf env`: set, list and unset a service's variables, and its previews'.
 
 use wharf_client::ApiClient;
-use wharf_wire::{ListEnv, SecretText, SetEnv, UnsetEnv, VariableMembers};
+use wharf_wire::{ListEnv, SecretText, SetEnv, UnsetEnv, UnsetPreviewEnv, VariableMembers};
 
 use super::args::EnvCommand;
 use super::input;
@@ -16,6 +16,7 @@ pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Resu
             secret,
             build,
             members,
+            preview,
             json,
         } => {
             // `NAME` alone takes its value from standard input, so a secret need not appear on
@@ -33,6 +34,7 @@ pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Resu
                     secret,
                     build,
                     members,
+                    preview,
                 })
                 .await?;
             emit(&render::one(&variable, json, |variable| {
@@ -43,14 +45,18 @@ pub(super) async fn run(client: &ApiClient, command: EnvCommand) -> anyhow::Resu
             let variables = client.send(&ListEnv { service }).await?;
             emit(&render::list(&variables, json, render::VARIABLES)?)
         }
-        EnvCommand::Unset { service, name } => {
-            client
-                .send(&UnsetEnv {
-                    service: service.clone(),
-                    name: name.clone(),
-                })
-                .await?;
-            emit(&render::variable_removed(&service, &name))
+        EnvCommand::Unset {
+            service,
+            name,
+            preview,
+        } => {
+            let (service_name, variable) = (service.clone(), name.clone());
+            if preview {
+                client.send(&UnsetPreviewEnv { service, name }).await?;
+            } else {
+                client.send(&UnsetEnv { service, name }).await?;
+            }
+            emit(&render::variable_removed(&service_name, &variable, preview))
         }
     }
 }

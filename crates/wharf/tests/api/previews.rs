@@ -564,6 +564,26 @@ async fn a_pull_request_closed_while_wharf_was_down_loses_its_preview_when_it_is
 #[tokio::test]
 async fn preview_settings_are_checked() {
     let app = app_with_previews(Options::default(), json!({})).await;
+    // Preview variables sit beside the service's, under the same name.
+    for preview in [false, true] {
+        let set = app
+            .post(
+                "/v1/services/site/env",
+                json!({"name": "MODE", "value": format!("preview {preview}"), "preview": preview}),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+        assert_eq!(set.body["preview"], preview);
+    }
+    let listed = app.get("/v1/services/site/env").await.body;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let unset = app.delete("/v1/services/site/preview-env/MODE").await;
+    assert_eq!(unset.status, StatusCode::OK, "{}", unset.text);
+    assert_eq!(unset.body.as_array().unwrap().len(), 1);
+    assert_eq!(unset.body[0]["preview"], false, "{}", unset.text);
+    let again = app.delete("/v1/services/site/preview-env/MODE").await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text);
+
     let service = app.get("/v1/services/site").await.body;
     for (previews, expected) in [
         (
@@ -721,11 +741,16 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
         }),
     )
     .await;
-    for (variable, value, secret) in [("PLAIN", "shown", false), ("TOKEN", "s3cret-token", true)] {
+    for (variable, value, secret, preview) in [
+        ("PLAIN", "shown", false, false),
+        ("MODE", "production", false, false),
+        ("TOKEN", "s3cret-token", true, false),
+        ("MODE", "preview", false, true),
+    ] {
         let set = app
             .post(
                 "/v1/services/site/env",
-                json!({"name": variable, "value": value, "secret": secret}),
+                json!({"name": variable, "value": value, "secret": secret, "preview": preview}),
             )
             .await;
         assert_eq!(set.status, StatusCode::OK, "{}", set.text);
@@ -803,11 +828,14 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
         "WHARF_PR_NUMBER=7",
         "WHARF_PREVIEW_URL=http://pr-7.site.test",
         "PLAIN=shown",
+        "MODE=preview",
     ] {
         assert!(inspected.contains(expected), "{expected} in {inspected}");
     }
     assert!(
-        !inspected.contains("TOKEN") && !inspected.contains("s3cret"),
+        !inspected.contains("TOKEN")
+            && !inspected.contains("s3cret")
+            && !inspected.contains("MODE=production"),
         "{inspected}"
     );
     let first_image = release["image"].as_str().unwrap().to_owned();
