@@ -37,11 +37,30 @@ impl LocalRegistry {
         listen: &str,
         htpasswd: Option<&Path>,
     ) -> Result<LocalRegistry, RegistryError> {
+        LocalRegistry::start_configured(data_dir, listen, htpasswd, true).await
+    }
+
+    /// Like [`LocalRegistry::start`], with deletes disabled (Distribution's own default): the
+    /// registry answers a `DELETE` of a manifest 405 `UNSUPPORTED`, as a registry that keeps
+    /// every image does.
+    pub async fn start_without_deletes(
+        data_dir: &Path,
+        listen: &str,
+    ) -> Result<LocalRegistry, RegistryError> {
+        LocalRegistry::start_configured(data_dir, listen, None, false).await
+    }
+
+    async fn start_configured(
+        data_dir: &Path,
+        listen: &str,
+        htpasswd: Option<&Path>,
+        delete_enabled: bool,
+    ) -> Result<LocalRegistry, RegistryError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|error| RegistryError::Failed(error.to_string()))?;
         let config = data_dir.join("config.yml");
         let mut yaml = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {listen}\n",
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete_enabled}\nhttp:\n  addr: {listen}\n",
             data_dir.join("data").display()
         );
         if let Some(htpasswd) = htpasswd {
