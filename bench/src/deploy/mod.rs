@@ -13,9 +13,12 @@
 //!    last request the old version did not serve.
 //! 3. Push received to the new version answering through the edge, against the raw shell
 //!    pipeline (`bench/push-pipeline.sh`: fetch, build, push, pull, run, probe).
+//! 4. A pull request opened to its preview answering at its own host name, against push to
+//!    live of the same repository (interleaved with 3); and closed to nothing of the preview
+//!    left on the host or in the registry.
 //!
-//! `scene` starts everything and cleans the host up after; `swaps`, `rollback` and
-//! `push_to_live` measure the three parts; `render` writes the report and the raw samples.
+//! `scene` starts everything and cleans the host up after; `swaps`, `rollback`,
+//! `push_to_live` and `previews` measure the four parts; `render` writes the report and the raw samples.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,12 +28,14 @@ use anyhow::ensure;
 use crate::procs::Child;
 use crate::report;
 
+mod previews;
 mod push_to_live;
 mod render;
 mod rollback;
 mod scene;
 mod swaps;
 
+use previews::PreviewRun;
 use push_to_live::PushRun;
 use rollback::Rollback;
 use scene::{Bench, setup};
@@ -109,6 +114,7 @@ struct Measured {
     rollbacks: [Rollback; 2],
     wharf_runs: Vec<PushRun>,
     pipeline_runs: Vec<f64>,
+    preview_runs: Vec<PreviewRun>,
 }
 
 async fn measure(args: &Args, bench: &Bench) -> anyhow::Result<Measured> {
@@ -138,14 +144,25 @@ async fn measure(args: &Args, bench: &Bench) -> anyhow::Result<Measured> {
     eprintln!("==> push to live: one untimed run of each, then interleaved runs");
     bench.wharf_push_to_live("wharf warm-up").await?;
     bench.script_push_to_live("pipeline warm-up", 0).await?;
+    bench.wharf_preview(1, "preview warm-up").await?;
     let mut wharf_runs = Vec::new();
     let mut pipeline_runs = Vec::new();
+    let mut preview_runs = Vec::new();
     for run in 0..args.runs {
-        eprintln!("==> push to live: run {} of {}", run + 1, args.runs);
+        eprintln!(
+            "==> push to live and preview: run {} of {}",
+            run + 1,
+            args.runs
+        );
         wharf_runs.push(bench.wharf_push_to_live(&format!("wharf {run}")).await?);
         pipeline_runs.push(
             bench
                 .script_push_to_live(&format!("pipeline {run}"), run + 1)
+                .await?,
+        );
+        preview_runs.push(
+            bench
+                .wharf_preview(run as u64 + 2, &format!("preview {run}"))
                 .await?,
         );
     }
@@ -155,5 +172,6 @@ async fn measure(args: &Args, bench: &Bench) -> anyhow::Result<Measured> {
         rollbacks: [blue_green, recreate],
         wharf_runs,
         pipeline_runs,
+        preview_runs,
     })
 }

@@ -33,6 +33,11 @@ pub(super) struct PushRun {
 impl Bench {
     /// Commits a new version of the app to `acme/app` (`main`), the page saying `version`.
     pub(super) fn commit_app(&self, version: &str) -> anyhow::Result<String> {
+        self.commit_app_to("main", version)
+    }
+
+    /// Commits a new version of the app to `branch` of `acme/app`, the page saying `version`.
+    pub(super) fn commit_app_to(&self, branch: &str, version: &str) -> anyhow::Result<String> {
         let busybox = std::fs::read("/bin/busybox").context("busybox-static is needed")?;
         let page = format!("{version}\n");
         let files: Vec<(&str, &[u8])> = vec![
@@ -42,7 +47,7 @@ impl Bench {
         ];
         self.scene
             .standin
-            .commit_files(&self.scene.repository, "main", &files, version)
+            .commit_files(&self.scene.repository, branch, &files, version)
     }
 
     /// Pushes a new version of the app as GitHub would, and times until the edge answers it.

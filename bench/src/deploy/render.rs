@@ -129,11 +129,12 @@ pub(super) fn render(args: &Args, bench: &Bench, measured: &Measured) -> String 
         rollbacks,
         wharf_runs,
         pipeline_runs,
+        preview_runs,
     } = measured;
     let mut out = String::new();
     report::header(
         &mut out,
-        "Deploy: failed requests, rollback, push to live",
+        "Deploy: failed requests, rollback, push to live, previews",
         &args.wharf,
         &format!(
             "`wharf server` and one `wharf agent` (labels build,deploy; Podman; its own Caddy {} as the edge on {}), registry: Debian `docker-registry` on loopback, repository served by the GitHub stand-in over git's smart HTTP",
@@ -406,6 +407,41 @@ Where Wharf's time goes (medians, from the server's own timestamps; they need no
         build = part(&|run| run.build_ms),
         release = part(&|run| run.to_release_ms),
         rollout = part(&|run| run.rollout_ms),
+    );
+
+    // Previews.
+    let ratios: Vec<f64> = preview_runs
+        .iter()
+        .zip(wharf_runs)
+        .map(|(preview, push)| preview.seconds / push.seconds)
+        .collect();
+    let mut preview_seconds: Vec<f64> = preview_runs.iter().map(|run| run.seconds).collect();
+    let mut removed_seconds: Vec<f64> =
+        preview_runs.iter().map(|run| run.removed_seconds).collect();
+    let preview_all = seconds_list(&preview_seconds);
+    let removed_all = seconds_list(&removed_seconds);
+    let ratio_all = seconds_list(&ratios);
+    let preview_median = median(&mut preview_seconds);
+    let removed_median = median(&mut removed_seconds);
+    let removed_worst = removed_seconds.iter().copied().fold(0.0, f64::max);
+    let mut sorted_ratios = ratios.clone();
+    let ratio_median = median(&mut sorted_ratios);
+    let ratio_worst = ratios.iter().copied().fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "\n## Pull request opened → preview live; closed → nothing left\n\n\
+Each run, interleaved with the push-to-live runs above: a new commit on a branch of `acme/app` and a signed `pull_request` (`opened`, by the repository's owner) webhook → build → release to `app-pr-N` → the edge answering the new page at `pr-N.app.test`; then `closed` → until no container, network or volume labelled for `app-pr-N` is left, the edge no longer routes `pr-N.app.test`, the image is gone from the host and the registry answers 404 for its manifest (polled every 20 ms). One untimed run first.\n\n\
+| | median | worst | all runs |\n|---|---:|---:|---|\n\
+| pull request opened → preview answers (s) | {preview_median:.2} | {preview_worst:.2} | {preview_all} |\n\
+| ÷ push → live of the same run | {ratio_median:.2}× | {ratio_worst:.2}× | {ratio_all} |\n\
+| pull request closed → nothing left (s) | {removed_median:.2} | {removed_worst:.2} | {removed_all} |\n\n\
+Preview ÷ push to live: goal at most 1.10× on the median and the worst run — {ratio_met}. Closed → nothing left: goal under 5 s on the median and the worst run — {removed_met}.\n",
+        preview_worst = preview_runs
+            .iter()
+            .map(|run| run.seconds)
+            .fold(0.0, f64::max),
+        ratio_met = report::met(ratio_median <= 1.10 && ratio_worst <= 1.10),
+        removed_met = report::met(removed_median < 5.0 && removed_worst < 5.0),
     );
     out
 }

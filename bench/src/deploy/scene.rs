@@ -185,12 +185,11 @@ pub(super) async fn setup(args: &Args) -> anyhow::Result<(Bench, HostCleanup)> {
             "classic.test",
             deploy(Some("recreate"), false),
         ),
-        (
-            "app",
-            scene.repository.as_str(),
-            "app.test",
-            deploy(None, true),
-        ),
+        ("app", scene.repository.as_str(), "app.test", {
+            let mut deploy = deploy(None, true);
+            deploy["previews"] = json!({"enabled": true, "limit": 100});
+            deploy
+        }),
     ] {
         scene
             .create_service(
