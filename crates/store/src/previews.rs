@@ -887,4 +887,30 @@ impl Store {
         let rows = on_pool!(self, pool => { sqlx::query_as(sql).fetch_all(pool).await? });
         Ok(rows)
     }
+
+    /// Teardowns done on every host whose images are still to be removed from the registry:
+    /// `(release id, service id, environment)`, oldest first.
+    pub async fn teardowns_to_clean(&self, limit: i64) -> Result<Vec<(i64, i64, String)>> {
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, service_id, environment FROM releases WHERE trigger = 'teardown' \
+                 AND state = 'removed' AND NOT registry_cleaned ORDER BY id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Records that a teardown's images were seen to in the registry.
+    pub async fn mark_registry_cleaned(&self, release_id: i64) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE releases SET registry_cleaned = TRUE WHERE id = $1")
+                .bind(release_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
 }

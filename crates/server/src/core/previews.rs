@@ -4,10 +4,14 @@
 
 use std::time::Duration;
 
+use secrecy::SecretString;
 use wharf_domain::deployment::environment_url;
 use wharf_domain::duration::format_duration;
 use wharf_domain::names::CommitSha;
-use wharf_domain::preview::{PreviewBuild, PreviewRelease, PreviewStatus, shown_state};
+use wharf_domain::preview::{
+    PreviewBuild, PreviewRelease, PreviewStatus, images_to_remove, shown_state,
+};
+use wharf_registry::{Deleted, RegistryClient, RegistryError, split_reference};
 use wharf_store::{PreviewOutcome, StoredPreview};
 use wharf_wire::{BuildState, Preview, ReleaseState, Service, format_millis};
 
@@ -100,6 +104,67 @@ impl Core {
             }
         }
         Ok(expired)
+    }
+
+    /// Removes from the registry the images of teardowns done on every host: those only the
+    /// torn-down environment used (by digest), and only in the registry builds push to. A
+    /// registry that refuses deletes is named once per teardown in the log; one out of reach
+    /// is tried again at the next pass.
+    pub(crate) async fn clean_torn_down_images(&self) -> Result<(), CoreError> {
+        let Some(registry) = self.config.registry.as_deref() else {
+            return Ok(());
+        };
+        for (release_id, service_id, environment) in self.store.teardowns_to_clean(20).await? {
+            let (ran, others) = self
+                .store
+                .environment_images(service_id, &environment)
+                .await?;
+            let installation = self
+                .store
+                .preview_of_environment(service_id, &environment)
+                .await?
+                .and_then(|preview| preview.installation_id);
+            let credentials = match installation {
+                Some(id) => self.registry_login(id, Some(registry)).await?.map(|login| {
+                    (
+                        login.username,
+                        SecretString::from(login.password.expose().to_owned()),
+                    )
+                }),
+                None => None,
+            };
+            let client = RegistryClient::new(registry, self.config.registry_insecure, credentials)
+                .map_err(|error| CoreError::Internal(error.into()))?;
+            let mut again = false;
+            for image in images_to_remove(&ran, &others) {
+                let Ok(reference) = split_reference(&image) else {
+                    continue;
+                };
+                if reference.registry != registry {
+                    continue;
+                }
+                match client
+                    .delete_manifest(&reference.repository, &reference.reference)
+                    .await
+                {
+                    Ok(Deleted::Deleted) => {
+                        tracing::info!(release = release_id, %environment, %image, "removed from the registry")
+                    }
+                    Ok(Deleted::Missing) => {}
+                    Ok(Deleted::Refused(why)) => {
+                        tracing::warn!(release = release_id, %environment, %image, %why, "the registry refuses deletes: the torn-down environment's image stays there")
+                    }
+                    Err(RegistryError::Unreachable { .. }) => again = true,
+                    Err(error) => {
+                        tracing::warn!(release = release_id, %environment, %image, %error, "cannot remove the torn-down environment's image from the registry")
+                    }
+                }
+            }
+            if !again {
+                self.store.mark_registry_cleaned(release_id).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Removes pull request `pr`'s preview of `service` from every host now.

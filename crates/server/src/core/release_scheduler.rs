@@ -19,13 +19,17 @@ use wharf_wire::{
 
 use crate::core::{Core, CoreError, jobs, now_millis};
 
-/// Turns completed builds into releases until shutdown.
+/// Turns completed builds into releases, and removes torn-down environments' images from the
+/// registry, until shutdown.
 pub(crate) async fn run(core: Core, mut shutdown: watch::Receiver<bool>) {
     let mut wake_ups = core.signals.releases.subscribe();
     loop {
         wake_ups.borrow_and_update();
         if let Err(error) = schedule(&core).await {
             tracing::error!(%error, "release scheduling failed; trying again shortly");
+        }
+        if let Err(error) = core.clean_torn_down_images().await {
+            tracing::error!(%error, "removing torn-down images from the registry failed; trying again shortly");
         }
         tokio::select! {
             _ = wake_ups.changed() => {}

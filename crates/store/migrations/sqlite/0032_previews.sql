@@ -54,3 +54,8 @@ CREATE TABLE preview_env (
     members     TEXT,
     PRIMARY KEY (service_id, name)
 );
+
+-- A teardown's images leave the registry once it is done: whether that was seen to.
+ALTER TABLE releases ADD COLUMN registry_cleaned BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE INDEX releases_teardowns_to_clean ON releases (id)
+    WHERE trigger = 'teardown' AND state = 'removed' AND NOT registry_cleaned;

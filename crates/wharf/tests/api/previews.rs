@@ -930,6 +930,40 @@ async fn a_preview_goes_live_at_its_own_host_name_beside_production_and_goes_com
         !podman(&["image", "exists", &image]).await.0,
         "the preview's image is gone from the host: {image}"
     );
+    // And from the registry, both of its commits; production's stays.
+    let manifest = |image: &str| {
+        let (name, digest) = image.split_once('@').unwrap();
+        let repository = name.split_once('/').unwrap().1;
+        format!(
+            "http://{}/v2/{repository}/manifests/{digest}",
+            registry.address
+        )
+    };
+    let registry_has = |image: String| async move {
+        reqwest::Client::new()
+            .head(manifest(&image))
+            .header(
+                "accept",
+                "application/vnd.oci.image.manifest.v1+json, \
+                 application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    for gone in [&image, &first_image] {
+        let started = tokio::time::Instant::now();
+        while registry_has(gone.clone()).await != StatusCode::NOT_FOUND {
+            assert!(started.elapsed() < DEADLINE, "{gone} stays in the registry");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let production = release_of(&app, "production", "build", "live").await;
+    assert_eq!(
+        registry_has(production["image"].as_str().unwrap().to_owned()).await,
+        StatusCode::OK
+    );
     assert_eq!(preview(&app, 7).await["state"], "removed");
 
     // GitHub shows the preview as a transient environment of its own, live at its host name,
